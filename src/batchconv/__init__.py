@@ -1,0 +1,17 @@
+"""batchconv: batched N-dimensional correlation and convolution, every signal against every
+filter, fast and within a memory budget.
+
+>>> import numpy as np, batchconv as bc
+>>> bc.correlate(np.ones((2, 5)), np.ones((3, 2))).shape
+(2, 3, 4)
+"""
+
+from .api import convolve, correlate, plan
+from .config import show_config
+from .planner import Plan
+from .xp import next_fast_len, set_workers
+
+__version__ = "0.1.0"
+
+__all__ = ["correlate", "convolve", "plan", "Plan", "show_config", "next_fast_len",
+           "set_workers", "__version__"]

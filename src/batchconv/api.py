@@ -1,0 +1,134 @@
+"""The public entry points: :func:`correlate`, :func:`convolve`, :func:`plan`.
+
+They validate the arguments, build a :class:`~batchconv.problem.Problem`, and hand it to
+the planner. ``correlate(x, w, ...)`` is ``plan(x, w, ...)(x)``.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .planner import Plan, plan_problem
+from .problem import make_problem
+
+__all__ = ["correlate", "convolve", "plan"]
+
+
+def _as_array(a, name: str) -> np.ndarray:
+    if isinstance(a, np.ndarray):
+        return a
+    if type(a).__module__.split(".")[0] in ("torch", "dask", "cupy", "jax", "jaxlib"):
+        raise TypeError(f"{name} is a {type(a).__module__}.{type(a).__name__}; this release "
+                        f"accepts NumPy arrays (torch and dask support are planned). "
+                        f"Convert with np.asarray({name}).")
+    a = np.asarray(a)
+    if a.dtype == object or a.dtype.kind in "USV":
+        raise TypeError(f"{name} has dtype {a.dtype}; batchconv accepts integer, float and "
+                        f"complex arrays")
+    return a
+
+
+def _x_signature(x):
+    """(shape, dtype) of x, which may be an array or a ``(shape, dtype)`` pair."""
+    if (isinstance(x, tuple) and len(x) == 2 and not isinstance(x[0], int | np.integer)
+            and isinstance(x[0], tuple | list)):
+        return tuple(x[0]), np.dtype(x[1])
+    a = _as_array(x, "x")
+    return a.shape, a.dtype
+
+
+def _make_plan(x, w, spec, *, flip: bool, mode="valid", stride=1, dilation=1,
+               padding="constant", cval=0.0, metric="dot", reduce=None, method="auto",
+               memory=None, workers=None) -> Plan:
+    shape, dtype = _x_signature(x)
+    w = _as_array(w, "w")
+    if flip and metric != "dot":
+        raise ValueError(f"convolve computes metric 'dot' only (got metric={metric!r}); "
+                         f"use correlate for similarity metrics")
+    p = make_problem(shape, dtype, w.shape, w.dtype, spec, mode=mode, stride=stride,
+                     dilation=dilation, padding=padding, cval=cval, metric=metric,
+                     reduce=reduce, flip=flip)
+    return plan_problem(p, w, method=method, memory=memory, workers=workers)
+
+
+def correlate(x, w, spec: str | None = None, *, mode: str = "valid", stride=1, dilation=1,
+              padding: str = "constant", cval: float = 0.0, metric: str = "dot", reduce=None,
+              method: str = "auto", memory=None, workers: int | None = None) -> np.ndarray:
+    """Cross-correlate every item of ``x`` with every filter of ``w``.
+
+    ``out[n, k, i] = sum_j x[n, i * stride + j * dilation] * conj(w[k, j])`` over the sliding
+    axes, with ``mode`` ('valid', 'same', 'full') exactly as in ``scipy.signal.correlate``.
+
+    Parameters
+    ----------
+    x, w : array_like
+        With ``spec=None``: ``x`` is ``(N, *S)``; ``w`` is a bank ``(K, *T)`` (result
+        ``(N, K, *S_out)``) or one filter ``T`` (result ``(N, *S_out)``).
+    spec : str, optional
+        ``"xaxes,waxes->outaxes|sliding"``, e.g. ``"nhwc,hwco->nhwo|hw"``: einsum letters,
+        with the sliding (correlated) axes after the bar. See the README.
+    mode, stride, dilation, padding, cval :
+        Window geometry. ``stride``/``dilation``: an int or one per sliding axis.
+        ``padding`` ('constant' with ``cval``, 'reflect', 'symmetric', 'edge', 'wrap') is
+        what lies outside ``x`` in 'same'/'full', as in ``numpy.pad``.
+    metric : str
+        "dot" (the similarity metrics come in a later release).
+    reduce : None, str or callable
+        Reduce the sliding axes missing from the output: "sum", "mean", "max", "min",
+        "argmax", "argmin" (coordinates as a trailing axis) or ``f(block, axis=tuple)``.
+        With ``spec=None`` every sliding axis is reduced. Fused: the unreduced result is
+        never held whole.
+    method : str
+        "auto", "direct" or "fft".
+    memory : int or str
+        Budget for temporaries beyond the inputs and result, e.g. ``"2GB"``.
+    workers : int
+        Threads for the FFT engine (default: all cores).
+
+    Examples
+    --------
+    >>> import numpy as np, batchconv as bc
+    >>> bc.correlate(np.array([[1., 2., 3., 4.]]), np.array([1., 1.]))
+    array([[3., 5., 7.]])
+    >>> bc.correlate(np.arange(8.).reshape(2, 4), np.array([[1., 0.], [0., 1.]]))
+    array([[[0., 1., 2.],
+            [1., 2., 3.]],
+    <BLANKLINE>
+           [[4., 5., 6.],
+            [5., 6., 7.]]])
+    """
+    x = _as_array(x, "x")
+    return _make_plan(x, w, spec, flip=False, mode=mode, stride=stride, dilation=dilation,
+                      padding=padding, cval=cval, metric=metric, reduce=reduce, method=method,
+                      memory=memory, workers=workers)(x)
+
+
+def convolve(x, w, spec: str | None = None, *, mode: str = "valid", stride=1, dilation=1,
+             padding: str = "constant", cval: float = 0.0, metric: str = "dot", reduce=None,
+             method: str = "auto", memory=None, workers: int | None = None) -> np.ndarray:
+    """Convolve every item of ``x`` with every filter of ``w``: :func:`correlate` with ``w``
+    reversed along the sliding axes (and not conjugated), as ``scipy.signal.convolve``.
+
+    >>> import numpy as np, batchconv as bc
+    >>> bc.convolve(np.array([[1., 2., 3., 4., 5.]]), np.array([1., 1.]), mode="same")
+    array([[1., 3., 5., 7., 9.]])
+    """
+    x = _as_array(x, "x")
+    return _make_plan(x, w, spec, flip=True, mode=mode, stride=stride, dilation=dilation,
+                      padding=padding, cval=cval, metric=metric, reduce=reduce, method=method,
+                      memory=memory, workers=workers)(x)
+
+
+def plan(x, w, spec: str | None = None, *, convolve: bool = False, **options) -> Plan:
+    """Prepare a correlation (or convolution) once and run it on many inputs.
+
+    ``x`` is an array or a ``(shape, dtype)`` pair; ``options`` are those of
+    :func:`correlate`. The plan keeps everything that depends only on ``w`` (e.g. the
+    filter spectra) and reuses it on every call.
+
+    >>> import numpy as np, batchconv as bc
+    >>> p = bc.plan(((8, 32, 32), np.float32), np.ones((4, 3, 3), np.float32), mode="same")
+    >>> p(np.ones((8, 32, 32), np.float32)).shape
+    (8, 4, 32, 32)
+    """
+    return _make_plan(x, w, spec, flip=convolve, **options)

@@ -1,0 +1,55 @@
+"""``show_config()``: versions, FFT engine, optional accelerators, threads."""
+
+from __future__ import annotations
+
+import platform
+import sys
+from importlib import metadata
+
+from .xp import available_memory, fft_engine, get_workers, has_module
+
+__all__ = ["show_config", "config"]
+
+_OPTIONAL = ("scipy", "numba", "torch", "dask", "threadpoolctl")
+
+
+def _version(name: str) -> str | None:
+    if not has_module(name):
+        return None
+    try:
+        return metadata.version(name)
+    except metadata.PackageNotFoundError:
+        return "installed"
+
+
+def config() -> dict:
+    """The configuration as a dict (what :func:`show_config` prints)."""
+    import numpy as np
+
+    from . import __version__
+
+    return {
+        "batchconv": __version__,
+        "python": sys.version.split()[0],
+        "platform": platform.platform(),
+        "numpy": np.__version__,
+        "optional": {name: _version(name) for name in _OPTIONAL},
+        "fft_engine": fft_engine().name + ".fft",
+        "threads": get_workers(),
+        "available_memory_gib": round(available_memory() / (1 << 30), 1),
+    }
+
+
+def show_config() -> None:
+    """Print versions, the FFT engine, optional packages found and the thread count.
+
+    Optional packages are found without importing them.
+    """
+    c = config()
+    print(f"batchconv {c['batchconv']}  (python {c['python']}, {c['platform']})")
+    print(f"  numpy         {c['numpy']}")
+    for name, v in c["optional"].items():
+        print(f"  {name:<14}{v or 'not installed'}")
+    print(f"  fft engine    {c['fft_engine']}")
+    print(f"  threads       {c['threads']}")
+    print(f"  memory        {c['available_memory_gib']} GiB available")

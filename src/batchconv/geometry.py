@@ -1,0 +1,100 @@
+"""Geometry of one sliding axis: mode, stride, dilation, padding -> sizes and offsets.
+
+Every mode reduces to a 'valid' correlation of a padded input:
+
+    out[i] = sum_j  xpad[i * stride + j * dilation] * w[j],   i = 0 .. out - 1
+
+where ``xpad`` is ``x`` with ``lo`` samples before it and ``hi`` after it (``hi`` may be
+negative: the tail of ``x`` that no kept window reaches). ``mode`` follows
+``scipy.signal.correlate`` exactly, even kernels included: 'full' starts the first
+window ``extent - 1`` samples before ``x``, 'same' starts it ``extent // 2`` before, and
+'valid' at ``x[0]``. With a stride, the result is the mode's result sampled every
+``stride`` samples from its first one (``correlate(..., mode)[::stride]``).
+
+>>> g = axis_geometry(n=5, m=2, mode="same")
+>>> g.lo, g.hi, g.out
+(1, 0, 5)
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+__all__ = ["MODES", "PADDINGS", "AxisGeometry", "axis_geometry", "pad_sliding"]
+
+MODES = ("valid", "same", "full")
+PADDINGS = ("constant", "reflect", "symmetric", "edge", "wrap")
+
+
+@dataclass(frozen=True)
+class AxisGeometry:
+    """Sizes along one sliding axis (input n, kernel m) and where the windows sit."""
+
+    n: int
+    m: int
+    stride: int
+    dilation: int
+    extent: int  # span of the dilated kernel: (m - 1) * dilation + 1
+    lo: int  # padding before x (>= 0)
+    hi: int  # padding after x; negative = samples of x past the last window
+    out: int  # output length
+
+    @property
+    def padded(self) -> int:
+        """Length of the padded input that the windows cover exactly."""
+        return self.n + self.lo + self.hi
+
+
+def axis_geometry(n: int, m: int, mode: str = "valid", stride: int = 1, dilation: int = 1,
+                  *, letter: str = "?") -> AxisGeometry:
+    """Geometry of one sliding axis of input length ``n`` and kernel length ``m``.
+
+    >>> axis_geometry(10, 3, "valid", stride=2).out
+    4
+    """
+    extent = (m - 1) * dilation + 1
+    if mode == "full":
+        length, lo = n + extent - 1, extent - 1
+    elif mode == "same":
+        length, lo = n, extent // 2
+    elif mode == "valid":
+        if n < extent:
+            raise ValueError(
+                f"mode='valid' needs the input at least as long as the (dilated) kernel on "
+                f"sliding axis {letter!r}: input {n}, kernel {m}"
+                + (f" x dilation {dilation} = extent {extent}" if dilation > 1 else "")
+                + "; use mode='same' or 'full', or a smaller kernel"
+            )
+        length, lo = n - extent + 1, 0
+    else:
+        raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
+    if n == 0 or m == 0:
+        length = 0
+    out = -(-length // stride) if length > 0 else 0
+    hi = ((out - 1) * stride + extent - lo - n) if out > 0 else -n
+    return AxisGeometry(n, m, stride, dilation, extent, lo, hi, out)
+
+
+def pad_sliding(x: np.ndarray, geoms: tuple[AxisGeometry, ...], padding: str, cval: float,
+                first_axis: int) -> np.ndarray:
+    """Pad (or trim) the sliding axes ``first_axis, first_axis+1, ...`` of ``x`` so that a
+    plain 'valid' correlation gives the requested mode. Returns ``x`` itself when nothing
+    is to be done. ``padding`` has ``numpy.pad``'s meaning.
+    """
+    widths = [(0, 0)] * x.ndim
+    trims = [slice(None)] * x.ndim
+    for i, g in enumerate(geoms):
+        a = first_axis + i
+        widths[a] = (g.lo, max(g.hi, 0))
+        if g.hi < 0:  # pad first: 'wrap' and 'reflect' must see the whole axis
+            trims[a] = slice(0, g.padded)
+    if any(w != (0, 0) for w in widths):
+        if padding == "constant":
+            x = np.pad(x, widths, mode="constant", constant_values=cval)
+        else:
+            x = np.pad(x, widths, mode=padding)
+    if any(t != slice(None) for t in trims):
+        x = x[tuple(trims)]
+    return x

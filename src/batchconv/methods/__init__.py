@@ -1,0 +1,26 @@
+"""Method kernels, one module each, all on the canonical layout (see ``problem.py``).
+
+Each method module provides ``prepare(problem, w_canonical) -> state`` (everything that
+depends only on the filters), ``compute(problem, state, x_chunk, k0, k1) -> block`` (the
+unreduced ``(b, k, P, *O)`` block for filters ``k0:k1``) and
+``workspace_bytes(problem, b, k)`` (peak temporaries for one block).
+"""
+
+from __future__ import annotations
+
+from types import ModuleType
+
+from . import direct, fft
+
+__all__ = ["METHODS", "get_method"]
+
+METHODS: dict[str, ModuleType] = {"direct": direct, "fft": fft}
+
+
+def get_method(name: str) -> ModuleType:
+    """The method module called ``name``; unknown names list the valid ones."""
+    try:
+        return METHODS[name]
+    except (KeyError, TypeError):
+        raise ValueError(f"method must be 'auto' or one of {sorted(METHODS)}, "
+                         f"got {name!r}") from None

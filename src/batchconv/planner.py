@@ -1,0 +1,223 @@
+"""The planner: pick a method, size the chunks to the memory budget, and run.
+
+A :class:`Plan` is a value: the :class:`~batchconv.problem.Problem`, the chosen method's
+name, chunk sizes and the method's filter state (e.g. spectra). It holds no open
+resources, so it pickles, and several threads may call one plan at once.
+
+``method="auto"`` uses a simple cost rule (flops divided by a per-method rate measured on
+the 2-core development machine, see ``_RATES``); integer inputs go to ``direct``, which is
+exact. A calibrated cost model replaces this rule in the planner issue.
+
+>>> import numpy as np
+>>> p = plan(np.ones((2, 16)), np.ones((3, 4)))
+>>> p(np.ones((2, 16))).shape
+(2, 3, 13)
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from math import log2, prod
+
+import numpy as np
+
+from .methods import METHODS, get_method
+from .methods import direct as direct_method
+from .methods import fft as fft_method
+from .problem import Problem, canonical_w, canonical_x, final_view
+from .reduce import apply_reduce
+from .xp import available_memory, fft_engine, set_workers
+
+__all__ = ["Plan", "plan_problem", "parse_memory"]
+
+# Sustained rates (flop/s) of each kernel on the 2-core development machine, float64;
+# float32 runs about twice as fast on GEMM and FFT. Measured with benchmarks/seed001.py and
+# ad-hoc GEMM/FFT timings; within 2x across the shapes we tried.
+_RATES = {"gemm": 40e9, "shift_add": 1.5e9, "fft": 6e9}
+_MIB = 1 << 20
+
+
+def parse_memory(memory) -> int:
+    """A byte budget from an int or a string like ``"2GB"``, ``"512MiB"``, ``"1.5e9"``.
+
+    >>> parse_memory("2GB"), parse_memory("1KiB")
+    (2000000000, 1024)
+    """
+    if memory is None:
+        return default_memory()
+    if isinstance(memory, int | np.integer) and not isinstance(memory, bool):
+        if memory <= 0:
+            raise ValueError(f"memory must be a positive number of bytes, got {memory}")
+        return int(memory)
+    if isinstance(memory, str):
+        m = re.fullmatch(r"\s*([0-9.eE+]+)\s*([kKmMgGtT]i?)?[bB]?\s*", memory)
+        if m:
+            units = {"": 1, "k": 1e3, "m": 1e6, "g": 1e9, "t": 1e12,
+                     "ki": 1 << 10, "mi": 1 << 20, "gi": 1 << 30, "ti": 1 << 40}
+            try:
+                value = float(m.group(1)) * units[(m.group(2) or "").lower()]
+            except ValueError:
+                value = 0
+            if value > 0:
+                return int(value)
+    raise ValueError(f"memory must be a byte count (int) or a string like '2GB' or '512MiB', "
+                     f"got {memory!r}")
+
+
+def default_memory() -> int:
+    """Default budget: a quarter of the RAM available now, at most 4 GiB."""
+    return int(min(available_memory() // 4, 4 << 30))
+
+
+def _flops(p: Problem, name: str) -> float:
+    if name == "direct":
+        return 2.0 * p.B * p.K * p.P * prod(p.O) * p.window_size
+    shape = fft_method.fft_shape(p)
+    n = prod(shape)
+    transforms = (p.B * p.C + p.K * p.C + p.B * p.K) * p.P
+    return 2.5 * n * log2(max(n, 2)) * transforms + 4.0 * n * p.B * p.K * p.C * p.P
+
+
+def _seconds(p: Problem, name: str) -> float:
+    speed = 2.0 if p.dtype in (np.float32, np.complex64) else 1.0
+    if name == "direct":
+        kind = "gemm" if direct_method.use_gemm(p) else "shift_add"
+        return _flops(p, name) / (_RATES[kind] * (speed if kind == "gemm" else 1.0))
+    return _flops(p, name) / (_RATES["fft"] * speed)
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """One method the planner considered, with its estimates."""
+
+    method: str
+    seconds: float
+    flops: float
+    peak_bytes: int
+    chunk: tuple[int, int]
+
+
+def _chunks(p: Problem, mod, budget: int) -> tuple[int, int]:
+    """Largest (batch, bank) block whose temporaries fit the budget: halve the batch
+    first (filter state is reused across batch chunks), then the bank."""
+    b, k = max(p.B, 1), max(p.K, 1)
+    while mod.workspace_bytes(p, b, k) > budget and (b > 1 or k > 1):
+        if b > 1:
+            b = -(-b // 2)
+        else:
+            k = -(-k // 2)
+    return b, k
+
+
+def _state_bytes(p: Problem, name: str) -> int:
+    if name == "fft":
+        return fft_method.spectrum_bytes(p)
+    return p.K * p.window_size * p.P * p.dtype.itemsize * 2
+
+
+@dataclass
+class Plan:
+    """A prepared correlation: call it with ``x`` to get the result.
+
+    Attributes: ``problem``, ``method`` (the chosen method's name), ``chunk`` (batch and
+    bank items per block), ``memory`` (the budget in bytes), ``candidates``.
+    """
+
+    problem: Problem
+    method: str
+    chunk: tuple[int, int]
+    memory: int
+    workers: int | None
+    candidates: tuple[Candidate, ...]
+    reason: str
+    state: object = field(repr=False)
+
+    @property
+    def flops(self) -> float:
+        """Estimated floating-point operations of one call."""
+        return _flops(self.problem, self.method)
+
+    @property
+    def peak_bytes(self) -> int:
+        """Estimated peak bytes beyond the inputs and the result (temporaries + filter
+        state)."""
+        mod = get_method(self.method)
+        return mod.workspace_bytes(self.problem, *self.chunk) + _state_bytes(
+            self.problem, self.method)
+
+    def __call__(self, x) -> np.ndarray:
+        """Run the plan on ``x`` (same shape as planned; same dtype kind)."""
+        p = self.problem
+        x = np.asarray(x)
+        if x.shape != p.x_shape:
+            raise ValueError(f"this plan was made for x of shape {p.x_shape}, got {x.shape}")
+        if np.result_type(x.dtype, p.dtype) != p.dtype and not (
+                x.dtype.kind in "iu" and p.dtype == np.float64):
+            raise TypeError(f"this plan computes in {p.dtype}; x of dtype {x.dtype} would need "
+                            f"{np.result_type(x.dtype, p.dtype)}: make a new plan")
+        mod = get_method(self.method)
+        xc = canonical_x(p, x)
+        canon = np.empty(p.canonical_out_shape, dtype=p.out_dtype)
+        axes = tuple(3 + i for i in p.reduced_axes)
+        cb, ck = self.chunk
+        with set_workers(self.workers):
+            for b0 in range(0, p.B, cb):
+                xb = xc[b0:b0 + cb].astype(p.dtype, copy=False)
+                for k0 in range(0, p.K, ck):
+                    k1 = min(k0 + ck, p.K)
+                    block = mod.compute(p, self.state, xb, k0, k1)
+                    canon[b0:b0 + cb, k0:k1] = apply_reduce(p.reduce, block, axes)
+        return final_view(p, canon)
+
+    def explain(self) -> str:
+        """A readable account of the problem, the candidates and why the winner won."""
+        p = self.problem
+        lines = [
+            f"batchconv plan: {p.spec}  ({'convolve' if p.flip else 'correlate'}, "
+            f"mode={p.mode!r}, padding={p.padding!r}, dtype={p.dtype})",
+            f"  x {p.x_shape} -> batch B={p.B}, summed C={p.C}, paired P={p.P}, "
+            f"sliding S={p.S}",
+            f"  w {p.w_shape} -> bank K={p.K}, kernel T={p.T}; "
+            f"stride={tuple(g.stride for g in p.geoms)}, "
+            f"dilation={tuple(g.dilation for g in p.geoms)}",
+            f"  result {p.out_shape}" + (f", reduce={p.reduce!r} over "
+                                         f"{p.spec.reduced!r}" if p.spec.reduced else ""),
+            "  candidates:",
+        ]
+        for c in self.candidates:
+            mark = "*" if c.method == self.method else " "
+            lines.append(f"   {mark} {c.method:<7} ~{c.seconds * 1e3:10.2f} ms  "
+                         f"{c.flops / 1e9:9.3f} GFLOP  peak {c.peak_bytes / _MIB:9.1f} MiB  "
+                         f"chunk (batch {c.chunk[0]}, bank {c.chunk[1]})")
+        if self.method == "fft":
+            lines.append(f"  fft sizes {fft_method.fft_shape(p)} on {fft_engine().name}.fft")
+        n_blocks = -(-p.B // self.chunk[0]) * -(-p.K // self.chunk[1])
+        lines.append(f"  chosen: {self.method} ({self.reason}); {n_blocks} block(s) within "
+                     f"a budget of {self.memory / _MIB:.0f} MiB")
+        return "\n".join(lines)
+
+
+def plan_problem(p: Problem, w: np.ndarray, method: str = "auto", memory=None,
+                 workers: int | None = None) -> Plan:
+    """Choose the method and chunks for ``p`` and prepare the filters ``w``."""
+    budget = parse_memory(memory)
+    names = sorted(METHODS) if method == "auto" else [method]
+    for n in names:
+        get_method(n)
+    cands = []
+    for n in names:
+        chunk = _chunks(p, get_method(n), budget)
+        peak = get_method(n).workspace_bytes(p, *chunk) + _state_bytes(p, n)
+        cands.append(Candidate(n, _seconds(p, n), _flops(p, n), peak, chunk))
+    if method != "auto":
+        chosen, reason = method, "asked for by method="
+    elif p.integer_inputs:
+        chosen, reason = "direct", "integer inputs: direct is exact"
+    else:
+        chosen = min(cands, key=lambda c: c.seconds).method
+        reason = "lowest estimated time"
+    with set_workers(workers):
+        state = get_method(chosen).prepare(p, canonical_w(p, w))
+    cand = next(c for c in cands if c.method == chosen)
+    return Plan(p, chosen, cand.chunk, budget, workers, tuple(cands), reason, state)

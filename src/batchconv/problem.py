@@ -1,0 +1,254 @@
+"""A Problem: spec + shapes + geometry + dtype, and the canonical layout every method uses.
+
+After the spec is parsed, ``x`` is viewed as ``(B, C, P, *S)`` and ``w`` as
+``(K, C, P, *T)`` (B: batch, K: bank, C: summed, P: paired, S/T: sliding), by transposes
+and reshapes only. Methods compute blocks of ``(b, k, P, *O)`` and never see the user's
+layout; :func:`final_view` turns the canonical result back into the spec's output order.
+
+>>> import numpy as np
+>>> p = make_problem((4, 8, 8, 3), np.float32, (5, 5, 3, 16), np.float32,
+...                  spec="nhwc,hwco->nhwo|hw")
+>>> p.B, p.K, p.C, p.P, p.out_shape
+(4, 16, 3, 1, (4, 4, 4, 16))
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from math import prod
+
+import numpy as np
+
+from .geometry import MODES, PADDINGS, AxisGeometry, axis_geometry
+from .spec import Spec, default_spec, parse_spec
+
+__all__ = ["Problem", "make_problem", "result_dtype", "canonical_x", "canonical_w", "final_view"]
+
+METRICS = ("dot",)  # the similarity metrics (ssd, sad, ncc, cosine) are not built yet
+REDUCES = ("sum", "mean", "max", "min", "argmax", "argmin")
+
+
+@dataclass(frozen=True)
+class Problem:
+    """Everything about a call except the data: plain values, picklable."""
+
+    spec: Spec
+    x_shape: tuple[int, ...]
+    w_shape: tuple[int, ...]
+    dtype: np.dtype  # compute and result dtype
+    integer_inputs: bool  # both inputs integers: results are rounded to exact integers
+    geoms: tuple[AxisGeometry, ...]  # one per sliding letter, in spec.sliding order
+    mode: str
+    padding: str
+    cval: complex | float
+    flip: bool  # convolve: the kernel is reversed along the sliding axes
+    conj: bool  # correlate of complex data: the kernel is conjugated
+    reduce: str | Callable | None
+    B: int
+    K: int
+    C: int
+    P: int
+    batch_shape: tuple[int, ...]
+    bank_shape: tuple[int, ...]
+    paired_shape: tuple[int, ...]
+
+    @property
+    def ndim(self) -> int:
+        """Number of sliding axes."""
+        return len(self.geoms)
+
+    @property
+    def S(self) -> tuple[int, ...]:
+        return tuple(g.n for g in self.geoms)
+
+    @property
+    def T(self) -> tuple[int, ...]:
+        return tuple(g.m for g in self.geoms)
+
+    @property
+    def O(self) -> tuple[int, ...]:  # noqa: E743 - the output sizes, named as in the docs
+        return tuple(g.out for g in self.geoms)
+
+    @property
+    def reduced_axes(self) -> tuple[int, ...]:
+        """Positions (0-based among the sliding axes) of the reduced sliding axes."""
+        return tuple(i for i, c in enumerate(self.spec.sliding) if c in self.spec.reduced)
+
+    @property
+    def canonical_out_shape(self) -> tuple[int, ...]:
+        kept = tuple(g.out for g, c in zip(self.geoms, self.spec.sliding, strict=True)
+                     if c not in self.spec.reduced)
+        tail = (len(self.reduced_axes),) if self.reduce in ("argmax", "argmin") else ()
+        return (self.B, self.K, self.P, *kept, *tail)
+
+    @property
+    def out_dtype(self) -> np.dtype:
+        if self.reduce in ("argmax", "argmin"):
+            return np.dtype(np.intp)
+        return self.dtype
+
+    @property
+    def out_shape(self) -> tuple[int, ...]:
+        """The result's shape in the spec's output order."""
+        sizes = self._letter_sizes()
+        tail = (len(self.reduced_axes),) if self.reduce in ("argmax", "argmin") else ()
+        return tuple(sizes[c] for c in self.spec.out) + tail
+
+    def _letter_sizes(self) -> dict[str, int]:
+        sizes = dict(zip(self.spec.x, self.x_shape, strict=True))
+        sizes.update(zip(self.spec.w, self.w_shape, strict=True))
+        for c, g in zip(self.spec.sliding, self.geoms, strict=True):
+            sizes[c] = g.out
+        return sizes
+
+    @property
+    def window_size(self) -> int:
+        """Number of products summed into one output element (C * prod(T))."""
+        return self.C * prod(self.T)
+
+
+def result_dtype(x_dtype, w_dtype) -> np.dtype:
+    """The compute dtype: NumPy promotion, except integers -> float64, float16 -> float32.
+
+    >>> result_dtype(np.int16, np.int64), result_dtype(np.float32, np.float32)
+    (dtype('float64'), dtype('float32'))
+    """
+    dts = [np.dtype(x_dtype), np.dtype(w_dtype)]
+    for name, dt in zip(("x", "w"), dts, strict=True):
+        if dt.kind not in "iufc":
+            raise TypeError(
+                f"{name} has dtype {dt}; batchconv accepts integer, float (16/32/64) and "
+                f"complex (64/128) arrays. Convert booleans with x.astype(np.float32)."
+            )
+        if dt.kind in "fc" and dt.itemsize > (16 if dt.kind == "c" else 8):
+            raise TypeError(f"{name} has dtype {dt}; extended precision is not supported, "
+                            f"use float64 or complex128")
+    rt = np.result_type(*dts)
+    if rt.kind in "iu":
+        return np.dtype(np.float64)
+    if rt == np.float16:
+        return np.dtype(np.float32)
+    return rt
+
+
+def _per_axis(value, n: int, name: str, sliding: str) -> tuple[int, ...]:
+    vals = (value,) * n if np.ndim(value) == 0 else tuple(value)
+    if len(vals) != n:
+        raise ValueError(f"{name} has {len(vals)} values but there are {n} sliding axes "
+                         f"{sliding!r}; give one int or one per sliding axis")
+    out = []
+    for c, v in zip(sliding, vals, strict=True):
+        if isinstance(v, bool) or not isinstance(v, int | np.integer) or v < 1:
+            raise ValueError(f"{name} must be a positive int on every sliding axis; "
+                             f"axis {c!r} got {v!r}")
+        out.append(int(v))
+    return tuple(out)
+
+
+def make_problem(x_shape, x_dtype, w_shape, w_dtype, spec: str | None = None, *,
+                 mode: str = "valid", stride=1, dilation=1, padding: str = "constant",
+                 cval: float = 0.0, metric: str = "dot", reduce=None,
+                 flip: bool = False) -> Problem:
+    """Validate every option against the shapes and build the :class:`Problem`."""
+    x_shape, w_shape = tuple(int(s) for s in x_shape), tuple(int(s) for s in w_shape)
+    dtype = result_dtype(x_dtype, w_dtype)
+    if metric not in METRICS:
+        if metric in ("ssd", "sad", "ncc", "cosine"):
+            raise NotImplementedError(f"metric {metric!r} is planned but not built yet; "
+                                      f"available: {METRICS}")
+        raise ValueError(f"metric must be one of {METRICS}, got {metric!r}")
+    if mode not in MODES:
+        raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
+    if padding not in PADDINGS:
+        raise ValueError(f"padding must be one of {PADDINGS} (numpy.pad's meaning), "
+                         f"got {padding!r}")
+    if reduce is not None and not callable(reduce) and reduce not in REDUCES:
+        raise ValueError(f"reduce must be None, one of {REDUCES} or a callable "
+                         f"f(block, axis=tuple), got {reduce!r}")
+    if reduce in ("argmax", "argmin", "max", "min") and dtype.kind == "c":
+        raise TypeError(f"reduce={reduce!r} needs real data; the result here is {dtype}")
+    if spec is None:
+        sp = default_spec(len(x_shape), len(w_shape), reduce_sliding=reduce is not None)
+    else:
+        try:
+            sp = parse_spec(spec)
+        except ValueError as e:
+            raise ValueError(str(e)) from None
+    if reduce is None and sp.reduced:
+        reduce = "sum"  # einsum rule: a letter missing from the output is summed
+    if reduce is not None and not sp.reduced:
+        raise ValueError(f"reduce={reduce!r} but spec '{sp}' keeps every sliding axis in the "
+                         f"output; leave a sliding letter out of the output to reduce over it")
+    for name, letters, shape in (("x", sp.x, x_shape), ("w", sp.w, w_shape)):
+        if len(letters) != len(shape):
+            raise ValueError(f"spec '{sp}' gives {name} {len(letters)} axes ({letters!r}) but "
+                             f"{name} has shape {shape} ({len(shape)} axes)")
+    xs = dict(zip(sp.x, x_shape, strict=True))
+    ws = dict(zip(sp.w, w_shape, strict=True))
+    for c in sp.summed + sp.paired:
+        if xs[c] != ws[c]:
+            role = "summed" if c in sp.summed else "paired"
+            raise ValueError(f"{role} axis {c!r} of spec '{sp}' has size {xs[c]} in x but "
+                             f"{ws[c]} in w; they must match")
+    n = len(sp.sliding)
+    strides = _per_axis(stride, n, "stride", sp.sliding)
+    dils = _per_axis(dilation, n, "dilation", sp.sliding)
+    geoms = tuple(axis_geometry(xs[c], ws[c], mode, s, d, letter=c)
+                  for c, s, d in zip(sp.sliding, strides, dils, strict=True))
+    integer_inputs = np.dtype(x_dtype).kind in "iu" and np.dtype(w_dtype).kind in "iu"
+    return Problem(
+        spec=sp, x_shape=x_shape, w_shape=w_shape, dtype=dtype, integer_inputs=integer_inputs,
+        geoms=geoms, mode=mode, padding=padding, cval=cval, flip=flip,
+        conj=(not flip) and dtype.kind == "c", reduce=reduce,
+        B=prod(xs[c] for c in sp.batch), K=prod(ws[c] for c in sp.bank),
+        C=prod(xs[c] for c in sp.summed), P=prod(xs[c] for c in sp.paired),
+        batch_shape=tuple(xs[c] for c in sp.batch), bank_shape=tuple(ws[c] for c in sp.bank),
+        paired_shape=tuple(xs[c] for c in sp.paired),
+    )
+
+
+def _canonical(a: np.ndarray, letters: str, lead: str, summed: str, paired: str,
+               sliding: str, pre_summed: str) -> np.ndarray:
+    if pre_summed:
+        a = a.sum(axis=tuple(letters.index(c) for c in pre_summed))
+        letters = "".join(c for c in letters if c not in pre_summed)
+    order = lead + summed + paired + sliding
+    a = a.transpose([letters.index(c) for c in order])
+    s = a.shape
+    nl, ns, npd = len(lead), len(summed), len(paired)
+    return a.reshape(prod(s[:nl]), prod(s[nl:nl + ns]), prod(s[nl + ns:nl + ns + npd]),
+                     *s[nl + ns + npd:])
+
+
+def canonical_x(p: Problem, x: np.ndarray) -> np.ndarray:
+    """View ``x`` as ``(B, C, P, *S)`` in the compute dtype (a copy only where needed)."""
+    sp = p.spec
+    c = _canonical(x, sp.x, sp.batch, sp.summed, sp.paired, sp.sliding, sp.x_summed)
+    return c.astype(p.dtype, copy=False)
+
+
+def canonical_w(p: Problem, w: np.ndarray) -> np.ndarray:
+    """``w`` as ``(K, C, P, *T)`` in the compute dtype, flipped (convolve) or conjugated
+    (correlate of complex data), so that every method computes
+    ``sum_j x[i * stride + j * dilation] * w[j]``."""
+    sp = p.spec
+    c = _canonical(w, sp.w, sp.bank, sp.summed, sp.paired, sp.sliding, sp.w_summed)
+    c = c.astype(p.dtype, copy=False)
+    if p.flip:
+        c = c[(Ellipsis, *([slice(None, None, -1)] * p.ndim))]
+    if p.conj:
+        c = np.conj(c)
+    return np.ascontiguousarray(c)
+
+
+def final_view(p: Problem, canon: np.ndarray) -> np.ndarray:
+    """The canonical result ``(B, K, P, *O_kept[, r])`` seen in the spec's output order."""
+    sp = p.spec
+    kept = sp.kept_sliding
+    kept_sizes = canon.shape[3:3 + len(kept)]
+    tail = canon.shape[3 + len(kept):]
+    a = canon.reshape(*p.batch_shape, *p.bank_shape, *p.paired_shape, *kept_sizes, *tail)
+    order = sp.batch + sp.bank + sp.paired + kept
+    perm = [order.index(c) for c in sp.out] + list(range(len(order), a.ndim))
+    return a.transpose(perm)
