@@ -42,6 +42,17 @@ class AxisGeometry:
     out: int  # output length
 
     @property
+    def touches_data(self) -> bool:
+        """Whether any tap of any kept window lands inside ``x`` (not on padding)."""
+        for j in range(self.m):
+            c = j * self.dilation - self.lo  # tap j of window i reads x[i * stride + c]
+            first = max(0, -(c // self.stride) if c < 0 else 0)
+            last = min(self.out - 1, (self.n - 1 - c) // self.stride)
+            if first <= last:
+                return True
+        return False
+
+    @property
     def padded(self) -> int:
         """Length of the padded input that the windows cover exactly."""
         return self.n + self.lo + self.hi

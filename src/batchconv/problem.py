@@ -196,7 +196,10 @@ def make_problem(x_shape, x_dtype, w_shape, w_dtype, spec: str | None = None, *,
     dils = _per_axis(dilation, n, "dilation", sp.sliding)
     geoms = tuple(axis_geometry(xs[c], ws[c], mode, s, d, letter=c)
                   for c, s, d in zip(sp.sliding, strides, dils, strict=True))
-    integer_inputs = np.dtype(x_dtype).kind in "iu" and np.dtype(w_dtype).kind in "iu"
+    # exact-integer results: integer data, and padding that adds only integers
+    integer_inputs = (np.dtype(x_dtype).kind in "iu" and np.dtype(w_dtype).kind in "iu"
+                      and (padding != "constant" or float(np.real(cval)).is_integer())
+                      and np.imag(cval) == 0)
     return Problem(
         spec=sp, x_shape=x_shape, w_shape=w_shape, dtype=dtype, integer_inputs=integer_inputs,
         geoms=geoms, mode=mode, padding=padding, cval=cval, flip=flip,
@@ -248,7 +251,7 @@ def final_view(p: Problem, canon: np.ndarray) -> np.ndarray:
     kept = sp.kept_sliding
     kept_sizes = canon.shape[3:3 + len(kept)]
     tail = canon.shape[3 + len(kept):]
-    a = canon.reshape(*p.batch_shape, *p.bank_shape, *p.paired_shape, *kept_sizes, *tail)
+    a = canon.reshape((*p.batch_shape, *p.bank_shape, *p.paired_shape, *kept_sizes, *tail))
     order = sp.batch + sp.bank + sp.paired + kept
     perm = [order.index(c) for c in sp.out] + list(range(len(order), a.ndim))
     return a.transpose(perm)

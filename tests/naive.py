@@ -1,0 +1,134 @@
+"""Deliberately naive float64 references. Slow, obviously right, shares no code with batchconv.
+
+``naive_correlate`` follows the definitions literally: parse the spec with string
+operations, pad x by ``extent - 1`` on both sides with ``numpy.pad``, compute the *full*
+correlation one output position at a time (an ``einsum`` over one window), crop it the way
+``scipy.signal.correlate`` does ('same': centred, start ``(extent - 1) // 2``), sample
+every ``stride``-th output, then reduce.
+"""
+
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+
+
+def _parse(spec: str):
+    lhs, sliding = spec.replace(" ", "").split("|")
+    ops, out = lhs.split("->")
+    xs, ws = ops.split(",")
+    return xs, ws, out, sliding
+
+
+def default_spec_string(x_ndim: int, w_ndim: int, reduce: bool) -> str:
+    letters = "hwdefg"[: x_ndim - 1]
+    kept = "" if reduce else letters
+    if w_ndim == x_ndim:
+        return f"n{letters},k{letters}->nk{kept}|{letters}"
+    return f"n{letters},{letters}->n{kept}|{letters}"
+
+
+def naive_correlate(x, w, spec=None, *, mode="valid", stride=1, dilation=1,
+                    padding="constant", cval=0.0, reduce=None, convolve=False):
+    """Float64 (or complex128) reference for ``bc.correlate`` / ``bc.convolve``."""
+    x = np.asarray(x)
+    w = np.asarray(w)
+    cplx = np.iscomplexobj(x) or np.iscomplexobj(w)
+    ft = np.complex128 if cplx else np.float64
+    x = x.astype(ft)
+    w = w.astype(ft)
+    if spec is None:
+        spec = default_spec_string(x.ndim, w.ndim, reduce is not None)
+    xs, ws, out, sliding = _parse(spec)
+    nd = len(sliding)
+    strides = [stride] * nd if np.ndim(stride) == 0 else list(stride)
+    dils = [dilation] * nd if np.ndim(dilation) == 0 else list(dilation)
+    # kernel in sliding order, flipped for convolve, conjugated for complex correlate
+    if convolve:
+        for c in sliding:
+            w = np.flip(w, axis=ws.index(c))
+    elif cplx:
+        w = np.conj(w)
+    n = {c: x.shape[xs.index(c)] for c in sliding}
+    m = {c: w.shape[ws.index(c)] for c in sliding}
+    ext = {c: (m[c] - 1) * d + 1 for c, d in zip(sliding, dils)}
+    # pad x by extent-1 on both sides of each sliding axis
+    widths = [(ext[c] - 1, ext[c] - 1) if c in sliding else (0, 0) for c in xs]
+    if padding == "constant":
+        xp = np.pad(x, widths, mode="constant", constant_values=cval)
+    else:
+        xp = np.pad(x, widths, mode=padding)
+    # full correlation: window start t = -(ext-1) .. n-1 (padded index t + ext - 1)
+    full_len = {c: n[c] + ext[c] - 1 for c in sliding}
+    nonslide_out = [c for c in out if c not in sliding]
+    sizes = {c: s for c, s in zip(xs, x.shape)} | {c: s for c, s in zip(ws, w.shape)}
+    full = np.zeros([sizes[c] for c in nonslide_out] + [full_len[c] for c in sliding], ft)
+    for pos in itertools.product(*(range(full_len[c]) for c in sliding)):
+        xw = xp
+        for c, t, d in zip(sliding, pos, dils):
+            idx = t + np.arange(m[c]) * d
+            xw = np.take(xw, idx, axis=xs.index(c))
+        val = np.einsum(f"{xs},{ws}->{''.join(nonslide_out)}", xw, w)
+        full[(Ellipsis, *pos)] = val
+    # crop for the mode as scipy does, then stride
+    crops = []
+    for c, s in zip(sliding, strides):
+        if mode == "full":
+            start, length = 0, full_len[c]
+        elif mode == "same":
+            start, length = (full_len[c] - n[c]) // 2, n[c]
+        else:
+            start, length = ext[c] - 1, n[c] - ext[c] + 1
+        crops.append(slice(start, start + length, s))
+    res = full[(Ellipsis, *crops)]
+    # reduce the sliding letters missing from the output
+    lead = len(nonslide_out)
+    red = [i for i, c in enumerate(sliding) if c not in out]
+    red_axes = tuple(lead + i for i in red)
+    if red:
+        if reduce is None:
+            reduce = "sum"
+        if reduce in ("argmax", "argmin"):
+            keep = [a for a in range(res.ndim) if a not in red_axes]
+            moved = res.transpose(keep + list(red_axes))
+            flat = moved.reshape(*moved.shape[: len(keep)], -1)
+            idx = flat.argmax(-1) if reduce == "argmax" else flat.argmin(-1)
+            coords = np.stack(np.unravel_index(idx, [res.shape[a] for a in red_axes]), -1)
+            res, tail = coords, 1
+        else:
+            res = getattr(np, reduce)(res, axis=red_axes) if isinstance(reduce, str) else \
+                reduce(res, axis=red_axes)
+            tail = 0
+    else:
+        tail = 0
+    kept = [c for c in sliding if c in out]
+    cur = nonslide_out + kept
+    perm = [cur.index(c) for c in out] + list(range(len(cur), len(cur) + tail))
+    return res.transpose(perm)
+
+
+def window_abs_bound(x, w, spec=None, **kw):
+    """S of the accuracy contract for every output: the largest ``sum |x| |w|`` over any
+    window of that output's (x item, filter) pair, broadcast to the unreduced result."""
+    kw = dict(kw)
+    kw.pop("reduce", None)
+    conv = kw.pop("convolve", False)
+    cval = abs(kw.pop("cval", 0.0))
+    if spec is not None:
+        xs, ws, out, sliding = _parse(spec)
+        full_out = out + "".join(c for c in sliding if c not in out)
+        spec = f"{xs},{ws}->{full_out}|{sliding}"
+        axes = tuple(i for i, c in enumerate(full_out) if c in sliding)
+    else:
+        spec = default_spec_string(np.ndim(x), np.ndim(w), False)
+        out = spec.split("->")[1].split("|")[0]
+        axes = tuple(range(2 if np.ndim(w) == np.ndim(x) else 1, len(out)))
+    s = naive_correlate(np.abs(x), np.abs(w), spec, cval=cval, convolve=conv, **kw).real
+    return s.max(axis=axes, keepdims=True) if s.size else s
+
+
+def tolerance(dtype) -> float:
+    """The accuracy contract's tol: 1e-5 for single precision, 1e-12 for double."""
+    dt = np.dtype(dtype)
+    return 1e-5 if dt in (np.float32, np.complex64, np.float16) else 1e-12

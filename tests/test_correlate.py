@@ -1,0 +1,173 @@
+"""Every spec role, mode, dtype and method against the naive float64 loop."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from conftest import rand
+from helpers import check
+
+import batchconv as bc
+
+METHODS = ["direct", "fft"]
+DTYPES = [np.float64, np.float32, np.int32, np.complex128]
+
+# (id, spec, x shape, w shape, reduce)
+CASES = [
+    ("1d-bank", None, (3, 17), (2, 4), None),
+    ("1d-one-filter", None, (3, 16), (5,), None),
+    ("2d-bank", None, (2, 9, 8), (3, 4, 3), None),
+    ("2d-one-filter-odd", None, (2, 7, 9), (3, 3), None),
+    ("3d-bank", None, (2, 6, 5, 4), (2, 3, 2, 3), None),
+    ("4d-bank", None, (2, 5, 4, 4, 3), (2, 2, 3, 2, 2), None),
+    ("seed000-max", "nhwd,khwd->nk|hwd", (2, 6, 5, 3), (3, 6, 5, 3), "max"),
+    ("seed001", "hwn,hw->hwn|hw", (9, 8, 3), (3, 4), None),
+    ("seed002-tf", "nhwc,hwco->nhwo|hw", (2, 8, 7, 3), (3, 2, 3, 4), None),
+    ("seed003", "bmn,mn->bmn|mn", (4, 7, 6), (3, 2), None),
+    ("seed004", "bchw,chw->bhw|hw", (2, 3, 8, 7), (3, 3, 2), None),
+    ("paired", "nchw,chw->nchw|hw", (2, 3, 7, 6), (3, 3, 2), None),
+    ("paired-bank-summed", "ngchw,kgchw->nkghw|hw", (2, 2, 3, 6, 6), (2, 2, 3, 3, 3), None),
+    ("x-only-summed", "nchw,hw->nhw|hw", (2, 3, 6, 6), (3, 3), None),
+    ("w-sliding-order", "nhw,kwh->nkhw|hw", (2, 7, 6), (3, 2, 3), None),
+    ("output-order", "nhw,khw->hkwn|hw", (2, 7, 6), (3, 2, 3), None),
+    ("partial-reduce", "nhw,khw->nkh|hw", (2, 7, 6), (3, 2, 3), "max"),
+    ("sum-reduce-1d", "nt,kt->nk|t", (3, 12), (2, 5), "sum"),
+]
+
+
+@pytest.mark.parametrize("method", METHODS)
+@pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: np.dtype(d).name)
+@pytest.mark.parametrize("mode", ["valid", "same", "full"])
+@pytest.mark.parametrize("case", CASES, ids=[c[0] for c in CASES])
+def test_matrix(case, mode, dtype, method, rng):
+    _, spec, xs, ws, reduce = case
+    if reduce in ("max", "min") and np.dtype(dtype).kind == "c":
+        pytest.skip("max of complex values is undefined")
+    x, w = rand(rng, xs, dtype), rand(rng, ws, dtype)
+    check(x, w, spec, method=method, mode=mode, reduce=reduce)
+
+
+@pytest.mark.parametrize("method", METHODS)
+@pytest.mark.parametrize("dtype", [np.float64, np.float32, np.complex64])
+@pytest.mark.parametrize("mode", ["valid", "same", "full"])
+def test_convolve_matrix(mode, dtype, method, rng):
+    x, w = rand(rng, (2, 3, 9, 8), dtype), rand(rng, (4, 3, 4, 3), dtype)
+    check(x, w, "nchw,kchw->nkhw|hw", method=method, mode=mode, convolve=True)
+
+
+@pytest.mark.parametrize("method", METHODS)
+@pytest.mark.parametrize("mode", ["valid", "same", "full"])
+@pytest.mark.parametrize("stride", [1, 2, 3, (2, 1)])
+@pytest.mark.parametrize("dilation", [1, 2, (1, 3)])
+def test_stride_dilation(stride, dilation, mode, method, rng):
+    x, w = rand(rng, (2, 13, 12), np.float64), rand(rng, (3, 3, 4), np.float64)
+    check(x, w, method=method, mode=mode, stride=stride, dilation=dilation)
+
+
+@pytest.mark.parametrize("method", METHODS)
+@pytest.mark.parametrize("mode", ["same", "full"])
+@pytest.mark.parametrize("padding,cval", [("constant", 0.0), ("constant", 2.5), ("reflect", 0),
+                                          ("symmetric", 0), ("edge", 0), ("wrap", 0)])
+@pytest.mark.parametrize("stride", [1, 2])
+def test_padding(padding, cval, mode, method, stride, rng):
+    x, w = rand(rng, (2, 9, 8), np.float64), rand(rng, (2, 4, 3), np.float64)
+    check(x, w, method=method, mode=mode, padding=padding, cval=cval, stride=stride)
+
+
+@pytest.mark.parametrize("method", METHODS)
+@pytest.mark.parametrize("padding", ["reflect", "wrap", "symmetric"])
+def test_padding_wider_than_input(padding, method, rng):
+    # kernel extent larger than the input: the pad repeats numpy.pad's rule
+    x, w = rand(rng, (2, 3), np.float64), rand(rng, (2, 7), np.float64)
+    check(x, w, method=method, mode="full", padding=padding)
+    check(x, w, method=method, mode="same", padding=padding, dilation=2)
+
+
+@pytest.mark.parametrize("method", METHODS)
+@pytest.mark.parametrize("reduce", ["sum", "mean", "max", "min", "argmax", "argmin"])
+def test_reduce(reduce, method, rng):
+    x, w = rand(rng, (3, 2, 9, 8), np.float64), rand(rng, (4, 2, 3, 3), np.float64)
+    check(x, w, "nchw,kchw->nk|hw", method=method, mode="same", reduce=reduce)
+    check(x, w, "nchw,kchw->nkw|hw", method=method, mode="valid", reduce=reduce, stride=2)
+
+
+def test_reduce_callable(rng):
+    x, w = rand(rng, (3, 9, 8), np.float64), rand(rng, (2, 3, 3), np.float64)
+
+    def l2(block, axis):
+        return np.sqrt((block**2).sum(axis=axis))
+
+    for method in METHODS:
+        check(x, w, "nhw,khw->nk|hw", method=method, reduce=l2)
+
+
+def test_default_spec_with_reduce_reduces_every_sliding_axis(rng):
+    x, w = rand(rng, (3, 9, 8), np.float64), rand(rng, (2, 3, 3), np.float64)
+    y = bc.correlate(x, w, reduce="max")
+    assert y.shape == (3, 2)
+    y1 = bc.correlate(x, w[0], reduce="argmax")
+    assert y1.shape == (3, 2)
+
+
+def test_float32_stays_float32(rng):
+    x, w = rand(rng, (2, 20, 20), np.float32), rand(rng, (3, 5, 5), np.float32)
+    for method in METHODS:
+        assert bc.correlate(x, w, method=method).dtype == np.float32
+        assert bc.convolve(x, w, method=method, mode="same").dtype == np.float32
+
+
+def test_float16_computes_in_float32(rng):
+    x, w = rand(rng, (2, 10), np.float16), rand(rng, (3,), np.float16)
+    for method in METHODS:
+        y = check(x, w, method=method)
+        assert y.dtype == np.float32
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_integers_exact(method, rng):
+    x = rng.integers(0, 256, size=(3, 40, 40)).astype(np.uint8)
+    w = rng.integers(-100, 100, size=(2, 7, 7)).astype(np.int64)
+    y = bc.correlate(x, w, method=method, mode="same")
+    from naive import naive_correlate
+
+    np.testing.assert_array_equal(y, naive_correlate(x, w, mode="same"))
+    assert y.dtype == np.float64
+
+
+def test_plan_reuse(rng):
+    x, w = rand(rng, (4, 16, 16), np.float32), rand(rng, (3, 5, 5), np.float32)
+    for method in METHODS:
+        p = bc.plan(((4, 16, 16), np.float32), w, mode="same", method=method)
+        assert p.method == method
+        for _ in range(2):
+            x = rand(rng, (4, 16, 16), np.float32)
+            np.testing.assert_allclose(p(x), bc.correlate(x, w, mode="same", method=method),
+                                       rtol=1e-5, atol=1e-5)
+        text = p.explain()
+        assert method in text and "candidates" in text
+        assert p.flops > 0 and p.peak_bytes > 0
+
+
+def test_auto_picks_a_method_and_is_correct(rng):
+    x, w = rand(rng, (2, 40, 40), np.float64), rand(rng, (2, 15, 15), np.float64)
+    check(x, w, method="auto", mode="same")
+    assert bc.plan(x, np.ones((2, 3, 3))).method in ("direct", "fft")
+    assert bc.plan(x.astype(int), np.ones((2, 31, 31), int)).method == "direct"
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_small_memory_budget_chunks_and_agrees(method, rng):
+    x, w = rand(rng, (6, 20, 20), np.float64), rand(rng, (5, 4, 4), np.float64)
+    p = bc.plan(x, w, mode="same", method=method, memory=20_000)
+    assert p.chunk[0] < 6 or p.chunk[1] < 5
+    np.testing.assert_allclose(p(x), bc.correlate(x, w, mode="same", method=method),
+                               rtol=1e-12, atol=1e-12)
+
+
+def test_noncontiguous_and_readonly_inputs(rng):
+    base = rand(rng, (4, 30, 30), np.float64)
+    x = base[::2, ::-1, 1::2]
+    x.flags.writeable = False
+    w = rand(rng, (2, 3, 3), np.float64)[:, ::-1]
+    for method in METHODS:
+        check(x, w, method=method, mode="same")
