@@ -17,9 +17,11 @@ import functools
 import importlib.util
 import os
 import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
 
 __all__ = ["fft_engine", "next_fast_len", "get_workers", "set_workers", "has_module",
-           "available_memory"]
+           "available_memory", "parallel_for"]
 
 _state = threading.local()
 
@@ -70,23 +72,56 @@ class _Engine:
             import numpy.fft as mod
         self._mod = mod
 
-    def _kw(self) -> dict:
-        return {"workers": get_workers()} if self.name == "scipy" else {}
+    def _kw(self, workers: int | None, overwrite: bool = False) -> dict:
+        if self.name != "scipy":
+            return {}
+        kw = {"workers": workers or get_workers()}
+        if overwrite:
+            kw["overwrite_x"] = True
+        return kw
 
-    def rfftn(self, a, s, axes):
-        return self._mod.rfftn(a, s=s, axes=axes, **self._kw())
+    def rfftn(self, a, s, axes, workers=None):
+        return self._mod.rfftn(a, s=s, axes=axes, **self._kw(workers))
 
-    def irfftn(self, a, s, axes):
-        return self._mod.irfftn(a, s=s, axes=axes, **self._kw())
+    def irfftn(self, a, s, axes, workers=None, overwrite=False):
+        """Inverse real FFT; ``overwrite=True`` lets the engine reuse ``a``'s memory."""
+        return self._mod.irfftn(a, s=s, axes=axes, **self._kw(workers, overwrite))
 
-    def fftn(self, a, s, axes):
-        return self._mod.fftn(a, s=s, axes=axes, **self._kw())
+    def fftn(self, a, s, axes, workers=None):
+        return self._mod.fftn(a, s=s, axes=axes, **self._kw(workers))
 
-    def ifftn(self, a, s, axes):
-        return self._mod.ifftn(a, s=s, axes=axes, **self._kw())
+    def ifftn(self, a, s, axes, workers=None, overwrite=False):
+        return self._mod.ifftn(a, s=s, axes=axes, **self._kw(workers, overwrite))
 
 
 _engines: dict[str, _Engine] = {}
+_pools: dict[int, ThreadPoolExecutor] = {}
+_pools_lock = threading.Lock()
+
+
+def _forget_pools_after_fork() -> None:  # a forked child has none of the parent's threads
+    _pools.clear()
+
+
+os.register_at_fork(after_in_child=_forget_pools_after_fork)
+
+
+def parallel_for(fn, items, workers: int | None = None) -> None:
+    """Call ``fn(item)`` for every item on up to ``workers`` threads (default: the current
+    :func:`get_workers`), re-raising the first error. Work is cut so that each thread's
+    NumPy/FFT calls release the GIL; the pool is shared and survives across calls."""
+    items = list(items)
+    n = min(workers or get_workers(), len(items))
+    if n <= 1:
+        for it in items:
+            fn(it)
+        return
+    with _pools_lock:
+        pool = _pools.get(n)
+        if pool is None:
+            pool = _pools[n] = ThreadPoolExecutor(n, thread_name_prefix="batchconv")
+    for f in [pool.submit(fn, it) for it in items]:
+        f.result()
 
 
 def fft_engine(name: str | None = None) -> _Engine:
@@ -124,8 +159,21 @@ def next_fast_len(n: int, real: bool = True) -> int:
     return best
 
 
+_MEMINFO_TTL = 1.0  # seconds a reading of /proc/meminfo is reused
+_meminfo_cache: list = [-1e9, 0]
+
+
 def available_memory() -> int:
-    """Bytes of RAM available now (Linux ``MemAvailable``), or 8 GiB when unknown."""
+    """Bytes of RAM available now (Linux ``MemAvailable``, re-read at most once a second),
+    or 8 GiB when unknown."""
+    now = time.monotonic()
+    if now - _meminfo_cache[0] < _MEMINFO_TTL:
+        return _meminfo_cache[1]
+    _meminfo_cache[:] = [now, _read_available_memory()]
+    return _meminfo_cache[1]
+
+
+def _read_available_memory() -> int:
     try:
         with open("/proc/meminfo") as f:
             for line in f:

@@ -52,10 +52,16 @@ def prepare(p: Problem, wc: np.ndarray) -> DirectState:
     return DirectState(wc, gw)
 
 
-def _tiles(n_batch: int, rows: int, per_row: int, budget: int):
-    """Yield (batch slice, row slice) tiles of about ``budget`` elements."""
+def _tiles(n_batch: int, rows: int, per_row: int, budget: int, batch_inner: bool):
+    """Yield (batch slice, row slice) tiles of about ``budget`` elements, cut along the
+    axis that is outermost in memory (rows when the batch axis is innermost, as in
+    ``"hwn"`` layouts; the batch otherwise)."""
     per_item = rows * per_row
-    if per_item <= budget:
+    if batch_inner:
+        step = max(1, budget // max(per_row * n_batch, 1))
+        for r0 in range(0, rows, step):
+            yield slice(None), slice(r0, min(r0 + step, rows))
+    elif per_item <= budget:
         step = max(1, budget // max(per_item, 1))
         for b0 in range(0, n_batch, step):
             yield slice(b0, min(b0 + step, n_batch)), slice(None)
@@ -64,6 +70,18 @@ def _tiles(n_batch: int, rows: int, per_row: int, budget: int):
         for b0 in range(n_batch):
             for r0 in range(0, rows, step):
                 yield slice(b0, b0 + 1), slice(r0, min(r0 + step, rows))
+
+
+def _batch_inner(xp: np.ndarray) -> bool:
+    """True when the batch axis of the canonical view is closer in memory than the rows."""
+    return xp.shape[0] > 1 and abs(xp.strides[0]) < abs(xp.strides[3])
+
+
+def _empty_in_layout_of(shape: tuple[int, ...], dtype, ref: np.ndarray) -> np.ndarray:
+    """An empty array of ``shape`` whose axes lie in memory in the order of ``ref``'s."""
+    order = sorted(range(ref.ndim), key=lambda a: -abs(ref.strides[a]) if ref.shape[a] > 1
+                   else -np.inf if a == 0 else 0)
+    return np.empty([shape[a] for a in order], dtype).transpose(np.argsort(order))
 
 
 def _gemm(p: Problem, st: DirectState, xp: np.ndarray, block: np.ndarray, k0: int, k1: int):
@@ -79,7 +97,7 @@ def _gemm(p: Problem, st: DirectState, xp: np.ndarray, block: np.ndarray, k0: in
     per_row = C * prod(p.T) * prod(O[1:])
     # (b, C, P, *O, *T) -> (P, b, *O, C, *T)
     order = (2, 0, *range(3, 3 + d), 1, *range(3 + d, 3 + 2 * d))
-    for bs, rs in _tiles(b, O[0], per_row, _GEMM_TILE):
+    for bs, rs in _tiles(b, O[0], per_row, _GEMM_TILE, _batch_inner(xp)):
         tile = win[bs, :, :, rs].transpose(order)
         nb, nr = tile.shape[1], tile.shape[2]
         patches = tile.reshape(P, nb * nr * prod(O[1:]), -1)  # im2col of this tile only
@@ -93,18 +111,19 @@ def _shift_add(p: Problem, st: DirectState, xp: np.ndarray, block: np.ndarray, k
     b, C, P = xp.shape[:3]
     kern = st.kernel[k0:k1]  # (k, C, P, *T)
     k = k1 - k0
-    for bs, rs in _tiles(b, p.O[0], k * P * prod(p.O[1:]), _SHIFT_TILE):
+    for bs, rs in _tiles(b, p.O[0], k * P * prod(p.O[1:]), _SHIFT_TILE, _batch_inner(xp)):
         acc = block[bs, :, :, rs]
         acc[...] = 0
-        t = np.empty_like(acc)
+        t = np.empty_like(acc, order="K")
         r0 = rs.start or 0
+        xb = xp[bs]
         for j in product(*(range(m) for m in p.T)):
             sl = [slice(None), slice(None), slice(None)]
             for a, (g, ja) in enumerate(zip(p.geoms, j, strict=True)):
                 start = ja * g.dilation + (r0 * g.stride if a == 0 else 0)
                 n_out = acc.shape[3 + a]
                 sl.append(slice(start, start + (n_out - 1) * g.stride + 1, g.stride))
-            xs = xp[bs][tuple(sl)]  # (nb, C, P, *O_tile)
+            xs = xb[tuple(sl)]  # (nb, C, P, *O_tile)
             for c in range(C):
                 wj = kern[(slice(None), c, slice(None), *j)]  # (k, P)
                 wj = wj.reshape(1, k, P, *([1] * d))
@@ -115,7 +134,7 @@ def _shift_add(p: Problem, st: DirectState, xp: np.ndarray, block: np.ndarray, k
 def compute(p: Problem, st: DirectState, xc: np.ndarray, k0: int, k1: int) -> np.ndarray:
     """The block ``(b, k1 - k0, P, *O)`` for the canonical input chunk ``xc``."""
     xp = pad_sliding(xc, p.geoms, p.padding, p.cval, first_axis=3)
-    block = np.empty((xc.shape[0], k1 - k0, p.P, *p.O), dtype=p.dtype)
+    block = _empty_in_layout_of((xc.shape[0], k1 - k0, p.P, *p.O), p.dtype, xp)
     if block.size == 0:
         return block
     (_gemm if st.gemm_weights is not None else _shift_add)(p, st, xp, block, k0, k1)

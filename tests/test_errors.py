@@ -1,0 +1,100 @@
+"""Bad input gives a ValueError/TypeError whose message names the argument and the sizes."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import batchconv as bc
+
+x = np.ones((2, 8, 8))
+w = np.ones((3, 3, 3))
+
+
+@pytest.mark.parametrize("kwargs,exc,needle", [
+    (dict(mode="circular"), ValueError, "mode must be one of"),
+    (dict(padding="zeros", mode="same"), ValueError, "padding must be one of"),
+    (dict(method="winograd"), ValueError, "method must be 'auto' or one of ['direct', 'fft']"),
+    (dict(metric="l7"), ValueError, "metric must be one of"),
+    (dict(metric="sad"), NotImplementedError, "not built yet"),
+    (dict(reduce="median"), ValueError, "reduce must be None"),
+    (dict(stride=0), ValueError, "axis 'h' got 0"),
+    (dict(stride=(1, 2, 3)), ValueError, "stride has 3 values but there are 2 sliding axes"),
+    (dict(dilation=1.5), ValueError, "dilation must be a positive int"),
+    (dict(memory="lots"), ValueError, "memory must be a byte count"),
+    (dict(memory=-5), ValueError, "memory must be a positive"),
+    (dict(workers=0), ValueError, "workers must be"),
+])
+def test_bad_options(kwargs, exc, needle):
+    with pytest.raises(exc) as e:
+        bc.correlate(x, w, **kwargs)
+    assert needle in str(e.value)
+
+
+def test_kernel_larger_than_input_in_valid():
+    with pytest.raises(ValueError, match=r"axis 'h': input 8, kernel 9"):
+        bc.correlate(x, np.ones((1, 9, 3)))
+    with pytest.raises(ValueError, match="extent 9"):
+        bc.correlate(x, np.ones((1, 5, 3)), dilation=2)
+
+
+def test_mismatched_summed_and_paired_axes():
+    with pytest.raises(ValueError, match="summed axis 'c' .* size 3 in x but 4 in w"):
+        bc.correlate(np.ones((2, 3, 8, 8)), np.ones((5, 4, 3, 3)), "nchw,kchw->nkhw|hw")
+    with pytest.raises(ValueError, match="paired axis 'c' .* size 3 in x but 2 in w"):
+        bc.correlate(np.ones((2, 3, 8, 8)), np.ones((2, 3, 3)), "nchw,chw->nchw|hw")
+
+
+def test_rank_mismatch_with_spec_and_default():
+    with pytest.raises(ValueError, match=r"gives x 4 axes \('nchw'\) but x has shape \(2, 8, 8\)"):
+        bc.correlate(x, w, "nchw,kchw->nkhw|hw")
+    with pytest.raises(ValueError, match="Give a spec"):
+        bc.correlate(x, np.ones(3))
+    with pytest.raises(ValueError, match="Give a spec"):
+        bc.correlate(np.ones(5), np.ones(3))
+
+
+@pytest.mark.parametrize("bad", [np.ones((2, 8, 8), bool), np.array([["a"]]),
+                                 np.empty((2, 3), object)])
+def test_bad_dtypes(bad):
+    with pytest.raises(TypeError, match="accepts integer, float"):
+        bc.correlate(bad, np.ones(bad.shape[1:], np.float64) if bad.ndim > 1 else w)
+
+
+def test_extended_precision_rejected():
+    if np.dtype(np.longdouble).itemsize <= 8:
+        pytest.skip("longdouble is float64 here")
+    with pytest.raises(TypeError, match="extended precision"):
+        bc.correlate(x.astype(np.longdouble), w)
+
+
+def test_convolve_with_a_metric():
+    with pytest.raises(ValueError, match="convolve computes metric 'dot' only"):
+        bc.convolve(x, w, metric="ssd")
+
+
+def test_reduce_needs_a_reduced_axis():
+    with pytest.raises(ValueError, match="keeps every sliding axis"):
+        bc.correlate(x, w, "nhw,khw->nkhw|hw", reduce="max")
+
+
+def test_max_of_complex():
+    with pytest.raises(TypeError, match="needs real data"):
+        bc.correlate(x + 0j, w, reduce="max")
+
+
+def test_plan_called_with_wrong_shape_or_dtype():
+    p = bc.plan(((2, 8, 8), np.float32), w.astype(np.float32))
+    with pytest.raises(ValueError, match=r"made for x of shape \(2, 8, 8\)"):
+        p(np.ones((3, 8, 8), np.float32))
+    with pytest.raises(TypeError, match="make a new plan"):
+        p(np.ones((2, 8, 8), np.complex128))
+
+
+def test_memory_strings():
+    from batchconv.planner import parse_memory
+
+    assert parse_memory("2GB") == 2 * 10**9
+    assert parse_memory("512MiB") == 512 * 2**20
+    assert parse_memory("1.5e6") == 1_500_000
+    assert parse_memory(1000) == 1000
