@@ -4,6 +4,7 @@ same inputs and the same machine state."""
 
 from __future__ import annotations
 
+import random
 import time
 from collections.abc import Callable
 
@@ -17,9 +18,13 @@ def interleaved(contenders: dict[str, Callable[[], object]], *, rounds: int = 7,
     for f in contenders.values():  # warm up: plans, FFT caches, page faults
         f()
     times: dict[str, list[float]] = {k: [] for k in contenders}
+    order = list(contenders)
+    shuffle = random.Random(0).shuffle  # a fresh order each round: no one always runs cold
     start = time.perf_counter()
     for r in range(rounds):
-        for name, f in contenders.items():
+        shuffle(order)
+        for name in order:
+            f = contenders[name]
             t0 = time.perf_counter()
             f()
             times[name].append(time.perf_counter() - t0)

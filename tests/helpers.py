@@ -61,3 +61,31 @@ def check(x, w, spec=None, *, method, convolve=False, **kw):
         f"{err.max():.3g} vs allowed {bound.min() if bound.size else 0:.3g}")
     assert np.isfinite(y).all()
     return y
+
+
+class small_fft_tiles:
+    """Force the FFT method's overlap-save tiles down to ``points`` FFT points, so that
+    tiling bugs show on small inputs."""
+
+    def __init__(self, points: int):
+        self.points = points
+
+    def _clear(self):
+        from batchconv.methods import fft
+
+        fft.tiling.cache_clear()
+        fft.fft_shape.cache_clear()
+
+    def __enter__(self):
+        from batchconv.methods import fft
+
+        self.old = fft._TILE_POINTS, fft._TILE_EXTENTS
+        fft._TILE_POINTS, fft._TILE_EXTENTS = self.points, 1
+        self._clear()
+        return self
+
+    def __exit__(self, *exc):
+        from batchconv.methods import fft
+
+        fft._TILE_POINTS, fft._TILE_EXTENTS = self.old
+        self._clear()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from conftest import rand
-from helpers import check
+from helpers import check, small_fft_tiles
 
 import batchconv as bc
 
@@ -171,3 +171,46 @@ def test_noncontiguous_and_readonly_inputs(rng):
     w = rand(rng, (2, 3, 3), np.float64)[:, ::-1]
     for method in METHODS:
         check(x, w, method=method, mode="same")
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_float32_contract_on_larger_inputs(method, rng):
+    """FFT round-off grows with the transform's global norm; the contract bounds it by each
+    pair's window sums. Long signals with short kernels and 8-bit-like offsets are the hard
+    cases."""
+    from naive import tolerance
+
+    x = rng.standard_normal((2, 200_000))
+    w = rng.standard_normal((2, 3))
+    img = rng.integers(200, 256, size=(2, 160, 150)).astype(np.float64)
+    tmpl = rng.standard_normal((3, 9, 9))
+    for a, b in ((x, w), (img, tmpl)):
+        ref = bc.correlate(a, b, method="direct", mode="same")  # float64
+        S = bc.correlate(np.abs(a), np.abs(b), method="direct", mode="same")
+        S = S.max(axis=tuple(range(2, S.ndim)), keepdims=True)
+        y = bc.correlate(a.astype(np.float32), b.astype(np.float32), method=method,
+                         mode="same")
+        assert y.dtype == np.float32
+        assert np.all(np.abs(y - ref) <= tolerance(np.float32) * S)
+
+
+@pytest.mark.parametrize("mode", ["valid", "same", "full"])
+@pytest.mark.parametrize("padding,cval", [("constant", 0.0), ("constant", -1.0), ("wrap", 0)])
+@pytest.mark.parametrize("stride,dilation", [(1, 1), (2, 1), (1, 2), ((3, 2), (2, 1))])
+def test_fft_overlap_save_tiles(mode, padding, cval, stride, dilation, rng):
+    """Tiny forced tiles: many tiles per axis, uneven last tiles, halos over the padding."""
+    x, w = rand(rng, (2, 2, 23, 19), np.float64), rand(rng, (3, 2, 4, 3), np.float64)
+    with small_fft_tiles(64):
+        p = bc.plan(x, w, "nchw,kchw->nkhw|hw", method="fft", mode=mode, stride=stride,
+                    dilation=dilation, padding=padding, cval=cval)
+        assert p.state.tiles is not None
+        check(x, w, "nchw,kchw->nkhw|hw", method="fft", mode=mode, stride=stride,
+              dilation=dilation, padding=padding, cval=cval)
+
+
+def test_fft_tiles_on_a_long_signal(rng):
+    x, w = rand(rng, (2, 300_001), np.float64), rand(rng, (2, 9), np.float64)
+    p = bc.plan(x, w, method="fft", mode="same")
+    assert p.state.tiles is not None
+    ref = bc.correlate(x, w, method="direct", mode="same")
+    np.testing.assert_allclose(p(x), ref, rtol=0, atol=1e-11 * np.abs(x).max() * 9)

@@ -4,7 +4,7 @@ method against the naive loop."""
 from __future__ import annotations
 
 import numpy as np
-from helpers import check
+from helpers import check, small_fft_tiles
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -59,7 +59,8 @@ def problems(draw):
     cval = draw(st.sampled_from([0.0, 1.5]))
     method = draw(st.sampled_from(["direct", "fft"]))
     seed = draw(st.integers(0, 2**16))
-    return dict(spec=spec, x_shape=x_shape, w_shape=w_shape, dtype=dtype, mode=mode,
+    tile_points = draw(st.sampled_from([None, 1, 8, 27]))
+    return dict(tile_points=tile_points, spec=spec, x_shape=x_shape, w_shape=w_shape, dtype=dtype, mode=mode,
                 stride=stride, dilation=dilation, padding=padding, cval=cval, reduce=reduce,
                 method=method, seed=seed, convolve=draw(st.booleans()) and reduce is None)
 
@@ -79,6 +80,11 @@ def test_random_problems_match_naive(pr):
         return a.astype(dt)
 
     x, w = make(pr["x_shape"]), make(pr["w_shape"])
-    check(x, w, pr["spec"], method=pr["method"], mode=pr["mode"], stride=pr["stride"],
-          dilation=pr["dilation"], padding=pr["padding"], cval=pr["cval"],
-          reduce=pr["reduce"], convolve=pr["convolve"])
+    kw = dict(method=pr["method"], mode=pr["mode"], stride=pr["stride"],
+              dilation=pr["dilation"], padding=pr["padding"], cval=pr["cval"],
+              reduce=pr["reduce"], convolve=pr["convolve"])
+    if pr["tile_points"] is None:
+        check(x, w, pr["spec"], **kw)
+    else:
+        with small_fft_tiles(pr["tile_points"]):
+            check(x, w, pr["spec"], **kw)

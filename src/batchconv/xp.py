@@ -35,6 +35,7 @@ def has_module(name: str) -> bool:
         return False
 
 
+@functools.lru_cache(maxsize=1)
 def _cpu_count() -> int:
     try:
         return len(os.sched_getaffinity(0))

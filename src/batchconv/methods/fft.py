@@ -1,19 +1,32 @@
 """The FFT method: real FFTs over the sliding axes only, channel sums in the frequency domain.
 
-Each input item and each filter is transformed once. With zero padding the FFT buffer
-itself supplies the zeros: the size per axis is the smallest fast length that keeps every
-kept output free of wrap-around (``n + max(lo, hi)``, e.g. 144 rather than 191 for a 96x96
-'same' correlation), and the kernel is stored rolled by ``-lo`` so that the kept outputs
-are a plain strided slice of the inverse transform. Other paddings pad the chunk first.
+Each input item and each filter is transformed once. Summed (channel) axes are contracted
+per frequency bin with one batched complex matmul ``(P, F, b, C) @ (P, F, C, k)``; with a
+single channel it is a broadcast product.
 
-Summed (channel) axes are contracted per frequency bin with one batched complex matmul
-``(P, F, b, C) @ (P, F, C, k)``; with a single channel it is a broadcast product.
+Two layouts of the transform, chosen per problem by :func:`tiling`:
+
+* **whole** (inputs up to a few tens of thousands of samples per item): with zero padding
+  the FFT buffer itself supplies the zeros. The size per axis is the smallest fast length
+  that keeps every kept output free of wrap-around (``n + max(lo, hi)``: 144 rather than
+  191 for a 96x96 'same' correlation), and the kernel is stored rolled by ``-lo`` so that
+  the kept outputs are a plain strided slice of the inverse transform.
+* **tiled** (overlap-save, for large inputs and small kernels): the output is cut into
+  tiles whose transforms (about 64K points) stay in cache; each tile reads its input
+  window plus the kernel's halo, and all tiles share one kernel spectrum. Less memory per
+  item, better cache use, and round-off that stays local to the tile.
+
+Work units (groups of items, times tiles) run one per thread through transform ->
+product -> inverse -> crop, each FFT single-threaded: on the 2-core dev machine that is
+about 2x faster than whole-batch transforms with ``workers=2``, whose passes over a large
+array run at memory speed.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import lru_cache
+from itertools import product
 from math import prod
 
 import numpy as np
@@ -22,9 +35,19 @@ from ..geometry import pad_sliding
 from ..problem import Problem
 from ..xp import fft_engine, get_workers, next_fast_len, parallel_for
 
-__all__ = ["FFTState", "fft_shape", "prepare", "compute", "workspace_bytes"]
+__all__ = ["FFTState", "fft_shape", "tiling", "prepare", "compute", "workspace_bytes"]
 
 _KERNEL_CHUNK_BYTES = 64 << 20  # filters are transformed in groups of about this size
+_GROUP_BYTES = 1 << 20  # one work unit's spectra + output: about one core's L2 x 2
+_TILE_POINTS = 1 << 16  # FFT points per tile (overlap-save): 1 MiB of complex128
+_TILE_EXTENTS = 4  # a tile's FFT spans at least this many kernel extents (halo < 1/4)
+# pocketfft's own threads slow down transforms smaller than this (dev machine: 100x100 x5
+# took 1.11 ms on one thread, 1.44 ms on two); below it, one thread per transform
+_THREADED_FFT_BYTES = 4 << 20
+
+
+def _fft_threads(nbytes: int, workers: int) -> int:
+    return workers if nbytes >= _THREADED_FFT_BYTES else 1
 
 
 @dataclass
@@ -32,7 +55,8 @@ class FFTState:
     """What the FFT method keeps per plan: sizes and the filters' spectra."""
 
     fft_shape: tuple[int, ...]
-    implicit_zeros: bool  # zero padding supplied by the FFT buffer
+    tiles: tuple[int, ...] | None  # outputs per tile and axis (overlap-save), or None
+    implicit_zeros: bool  # zero padding supplied by the FFT buffer / the tile buffers
     is_complex: bool
     spectrum: np.ndarray  # C == 1: (K, P, *Fh); C > 1: (P, prod(Fh), C, K)
 
@@ -44,11 +68,37 @@ def implicit_zeros(p: Problem) -> bool:
 
 
 @lru_cache(maxsize=256)
+def tiling(p: Problem) -> tuple[int, ...] | None:
+    """Outputs per overlap-save tile along each axis, or None to transform whole items.
+
+    An axis is tiled when it has more than two tiles' worth of outputs, a tile's FFT
+    being about ``_TILE_POINTS ** (1/d)`` long and at least ``_TILE_EXTENTS`` kernel
+    extents (so that the halo costs under a quarter). Tiles are evened out so that the
+    last one is not a sliver.
+    """
+    target = _TILE_POINTS ** (1.0 / p.ndim)
+    tiles, any_tiled = [], False
+    for g in p.geoms:
+        f = next_fast_len(max(int(target), _TILE_EXTENTS * g.extent))
+        t_max = (f - g.extent) // g.stride + 1
+        if g.out > 2 * t_max:
+            n_tiles = -(-g.out // t_max)
+            tiles.append(-(-g.out // n_tiles))
+            any_tiled = True
+        else:
+            tiles.append(g.out)
+    return tuple(tiles) if any_tiled else None
+
+
+@lru_cache(maxsize=256)
 def fft_shape(p: Problem) -> tuple[int, ...]:
     """FFT length per sliding axis: the smallest fast length without wrap-around in any
     kept output (and at least the dilated kernel's extent)."""
     real = p.dtype.kind != "c"
-    if implicit_zeros(p):
+    tiles = tiling(p)
+    if tiles is not None:
+        need = [(t - 1) * g.stride + g.extent for t, g in zip(tiles, p.geoms, strict=True)]
+    elif implicit_zeros(p):
         need = [max(g.n + min(g.hi, 0) + max(g.lo, g.hi, 0), g.extent) for g in p.geoms]
     else:
         need = [g.padded for g in p.geoms]
@@ -71,88 +121,41 @@ def _kernel_buffer(p: Problem, wc: np.ndarray, shape: tuple[int, ...], shift: bo
 def prepare(p: Problem, wc: np.ndarray) -> FFTState:
     """Transform the canonical filters ``wc`` (K, C, P, *T) once."""
     shape = fft_shape(p)
+    tiles = tiling(p)
     is_complex = p.dtype.kind == "c"
     implicit = implicit_zeros(p)
     eng = fft_engine()
     axes = tuple(range(3, 3 + p.ndim))
-    half = _half(shape, is_complex)
     cdtype = np.result_type(p.dtype, np.complex64)
     K, C, P = wc.shape[:3]
-    spec = np.empty((K, C, P, *half), dtype=cdtype)
+    spec = np.empty((K, C, P, *_half(shape, is_complex)), dtype=cdtype)
     per_filter = max(1, C * P * prod(shape) * cdtype.itemsize)
     step = max(1, _KERNEL_CHUNK_BYTES // per_filter)
     for k0 in range(0, K, step):
-        buf = _kernel_buffer(p, wc[k0:k0 + step], shape, shift=implicit)
+        # whole items: roll by -lo so kept outputs start at 0; tiles start at their window
+        buf = _kernel_buffer(p, wc[k0:k0 + step], shape, shift=implicit and tiles is None)
+        threads = _fft_threads(buf.nbytes, get_workers())
         if is_complex:  # sum_j x[t+j] v[j]  <=>  X * conj(FFT(conj(v)))
-            spec[k0:k0 + step] = np.conj(eng.fftn(np.conj(buf), shape, axes))
+            spec[k0:k0 + step] = np.conj(eng.fftn(np.conj(buf), shape, axes, threads))
         else:
-            spec[k0:k0 + step] = np.conj(eng.rfftn(buf, shape, axes))
+            spec[k0:k0 + step] = np.conj(eng.rfftn(buf, shape, axes, threads))
     if C == 1:
         spec = spec[:, 0]
     else:  # frequency-major for one batched matmul per bin: (P, F, C, K)
         spec = np.ascontiguousarray(spec.reshape(K, C, P, -1).transpose(2, 3, 1, 0))
-    return FFTState(shape, implicit, is_complex, spec)
+    return FFTState(shape, tiles, implicit, is_complex, spec)
 
 
-def _input(p: Problem, st: FFTState, xc: np.ndarray) -> np.ndarray:
-    if st.implicit_zeros:
-        trim = tuple(slice(0, g.n + min(g.hi, 0)) for g in p.geoms)
-        return xc[(slice(None),) * 3 + trim]
-    return pad_sliding(xc, p.geoms, p.padding, p.cval, first_axis=3)
-
-
-def compute(p: Problem, st: FFTState, xc: np.ndarray, k0: int, k1: int) -> np.ndarray:
-    """The unreduced block ``(b, k1 - k0, P, *O)`` for the canonical input chunk ``xc``.
-
-    The chunk is streamed through transform -> product -> inverse -> crop in groups of
-    items small enough to stay in cache, one group per thread (each FFT single-threaded):
-    on the 2-core dev machine that is 2x faster than whole-chunk transforms with
-    ``workers=2`` (pocketfft's passes over a large array run at memory speed).
-    """
-    b = xc.shape[0]
-    block = np.empty((b, k1 - k0, p.P, *p.O), dtype=p.dtype)
-    if st.implicit_zeros and not all(g.touches_data for g in p.geoms):
-        # every window sees only zero padding: the exact answer, not FFT round-off
-        block[...] = 0
-        return block
-    workers = get_workers()
-    g = _group_size(p, st, k1 - k0)
-    n_groups = -(-b // g)
-    if n_groups > 1 or b >= workers:  # as many groups as threads, or a multiple of it
-        n_groups = -(-n_groups // workers) * workers
-    g = -(-b // min(n_groups, b))
-    groups = [slice(i, min(i + g, b)) for i in range(0, b, g)]
-    inner = 1 if len(groups) > 1 else workers
-
-    def run(sl: slice) -> None:
-        block[sl] = _compute_group(p, st, xc[sl], k0, k1, inner)
-
-    parallel_for(run, groups, workers)
-    return block
-
-
-_GROUP_BYTES = 1 << 20  # per-group spectra + output: about one core's L2 (512 KiB) x 2
-
-
-def _group_size(p: Problem, st: FFTState, k: int) -> int:
-    """Items per group so that one group's spectra and output fit in about 1 MiB."""
-    half = prod(_half(st.fft_shape, st.is_complex))
-    c = np.result_type(p.dtype, np.complex64).itemsize
-    per_item = p.P * (half * c * (p.C + k) + prod(st.fft_shape) * p.dtype.itemsize * k)
-    return max(1, _GROUP_BYTES // max(per_item, 1))
-
-
-def _compute_group(p: Problem, st: FFTState, xc: np.ndarray, k0: int, k1: int,
-                   workers: int) -> np.ndarray:
+def _spectral(p: Problem, st: FFTState, x: np.ndarray, k0: int, k1: int, keep: tuple,
+              workers: int) -> np.ndarray:
+    """Correlate the items ``x`` (b, C, P, *n <= F) with filters ``k0:k1`` through the
+    cached spectra; return the kept outputs ``(b, k, P, *kept)``."""
     eng = fft_engine()
-    d = p.ndim
-    shape = st.fft_shape
-    x = _input(p, st, xc)
+    d, shape = p.ndim, st.fft_shape
     b, C, P = x.shape[:3]
     forward = eng.fftn if st.is_complex else eng.rfftn
     inverse = eng.ifftn if st.is_complex else eng.irfftn
     X = forward(x, shape, tuple(range(3, 3 + d)), workers)  # (b, C, P, *Fh)
-    keep = tuple(slice(0, (g.out - 1) * g.stride + 1, g.stride) for g in p.geoms)
     if C == 1:
         if k1 - k0 == 1:  # one filter: multiply in place, X becomes (b, 1, P, *Fh)
             Y = np.multiply(X, st.spectrum[None, k0:k1], out=X)
@@ -168,24 +171,98 @@ def _compute_group(p: Problem, st: FFTState, xc: np.ndarray, k0: int, k1: int,
         del Xt
         Y = Y.reshape(P, *_half(shape, st.is_complex), b, k1 - k0)
         y = inverse(Y, shape, tuple(range(1, 1 + d)), workers, overwrite=True)
-        y = np.moveaxis(y[(slice(None),) + keep], (-2, -1), (0, 1))  # (b, k, P, *O)
+        y = np.moveaxis(y[(slice(None),) + keep], (-2, -1), (0, 1))  # (b, k, P, *kept)
     if p.integer_inputs:
         y = np.rint(y)
     return y
 
 
+def _groups(b: int, per_item: int, n_tiles: int, workers: int) -> list[slice]:
+    """Batch groups of about ``_GROUP_BYTES`` each; enough of them (times the tiles) to give
+    every thread work in every round, all of about the same size."""
+    n = -(-b // max(1, _GROUP_BYTES // max(per_item, 1)))
+    units = -(-(n * n_tiles) // workers) * workers  # rounded up to a multiple of workers
+    n = min(b, max(n, -(-units // n_tiles)))
+    g = -(-b // max(n, 1))
+    return [slice(i, min(i + g, b)) for i in range(0, b, g)]
+
+
+def _per_item_bytes(p: Problem, st: FFTState, k: int) -> int:
+    half = prod(_half(st.fft_shape, st.is_complex))
+    c = np.result_type(p.dtype, np.complex64).itemsize
+    return p.P * (half * c * (p.C + k) + prod(st.fft_shape) * p.dtype.itemsize * (k + p.C))
+
+
+def compute(p: Problem, st: FFTState, xc: np.ndarray, k0: int, k1: int) -> np.ndarray:
+    """The unreduced block ``(b, k1 - k0, P, *O)`` for the canonical input chunk ``xc``."""
+    b = xc.shape[0]
+    block = np.empty((b, k1 - k0, p.P, *p.O), dtype=p.dtype)
+    if st.implicit_zeros and not all(g.touches_data for g in p.geoms):
+        # every window sees only zero padding: the exact answer, not FFT round-off
+        block[...] = 0
+        return block
+    workers = get_workers()
+    if st.tiles is None:
+        src = (xc[(slice(None),) * 3 + tuple(slice(0, g.n + min(g.hi, 0)) for g in p.geoms)]
+               if st.implicit_zeros else pad_sliding(xc, p.geoms, p.padding, p.cval, 3))
+        keep = tuple(slice(0, (g.out - 1) * g.stride + 1, g.stride) for g in p.geoms)
+        per_item = _per_item_bytes(p, st, k1 - k0)
+        groups = _groups(b, per_item, 1, workers)
+        inner = 1 if len(groups) > 1 else _fft_threads(per_item * b, workers)
+
+        def run(sl: slice) -> None:
+            block[sl] = _spectral(p, st, src[sl], k0, k1, keep, inner)
+
+        parallel_for(run, groups, workers)
+        return block
+    # overlap-save: tile t of an axis makes outputs [t*T, min((t+1)*T, out)) and reads
+    # source samples from (t*T)*stride - offset on, `offset` being the padding before x
+    if st.implicit_zeros:
+        src, offsets = xc, [g.lo for g in p.geoms]
+    else:
+        src, offsets = pad_sliding(xc, p.geoms, p.padding, p.cval, 3), [0] * p.ndim
+    tile_ranges = [range(0, g.out, t) for g, t in zip(p.geoms, st.tiles, strict=True)]
+    tiles = list(product(*tile_ranges))
+    groups = _groups(b, _per_item_bytes(p, st, k1 - k0), len(tiles), workers)
+    inner = 1 if len(groups) * len(tiles) > 1 else workers
+
+    def run_tile(unit) -> None:
+        sl, starts = unit
+        buf = np.zeros((sl.stop - sl.start, *src.shape[1:3], *st.fft_shape), dtype=p.dtype)
+        out_sl, dst, srcsl, keep = [], [], [], []
+        for g, t, i0, off, n_src in zip(p.geoms, st.tiles, starts, offsets, src.shape[3:],
+                                        strict=True):
+            i1 = min(i0 + t, g.out)
+            r0 = i0 * g.stride - off
+            r1 = r0 + (i1 - i0 - 1) * g.stride + g.extent
+            c0, c1 = max(r0, 0), min(r1, n_src)
+            out_sl.append(slice(i0, i1))
+            srcsl.append(slice(c0, max(c1, c0)))
+            dst.append(slice(c0 - r0, c0 - r0 + max(c1 - c0, 0)))
+            keep.append(slice(0, (i1 - i0 - 1) * g.stride + 1, g.stride))
+        buf[(slice(None),) * 3 + tuple(dst)] = src[(sl, slice(None), slice(None), *srcsl)]
+        y = _spectral(p, st, buf, k0, k1, tuple(keep), inner)
+        block[(sl, slice(None), slice(None), *out_sl)] = y
+
+    parallel_for(run_tile, [(sl, s) for sl in groups for s in tiles], workers)
+    return block
+
+
 def workspace_bytes(p: Problem, b: int, k: int) -> int:
-    """Peak bytes of temporaries for one ``(b, k)`` block (excluding the cached spectra)."""
+    """Peak bytes of temporaries for one ``(b, k)`` block (excluding the cached spectra):
+    the block itself, a padded copy of the chunk where the padding is not zeros, and the
+    work units in flight (one per thread)."""
     shape = fft_shape(p)
     is_complex = p.dtype.kind == "c"
-    half = prod(_half(shape, is_complex))
     r = p.dtype.itemsize
     c = np.result_type(p.dtype, np.complex64).itemsize
     x_pad = 0 if implicit_zeros(p) else b * p.C * p.P * prod(g.padded for g in p.geoms) * r
-    x_spec = b * p.C * p.P * half * c * (2 if p.C > 1 else 1)
-    y_spec = b * k * p.P * half * c
-    y = b * k * p.P * prod(shape) * (c if is_complex else r)
-    return x_pad + max(x_spec + y_spec, y_spec + y)
+    out = b * k * p.P * prod(p.O) * r
+    half = prod(_half(shape, is_complex))
+    per_item = p.P * (half * c * (p.C + k) * 2 + prod(shape) * r * (k + p.C))
+    per_unit = per_item * min(b, max(1, _GROUP_BYTES // per_item))
+    in_flight = get_workers() * per_unit
+    return x_pad + out + in_flight
 
 
 def spectrum_bytes(p: Problem) -> int:
