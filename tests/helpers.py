@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import numpy as np
+from naive import _parse, default_spec_string, naive_correlate, tolerance, window_abs_bound
 
 import batchconv as bc
-from naive import _parse, default_spec_string, naive_correlate, tolerance, window_abs_bound
 
 
 def expected_dtype(x, w) -> np.dtype:

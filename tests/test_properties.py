@@ -60,8 +60,9 @@ def problems(draw):
     method = draw(st.sampled_from(["direct", "fft"]))
     seed = draw(st.integers(0, 2**16))
     tile_points = draw(st.sampled_from([None, 1, 8, 27]))
-    return dict(tile_points=tile_points, spec=spec, x_shape=x_shape, w_shape=w_shape, dtype=dtype, mode=mode,
-                stride=stride, dilation=dilation, padding=padding, cval=cval, reduce=reduce,
+    return dict(tile_points=tile_points, spec=spec, x_shape=x_shape, w_shape=w_shape,
+                dtype=dtype, mode=mode, stride=stride, dilation=dilation, padding=padding,
+                cval=cval, reduce=reduce,
                 method=method, seed=seed, convolve=draw(st.booleans()) and reduce is None)
 
 

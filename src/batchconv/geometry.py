@@ -102,10 +102,14 @@ def pad_sliding(x: np.ndarray, geoms: tuple[AxisGeometry, ...], padding: str, cv
         if g.hi < 0:  # pad first: 'wrap' and 'reflect' must see the whole axis
             trims[a] = slice(0, g.padded)
     if any(w != (0, 0) for w in widths):
+        # pad in memory order, so the padded copy keeps x's layout (NHWC stays NHWC)
+        order = sorted(range(x.ndim), key=lambda a: -abs(x.strides[a]))
+        xt, wt = x.transpose(order), [widths[a] for a in order]
         if padding == "constant":
-            x = np.pad(x, widths, mode="constant", constant_values=cval)
+            xt = np.pad(xt, wt, mode="constant", constant_values=cval)
         else:
-            x = np.pad(x, widths, mode=padding)
+            xt = np.pad(xt, wt, mode=padding)
+        x = xt.transpose(np.argsort(order))
     if any(t != slice(None) for t in trims):
         x = x[tuple(trims)]
     return x

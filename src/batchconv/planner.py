@@ -4,9 +4,9 @@ A :class:`Plan` is a value: the :class:`~batchconv.problem.Problem`, the chosen 
 name, chunk sizes and the method's filter state (e.g. spectra). It holds no open
 resources, so it pickles, and several threads may call one plan at once.
 
-``method="auto"`` uses a simple cost rule (flops divided by a per-method rate measured on
-the 2-core development machine, see ``_RATES``); integer inputs go to ``direct``, which is
-exact. A calibrated cost model replaces this rule in the planner issue.
+``method="auto"`` uses a simple cost model (flops and bytes moved over rates measured on
+the 2-core development machine, see the constants below); integer inputs go to
+``direct``, which is exact. A calibrated cost model replaces it in the planner issue.
 
 >>> import numpy as np
 >>> p = plan(np.ones((2, 16)), np.ones((3, 4)))
@@ -25,16 +25,22 @@ import numpy as np
 from .methods import METHODS, get_method
 from .methods import direct as direct_method
 from .methods import fft as fft_method
-from .problem import Problem, canonical_w, canonical_x, final_view
+from .problem import Problem, canonical_out_view, canonical_w, canonical_x, final_view
 from .reduce import apply_reduce
 from .xp import available_memory, fft_engine, set_workers
 
 __all__ = ["Plan", "plan_problem", "parse_memory"]
 
-# Sustained rates (flop/s) of each kernel on the 2-core development machine, float64;
-# float32 runs about twice as fast on GEMM and FFT. Measured with benchmarks/seed001.py and
-# ad-hoc GEMM/FFT timings; within 2x across the shapes we tried.
-_RATES = {"gemm": 40e9, "shift_add": 1.5e9, "fft": 6e9}
+# The simple cost model's constants, measured on the 2-core development machine with
+# (32, 128, 128) inputs and banks of 1..64 filters (see the README's "Methods"): FFT
+# throughput in flop/s (float64; float32 x1.7), the shift-and-add rate, and for GEMM the
+# flop rate plus the two memory streams that bound it in practice: the im2col tile copies
+# and the write of the result into the (b, k, P, *O) block.
+_FFT_RATE = 3e9
+_SHIFT_ADD_RATE = 1.5e9
+_GEMM_RATE = 60e9
+_IM2COL_BYTES_PER_S = 5e9
+_BLOCK_WRITE_BYTES_PER_S = 3e9
 _MIB = 1 << 20
 
 
@@ -80,11 +86,17 @@ def _flops(p: Problem, name: str) -> float:
 
 
 def _seconds(p: Problem, name: str) -> float:
-    speed = 2.0 if p.dtype in (np.float32, np.complex64) else 1.0
-    if name == "direct":
-        kind = "gemm" if direct_method.use_gemm(p) else "shift_add"
-        return _flops(p, name) / (_RATES[kind] * (speed if kind == "gemm" else 1.0))
-    return _flops(p, name) / (_RATES["fft"] * speed)
+    """Estimated seconds of one call (the simple model; see the constants above)."""
+    single = p.dtype in (np.float32, np.complex64)
+    if name == "fft":
+        return _flops(p, name) / (_FFT_RATE * (1.7 if single else 1.0))
+    if not direct_method.use_gemm(p):
+        return _flops(p, name) / _SHIFT_ADD_RATE
+    outputs = p.B * p.P * prod(p.O)
+    patch_bytes = outputs * p.window_size * p.dtype.itemsize
+    block_bytes = outputs * p.K * p.dtype.itemsize
+    return (_flops(p, name) / (_GEMM_RATE * (2.0 if single else 1.0))
+            + patch_bytes / _IM2COL_BYTES_PER_S + block_bytes / _BLOCK_WRITE_BYTES_PER_S)
 
 
 @dataclass(frozen=True)
@@ -158,7 +170,10 @@ class Plan:
                             f"{np.result_type(x.dtype, p.dtype)}: make a new plan")
         mod = get_method(self.method)
         xc = canonical_x(p, x)
-        canon = np.empty(p.canonical_out_shape, dtype=p.out_dtype)
+        final = np.empty(p.out_shape, dtype=p.out_dtype)
+        canon = canonical_out_view(p, final)
+        if canon is None:  # rare layouts: compute canonically, return a transposed view
+            final, canon = None, np.empty(p.canonical_out_shape, dtype=p.out_dtype)
         axes = tuple(3 + i for i in p.reduced_axes)
         cb, ck = self.chunk
         with set_workers(self.workers):
@@ -166,9 +181,12 @@ class Plan:
                 xb = xc[b0:b0 + cb].astype(p.dtype, copy=False)
                 for k0 in range(0, p.K, ck):
                     k1 = min(k0 + ck, p.K)
-                    block = mod.compute(p, self.state, xb, k0, k1)
-                    canon[b0:b0 + cb, k0:k1] = apply_reduce(p.reduce, block, axes)
-        return final_view(p, canon)
+                    if p.reduce is None:  # methods write straight into the result
+                        mod.compute(p, self.state, xb, k0, k1, out=canon[b0:b0 + cb, k0:k1])
+                    else:
+                        block = mod.compute(p, self.state, xb, k0, k1)
+                        canon[b0:b0 + cb, k0:k1] = apply_reduce(p.reduce, block, axes)
+        return final if final is not None else final_view(p, canon)
 
     def explain(self) -> str:
         """A readable account of the problem, the candidates and why the winner won."""

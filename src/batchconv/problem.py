@@ -23,7 +23,8 @@ import numpy as np
 from .geometry import MODES, PADDINGS, AxisGeometry, axis_geometry
 from .spec import Spec, default_spec, parse_spec
 
-__all__ = ["Problem", "make_problem", "result_dtype", "canonical_x", "canonical_w", "final_view"]
+__all__ = ["Problem", "make_problem", "result_dtype", "canonical_x", "canonical_w", "final_view",
+           "canonical_out_view"]
 
 METRICS = ("dot",)  # the similarity metrics (ssd, sad, ncc, cosine) are not built yet
 REDUCES = ("sum", "mean", "max", "min", "argmax", "argmin")
@@ -255,3 +256,16 @@ def final_view(p: Problem, canon: np.ndarray) -> np.ndarray:
     order = sp.batch + sp.bank + sp.paired + kept
     perm = [order.index(c) for c in sp.out] + list(range(len(order), a.ndim))
     return a.transpose(perm)
+
+
+def canonical_out_view(p: Problem, final: np.ndarray) -> np.ndarray | None:
+    """The result array ``final`` (spec output order) seen as ``(B, K, P, *O_kept[, r])``,
+    or None when that needs a copy (several batch, bank or paired letters that are not
+    adjacent in the output). Methods write into this view, so the user gets a
+    C-contiguous array in the spec's order with no final transpose."""
+    sp = p.spec
+    order = sp.batch + sp.bank + sp.paired + sp.kept_sliding
+    tail = list(range(len(sp.out), final.ndim))
+    v = final.transpose([sp.out.index(c) for c in order] + tail).reshape(
+        p.canonical_out_shape)
+    return v if v.size == 0 or np.may_share_memory(v, final) else None

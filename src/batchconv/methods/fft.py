@@ -193,10 +193,12 @@ def _per_item_bytes(p: Problem, st: FFTState, k: int) -> int:
     return p.P * (half * c * (p.C + k) + prod(st.fft_shape) * p.dtype.itemsize * (k + p.C))
 
 
-def compute(p: Problem, st: FFTState, xc: np.ndarray, k0: int, k1: int) -> np.ndarray:
-    """The unreduced block ``(b, k1 - k0, P, *O)`` for the canonical input chunk ``xc``."""
+def compute(p: Problem, st: FFTState, xc: np.ndarray, k0: int, k1: int,
+            out: np.ndarray | None = None) -> np.ndarray:
+    """The unreduced block ``(b, k1 - k0, P, *O)`` for the canonical input chunk ``xc``,
+    written into ``out`` when given."""
     b = xc.shape[0]
-    block = np.empty((b, k1 - k0, p.P, *p.O), dtype=p.dtype)
+    block = np.empty((b, k1 - k0, p.P, *p.O), dtype=p.dtype) if out is None else out
     if st.implicit_zeros and not all(g.touches_data for g in p.geoms):
         # every window sees only zero padding: the exact answer, not FFT round-off
         block[...] = 0
