@@ -214,3 +214,23 @@ def test_fft_tiles_on_a_long_signal(rng):
     assert p.state.tiles is not None
     ref = bc.correlate(x, w, method="direct", mode="same")
     np.testing.assert_allclose(p(x), ref, rtol=0, atol=1e-11 * np.abs(x).max() * 9)
+
+
+@pytest.mark.parametrize("method", METHODS)
+@pytest.mark.parametrize("factor", [10, 40])
+def test_memory_budget_is_respected(method, factor, rng):
+    """Extra memory (tracemalloc: NumPy's allocations) stays under 1.25x the budget while
+    the unreduced result is `factor` times the budget."""
+    import tracemalloc
+
+    x, w = rng.standard_normal((40, 64, 64)), rng.standard_normal((30, 9, 9))
+    budget = 40 * 30 * 64 * 64 * 8 // factor
+    p = bc.plan(x, w, mode="same", reduce="max", memory=budget, method=method)
+    tracemalloc.start()
+    try:
+        y = p(x)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak - y.nbytes < 1.25 * budget
+    np.testing.assert_allclose(y, bc.correlate(x, w, mode="same", reduce="max"), rtol=1e-10)

@@ -110,11 +110,18 @@ class Candidate:
     chunk: tuple[int, int]
 
 
+def _block_bytes(p: Problem, mod, b: int, k: int, budget: int) -> int:
+    """Temporaries of one (b, k) block: the method's, plus the unreduced block itself when
+    a reduction makes it a temporary (without one, it is written in the result)."""
+    unreduced = b * k * p.P * prod(p.O) * p.dtype.itemsize if p.reduce is not None else 0
+    return mod.workspace_bytes(p, b, k, budget) + unreduced
+
+
 def _chunks(p: Problem, mod, budget: int) -> tuple[int, int]:
     """Largest (batch, bank) block whose temporaries fit the budget: halve the batch
     first (filter state is reused across batch chunks), then the bank."""
     b, k = max(p.B, 1), max(p.K, 1)
-    while mod.workspace_bytes(p, b, k) > budget and (b > 1 or k > 1):
+    while _block_bytes(p, mod, b, k, budget) > budget and (b > 1 or k > 1):
         if b > 1:
             b = -(-b // 2)
         else:
@@ -155,7 +162,7 @@ class Plan:
         """Estimated peak bytes beyond the inputs and the result (temporaries + filter
         state)."""
         mod = get_method(self.method)
-        return mod.workspace_bytes(self.problem, *self.chunk) + _state_bytes(
+        return _block_bytes(self.problem, mod, *self.chunk, self.memory) + _state_bytes(
             self.problem, self.method)
 
     def __call__(self, x) -> np.ndarray:
@@ -183,9 +190,9 @@ class Plan:
                     k1 = min(k0 + ck, p.K)
                     if p.reduce is None:  # methods write straight into the result
                         mod.compute(p, self.state, xb, k0, k1, out=canon[b0:b0 + cb, k0:k1])
-                    else:
-                        block = mod.compute(p, self.state, xb, k0, k1)
-                        canon[b0:b0 + cb, k0:k1] = apply_reduce(p.reduce, block, axes)
+                    else:  # no name holds the block: it is freed before the next one
+                        canon[b0:b0 + cb, k0:k1] = apply_reduce(
+                            p.reduce, mod.compute(p, self.state, xb, k0, k1), axes)
         return final if final is not None else final_view(p, canon)
 
     def explain(self) -> str:
@@ -226,7 +233,7 @@ def plan_problem(p: Problem, w: np.ndarray, method: str = "auto", memory=None,
     cands = []
     for n in names:
         chunk = _chunks(p, get_method(n), budget)
-        peak = get_method(n).workspace_bytes(p, *chunk) + _state_bytes(p, n)
+        peak = _block_bytes(p, get_method(n), *chunk, budget) + _state_bytes(p, n)
         cands.append(Candidate(n, _seconds(p, n), _flops(p, n), peak, chunk))
     if method != "auto":
         chosen, reason = method, "asked for by method="
@@ -236,6 +243,6 @@ def plan_problem(p: Problem, w: np.ndarray, method: str = "auto", memory=None,
         chosen = min(cands, key=lambda c: c.seconds).method
         reason = "lowest estimated time"
     with set_workers(workers):
-        state = get_method(chosen).prepare(p, canonical_w(p, w))
+        state = get_method(chosen).prepare(p, canonical_w(p, w), budget)
     cand = next(c for c in cands if c.method == chosen)
     return Plan(p, chosen, cand.chunk, budget, workers, tuple(cands), reason, state)

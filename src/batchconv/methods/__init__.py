@@ -1,9 +1,10 @@
 """Method kernels, one module each, all on the canonical layout (see ``problem.py``).
 
-Each method module provides ``prepare(problem, w_canonical) -> state`` (everything that
-depends only on the filters), ``compute(problem, state, x_chunk, k0, k1) -> block`` (the
-unreduced ``(b, k, P, *O)`` block for filters ``k0:k1``) and
-``workspace_bytes(problem, b, k)`` (peak temporaries for one block).
+Each method module provides ``prepare(problem, w_canonical, budget) -> state`` (everything
+that depends only on the filters), ``compute(problem, state, x_chunk, k0, k1, out=None)
+-> block`` (the unreduced ``(b, k, P, *O)`` block for filters ``k0:k1``, written into
+``out`` when given) and ``workspace_bytes(problem, b, k, budget)`` (peak temporaries for
+one block, not counting the block).
 """
 
 from __future__ import annotations

@@ -21,6 +21,7 @@ from numpy.lib.stride_tricks import sliding_window_view
 
 from ..geometry import pad_sliding
 from ..problem import Problem
+from ..xp import get_workers, parallel_for
 
 __all__ = ["DirectState", "prepare", "compute", "workspace_bytes"]
 
@@ -40,6 +41,7 @@ class DirectState:
     kernel: np.ndarray  # (K, C, P, *T)
     gemm_weights: np.ndarray | None  # (P, C*T, K)
     gemm_weights_tc: np.ndarray | None  # (P, T*C, K)
+    tile: int  # elements per tile (patches for GEMM, outputs for shift-and-add)
 
 
 def use_gemm(p: Problem) -> bool:
@@ -47,14 +49,25 @@ def use_gemm(p: Problem) -> bool:
     return p.K > 1
 
 
-def prepare(p: Problem, wc: np.ndarray) -> DirectState:
+def tile_elements(p: Problem, budget: int | None) -> int:
+    """Tile size: the measured default, smaller when the memory budget is tight (a tile
+    and its product, on every thread, within about a quarter of the budget)."""
+    default = _GEMM_TILE if use_gemm(p) else _SHIFT_TILE
+    if budget is None:
+        return default
+    per_element = p.dtype.itemsize * get_workers() * 8
+    return int(min(default, max(1024, budget // per_element)))
+
+
+def prepare(p: Problem, wc: np.ndarray, budget: int | None = None) -> DirectState:
+    tile = tile_elements(p, budget)
     if not use_gemm(p):
-        return DirectState(wc, None, None)
+        return DirectState(wc, None, None, tile)
     K, C, P = wc.shape[:3]
     d = p.ndim
     ct = np.ascontiguousarray(np.moveaxis(wc, 2, 0).reshape(P, K, -1).transpose(0, 2, 1))
     tc = np.ascontiguousarray(wc.transpose(2, *range(3, 3 + d), 1, 0).reshape(P, -1, K))
-    return DirectState(wc, ct, tc)
+    return DirectState(wc, ct, tc, tile)
 
 
 def _tiles(n_batch: int, rows: int, per_row: int, budget: int, batch_inner: bool):
@@ -82,13 +95,6 @@ def _batch_inner(xp: np.ndarray) -> bool:
     return xp.shape[0] > 1 and abs(xp.strides[0]) < abs(xp.strides[3])
 
 
-def _empty_in_layout_of(shape: tuple[int, ...], dtype, ref: np.ndarray) -> np.ndarray:
-    """An empty array of ``shape`` whose axes lie in memory in the order of ``ref``'s."""
-    order = sorted(range(ref.ndim), key=lambda a: -abs(ref.strides[a]) if ref.shape[a] > 1
-                   else -np.inf if a == 0 else 0)
-    return np.empty([shape[a] for a in order], dtype).transpose(np.argsort(order))
-
-
 def _gemm(p: Problem, st: DirectState, xp: np.ndarray, block: np.ndarray, k0: int, k1: int):
     d = p.ndim
     axes = tuple(range(3, 3 + d))
@@ -111,7 +117,7 @@ def _gemm(p: Problem, st: DirectState, xp: np.ndarray, block: np.ndarray, k0: in
         order = (2, 0, *range(3, 3 + d), *window)
     else:  # (b, C, P, *O, *T) -> (P, window, b, *O)
         order = (2, *window, 0, *range(3, 3 + d))
-    for bs, rs in _tiles(b, O[0], per_row, _GEMM_TILE, _batch_inner(xp)):
+    for bs, rs in _tiles(b, O[0], per_row, st.tile, _batch_inner(xp)):
         tile = win[bs, :, :, rs].transpose(order)
         if k_inner:
             nb, nr = tile.shape[1], tile.shape[2]
@@ -131,13 +137,16 @@ def _shift_add(p: Problem, st: DirectState, xp: np.ndarray, block: np.ndarray, k
     b, C, P = xp.shape[:3]
     kern = st.kernel[k0:k1]  # (k, C, P, *T)
     k = k1 - k0
-    for bs, rs in _tiles(b, p.O[0], k * P * prod(p.O[1:]), _SHIFT_TILE, _batch_inner(xp)):
+    taps = list(product(*(range(m) for m in p.T)))
+
+    def run(tile) -> None:  # tiles are independent; NumPy releases the GIL in the ufuncs
+        bs, rs = tile
         acc = block[bs, :, :, rs]
         acc[...] = 0
         t = np.empty_like(acc, order="K")
         r0 = rs.start or 0
         xb = xp[bs]
-        for j in product(*(range(m) for m in p.T)):
+        for j in taps:
             sl = [slice(None), slice(None), slice(None)]
             for a, (g, ja) in enumerate(zip(p.geoms, j, strict=True)):
                 start = ja * g.dilation + (r0 * g.stride if a == 0 else 0)
@@ -145,10 +154,11 @@ def _shift_add(p: Problem, st: DirectState, xp: np.ndarray, block: np.ndarray, k
                 sl.append(slice(start, start + (n_out - 1) * g.stride + 1, g.stride))
             xs = xb[tuple(sl)]  # (nb, C, P, *O_tile)
             for c in range(C):
-                wj = kern[(slice(None), c, slice(None), *j)]  # (k, P)
-                wj = wj.reshape(1, k, P, *([1] * d))
+                wj = kern[(slice(None), c, slice(None), *j)].reshape(1, k, P, *([1] * d))
                 np.multiply(xs[:, None, c], wj, out=t)
                 acc += t
+
+    parallel_for(run, _tiles(b, p.O[0], k * P * prod(p.O[1:]), st.tile, _batch_inner(xp)))
 
 
 def compute(p: Problem, st: DirectState, xc: np.ndarray, k0: int, k1: int,
@@ -156,19 +166,21 @@ def compute(p: Problem, st: DirectState, xc: np.ndarray, k0: int, k1: int,
     """The block ``(b, k1 - k0, P, *O)`` for the canonical input chunk ``xc``, written into
     ``out`` when given."""
     xp = pad_sliding(xc, p.geoms, p.padding, p.cval, first_axis=3)
-    block = out if out is not None else _empty_in_layout_of(
-        (xc.shape[0], k1 - k0, p.P, *p.O), p.dtype, xp)
+    # without ``out`` the block is a temporary to be reduced: C order, sliding axes last
+    block = out if out is not None else np.empty((xc.shape[0], k1 - k0, p.P, *p.O), p.dtype)
     if block.size == 0:
         return block
     (_gemm if st.gemm_weights is not None else _shift_add)(p, st, xp, block, k0, k1)
     return block
 
 
-def workspace_bytes(p: Problem, b: int, k: int) -> int:
-    """Peak bytes of temporaries for one ``(b, k)`` block."""
+def workspace_bytes(p: Problem, b: int, k: int, budget: int | None = None) -> int:
+    """Peak bytes of temporaries for one ``(b, k)`` block, not counting the block itself:
+    a padded copy of the chunk (when padding is needed) and the tiles in flight."""
     r = p.dtype.itemsize
     pad = 0
     if any(g.lo or g.hi > 0 for g in p.geoms):
         pad = b * p.C * p.P * prod(g.padded for g in p.geoms) * r
-    tiles = (_GEMM_TILE + _SHIFT_TILE) * r * 2
-    return pad + b * k * p.P * prod(p.O) * r + tiles
+    tile = min(tile_elements(p, budget), b * p.P * prod(p.O) * p.window_size)
+    per_tile = tile + tile // max(1, p.window_size) * k if use_gemm(p) else 2 * tile
+    return pad + per_tile * r * get_workers()

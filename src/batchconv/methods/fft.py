@@ -118,7 +118,7 @@ def _kernel_buffer(p: Problem, wc: np.ndarray, shape: tuple[int, ...], shift: bo
     return buf
 
 
-def prepare(p: Problem, wc: np.ndarray) -> FFTState:
+def prepare(p: Problem, wc: np.ndarray, budget: int | None = None) -> FFTState:
     """Transform the canonical filters ``wc`` (K, C, P, *T) once."""
     shape = fft_shape(p)
     tiles = tiling(p)
@@ -250,21 +250,19 @@ def compute(p: Problem, st: FFTState, xc: np.ndarray, k0: int, k1: int,
     return block
 
 
-def workspace_bytes(p: Problem, b: int, k: int) -> int:
-    """Peak bytes of temporaries for one ``(b, k)`` block (excluding the cached spectra):
-    the block itself, a padded copy of the chunk where the padding is not zeros, and the
-    work units in flight (one per thread)."""
+def workspace_bytes(p: Problem, b: int, k: int, budget: int | None = None) -> int:
+    """Peak bytes of temporaries for one ``(b, k)`` block, not counting the block itself
+    or the cached spectra: a padded copy of the chunk where the padding is not zeros, and
+    the work units in flight (one per thread)."""
     shape = fft_shape(p)
     is_complex = p.dtype.kind == "c"
     r = p.dtype.itemsize
     c = np.result_type(p.dtype, np.complex64).itemsize
     x_pad = 0 if implicit_zeros(p) else b * p.C * p.P * prod(g.padded for g in p.geoms) * r
-    out = b * k * p.P * prod(p.O) * r
     half = prod(_half(shape, is_complex))
     per_item = p.P * (half * c * (p.C + k) * 2 + prod(shape) * r * (k + p.C))
     per_unit = per_item * min(b, max(1, _GROUP_BYTES // per_item))
-    in_flight = get_workers() * per_unit
-    return x_pad + out + in_flight
+    return x_pad + get_workers() * per_unit
 
 
 def spectrum_bytes(p: Problem) -> int:
