@@ -8,8 +8,8 @@ resources, so it pickles, and several threads may call one plan at once.
 the 2-core development machine, see the constants below); integer inputs go to
 ``direct``, which is exact. A calibrated cost model replaces it in the planner issue.
 
->>> import numpy as np
->>> p = plan(np.ones((2, 16)), np.ones((3, 4)))
+>>> import numpy as np, batchconv as bc
+>>> p = bc.plan(np.ones((2, 16)), np.ones((3, 4)))
 >>> p(np.ones((2, 16))).shape
 (2, 3, 13)
 """

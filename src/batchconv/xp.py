@@ -3,8 +3,8 @@
 ``scipy.fft`` (pocketfft with ``workers=``) when SciPy is installed, ``numpy.fft``
 otherwise. Nothing here imports another batchconv module.
 
->>> next_fast_len(97)
-98
+>>> next_fast_len(97)  # the next 5-smooth length, for real transforms
+100
 >>> with set_workers(1):
 ...     get_workers()
 1
