@@ -6,7 +6,7 @@ filter, fast and within a memory budget.
 (2, 3, 4)
 """
 
-from .api import convolve, correlate, plan
+from .api import clear_plan_cache, convolve, correlate, plan
 from .config import show_config
 from .planner import Plan
 from .xp import next_fast_len, set_workers
@@ -14,4 +14,4 @@ from .xp import next_fast_len, set_workers
 __version__ = "0.1.0"
 
 __all__ = ["correlate", "convolve", "plan", "Plan", "show_config", "next_fast_len",
-           "set_workers", "__version__"]
+           "set_workers", "clear_plan_cache", "__version__"]

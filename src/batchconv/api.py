@@ -1,17 +1,76 @@
 """The public entry points: :func:`correlate`, :func:`convolve`, :func:`plan`.
 
 They validate the arguments, build a :class:`~batchconv.problem.Problem`, and hand it to
-the planner. ``correlate(x, w, ...)`` is ``plan(x, w, ...)(x)``.
+the planner. ``correlate(x, w, ...)`` is ``plan(x, w, ...)(x)``, except that it remembers
+its last few small plans (see ``_PLAN_CACHE_SIZE``): a loop that calls it with the same
+filters and shapes plans and transforms the filters once.
 """
 
 from __future__ import annotations
+
+import hashlib
+import threading
+from collections import OrderedDict
 
 import numpy as np
 
 from .planner import Plan, plan_problem
 from .problem import make_problem
 
-__all__ = ["correlate", "convolve", "plan"]
+__all__ = ["correlate", "convolve", "plan", "clear_plan_cache"]
+
+# correlate/convolve remember their last few plans, keyed by every argument and a digest of
+# w's bytes: calling again with the same filters (the usual loop over minibatches) skips
+# the planning and the filter transforms. Small on purpose: at most this many plans, and
+# only plans whose filter state is at most this many bytes.
+_PLAN_CACHE_SIZE = 8
+_PLAN_CACHE_MAX_STATE_BYTES = 8 << 20
+_plan_cache: OrderedDict = OrderedDict()
+_plan_cache_lock = threading.Lock()
+
+
+def clear_plan_cache() -> None:
+    """Forget the plans that :func:`correlate` and :func:`convolve` remembered."""
+    with _plan_cache_lock:
+        _plan_cache.clear()
+
+
+def _hashable(v):
+    if isinstance(v, list | tuple | np.ndarray):
+        return tuple(_hashable(u) for u in np.asarray(v, dtype=object).ravel().tolist())
+    hash(v)  # raises TypeError for what cannot be a key
+    return v
+
+
+def _cache_key(x: np.ndarray, w: np.ndarray, spec, options: dict):
+    """A key for the plan of this call, or None when an argument cannot be part of one."""
+    if w.nbytes > _PLAN_CACHE_MAX_STATE_BYTES:
+        return None
+    try:
+        opts = tuple(sorted((k, _hashable(v)) for k, v in options.items()))
+    except TypeError:
+        return None
+    digest = hashlib.blake2b(np.ascontiguousarray(w).view(np.uint8).ravel(),
+                             digest_size=16).digest()
+    return (x.shape, x.dtype.str, w.shape, w.dtype.str, spec, opts, digest)
+
+
+def _cached_plan(x: np.ndarray, w, spec, flip: bool, options: dict) -> Plan:
+    w = _as_array(w, "w")
+    key = _cache_key(x, w, spec, {**options, "flip": flip})
+    if key is not None:
+        with _plan_cache_lock:
+            p = _plan_cache.get(key)
+            if p is not None:
+                _plan_cache.move_to_end(key)
+                return p
+    p = _make_plan(x, w, spec, flip=flip, **options)
+    if key is not None and p.state_bytes <= _PLAN_CACHE_MAX_STATE_BYTES:
+        with _plan_cache_lock:
+            _plan_cache[key] = p
+            while len(_plan_cache) > _PLAN_CACHE_SIZE:
+                _plan_cache.popitem(last=False)
+    return p
 
 
 def _as_array(a, name: str) -> np.ndarray:
@@ -98,9 +157,9 @@ def correlate(x, w, spec: str | None = None, *, mode: str = "valid", stride=1, d
             [5., 6., 7.]]])
     """
     x = _as_array(x, "x")
-    return _make_plan(x, w, spec, flip=False, mode=mode, stride=stride, dilation=dilation,
-                      padding=padding, cval=cval, metric=metric, reduce=reduce, method=method,
-                      memory=memory, workers=workers)(x)
+    return _cached_plan(x, w, spec, False, dict(
+        mode=mode, stride=stride, dilation=dilation, padding=padding, cval=cval,
+        metric=metric, reduce=reduce, method=method, memory=memory, workers=workers))(x)
 
 
 def convolve(x, w, spec: str | None = None, *, mode: str = "valid", stride=1, dilation=1,
@@ -114,9 +173,9 @@ def convolve(x, w, spec: str | None = None, *, mode: str = "valid", stride=1, di
     array([[1., 3., 5., 7., 9.]])
     """
     x = _as_array(x, "x")
-    return _make_plan(x, w, spec, flip=True, mode=mode, stride=stride, dilation=dilation,
-                      padding=padding, cval=cval, metric=metric, reduce=reduce, method=method,
-                      memory=memory, workers=workers)(x)
+    return _cached_plan(x, w, spec, True, dict(
+        mode=mode, stride=stride, dilation=dilation, padding=padding, cval=cval,
+        metric=metric, reduce=reduce, method=method, memory=memory, workers=workers))(x)
 
 
 def plan(x, w, spec: str | None = None, *, convolve: bool = False, **options) -> Plan:

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+from functools import lru_cache
 from math import log2, prod
 
 import numpy as np
@@ -27,7 +28,7 @@ from .methods import direct as direct_method
 from .methods import fft as fft_method
 from .problem import Problem, canonical_out_view, canonical_w, canonical_x, final_view
 from .reduce import apply_reduce
-from .xp import available_memory, fft_engine, set_workers
+from .xp import available_memory, fft_engine, get_workers, set_workers
 
 __all__ = ["Plan", "plan_problem", "parse_memory"]
 
@@ -165,6 +166,11 @@ class Plan:
         return _block_bytes(self.problem, mod, *self.chunk, self.memory) + _state_bytes(
             self.problem, self.method)
 
+    @property
+    def state_bytes(self) -> int:
+        """Bytes the plan holds for the filters (e.g. their spectra)."""
+        return _state_bytes(self.problem, self.method)
+
     def __call__(self, x) -> np.ndarray:
         """Run the plan on ``x`` (same shape as planned; same dtype kind)."""
         p = self.problem
@@ -223,18 +229,30 @@ class Plan:
         return "\n".join(lines)
 
 
+@lru_cache(maxsize=512)
+def _candidates(p: Problem, names: tuple[str, ...], budget: int,
+                workers: int) -> tuple[Candidate, ...]:
+    """Estimates and chunks per method; they depend only on the problem, the budget and
+    the thread count, so repeated calls with the same shapes skip this work."""
+    cands = []
+    with set_workers(workers):
+        for n in names:
+            mod = get_method(n)
+            chunk = _chunks(p, mod, budget)
+            peak = _block_bytes(p, mod, *chunk, budget) + _state_bytes(p, n)
+            cands.append(Candidate(n, _seconds(p, n), _flops(p, n), peak, chunk))
+    return tuple(cands)
+
+
 def plan_problem(p: Problem, w: np.ndarray, method: str = "auto", memory=None,
                  workers: int | None = None) -> Plan:
     """Choose the method and chunks for ``p`` and prepare the filters ``w``."""
     budget = parse_memory(memory)
-    names = sorted(METHODS) if method == "auto" else [method]
+    names = tuple(sorted(METHODS)) if method == "auto" else (method,)
     for n in names:
         get_method(n)
-    cands = []
-    for n in names:
-        chunk = _chunks(p, get_method(n), budget)
-        peak = _block_bytes(p, get_method(n), *chunk, budget) + _state_bytes(p, n)
-        cands.append(Candidate(n, _seconds(p, n), _flops(p, n), peak, chunk))
+    with set_workers(workers):
+        cands = _candidates(p, names, budget, get_workers())
     if method != "auto":
         chosen, reason = method, "asked for by method="
     elif p.integer_inputs:
@@ -245,4 +263,4 @@ def plan_problem(p: Problem, w: np.ndarray, method: str = "auto", memory=None,
     with set_workers(workers):
         state = get_method(chosen).prepare(p, canonical_w(p, w), budget)
     cand = next(c for c in cands if c.method == chosen)
-    return Plan(p, chosen, cand.chunk, budget, workers, tuple(cands), reason, state)
+    return Plan(p, chosen, cand.chunk, budget, workers, cands, reason, state)

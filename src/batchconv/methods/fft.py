@@ -38,7 +38,10 @@ from ..xp import fft_engine, get_workers, next_fast_len, parallel_for
 __all__ = ["FFTState", "fft_shape", "tiling", "prepare", "compute", "workspace_bytes"]
 
 _KERNEL_CHUNK_BYTES = 64 << 20  # filters are transformed in groups of about this size
-_GROUP_BYTES = 1 << 20  # one work unit's spectra + output: about one core's L2 x 2
+_GROUP_BYTES = 4 << 20  # one work unit: fewer, larger calls beat L2-sized ones (seed001 sweep)
+# below this much work-unit memory in all, one thread does the whole block: handing work to
+# a second thread costs more than it saves (dev machine: 5 x 100x100, 0.61 vs 0.68 ms)
+_PARALLEL_BYTES = 4 << 20
 _TILE_POINTS = 1 << 16  # FFT points per tile (overlap-save): 1 MiB of complex128
 _TILE_EXTENTS = 4  # a tile's FFT spans at least this many kernel extents (halo < 1/4)
 # pocketfft's own threads slow down transforms smaller than this (dev machine: 100x100 x5
@@ -162,16 +165,19 @@ def _spectral(p: Problem, st: FFTState, x: np.ndarray, k0: int, k1: int, keep: t
         else:
             Y = X[:, 0][:, None] * st.spectrum[None, k0:k1]  # (b, k, P, *Fh)
         del X
-        y = inverse(Y, shape, tuple(range(3, 3 + d)), workers, overwrite=True)
-        y = y[(slice(None),) * 3 + keep]
+        axes = tuple(range(3, 3 + d))
+        y = (inverse(Y, shape, axes, workers, overwrite=True)[(slice(None),) * 3 + keep]
+             if st.is_complex else eng.irfftn_kept(Y, shape, axes, keep, workers))
     else:
         Xt = np.ascontiguousarray(np.moveaxis(X, (0, 1), (-2, -1))).reshape(P, -1, b, C)
         del X
         Y = np.matmul(Xt, st.spectrum[..., k0:k1])  # (P, F, b, k)
         del Xt
         Y = Y.reshape(P, *_half(shape, st.is_complex), b, k1 - k0)
-        y = inverse(Y, shape, tuple(range(1, 1 + d)), workers, overwrite=True)
-        y = np.moveaxis(y[(slice(None),) + keep], (-2, -1), (0, 1))  # (b, k, P, *kept)
+        axes = tuple(range(1, 1 + d))
+        y = (inverse(Y, shape, axes, workers, overwrite=True)[(slice(None),) + keep]
+             if st.is_complex else eng.irfftn_kept(Y, shape, axes, keep, workers))
+        y = np.moveaxis(y, (-2, -1), (0, 1))  # (b, k, P, *kept)
     if p.integer_inputs:
         y = np.rint(y)
     return y
@@ -179,7 +185,10 @@ def _spectral(p: Problem, st: FFTState, x: np.ndarray, k0: int, k1: int, keep: t
 
 def _groups(b: int, per_item: int, n_tiles: int, workers: int) -> list[slice]:
     """Batch groups of about ``_GROUP_BYTES`` each; enough of them (times the tiles) to give
-    every thread work in every round, all of about the same size."""
+    every thread work in every round, all of about the same size. Small blocks stay on
+    one thread."""
+    if b * per_item * n_tiles < _PARALLEL_BYTES:
+        workers = 1
     n = -(-b // max(1, _GROUP_BYTES // max(per_item, 1)))
     units = -(-(n * n_tiles) // workers) * workers  # rounded up to a multiple of workers
     n = min(b, max(n, -(-units // n_tiles)))

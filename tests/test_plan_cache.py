@@ -1,0 +1,72 @@
+"""correlate/convolve remember small plans keyed by the arguments and w's bytes: a new
+filter or any other option gives a new plan, never a stale answer."""
+
+import numpy as np
+import pytest
+from naive import naive_correlate
+
+import batchconv as bc
+from batchconv import api
+
+
+@pytest.fixture(autouse=True)
+def _fresh_cache():
+    bc.clear_plan_cache()
+    yield
+    bc.clear_plan_cache()
+
+
+def test_same_filter_reuses_the_plan(monkeypatch):
+    calls = []
+    real = api._make_plan
+    monkeypatch.setattr(api, "_make_plan", lambda *a, **k: calls.append(1) or real(*a, **k))
+    rng = np.random.default_rng(0)
+    w = rng.standard_normal((3, 5))
+    for _ in range(3):
+        x = rng.standard_normal((4, 40))
+        np.testing.assert_allclose(bc.correlate(x, w), naive_correlate(x, w), atol=1e-12)
+    assert len(calls) == 1
+
+
+def test_changed_filter_in_place_is_seen():
+    rng = np.random.default_rng(1)
+    x, w = rng.standard_normal((2, 30)), rng.standard_normal((2, 4))
+    first = bc.correlate(x, w, method="fft")
+    w[0, 0] += 1.0  # same object, new content
+    again = bc.correlate(x, w, method="fft")
+    assert not np.allclose(first, again)
+    np.testing.assert_allclose(again, naive_correlate(x, w), atol=1e-12)
+
+
+@pytest.mark.parametrize("change", [dict(mode="same"), dict(stride=2), dict(dilation=2),
+                                    dict(method="direct"), dict(padding="wrap", mode="full")])
+def test_other_options_get_their_own_plan(change):
+    rng = np.random.default_rng(2)
+    x, w = rng.standard_normal((2, 30)), rng.standard_normal((2, 4))
+    bc.correlate(x, w)
+    got = bc.correlate(x, w, **change)
+    opts = {k: v for k, v in change.items() if k != "method"}
+    np.testing.assert_allclose(got, naive_correlate(x, w, **opts), atol=1e-12)
+
+
+def test_convolve_and_correlate_do_not_share_a_plan():
+    rng = np.random.default_rng(3)
+    x, w = rng.standard_normal((2, 30)), rng.standard_normal((1, 4))
+    c = bc.correlate(x, w)
+    v = bc.convolve(x, w)
+    np.testing.assert_allclose(v, naive_correlate(x, w[:, ::-1]), atol=1e-12)
+    assert not np.allclose(c, v)
+
+
+def test_the_cache_stays_small():
+    rng = np.random.default_rng(4)
+    x = rng.standard_normal((1, 20))
+    for i in range(3 * api._PLAN_CACHE_SIZE):
+        bc.correlate(x, np.full(3, float(i)))
+    assert len(api._plan_cache) <= api._PLAN_CACHE_SIZE
+
+
+def test_list_arguments_still_work_uncached_or_cached():
+    x = np.arange(20.).reshape(2, 10)
+    got = bc.correlate(x, [[1.0, 2.0]], stride=[2])
+    np.testing.assert_allclose(got, naive_correlate(x, np.array([[1.0, 2.0]]), stride=2))

@@ -1,0 +1,61 @@
+"""The thread layer: parallel_for runs every item once and re-raises errors; set_workers
+scopes the thread count and plans honour an enclosing setting."""
+
+import threading
+
+import numpy as np
+import pytest
+
+import batchconv as bc
+from batchconv.xp import get_workers, parallel_for, set_workers
+
+
+@pytest.mark.parametrize("workers", [1, 2, 3])
+def test_parallel_for_runs_every_item_once(workers):
+    seen, lock = [], threading.Lock()
+
+    def f(i):
+        with lock:
+            seen.append(i)
+
+    parallel_for(f, range(50), workers)
+    assert sorted(seen) == list(range(50))
+
+
+def test_parallel_for_reraises_the_error():
+    def f(i):
+        if i == 7:
+            raise ZeroDivisionError("item 7")
+
+    with pytest.raises(ZeroDivisionError, match="item 7"):
+        parallel_for(f, range(20), 2)
+
+
+def test_set_workers_none_keeps_the_enclosing_setting():
+    with set_workers(1):
+        with set_workers(None):
+            assert get_workers() == 1
+        with set_workers(-1):
+            assert get_workers() >= 1
+        assert get_workers() == 1
+
+
+def test_plan_honours_enclosing_workers(monkeypatch):
+    from batchconv.methods import fft
+
+    used = []
+    real = fft.parallel_for
+    monkeypatch.setattr(fft, "parallel_for",
+                        lambda fn, items, workers=None: (used.append(workers),
+                                                         real(fn, items, workers)))
+    x = np.random.default_rng(0).standard_normal((64, 200, 200))
+    with bc.set_workers(1):
+        bc.correlate(x, np.ones((5, 5)), method="fft")
+    assert used and all(w == 1 for w in used)
+
+
+@pytest.mark.parametrize("bad", [0, -2, 1.5, "2"])
+def test_set_workers_rejects_bad_values(bad):
+    with pytest.raises(ValueError, match="workers"):
+        with set_workers(bad):
+            pass
