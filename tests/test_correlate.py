@@ -234,3 +234,37 @@ def test_memory_budget_is_respected(method, factor, rng):
         tracemalloc.stop()
     assert peak - y.nbytes < 1.25 * budget
     np.testing.assert_allclose(y, bc.correlate(x, w, mode="same", reduce="max"), rtol=1e-10)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("reduce", [None, "max", "argmax", "mean"])
+@pytest.mark.parametrize("method", ["fft", "direct"])
+def test_seed000_shape_small_bank_fused_reduce(dtype, reduce, method):
+    """Seed 000's layout at small scale: 3-D 'same' with a short last sliding axis (the
+    FFT's real axis is then a middle one), a bank split into work units, reduce fused."""
+    rng = np.random.default_rng(7)
+    x = rng.random((3, 12, 10, 3)).astype(dtype)
+    w = rng.random((9, 12, 10, 3)).astype(dtype)
+    spec = "nhwd,khwd->nk|hwd" if reduce else "nhwd,khwd->nkhwd|hwd"
+    y = check(x, w, spec, method=method, mode="same", reduce=reduce)
+    assert y.dtype == (np.intp if reduce == "argmax" else dtype)
+
+
+@pytest.mark.parametrize("reduce", [None, "max", "argmin"])
+@pytest.mark.parametrize("spec", ["nhwd,khwd->nk|hwd", "nhwc,khwc->nk|hw",
+                                  "nhw,khw->nk|hw"])
+def test_fft_bank_split_into_many_work_units(monkeypatch, reduce, spec):
+    """Tiny work units and two threads: every (batch, bank) unit lands in its place and
+    is reduced on its own."""
+    from batchconv.methods import fft
+
+    monkeypatch.setattr(fft, "_GROUP_BYTES", 1)
+    monkeypatch.setattr(fft, "_PARALLEL_BYTES", 0)
+    rng = np.random.default_rng(8)
+    xs = {"nhwd": (5, 9, 8, 3), "nhwc": (5, 9, 8, 2), "nhw": (5, 9, 8)}[spec.split(",")[0]]
+    x = rng.standard_normal(xs)
+    w = rng.standard_normal((7, 4, 3, *xs[3:]))
+    if reduce is None:
+        spec = spec.replace("->nk|", "->nk" + spec.split("|")[1] + "|")
+    with bc.set_workers(2):
+        check(x, w, spec, method="fft", mode="same", reduce=reduce)

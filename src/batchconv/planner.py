@@ -113,8 +113,10 @@ class Candidate:
 
 def _block_bytes(p: Problem, mod, b: int, k: int, budget: int) -> int:
     """Temporaries of one (b, k) block: the method's, plus the unreduced block itself when
-    a reduction makes it a temporary (without one, it is written in the result)."""
-    unreduced = b * k * p.P * prod(p.O) * p.dtype.itemsize if p.reduce is not None else 0
+    a reduction makes it a temporary that the method does not reduce unit by unit
+    (without a reduction, it is written in the result)."""
+    unreduced = (b * k * p.P * prod(p.O) * p.dtype.itemsize
+                 if p.reduce is not None and not mod.fuses_reduce(p) else 0)
     return mod.workspace_bytes(p, b, k, budget) + unreduced
 
 
@@ -188,17 +190,17 @@ class Plan:
         if canon is None:  # rare layouts: compute canonically, return a transposed view
             final, canon = None, np.empty(p.canonical_out_shape, dtype=p.out_dtype)
         axes = tuple(3 + i for i in p.reduced_axes)
+        reduce = (None if p.reduce is None else
+                  lambda block: apply_reduce(p.reduce, block, axes))
         cb, ck = self.chunk
         with set_workers(self.workers):
             for b0 in range(0, p.B, cb):
                 xb = xc[b0:b0 + cb].astype(p.dtype, copy=False)
                 for k0 in range(0, p.K, ck):
                     k1 = min(k0 + ck, p.K)
-                    if p.reduce is None:  # methods write straight into the result
-                        mod.compute(p, self.state, xb, k0, k1, out=canon[b0:b0 + cb, k0:k1])
-                    else:  # no name holds the block: it is freed before the next one
-                        canon[b0:b0 + cb, k0:k1] = apply_reduce(
-                            p.reduce, mod.compute(p, self.state, xb, k0, k1), axes)
+                    # methods write straight into the result, reducing as they go
+                    mod.compute(p, self.state, xb, k0, k1, out=canon[b0:b0 + cb, k0:k1],
+                                reduce=reduce)
         return final if final is not None else final_view(p, canon)
 
     def explain(self) -> str:

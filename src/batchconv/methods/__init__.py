@@ -1,10 +1,17 @@
 """Method kernels, one module each, all on the canonical layout (see ``problem.py``).
 
-Each method module provides ``prepare(problem, w_canonical, budget) -> state`` (everything
-that depends only on the filters), ``compute(problem, state, x_chunk, k0, k1, out=None)
--> block`` (the unreduced ``(b, k, P, *O)`` block for filters ``k0:k1``, written into
-``out`` when given) and ``workspace_bytes(problem, b, k, budget)`` (peak temporaries for
-one block, not counting the block).
+Each method module provides
+
+* ``prepare(problem, w_canonical, budget) -> state``: everything that depends only on
+  the filters;
+* ``compute(problem, state, x_chunk, k0, k1, out=None, reduce=None) -> block``: the
+  ``(b, k, P, *O)`` block for filters ``k0:k1``, written into ``out`` when given; with
+  ``reduce`` (a function of any ``(b', k', P, *O)`` sub-block) the reduced block, which
+  a method may reduce unit by unit while the data is in cache;
+* ``workspace_bytes(problem, b, k, budget)``: peak temporaries for one block, not
+  counting the block;
+* ``fuses_reduce(problem)``: True when ``compute`` reduces unit by unit, so the
+  unreduced block is never a temporary.
 """
 
 from __future__ import annotations

@@ -108,8 +108,26 @@ def fft_shape(p: Problem) -> tuple[int, ...]:
     return tuple(next_fast_len(n, real=real) for n in need)
 
 
+def real_axis(shape: tuple[int, ...]) -> int:
+    """The sliding axis that carries the real-to-complex transform: the longest (the last
+    of equals), so that the half spectrum is smallest. Seed 000's (144, 144, 4) keeps
+    144 x 73 x 4 bins rather than 144 x 144 x 3, and the short axis is never the one
+    whose inverse writes the output rows."""
+    return max(range(len(shape)), key=lambda i: (shape[i], i))
+
+
 def _half(shape: tuple[int, ...], is_complex: bool) -> tuple[int, ...]:
-    return shape if is_complex else (*shape[:-1], shape[-1] // 2 + 1)
+    if is_complex:
+        return shape
+    r = real_axis(shape)
+    return (*shape[:r], shape[r] // 2 + 1, *shape[r + 1:])
+
+
+def _ordered(shape: tuple[int, ...], first_axis: int) -> tuple[tuple, tuple]:
+    """``(s, axes)`` for the engine: the real axis last, as ``rfftn`` expects."""
+    r = real_axis(shape)
+    order = [i for i in range(len(shape)) if i != r] + [r]
+    return tuple(shape[i] for i in order), tuple(first_axis + i for i in order)
 
 
 def _kernel_buffer(p: Problem, wc: np.ndarray, shape: tuple[int, ...], shift: bool):
@@ -141,7 +159,7 @@ def prepare(p: Problem, wc: np.ndarray, budget: int | None = None) -> FFTState:
         if is_complex:  # sum_j x[t+j] v[j]  <=>  X * conj(FFT(conj(v)))
             spec[k0:k0 + step] = np.conj(eng.fftn(np.conj(buf), shape, axes, threads))
         else:
-            spec[k0:k0 + step] = np.conj(eng.rfftn(buf, shape, axes, threads))
+            spec[k0:k0 + step] = np.conj(eng.rfftn(buf, *_ordered(shape, 3), threads))
     if C == 1:
         spec = spec[:, 0]
     else:  # frequency-major for one batched matmul per bin: (P, F, C, K)
@@ -149,38 +167,70 @@ def prepare(p: Problem, wc: np.ndarray, budget: int | None = None) -> FFTState:
     return FFTState(shape, tiles, implicit, is_complex, spec)
 
 
-def _spectral(p: Problem, st: FFTState, x: np.ndarray, k0: int, k1: int, keep: tuple,
-              workers: int) -> np.ndarray:
-    """Correlate the items ``x`` (b, C, P, *n <= F) with filters ``k0:k1`` through the
-    cached spectra; return the kept outputs ``(b, k, P, *kept)``."""
+def _forward(st: FFTState, x: np.ndarray, workers: int) -> np.ndarray:
+    """Spectra ``(b, C, P, *Fh)`` of the items ``x`` (b, C, P, *n <= F)."""
+    eng = fft_engine()
+    if st.is_complex:
+        return eng.fftn(x, st.fft_shape, tuple(range(3, 3 + len(st.fft_shape))), workers)
+    return eng.rfftn(x, *_ordered(st.fft_shape, 3), workers)
+
+
+def _product_inverse(p: Problem, st: FFTState, X: np.ndarray, k0: int, k1: int,
+                     keep: tuple, workers: int, in_place: bool = False) -> np.ndarray:
+    """Kept outputs ``(b, k, P, *kept)`` of the spectra ``X`` (b, C, P, *Fh) against
+    filters ``k0:k1``. ``in_place``: ``X`` may be overwritten (one filter, C == 1)."""
     eng = fft_engine()
     d, shape = p.ndim, st.fft_shape
-    b, C, P = x.shape[:3]
-    forward = eng.fftn if st.is_complex else eng.rfftn
-    inverse = eng.ifftn if st.is_complex else eng.irfftn
-    X = forward(x, shape, tuple(range(3, 3 + d)), workers)  # (b, C, P, *Fh)
+    b, C, P = X.shape[:3]
     if C == 1:
-        if k1 - k0 == 1:  # one filter: multiply in place, X becomes (b, 1, P, *Fh)
+        if k1 - k0 == 1 and in_place:  # multiply in place, X becomes (b, 1, P, *Fh)
             Y = np.multiply(X, st.spectrum[None, k0:k1], out=X)
         else:
             Y = X[:, 0][:, None] * st.spectrum[None, k0:k1]  # (b, k, P, *Fh)
-        del X
         axes = tuple(range(3, 3 + d))
-        y = (inverse(Y, shape, axes, workers, overwrite=True)[(slice(None),) * 3 + keep]
-             if st.is_complex else eng.irfftn_kept(Y, shape, axes, keep, workers))
+        lead = (slice(None),) * 3
     else:
         Xt = np.ascontiguousarray(np.moveaxis(X, (0, 1), (-2, -1))).reshape(P, -1, b, C)
-        del X
         Y = np.matmul(Xt, st.spectrum[..., k0:k1])  # (P, F, b, k)
         del Xt
         Y = Y.reshape(P, *_half(shape, st.is_complex), b, k1 - k0)
         axes = tuple(range(1, 1 + d))
-        y = (inverse(Y, shape, axes, workers, overwrite=True)[(slice(None),) + keep]
-             if st.is_complex else eng.irfftn_kept(Y, shape, axes, keep, workers))
+        lead = (slice(None),)
+    if st.is_complex:
+        y = eng.ifftn(Y, shape, axes, workers, overwrite=True)[lead + keep]
+    else:
+        y = eng.irfftn_kept(Y, shape, axes, keep, real_axis(shape), workers)
+    if C != 1:
         y = np.moveaxis(y, (-2, -1), (0, 1))  # (b, k, P, *kept)
     if p.integer_inputs:
         y = np.rint(y)
     return y
+
+
+def _spectral(p: Problem, st: FFTState, x: np.ndarray, k0: int, k1: int, keep: tuple,
+              workers: int) -> np.ndarray:
+    """Correlate the items ``x`` (b, C, P, *n <= F) with filters ``k0:k1`` through the
+    cached spectra; return the kept outputs ``(b, k, P, *kept)``."""
+    return _product_inverse(p, st, _forward(st, x, workers), k0, k1, keep, workers,
+                            in_place=True)
+
+
+def _pair_units(b: int, k: int, pair_bytes: int, workers: int) -> list[tuple[slice, slice]]:
+    """(batch, bank) work units of about ``_GROUP_BYTES`` of spectra and outputs each,
+    bank first (so that one item's spectrum meets a group of filters in cache), and at
+    least one per thread when the block is large."""
+    if b * k * pair_bytes < _PARALLEL_BYTES:
+        workers = 1
+    pairs = max(1, _GROUP_BYTES // max(pair_bytes, 1))
+    gk = min(k, pairs)
+    gb = min(b, max(1, pairs // gk))
+    while -(-b // gb) * -(-k // gk) < workers and (gb > 1 or gk > 1):
+        if gb > 1:
+            gb = -(-gb // 2)
+        else:
+            gk = -(-gk // 2)
+    return [(slice(i, min(i + gb, b)), slice(j, min(j + gk, k)))
+            for i in range(0, b, gb) for j in range(0, k, gk)]
 
 
 def _groups(b: int, per_item: int, n_tiles: int, workers: int) -> list[slice]:
@@ -202,14 +252,30 @@ def _per_item_bytes(p: Problem, st: FFTState, k: int) -> int:
     return p.P * (half * c * (p.C + k) + prod(st.fft_shape) * p.dtype.itemsize * (k + p.C))
 
 
+def _pair_bytes(p: Problem, st: FFTState) -> int:
+    """Bytes one (item, filter) pair occupies in a work unit: its product spectrum and
+    its real inverse."""
+    half = prod(_half(st.fft_shape, st.is_complex))
+    c = np.result_type(p.dtype, np.complex64).itemsize
+    return p.P * (half * c + prod(st.fft_shape) * p.dtype.itemsize)
+
+
 def compute(p: Problem, st: FFTState, xc: np.ndarray, k0: int, k1: int,
-            out: np.ndarray | None = None) -> np.ndarray:
-    """The unreduced block ``(b, k1 - k0, P, *O)`` for the canonical input chunk ``xc``,
-    written into ``out`` when given."""
+            out: np.ndarray | None = None, reduce=None) -> np.ndarray:
+    """The block ``(b, k1 - k0, P, *O)`` for the canonical input chunk ``xc``, written
+    into ``out`` when given; with ``reduce`` (a function of a ``(b', k', P, *O)``
+    sub-block) the reduced block, each work unit reduced while it is in cache."""
     b = xc.shape[0]
+    zeros = st.implicit_zeros and not all(g.touches_data for g in p.geoms)
+    if reduce is not None and (out is None or st.tiles is not None or zeros):
+        # tiles split the windows (and all-zero blocks are trivial): reduce at the end
+        r = reduce(compute(p, st, xc, k0, k1))
+        if out is None:
+            return r
+        out[...] = r
+        return out
     block = np.empty((b, k1 - k0, p.P, *p.O), dtype=p.dtype) if out is None else out
-    if st.implicit_zeros and not all(g.touches_data for g in p.geoms):
-        # every window sees only zero padding: the exact answer, not FFT round-off
+    if zeros:  # every window sees only zero padding: the exact answer, not FFT round-off
         block[...] = 0
         return block
     workers = get_workers()
@@ -217,14 +283,37 @@ def compute(p: Problem, st: FFTState, xc: np.ndarray, k0: int, k1: int,
         src = (xc[(slice(None),) * 3 + tuple(slice(0, g.n + min(g.hi, 0)) for g in p.geoms)]
                if st.implicit_zeros else pad_sliding(xc, p.geoms, p.padding, p.cval, 3))
         keep = tuple(slice(0, (g.out - 1) * g.stride + 1, g.stride) for g in p.geoms)
-        per_item = _per_item_bytes(p, st, k1 - k0)
+        if k1 - k0 == 1:  # one filter: each group runs transform -> product -> inverse
+            per_item = _per_item_bytes(p, st, 1)
+            groups = _groups(b, per_item, 1, workers)
+            inner = 1 if len(groups) > 1 else _fft_threads(per_item * b, workers)
+
+            def run(sl: slice) -> None:
+                y = _spectral(p, st, src[sl], k0, k1, keep, inner)
+                block[sl] = y if reduce is None else reduce(y)
+
+            parallel_for(run, groups, workers)
+            return block
+        # a bank: every item transformed once, then (batch, bank) units of pairs
+        X = np.empty((b, p.C, p.P, *_half(st.fft_shape, st.is_complex)),
+                     np.result_type(p.dtype, np.complex64))
+        per_item = _per_item_bytes(p, st, 0)
         groups = _groups(b, per_item, 1, workers)
         inner = 1 if len(groups) > 1 else _fft_threads(per_item * b, workers)
 
-        def run(sl: slice) -> None:
-            block[sl] = _spectral(p, st, src[sl], k0, k1, keep, inner)
+        def forward(sl: slice) -> None:
+            X[sl] = _forward(st, src[sl], inner)
 
-        parallel_for(run, groups, workers)
+        parallel_for(forward, groups, workers)
+        units = _pair_units(b, k1 - k0, _pair_bytes(p, st), workers)
+        inner = 1 if len(units) > 1 else workers
+
+        def pairs(unit) -> None:
+            bs, ks = unit
+            y = _product_inverse(p, st, X[bs], k0 + ks.start, k0 + ks.stop, keep, inner)
+            block[bs, ks] = y if reduce is None else reduce(y)
+
+        parallel_for(pairs, units, workers)
         return block
     # overlap-save: tile t of an axis makes outputs [t*T, min((t+1)*T, out)) and reads
     # source samples from (t*T)*stride - offset on, `offset` being the padding before x
@@ -259,10 +348,17 @@ def compute(p: Problem, st: FFTState, xc: np.ndarray, k0: int, k1: int,
     return block
 
 
+def fuses_reduce(p: Problem) -> bool:
+    """True when :func:`compute` reduces unit by unit (whole items, not tiles), so the
+    unreduced block is never held."""
+    return tiling(p) is None
+
+
 def workspace_bytes(p: Problem, b: int, k: int, budget: int | None = None) -> int:
     """Peak bytes of temporaries for one ``(b, k)`` block, not counting the block itself
-    or the cached spectra: a padded copy of the chunk where the padding is not zeros, and
-    the work units in flight (one per thread)."""
+    or the cached spectra: a padded copy of the chunk where the padding is not zeros, the
+    spectra of the chunk's items (with a bank), and the work units in flight (one per
+    thread)."""
     shape = fft_shape(p)
     is_complex = p.dtype.kind == "c"
     r = p.dtype.itemsize
@@ -270,8 +366,15 @@ def workspace_bytes(p: Problem, b: int, k: int, budget: int | None = None) -> in
     x_pad = 0 if implicit_zeros(p) else b * p.C * p.P * prod(g.padded for g in p.geoms) * r
     half = prod(_half(shape, is_complex))
     per_item = p.P * (half * c * (p.C + k) * 2 + prod(shape) * r * (k + p.C))
-    per_unit = per_item * min(b, max(1, _GROUP_BYTES // per_item))
-    return x_pad + get_workers() * per_unit
+    if k == 1 or tiling(p) is not None:
+        per_unit = per_item * min(b, max(1, _GROUP_BYTES // per_item))
+        return x_pad + get_workers() * per_unit
+    spectra = b * p.C * p.P * half * c
+    item = p.P * (half * c * p.C * 2 + prod(shape) * r * p.C)  # forward stage, per item
+    forward = item * min(b, max(1, _GROUP_BYTES // item))
+    pair = p.P * (half * c + prod(shape) * r)
+    unit = 2 * pair * min(b * k, max(1, _GROUP_BYTES // pair)) + p.C * p.P * half * c * b
+    return x_pad + spectra + get_workers() * max(forward, unit)
 
 
 def spectrum_bytes(p: Problem) -> int:
