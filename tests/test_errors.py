@@ -98,3 +98,9 @@ def test_memory_strings():
     assert parse_memory("512MiB") == 512 * 2**20
     assert parse_memory("1.5e6") == 1_500_000
     assert parse_memory(1000) == 1000
+
+
+def test_result_too_large_raises_memory_error_before_allocating():
+    x = np.broadcast_to(np.zeros(1), (200_000, 200_000))  # a view: no memory
+    with pytest.raises(MemoryError, match=r"needs .* GiB but .* GiB are available"):
+        bc.correlate(x, np.ones(3), method="direct")

@@ -138,6 +138,18 @@ def _state_bytes(p: Problem, name: str) -> int:
     return p.K * p.window_size * p.P * p.dtype.itemsize * 2
 
 
+def _check_result_fits(p: Problem) -> None:
+    """Raise MemoryError, before allocating anything, when the result alone exceeds the
+    memory available now."""
+    need = prod(p.out_shape) * p.out_dtype.itemsize
+    have = available_memory()
+    if need > have:
+        raise MemoryError(
+            f"the result {p.out_shape} {p.out_dtype} needs {need / 2**30:.1f} GiB but "
+            f"{have / 2**30:.1f} GiB are available; reduce over the sliding axes "
+            f"(reduce=...), use a stride, or process fewer items per call")
+
+
 @dataclass
 class Plan:
     """A prepared correlation: call it with ``x`` to get the result.
@@ -185,6 +197,7 @@ class Plan:
                             f"{np.result_type(x.dtype, p.dtype)}: make a new plan")
         mod = get_method(self.method)
         xc = canonical_x(p, x)
+        _check_result_fits(p)
         final = np.empty(p.out_shape, dtype=p.out_dtype)
         canon = canonical_out_view(p, final)
         if canon is None:  # rare layouts: compute canonically, return a transposed view
