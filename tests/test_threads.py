@@ -59,3 +59,17 @@ def test_set_workers_rejects_bad_values(bad):
     with pytest.raises(ValueError, match="workers"):
         with set_workers(bad):
             pass
+
+
+def test_workers_one_limits_blas_too():
+    threadpoolctl = pytest.importorskip("threadpoolctl")
+    from batchconv.xp import blas_threads
+
+    with set_workers(1), blas_threads():
+        blas = [i for i in threadpoolctl.threadpool_info() if i["user_api"] == "blas"]
+        assert all(i["num_threads"] == 1 for i in blas)
+    x = np.random.default_rng(0).standard_normal((4, 20, 20, 3))
+    w = np.random.default_rng(1).standard_normal((3, 3, 3, 5))
+    a = bc.correlate(x, w, "nhwc,hwck->nhwk|hw", method="direct", workers=1)
+    b = bc.correlate(x, w, "nhwc,hwck->nhwk|hw", method="direct")
+    np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-12)

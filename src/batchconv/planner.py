@@ -4,9 +4,9 @@ A :class:`Plan` is a value: the :class:`~batchconv.problem.Problem`, the chosen 
 name, chunk sizes and the method's filter state (e.g. spectra). It holds no open
 resources, so it pickles, and several threads may call one plan at once.
 
-``method="auto"`` uses a simple cost model (flops and bytes moved over rates measured on
-the 2-core development machine, see the constants below); integer inputs go to
-``direct``, which is exact. A calibrated cost model replaces it in the planner issue.
+``method="auto"`` takes the candidate with the lowest estimate from the cost model in
+``costs.py`` (coefficients fitted on the development machine); integer inputs go to
+``direct``, which is exact.
 
 >>> import numpy as np, batchconv as bc
 >>> p = bc.plan(np.ones((2, 16)), np.ones((3, 4)))
@@ -19,29 +19,19 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 from functools import lru_cache
-from math import log2, prod
+from math import prod
 
 import numpy as np
 
+from .costs import estimate, flops
 from .methods import METHODS, get_method
-from .methods import direct as direct_method
 from .methods import fft as fft_method
 from .problem import Problem, canonical_out_view, canonical_w, canonical_x, final_view
 from .reduce import apply_reduce
-from .xp import available_memory, fft_engine, get_workers, set_workers
+from .xp import available_memory, blas_threads, fft_engine, get_workers, set_workers
 
 __all__ = ["Plan", "plan_problem", "parse_memory"]
 
-# The simple cost model's constants, measured on the 2-core development machine with
-# (32, 128, 128) inputs and banks of 1..64 filters (see the README's "Methods"): FFT
-# throughput in flop/s (float64; float32 x1.7), the shift-and-add rate, and for GEMM the
-# flop rate plus the two memory streams that bound it in practice: the im2col tile copies
-# and the write of the result into the (b, k, P, *O) block.
-_FFT_RATE = 3e9
-_SHIFT_ADD_RATE = 1.5e9
-_GEMM_RATE = 60e9
-_IM2COL_BYTES_PER_S = 5e9
-_BLOCK_WRITE_BYTES_PER_S = 3e9
 _MIB = 1 << 20
 
 
@@ -75,29 +65,6 @@ def parse_memory(memory) -> int:
 def default_memory() -> int:
     """Default budget: a quarter of the RAM available now, at most 4 GiB."""
     return int(min(available_memory() // 4, 4 << 30))
-
-
-def _flops(p: Problem, name: str) -> float:
-    if name == "direct":
-        return 2.0 * p.B * p.K * p.P * prod(p.O) * p.window_size
-    shape = fft_method.fft_shape(p)
-    n = prod(shape)
-    transforms = (p.B * p.C + p.K * p.C + p.B * p.K) * p.P
-    return 2.5 * n * log2(max(n, 2)) * transforms + 4.0 * n * p.B * p.K * p.C * p.P
-
-
-def _seconds(p: Problem, name: str) -> float:
-    """Estimated seconds of one call (the simple model; see the constants above)."""
-    single = p.dtype in (np.float32, np.complex64)
-    if name == "fft":
-        return _flops(p, name) / (_FFT_RATE * (1.7 if single else 1.0))
-    if not direct_method.use_gemm(p):
-        return _flops(p, name) / _SHIFT_ADD_RATE
-    outputs = p.B * p.P * prod(p.O)
-    patch_bytes = outputs * p.window_size * p.dtype.itemsize
-    block_bytes = outputs * p.K * p.dtype.itemsize
-    return (_flops(p, name) / (_GEMM_RATE * (2.0 if single else 1.0))
-            + patch_bytes / _IM2COL_BYTES_PER_S + block_bytes / _BLOCK_WRITE_BYTES_PER_S)
 
 
 @dataclass(frozen=True)
@@ -170,7 +137,7 @@ class Plan:
     @property
     def flops(self) -> float:
         """Estimated floating-point operations of one call."""
-        return _flops(self.problem, self.method)
+        return flops(self.problem, self.method)
 
     @property
     def peak_bytes(self) -> int:
@@ -206,7 +173,7 @@ class Plan:
         reduce = (None if p.reduce is None else
                   lambda block: apply_reduce(p.reduce, block, axes))
         cb, ck = self.chunk
-        with set_workers(self.workers):
+        with set_workers(self.workers), blas_threads():
             for b0 in range(0, p.B, cb):
                 xb = xc[b0:b0 + cb].astype(p.dtype, copy=False)
                 for k0 in range(0, p.K, ck):
@@ -255,7 +222,7 @@ def _candidates(p: Problem, names: tuple[str, ...], budget: int,
             mod = get_method(n)
             chunk = _chunks(p, mod, budget)
             peak = _block_bytes(p, mod, *chunk, budget) + _state_bytes(p, n)
-            cands.append(Candidate(n, _seconds(p, n), _flops(p, n), peak, chunk))
+            cands.append(Candidate(n, estimate(p, n), flops(p, n), peak, chunk))
     return tuple(cands)
 
 

@@ -24,7 +24,7 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 
 __all__ = ["fft_engine", "next_fast_len", "get_workers", "set_workers", "has_module",
-           "available_memory", "parallel_for"]
+           "available_memory", "parallel_for", "blas_threads", "work_buffer"]
 
 _state = threading.local()
 
@@ -170,6 +170,31 @@ def work_buffer(shape: tuple[int, ...], dtype) -> np.ndarray:
     if buf is None or buf.nbytes < nbytes:
         buf = _work.buf = np.empty(max(nbytes, 1 << 16), np.uint8)
     return buf[:nbytes].view(dtype).reshape(shape)
+
+
+@functools.lru_cache(maxsize=1)
+def _blas_controller():
+    if not has_module("threadpoolctl"):
+        return None
+    from threadpoolctl import ThreadpoolController
+
+    return ThreadpoolController()
+
+
+@contextlib.contextmanager
+def blas_threads():
+    """Within the block, BLAS (NumPy's matmul) uses at most :func:`get_workers` threads,
+    when that is fewer than the cores and ``threadpoolctl`` is installed; otherwise BLAS
+    keeps its own setting (all cores). This makes ``workers=1`` mean one thread for the
+    GEMM of the direct method too. The limit is process-wide while it lasts (BLAS has
+    no per-thread setting)."""
+    n = get_workers()
+    ctl = _blas_controller() if n < _cpu_count() else None
+    if ctl is None:
+        yield
+        return
+    with ctl.limit(limits=n, user_api="blas"):
+        yield
 
 
 _engines: dict[str, _Engine] = {}

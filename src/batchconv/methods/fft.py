@@ -35,7 +35,8 @@ from ..geometry import pad_sliding
 from ..problem import Problem
 from ..xp import fft_engine, get_workers, next_fast_len, parallel_for
 
-__all__ = ["FFTState", "fft_shape", "tiling", "prepare", "compute", "workspace_bytes"]
+__all__ = ["FFTState", "fft_shape", "tiling", "tile_count", "prepare", "compute",
+           "workspace_bytes", "fuses_reduce"]
 
 _KERNEL_CHUNK_BYTES = 64 << 20  # filters are transformed in groups of about this size
 _GROUP_BYTES = 4 << 20  # one work unit: fewer, larger calls beat L2-sized ones (seed001 sweep)
@@ -91,6 +92,14 @@ def tiling(p: Problem) -> tuple[int, ...] | None:
         else:
             tiles.append(g.out)
     return tuple(tiles) if any_tiled else None
+
+
+def tile_count(p: Problem) -> int:
+    """Number of overlap-save tiles per item (1 for whole-item transforms)."""
+    tiles = tiling(p)
+    if tiles is None:
+        return 1
+    return prod(-(-g.out // t) for g, t in zip(p.geoms, tiles, strict=True))
 
 
 @lru_cache(maxsize=256)
@@ -175,36 +184,45 @@ def _forward(st: FFTState, x: np.ndarray, workers: int) -> np.ndarray:
     return eng.rfftn(x, *_ordered(st.fft_shape, 3), workers)
 
 
-def _product_inverse(p: Problem, st: FFTState, X: np.ndarray, k0: int, k1: int,
-                     keep: tuple, workers: int, in_place: bool = False) -> np.ndarray:
-    """Kept outputs ``(b, k, P, *kept)`` of the spectra ``X`` (b, C, P, *Fh) against
-    filters ``k0:k1``. ``in_place``: ``X`` may be overwritten (one filter, C == 1)."""
+def _channel_product(st: FFTState, X: np.ndarray, k0: int, k1: int) -> np.ndarray:
+    """Channel sums in the frequency domain: ``(P, *Fh, b, k)`` from the spectra ``X``
+    (b, C, P, *Fh), one batched complex matmul over the bins."""
+    b, C, P = X.shape[:3]
+    Xt = np.ascontiguousarray(np.moveaxis(X, (0, 1), (-2, -1))).reshape(P, -1, b, C)
+    Y = np.matmul(Xt, st.spectrum[..., k0:k1])  # (P, F, b, k)
+    return Y.reshape(P, *X.shape[3:], b, k1 - k0)
+
+
+def _inverse(p: Problem, st: FFTState, Y: np.ndarray, keep: tuple, workers: int,
+             channels_first: bool) -> np.ndarray:
+    """Kept outputs ``(b, k, P, *kept)`` of the product spectra ``Y``: ``(b, k, P, *Fh)``,
+    or ``(P, *Fh, b, k)`` when ``channels_first`` is False (after a channel product)."""
     eng = fft_engine()
     d, shape = p.ndim, st.fft_shape
-    b, C, P = X.shape[:3]
-    if C == 1:
-        if k1 - k0 == 1 and in_place:  # multiply in place, X becomes (b, 1, P, *Fh)
-            Y = np.multiply(X, st.spectrum[None, k0:k1], out=X)
-        else:
-            Y = X[:, 0][:, None] * st.spectrum[None, k0:k1]  # (b, k, P, *Fh)
-        axes = tuple(range(3, 3 + d))
-        lead = (slice(None),) * 3
-    else:
-        Xt = np.ascontiguousarray(np.moveaxis(X, (0, 1), (-2, -1))).reshape(P, -1, b, C)
-        Y = np.matmul(Xt, st.spectrum[..., k0:k1])  # (P, F, b, k)
-        del Xt
-        Y = Y.reshape(P, *_half(shape, st.is_complex), b, k1 - k0)
-        axes = tuple(range(1, 1 + d))
-        lead = (slice(None),)
+    axes = tuple(range(3, 3 + d)) if channels_first else tuple(range(1, 1 + d))
+    lead = (slice(None),) * axes[0]
     if st.is_complex:
         y = eng.ifftn(Y, shape, axes, workers, overwrite=True)[lead + keep]
     else:
         y = eng.irfftn_kept(Y, shape, axes, keep, real_axis(shape), workers)
-    if C != 1:
+    if not channels_first:
         y = np.moveaxis(y, (-2, -1), (0, 1))  # (b, k, P, *kept)
     if p.integer_inputs:
         y = np.rint(y)
     return y
+
+
+def _product_inverse(p: Problem, st: FFTState, X: np.ndarray, k0: int, k1: int,
+                     keep: tuple, workers: int, in_place: bool = False) -> np.ndarray:
+    """Kept outputs ``(b, k, P, *kept)`` of the spectra ``X`` (b, C, P, *Fh) against
+    filters ``k0:k1``. ``in_place``: ``X`` may be overwritten (one filter, C == 1)."""
+    if X.shape[1] != 1:
+        return _inverse(p, st, _channel_product(st, X, k0, k1), keep, workers, False)
+    if k1 - k0 == 1 and in_place:  # multiply in place, X becomes (b, 1, P, *Fh)
+        Y = np.multiply(X, st.spectrum[None, k0:k1], out=X)
+    else:
+        Y = X[:, 0][:, None] * st.spectrum[None, k0:k1]  # (b, k, P, *Fh)
+    return _inverse(p, st, Y, keep, workers, True)
 
 
 def _spectral(p: Problem, st: FFTState, x: np.ndarray, k0: int, k1: int, keep: tuple,
@@ -307,10 +325,19 @@ def compute(p: Problem, st: FFTState, xc: np.ndarray, k0: int, k1: int,
         parallel_for(forward, groups, workers)
         units = _pair_units(b, k1 - k0, _pair_bytes(p, st), workers)
         inner = 1 if len(units) > 1 else workers
+        # channels: one matmul for the whole block (tiny per-bin matmuls cost per call,
+        # so splitting it by unit multiplies that cost), then the units' inverses
+        Y = None
+        if p.C > 1:  # ... laid out (b, k, P, *Fh) so that each unit's slice is contiguous
+            Y = np.ascontiguousarray(np.moveaxis(_channel_product(st, X, k0, k1),
+                                                 (-2, -1), (0, 1)))
 
         def pairs(unit) -> None:
             bs, ks = unit
-            y = _product_inverse(p, st, X[bs], k0 + ks.start, k0 + ks.stop, keep, inner)
+            if Y is None:
+                y = _product_inverse(p, st, X[bs], k0 + ks.start, k0 + ks.stop, keep, inner)
+            else:
+                y = _inverse(p, st, Y[bs, ks], keep, inner, True)
             block[bs, ks] = y if reduce is None else reduce(y)
 
         parallel_for(pairs, units, workers)
@@ -373,8 +400,9 @@ def workspace_bytes(p: Problem, b: int, k: int, budget: int | None = None) -> in
     item = p.P * (half * c * p.C * 2 + prod(shape) * r * p.C)  # forward stage, per item
     forward = item * min(b, max(1, _GROUP_BYTES // item))
     pair = p.P * (half * c + prod(shape) * r)
-    unit = 2 * pair * min(b * k, max(1, _GROUP_BYTES // pair)) + p.C * p.P * half * c * b
-    return x_pad + spectra + get_workers() * max(forward, unit)
+    unit = 2 * pair * min(b * k, max(1, _GROUP_BYTES // pair))
+    channels = (2 * b * k + b * p.C) * p.P * half * c if p.C > 1 else 0  # block product
+    return x_pad + spectra + channels + get_workers() * max(forward, unit)
 
 
 def spectrum_bytes(p: Problem) -> int:

@@ -1,0 +1,115 @@
+"""Fit the cost model's coefficients (``src/batchconv/costs.py``) on this machine.
+
+Times the forced methods (plans made first; planning is not timed) on random problems:
+1-D to 3-D, batch 1..1000, banks, channels, kernels 1..64, strides, float32 and float64.
+Then, per model ("fft", "gemm", "shift_add"), fits non-negative coefficients that
+minimise the relative error of the estimate, and prints a ``COEFFICIENTS`` table to paste
+into costs.py. Problems used for fitting are random and separate from the grid that
+``auto_grid.py`` checks.
+
+    python benchmarks/fit_cost_model.py --n 120 --json /tmp/fit.json   # about 5 minutes
+    python benchmarks/fit_cost_model.py --from-json /tmp/fit.json       # refit only
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+import numpy as np
+from _harness import interleaved
+
+import batchconv as bc
+from batchconv.costs import COEFFICIENTS, estimate, features
+
+
+def _random_problem(rng):
+    d = int(rng.integers(1, 4))
+    large = rng.random() < 0.25  # one or two large items: overlap-save tiles in the FFT
+    n_total = 10 ** (rng.uniform(5.5, 6.5) if large else rng.uniform(3.5, 6.3))
+    side = max(4, int(round(n_total ** (1 / d))))
+    S = tuple(int(max(4, side * rng.uniform(0.7, 1.3))) for _ in range(d))
+    tmax = min(64, min(S))
+    T = tuple(int(min(tmax, max(1, round(10 ** rng.uniform(0, np.log10(tmax)))))) for _ in S)
+    if rng.random() < 0.5:  # square kernels are the common case
+        T = (T[0],) * d
+        T = tuple(min(t, s) for t, s in zip(T, S))
+    B = int(max(1, round(10 ** rng.uniform(0, 3) * 1e5 / max(prod := np.prod(S), 1e5))))
+    B = int(rng.integers(1, 3)) if large else max(1, min(B, 1000, int(4e6 // prod)))
+    K = int(rng.choice([1, 1, 2, 4, 8, 16, 32]))
+    C = int(rng.choice([1, 1, 1, 3, 8, 16]))
+    dt = np.float32 if rng.random() < 0.5 else np.float64
+    mode = str(rng.choice(["valid", "valid", "same", "full"]))
+    stride = int(rng.choice([1, 1, 1, 2]))
+    letters = "hwd"[:d]
+    if C > 1:
+        spec = f"nc{letters},kc{letters}->nk{letters}|{letters}"
+        xs, ws = (B, C, *S), (K, C, *T)
+    else:
+        spec = f"n{letters},k{letters}->nk{letters}|{letters}"
+        xs, ws = (B, *S), (K, *T)
+    return spec, xs, ws, dict(mode=mode, stride=stride), dt
+
+
+def collect(n: int, seed: int = 1) -> list[dict]:
+    rng = np.random.default_rng(seed)
+    rows = []
+    while len(rows) < n:
+        spec, xs, ws, opts, dt = _random_problem(rng)
+        x = rng.standard_normal(xs).astype(dt)
+        w = rng.standard_normal(ws).astype(dt)
+        plans = {m: bc.plan(x, w, spec, method=m, **opts) for m in ("direct", "fft")}
+        # too slow to be the answer anyway: not timed
+        plans = {m: p for m, p in plans.items() if estimate(p.problem, m) < 3.0}
+        # interleaved, as in auto_grid.py and in real use: the methods share the caches
+        times = interleaved({m: (lambda p=p, x=x: p(x)) for m, p in plans.items()}, rounds=5,
+                            max_seconds=4)
+        for method, p in plans.items():
+            t = times[method]
+            model, feats = features(p.problem, method)
+            rows.append(dict(problem=f"{spec} x{xs} w{ws} {opts} {np.dtype(dt).name}",
+                             method=method, model=model, seconds=t, features=feats))
+            print(f"  {len(rows):4d} {model:<9} {t * 1e3:9.3f} ms  est "
+                  f"{estimate(p.problem, method) * 1e3:9.3f}  {rows[-1]['problem']}",
+                  file=sys.stderr, flush=True)
+    return rows
+
+
+def fit(rows: list[dict]) -> dict[str, dict[str, float]]:
+    from scipy.optimize import nnls
+
+    out = {}
+    for model in COEFFICIENTS:
+        rs = [r for r in rows if r["model"] == model]
+        names = sorted({k for r in rs for k in r["features"]})
+        if not rs:
+            out[model] = COEFFICIENTS[model]
+            continue
+        A = np.array([[r["features"].get(k, 0.0) / r["seconds"] for k in names] for r in rs])
+        scale = np.maximum(A.max(axis=0), 1e-300)
+        coef, _ = nnls(A / scale, np.ones(len(rs)))
+        out[model] = {k: float(c / s) for k, c, s in zip(names, coef, scale)}
+        est = (A / scale) @ coef
+        print(f"{model}: {len(rs)} problems, estimate / actual median {np.median(est):.2f}, "
+              f"10-90% {np.percentile(est, 10):.2f}-{np.percentile(est, 90):.2f}",
+              file=sys.stderr)
+    return out
+
+
+if __name__ == "__main__":
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--n", type=int, default=120)
+    ap.add_argument("--json")
+    ap.add_argument("--from-json")
+    a = ap.parse_args()
+    rows = json.load(open(a.from_json)) if a.from_json else collect(a.n)
+    if a.json:
+        with open(a.json, "w") as f:
+            json.dump(rows, f, indent=1)
+    coefs = fit(rows)
+    print("COEFFICIENTS: dict[str, dict[str, float]] = {")
+    for model, c in coefs.items():
+        items = ", ".join(f'"{k}": {v:.3g}' for k, v in c.items())
+        print(f'    "{model}": {{{items}}},')
+    print("}")

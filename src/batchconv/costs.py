@@ -1,0 +1,97 @@
+"""The cost model behind ``method="auto"``: estimated seconds of one call of each method.
+
+Each method's time is a sum of a few *features* of the problem (flops, bytes moved, a
+fixed per-call cost) times coefficients in seconds per unit. The coefficients were fitted
+on the 2-core development machine by ``benchmarks/fit_cost_model.py``: it times the
+forced methods on random problems (1-D to 3-D, banks, channels, strides, float32 and
+float64), fits non-negative coefficients minimising the *relative* error, and prints the
+table below. ``benchmarks/auto_grid.py`` checks the result on a separate grid of problems
+(see BENCHMARKS.md). To recalibrate for another machine, run the fit script there and
+paste its output.
+
+>>> import numpy as np
+>>> from batchconv.problem import make_problem
+>>> p = make_problem((8, 256, 256), np.float32, (4, 31, 31), np.float32)
+>>> estimate(p, "fft") < estimate(p, "direct")
+True
+"""
+
+from __future__ import annotations
+
+from math import log2, prod
+
+import numpy as np
+
+from .methods import direct as direct_method
+from .methods import fft as fft_method
+from .problem import Problem
+
+__all__ = ["features", "estimate", "flops", "COEFFICIENTS"]
+
+# seconds per feature unit, per model; pasted from benchmarks/fit_cost_model.py
+COEFFICIENTS: dict[str, dict[str, float]] = {
+    "fft": {"calls": 0.000222, "channel_flops": 9.43e-11, "fft_flops_double": 6.89e-11,
+            "fft_flops_single": 4.46e-11, "fft_lines": 1.5e-09, "fft_pass_bytes": 6.71e-11,
+            "out_bytes": 1.94e-10, "product_flops": 0, "tile_items": 0},
+    "gemm": {"calls": 5.56e-05, "gemm_flops_double": 1.38e-11, "gemm_flops_single": 5.24e-12,
+             "out_bytes": 2.27e-10, "patch_bytes": 9.44e-11},
+    "shift_add": {"calls": 0.000132, "flops_double": 3.26e-10, "flops_single": 2.69e-10,
+                  "out_bytes": 1.14e-10},
+}
+
+
+def _single(p: Problem) -> bool:
+    return p.dtype in (np.float32, np.complex64)
+
+
+def flops(p: Problem, method: str) -> float:
+    """Floating-point operations of one call (FFT: transforms of the items and of every
+    pair's product, and the products; the filters' transforms are in the plan)."""
+    if method == "direct":
+        return 2.0 * p.B * p.K * p.P * prod(p.O) * p.window_size
+    f = _fft_parts(p)
+    return f["fft_flops"] + f["product_flops"] + f["channel_flops"]
+
+
+def _fft_parts(p: Problem) -> dict[str, float]:
+    shape = fft_method.fft_shape(p)
+    n = prod(shape)
+    tiles = fft_method.tile_count(p)
+    transforms = (p.B * p.C + p.B * p.K) * p.P * tiles
+    half = n if p.dtype.kind == "c" else n / 2
+    products = 8.0 * half * p.B * p.K * p.C * p.P * tiles
+    return {"fft_flops": 2.5 * n * log2(max(n, 2)) * transforms,
+            # 1-D lines transformed: short axes cost more per point than flops say
+            "fft_lines": float(transforms * sum(n // f for f in shape)),
+            "product_flops": products if p.C == 1 else 0.0,
+            "channel_flops": products if p.C > 1 else 0.0,  # batched matmul per bin
+            "tile_items": float(p.B * p.C * p.P * tiles) if tiles > 1 else 0.0,
+            # bytes through memory, one pass per axis: large 3-D transforms are
+            # bandwidth-bound on their strided axes
+            "fft_pass_bytes": float(transforms * half * 2 * p.dtype.itemsize * len(shape))}
+
+
+def features(p: Problem, method: str) -> tuple[str, dict[str, float]]:
+    """The model that applies (``"fft"``, ``"gemm"`` or ``"shift_add"``) and its
+    features for ``p``."""
+    prec = "single" if _single(p) else "double"
+    out_bytes = float(p.B * p.K * p.P * prod(p.O) * p.dtype.itemsize)
+    if method == "fft":
+        f = _fft_parts(p)
+        return "fft", {"calls": 1.0, f"fft_flops_{prec}": f["fft_flops"],
+                       "fft_lines": f["fft_lines"], "product_flops": f["product_flops"],
+                       "channel_flops": f["channel_flops"], "tile_items": f["tile_items"],
+                       "fft_pass_bytes": f["fft_pass_bytes"], "out_bytes": out_bytes}
+    fl = flops(p, "direct")
+    if direct_method.use_gemm(p):
+        patch = float(p.B * p.P * prod(p.O) * p.window_size * p.dtype.itemsize)
+        return "gemm", {"calls": 1.0, f"gemm_flops_{prec}": fl, "patch_bytes": patch,
+                        "out_bytes": out_bytes}
+    return "shift_add", {"calls": 1.0, f"flops_{prec}": fl, "out_bytes": out_bytes}
+
+
+def estimate(p: Problem, method: str) -> float:
+    """Estimated seconds of one call of ``method`` on ``p`` (plan already made)."""
+    model, feats = features(p, method)
+    coef = COEFFICIENTS[model]
+    return sum(coef.get(k, 0.0) * v for k, v in feats.items())
