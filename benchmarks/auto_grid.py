@@ -5,8 +5,8 @@ For each problem the plans are made first (planning is not timed), then the meth
 interleaved; the table gives each method's median, ``auto / best`` (auto's own time over the
 faster forced method's: 1.0 when auto chose the fastest, give or take run-to-run noise)
 and ``chosen / best`` (the forced time of the method auto chose over the best one: the
-same question without the noise of timing one plan twice). The issue's bar: auto never more than 1.5x the best, within 1.1x in the
-median.
+same question without the noise of timing one plan twice). The issue's bar: auto never
+more than 1.5x the best, within 1.1x in the median.
 
     python benchmarks/auto_grid.py              # the whole grid, a few minutes
     python benchmarks/auto_grid.py --json F     # also write the raw timings (for fitting
