@@ -104,3 +104,18 @@ def test_result_too_large_raises_memory_error_before_allocating():
     x = np.broadcast_to(np.zeros(1), (200_000, 200_000))  # a view: no memory
     with pytest.raises(MemoryError, match=r"needs .* GiB but .* GiB are available"):
         bc.correlate(x, np.ones(3), method="direct")
+
+
+def test_budget_too_small_for_any_block_raises_memory_error():
+    with pytest.raises(MemoryError, match=r"no method fits a memory budget of .* MiB"):
+        bc.plan(((4, 64, 64), np.float64), np.ones((2, 5, 5)), memory=1000)
+
+
+def test_auto_skips_a_method_over_the_budget():
+    # whole-item FFT buffers for one 400x400 item exceed 1 MB; direct tiles shrink to fit
+    p = bc.plan(((1, 400, 400), np.float64), np.ones((1, 41, 41)), memory="1MB")
+    assert p.method == "direct"
+    assert "over the memory budget" in p.explain()
+    assert "within the memory budget" in p.explain()
+    with pytest.raises(MemoryError, match="no method fits"):
+        bc.plan(((1, 400, 400), np.float64), np.ones((1, 41, 41)), memory="1MB", method="fft")

@@ -25,6 +25,7 @@ import numpy as np
 
 from .costs import estimate, flops
 from .methods import METHODS, get_method
+from .methods import direct as direct_method
 from .methods import fft as fft_method
 from .problem import Problem, canonical_out_view, canonical_w, canonical_x, final_view
 from .reduce import apply_reduce
@@ -76,6 +77,7 @@ class Candidate:
     flops: float
     peak_bytes: int
     chunk: tuple[int, int]
+    fits: bool = True  # the smallest block's temporaries fit the memory budget
 
 
 def _block_bytes(p: Problem, mod, b: int, k: int, budget: int) -> int:
@@ -202,9 +204,19 @@ class Plan:
             mark = "*" if c.method == self.method else " "
             lines.append(f"   {mark} {c.method:<7} ~{c.seconds * 1e3:10.2f} ms  "
                          f"{c.flops / 1e9:9.3f} GFLOP  peak {c.peak_bytes / _MIB:9.1f} MiB  "
-                         f"chunk (batch {c.chunk[0]}, bank {c.chunk[1]})")
+                         f"chunk (batch {c.chunk[0]}, bank {c.chunk[1]})"
+                         + ("" if c.fits else "  over the memory budget"))
         if self.method == "fft":
-            lines.append(f"  fft sizes {fft_method.fft_shape(p)} on {fft_engine().name}.fft")
+            tiles = fft_method.tiling(p)
+            layout = ("whole items" if tiles is None else
+                      f"overlap-save tiles of {tiles} outputs, "
+                      f"{fft_method.tile_count(p)} per item")
+            lines.append(f"  fft sizes {fft_method.fft_shape(p)} on {fft_engine().name}.fft, "
+                         f"{layout}")
+        else:
+            lines.append("  direct: " + ("GEMM on cache-sized im2col tiles"
+                                         if direct_method.use_gemm(p) else
+                                         "shift-and-add on cache-sized output tiles"))
         n_blocks = -(-p.B // self.chunk[0]) * -(-p.K // self.chunk[1])
         lines.append(f"  chosen: {self.method} ({self.reason}); {n_blocks} block(s) within "
                      f"a budget of {self.memory / _MIB:.0f} MiB")
@@ -221,8 +233,9 @@ def _candidates(p: Problem, names: tuple[str, ...], budget: int,
         for n in names:
             mod = get_method(n)
             chunk = _chunks(p, mod, budget)
-            peak = _block_bytes(p, mod, *chunk, budget) + _state_bytes(p, n)
-            cands.append(Candidate(n, estimate(p, n), flops(p, n), peak, chunk))
+            block = _block_bytes(p, mod, *chunk, budget)
+            cands.append(Candidate(n, estimate(p, n), flops(p, n),
+                                   block + _state_bytes(p, n), chunk, block <= budget))
     return tuple(cands)
 
 
@@ -235,13 +248,24 @@ def plan_problem(p: Problem, w: np.ndarray, method: str = "auto", memory=None,
         get_method(n)
     with set_workers(workers):
         cands = _candidates(p, names, budget, get_workers())
+    fitting = [c for c in cands if c.fits]
+    if not fitting:
+        need = ", ".join(
+            f"{c.method} {_block_bytes(p, get_method(c.method), *c.chunk, budget) / _MIB:.1f}"
+            f" MiB" for c in cands)
+        raise MemoryError(
+            f"no method fits a memory budget of {budget / _MIB:.1f} MiB for x {p.x_shape} and "
+            f"w {p.w_shape}, even one item against one filter at a time (temporaries "
+            f"needed: {need}); raise memory= or use a smaller problem")
     if method != "auto":
         chosen, reason = method, "asked for by method="
-    elif p.integer_inputs:
+    elif p.integer_inputs and any(c.method == "direct" for c in fitting):
         chosen, reason = "direct", "integer inputs: direct is exact"
     else:
-        chosen = min(cands, key=lambda c: c.seconds).method
+        chosen = min(fitting, key=lambda c: c.seconds).method
         reason = "lowest estimated time"
+        if len(fitting) < len(cands):
+            reason += " among the methods within the memory budget"
     with set_workers(workers):
         state = get_method(chosen).prepare(p, canonical_w(p, w), budget)
     cand = next(c for c in cands if c.method == chosen)
