@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 from conftest import rand
 from helpers import check, small_fft_tiles
+from naive import naive_correlate
 
 import batchconv as bc
 
@@ -268,3 +269,37 @@ def test_fft_bank_split_into_many_work_units(monkeypatch, reduce, spec):
         spec = spec.replace("->nk|", "->nk" + spec.split("|")[1] + "|")
     with bc.set_workers(2):
         check(x, w, spec, method="fft", mode="same", reduce=reduce)
+
+
+@pytest.mark.parametrize("method", METHODS)
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_windows_on_zero_padding_only_are_exact_zeros(method, dtype, rng):
+    """'full' with a large dilation: some windows hold only padding; they are exact 0."""
+    x = (rng.standard_normal((2, 3)) * 100).astype(dtype)
+    w = rng.standard_normal((2, 2)).astype(dtype)
+    y = bc.correlate(x, w, mode="full", dilation=5, method=method)
+    ref = naive_correlate(x, w, mode="full", dilation=5)
+    assert np.array_equal(y == 0, ref == 0)
+    assert (ref == 0).any()
+    with small_fft_tiles(4):  # the overlap-save path too
+        p = bc.plan(x, w, mode="full", dilation=5, method=method)
+        assert method == "direct" or p.state.tiles is not None
+        y = p(x)
+    assert np.array_equal(y == 0, ref == 0)
+
+
+@pytest.mark.parametrize("method", METHODS)
+@pytest.mark.parametrize("reduce", [None, "max"])
+def test_plan_runs_on_other_batch_sizes(method, reduce, rng):
+    """A plan made for minibatches of 8 also takes the last, smaller one (and a larger one)."""
+    w = rand(rng, (3, 5, 5), np.float64)
+    p = bc.plan(((8, 20, 20), np.float64), w, method=method, mode="same", reduce=reduce)
+    for n in (8, 3, 1, 13, 0):
+        x = rand(rng, (n, 20, 20), np.float64)
+        got = p(x)
+        ref = naive_correlate(x, w, mode="same", reduce=reduce) if n else None
+        assert got.shape == ((n, 3, 20, 20) if reduce is None else (n, 3))
+        if n:
+            np.testing.assert_allclose(got, ref, rtol=1e-10, atol=1e-10)
+    with pytest.raises(ValueError, match=r"only the batch axes \('n'\) may differ"):
+        p(rand(rng, (8, 21, 20), np.float64))

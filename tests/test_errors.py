@@ -86,7 +86,7 @@ def test_max_of_complex():
 def test_plan_called_with_wrong_shape_or_dtype():
     p = bc.plan(((2, 8, 8), np.float32), w.astype(np.float32))
     with pytest.raises(ValueError, match=r"made for x of shape \(2, 8, 8\)"):
-        p(np.ones((3, 8, 8), np.float32))
+        p(np.ones((2, 9, 8), np.float32))
     with pytest.raises(TypeError, match="make a new plan"):
         p(np.ones((2, 8, 8), np.complex128))
 
@@ -102,12 +102,12 @@ def test_memory_strings():
 
 def test_result_too_large_raises_memory_error_before_allocating():
     x = np.broadcast_to(np.zeros(1), (200_000, 200_000))  # a view: no memory
-    with pytest.raises(MemoryError, match=r"needs .* GiB but .* GiB are available"):
+    with pytest.raises(MemoryError, match=r"needs .* GiB but .* are available"):
         bc.correlate(x, np.ones(3), method="direct")
 
 
 def test_budget_too_small_for_any_block_raises_memory_error():
-    with pytest.raises(MemoryError, match=r"no method fits a memory budget of .* MiB"):
+    with pytest.raises(MemoryError, match=r"no method fits a memory budget of 1000 B"):
         bc.plan(((4, 64, 64), np.float64), np.ones((2, 5, 5)), memory=1000)
 
 
@@ -119,3 +119,24 @@ def test_auto_skips_a_method_over_the_budget():
     assert "within the memory budget" in p.explain()
     with pytest.raises(MemoryError, match="no method fits"):
         bc.plan(((1, 400, 400), np.float64), np.ones((1, 41, 41)), memory="1MB", method="fft")
+
+
+@pytest.mark.parametrize("bad, name, hint", [
+    (np.zeros((2, 8), bool), "x", "Convert booleans with x.astype"),
+    (np.array([["a"] * 8] * 2), "x", "batchconv accepts integer"),
+])
+def test_dtype_errors_name_the_argument(bad, name, hint):
+    with pytest.raises(TypeError, match=hint):
+        bc.correlate(bad, np.ones(3))
+    with pytest.raises(TypeError, match="^w has dtype"):
+        bc.correlate(np.ones((2, 8)), bad[0, :3])
+
+
+def test_cval_rules():
+    x = np.ones((1, 8))
+    with pytest.raises(ValueError, match="applies to padding='constant' only"):
+        bc.correlate(x, np.ones(3), mode="same", padding="reflect", cval=2.0)
+    with pytest.raises(ValueError, match="cval=1j is complex but x and w are real"):
+        bc.correlate(x, np.ones(3), mode="same", cval=1j)
+    got = bc.correlate(x + 0j, np.ones(3), mode="same", cval=1j)
+    assert got[0, 0] == 2 + 1j

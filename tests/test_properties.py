@@ -56,7 +56,7 @@ def problems(draw):
             ["sum", "mean", "max", "min", "argmax", "argmin"]
         reduce = draw(st.sampled_from(choices))
     padding = draw(st.sampled_from(["constant", "reflect", "symmetric", "edge", "wrap"]))
-    cval = draw(st.sampled_from([0.0, 1.5]))
+    cval = draw(st.sampled_from([0.0, 1.5])) if padding == "constant" else 0.0
     method = draw(st.sampled_from(["direct", "fft"]))
     seed = draw(st.integers(0, 2**16))
     tile_points = draw(st.sampled_from([None, 1, 8, 27]))

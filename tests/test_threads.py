@@ -73,3 +73,15 @@ def test_workers_one_limits_blas_too():
     a = bc.correlate(x, w, "nhwc,hwck->nhwk|hw", method="direct", workers=1)
     b = bc.correlate(x, w, "nhwc,hwck->nhwk|hw", method="direct")
     np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-12)
+
+
+def test_set_workers_as_a_plain_call_lasts_until_changed():
+    try:
+        bc.set_workers(1)
+        assert get_workers() == 1
+        with bc.set_workers(2):
+            assert get_workers() == 2
+        assert get_workers() == 1
+    finally:
+        bc.set_workers(-1)
+    assert get_workers() >= 1

@@ -52,6 +52,12 @@ class AxisGeometry:
                 return True
         return False
 
+    def untouched(self) -> np.ndarray:
+        """Indices of the kept windows none of whose taps lands inside ``x``."""
+        i = np.arange(self.out)[:, None] * self.stride
+        taps = i + (np.arange(self.m) * self.dilation - self.lo)[None, :]
+        return np.flatnonzero(~((taps >= 0) & (taps < self.n)).any(axis=1))
+
     @property
     def padded(self) -> int:
         """Length of the padded input that the windows cover exactly."""

@@ -63,6 +63,18 @@ def parse_memory(memory) -> int:
                      f"got {memory!r}")
 
 
+def format_bytes(n: float) -> str:
+    """``n`` bytes for people: ``"512 B"``, ``"3.2 KiB"``, ``"1.5 GiB"``.
+
+    >>> format_bytes(100), format_bytes(200_000), format_bytes(3 << 30)
+    ('100 B', '195.3 KiB', '3.0 GiB')
+    """
+    for unit, size in (("TiB", 1 << 40), ("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)):
+        if n >= size:
+            return f"{n / size:.1f} {unit}"
+    return f"{int(n)} B"
+
+
 def default_memory() -> int:
     """Default budget: a quarter of the RAM available now, at most 4 GiB."""
     return int(min(available_memory() // 4, 4 << 30))
@@ -114,8 +126,8 @@ def _check_result_fits(p: Problem) -> None:
     have = available_memory()
     if need > have:
         raise MemoryError(
-            f"the result {p.out_shape} {p.out_dtype} needs {need / 2**30:.1f} GiB but "
-            f"{have / 2**30:.1f} GiB are available; reduce over the sliding axes "
+            f"the result {p.out_shape} {p.out_dtype} needs {format_bytes(need)} but "
+            f"{format_bytes(have)} are available; reduce over the sliding axes "
             f"(reduce=...), use a stride, or process fewer items per call")
 
 
@@ -155,11 +167,18 @@ class Plan:
         return _state_bytes(self.problem, self.method)
 
     def __call__(self, x) -> np.ndarray:
-        """Run the plan on ``x`` (same shape as planned; same dtype kind)."""
+        """Run the plan on ``x``: the planned shape, or another size of the batch axes
+        (e.g. a last, smaller minibatch); a dtype that does not need a wider type."""
         p = self.problem
         x = np.asarray(x)
+        chunk = self.chunk
         if x.shape != p.x_shape:
-            raise ValueError(f"this plan was made for x of shape {p.x_shape}, got {x.shape}")
+            p = p.with_batch_shape(x.shape)
+            if p is None:
+                batch = "".join(self.problem.spec.batch) or "none"
+                raise ValueError(f"this plan was made for x of shape {self.problem.x_shape}, "
+                                 f"got {x.shape}; only the batch axes ({batch!r}) may differ")
+            chunk = _chunks(p, get_method(self.method), self.memory)
         if np.result_type(x.dtype, p.dtype) != p.dtype and not (
                 x.dtype.kind in "iu" and p.dtype == np.float64):
             raise TypeError(f"this plan computes in {p.dtype}; x of dtype {x.dtype} would need "
@@ -174,7 +193,7 @@ class Plan:
         axes = tuple(3 + i for i in p.reduced_axes)
         reduce = (None if p.reduce is None else
                   lambda block: apply_reduce(p.reduce, block, axes))
-        cb, ck = self.chunk
+        cb, ck = chunk
         with set_workers(self.workers), blas_threads():
             for b0 in range(0, p.B, cb):
                 xb = xc[b0:b0 + cb].astype(p.dtype, copy=False)
@@ -251,10 +270,10 @@ def plan_problem(p: Problem, w: np.ndarray, method: str = "auto", memory=None,
     fitting = [c for c in cands if c.fits]
     if not fitting:
         need = ", ".join(
-            f"{c.method} {_block_bytes(p, get_method(c.method), *c.chunk, budget) / _MIB:.1f}"
-            f" MiB" for c in cands)
+            f"{c.method} {format_bytes(_block_bytes(p, get_method(c.method), *c.chunk, budget))}"
+            for c in cands)
         raise MemoryError(
-            f"no method fits a memory budget of {budget / _MIB:.1f} MiB for x {p.x_shape} and "
+            f"no method fits a memory budget of {format_bytes(budget)} for x {p.x_shape} and "
             f"w {p.w_shape}, even one item against one filter at a time (temporaries "
             f"needed: {need}); raise memory= or use a smaller problem")
     if method != "auto":

@@ -15,7 +15,7 @@ layout; :func:`final_view` turns the canonical result back into the spec's outpu
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from math import prod
 
 import numpy as np
@@ -53,6 +53,19 @@ class Problem:
     batch_shape: tuple[int, ...]
     bank_shape: tuple[int, ...]
     paired_shape: tuple[int, ...]
+
+    def with_batch_shape(self, x_shape: tuple[int, ...]) -> Problem | None:
+        """This problem for an ``x`` of ``x_shape`` that differs only in its batch axes, or
+        None when another axis differs (filters' state stays valid: it does not depend on
+        the batch)."""
+        x_shape = tuple(int(n) for n in x_shape)
+        if len(x_shape) != len(self.x_shape) or any(
+                a != b and c not in self.spec.batch
+                for a, b, c in zip(x_shape, self.x_shape, self.spec.x, strict=True)):
+            return None
+        sizes = dict(zip(self.spec.x, x_shape, strict=True))
+        batch_shape = tuple(sizes[c] for c in self.spec.batch)
+        return replace(self, x_shape=x_shape, B=prod(batch_shape), batch_shape=batch_shape)
 
     @property
     def ndim(self) -> int:
@@ -118,9 +131,11 @@ def result_dtype(x_dtype, w_dtype) -> np.dtype:
     dts = [np.dtype(x_dtype), np.dtype(w_dtype)]
     for name, dt in zip(("x", "w"), dts, strict=True):
         if dt.kind not in "iufc":
+            hint = (f" Convert booleans with {name}.astype(np.float32)." if dt.kind == "b"
+                    else "")
             raise TypeError(
                 f"{name} has dtype {dt}; batchconv accepts integer, float (16/32/64) and "
-                f"complex (64/128) arrays. Convert booleans with x.astype(np.float32)."
+                f"complex (64/128) arrays.{hint}"
             )
         if dt.kind in "fc" and dt.itemsize > (16 if dt.kind == "c" else 8):
             raise TypeError(f"{name} has dtype {dt}; extended precision is not supported, "
@@ -164,6 +179,12 @@ def make_problem(x_shape, x_dtype, w_shape, w_dtype, spec: str | None = None, *,
     if padding not in PADDINGS:
         raise ValueError(f"padding must be one of {PADDINGS} (numpy.pad's meaning), "
                          f"got {padding!r}")
+    if padding != "constant" and cval != 0:
+        raise ValueError(f"cval={cval!r} applies to padding='constant' only; "
+                         f"padding={padding!r} takes its values from x")
+    if np.iscomplexobj(cval) and np.imag(cval) != 0 and dtype.kind != "c":
+        raise ValueError(f"cval={cval!r} is complex but x and w are real ({dtype}); make x "
+                         f"complex or use a real cval")
     if reduce is not None and not callable(reduce) and reduce not in REDUCES:
         raise ValueError(f"reduce must be None, one of {REDUCES} or a callable "
                          f"f(block, axis=tuple), got {reduce!r}")

@@ -51,22 +51,32 @@ def get_workers() -> int:
     return getattr(_state, "workers", None) or _cpu_count()
 
 
-@contextlib.contextmanager
-def set_workers(workers: int | None):
-    """Scope the thread count; restores the previous value on exit.
+class set_workers:
+    """Set the thread count for this thread: as a plain call it lasts until changed, as a
+    ``with`` block it is restored on exit.
 
-    ``None`` keeps the enclosing setting (all cores at the top level), ``-1`` means all
-    cores, a positive int that many threads."""
-    if workers is not None and (not isinstance(workers, int) or workers == 0 or workers < -1):
-        raise ValueError(f"workers must be a positive int, -1 (all cores) or None, "
-                         f"got {workers!r}")
-    old = getattr(_state, "workers", None)
-    if workers is not None:
-        _state.workers = None if workers == -1 else workers
-    try:
-        yield
-    finally:
-        _state.workers = old
+    ``None`` keeps the current setting (all cores at the top level), ``-1`` means all
+    cores, a positive int that many threads.
+
+    >>> with set_workers(1):
+    ...     get_workers()
+    1
+    """
+
+    def __init__(self, workers: int | None):
+        if workers is not None and (isinstance(workers, bool) or not isinstance(workers, int)
+                                    or workers == 0 or workers < -1):
+            raise ValueError(f"workers must be a positive int, -1 (all cores) or None, "
+                             f"got {workers!r}")
+        self._old = getattr(_state, "workers", None)
+        if workers is not None:
+            _state.workers = None if workers == -1 else workers
+
+    def __enter__(self) -> set_workers:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        _state.workers = self._old
 
 
 class _Engine:

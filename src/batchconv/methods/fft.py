@@ -184,6 +184,18 @@ def _forward(st: FFTState, x: np.ndarray, workers: int) -> np.ndarray:
     return eng.rfftn(x, *_ordered(st.fft_shape, 3), workers)
 
 
+def _zero_untouched(p: Problem, y: np.ndarray) -> np.ndarray:
+    """With zero padding, windows that never touch ``x`` are exactly 0 (not FFT round-off
+    of 0) in ``y`` (b, k, P, *O)."""
+    if not (p.padding == "constant" and p.cval == 0):
+        return y
+    for i, g in enumerate(p.geoms):
+        idx = g.untouched()
+        if idx.size:
+            y[(slice(None),) * (3 + i) + (idx,)] = 0
+    return y
+
+
 def _channel_product(st: FFTState, X: np.ndarray, k0: int, k1: int) -> np.ndarray:
     """Channel sums in the frequency domain: ``(P, *Fh, b, k)`` from the spectra ``X``
     (b, C, P, *Fh), one batched complex matmul over the bins."""
@@ -307,7 +319,7 @@ def compute(p: Problem, st: FFTState, xc: np.ndarray, k0: int, k1: int,
             inner = 1 if len(groups) > 1 else _fft_threads(per_item * b, workers)
 
             def run(sl: slice) -> None:
-                y = _spectral(p, st, src[sl], k0, k1, keep, inner)
+                y = _zero_untouched(p, _spectral(p, st, src[sl], k0, k1, keep, inner))
                 block[sl] = y if reduce is None else reduce(y)
 
             parallel_for(run, groups, workers)
@@ -338,6 +350,7 @@ def compute(p: Problem, st: FFTState, xc: np.ndarray, k0: int, k1: int,
                 y = _product_inverse(p, st, X[bs], k0 + ks.start, k0 + ks.stop, keep, inner)
             else:
                 y = _inverse(p, st, Y[bs, ks], keep, inner, True)
+            y = _zero_untouched(p, y)
             block[bs, ks] = y if reduce is None else reduce(y)
 
         parallel_for(pairs, units, workers)
@@ -372,7 +385,7 @@ def compute(p: Problem, st: FFTState, xc: np.ndarray, k0: int, k1: int,
         block[(sl, slice(None), slice(None), *out_sl)] = y
 
     parallel_for(run_tile, [(sl, s) for sl in groups for s in tiles], workers)
-    return block
+    return _zero_untouched(p, block)
 
 
 def fuses_reduce(p: Problem) -> bool:
