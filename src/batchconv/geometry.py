@@ -18,6 +18,7 @@ window ``extent - 1`` samples before ``x``, 'same' starts it ``extent // 2`` bef
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import numpy as np
@@ -54,14 +55,21 @@ class AxisGeometry:
 
     def untouched(self) -> np.ndarray:
         """Indices of the kept windows none of whose taps lands inside ``x``."""
-        i = np.arange(self.out)[:, None] * self.stride
-        taps = i + (np.arange(self.m) * self.dilation - self.lo)[None, :]
-        return np.flatnonzero(~((taps >= 0) & (taps < self.n)).any(axis=1))
+        return _untouched(self)
 
     @property
     def padded(self) -> int:
         """Length of the padded input that the windows cover exactly."""
         return self.n + self.lo + self.hi
+
+
+@functools.lru_cache(maxsize=256)
+def _untouched(g: AxisGeometry) -> np.ndarray:
+    i = np.arange(g.out)[:, None] * g.stride
+    taps = i + (np.arange(g.m) * g.dilation - g.lo)[None, :]
+    idx = np.flatnonzero(~((taps >= 0) & (taps < g.n)).any(axis=1))
+    idx.flags.writeable = False  # shared by every caller
+    return idx
 
 
 def axis_geometry(n: int, m: int, mode: str = "valid", stride: int = 1, dilation: int = 1,
