@@ -35,6 +35,9 @@ def clear_plan_cache() -> None:
         _plan_cache.clear()
 
 
+_SCALARS = (int, float, str, bool, type(None), complex)
+
+
 def _hashable(v):
     if isinstance(v, list | tuple | np.ndarray):
         return tuple(_hashable(u) for u in np.asarray(v, dtype=object).ravel().tolist())
@@ -47,7 +50,8 @@ def _cache_key(x: np.ndarray, w: np.ndarray, spec, options: dict):
     if w.nbytes > _PLAN_CACHE_MAX_STATE_BYTES:
         return None
     try:
-        opts = tuple(sorted((k, _hashable(v)) for k, v in options.items()))
+        opts = tuple((k, v if type(v) in _SCALARS else _hashable(v))
+                     for k, v in sorted(options.items()))
     except TypeError:
         return None
     digest = hashlib.blake2b(np.ascontiguousarray(w).view(np.uint8).ravel(),

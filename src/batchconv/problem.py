@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, replace
+from functools import cached_property
 from math import prod
 
 import numpy as np
@@ -72,37 +73,37 @@ class Problem:
         """Number of sliding axes."""
         return len(self.geoms)
 
-    @property
+    @cached_property
     def S(self) -> tuple[int, ...]:
         return tuple(g.n for g in self.geoms)
 
-    @property
+    @cached_property
     def T(self) -> tuple[int, ...]:
         return tuple(g.m for g in self.geoms)
 
-    @property
+    @cached_property
     def O(self) -> tuple[int, ...]:  # noqa: E743 - the output sizes, named as in the docs
         return tuple(g.out for g in self.geoms)
 
-    @property
+    @cached_property
     def reduced_axes(self) -> tuple[int, ...]:
         """Positions (0-based among the sliding axes) of the reduced sliding axes."""
         return tuple(i for i, c in enumerate(self.spec.sliding) if c in self.spec.reduced)
 
-    @property
+    @cached_property
     def canonical_out_shape(self) -> tuple[int, ...]:
         kept = tuple(g.out for g, c in zip(self.geoms, self.spec.sliding, strict=True)
                      if c not in self.spec.reduced)
         tail = (len(self.reduced_axes),) if self.reduce in ("argmax", "argmin") else ()
         return (self.B, self.K, self.P, *kept, *tail)
 
-    @property
+    @cached_property
     def out_dtype(self) -> np.dtype:
         if self.reduce in ("argmax", "argmin"):
             return np.dtype(np.intp)
         return self.dtype
 
-    @property
+    @cached_property
     def out_shape(self) -> tuple[int, ...]:
         """The result's shape in the spec's output order."""
         sizes = self._letter_sizes()
@@ -116,7 +117,7 @@ class Problem:
             sizes[c] = g.out
         return sizes
 
-    @property
+    @cached_property
     def window_size(self) -> int:
         """Number of products summed into one output element (C * prod(T))."""
         return self.C * prod(self.T)

@@ -117,6 +117,7 @@ def fft_shape(p: Problem) -> tuple[int, ...]:
     return tuple(next_fast_len(n, real=real) for n in need)
 
 
+@lru_cache(maxsize=256)
 def real_axis(shape: tuple[int, ...]) -> int:
     """The sliding axis that carries the real-to-complex transform: the longest (the last
     of equals), so that the half spectrum is smallest. Seed 000's (144, 144, 4) keeps
@@ -125,6 +126,7 @@ def real_axis(shape: tuple[int, ...]) -> int:
     return max(range(len(shape)), key=lambda i: (shape[i], i))
 
 
+@lru_cache(maxsize=256)
 def _half(shape: tuple[int, ...], is_complex: bool) -> tuple[int, ...]:
     if is_complex:
         return shape
@@ -132,6 +134,7 @@ def _half(shape: tuple[int, ...], is_complex: bool) -> tuple[int, ...]:
     return (*shape[:r], shape[r] // 2 + 1, *shape[r + 1:])
 
 
+@lru_cache(maxsize=256)
 def _ordered(shape: tuple[int, ...], first_axis: int) -> tuple[tuple, tuple]:
     """``(s, axes)`` for the engine: the real axis last, as ``rfftn`` expects."""
     r = real_axis(shape)
