@@ -147,6 +147,10 @@ class Plan:
     candidates: tuple[Candidate, ...]
     reason: str
     state: object = field(repr=False)
+    # FFT plans keep the canonical filters, to redo exactly (direct method) the items and
+    # filters that hold NaN or Inf: an FFT would spread one over the whole item
+    filters: np.ndarray | None = field(default=None, repr=False)
+    _direct_state: object = field(default=None, repr=False, compare=False)
 
     @property
     def flops(self) -> float:
@@ -194,15 +198,48 @@ class Plan:
         reduce = (None if p.reduce is None else
                   lambda block: apply_reduce(p.reduce, block, axes))
         cb, ck = chunk
+        bad = (self.filters is not None and p.dtype.kind in "fc"
+               and not np.isfinite(xc).all())
         with set_workers(self.workers), blas_threads():
             for b0 in range(0, p.B, cb):
                 xb = xc[b0:b0 + cb].astype(p.dtype, copy=False)
+                if bad:  # zeros in the transforms; these items are redone below
+                    xb = np.where(np.isfinite(xb), xb, 0)
                 for k0 in range(0, p.K, ck):
                     k1 = min(k0 + ck, p.K)
                     # methods write straight into the result, reducing as they go
                     mod.compute(p, self.state, xb, k0, k1, out=canon[b0:b0 + cb, k0:k1],
                                 reduce=reduce)
+            if self.filters is not None and p.dtype.kind in "fc":
+                self._redo_nonfinite(p, xc, canon, reduce, bad)
         return final if final is not None else final_view(p, canon)
+
+    def _redo_nonfinite(self, p: Problem, xc: np.ndarray, canon: np.ndarray, reduce,
+                        any_bad_item: bool) -> None:
+        """Recompute with the direct method the items of ``xc`` and the filters that hold
+        NaN or Inf, so that a non-finite value affects exactly the windows that cover it
+        (an FFT would spread it over the whole item; the transforms saw zeros there)."""
+        bad_items = (np.flatnonzero(~np.isfinite(xc).reshape(p.B, -1).all(axis=1))
+                     if any_bad_item else np.empty(0, np.intp))
+        bad_filters = np.flatnonzero(
+            ~np.isfinite(self.filters).reshape(self.filters.shape[0], -1).all(axis=1))
+        if not (bad_items.size or bad_filters.size):
+            return
+        if self._direct_state is None:
+            self._direct_state = direct_method.prepare(p, self.filters, self.memory)
+        st = self._direct_state
+        cb, ck = _chunks(p, direct_method, self.memory)
+        for i in range(0, bad_items.size, cb):
+            items = bad_items[i:i + cb]
+            xb = xc[items].astype(p.dtype, copy=False)
+            for k0 in range(0, p.K, ck):
+                k1 = min(k0 + ck, p.K)
+                canon[items, k0:k1] = direct_method.compute(p, st, xb, k0, k1, reduce=reduce)
+        for k in bad_filters:
+            for b0 in range(0, p.B, cb):
+                xb = xc[b0:b0 + cb].astype(p.dtype, copy=False)
+                canon[b0:b0 + cb, k:k + 1] = direct_method.compute(p, st, xb, k, k + 1,
+                                                                   reduce=reduce)
 
     def explain(self) -> str:
         """A readable account of the problem, the candidates and why the winner won."""
@@ -285,7 +322,11 @@ def plan_problem(p: Problem, w: np.ndarray, method: str = "auto", memory=None,
         reason = "lowest estimated time"
         if len(fitting) < len(cands):
             reason += " among the methods within the memory budget"
-    with set_workers(workers):
-        state = get_method(chosen).prepare(p, canonical_w(p, w), budget)
+    wc = canonical_w(p, w)
+    finite = wc.dtype.kind not in "fc" or np.isfinite(wc).all()
+    with set_workers(workers):  # filters with NaN/Inf: redone directly (see Plan)
+        state = get_method(chosen).prepare(
+            p, wc if finite or chosen != "fft" else np.where(np.isfinite(wc), wc, 0), budget)
     cand = next(c for c in cands if c.method == chosen)
-    return Plan(p, chosen, cand.chunk, budget, workers, cands, reason, state)
+    return Plan(p, chosen, cand.chunk, budget, workers, cands, reason, state,
+                filters=wc if chosen == "fft" else None)
