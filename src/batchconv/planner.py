@@ -151,6 +151,7 @@ class Plan:
     # filters that hold NaN or Inf: an FFT would spread one over the whole item
     filters: np.ndarray | None = field(default=None, repr=False)
     _direct_state: object = field(default=None, repr=False, compare=False)
+    _bad_filters: np.ndarray | None = field(default=None, repr=False, compare=False)
 
     @property
     def flops(self) -> float:
@@ -198,31 +199,36 @@ class Plan:
         reduce = (None if p.reduce is None else
                   lambda block: apply_reduce(p.reduce, block, axes))
         cb, ck = chunk
-        bad = (self.filters is not None and p.dtype.kind in "fc"
-               and not np.isfinite(xc).all())
+        # FFT plans: items whose results are not all finite (a NaN or Inf in x) are
+        # flagged by the method and redone exactly below
+        check = self.filters is not None and p.dtype.kind in "fc"
+        flagged: set[int] = set()
         with set_workers(self.workers), blas_threads():
             for b0 in range(0, p.B, cb):
                 xb = xc[b0:b0 + cb].astype(p.dtype, copy=False)
-                if bad:  # zeros in the transforms; these items are redone below
-                    xb = np.where(np.isfinite(xb), xb, 0)
                 for k0 in range(0, p.K, ck):
                     k1 = min(k0 + ck, p.K)
+                    local: set[int] | None = set() if check else None
+                    kw = {} if local is None else {"nonfinite": local}
                     # methods write straight into the result, reducing as they go
                     mod.compute(p, self.state, xb, k0, k1, out=canon[b0:b0 + cb, k0:k1],
-                                reduce=reduce)
-            if self.filters is not None and p.dtype.kind in "fc":
-                self._redo_nonfinite(p, xc, canon, reduce, bad)
+                                reduce=reduce, **kw)
+                    flagged.update(b0 + i for i in local or ())
+            if check:
+                self._redo_nonfinite(p, xc, canon, reduce, flagged)
         return final if final is not None else final_view(p, canon)
 
     def _redo_nonfinite(self, p: Problem, xc: np.ndarray, canon: np.ndarray, reduce,
-                        any_bad_item: bool) -> None:
-        """Recompute with the direct method the items of ``xc`` and the filters that hold
-        NaN or Inf, so that a non-finite value affects exactly the windows that cover it
-        (an FFT would spread it over the whole item; the transforms saw zeros there)."""
-        bad_items = (np.flatnonzero(~np.isfinite(xc).reshape(p.B, -1).all(axis=1))
-                     if any_bad_item else np.empty(0, np.intp))
-        bad_filters = np.flatnonzero(
-            ~np.isfinite(self.filters).reshape(self.filters.shape[0], -1).all(axis=1))
+                        flagged: set[int]) -> None:
+        """Recompute with the direct method the flagged items (FFT results not all finite:
+        a NaN or Inf in the item, or an overflow) and the filters that hold NaN or Inf
+        (their spectra were made from zeros in those places), so that a non-finite value
+        affects exactly the windows that cover it."""
+        bad_items = np.array(sorted(flagged), np.intp)
+        if self._bad_filters is None:
+            self._bad_filters = np.flatnonzero(
+                ~np.isfinite(self.filters).reshape(self.filters.shape[0], -1).all(axis=1))
+        bad_filters = self._bad_filters
         if not (bad_items.size or bad_filters.size):
             return
         if self._direct_state is None:

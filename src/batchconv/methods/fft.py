@@ -293,16 +293,27 @@ def _pair_bytes(p: Problem, st: FFTState) -> int:
     return p.P * (half * c + prod(st.fft_shape) * p.dtype.itemsize)
 
 
+def _flag_nonfinite(y: np.ndarray, first: int, nonfinite: set | None) -> None:
+    """Add to ``nonfinite`` the items (numbered from ``first``) whose outputs in ``y``
+    are not all finite: an FFT spreads a NaN or Inf over the whole item, so the caller
+    redoes those items exactly. The check runs on data still in cache."""
+    if nonfinite is not None and not np.isfinite(y).all():
+        bad = ~np.isfinite(y).reshape(y.shape[0], -1).all(axis=1)
+        nonfinite.update((first + np.flatnonzero(bad)).tolist())
+
+
 def compute(p: Problem, st: FFTState, xc: np.ndarray, k0: int, k1: int,
-            out: np.ndarray | None = None, reduce=None) -> np.ndarray:
+            out: np.ndarray | None = None, reduce=None,
+            nonfinite: set | None = None) -> np.ndarray:
     """The block ``(b, k1 - k0, P, *O)`` for the canonical input chunk ``xc``, written
     into ``out`` when given; with ``reduce`` (a function of a ``(b', k', P, *O)``
-    sub-block) the reduced block, each work unit reduced while it is in cache."""
+    sub-block) the reduced block, each work unit reduced while it is in cache. Items
+    whose results are not all finite are added to the set ``nonfinite`` when given."""
     b = xc.shape[0]
     zeros = st.implicit_zeros and not all(g.touches_data for g in p.geoms)
     if reduce is not None and (out is None or st.tiles is not None or zeros):
         # tiles split the windows (and all-zero blocks are trivial): reduce at the end
-        r = reduce(compute(p, st, xc, k0, k1))
+        r = reduce(compute(p, st, xc, k0, k1, nonfinite=nonfinite))
         if out is None:
             return r
         out[...] = r
@@ -322,7 +333,9 @@ def compute(p: Problem, st: FFTState, xc: np.ndarray, k0: int, k1: int,
             inner = 1 if len(groups) > 1 else _fft_threads(per_item * b, workers)
 
             def run(sl: slice) -> None:
-                y = _zero_untouched(p, _spectral(p, st, src[sl], k0, k1, keep, inner))
+                with np.errstate(invalid="ignore", over="ignore"):  # non-finite: redone
+                    y = _zero_untouched(p, _spectral(p, st, src[sl], k0, k1, keep, inner))
+                _flag_nonfinite(y, sl.start, nonfinite)
                 block[sl] = y if reduce is None else reduce(y)
 
             parallel_for(run, groups, workers)
@@ -349,11 +362,14 @@ def compute(p: Problem, st: FFTState, xc: np.ndarray, k0: int, k1: int,
 
         def pairs(unit) -> None:
             bs, ks = unit
-            if Y is None:
-                y = _product_inverse(p, st, X[bs], k0 + ks.start, k0 + ks.stop, keep, inner)
-            else:
-                y = _inverse(p, st, Y[bs, ks], keep, inner, True)
+            with np.errstate(invalid="ignore", over="ignore"):  # non-finite: redone
+                if Y is None:
+                    y = _product_inverse(p, st, X[bs], k0 + ks.start, k0 + ks.stop, keep,
+                                         inner)
+                else:
+                    y = _inverse(p, st, Y[bs, ks], keep, inner, True)
             y = _zero_untouched(p, y)
+            _flag_nonfinite(y, bs.start, nonfinite)
             block[bs, ks] = y if reduce is None else reduce(y)
 
         parallel_for(pairs, units, workers)
@@ -384,7 +400,9 @@ def compute(p: Problem, st: FFTState, xc: np.ndarray, k0: int, k1: int,
             dst.append(slice(c0 - r0, c0 - r0 + max(c1 - c0, 0)))
             keep.append(slice(0, (i1 - i0 - 1) * g.stride + 1, g.stride))
         buf[(slice(None),) * 3 + tuple(dst)] = src[(sl, slice(None), slice(None), *srcsl)]
-        y = _spectral(p, st, buf, k0, k1, tuple(keep), inner)
+        with np.errstate(invalid="ignore", over="ignore"):  # non-finite: redone
+            y = _spectral(p, st, buf, k0, k1, tuple(keep), inner)
+        _flag_nonfinite(y, sl.start, nonfinite)
         block[(sl, slice(None), slice(None), *out_sl)] = y
 
     parallel_for(run_tile, [(sl, s) for sl in groups for s in tiles], workers)
