@@ -3,6 +3,8 @@ method against the naive loop."""
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 from helpers import check, small_fft_tiles
 from hypothesis import HealthCheck, given, settings
@@ -66,7 +68,12 @@ def problems(draw):
                 method=method, seed=seed, convolve=draw(st.booleans()) and reduce is None)
 
 
-@settings(suppress_health_check=[HealthCheck.too_slow])
+# the fuzz test: at least 500 random problems in CI (about 7 s), 2000 with the "long"
+# profile (HYPOTHESIS_PROFILE=long)
+FUZZ_EXAMPLES = 2000 if os.environ.get("HYPOTHESIS_PROFILE") == "long" else 500
+
+
+@settings(max_examples=FUZZ_EXAMPLES, suppress_health_check=[HealthCheck.too_slow])
 @given(problems())
 def test_random_problems_match_naive(pr):
     rng = np.random.default_rng(pr["seed"])

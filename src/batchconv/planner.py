@@ -226,8 +226,9 @@ class Plan:
         affects exactly the windows that cover it."""
         bad_items = np.array(sorted(flagged), np.intp)
         if self._bad_filters is None:
-            self._bad_filters = np.flatnonzero(
-                ~np.isfinite(self.filters).reshape(self.filters.shape[0], -1).all(axis=1))
+            k = self.filters.shape[0]
+            self._bad_filters = np.flatnonzero(~np.isfinite(self.filters).reshape(
+                k, prod(self.filters.shape[1:])).all(axis=1))
         bad_filters = self._bad_filters
         if not (bad_items.size or bad_filters.size):
             return
