@@ -52,3 +52,63 @@ def test_finite_inputs_never_take_the_slow_path(monkeypatch):
         AssertionError("direct called")))
     x = np.random.default_rng(2).standard_normal((2, 40, 40))
     bc.correlate(x, np.ones((2, 9, 9)), method="fft")
+
+
+@pytest.mark.parametrize("padding, cval", [("constant", 0.0), ("constant", 2.0),
+                                           ("reflect", 0.0), ("wrap", 0.0), ("edge", 0.0)])
+@pytest.mark.parametrize("spec, xs, ws, opts", [
+    ("nhw,khw->nkhw|hw", (3, 17, 15), (2, 4, 3), dict(mode="same", stride=2)),
+    ("nhw,khw->nkhw|hw", (2, 16, 16), (3, 3, 3), dict(mode="full", dilation=(2, 1))),
+    ("nchw,kchw->nkhw|hw", (2, 3, 12, 12), (4, 3, 3, 3), dict(mode="same")),
+    ("nphw,phw->nphw|hw", (2, 3, 12, 11), (3, 3, 3), dict(mode="same")),  # paired
+    ("nhwd,khwd->nkhwd|hwd", (2, 8, 7, 6), (2, 3, 2, 3), dict(mode="same")),
+])
+@pytest.mark.parametrize("convolve", [False, True])
+def test_nonfinite_fft_matches_direct_everywhere(padding, cval, spec, xs, ws, opts,
+                                                 convolve):
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal(xs)
+    flat = x.reshape(-1)
+    flat[rng.choice(flat.size, 3, replace=False)] = [np.nan, np.inf, -np.inf]
+    w = rng.standard_normal(ws)
+    f = bc.convolve if convolve else bc.correlate
+    kw = dict(padding=padding, cval=cval, **opts)
+    _same_nonfinite_and_close(f(x, w, spec, method="fft", **kw),
+                              f(x, w, spec, method="direct", **kw))
+
+
+def test_one_nan_in_a_large_image_stays_fast():
+    """One NaN must not turn the FFT plan into a direct sum over the whole image."""
+    import time
+
+    rng = np.random.default_rng(4)
+    x = rng.standard_normal((1, 1024, 1024))
+    w = rng.standard_normal((1, 63, 63))
+    p = bc.plan(x, w, method="fft", mode="same")
+    t0 = time.perf_counter()
+    clean = p(x)
+    t_clean = time.perf_counter() - t0
+    x[0, 500, 600] = np.nan
+    t0 = time.perf_counter()
+    got = p(x)
+    t_nan = time.perf_counter() - t0
+    assert np.isnan(got[0, 0, 500 - 31:500 + 32, 600 - 31:600 + 32]).all()
+    assert np.isnan(got).sum() == 63 * 63
+    np.testing.assert_allclose(got[0, 0, :400], clean[0, 0, :400])
+    assert t_nan < 10 * t_clean + 1.0  # a direct 63x63 sum over 1024^2 takes minutes
+
+
+@pytest.mark.parametrize("reduce", ["max", "argmax", "min"])
+def test_nonfinite_with_reductions(reduce):
+    rng = np.random.default_rng(5)
+    x = rng.standard_normal((3, 20, 20))
+    x[1, 5, 5] = np.inf
+    x[2, 0, 0] = np.nan
+    w = np.abs(rng.standard_normal((2, 3, 3)))
+    spec = "nhw,khw->nk|hw"
+    a = bc.correlate(x, w, spec, mode="same", method="fft", reduce=reduce)
+    b = bc.correlate(x, w, spec, mode="same", method="direct", reduce=reduce)
+    if reduce == "argmax":
+        np.testing.assert_array_equal(a, b)
+    else:
+        _same_nonfinite_and_close(a, b)

@@ -27,6 +27,7 @@ from .costs import estimate, flops
 from .methods import METHODS, get_method
 from .methods import direct as direct_method
 from .methods import fft as fft_method
+from .nonfinite import affected_windows, recompute_windows
 from .problem import Problem, canonical_out_view, canonical_w, canonical_x, final_view
 from .reduce import apply_reduce
 from .xp import available_memory, blas_threads, fft_engine, get_workers, set_workers
@@ -220,33 +221,36 @@ class Plan:
 
     def _redo_nonfinite(self, p: Problem, xc: np.ndarray, canon: np.ndarray, reduce,
                         flagged: set[int]) -> None:
-        """Recompute with the direct method the flagged items (FFT results not all finite:
-        a NaN or Inf in the item, or an overflow) and the filters that hold NaN or Inf
-        (their spectra were made from zeros in those places), so that a non-finite value
-        affects exactly the windows that cover it."""
-        bad_items = np.array(sorted(flagged), np.intp)
+        """Make non-finite values local (see ``nonfinite.py``): the flagged items (FFT
+        results not all finite) are transformed again with zeros in place of NaN/Inf and
+        the windows that cover one are summed directly; filters holding NaN/Inf (whose
+        spectra were made with zeros there) are redone with the direct method."""
         if self._bad_filters is None:
             k = self.filters.shape[0]
             self._bad_filters = np.flatnonzero(~np.isfinite(self.filters).reshape(
                 k, prod(self.filters.shape[1:])).all(axis=1))
-        bad_filters = self._bad_filters
-        if not (bad_items.size or bad_filters.size):
-            return
-        if self._direct_state is None:
-            self._direct_state = direct_method.prepare(p, self.filters, self.memory)
-        st = self._direct_state
-        cb, ck = _chunks(p, direct_method, self.memory)
-        for i in range(0, bad_items.size, cb):
-            items = bad_items[i:i + cb]
-            xb = xc[items].astype(p.dtype, copy=False)
+        cb, ck = self.chunk
+        items = np.array(sorted(flagged), np.intp)
+        for i in range(0, items.size, cb):
+            it = items[i:i + cb]
+            xb = xc[it].astype(p.dtype, copy=False)
+            bad = ~np.isfinite(xb)
+            xz = np.where(bad, 0, xb)
+            where = affected_windows(p, bad.any(axis=1))
             for k0 in range(0, p.K, ck):
                 k1 = min(k0 + ck, p.K)
-                canon[items, k0:k1] = direct_method.compute(p, st, xb, k0, k1, reduce=reduce)
-        for k in bad_filters:
-            for b0 in range(0, p.B, cb):
-                xb = xc[b0:b0 + cb].astype(p.dtype, copy=False)
-                canon[b0:b0 + cb, k:k + 1] = direct_method.compute(p, st, xb, k, k + 1,
-                                                                   reduce=reduce)
+                block = fft_method.compute(p, self.state, xz, k0, k1)
+                recompute_windows(p, xb, self.filters, block, where, k0, k1, self.memory)
+                canon[it, k0:k1] = block if reduce is None else reduce(block)
+        if self._bad_filters.size:
+            if self._direct_state is None:
+                self._direct_state = direct_method.prepare(p, self.filters, self.memory)
+            dcb = _chunks(p, direct_method, self.memory)[0]
+            for k in self._bad_filters:
+                for b0 in range(0, p.B, dcb):
+                    xb = xc[b0:b0 + dcb].astype(p.dtype, copy=False)
+                    canon[b0:b0 + dcb, k:k + 1] = direct_method.compute(
+                        p, self._direct_state, xb, k, k + 1, reduce=reduce)
 
     def explain(self) -> str:
         """A readable account of the problem, the candidates and why the winner won."""

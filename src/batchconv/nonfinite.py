@@ -1,0 +1,72 @@
+"""Exact answers around NaN and Inf for the FFT method.
+
+A transform spreads one non-finite sample over every output of its item. Instead, the
+planner transforms the item with zeros in those places, finds the windows that cover a
+non-finite sample (padding included: 'reflect' or 'wrap' padding repeats it) and
+recomputes just those windows as plain sums over their taps, so each output is what the
+direct sum gives (NaN, +-Inf, or NaN for inf - inf).
+
+>>> import numpy as np, batchconv as bc
+>>> x = np.arange(8.0)[None]; x[0, 3] = np.nan
+>>> bc.correlate(x, np.ones(2), method="fft")
+array([[ 1.,  3., nan, nan,  9., 11., 13.]])
+"""
+
+from __future__ import annotations
+
+from math import prod
+
+import numpy as np
+
+from .geometry import pad_sliding
+from .problem import Problem
+
+__all__ = ["affected_windows", "recompute_windows"]
+
+
+def affected_windows(p: Problem, bad: np.ndarray) -> np.ndarray:
+    """``(b, P, *O)`` booleans: the windows that cover a True of ``bad`` ``(b, P, *S)``,
+    the padding included. One pass per tap and axis (the window is a product of taps)."""
+    cval_bad = p.padding == "constant" and not np.isfinite(p.cval)
+    a = pad_sliding(bad[:, None], p.geoms, p.padding, cval_bad, 3)[:, 0]
+    for i, g in enumerate(p.geoms):
+        ax = 2 + i
+        out = np.zeros(a.shape[:ax] + (g.out,) + a.shape[ax + 1:], bool)
+        for j in range(g.m):
+            start = j * g.dilation
+            sl = [slice(None)] * a.ndim
+            sl[ax] = slice(start, start + (g.out - 1) * g.stride + 1, g.stride)
+            out |= a[tuple(sl)]
+        a = out
+    return a
+
+
+def recompute_windows(p: Problem, xb: np.ndarray, wc: np.ndarray, block: np.ndarray,
+                      where: np.ndarray, k0: int, k1: int, budget: int) -> None:
+    """Overwrite ``block`` (b, k, P, *O) at the windows ``where`` (b, P, *O) with their
+    plain sums over the taps of the canonical items ``xb`` (b, C, P, *S) and filters
+    ``wc[k0:k1]``, a few windows at a time within ``budget`` bytes."""
+    idx = np.nonzero(where)  # (b, p, o_1, ..., o_d)
+    n = idx[0].size
+    if n == 0:
+        return
+    xp = pad_sliding(xb, p.geoms, p.padding, p.cval, 3)
+    xp = np.moveaxis(xp, 1, -1)  # (b, P, *Sp, C): a patch is (*T, C)
+    d, k = p.ndim, k1 - k0
+    per_window = (k + 1) * p.C * prod(p.T) * p.dtype.itemsize * 2
+    step = max(1, budget // max(per_window, 1))
+    letters = "ABCDEFGHIJ"[:d]  # the taps; n, k, c are window, filter, channel
+    expr = f"n{letters}c,kcn{letters}->nk"
+    for s0 in range(0, n, step):
+        sel = [ix[s0:s0 + step] for ix in idx]
+        m = sel[0].size
+        pos = []
+        for i, g in enumerate(p.geoms):
+            shape = [m] + [1] * d
+            shape[1 + i] = g.m
+            pos.append((sel[2 + i][:, None] * g.stride
+                        + np.arange(g.m)[None, :] * g.dilation).reshape(shape))
+        lead = [ix.reshape([m] + [1] * d) for ix in sel[:2]]
+        patches = xp[tuple(lead + pos)]  # (m, *T, C)
+        wsel = wc[k0:k1][:, :, sel[1]]  # (k, C, m, *T)
+        block[(sel[0], slice(None), *sel[1:])] = np.einsum(expr, patches, wsel)
