@@ -138,3 +138,21 @@ def prod_of(t):
     for v in t:
         out *= v
     return out
+
+
+def test_large_integers_exact_below_2_53():
+    """Window sums up to about 2**48: exact with auto (direct) and with direct; the
+    integer reference is computed in Python integers."""
+    rng = np.random.default_rng(6)
+    x = rng.integers(-2**22, 2**22, size=(2, 12, 12), dtype=np.int64)
+    w = rng.integers(-2**22, 2**22, size=(3, 3), dtype=np.int64)
+    ref = np.zeros((2, 10, 10), dtype=object)
+    for n in range(2):
+        for i in range(10):
+            for j in range(10):
+                ref[n, i, j] = sum(int(x[n, i + a, j + b]) * int(w[a, b])
+                                   for a in range(3) for b in range(3))
+    for method in ("auto", "direct"):
+        got = bc.correlate(x, w, method=method)
+        assert got.dtype == np.float64
+        assert (got.astype(np.int64) == ref.astype(np.int64)).all()
