@@ -140,3 +140,17 @@ def test_cval_rules():
         bc.correlate(x, np.ones(3), mode="same", cval=1j)
     got = bc.correlate(x + 0j, np.ones(3), mode="same", cval=1j)
     assert got[0, 0] == 2 + 1j
+
+
+@pytest.mark.parametrize("spec, xs, ws, match", [
+    ("nchw,kchw->nkhw|hw", (2, 3, 8, 8), (4, 2, 3, 3),
+     r"summed axis 'c' .* has size 3 in x but 2 in w; they must match"),
+    ("nphw,phw->nphw|hw", (2, 3, 8, 8), (4, 3, 3),
+     r"paired axis 'p' .* has size 3 in x but 4 in w; they must match"),
+    ("nhw,khw->nkhw|hw", (2, 8, 8), (1, 9, 3),
+     r"mode='valid' needs the input at least as long as the \(dilated\) kernel on sliding "
+     r"axis 'h': input 8, kernel 9"),
+])
+def test_size_mismatches_name_the_axis_and_sizes(spec, xs, ws, match):
+    with pytest.raises(ValueError, match=match):
+        bc.correlate(np.ones(xs), np.ones(ws), spec)
