@@ -77,25 +77,24 @@ def test_nonfinite_fft_matches_direct_everywhere(padding, cval, spec, xs, ws, op
                               f(x, w, spec, method="direct", **kw))
 
 
-def test_one_nan_in_a_large_image_stays_fast():
-    """One NaN must not turn the FFT plan into a direct sum over the whole image."""
-    import time
+def test_one_nan_in_a_large_image_stays_fast(monkeypatch):
+    """One NaN must not turn the FFT plan into a direct sum over the whole image: only
+    the 63 x 63 windows that cover it are summed directly (no timing: the direct method
+    is simply not allowed to run)."""
+    from batchconv.methods import direct
 
+    monkeypatch.setattr(direct, "compute", lambda *a, **k: (_ for _ in ()).throw(
+        AssertionError("direct method called")))
     rng = np.random.default_rng(4)
     x = rng.standard_normal((1, 1024, 1024))
     w = rng.standard_normal((1, 63, 63))
     p = bc.plan(x, w, method="fft", mode="same")
-    t0 = time.perf_counter()
     clean = p(x)
-    t_clean = time.perf_counter() - t0
     x[0, 500, 600] = np.nan
-    t0 = time.perf_counter()
     got = p(x)
-    t_nan = time.perf_counter() - t0
     assert np.isnan(got[0, 0, 500 - 31:500 + 32, 600 - 31:600 + 32]).all()
     assert np.isnan(got).sum() == 63 * 63
     np.testing.assert_allclose(got[0, 0, :400], clean[0, 0, :400])
-    assert t_nan < 10 * t_clean + 1.0  # a direct 63x63 sum over 1024^2 takes minutes
 
 
 @pytest.mark.parametrize("reduce", ["max", "argmax", "min"])
