@@ -148,8 +148,8 @@ class Plan:
     candidates: tuple[Candidate, ...]
     reason: str
     state: object = field(repr=False)
-    # FFT plans keep the canonical filters, to redo exactly (direct method) the items and
-    # filters that hold NaN or Inf: an FFT would spread one over the whole item
+    # FFT plans keep the canonical filters to make NaN/Inf local (see _redo_nonfinite):
+    # an FFT would spread one over the whole item
     filters: np.ndarray | None = field(default=None, repr=False)
     _direct_state: object = field(default=None, repr=False, compare=False)
     _bad_filters: np.ndarray | None = field(default=None, repr=False, compare=False)

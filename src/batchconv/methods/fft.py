@@ -285,12 +285,12 @@ def _per_item_bytes(p: Problem, st: FFTState, k: int) -> int:
     return p.P * (half * c * (p.C + k) + prod(st.fft_shape) * p.dtype.itemsize * (k + p.C))
 
 
-def _pair_bytes(p: Problem, st: FFTState) -> int:
-    """Bytes one (item, filter) pair occupies in a work unit: its product spectrum and
-    its real inverse."""
-    half = prod(_half(st.fft_shape, st.is_complex))
+def _pair_bytes(p: Problem, shape: tuple[int, ...]) -> int:
+    """Bytes one (item, filter) pair occupies in a work unit with FFT ``shape``: its
+    product spectrum and its real inverse."""
+    half = prod(_half(shape, p.dtype.kind == "c"))
     c = np.result_type(p.dtype, np.complex64).itemsize
-    return p.P * (half * c + prod(st.fft_shape) * p.dtype.itemsize)
+    return p.P * (half * c + prod(shape) * p.dtype.itemsize)
 
 
 def _flag_nonfinite(y: np.ndarray, first: int, nonfinite: set | None) -> None:
@@ -351,7 +351,7 @@ def compute(p: Problem, st: FFTState, xc: np.ndarray, k0: int, k1: int,
             X[sl] = _forward(st, src[sl], inner)
 
         parallel_for(forward, groups, workers)
-        units = _pair_units(b, k1 - k0, _pair_bytes(p, st), workers)
+        units = _pair_units(b, k1 - k0, _pair_bytes(p, st.fft_shape), workers)
         inner = 1 if len(units) > 1 else workers
         # channels: one matmul for the whole block (tiny per-bin matmuls cost per call,
         # so splitting it by unit multiplies that cost), then the units' inverses
@@ -433,7 +433,7 @@ def workspace_bytes(p: Problem, b: int, k: int, budget: int | None = None) -> in
     spectra = b * p.C * p.P * half * c
     item = p.P * (half * c * p.C * 2 + prod(shape) * r * p.C)  # forward stage, per item
     forward = item * min(b, max(1, _GROUP_BYTES // item))
-    pair = p.P * (half * c + prod(shape) * r)
+    pair = _pair_bytes(p, shape)
     unit = 2 * pair * min(b * k, max(1, _GROUP_BYTES // pair))
     channels = (2 * b * k + b * p.C) * p.P * half * c if p.C > 1 else 0  # block product
     return x_pad + spectra + channels + get_workers() * max(forward, unit)
