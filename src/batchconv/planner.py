@@ -209,12 +209,16 @@ class Plan:
                 xb = xc[b0:b0 + cb].astype(p.dtype, copy=False)
                 for k0 in range(0, p.K, ck):
                     k1 = min(k0 + ck, p.K)
-                    local: set[int] | None = set() if check else None
-                    kw = {} if local is None else {"nonfinite": local}
-                    # methods write straight into the result, reducing as they go
-                    mod.compute(p, self.state, xb, k0, k1, out=canon[b0:b0 + cb, k0:k1],
-                                reduce=reduce, **kw)
-                    flagged.update(b0 + i for i in local or ())
+                    local: set[int] = set()
+                    kw = {"nonfinite": local} if check else {}
+                    dest = canon[b0:b0 + cb, k0:k1]
+                    if reduce is None:  # the method writes straight into the result
+                        mod.compute(p, self.state, xb, k0, k1, out=dest, **kw)
+                    elif mod.fuses_reduce(p):  # ... reducing unit by unit
+                        mod.compute(p, self.state, xb, k0, k1, out=dest, reduce=reduce, **kw)
+                    else:  # the unreduced block is a temporary, freed before the next
+                        dest[...] = reduce(mod.compute(p, self.state, xb, k0, k1, **kw))
+                    flagged.update(b0 + i for i in local)
             if check:
                 self._redo_nonfinite(p, xc, canon, reduce, flagged)
         return final if final is not None else final_view(p, canon)
@@ -249,8 +253,8 @@ class Plan:
             for k in self._bad_filters:
                 for b0 in range(0, p.B, dcb):
                     xb = xc[b0:b0 + dcb].astype(p.dtype, copy=False)
-                    canon[b0:b0 + dcb, k:k + 1] = direct_method.compute(
-                        p, self._direct_state, xb, k, k + 1, reduce=reduce)
+                    r = direct_method.compute(p, self._direct_state, xb, k, k + 1)
+                    canon[b0:b0 + dcb, k:k + 1] = r if reduce is None else reduce(r)
 
     def explain(self) -> str:
         """A readable account of the problem, the candidates and why the winner won."""

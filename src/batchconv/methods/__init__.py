@@ -4,14 +4,15 @@ Each method module provides
 
 * ``prepare(problem, w_canonical, budget) -> state``: everything that depends only on
   the filters;
-* ``compute(problem, state, x_chunk, k0, k1, out=None, reduce=None) -> block``: the
-  ``(b, k, P, *O)`` block for filters ``k0:k1``, written into ``out`` when given; with
-  ``reduce`` (a function of any ``(b', k', P, *O)`` sub-block) the reduced block, which
-  a method may reduce unit by unit while the data is in cache;
+* ``compute(problem, state, x_chunk, k0, k1, out=None) -> block``: the
+  ``(b, k, P, *O)`` block for filters ``k0:k1``, written into ``out`` when given; a
+  method that fuses reductions also takes ``reduce`` (a function of any
+  ``(b', k', P, *O)`` sub-block) and writes the reduced block into ``out``, reducing
+  unit by unit while the data is in cache;
 * ``workspace_bytes(problem, b, k, budget)``: peak temporaries for one block, not
   counting the block;
 * ``fuses_reduce(problem)``: True when ``compute`` reduces unit by unit, so the
-  unreduced block is never a temporary.
+  unreduced block is never a temporary (otherwise the planner reduces each block).
 """
 
 from __future__ import annotations

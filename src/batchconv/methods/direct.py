@@ -162,15 +162,9 @@ def _shift_add(p: Problem, st: DirectState, xp: np.ndarray, block: np.ndarray, k
 
 
 def compute(p: Problem, st: DirectState, xc: np.ndarray, k0: int, k1: int,
-            out: np.ndarray | None = None, reduce=None) -> np.ndarray:
+            out: np.ndarray | None = None) -> np.ndarray:
     """The block ``(b, k1 - k0, P, *O)`` for the canonical input chunk ``xc``, written into
-    ``out`` when given; with ``reduce``, the reduced block (written into ``out``)."""
-    if reduce is not None:
-        r = reduce(compute(p, st, xc, k0, k1))
-        if out is None:
-            return r
-        out[...] = r
-        return out
+    ``out`` when given (reductions are the planner's: see :func:`fuses_reduce`)."""
     xp = pad_sliding(xc, p.geoms, p.padding, p.cval, first_axis=3)
     # without ``out`` the block is a temporary to be reduced: C order, sliding axes last
     block = out if out is not None else np.empty((xc.shape[0], k1 - k0, p.P, *p.O), p.dtype)

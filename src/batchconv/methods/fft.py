@@ -306,22 +306,22 @@ def compute(p: Problem, st: FFTState, xc: np.ndarray, k0: int, k1: int,
             out: np.ndarray | None = None, reduce=None,
             nonfinite: set | None = None) -> np.ndarray:
     """The block ``(b, k1 - k0, P, *O)`` for the canonical input chunk ``xc``, written
-    into ``out`` when given; with ``reduce`` (a function of a ``(b', k', P, *O)``
-    sub-block) the reduced block, each work unit reduced while it is in cache. Items
-    whose results are not all finite are added to the set ``nonfinite`` when given."""
+    into ``out`` when given. With ``reduce`` (a function of a ``(b', k', P, *O)``
+    sub-block; only where :func:`fuses_reduce`, and with ``out`` the reduced block's
+    destination) each work unit is reduced while it is in cache. Items whose results are
+    not all finite are added to the set ``nonfinite`` when given."""
+    if reduce is not None and (out is None or st.tiles is not None):
+        raise ValueError("a fused reduce needs out= and whole-item transforms "
+                         "(see fuses_reduce)")
     b = xc.shape[0]
-    zeros = st.implicit_zeros and not all(g.touches_data for g in p.geoms)
-    if reduce is not None and (out is None or st.tiles is not None or zeros):
-        # tiles split the windows (and all-zero blocks are trivial): reduce at the end
-        r = reduce(compute(p, st, xc, k0, k1, nonfinite=nonfinite))
+    if st.implicit_zeros and not all(g.touches_data for g in p.geoms):
+        # every window sees only zero padding: the exact answer, not FFT round-off
+        zero = np.zeros((b, k1 - k0, p.P, *p.O), dtype=p.dtype)
         if out is None:
-            return r
-        out[...] = r
+            return zero
+        out[...] = zero if reduce is None else reduce(zero)
         return out
     block = np.empty((b, k1 - k0, p.P, *p.O), dtype=p.dtype) if out is None else out
-    if zeros:  # every window sees only zero padding: the exact answer, not FFT round-off
-        block[...] = 0
-        return block
     workers = get_workers()
     if st.tiles is None:
         src = (xc[(slice(None),) * 3 + tuple(slice(0, g.n + min(g.hi, 0)) for g in p.geoms)]
