@@ -89,3 +89,59 @@ class small_fft_tiles:
 
         fft._TILE_POINTS, fft._TILE_EXTENTS = self.old
         self._clear()
+
+
+def check_metric(x, w, spec=None, *, metric, method, **kw):
+    """Run ``bc.correlate(..., metric=metric)`` and assert the metrics' accuracy contract
+    (``naive.window_metric_bound``) against the float64 loop. Windows so close to flat that
+    the loop's own denominator is under 1e-4 of the error scale are not compared (they are
+    tested separately: exactly flat windows give exactly 0). Returns the result."""
+    from naive import window_metric_bound
+
+    y = bc.correlate(x, w, spec, metric=metric, method=method, **kw)
+    reduce = kw.get("reduce")
+    ref = naive_correlate(x, w, spec, metric=metric, **kw)
+    dt = expected_dtype(x, w)
+    tol = tolerance(dt)
+    geo = {k: v for k, v in kw.items() if k != "reduce"}
+    explicit = spec or default_spec_string(np.ndim(x), np.ndim(w), reduce is not None)
+    xs, ws, out, sliding = _parse(explicit)
+    full_out = out + "".join(c for c in sliding if c not in out)
+    scale, den = window_metric_bound(x, w, f"{xs},{ws}->{full_out}|{sliding}", metric=metric,
+                                     **geo)
+    normalised = metric in ("ncc", "cosine")
+    with np.errstate(divide="ignore", invalid="ignore"):
+        bound = tol * (scale / den + 1) if normalised else tol * scale + np.zeros_like(den)
+        usable = den > 1e-4 * scale if normalised else np.ones(den.shape, bool)
+    nred = len(full_out) - len(out)
+    if reduce in ("argmax", "argmin"):
+        unreduced = naive_correlate(x, w, f"{xs},{ws}->{full_out}|{sliding}", metric=metric,
+                                    **geo)
+        best = naive_correlate(x, w, explicit, metric=metric, **{**kw, "reduce": reduce[3:]})
+        assert y.dtype.kind == "i" and y.shape == best.shape + (nred,)
+        lead = np.indices(best.shape)
+        idx = (*lead, *np.moveaxis(y, -1, 0))
+        got = unreduced[idx]
+        assert np.all(np.abs(got - best) <= 2 * bound.max(axis=tuple(
+            range(len(out), len(full_out))))), (got, best)
+        return y
+    if reduce is not None:  # max / min: compare with the reduced bound
+        axes = tuple(range(len(out), len(full_out)))
+        bound, usable = bound.max(axis=axes), usable.all(axis=axes)
+    assert y.shape == ref.shape, (y.shape, ref.shape)
+    assert y.dtype == dt, (y.dtype, dt)
+    ints = np.asarray(x).dtype.kind in "iu" and np.asarray(w).dtype.kind in "iu"
+    if ints and metric in ("ssd", "sad") and float(kw.get("cval", 0)).is_integer():
+        np.testing.assert_array_equal(y, ref)
+        return y
+    err = np.abs(y.astype(np.float64) - ref)
+    bad = (err > bound) & usable
+    if bad.any():
+        worst = np.unravel_index(np.argmax(np.where(bad, err / bound, -1)), err.shape)
+        raise AssertionError(f"{metric}: {bad.sum()} of {bad.size} outputs break the "
+                             f"contract; worst err {err[worst]:.3g}, allowed there "
+                             f"{bound[worst]:.3g}")
+    assert np.isfinite(y).all()
+    if normalised:
+        assert (np.abs(y) <= 1).all()
+    return y

@@ -29,9 +29,71 @@ def default_spec_string(x_ndim: int, w_ndim: int, reduce: bool) -> str:
     return f"n{letters},{letters}->n{kept}|{letters}"
 
 
+def _window_metric(xw, w, xs, ws, nonslide_out, metric, mu):
+    """One output position: ``metric`` between every x window and filter, for the
+    letters ``nonslide_out``. Letters only in x or only in w and not in the output are
+    summed first (einsum rule); the window is every letter in both x and w that is not in
+    the output (summed and sliding letters)."""
+    xonly = "".join(c for c in xs if c not in ws and c not in nonslide_out)
+    wonly = "".join(c for c in ws if c not in xs and c not in nonslide_out)
+    xs2 = "".join(c for c in xs if c not in xonly)
+    ws2 = "".join(c for c in ws if c not in wonly)
+    a = np.einsum(f"{xs}->{xs2}", xw)
+    b = np.einsum(f"{ws}->{ws2}", w)
+    window = [c for c in xs2 if c in ws2 and c not in nonslide_out]
+    order = list(nonslide_out) + window
+
+    def expand(arr, letters):
+        present = "".join(c for c in order if c in letters)
+        arr = np.einsum(f"{letters}->{present}", arr)
+        return arr.reshape([arr.shape[present.index(c)] if c in present else 1
+                            for c in order])
+
+    A, B = expand(a, xs2), expand(b, ws2)
+    A, B = np.broadcast_arrays(A, B)
+    lead = A.shape[: len(nonslide_out)]
+    A = A.reshape(*lead, -1)
+    B = B.reshape(*lead, -1)
+    if metric == "ssd":
+        return ((A - B) ** 2).sum(-1)
+    if metric == "sad":
+        return np.abs(A - B).sum(-1)
+    if metric in ("ncc", "ncc_den"):
+        Ac = A - A.mean(-1, keepdims=True)
+        Bc = B - B.mean(-1, keepdims=True)
+        den = np.sqrt((Ac * Ac).sum(-1) * (Bc * Bc).sum(-1))
+        if metric == "ncc_den":
+            return den
+        flat = (np.ptp(A, axis=-1) == 0) | (np.ptp(B, axis=-1) == 0)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return np.where(flat, 0.0, (Ac * Bc).sum(-1) / den)
+    if metric in ("cosine", "cosine_den"):
+        den = np.sqrt((A * A).sum(-1) * (B * B).sum(-1))
+        if metric == "cosine_den":
+            return den
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return np.where(den == 0, 0.0, (A * B).sum(-1) / den)
+    # error scales of the accuracy contract (see window_metric_bound)
+    if mu is not None:
+        M = expand(mu, "".join(c for c in xs2 if c not in window))
+        M = np.broadcast_to(M.reshape(*M.shape[: len(nonslide_out)], 1), A.shape[:-1] + (1,))
+    else:
+        M = 0.0
+    if metric == "ssd_scale":
+        return ((np.abs(A - M) + np.abs(B - B.mean(-1, keepdims=True))) ** 2).sum(-1)
+    if metric == "ncc_scale":
+        return (np.abs(A - M) * np.abs(B - B.mean(-1, keepdims=True))).sum(-1)
+    if metric == "cosine_scale":
+        return (np.abs(A) * np.abs(B)).sum(-1)
+    raise ValueError(metric)
+
+
 def naive_correlate(x, w, spec=None, *, mode="valid", stride=1, dilation=1,
-                    padding="constant", cval=0.0, reduce=None, convolve=False):
-    """Float64 (or complex128) reference for ``bc.correlate`` / ``bc.convolve``."""
+                    padding="constant", cval=0.0, reduce=None, convolve=False, metric="dot"):
+    """Float64 (or complex128) reference for ``bc.correlate`` / ``bc.convolve``.
+
+    ``metric``: "dot" or a similarity metric, computed from each window's values
+    literally (for ncc: a window or filter whose values are all equal gives 0)."""
     x = np.asarray(x)
     w = np.asarray(w)
     cplx = np.iscomplexobj(x) or np.iscomplexobj(w)
@@ -41,6 +103,15 @@ def naive_correlate(x, w, spec=None, *, mode="valid", stride=1, dilation=1,
     if spec is None:
         spec = default_spec_string(x.ndim, w.ndim, reduce is not None)
     xs, ws, out, sliding = _parse(spec)
+    mu = None
+    if metric in ("ssd_scale", "ncc_scale"):  # the mean of each x item (x-only letters
+        # not in the output summed first), over the window letters
+        xonly = "".join(c for c in xs if c not in ws and c not in out)
+        xs2 = "".join(c for c in xs if c not in xonly)
+        keep = "".join(c for c in xs2 if c in out and c not in sliding)
+        x2 = np.einsum(f"{xs}->{xs2}", x)
+        mu = np.einsum(f"{xs2}->{keep}", x2) / (x2.size / max(1, np.prod(
+            [x2.shape[xs2.index(c)] for c in keep], dtype=int)))
     nd = len(sliding)
     strides = [stride] * nd if np.ndim(stride) == 0 else list(stride)
     dils = [dilation] * nd if np.ndim(dilation) == 0 else list(dilation)
@@ -69,7 +140,10 @@ def naive_correlate(x, w, spec=None, *, mode="valid", stride=1, dilation=1,
         for c, t, d in zip(sliding, pos, dils):
             idx = t + np.arange(m[c]) * d
             xw = np.take(xw, idx, axis=xs.index(c))
-        val = np.einsum(f"{xs},{ws}->{''.join(nonslide_out)}", xw, w)
+        if metric == "dot":
+            val = np.einsum(f"{xs},{ws}->{''.join(nonslide_out)}", xw, w)
+        else:
+            val = _window_metric(xw, w, xs, ws, "".join(nonslide_out), metric, mu)
         full[(Ellipsis, *pos)] = val
     # crop for the mode as scipy does, then stride
     crops = []
@@ -126,6 +200,34 @@ def window_abs_bound(x, w, spec=None, **kw):
         axes = tuple(range(2 if np.ndim(w) == np.ndim(x) else 1, len(out)))
     s = naive_correlate(np.abs(x), np.abs(w), spec, cval=cval, convolve=conv, **kw).real
     return s.max(axis=axes, keepdims=True) if s.size else s
+
+
+def window_metric_bound(x, w, spec=None, *, metric, **kw):
+    """The metrics' accuracy contract, per output: ``(scale, den)`` with
+    ``|y - ref| <= tol * (scale / den + 1)`` (den = 1 for ssd and sad). ``scale`` is the
+    pair's largest, over its windows, of
+
+    * ssd: ``sum (|a - mu| + |b - mean b|)^2`` (mu: the mean of x's item),
+    * sad: ``sum |a - b|``,
+    * ncc: ``sum |a - mu| |b - mean b|``, den ``|a - mean a| |b - mean b|``,
+    * cosine: ``sum |a| |b|``, den ``|a| |b|``."""
+    kw = dict(kw)
+    kw.pop("reduce", None)
+    if spec is not None:
+        xs, ws, out, sliding = _parse(spec)
+        full_out = out + "".join(c for c in sliding if c not in out)
+        spec = f"{xs},{ws}->{full_out}|{sliding}"
+        axes = tuple(i for i, c in enumerate(full_out) if c in sliding)
+    else:
+        spec = default_spec_string(np.ndim(x), np.ndim(w), False)
+        out = spec.split("->")[1].split("|")[0]
+        axes = tuple(range(2 if np.ndim(w) == np.ndim(x) else 1, len(out)))
+    name = "sad" if metric == "sad" else f"{metric}_scale"
+    s = naive_correlate(x, w, spec, metric=name, **kw)
+    s = s.max(axis=axes, keepdims=True) if s.size else s
+    if metric in ("ssd", "sad"):
+        return s, np.ones_like(s)
+    return s, naive_correlate(x, w, spec, metric=f"{metric}_den", **kw)
 
 
 def tolerance(dtype) -> float:

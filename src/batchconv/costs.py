@@ -24,6 +24,8 @@ import numpy as np
 
 from .methods import direct as direct_method
 from .methods import fft as fft_method
+from .methods import sad as sad_method
+from .metrics import inner_problem
 from .problem import Problem
 
 __all__ = ["features", "estimate", "flops", "COEFFICIENTS"]
@@ -40,13 +42,25 @@ COEFFICIENTS: dict[str, dict[str, float]] = {
 }
 
 
+# metrics (measured on the dev machine, not fitted): SAD seconds per |a - b| term with the
+# compiled kernel and with the NumPy fallback, a fixed cost per call, and the seconds per
+# element of one memory pass (window sums and the combination with the correlations)
+_SAD_ELEMENT_NUMBA = 8e-11
+_SAD_ELEMENT_NUMPY = 1.5e-9
+_SAD_CALL = 1e-4
+_METRIC_PASS = 1e-9
+
+
 def _single(p: Problem) -> bool:
     return p.dtype in (np.float32, np.complex64)
 
 
 def flops(p: Problem, method: str) -> float:
     """Floating-point operations of one call (FFT: transforms of the items and of every
-    pair's product, and the products; the filters' transforms are in the plan)."""
+    pair's product, and the products; the filters' transforms are in the plan; SAD: a
+    subtraction and an addition per tap; ssd/ncc/cosine: those of their correlation)."""
+    if p.metric not in ("dot", "sad"):
+        return flops(inner_problem(p), method)
     if method == "direct":
         return 2.0 * p.B * p.K * p.P * prod(p.O) * p.window_size
     f = _fft_parts(p)
@@ -92,6 +106,14 @@ def features(p: Problem, method: str) -> tuple[str, dict[str, float]]:
 
 def estimate(p: Problem, method: str) -> float:
     """Estimated seconds of one call of ``method`` on ``p`` (plan already made)."""
+    if p.metric == "sad":
+        return _SAD_CALL + flops(p, method) / 2 * (
+            _SAD_ELEMENT_NUMBA if sad_method.uses_numba() else _SAD_ELEMENT_NUMPY)
+    if p.metric != "dot":  # the correlation, plus window sums and combination passes
+        q = inner_problem(p)
+        extra = _METRIC_PASS * (p.B * p.C * p.P * prod(g.padded for g in p.geoms) * 6
+                                + p.B * p.K * p.P * prod(p.O) * 3)
+        return estimate(q, method) + extra
     model, feats = features(p, method)
     coef = COEFFICIENTS[model]
     return sum(coef.get(k, 0.0) * v for k, v in feats.items())

@@ -24,9 +24,10 @@ from math import prod
 import numpy as np
 
 from .costs import estimate, flops
-from .methods import METHODS, get_method
 from .methods import direct as direct_method
 from .methods import fft as fft_method
+from .methods import sad as sad_method
+from .metrics import inner_problem, method_for, methods_for_metric
 from .nonfinite import affected_windows, recompute_windows
 from .problem import Problem, canonical_out_view, canonical_w, canonical_x, final_view
 from .reduce import apply_reduce
@@ -115,6 +116,8 @@ def _chunks(p: Problem, mod, budget: int) -> tuple[int, int]:
 
 
 def _state_bytes(p: Problem, name: str) -> int:
+    if p.metric not in ("dot", "sad"):  # the correlation's state, of centred filters
+        return _state_bytes(inner_problem(p), name) + p.K * p.P * 24
     if name == "fft":
         return fft_method.spectrum_bytes(p)
     return p.K * p.window_size * p.P * p.dtype.itemsize * 2
@@ -163,7 +166,7 @@ class Plan:
     def peak_bytes(self) -> int:
         """Estimated peak bytes beyond the inputs and the result (temporaries + filter
         state)."""
-        mod = get_method(self.method)
+        mod = method_for(self.problem, self.method)
         return _block_bytes(self.problem, mod, *self.chunk, self.memory) + _state_bytes(
             self.problem, self.method)
 
@@ -184,12 +187,12 @@ class Plan:
                 batch = "".join(self.problem.spec.batch) or "none"
                 raise ValueError(f"this plan was made for x of shape {self.problem.x_shape}, "
                                  f"got {x.shape}; only the batch axes ({batch!r}) may differ")
-            chunk = _chunks(p, get_method(self.method), self.memory)
+            chunk = _chunks(p, method_for(p, self.method), self.memory)
         if np.result_type(x.dtype, p.dtype) != p.dtype and not (
                 x.dtype.kind in "iu" and p.dtype == np.float64):
             raise TypeError(f"this plan computes in {p.dtype}; x of dtype {x.dtype} would need "
                             f"{np.result_type(x.dtype, p.dtype)}: make a new plan")
-        mod = get_method(self.method)
+        mod = method_for(p, self.method)
         xc = canonical_x(p, x)
         _check_result_fits(p)
         final = np.empty(p.out_shape, dtype=p.out_dtype)
@@ -261,7 +264,7 @@ class Plan:
         p = self.problem
         lines = [
             f"batchconv plan: {p.spec}  ({'convolve' if p.flip else 'correlate'}, "
-            f"mode={p.mode!r}, padding={p.padding!r}, dtype={p.dtype})",
+            f"metric={p.metric!r}, mode={p.mode!r}, padding={p.padding!r}, dtype={p.dtype})",
             f"  x {p.x_shape} -> batch B={p.B}, summed C={p.C}, paired P={p.P}, "
             f"sliding S={p.S}",
             f"  w {p.w_shape} -> bank K={p.K}, kernel T={p.T}; "
@@ -277,12 +280,24 @@ class Plan:
                          f"{c.flops / 1e9:9.3f} GFLOP  peak {c.peak_bytes / _MIB:9.1f} MiB  "
                          f"chunk (batch {c.chunk[0]}, bank {c.chunk[1]})"
                          + ("" if c.fits else "  over the memory budget"))
-        if self.method == "fft":
-            tiles = fft_method.tiling(p)
+        if p.metric in ("ssd", "ncc", "cosine"):
+            lines.append(f"  {p.metric}: correlations of the centred data with the "
+                         + ("filters" if p.metric == "cosine" else "centred filters")
+                         + " + float64 window sums of x and x^2 (see metrics.py)")
+            q = inner_problem(p)
+        else:
+            q = p
+        if p.metric == "sad":
+            lines.append("  direct: " + ("compiled SAD kernel (numba), one task per output row"
+                                         if sad_method.uses_numba() else
+                                         "SAD shift-and-add on cache-sized output tiles "
+                                         "(NumPy; install numba for the compiled kernel)"))
+        elif self.method == "fft":
+            tiles = fft_method.tiling(q)
             layout = ("whole items" if tiles is None else
                       f"overlap-save tiles of {tiles} outputs, "
-                      f"{fft_method.tile_count(p)} per item")
-            lines.append(f"  fft sizes {fft_method.fft_shape(p)} on {fft_engine().name}.fft, "
+                      f"{fft_method.tile_count(q)} per item")
+            lines.append(f"  fft sizes {fft_method.fft_shape(q)} on {fft_engine().name}.fft, "
                          f"{layout}")
         else:
             lines.append("  direct: " + ("GEMM on cache-sized im2col tiles"
@@ -302,7 +317,7 @@ def _candidates(p: Problem, names: tuple[str, ...], budget: int,
     cands = []
     with set_workers(workers):
         for n in names:
-            mod = get_method(n)
+            mod = method_for(p, n)
             chunk = _chunks(p, mod, budget)
             block = _block_bytes(p, mod, *chunk, budget)
             cands.append(Candidate(n, estimate(p, n), flops(p, n),
@@ -314,15 +329,15 @@ def plan_problem(p: Problem, w: np.ndarray, method: str = "auto", memory=None,
                  workers: int | None = None) -> Plan:
     """Choose the method and chunks for ``p`` and prepare the filters ``w``."""
     budget = parse_memory(memory)
-    names = tuple(sorted(METHODS)) if method == "auto" else (method,)
+    names = methods_for_metric(p.metric) if method == "auto" else (method,)
     for n in names:
-        get_method(n)
+        method_for(p, n)  # unknown names and impossible combinations raise here
     with set_workers(workers):
         cands = _candidates(p, names, budget, get_workers())
     fitting = [c for c in cands if c.fits]
     if not fitting:
         need = ", ".join(
-            f"{c.method} {format_bytes(_block_bytes(p, get_method(c.method), *c.chunk, budget))}"
+            f"{c.method} {format_bytes(_block_bytes(p, method_for(p, c.method), *c.chunk, budget))}"
             for c in cands)
         raise MemoryError(
             f"no method fits a memory budget of {format_bytes(budget)} for x {p.x_shape} and "
@@ -340,8 +355,9 @@ def plan_problem(p: Problem, w: np.ndarray, method: str = "auto", memory=None,
     wc = canonical_w(p, w)
     finite = wc.dtype.kind not in "fc" or np.isfinite(wc).all()
     with set_workers(workers):  # filters with NaN/Inf: redone directly (see Plan)
-        state = get_method(chosen).prepare(
-            p, wc if finite or chosen != "fft" else np.where(np.isfinite(wc), wc, 0), budget)
+        fft_dot = chosen == "fft" and p.metric == "dot"
+        state = method_for(p, chosen).prepare(
+            p, wc if finite or not fft_dot else np.where(np.isfinite(wc), wc, 0), budget)
     cand = next(c for c in cands if c.method == chosen)
     return Plan(p, chosen, cand.chunk, budget, workers, cands, reason, state,
-                filters=wc if chosen == "fft" else None)
+                filters=wc if fft_dot else None)

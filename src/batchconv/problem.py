@@ -27,7 +27,7 @@ from .spec import Spec, default_spec, parse_spec
 __all__ = ["Problem", "make_problem", "result_dtype", "canonical_x", "canonical_w", "final_view",
            "canonical_out_view"]
 
-METRICS = ("dot",)  # the similarity metrics (ssd, sad, ncc, cosine) are not built yet
+METRICS = ("dot", "ssd", "sad", "ncc", "cosine")  # see metrics.py
 REDUCES = ("sum", "mean", "max", "min", "argmax", "argmin")
 
 
@@ -47,6 +47,7 @@ class Problem:
     flip: bool  # convolve: the kernel is reversed along the sliding axes
     conj: bool  # correlate of complex data: the kernel is conjugated
     reduce: str | Callable | None
+    metric: str  # "dot" (plain correlation) or a similarity metric (see metrics.py)
     B: int
     K: int
     C: int
@@ -171,10 +172,10 @@ def make_problem(x_shape, x_dtype, w_shape, w_dtype, spec: str | None = None, *,
     x_shape, w_shape = tuple(int(s) for s in x_shape), tuple(int(s) for s in w_shape)
     dtype = result_dtype(x_dtype, w_dtype)
     if metric not in METRICS:
-        if metric in ("ssd", "sad", "ncc", "cosine"):
-            raise NotImplementedError(f"metric {metric!r} is planned but not built yet; "
-                                      f"available: {METRICS}")
         raise ValueError(f"metric must be one of {METRICS}, got {metric!r}")
+    if metric != "dot" and dtype.kind == "c":
+        raise TypeError(f"metric {metric!r} needs real data (x and w give {dtype}); "
+                        f"complex data works with metric 'dot'")
     if mode not in MODES:
         raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
     if padding not in PADDINGS:
@@ -226,7 +227,7 @@ def make_problem(x_shape, x_dtype, w_shape, w_dtype, spec: str | None = None, *,
     return Problem(
         spec=sp, x_shape=x_shape, w_shape=w_shape, dtype=dtype, integer_inputs=integer_inputs,
         geoms=geoms, mode=mode, padding=padding, cval=cval, flip=flip,
-        conj=(not flip) and dtype.kind == "c", reduce=reduce,
+        conj=(not flip) and dtype.kind == "c", reduce=reduce, metric=metric,
         B=prod(xs[c] for c in sp.batch), K=prod(ws[c] for c in sp.bank),
         C=prod(xs[c] for c in sp.summed), P=prod(xs[c] for c in sp.paired),
         batch_shape=tuple(xs[c] for c in sp.batch), bank_shape=tuple(ws[c] for c in sp.bank),

@@ -1,0 +1,125 @@
+"""The compiled SAD kernel (numba), used by ``sad.py`` when numba is installed.
+
+One parallel task per output row ``(item, filter, pair, leading output coordinates)``.
+The padded input's last axis is split into ``stride`` phases (``x[..., q::stride]``), so
+that tap ``j`` of output ``o`` reads ``phase[(j * dilation) % stride][o + (j * dilation)
+// stride]``: contiguous in ``o``. The inner loop runs over the whole output row (rounded
+up to a multiple of ``_V``), four taps at a time, into a row of partial sums in the compute
+dtype; each tap row's partial sums are added into float64 accumulators. Indices are
+non-negative slices, so numba emits no wrap-around checks and the loop vectorises.
+
+Compiled on first use per dtype and cached on disk (``cache=True``).
+"""
+
+from __future__ import annotations
+
+from math import prod
+
+import numba
+import numpy as np
+
+from ..problem import Problem
+
+_V = 16  # the output row is rounded up to a multiple of this (one AVX-512 register)
+
+
+@numba.njit(parallel=True, fastmath=True, nogil=True, cache=True)
+def _sad_rows(x, w, out, nb, nk, npair, xsb, xsp, wsk, wsp, lead_out, lead_xstep, xrow, wrow,
+              ow, m, d, s, lq):  # pragma: no cover - compiled
+    n_lead = lead_out.shape[0]
+    rows = 1
+    for a in range(n_lead):
+        rows *= lead_out[a]
+    nv = (ow + _V - 1) // _V * _V
+    for t in numba.prange(nb * nk * npair * rows):
+        row = t % rows
+        q = t // rows
+        pi = q % npair
+        q //= npair
+        ki = q % nk
+        bi = q // nk
+        xb = bi * xsb + pi * xsp
+        rr = row
+        for a in range(n_lead - 1, -1, -1):
+            xb += (rr % lead_out[a]) * lead_xstep[a]
+            rr //= lead_out[a]
+        wb = ki * wsk + pi * wsp
+        acc = np.zeros(nv, np.float64)
+        part = np.empty(nv, x.dtype)
+        for r in range(xrow.shape[0]):
+            x0 = xb + xrow[r]
+            w0 = wb + wrow[r]
+            part[:] = 0
+            j = 0
+            while j + 4 <= m:
+                w1 = w[w0 + j]
+                w2 = w[w0 + j + 1]
+                w3 = w[w0 + j + 2]
+                w4 = w[w0 + j + 3]
+                jd = j * d
+                a1 = x0 + (jd % s) * lq + jd // s
+                jd += d
+                a2 = x0 + (jd % s) * lq + jd // s
+                jd += d
+                a3 = x0 + (jd % s) * lq + jd // s
+                jd += d
+                a4 = x0 + (jd % s) * lq + jd // s
+                x1 = x[a1:a1 + nv]
+                x2 = x[a2:a2 + nv]
+                x3 = x[a3:a3 + nv]
+                x4 = x[a4:a4 + nv]
+                for o in range(nv):
+                    part[o] += ((abs(x1[o] - w1) + abs(x2[o] - w2))
+                                + (abs(x3[o] - w3) + abs(x4[o] - w4)))
+                j += 4
+            while j < m:
+                wj = w[w0 + j]
+                jd = j * d
+                a1 = x0 + (jd % s) * lq + jd // s
+                x1 = x[a1:a1 + nv]
+                for o in range(nv):
+                    part[o] += abs(x1[o] - wj)
+                j += 1
+            for o in range(nv):
+                acc[o] += part[o]
+        ob = t * ow
+        res = out[ob:ob + ow]
+        for o in range(ow):
+            res[o] = acc[o]
+
+
+def _phases(xp: np.ndarray, s: int) -> np.ndarray:
+    """``xp`` (..., L) as a flat C-ordered buffer of shape (..., s, ceil(L/s) + _V) holding
+    ``xp[..., q::s]`` in phase ``q``, plus a tail of ``_V`` zeros (the inner loop reads up
+    to ``_V - 1`` samples past a row's last output; those sums are discarded)."""
+    n = xp.shape[-1]
+    lq = -(-n // s) + _V
+    buf = np.zeros(prod(xp.shape[:-1]) * s * lq + _V, xp.dtype)
+    ph = buf[:-_V].reshape(*xp.shape[:-1], s, lq)
+    for q in range(s):
+        v = xp[..., q::s]
+        ph[..., q, :v.shape[-1]] = v
+    return buf, ph.shape, lq
+
+
+def sad_block(p: Problem, xp: np.ndarray, kern: np.ndarray, block: np.ndarray) -> None:
+    """Fill the C-contiguous ``block`` (b, k, P, *O) with the SAD of the padded input
+    ``xp`` (b, C, P, *padded) against ``kern`` (k, C, P, *T)."""
+    d = p.ndim
+    g = p.geoms
+    s, dil, m = g[-1].stride, g[-1].dilation, g[-1].m
+    buf, shape, lq = _phases(xp, s)
+    xs = np.cumprod((1, *shape[::-1]))[::-1][1:]  # element strides of (b, C, P, *lead, s, lq)
+    ws = np.cumprod((1, *kern.shape[::-1]))[::-1][1:]
+    b, C, P = xp.shape[:3]
+    k = kern.shape[0]
+    lead_taps = list(np.ndindex(*p.T[:-1])) if d > 1 else [()]
+    xrow = np.array([c * xs[1] + sum(j * ga.dilation * xs[3 + a]
+                                     for a, (ga, j) in enumerate(zip(g[:-1], t)))
+                     for c in range(C) for t in lead_taps], np.int64)
+    wrow = np.array([c * ws[1] + sum(j * ws[3 + a] for a, j in enumerate(t))
+                     for c in range(C) for t in lead_taps], np.int64)
+    lead_out = np.array(p.O[:-1], np.int64)
+    lead_xstep = np.array([ga.stride * xs[3 + a] for a, ga in enumerate(g[:-1])], np.int64)
+    _sad_rows(buf, kern.reshape(-1), block.reshape(-1), b, k, P, int(xs[0]), int(xs[2]),
+              int(ws[0]), int(ws[2]), lead_out, lead_xstep, xrow, wrow, p.O[-1], m, dil, s, lq)

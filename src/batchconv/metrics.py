@@ -1,0 +1,258 @@
+"""Sliding similarity metrics: ``ssd``, ``ncc`` and ``cosine`` from correlations plus
+window sums; ``sad`` by its own kernel (``methods/sad.py``).
+
+For a window ``a`` of ``x`` (its summed axes included, ``n`` values) and a filter ``b``:
+
+=========  ==================================================  =========================
+metric     value                                               computed as
+=========  ==================================================  =========================
+ssd        ``sum (a - b)^2``                                   ``A2 - 2 (a'.b^ + dA1)
+                                                               + B2 + n d^2``
+sad        ``sum |a - b|``                                     its own kernel
+ncc        ``sum (a - mean a)(b - mean b) / (|a - mean a|      ``a'.b^ / sqrt((A2 - A1^2
+           |b - mean b|)``, Pearson, in [-1, 1]                / n) B2)``
+cosine     ``sum a b / (|a| |b|)``                             ``a.b / sqrt(A2 |b|^2)``
+=========  ==================================================  =========================
+
+where ``a' = a - c`` is ``x`` centred by the mean ``c`` of its item, ``b^ = b - mean b``
+the centred filter, ``d = mean b - c``, ``A1``/``A2`` the window sums of ``a'`` and
+``a'^2`` (float64 box sums, shared by the whole bank) and ``B2 = |b^|^2``. Centring first
+keeps the precision of the data's contrast rather than its brightness: 8-bit images with
+values 200..255 lose nothing to cancellation. The correlations ``a'.b^`` come from the
+``direct`` or ``fft`` method on a padded, centred copy of each chunk, so every spec role,
+mode, stride, dilation and padding of ``"dot"`` works here too.
+
+A window is *flat* when its variance (ncc) or its sum of squares (cosine) is below the
+rounding noise of the box sums (see :func:`_noise_floor`); flat windows and flat filters
+give exactly 0, never NaN, and ncc and cosine are clipped to [-1, 1].
+
+>>> import numpy as np, batchconv as bc
+>>> x = np.array([[0.0, 1.0, 2.0, 1.0, 1.0, 1.0]])
+>>> bc.correlate(x, np.array([1.0, 2.0, 3.0]), metric="ncc").round(3)
+array([[ 1.   ,  0.   , -0.866,  0.   ]])
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass, replace
+from math import prod
+from types import ModuleType
+
+import numpy as np
+
+from .geometry import AxisGeometry, axis_geometry, pad_sliding
+from .methods import direct, get_method, sad
+from .problem import Problem
+from .spec import parse_spec
+
+__all__ = ["method_for", "MetricMethod", "box_sums", "inner_problem"]
+
+_SHIFT_MAX = 8  # box sums over at most this many taps add shifted slices; longer: cumsum
+
+
+def method_for(p: Problem, name: str):
+    """The object that computes ``p`` with method ``name``: the method module itself for
+    "dot"; the SAD kernels for "sad" (``name`` "direct"); otherwise a
+    :class:`MetricMethod` around the method."""
+    mod = get_method(name)
+    if p.metric == "dot":
+        return mod
+    if p.metric == "sad":
+        if name != "direct":
+            raise ValueError(f"metric 'sad' has no {name!r} form (an absolute value does not "
+                             f"factor through a product); use method='direct' or 'auto'")
+        return sad
+    return MetricMethod(mod)
+
+
+def methods_for_metric(metric: str) -> tuple[str, ...]:
+    """The method names that can compute ``metric``."""
+    return ("direct",) if metric == "sad" else ("direct", "fft")
+
+
+def _valid_geometry(g: AxisGeometry) -> AxisGeometry:
+    return g if g.out == 0 else axis_geometry(g.padded, g.m, "valid", g.stride, g.dilation)
+
+
+def inner_problem(p: Problem) -> Problem:
+    """The plain correlation ("dot", 'valid', no reduction, every sliding axis kept) of a
+    padded copy of ``x`` that gives ``p``'s windows."""
+    sp = p.spec
+    spec = parse_spec(f"{sp.x},{sp.w}->{sp.out}{sp.reduced}|{sp.sliding}")
+    return replace(p, spec=spec, geoms=tuple(_valid_geometry(g) for g in p.geoms),
+                   mode="valid", padding="constant", cval=0.0, flip=False, conj=False,
+                   reduce=None, metric="dot", integer_inputs=False)
+
+
+@dataclass
+class MetricState:
+    inner: Problem
+    state: object  # the correlation method's filter state (of the centred filters)
+    filters: np.ndarray  # the filters the correlation uses: centred (ssd, ncc) or as given
+    mean: np.ndarray  # (K, P) float64: filter means (ssd)
+    sq: np.ndarray  # (K, P) float64: |b^|^2 (ssd, ncc) or |b|^2 (cosine)
+    inv_norm: np.ndarray  # (K, P) float64: 1 / sqrt(sq), 0 for flat filters
+    direct_state: object = None  # for chunks holding NaN/Inf (local by construction)
+
+
+def box_sums(a: np.ndarray, geoms: tuple[AxisGeometry, ...], first_axis: int,
+             exact: bool = False) -> np.ndarray:
+    """Window sums of ``a`` (float64) over the sliding axes ``first_axis, ...`` for the
+    'valid' windows of ``geoms`` (stride and dilation included).
+
+    Short windows add shifted slices; longer ones difference a cumulative sum along the
+    axis (taken every ``dilation`` samples). ``exact=True`` always adds shifted slices,
+    so that a NaN or Inf stays in the windows that cover it.
+
+    >>> from batchconv.geometry import axis_geometry
+    >>> box_sums(np.arange(6.0), (axis_geometry(6, 3),), 0)
+    array([ 3.,  6.,  9., 12.])
+    """
+    for i, g in enumerate(geoms):
+        a = np.moveaxis(_box_sum_last(np.moveaxis(a, first_axis + i, -1), g, exact),
+                        -1, first_axis + i)
+    return a
+
+
+def _box_sum_last(a: np.ndarray, g: AxisGeometry, exact: bool) -> np.ndarray:
+    m, d, s, out = g.m, g.dilation, g.stride, g.out
+    span = (out - 1) * s + 1
+    if m <= _SHIFT_MAX or exact:
+        res = a[..., 0:span:s].copy()
+        for j in range(1, m):
+            res += a[..., j * d:j * d + span:s]
+        return res
+    n = a.shape[-1]
+    length = -(-(n + d) // d) * d
+    z = np.zeros((*a.shape[:-1], length), np.float64)
+    z[..., d:d + n] = a
+    zz = z.reshape(*a.shape[:-1], length // d, d)
+    np.cumsum(zz, axis=-2, out=zz)  # z[i] = sum of a[i - d], a[i - 2d], ...
+    return z[..., m * d:m * d + span:s] - z[..., 0:span:s]
+
+
+def _noise_floor(p: Problem, sums2: np.ndarray) -> np.ndarray:
+    """Per (item, pair): sums of squares at or below this are rounding noise of the box
+    sums (float64; cumulative sums add error in proportion to the axis length over the
+    window length)."""
+    growth = sum(g.padded / g.m if g.m > _SHIFT_MAX else 1.0 for g in p.geoms)
+    axes = tuple(range(2, sums2.ndim))
+    with warnings.catch_warnings():  # all-NaN items: no floor needed, their windows are NaN
+        warnings.simplefilter("ignore", RuntimeWarning)
+        top = np.nanmax(sums2, axis=axes, keepdims=True)
+    return 64 * np.finfo(np.float64).eps * growth * np.where(np.isfinite(top), top, 0)
+
+
+class MetricMethod:
+    """ssd, ncc or cosine on top of a correlation method (the method interface of
+    ``methods/__init__.py``: prepare, compute, fuses_reduce, workspace_bytes)."""
+
+    def __init__(self, method: ModuleType):
+        self.method = method
+
+    def prepare(self, p: Problem, wc: np.ndarray, budget: int | None = None) -> MetricState:
+        inner = inner_problem(p)
+        axes = (1, *range(3, wc.ndim))
+        w64 = wc.astype(np.float64)
+        mean = w64.mean(axis=axes) if wc.size else np.zeros(wc.shape[0:3:2])
+        if p.metric == "cosine":
+            filters = wc
+        else:  # centred; exactly zero for a flat filter
+            flat = (np.ptp(wc, axis=axes, keepdims=True) == 0) if wc.size else True
+            cen = w64 - mean.reshape(wc.shape[0], 1, wc.shape[2], *([1] * p.ndim))
+            filters = np.where(flat, 0, cen).astype(p.dtype)
+        sq = np.square(filters, dtype=np.float64).sum(axis=axes) if wc.size else mean * 0
+        with np.errstate(divide="ignore"):
+            inv = np.where(sq > 0, 1 / np.sqrt(sq), 0.0)
+        filters = np.ascontiguousarray(filters)
+        return MetricState(inner, self.method.prepare(inner, filters, budget), filters,
+                           mean, sq, inv)
+
+    def fuses_reduce(self, p: Problem) -> bool:
+        return False
+
+    def workspace_bytes(self, p: Problem, b: int, k: int, budget: int | None = None) -> int:
+        """The correlation's temporaries, a padded centred copy of the chunk, float64
+        window sums and the per-filter combination temporaries."""
+        padded = b * p.P * prod(g.padded + g.dilation for g in p.geoms)
+        outs = b * p.P * prod(p.O)
+        return (self.method.workspace_bytes(inner_problem(p), b, k, budget)
+                + padded * p.C * p.dtype.itemsize + padded * 8 * 4 + outs * 8 * 4)
+
+    def compute(self, p: Problem, st: MetricState, xc: np.ndarray, k0: int, k1: int,
+                out: np.ndarray | None = None) -> np.ndarray:
+        """The block ``(b, k1 - k0, P, *O)`` of the metric for the chunk ``xc``."""
+        b = xc.shape[0]
+        block = out if out is not None else np.empty((b, k1 - k0, p.P, *p.O), p.dtype)
+        if block.size == 0:
+            return block
+        xp = pad_sliding(xc, p.geoms, p.padding, p.cval, first_axis=3)
+        finite = bool(np.isfinite(xp).all())
+        centre = np.zeros((b, 1, p.P, *([1] * p.ndim)), p.dtype)
+        if p.metric == "cosine":  # not shift-invariant: x as it is
+            xw = xp.astype(p.dtype, copy=False)
+        else:
+            src = xc if finite else np.where(np.isfinite(xc), xc, 0)
+            axes = (1, *range(3, xc.ndim))
+            centre = src.mean(axis=axes, dtype=np.float64, keepdims=True).astype(p.dtype)
+            xw = np.subtract(xp, centre, dtype=p.dtype)
+        sums1, sums2 = self._window_sums(p, xw, exact=not finite)
+        if finite:
+            self.method.compute(st.inner, st.state, xw, k0, k1, out=block)
+        else:  # the direct method keeps NaN/Inf in the windows that cover them
+            if st.direct_state is None:
+                st.direct_state = direct.prepare(st.inner, st.filters)
+            direct.compute(st.inner, st.direct_state, xw, k0, k1, out=block)
+        c64 = centre.reshape(b, p.P).astype(np.float64)
+        with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
+            if p.metric == "ssd":
+                self._ssd(p, st, block, sums1, sums2, c64, k0)
+            else:
+                self._normalised(p, st, block, sums1, sums2, k0)
+        return block
+
+    @staticmethod
+    def _window_sums(p: Problem, xw: np.ndarray, exact: bool):
+        """Window sums of ``x'`` and ``x'^2`` over the summed and sliding axes, float64,
+        ``(b, P, *O)``."""
+        b, C, P = xw.shape[:3]
+        s1 = np.zeros((b, P, *xw.shape[3:]), np.float64)
+        s2 = np.zeros_like(s1)
+        for c in range(C):
+            v = xw[:, c].astype(np.float64)
+            s1 += v
+            v *= v
+            s2 += v
+        geoms = tuple(_valid_geometry(g) for g in p.geoms)
+        return box_sums(s1, geoms, 2, exact), box_sums(s2, geoms, 2, exact)
+
+    @staticmethod
+    def _ssd(p: Problem, st: MetricState, block, sums1, sums2, c64, k0: int) -> None:
+        n = p.window_size
+        for i in range(block.shape[1]):
+            k = k0 + i
+            delta = (st.mean[k] - c64).reshape(*c64.shape, *([1] * p.ndim))  # (b, P, 1..)
+            rest = sums2 + st.sq[k].reshape(1, p.P, *([1] * p.ndim)) + n * delta * delta
+            rest -= 2 * delta * sums1
+            y = rest - 2 * block[:, i]
+            np.maximum(y, 0, out=y)
+            if p.integer_inputs:
+                np.rint(y, out=y)
+            block[:, i] = y
+
+    @staticmethod
+    def _normalised(p: Problem, st: MetricState, block, sums1, sums2, k0: int) -> None:
+        if p.metric == "ncc":
+            spread = sums2 - sums1 * sums1 / p.window_size  # n * variance of the window
+        else:
+            spread = sums2
+        flat = ~(spread > _noise_floor(p, sums2))  # NaN windows stay NaN below
+        inv_a = (1 / np.sqrt(np.where(flat & ~np.isnan(spread), np.inf, spread))).astype(
+            p.dtype)
+        for i in range(block.shape[1]):
+            y = block[:, i]
+            np.multiply(y, inv_a, out=y)
+            np.multiply(y, st.inv_norm[k0 + i].astype(p.dtype).reshape(
+                1, p.P, *([1] * p.ndim)), out=y)
+            np.clip(y, -1, 1, out=y)
