@@ -113,6 +113,7 @@ def check_metric(x, w, spec=None, *, metric, method, **kw):
     with np.errstate(divide="ignore", invalid="ignore"):
         bound = tol * (scale / den + 1) if normalised else tol * scale + np.zeros_like(den)
         usable = den > 1e-4 * scale if normalised else np.ones(den.shape, bool)
+    bound = np.where(np.isnan(bound), tol, bound)  # 0 / 0: every window of the pair flat
     nred = len(full_out) - len(out)
     if reduce in ("argmax", "argmin"):
         unreduced = naive_correlate(x, w, f"{xs},{ws}->{full_out}|{sliding}", metric=metric,

@@ -80,7 +80,7 @@ def _window_metric(xw, w, xs, ws, nonslide_out, metric, mu):
     else:
         M = 0.0
     if metric == "ssd_scale":
-        return ((np.abs(A - M) + np.abs(B - B.mean(-1, keepdims=True))) ** 2).sum(-1)
+        return ((np.abs(A - M) + np.abs(B - M)) ** 2).sum(-1)
     if metric == "ncc_scale":
         return (np.abs(A - M) * np.abs(B - B.mean(-1, keepdims=True))).sum(-1)
     if metric == "cosine_scale":
@@ -207,7 +207,7 @@ def window_metric_bound(x, w, spec=None, *, metric, **kw):
     ``|y - ref| <= tol * (scale / den + 1)`` (den = 1 for ssd and sad). ``scale`` is the
     pair's largest, over its windows, of
 
-    * ssd: ``sum (|a - mu| + |b - mean b|)^2`` (mu: the mean of x's item),
+    * ssd: ``sum (|a - mu| + |b - mu|)^2`` (mu: the mean of x's item),
     * sad: ``sum |a - b|``,
     * ncc: ``sum |a - mu| |b - mean b|``, den ``|a - mean a| |b - mean b|``,
     * cosine: ``sum |a| |b|``, den ``|a| |b|``."""

@@ -47,6 +47,15 @@ def test_everything_runs_without_optional_packages():
         y = bc.convolve(x[:, 0], w[0, 0], mode="same", padding="reflect", method="fft")
         assert y.shape == (3, 20, 19)
         assert next_fast_len(97) in (98, 100)
+        # the metrics: SAD on the NumPy fallback, the others on both methods
+        from batchconv.methods.sad import uses_numba
+        assert not uses_numba()
+        y = bc.correlate(x, w[0], "nchw,chw->nhw|hw", metric="sad", stride=2)
+        assert abs(y[1, 2, 3] - np.abs(x[1, :, 4:9, 6:10] - w[0]).sum()) < 1e-3
+        for metric in ("ssd", "ncc", "cosine"):
+            a, b = (bc.correlate(x, w, "nchw,kchw->nkhw|hw", metric=metric, method=m)
+                    for m in ("direct", "fft"))
+            np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-4)
         bc.show_config()
         assert "scipy" not in sys.modules and "torch" not in sys.modules
         print("OK")

@@ -6,7 +6,7 @@ from __future__ import annotations
 import os
 
 import numpy as np
-from helpers import check, small_fft_tiles
+from helpers import check, check_metric, small_fft_tiles
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -96,3 +96,36 @@ def test_random_problems_match_naive(pr):
     else:
         with small_fft_tiles(pr["tile_points"]):
             check(x, w, pr["spec"], **kw)
+
+
+METRIC_EXAMPLES = 800 if os.environ.get("HYPOTHESIS_PROFILE") == "long" else 200
+
+
+@settings(max_examples=METRIC_EXAMPLES, suppress_health_check=[HealthCheck.too_slow])
+@given(problems(), st.sampled_from(["ssd", "sad", "ncc", "cosine"]), st.booleans())
+def test_random_metric_problems_match_naive(pr, metric, numba):
+    """The same random problems with a similarity metric (real data; the reductions
+    whose bound is the window's: max, min, argmax, argmin); SAD on both kernels."""
+    from hypothesis import assume
+
+    from batchconv.methods import sad as sad_method
+
+    dt = np.dtype(pr["dtype"])
+    assume(dt.kind != "c" and pr["reduce"] not in ("sum", "mean"))
+    rng = np.random.default_rng(pr["seed"])
+    make = ((lambda s: rng.integers(-50, 50, size=s).astype(dt)) if dt.kind == "i" else
+            (lambda s: (rng.standard_normal(s) + 3).astype(dt)))
+    x, w = make(pr["x_shape"]), make(pr["w_shape"])
+    method = "direct" if metric == "sad" else pr["method"]
+    kw = dict(mode=pr["mode"], stride=pr["stride"], dilation=pr["dilation"],
+              padding=pr["padding"], cval=pr["cval"], reduce=pr["reduce"])
+    old = sad_method.USE_NUMBA
+    sad_method.USE_NUMBA = numba
+    try:
+        if pr["tile_points"] is None:
+            check_metric(x, w, pr["spec"], metric=metric, method=method, **kw)
+        else:
+            with small_fft_tiles(pr["tile_points"]):
+                check_metric(x, w, pr["spec"], metric=metric, method=method, **kw)
+    finally:
+        sad_method.USE_NUMBA = old
