@@ -10,7 +10,7 @@ from helpers import check_metric
 from naive import naive_correlate
 
 import batchconv as bc
-from batchconv.methods import sad as sad_method
+from batchconv import compiled
 
 # (id, spec, x shape, w shape, reduce)
 CASES = [
@@ -29,20 +29,16 @@ CASES = [
     ("argmax", "nhw,khw->nk|hw", (2, 7, 6), (3, 2, 3), "argmax"),
 ]
 
-METRIC_METHODS = [("ssd", "direct"), ("ssd", "fft"), ("sad", "direct"), ("sad", "numpy"),
-                  ("ncc", "direct"), ("ncc", "fft"), ("cosine", "direct"), ("cosine", "fft")]
-
-
-@pytest.fixture
-def sad_numpy(monkeypatch):
-    """Run SAD on the NumPy fallback (the compiled kernel switched off)."""
-    monkeypatch.setattr(sad_method, "USE_NUMBA", False)
+# "+numpy": the compiled (numba) kernels switched off, so the NumPy code runs
+METRIC_METHODS = [("ssd", "direct"), ("ssd", "fft+numpy"), ("sad", "direct"),
+                  ("sad", "direct+numpy"), ("ncc", "direct+numpy"), ("ncc", "fft"),
+                  ("cosine", "direct"), ("cosine", "fft+numpy")]
 
 
 def _run(monkeypatch, metric, method, *args, **kw):
-    if method == "numpy":
-        monkeypatch.setattr(sad_method, "USE_NUMBA", False)
-        method = "direct"
+    if method.endswith("+numpy"):
+        monkeypatch.setattr(compiled, "USE_NUMBA", False)
+        method = method[:-6]
     return check_metric(*args, metric=metric, method=method, **kw)
 
 
@@ -81,7 +77,7 @@ def test_long_windows(metric, method, rng, monkeypatch):
 
 
 @pytest.mark.parametrize("metric,method", [("ssd", "direct"), ("sad", "direct"),
-                                           ("sad", "numpy")])
+                                           ("sad", "direct+numpy")])
 def test_integers_exact(metric, method, rng, monkeypatch):
     x, w = rand(rng, (2, 3, 9, 8), np.int32), rand(rng, (2, 3, 3, 2), np.int16)
     y = _run(monkeypatch, metric, method, x, w, "nchw,kchw->nkhw|hw", mode="same")
@@ -220,7 +216,7 @@ def _seed004_loop(image, kernel, stride):
 
 @pytest.mark.parametrize("numba", [True, False], ids=["compiled", "numpy"])
 def test_seed004_reproduced(numba, monkeypatch):
-    monkeypatch.setattr(sad_method, "USE_NUMBA", numba)
+    monkeypatch.setattr(compiled, "USE_NUMBA", numba)
     rng = np.random.default_rng(4)
     image = rng.random((2, 3, 20, 17), dtype=np.float32)
     kernel = rng.random((3, 5, 4), dtype=np.float32)

@@ -41,14 +41,17 @@ from types import ModuleType
 
 import numpy as np
 
+from . import compiled
 from .geometry import AxisGeometry, axis_geometry, pad_sliding
 from .methods import direct, get_method, sad
 from .problem import Problem
 from .spec import parse_spec
+from .xp import work_buffer
 
 __all__ = ["method_for", "MetricMethod", "box_sums", "inner_problem"]
 
 _SHIFT_MAX = 8  # box sums over at most this many taps add shifted slices; longer: cumsum
+_REUSE_BYTES = 32 << 20  # window sums reuse per-thread buffers up to this size (xp.work_buffer)
 
 
 def method_for(p: Problem, name: str):
@@ -97,39 +100,80 @@ class MetricState:
 
 
 def box_sums(a: np.ndarray, geoms: tuple[AxisGeometry, ...], first_axis: int,
-             exact: bool = False) -> np.ndarray:
+             exact: bool = False, reuse: bool = False) -> np.ndarray:
     """Window sums of ``a`` (float64) over the sliding axes ``first_axis, ...`` for the
     'valid' windows of ``geoms`` (stride and dilation included).
 
     Short windows add shifted slices; longer ones difference a cumulative sum along the
-    axis (taken every ``dilation`` samples). ``exact=True`` always adds shifted slices,
-    so that a NaN or Inf stays in the windows that cover it.
+    axis (taken every ``dilation`` samples; compiled when numba is installed, see
+    ``compiled.py``). ``exact=True`` always adds shifted slices,
+    so that a NaN or Inf stays in the windows that cover it. The axis that shrinks the
+    data most goes first. ``reuse=True`` (internal) may return a view of this thread's
+    reused work buffers.
 
     >>> from batchconv.geometry import axis_geometry
     >>> box_sums(np.arange(6.0), (axis_geometry(6, 3),), 0)
     array([ 3.,  6.,  9., 12.])
     """
-    for i, g in enumerate(geoms):
-        a = np.moveaxis(_box_sum_last(np.moveaxis(a, first_axis + i, -1), g, exact),
-                        -1, first_axis + i)
+    order = sorted(range(len(geoms)), key=lambda i: geoms[i].out / max(geoms[i].n, 1))
+    for step, i in enumerate(order):
+        a = _box_sum(a, first_axis + i, geoms[i], exact, f"box{step % 2}" if reuse else None)
     return a
 
 
-def _box_sum_last(a: np.ndarray, g: AxisGeometry, exact: bool) -> np.ndarray:
+def _box_sum(a: np.ndarray, axis: int, g: AxisGeometry, exact: bool,
+             slot: str | None = None) -> np.ndarray:
     m, d, s, out = g.m, g.dilation, g.stride, g.out
-    span = (out - 1) * s + 1
-    if m <= _SHIFT_MAX or exact:
-        res = a[..., 0:span:s].copy()
+
+    def take(start: int, arr=a) -> np.ndarray:
+        sl = [slice(None)] * arr.ndim
+        sl[axis] = slice(start, start + (out - 1) * s + 1, s)
+        return arr[tuple(sl)]
+
+    if exact or m <= _SHIFT_MAX:
+        res = take(0).copy()
         for j in range(1, m):
-            res += a[..., j * d:j * d + span:s]
+            res += take(j * d)
         return res
+    if compiled.enabled():
+        shape = (*a.shape[:axis], out, *a.shape[axis + 1:])
+        dest = None if slot is None else work_buffer(shape, np.float64, slot, _REUSE_BYTES)
+        return compiled.kernels().box_sum_axis(a, axis, m, d, s, out, dest)
+    if d == 1:  # res[o] = c[o * s + m - 1] - c[o * s - 1], with c[-1] = 0
+        c = _cumsum(a, axis)
+        hi = take(m - 1, c)
+        res = np.empty(hi.shape, np.float64)
+        first, rest, before = ([slice(None)] * a.ndim for _ in range(3))
+        first[axis], rest[axis] = slice(0, 1), slice(1, None)
+        before[axis] = slice(s - 1, s - 1 + (out - 2) * s + 1, s)
+        res[tuple(first)] = hi[tuple(first)]
+        np.subtract(hi[tuple(rest)], c[tuple(before)], out=res[tuple(rest)])
+        return res
+    # dilation: cumulative sums every d samples, on a copy padded to a multiple of d
+    a = np.moveaxis(a, axis, -1)
     n = a.shape[-1]
     length = -(-(n + d) // d) * d
     z = np.zeros((*a.shape[:-1], length), np.float64)
     z[..., d:d + n] = a
     zz = z.reshape(*a.shape[:-1], length // d, d)
-    np.cumsum(zz, axis=-2, out=zz)  # z[i] = sum of a[i - d], a[i - 2d], ...
-    return z[..., m * d:m * d + span:s] - z[..., 0:span:s]
+    np.cumsum(zz, axis=-2, out=zz)  # z[i] = a[i - d] + a[i - 2d] + ...
+    span = (out - 1) * s + 1
+    return np.moveaxis(z[..., m * d:m * d + span:s] - z[..., 0:span:s], -1, axis)
+
+
+def _cumsum(a: np.ndarray, axis: int) -> np.ndarray:
+    """``np.cumsum(a, axis)``, faster for a leading axis of a C-contiguous array with
+    large slices: one vectorised addition per slice (NumPy's own cumsum walks such an axis
+    column by column, at a fraction of the memory bandwidth)."""
+    n = a.shape[axis]
+    if axis == a.ndim - 1 or a.size < 512 * n or not a.flags.c_contiguous:
+        return np.cumsum(a, axis=axis)
+    c = np.empty_like(a)
+    src, dst = np.moveaxis(a, axis, 0), np.moveaxis(c, axis, 0)
+    dst[0] = src[0]
+    for i in range(1, n):
+        np.add(dst[i - 1], src[i], out=dst[i])
+    return c
 
 
 def _noise_floor(p: Problem, sums2: np.ndarray) -> np.ndarray:
@@ -138,9 +182,11 @@ def _noise_floor(p: Problem, sums2: np.ndarray) -> np.ndarray:
     window length)."""
     growth = sum(g.padded / g.m if g.m > _SHIFT_MAX else 1.0 for g in p.geoms)
     axes = tuple(range(2, sums2.ndim))
-    with warnings.catch_warnings():  # all-NaN items: no floor needed, their windows are NaN
-        warnings.simplefilter("ignore", RuntimeWarning)
-        top = np.nanmax(sums2, axis=axes, keepdims=True)
+    top = np.max(sums2, axis=axes, keepdims=True)
+    if np.isnan(top).any():
+        with warnings.catch_warnings():  # all-NaN items: no floor needed, windows are NaN
+            warnings.simplefilter("ignore", RuntimeWarning)
+            top = np.nanmax(sums2, axis=axes, keepdims=True)
     return 64 * np.finfo(np.float64).eps * growth * np.where(np.isfinite(top), top, 0)
 
 
@@ -196,7 +242,8 @@ class MetricMethod:
             src = xc if finite else np.where(np.isfinite(xc), xc, 0)
             axes = (1, *range(3, xc.ndim))
             centre = src.mean(axis=axes, dtype=np.float64, keepdims=True).astype(p.dtype)
-            xw = np.subtract(xp, centre, dtype=p.dtype)
+            xw = work_buffer(xp.shape, p.dtype, "centred", _REUSE_BYTES)
+            np.subtract(xp, centre, out=xw)
         sums1, sums2 = self._window_sums(p, xw, exact=not finite)
         if finite:
             self.method.compute(st.inner, st.state, xw, k0, k1, out=block)
@@ -217,15 +264,17 @@ class MetricMethod:
         """Window sums of ``x'`` and ``x'^2`` over the summed and sliding axes, float64,
         ``(b, P, *O)``."""
         b, C, P = xw.shape[:3]
-        s1 = np.zeros((b, P, *xw.shape[3:]), np.float64)
-        s2 = np.zeros_like(s1)
-        for c in range(C):
+        sums = work_buffer((2, b, P, *xw.shape[3:]), np.float64, "sums", _REUSE_BYTES)
+        s1, s2 = sums
+        s1[...] = xw[:, 0]
+        np.multiply(s1, s1, out=s2)
+        for c in range(1, C):
             v = xw[:, c].astype(np.float64)
             s1 += v
             v *= v
             s2 += v
         geoms = tuple(_valid_geometry(g) for g in p.geoms)
-        return box_sums(s1, geoms, 2, exact), box_sums(s2, geoms, 2, exact)
+        return box_sums(sums, geoms, 3, exact, reuse=True)  # x' and x'^2, summed over C
 
     @staticmethod
     def _ssd(p: Problem, st: MetricState, block, sums1, sums2, c64, k0: int) -> None:
@@ -243,13 +292,21 @@ class MetricMethod:
 
     @staticmethod
     def _normalised(p: Problem, st: MetricState, block, sums1, sums2, k0: int) -> None:
-        if p.metric == "ncc":
-            spread = sums2 - sums1 * sums1 / p.window_size  # n * variance of the window
+        floor = _noise_floor(p, sums2)
+        if p.metric == "ncc":  # n * the window's variance (in place: sums are temporaries)
+            spread = np.multiply(sums1, sums1, out=sums1)
+            spread *= -1.0 / p.window_size
+            spread += sums2
         else:
             spread = sums2
-        flat = ~(spread > _noise_floor(p, sums2))  # NaN windows stay NaN below
-        inv_a = (1 / np.sqrt(np.where(flat & ~np.isnan(spread), np.inf, spread))).astype(
-            p.dtype)
+        flat = spread <= floor  # False for NaN: those windows stay NaN
+        np.sqrt(spread, out=spread)
+        np.divide(1.0, spread, out=spread)
+        spread[flat] = 0
+        inv_a = spread
+        if p.dtype != np.float64:
+            inv_a = work_buffer(spread.shape, p.dtype, "inv", _REUSE_BYTES)
+            inv_a[...] = spread
         for i in range(block.shape[1]):
             y = block[:, i]
             np.multiply(y, inv_a, out=y)

@@ -159,17 +159,20 @@ _WORK_BUFFER_BYTES = 8 << 20
 _work = threading.local()
 
 
-def work_buffer(shape: tuple[int, ...], dtype) -> np.ndarray:
-    """An uninitialised array of ``shape``: a view of this thread's reused buffer when
-    it is at most ``_WORK_BUFFER_BYTES``, else a fresh array. Valid until this thread's
-    next call."""
+def work_buffer(shape: tuple[int, ...], dtype, slot: str = "fft",
+                limit: int = _WORK_BUFFER_BYTES) -> np.ndarray:
+    """An uninitialised C-contiguous array of ``shape``: a view of this thread's reused
+    buffer ``slot`` when it is at most ``limit`` bytes, else a fresh array. Valid until
+    this thread asks for the same slot again. Reusing buffers saves the page faults of
+    fresh large allocations (about 2 us per 4 KiB page on the dev VM)."""
     dtype = np.dtype(dtype)
     nbytes = math.prod(shape) * dtype.itemsize
-    if nbytes > _WORK_BUFFER_BYTES:
+    if nbytes > limit:
         return np.empty(shape, dtype)
-    buf = getattr(_work, "buf", None)
+    bufs = _work.__dict__.setdefault("bufs", {})
+    buf = bufs.get(slot)
     if buf is None or buf.nbytes < nbytes:
-        buf = _work.buf = np.empty(max(nbytes, 1 << 16), np.uint8)
+        buf = bufs[slot] = np.empty(max(nbytes, 1 << 16), np.uint8)
     return buf[:nbytes].view(dtype).reshape(shape)
 
 

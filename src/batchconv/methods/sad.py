@@ -4,14 +4,13 @@
 (channels included). Two kernels compute it, both with memory O(output) beyond one copy of
 the input chunk:
 
-* a compiled kernel (``_sad_numba.py``, when numba is installed): one task per output row,
+* a compiled kernel (``_numba_kernels.py``, see ``compiled.py``): one task per output row,
   run in parallel; the input's last axis is split into ``stride`` phases so that the inner
   loop over the output row reads contiguous memory and vectorises;
 * a NumPy fallback: shift-and-add over cache-sized output tiles, one pass per tap.
 
 Both sum each tap row (the taps along the last axis) in the compute dtype and add the rows
 in float64, so float32 results keep float32's precision for large windows.
-``USE_NUMBA`` switches the compiled kernel off (tests run both).
 
 >>> import numpy as np, batchconv as bc
 >>> bc.correlate(np.array([[1.0, 2.0, 4.0]]), np.array([1.0, 1.0]), metric="sad")
@@ -20,7 +19,6 @@ array([[1., 4.]])
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from itertools import product
 from math import prod
@@ -29,19 +27,18 @@ import numpy as np
 
 from ..geometry import pad_sliding
 from ..problem import Problem
-from ..xp import get_workers, has_module, parallel_for
+from .. import compiled
+from ..xp import get_workers, parallel_for
 
 __all__ = ["SADState", "prepare", "compute", "fuses_reduce", "workspace_bytes",
-           "uses_numba", "USE_NUMBA"]
+           "uses_numba"]
 
-# the compiled kernel, where numba is installed; BATCHCONV_DISABLE_NUMBA=1 turns it off
-USE_NUMBA = os.environ.get("BATCHCONV_DISABLE_NUMBA", "") in ("", "0")
 _TILE = 1 << 15  # NumPy fallback: output elements per tile (stays in L2 with temporaries)
 
 
 def uses_numba() -> bool:
     """True when SAD runs on the compiled (numba) kernel."""
-    return USE_NUMBA and has_module("numba")
+    return compiled.enabled()
 
 
 @dataclass
@@ -64,8 +61,7 @@ def compute(p: Problem, st: SADState, xc: np.ndarray, k0: int, k1: int,
         block[...] = 0
         return block
     if uses_numba():
-        from ._sad_numba import sad_block
-
+        sad_block = compiled.kernels().sad_block
         if block.flags.c_contiguous:
             sad_block(p, xp, st.kernel[k0:k1], block)
         else:

@@ -1,4 +1,6 @@
-"""The compiled SAD kernel (numba), used by ``sad.py`` when numba is installed.
+"""Compiled kernels (numba), used through ``compiled.py`` when numba is installed.
+
+**SAD** (``methods/sad.py``):
 
 One parallel task per output row ``(item, filter, pair, leading output coordinates)``.
 The padded input's last axis is split into ``stride`` phases (``x[..., q::stride]``), so
@@ -18,7 +20,7 @@ from math import prod
 import numba
 import numpy as np
 
-from ..problem import Problem
+from .problem import Problem
 
 _V = 16  # the output row is rounded up to a multiple of this (one AVX-512 register)
 
@@ -123,3 +125,101 @@ def sad_block(p: Problem, xp: np.ndarray, kern: np.ndarray, block: np.ndarray) -
     lead_xstep = np.array([ga.stride * xs[3 + a] for a, ga in enumerate(g[:-1])], np.int64)
     _sad_rows(buf, kern.reshape(-1), block.reshape(-1), b, k, P, int(xs[0]), int(xs[2]),
               int(ws[0]), int(ws[2]), lead_out, lead_xstep, xrow, wrow, p.O[-1], m, dil, s, lq)
+
+
+@numba.njit(parallel=True, nogil=True, cache=True)
+def _box_axis(a, out, m, d, s):  # pragma: no cover - compiled
+    """``out[i, o, :] = sum_j a[i, o * s + j * d, :]`` for a (pre, L, post) float64 array,
+    by cumulative sums every ``d`` samples, kept in a ring of ``m * d + 1`` rows (one task
+    per leading index, or per block of the trailing axis when there are too few leading
+    ones). Indices are slices and loop counters only, so that no wrap-around checks stop
+    vectorisation."""
+    pre, n, post = a.shape
+    n_out = out.shape[1]
+    ring = m * d + 1
+    blocks = 1 if pre >= 4 else max(1, min(64, post // 256))
+    width = (post + blocks - 1) // blocks
+    for task in numba.prange(pre * blocks):
+        i = task // blocks
+        q0 = (task % blocks) * width
+        q1 = min(post, q0 + width)
+        w = q1 - q0
+        c = np.empty((ring, w), np.float64)
+        src = a[i, :, q0:q1]
+        dst = out[i, :, q0:q1]
+        last = (n_out - 1) * s + (m - 1) * d
+        for t in range(last + 1):
+            row = src[t]
+            cur = c[t % ring]
+            if t >= d:
+                prev = c[(t - d) % ring]
+                for q in range(w):
+                    cur[q] = row[q] + prev[q]
+            else:
+                for q in range(w):
+                    cur[q] = row[q]
+            u = t - (m - 1) * d  # the window that ends here starts at u
+            if u >= 0 and u % s == 0:
+                res = dst[u // s]
+                if u >= d:
+                    low = c[(u - d) % ring]
+                    for q in range(w):
+                        res[q] = cur[q] - low[q]
+                else:
+                    for q in range(w):
+                        res[q] = cur[q]
+
+
+@numba.njit(parallel=True, nogil=True, cache=True)
+def _box_last(a, out, m, d, s):  # pragma: no cover - compiled
+    """``_box_axis`` for the last axis of a (rows, L) array: blocks of ``_ROWS`` rows
+    advance together, so that their cumulative sums are independent chains."""
+    rows, n = a.shape
+    n_out = out.shape[1]
+    ring = m * d + 1
+    last = (n_out - 1) * s + (m - 1) * d
+    for blk in numba.prange((rows + _ROWS - 1) // _ROWS):
+        r0 = blk * _ROWS
+        nr = min(rows, r0 + _ROWS) - r0
+        c = np.empty((ring, _ROWS), np.float64)
+        src = a[r0:r0 + nr]
+        dst = out[r0:r0 + nr]
+        for t in range(last + 1):
+            cur = c[t % ring]
+            if t >= d:
+                prev = c[(t - d) % ring]
+                for r in range(nr):
+                    cur[r] = src[r, t] + prev[r]
+            else:
+                for r in range(nr):
+                    cur[r] = src[r, t]
+            u = t - (m - 1) * d
+            if u >= 0 and u % s == 0:
+                o = u // s
+                if u >= d:
+                    low = c[(u - d) % ring]
+                    for r in range(nr):
+                        dst[r, o] = cur[r] - low[r]
+                else:
+                    for r in range(nr):
+                        dst[r, o] = cur[r]
+
+
+_ROWS = 16
+
+
+def box_sum_axis(a: np.ndarray, axis: int, m: int, d: int, s: int, n_out: int,
+                 out: np.ndarray | None = None) -> np.ndarray:
+    """Window sums of the float64 array ``a`` along ``axis``: ``m`` taps ``d`` apart,
+    every ``s``-th window, ``n_out`` windows; into ``out`` (C-contiguous) when given."""
+    a = np.ascontiguousarray(a, dtype=np.float64)
+    pre, post = prod(a.shape[:axis]), prod(a.shape[axis + 1:])
+    shape = (*a.shape[:axis], n_out, *a.shape[axis + 1:])
+    if out is None:
+        out = np.empty(shape, np.float64)
+    if post == 1:
+        _box_last(a.reshape(pre, a.shape[axis]), out.reshape(pre, n_out), m, d, s)
+    else:
+        _box_axis(a.reshape(pre, a.shape[axis], post), out.reshape(pre, n_out, post), m, d,
+                  s)
+    return out
