@@ -25,9 +25,9 @@ from math import prod
 
 import numpy as np
 
+from .. import compiled
 from ..geometry import pad_sliding
 from ..problem import Problem
-from .. import compiled
 from ..xp import get_workers, parallel_for
 
 __all__ = ["SADState", "prepare", "compute", "fuses_reduce", "workspace_bytes",
