@@ -117,8 +117,9 @@ def seed003(rng):
 
 
 def seed004(rng):
-    """RGB batch against an RGB kernel with stride 2: the unfold recipe, as a dot product
-    (the seed's 1 - mean|diff| needs metric 'sad', which is not built yet)."""
+    """RGB batch against an RGB kernel with stride 2: the seed's similarity
+    1 - mean|patch - kernel|, by its accepted torch ``unfold`` answer (a NumPy
+    ``sliding_window_view`` version of it without torch) against metric 'sad'."""
     img = rng.random((4, 3, 41, 41)).astype(np.float32)
     knl = rng.random((3, 10, 9)).astype(np.float32)
     stride = 2
@@ -126,19 +127,23 @@ def seed004(rng):
         import torch
 
         def theirs():
-            t = torch.from_numpy(img)
-            patched = t.unfold(-2, knl.shape[-2], stride).unfold(-2, knl.shape[-1], stride)
-            patched = patched.movedim(1, -3)
-            return (patched * torch.from_numpy(knl)).sum(dim=(-3, -2, -1)).numpy()
-        label = "torch unfold recipe (dot)"
+            t, k = torch.from_numpy(img), torch.from_numpy(knl)
+            patched = t.unfold(-2, k.shape[-2], stride).unfold(-2, k.shape[-1], stride)
+            patched = patched.permute(0, 2, 3, 1, 4, 5)
+            diff = (patched - k[None, None, None]).abs().sum(dim=(-3, -2, -1))
+            return (1 - diff / k.numel()).numpy()
+        label = "torch unfold recipe (1 - mean|d|)"
     else:
         def theirs():
             win = np.lib.stride_tricks.sliding_window_view(img, knl.shape[1:], axis=(2, 3))
-            win = win[:, :, ::stride, ::stride]
-            return np.einsum("bchwij,cij->bhw", win, knl)
-        label = "numpy unfold recipe (dot)"
-    ours = lambda: correlate(img, knl, "bchw,chw->bhw|hw", stride=stride)  # noqa: E731
-    return label, theirs, ours, 1e-4
+            win = win[:, :, ::stride, ::stride].transpose(0, 2, 3, 1, 4, 5)
+            return 1 - np.abs(win - knl).sum(axis=(-3, -2, -1)) / knl.size
+        label = "numpy unfold recipe (1 - mean|d|)"
+
+    def ours():
+        sad = correlate(img, knl, "bchw,chw->bhw|hw", metric="sad", stride=stride)
+        return 1 - sad / knl.size
+    return label, theirs, ours, 1e-5
 
 
 SEEDS = {"000": seed000, "001": seed001, "002": seed002, "003": seed003, "004": seed004}
