@@ -24,6 +24,7 @@ from itertools import product
 from math import prod
 
 import numpy as np
+from numpy.lib.stride_tricks import sliding_window_view
 
 from .. import compiled
 from ..geometry import pad_sliding
@@ -34,6 +35,7 @@ __all__ = ["SADState", "prepare", "compute", "fuses_reduce", "workspace_bytes",
            "uses_numba"]
 
 _TILE = 1 << 15  # NumPy fallback: output elements per tile (stays in L2 with temporaries)
+
 
 
 def uses_numba() -> bool:
@@ -76,16 +78,23 @@ def compute(p: Problem, st: SADState, xc: np.ndarray, k0: int, k1: int,
 
 
 def _sad_numpy(p: Problem, xp: np.ndarray, kern: np.ndarray, block: np.ndarray) -> None:
-    """Shift-and-add of ``|x - w|`` over output tiles cut along the batch and first
-    output axis."""
+    """One pass per tap row (channel and leading taps): the taps along the last axis are
+    a ``sliding_window_view`` of the input row, so each pass subtracts the filter row from
+    every window, takes the absolute value and sums the row; output tiles cut along the
+    batch and first output axis keep the temporaries in cache."""
     d = p.ndim
     b, C, P = xp.shape[:3]
     k = kern.shape[0]
+    g_last = p.geoms[-1]
     rows = list(product(range(C), *(range(m) for m in p.T[:-1])))  # (c, leading taps)
-    per_row = k * P * prod(p.O[1:])
+    per_row = k * P * prod(p.O[1:]) * p.T[-1]
     step = max(1, _TILE // max(per_row, 1))
-    tiles = [(slice(b0, b0 + 1), slice(r0, min(r0 + step, p.O[0])))
-             for b0 in range(b) for r0 in range(0, p.O[0], step)]
+    items = max(1, step // max(p.O[0], 1))  # whole items per tile when they fit
+    tiles = [(slice(b0, b0 + items), slice(r0, min(r0 + step, p.O[0])))
+             for b0 in range(0, b, items) for r0 in range(0, p.O[0], step)]
+    # the last axis' windows: (..., O_last, T_last)
+    win = sliding_window_view(xp, g_last.extent, axis=-1)[..., ::g_last.stride,
+                                                          ::g_last.dilation]
     wide = p.dtype == np.float32  # float32: tap rows are added up in float64
 
     def run(tile) -> None:
@@ -94,23 +103,19 @@ def _sad_numpy(p: Problem, xp: np.ndarray, kern: np.ndarray, block: np.ndarray) 
         acc = np.zeros(dest.shape, np.float64) if wide else dest
         if not wide:
             acc[...] = 0
-        part = np.empty(dest.shape, p.dtype)
-        t = np.empty(dest.shape, p.dtype)
         r0 = rs.start
         for c, *lead in rows:
-            part[...] = 0
-            for j in range(p.T[-1]):
-                sl = [bs, slice(c, c + 1), slice(None)]
-                for a, (g, ja) in enumerate(zip(p.geoms, (*lead, j), strict=True)):
-                    start = ja * g.dilation + (r0 * g.stride if a == 0 else 0)
-                    n_out = dest.shape[3 + a]
-                    sl.append(slice(start, start + (n_out - 1) * g.stride + 1, g.stride))
-                xs = xp[tuple(sl)]  # (1, 1, P, *O_tile) -> against (k, P) filters
-                wj = kern[(slice(None), c, slice(None), *lead, j)].reshape(1, k, P, *([1] * d))
-                np.subtract(xs, wj, out=t)
-                np.abs(t, out=t)
-                part += t
-            acc += part
+            sl = [bs, slice(c, c + 1), slice(None)]
+            for a, (g, ja) in enumerate(zip(p.geoms[:-1], lead, strict=True)):
+                start = ja * g.dilation + (r0 * g.stride if a == 0 else 0)
+                sl.append(slice(start, start + (dest.shape[3 + a] - 1) * g.stride + 1,
+                                g.stride))
+            # (n, 1, P, *O_tile, T_last); in 1-D the tile cuts the last axis itself
+            xs = win[bs, c:c + 1, :, rs] if d == 1 else win[tuple(sl)]
+            wrow = kern[(slice(None), c, slice(None), *lead)]  # (k, P, T_last)
+            diff = xs - wrow.reshape(1, k, P, *([1] * d), p.T[-1])
+            np.abs(diff, out=diff)
+            acc += diff.sum(axis=-1)
         if wide:
             dest[...] = acc
 
