@@ -20,9 +20,9 @@ import json
 import sys
 
 import numpy as np
-from _harness import interleaved, table
 
 import batchconv as bc
+from batchconv.bench.harness import interleaved, table
 
 # (name, spec, x shape, w shape, options, dtype)
 F32, F64 = np.float32, np.float64

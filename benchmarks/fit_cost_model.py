@@ -18,9 +18,9 @@ import json
 import sys
 
 import numpy as np
-from _harness import interleaved
 
 import batchconv as bc
+from batchconv.bench.harness import interleaved
 from batchconv.costs import COEFFICIENTS, estimate, features
 
 

@@ -1,0 +1,82 @@
+"""Seed 002's ground: CNN layers, NHWC input x HWIO filters, float32, 'valid' (ours:
+``bc.correlate(x, k, "nhwc,hwco->nhwo|hw", stride=s)``) against
+``torch.nn.functional.conv2d`` on the CPU (oneDNN), given its own best layout (NCHW
+tensors, made before timing). Both with every core.
+
+Bars (brief): at least 0.8x torch's speed with NumPy + SciPy alone; faster than torch
+for kernels 7x7 and up.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+import batchconv as bc
+
+from .harness import Context, Section, assert_agree, interleaved, summary_row
+
+NAME = "cnn"
+SPEC = "nhwc,hwco->nhwo|hw"
+# (name, N, H=W, C_in, C_out, kernel, stride)
+LAYERS = [("3x3 64->64 56x56", 8, 56, 64, 64, 3, 1),
+          ("3x3 128->128 28x28", 8, 28, 128, 128, 3, 1),
+          ("7x7 stem 3->64 224x224 s2", 4, 224, 3, 64, 7, 2),
+          ("7x7 32->32 64x64", 4, 64, 32, 32, 7, 1),
+          ("11x11 16->32 96x96", 4, 96, 16, 32, 11, 1)]
+QUICK = {"3x3 128->128 28x28", "7x7 32->32 64x64"}
+COLUMNS = ["layer", "torch ms", "ours ms", "method", "ours GFLOP/s", "torch / ours"]
+
+
+def run(ctx: Context) -> Section:
+    sec = Section(NAME, "seed 002: CNN layers, NHWC x HWIO, float32",
+                  "`bc.correlate(x, k, 'nhwc,hwco->nhwo|hw', stride=s)` against "
+                  "`torch.nn.functional.conv2d` (CPU) on NCHW tensors made before timing; "
+                  "GFLOP/s count 2 flops per multiply-add.", COLUMNS)
+    try:
+        import torch
+        import torch.nn.functional as F
+    except ImportError:
+        torch = None
+        sec.notes.append("torch not installed: anchor skipped, ours timed alone")
+    rng = np.random.default_rng(0)
+    for name, N, S, ci, co, kk, s in LAYERS:
+        if ctx.quick and name not in QUICK:
+            continue
+        x = rng.standard_normal((N, S, S, ci), dtype=np.float32)
+        k = rng.standard_normal((kk, kk, ci, co), dtype=np.float32)
+        contenders = {"ours": lambda x=x, k=k, s=s: bc.correlate(x, k, SPEC, stride=s)}
+        ours = contenders["ours"]()
+        if torch is not None:
+            xt = torch.from_numpy(np.ascontiguousarray(x.transpose(0, 3, 1, 2)))
+            kt = torch.from_numpy(np.ascontiguousarray(k.transpose(3, 2, 0, 1)))
+            with torch.no_grad():
+                contenders["torch"] = lambda xt=xt, kt=kt, s=s: F.conv2d(xt, kt, stride=s)
+                ref = contenders["torch"]().numpy().transpose(0, 2, 3, 1)
+            bound = 1e-5 * kk * kk * ci * np.abs(x).max() * np.abs(k).max()
+            assert_agree(ours, ref, bound, f"cnn {name}")
+        with torch.no_grad() if torch is not None else _null():
+            t = interleaved(contenders, rounds=5 if ctx.quick else 9)
+        plan = bc.plan(x, k, SPEC, stride=s)
+        flops = 2.0 * ours.size * kk * kk * ci
+        row = {"layer": name, "ours ms": t["ours"] * 1e3, "method": plan.method,
+               "ours GFLOP/s": flops / t["ours"] / 1e9}
+        if "torch" in t:
+            row["torch ms"] = t["torch"] * 1e3
+            row["torch / ours"] = t["torch"] / t["ours"]
+        sec.rows.append(row)
+        bar = 1.0 if kk >= 7 else 0.8
+        sec.summary.append(summary_row(
+            NAME, f"{name}, N={N}", "torch conv2d (CPU)" if torch is not None else None,
+            t.get("torch"), t["ours"], bar, flops=flops,
+            peak=ctx.peaks.get("gemm_float32"), note=f"{plan.method}; % of the GEMM peak"))
+        ctx.log(f"  {name}: ours {t['ours'] * 1e3:.3g} ms"
+                + (f", torch {t['torch'] * 1e3:.3g} ms" if "torch" in t else ""))
+    return sec
+
+
+class _null:
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False

@@ -1,0 +1,75 @@
+"""``batchconv bench``: the command runs, writes its JSON, Markdown and chart, checks the
+answers it times, and works with the optional packages missing (anchors skipped)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from test_numpy_only import _run
+
+from batchconv.bench import WORKLOADS, main, run_bench
+from batchconv.bench.harness import Context, assert_agree
+from batchconv.cli import main as cli_main
+
+
+def test_quick_run_writes_json_and_markdown(tmp_path, capsys):
+    js, md = tmp_path / "b.json", tmp_path / "b.md"
+    assert main(["--quick", "--only", "seed003", "--json", str(js), "--markdown", str(md)]) == 0
+    report = json.loads(js.read_text())
+    assert report["mode"] == "quick" and set(report["peaks"]) == {
+        "gemm_float32", "gemm_float64", "fft"}
+    (sec,) = report["sections"]
+    assert sec["name"] == "seed003" and sec["rows"] and sec["summary"]
+    row = sec["summary"][0]
+    assert row["anchor / ours"] > 0 and row["bar"] == 3.0 and row["met"] in (True, False)
+    text = md.read_text()
+    assert "### Summary" in text and "einsum + as_strided" in text
+    assert "| seed003 |" in capsys.readouterr().out  # the summary table is printed
+
+
+def test_crossover_and_chart(tmp_path):
+    pytest.importorskip("matplotlib")
+    png = tmp_path / "c.png"
+    assert cli_main(["bench", "--quick", "--only", "crossover", "--plot", str(png)]) == 0
+    assert png.stat().st_size > 10_000
+
+
+def test_every_workload_has_the_interface():
+    for name, mod in WORKLOADS.items():
+        assert mod.NAME == name and callable(mod.run) and mod.__doc__
+
+
+def test_unknown_workload():
+    with pytest.raises(ValueError, match="unknown workload"):
+        run_bench(only=["seed999"], log=lambda s: None)
+    with pytest.raises(SystemExit):
+        main(["--only", "seed999"])
+
+
+def test_a_wrong_answer_cannot_win():
+    with pytest.raises(AssertionError, match="differs from the anchor"):
+        assert_agree([1.0, 2.0], [1.0, 2.5], 1e-3, "demo")
+
+
+def test_context_is_plain():
+    ctx = Context(quick=True, peaks={}, log=print)
+    assert ctx.quick
+
+
+def test_quick_bench_without_optional_packages():
+    """NumPy only: the anchors that need SciPy, OpenCV or torch are skipped with a note,
+    and ours still runs (seed 004's anchor falls back to the NumPy recipe)."""
+    r = _run("""
+        from batchconv.bench import run_bench
+        rep = run_bench(quick=True, only=["seed004", "ncc", "seed001"], log=lambda s: None)
+        notes = {s["name"]: " ".join(s["notes"]) for s in rep["sections"]}
+        assert "NumPy version of the recipe" in notes["seed004"], notes
+        assert "OpenCV not installed" in notes["ncc"], notes
+        assert "SciPy not installed" in notes["seed001"], notes
+        ncc = rep["sections"][1]["summary"][0]
+        assert ncc["anchor"] == "not installed" and ncc["ours ms"] > 0
+        print("ok")
+    """)
+    assert r.returncode == 0, r.stderr
+    assert "ok" in r.stdout
