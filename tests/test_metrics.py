@@ -254,3 +254,26 @@ def test_against_opencv(metric, flag, method, data):
     # the float64 loop
     np.testing.assert_allclose(ours, theirs, atol=2e-4 * scale, rtol=0)
     np.testing.assert_allclose(ours, ref, atol=1e-5 * scale, rtol=0)
+
+
+@pytest.mark.parametrize("numba", [True, False], ids=["compiled", "numpy"])
+@pytest.mark.parametrize("method", ["direct", "fft"])
+def test_flatness_is_local(numba, method, monkeypatch):
+    """An Inf far away leaves flat windows at exactly 0, and a loud event far away does not
+    make quiet windows 'flat' (the noise floor is the window's own)."""
+    monkeypatch.setattr(compiled, "USE_NUMBA", numba)
+    rng = np.random.default_rng(8)
+    x = np.full((1, 8, 40), np.float32(rng.uniform(-5, 5)), np.float32)
+    x[0, :, 20:] = rng.standard_normal((8, 20)) * 1000
+    w = rng.standard_normal((3, 12)).astype(np.float32)
+    x[0, 7, 39] = np.inf
+    y = bc.correlate(x, w, metric="ncc", method=method)
+    assert (y[0, :, :8] == 0).all()
+    sig = 1e-5 * rng.standard_normal(200_000)
+    sig[100_000:100_100] += rng.standard_normal(100)  # one loud click
+    tpl = sig[1000:1016].copy()
+    y = bc.correlate(sig[None], tpl, metric="ncc", method=method)[0]
+    assert abs(y[1000] - 1) < 1e-9
+    assert (y != 0).mean() > 0.999
+    ref = naive_correlate(sig[None, 990:1030], tpl, metric="ncc")[0]
+    np.testing.assert_allclose(y[990:1015], ref, atol=1e-9)

@@ -127,16 +127,77 @@ def sad_block(p: Problem, xp: np.ndarray, kern: np.ndarray, block: np.ndarray) -
               int(ws[0]), int(ws[2]), lead_out, lead_xstep, xrow, wrow, p.O[-1], m, dil, s, lq)
 
 
+@numba.njit(nogil=True, cache=True)
+def _gcd(a, b):  # pragma: no cover - compiled
+    while b:
+        a, b = b, a % b
+    return a
+
+
+@numba.njit(nogil=True, cache=True)
+def _box_block(src, dst, m, d, s, pc, qc, qp):  # pragma: no cover - compiled
+    """Window sums along the first axis of ``src`` (n, w) into ``dst`` (n_out, w):
+    blocked prefix sums. Along each residue class of ``d`` the samples are cut into
+    blocks of ``m``; a window is the suffix sum of one block plus the prefix sum of the
+    next, so its rounding error is bounded by those two blocks, not by everything before
+    it on the axis. ``pc``, ``qc``, ``qp``: (m, w) scratch."""
+    n, w = src.shape
+    n_out = dst.shape[0]
+    for r in range(d):
+        nu = (n - r + d - 1) // d
+        nblk = (nu + m - 1) // m
+        for b in range(nblk + 1):
+            if b < nblk:
+                rows = min(m, nu - b * m)
+                for jj in range(rows):
+                    row = src[r + d * (b * m + jj)]
+                    cur = pc[jj]
+                    if jj == 0:
+                        for q in range(w):
+                            cur[q] = row[q]
+                    else:
+                        prev = pc[jj - 1]
+                        for q in range(w):
+                            cur[q] = prev[q] + row[q]
+                for jj in range(rows - 1, -1, -1):
+                    row = src[r + d * (b * m + jj)]
+                    cur = qc[jj]
+                    if jj == rows - 1:
+                        for q in range(w):
+                            cur[q] = row[q]
+                    else:
+                        nxt = qc[jj + 1]
+                        for q in range(w):
+                            cur[q] = nxt[q] + row[q]
+            if b >= 1:  # windows starting in block b - 1
+                j0 = 0
+                if s > 1:  # its first tap where a window starts
+                    base = r + d * (b - 1) * m
+                    while j0 < m and (base + d * j0) % s != 0:
+                        j0 += 1
+                step = s // _gcd(s, d) if s > 1 else 1
+                for jj in range(j0, m, step):
+                    o = (r + d * ((b - 1) * m + jj)) // s
+                    if o >= n_out:
+                        break
+                    res = dst[o]
+                    if jj == 0:
+                        for q in range(w):
+                            res[q] = qp[0, q]
+                    else:
+                        pj = pc[jj - 1]
+                        for q in range(w):
+                            res[q] = qp[jj, q] + pj[q]
+            if b < nblk:
+                qp, qc = qc, qp
+
+
 @numba.njit(parallel=True, nogil=True, cache=True)
 def _box_axis(a, out, m, d, s):  # pragma: no cover - compiled
-    """``out[i, o, :] = sum_j a[i, o * s + j * d, :]`` for a (pre, L, post) float64 array,
-    by cumulative sums every ``d`` samples, kept in a ring of ``m * d + 1`` rows (one task
-    per leading index, or per block of the trailing axis when there are too few leading
-    ones). Indices are slices and loop counters only, so that no wrap-around checks stop
-    vectorisation."""
+    """``out[i, o, :] = sum_j a[i, o * s + j * d, :]`` for a (pre, L, post) float64 array
+    (:func:`_box_block`): one task per leading index, or per block of the trailing axis
+    when there are few leading ones."""
     pre, n, post = a.shape
-    n_out = out.shape[1]
-    ring = m * d + 1
     blocks = 1 if pre >= 4 else max(1, min(64, post // 256))
     width = (post + blocks - 1) // blocks
     for task in numba.prange(pre * blocks):
@@ -144,79 +205,45 @@ def _box_axis(a, out, m, d, s):  # pragma: no cover - compiled
         q0 = (task % blocks) * width
         q1 = min(post, q0 + width)
         w = q1 - q0
-        c = np.empty((ring, w), np.float64)
-        src = a[i, :, q0:q1]
-        dst = out[i, :, q0:q1]
-        last = (n_out - 1) * s + (m - 1) * d
-        for t in range(last + 1):
-            row = src[t]
-            cur = c[t % ring]
-            if t >= d:
-                prev = c[(t - d) % ring]
-                for q in range(w):
-                    cur[q] = row[q] + prev[q]
-            else:
-                for q in range(w):
-                    cur[q] = row[q]
-            u = t - (m - 1) * d  # the window that ends here starts at u
-            if u >= 0 and u % s == 0:
-                res = dst[u // s]
-                if u >= d:
-                    low = c[(u - d) % ring]
-                    for q in range(w):
-                        res[q] = cur[q] - low[q]
-                else:
-                    for q in range(w):
-                        res[q] = cur[q]
+        _box_block(a[i, :, q0:q1], out[i, :, q0:q1], m, d, s, np.empty((m, w)),
+                   np.empty((m, w)), np.empty((m, w)))
 
 
 @numba.njit(parallel=True, nogil=True, cache=True)
 def _box_last(a, out, m, d, s):  # pragma: no cover - compiled
-    """``_box_axis`` for the last axis of a (rows, L) array: blocks of ``_ROWS`` rows
-    advance together, so that their cumulative sums are independent chains."""
-    rows, n = a.shape
+    """``_box_axis`` for the last axis of a (rows, L) array: ``_ROWS`` rows at a time are
+    transposed into a scratch (L, _ROWS), summed there with vectorised loops, and
+    transposed back."""
+    nrows, n = a.shape
     n_out = out.shape[1]
-    ring = m * d + 1
-    last = (n_out - 1) * s + (m - 1) * d
-    for blk in numba.prange((rows + _ROWS - 1) // _ROWS):
+    for blk in numba.prange((nrows + _ROWS - 1) // _ROWS):
         r0 = blk * _ROWS
-        nr = min(rows, r0 + _ROWS) - r0
-        c = np.empty((ring, _ROWS), np.float64)
-        src = a[r0:r0 + nr]
-        dst = out[r0:r0 + nr]
-        for t in range(last + 1):
-            cur = c[t % ring]
-            if t >= d:
-                prev = c[(t - d) % ring]
-                for r in range(nr):
-                    cur[r] = src[r, t] + prev[r]
-            else:
-                for r in range(nr):
-                    cur[r] = src[r, t]
-            u = t - (m - 1) * d
-            if u >= 0 and u % s == 0:
-                o = u // s
-                if u >= d:
-                    low = c[(u - d) % ring]
-                    for r in range(nr):
-                        dst[r, o] = cur[r] - low[r]
-                else:
-                    for r in range(nr):
-                        dst[r, o] = cur[r]
+        w = min(nrows, r0 + _ROWS) - r0
+        src = np.empty((n, w))
+        for q in range(w):
+            row = a[r0 + q]
+            for t in range(n):
+                src[t, q] = row[t]
+        dst = np.empty((n_out, w))
+        _box_block(src, dst, m, d, s, np.empty((m, w)), np.empty((m, w)), np.empty((m, w)))
+        for q in range(w):
+            row = out[r0 + q]
+            for o in range(n_out):
+                row[o] = dst[o, q]
 
 
-_ROWS = 16
+_ROWS = 32
 
 
 def box_sum_axis(a: np.ndarray, axis: int, m: int, d: int, s: int, n_out: int,
                  out: np.ndarray | None = None) -> np.ndarray:
-    """Window sums of the float64 array ``a`` along ``axis``: ``m`` taps ``d`` apart,
-    every ``s``-th window, ``n_out`` windows; into ``out`` (C-contiguous) when given."""
+    """Window sums of the float64 array ``a`` along ``axis`` (``m`` taps ``d`` apart,
+    every ``s``-th window, ``n_out`` windows), by blocked prefix sums (see ``_box_axis``);
+    into ``out`` (C-contiguous) when given."""
     a = np.ascontiguousarray(a, dtype=np.float64)
     pre, post = prod(a.shape[:axis]), prod(a.shape[axis + 1:])
     shape = (*a.shape[:axis], n_out, *a.shape[axis + 1:])
-    if out is None:
-        out = np.empty(shape, np.float64)
+    out = np.empty(shape, np.float64) if out is None else out
     if post == 1:
         _box_last(a.reshape(pre, a.shape[axis]), out.reshape(pre, n_out), m, d, s)
     else:

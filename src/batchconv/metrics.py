@@ -23,8 +23,9 @@ values 200..255 lose nothing to cancellation. The correlations ``a'.b^`` come fr
 mode, stride, dilation and padding of ``"dot"`` works here too.
 
 A window is *flat* when its variance (ncc) or its sum of squares (cosine) is below the
-rounding noise of the box sums (see :func:`_noise_floor`); flat windows and flat filters
-give exactly 0, never NaN, and ncc and cosine are clipped to [-1, 1].
+rounding noise of its own window sums (:func:`_noise_floor`, local to the window); flat
+windows and flat filters give exactly 0, never NaN, and ncc and cosine are clipped to
+[-1, 1].
 
 >>> import numpy as np, batchconv as bc
 >>> x = np.array([[0.0, 1.0, 2.0, 1.0, 1.0, 1.0]])
@@ -34,7 +35,6 @@ array([[ 1.   ,  0.   , -0.866,  0.   ]])
 
 from __future__ import annotations
 
-import warnings
 from dataclasses import dataclass, replace
 from math import prod
 from types import ModuleType
@@ -104,12 +104,13 @@ def box_sums(a: np.ndarray, geoms: tuple[AxisGeometry, ...], first_axis: int,
     """Window sums of ``a`` (float64) over the sliding axes ``first_axis, ...`` for the
     'valid' windows of ``geoms`` (stride and dilation included).
 
-    Short windows add shifted slices; longer ones difference a cumulative sum along the
-    axis (taken every ``dilation`` samples; compiled when numba is installed, see
-    ``compiled.py``). ``exact=True`` always adds shifted slices,
-    so that a NaN or Inf stays in the windows that cover it. The axis that shrinks the
-    data most goes first. ``reuse=True`` (internal) may return a view of this thread's
-    reused work buffers.
+    Short windows (or ``exact=True``, which keeps a NaN or Inf in the windows that cover
+    it) add shifted slices. Longer ones use blocked prefix sums (:func:`_blocked`,
+    compiled with numba when installed): each window is the suffix sum of one block of
+    ``m`` samples plus the prefix sum of the next, so its rounding error is bounded by
+    those two blocks (:func:`error_scale`), wherever it lies on the axis. The axis that
+    shrinks the data most goes first. ``reuse=True`` (internal) may return a view of this
+    thread's reused work buffers.
 
     >>> from batchconv.geometry import axis_geometry
     >>> box_sums(np.arange(6.0), (axis_geometry(6, 3),), 0)
@@ -124,70 +125,83 @@ def box_sums(a: np.ndarray, geoms: tuple[AxisGeometry, ...], first_axis: int,
 def _box_sum(a: np.ndarray, axis: int, g: AxisGeometry, exact: bool,
              slot: str | None = None) -> np.ndarray:
     m, d, s, out = g.m, g.dilation, g.stride, g.out
-
-    def take(start: int, arr=a) -> np.ndarray:
-        sl = [slice(None)] * arr.ndim
-        sl[axis] = slice(start, start + (out - 1) * s + 1, s)
-        return arr[tuple(sl)]
-
     if exact or m <= _SHIFT_MAX:
-        res = take(0).copy()
+        sl = [slice(None)] * a.ndim
+        sl[axis] = slice(0, (out - 1) * s + 1, s)
+        res = a[tuple(sl)].copy()
         for j in range(1, m):
-            res += take(j * d)
+            sl[axis] = slice(j * d, j * d + (out - 1) * s + 1, s)
+            res += a[tuple(sl)]
         return res
     if compiled.enabled():
         shape = (*a.shape[:axis], out, *a.shape[axis + 1:])
         dest = None if slot is None else work_buffer(shape, np.float64, slot, _REUSE_BYTES)
         return compiled.kernels().box_sum_axis(a, axis, m, d, s, out, dest)
-    if d == 1:  # res[o] = c[o * s + m - 1] - c[o * s - 1], with c[-1] = 0
-        c = _cumsum(a, axis)
-        hi = take(m - 1, c)
-        res = np.empty(hi.shape, np.float64)
-        first, rest, before = ([slice(None)] * a.ndim for _ in range(3))
-        first[axis], rest[axis] = slice(0, 1), slice(1, None)
-        before[axis] = slice(s - 1, s - 1 + (out - 2) * s + 1, s)
-        res[tuple(first)] = hi[tuple(first)]
-        np.subtract(hi[tuple(rest)], c[tuple(before)], out=res[tuple(rest)])
-        return res
-    # dilation: cumulative sums every d samples, on a copy padded to a multiple of d
+    return _blocked(a, axis, m, d, s, out)
+
+
+def _blocked(a: np.ndarray, axis: int, m: int, d: int, s: int, out: int) -> np.ndarray:
+    """NumPy blocked prefix sums (see :func:`box_sums`)."""
     a = np.moveaxis(a, axis, -1)
-    n = a.shape[-1]
-    length = -(-(n + d) // d) * d
-    z = np.zeros((*a.shape[:-1], length), np.float64)
-    z[..., d:d + n] = a
-    zz = z.reshape(*a.shape[:-1], length // d, d)
-    np.cumsum(zz, axis=-2, out=zz)  # z[i] = a[i - d] + a[i - 2d] + ...
-    span = (out - 1) * s + 1
-    return np.moveaxis(z[..., m * d:m * d + span:s] - z[..., 0:span:s], -1, axis)
+    lead, n = a.shape[:-1], a.shape[-1]
+    per_residue = -(-n // d)
+    nblk = -(-per_residue // m) + 1  # one block of zeros past the end
+    buf = np.zeros((*lead, d, nblk * m), np.float64)
+    for r in range(d):
+        v = a[..., r::d]
+        buf[..., r, :v.shape[-1]] = v
+    blk = buf.reshape(*lead, d, nblk, m)
+    pre = np.cumsum(blk, axis=-1).reshape(*lead, d, -1)  # prefix sums within each block
+    suf = np.cumsum(blk[..., ::-1], axis=-1)[..., ::-1].reshape(*lead, d, -1)  # suffix sums
+    start = np.arange(out) * s
+    r, u0 = start % d, start // d
+    tail = np.minimum(u0 + m - 1, pre.shape[-1] - 1)
+    res = suf[..., r, u0] + np.where(u0 % m > 0, pre[..., r, tail], 0)
+    return np.moveaxis(res, -1, axis)
 
 
-def _cumsum(a: np.ndarray, axis: int) -> np.ndarray:
-    """``np.cumsum(a, axis)``, faster for a leading axis of a C-contiguous array with
-    large slices: one vectorised addition per slice (NumPy's own cumsum walks such an axis
-    column by column, at a fraction of the memory bandwidth)."""
-    n = a.shape[axis]
-    if axis == a.ndim - 1 or a.size < 512 * n or not a.flags.c_contiguous:
-        return np.cumsum(a, axis=axis)
-    c = np.empty_like(a)
-    src, dst = np.moveaxis(a, axis, 0), np.moveaxis(c, axis, 0)
-    dst[0] = src[0]
-    for i in range(1, n):
-        np.add(dst[i - 1], src[i], out=dst[i])
-    return c
+def error_scale(squares: np.ndarray, geoms: tuple[AxisGeometry, ...], first_axis: int,
+                finite: bool = False, reuse: bool = False) -> np.ndarray:
+    """Per window: the sum of ``squares`` (non-negative; NaN and Inf count as 0 unless
+    ``finite`` says there are none) over the region of two blocks of ``m * dilation``
+    samples per axis that starts with the window's block. It bounds the inputs of every
+    partial sum that went into the window's sums (:func:`box_sums`), so their rounding
+    error is a few ``eps * sum(m)`` times it: local to the window, whatever lies
+    elsewhere on the axis.
+
+    >>> from batchconv.geometry import axis_geometry
+    >>> error_scale(np.ones(10), (axis_geometry(10, 2),), 0)
+    array([4., 4., 4., 4., 4., 4., 4., 4., 2.])
+    """
+    a = squares if finite else np.where(np.isfinite(squares), squares, 0)
+    for i, g in enumerate(geoms):  # sums over blocks, axis by axis (small)
+        ax = first_axis + i
+        block, n = g.m * g.dilation, a.shape[ax]
+        full, nblk = n // block, -(-n // block) + 1
+        coarse = np.zeros((*a.shape[:ax], nblk, *a.shape[ax + 1:]), np.float64)
+        src, dst = [slice(None)] * a.ndim, [slice(None)] * a.ndim
+        src[ax], dst[ax] = slice(0, full * block), slice(0, full)
+        coarse[tuple(dst)] = a[tuple(src)].reshape(*a.shape[:ax], full, block,
+                                                   *a.shape[ax + 1:]).sum(axis=ax + 1)
+        if full * block < n:  # the partial last block
+            src[ax], dst[ax] = slice(full * block, n), slice(full, full + 1)
+            coarse[tuple(dst)] = a[tuple(src)].sum(axis=ax, keepdims=True)
+        src[ax], dst[ax] = slice(0, nblk - 1), slice(1, nblk)
+        a = coarse[tuple(src)] + coarse[tuple(dst)]  # two blocks from each one on
+    for i, g in enumerate(geoms):  # each window's region, axis by axis (the last at full size)
+        ax, last = first_axis + i, i == len(geoms) - 1
+        shape = (*a.shape[:ax], g.out, *a.shape[ax + 1:])
+        out = work_buffer(shape, np.float64, "scale", _REUSE_BYTES) if last and reuse else None
+        a = np.take(a, np.arange(g.out) * g.stride // (g.m * g.dilation), axis=ax, out=out)
+    return a
 
 
-def _noise_floor(p: Problem, sums2: np.ndarray) -> np.ndarray:
-    """Per (item, pair): sums of squares at or below this are rounding noise of the box
-    sums (float64; cumulative sums add error in proportion to the axis length over the
-    window length)."""
-    growth = sum(g.padded / g.m if g.m > _SHIFT_MAX else 1.0 for g in p.geoms)
-    axes = tuple(range(2, sums2.ndim))
-    top = np.max(sums2, axis=axes, keepdims=True)
-    if np.isnan(top).any():
-        with warnings.catch_warnings():  # all-NaN items: no floor needed, windows are NaN
-            warnings.simplefilter("ignore", RuntimeWarning)
-            top = np.nanmax(sums2, axis=axes, keepdims=True)
-    return 64 * np.finfo(np.float64).eps * growth * np.where(np.isfinite(top), top, 0)
+def _noise_floor(p: Problem, scale: np.ndarray) -> np.ndarray:
+    """Per window: a spread (n times the variance, or the sum of squares) at or below this
+    is rounding noise of the window sums, whose error is a few ``eps * sum(m)`` times
+    ``scale`` (:func:`error_scale`). Local: a loud event elsewhere on the axis does not
+    raise it."""
+    return 16 * np.finfo(np.float64).eps * sum(g.m for g in p.geoms) * scale
 
 
 class MetricMethod:
@@ -244,7 +258,7 @@ class MetricMethod:
             centre = src.mean(axis=axes, dtype=np.float64, keepdims=True).astype(p.dtype)
             xw = work_buffer(xp.shape, p.dtype, "centred", _REUSE_BYTES)
             np.subtract(xp, centre, out=xw)
-        sums1, sums2 = self._window_sums(p, xw, exact=not finite)
+        sums1, sums2, scale = self._window_sums(p, xw, exact=not finite)
         if finite:
             self.method.compute(st.inner, st.state, xw, k0, k1, out=block)
         else:  # the direct method keeps NaN/Inf in the windows that cover them
@@ -256,7 +270,7 @@ class MetricMethod:
             if p.metric == "ssd":
                 self._ssd(p, st, block, sums1, sums2, c64, k0)
             else:
-                self._normalised(p, st, block, sums1, sums2, k0)
+                self._normalised(p, st, block, sums1, sums2, scale, k0)
         return block
 
     @staticmethod
@@ -274,7 +288,10 @@ class MetricMethod:
             v *= v
             s2 += v
         geoms = tuple(_valid_geometry(g) for g in p.geoms)
-        return box_sums(sums, geoms, 3, exact, reuse=True)  # x' and x'^2, summed over C
+        scale = (error_scale(sums[1], geoms, 2, finite=not exact, reuse=True)
+                 if p.metric in ("ncc", "cosine") else None)
+        s1, s2 = box_sums(sums, geoms, 3, exact, reuse=True)
+        return s1, s2, scale
 
     @staticmethod
     def _ssd(p: Problem, st: MetricState, block, sums1, sums2, c64, k0: int) -> None:
@@ -291,8 +308,8 @@ class MetricMethod:
             block[:, i] = y
 
     @staticmethod
-    def _normalised(p: Problem, st: MetricState, block, sums1, sums2, k0: int) -> None:
-        floor = _noise_floor(p, sums2)
+    def _normalised(p: Problem, st: MetricState, block, sums1, sums2, scale, k0: int) -> None:
+        floor = _noise_floor(p, scale)
         if p.metric == "ncc":  # n * the window's variance (in place: sums are temporaries)
             spread = np.multiply(sums1, sums1, out=sums1)
             spread *= -1.0 / p.window_size

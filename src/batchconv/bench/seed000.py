@@ -1,8 +1,8 @@
 """Seed 000: every image against every filter, 3-D 'same' correlation, max over the
 result (``"nhwd,khwd->nk|hwd"``), 96x96x3 float32: the seed's full scale is 500 images x
 1000 filters (``--full``: with the default budget and with ``memory="2GB"``, each in a
-fresh subprocess so that its peak resident memory can be reported); ``--quick`` runs 40 x
-80 pairs in process.
+fresh subprocess so that its peak resident memory can be reported); ``--quick`` runs 100 x
+200 pairs in process.
 
 The anchor is the seed's own code (``cdist`` with ``scipy.signal.correlate(method='fft')``
 and ``max``, float64), timed on a few pairs in the same run; its answers there are checked
@@ -75,7 +75,7 @@ def run(ctx: Context) -> Section:
                   "against the seed's `cdist` + `scipy.signal.correlate(method='fft')` + "
                   "`max` (float64), timed per pair on a few pairs in the same run. The full "
                   "scale runs in fresh subprocesses (peak extra RSS).", COLUMNS)
-    n, k = (40, 80) if ctx.quick else (500, 1000)
+    n, k = (100, 200) if ctx.quick else (500, 1000)
     na, ka = (2, 3) if ctx.quick else (4, 5)
     x, w = data(na, ka)
     ours_small = bc.correlate(x, w, SPEC, mode="same", reduce="max")
