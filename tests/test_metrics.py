@@ -277,3 +277,25 @@ def test_flatness_is_local(numba, method, monkeypatch):
     assert (y != 0).mean() > 0.999
     ref = naive_correlate(sig[None, 990:1030], tpl, metric="ncc")[0]
     np.testing.assert_allclose(y[990:1015], ref, atol=1e-9)
+
+
+def test_review_regressions(rng, monkeypatch):
+    """Empty summed axis, a NaN item beside finite ones, a short last sliding axis for
+    SAD, and workers=1 for the compiled kernels."""
+    for metric in ("ssd", "ncc", "cosine", "sad"):
+        y = bc.correlate(np.zeros((2, 0, 10)), np.zeros((0, 3)), "ncl,cl->nl|l", metric=metric)
+        assert y.shape == (2, 8) and (y == 0).all()
+    x = rng.standard_normal((3, 30, 20))
+    x[1, 10, 10] = np.nan
+    w = rng.standard_normal((2, 4, 3))
+    for method in ("direct", "fft"):
+        y = bc.correlate(x, w, metric="ncc", method=method)
+        ref = naive_correlate(x, w, metric="ncc")
+        ok = np.isfinite(ref)
+        assert (np.isfinite(y) == ok).all()
+        np.testing.assert_allclose(y[ok], ref[ok], atol=1e-10)
+    col = rng.standard_normal((1, 3000, 1))
+    tpl = rng.standard_normal((16, 1))
+    y = bc.correlate(col, tpl, metric="sad", workers=1)
+    ref = np.abs(np.lib.stride_tricks.sliding_window_view(col[0, :, 0], 16) - tpl[:, 0]).sum(-1)
+    np.testing.assert_allclose(y[0, :, 0], ref, rtol=1e-12)

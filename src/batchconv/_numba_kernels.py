@@ -15,32 +15,41 @@ Compiled on first use per dtype and cached on disk (``cache=True``).
 
 from __future__ import annotations
 
+import threading
 from math import prod
 
 import numba
 import numpy as np
 
 from .problem import Problem
+from .xp import get_workers
 
 _V = 16  # the output row is rounded up to a multiple of this (one AVX-512 register)
+_TAPS = 64  # taps summed in the compute dtype before they are added in float64
+_SEGMENT = 4096  # outputs per task along a row, when rows are too few to keep threads busy
+_lock = threading.Lock()
 
 
 @numba.njit(parallel=True, fastmath=True, nogil=True, cache=True)
 def _sad_rows(x, w, out, nb, nk, npair, xsb, xsp, wsk, wsp, lead_out, lead_xstep, xrow, wrow,
-              ow, m, d, s, lq):  # pragma: no cover - compiled
+              ow, m, d, s, lq, seg):  # pragma: no cover - compiled
     n_lead = lead_out.shape[0]
     rows = 1
     for a in range(n_lead):
         rows *= lead_out[a]
-    nv = (ow + _V - 1) // _V * _V
-    for t in numba.prange(nb * nk * npair * rows):
+    nseg = (ow + seg - 1) // seg
+    for task in numba.prange(nb * nk * npair * rows * nseg):
+        t = task // nseg
+        o0 = (task % nseg) * seg
+        n_o = min(seg, ow - o0)
+        nv = (n_o + _V - 1) // _V * _V
         row = t % rows
         q = t // rows
         pi = q % npair
         q //= npair
         ki = q % nk
         bi = q // nk
-        xb = bi * xsb + pi * xsp
+        xb = bi * xsb + pi * xsp + o0
         rr = row
         for a in range(n_lead - 1, -1, -1):
             xb += (rr % lead_out[a]) * lead_xstep[a]
@@ -51,42 +60,44 @@ def _sad_rows(x, w, out, nb, nk, npair, xsb, xsp, wsk, wsp, lead_out, lead_xstep
         for r in range(xrow.shape[0]):
             x0 = xb + xrow[r]
             w0 = wb + wrow[r]
-            part[:] = 0
-            j = 0
-            while j + 4 <= m:
-                w1 = w[w0 + j]
-                w2 = w[w0 + j + 1]
-                w3 = w[w0 + j + 2]
-                w4 = w[w0 + j + 3]
-                jd = j * d
-                a1 = x0 + (jd % s) * lq + jd // s
-                jd += d
-                a2 = x0 + (jd % s) * lq + jd // s
-                jd += d
-                a3 = x0 + (jd % s) * lq + jd // s
-                jd += d
-                a4 = x0 + (jd % s) * lq + jd // s
-                x1 = x[a1:a1 + nv]
-                x2 = x[a2:a2 + nv]
-                x3 = x[a3:a3 + nv]
-                x4 = x[a4:a4 + nv]
+            for jc in range(0, m, _TAPS):  # partial sums of at most _TAPS taps
+                jend = min(m, jc + _TAPS)
+                part[:] = 0
+                j = jc
+                while j + 4 <= jend:
+                    w1 = w[w0 + j]
+                    w2 = w[w0 + j + 1]
+                    w3 = w[w0 + j + 2]
+                    w4 = w[w0 + j + 3]
+                    jd = j * d
+                    a1 = x0 + (jd % s) * lq + jd // s
+                    jd += d
+                    a2 = x0 + (jd % s) * lq + jd // s
+                    jd += d
+                    a3 = x0 + (jd % s) * lq + jd // s
+                    jd += d
+                    a4 = x0 + (jd % s) * lq + jd // s
+                    x1 = x[a1:a1 + nv]
+                    x2 = x[a2:a2 + nv]
+                    x3 = x[a3:a3 + nv]
+                    x4 = x[a4:a4 + nv]
+                    for o in range(nv):
+                        part[o] += ((abs(x1[o] - w1) + abs(x2[o] - w2))
+                                    + (abs(x3[o] - w3) + abs(x4[o] - w4)))
+                    j += 4
+                while j < jend:
+                    wj = w[w0 + j]
+                    jd = j * d
+                    a1 = x0 + (jd % s) * lq + jd // s
+                    x1 = x[a1:a1 + nv]
+                    for o in range(nv):
+                        part[o] += abs(x1[o] - wj)
+                    j += 1
                 for o in range(nv):
-                    part[o] += ((abs(x1[o] - w1) + abs(x2[o] - w2))
-                                + (abs(x3[o] - w3) + abs(x4[o] - w4)))
-                j += 4
-            while j < m:
-                wj = w[w0 + j]
-                jd = j * d
-                a1 = x0 + (jd % s) * lq + jd // s
-                x1 = x[a1:a1 + nv]
-                for o in range(nv):
-                    part[o] += abs(x1[o] - wj)
-                j += 1
-            for o in range(nv):
-                acc[o] += part[o]
-        ob = t * ow
-        res = out[ob:ob + ow]
-        for o in range(ow):
+                    acc[o] += part[o]
+        ob = t * ow + o0
+        res = out[ob:ob + n_o]
+        for o in range(n_o):
             res[o] = acc[o]
 
 
@@ -123,8 +134,11 @@ def sad_block(p: Problem, xp: np.ndarray, kern: np.ndarray, block: np.ndarray) -
                      for c in range(C) for t in lead_taps], np.int64)
     lead_out = np.array(p.O[:-1], np.int64)
     lead_xstep = np.array([ga.stride * xs[3 + a] for a, ga in enumerate(g[:-1])], np.int64)
-    _sad_rows(buf, kern.reshape(-1), block.reshape(-1), b, k, P, int(xs[0]), int(xs[2]),
-              int(ws[0]), int(ws[2]), lead_out, lead_xstep, xrow, wrow, p.O[-1], m, dil, s, lq)
+    tasks = b * k * P * prod(p.O[:-1])
+    seg = p.O[-1] if tasks >= 4 * get_workers() else max(_V, min(p.O[-1], _SEGMENT))
+    _call(_sad_rows, buf, kern.reshape(-1), block.reshape(-1), b, k, P, int(xs[0]),
+          int(xs[2]), int(ws[0]), int(ws[2]), lead_out, lead_xstep, xrow, wrow, p.O[-1], m,
+          dil, s, lq, seg)
 
 
 @numba.njit(nogil=True, cache=True)
@@ -245,8 +259,24 @@ def box_sum_axis(a: np.ndarray, axis: int, m: int, d: int, s: int, n_out: int,
     shape = (*a.shape[:axis], n_out, *a.shape[axis + 1:])
     out = np.empty(shape, np.float64) if out is None else out
     if post == 1:
-        _box_last(a.reshape(pre, a.shape[axis]), out.reshape(pre, n_out), m, d, s)
+        _call(_box_last, a.reshape(pre, a.shape[axis]), out.reshape(pre, n_out), m, d, s)
     else:
-        _box_axis(a.reshape(pre, a.shape[axis], post), out.reshape(pre, n_out, post), m, d,
-                  s)
+        _call(_box_axis, a.reshape(pre, a.shape[axis], post), out.reshape(pre, n_out, post),
+              m, d, s)
     return out
+
+
+def _call(kernel, *args) -> None:
+    """Run a parallel kernel on ``get_workers()`` threads (numba's setting is per calling
+    thread). numba's 'workqueue' threading layer (its fallback without OpenMP or TBB)
+    cannot run kernels from several threads at once: there, calls take turns."""
+    numba.set_num_threads(max(1, min(get_workers(), numba.config.NUMBA_NUM_THREADS)))
+    try:
+        shared_ok = numba.threading_layer() != "workqueue"
+    except ValueError:  # no parallel kernel has run yet: the layer is not chosen
+        shared_ok = False
+    if shared_ok:
+        kernel(*args)
+    else:
+        with _lock:
+            kernel(*args)

@@ -16,6 +16,7 @@ import numpy as np
 
 from .planner import Plan, plan_problem
 from .problem import make_problem
+from .xp import clear_work_buffers
 
 __all__ = ["correlate", "convolve", "plan", "clear_plan_cache"]
 
@@ -30,9 +31,11 @@ _plan_cache_lock = threading.Lock()
 
 
 def clear_plan_cache() -> None:
-    """Forget the plans that :func:`correlate` and :func:`convolve` remembered."""
+    """Forget the plans that :func:`correlate` and :func:`convolve` remembered, and free
+    the work buffers that threads keep between calls."""
     with _plan_cache_lock:
         _plan_cache.clear()
+    clear_work_buffers()
 
 
 _SCALARS = (int, float, str, bool, type(None), complex)
@@ -135,7 +138,10 @@ def correlate(x, w, spec: str | None = None, *, mode: str = "valid", stride=1, d
         ``padding`` ('constant' with ``cval``, 'reflect', 'symmetric', 'edge', 'wrap') is
         what lies outside ``x`` in 'same'/'full', as in ``numpy.pad``.
     metric : str
-        "dot" (the similarity metrics come in a later release).
+        "dot" (plain correlation), or a sliding similarity between each window and each
+        filter: "ssd" (sum of squared differences), "sad" (sum of absolute
+        differences), "ncc" (Pearson correlation, in [-1, 1]; flat windows or filters give
+        0), "cosine". See the README's "Similarity metrics".
     reduce : None, str or callable
         Reduce the sliding axes missing from the output: "sum", "mean", "max", "min",
         "argmax", "argmin" (coordinates as a trailing axis) or ``f(block, axis=tuple)``.

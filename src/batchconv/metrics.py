@@ -51,7 +51,9 @@ from .xp import work_buffer
 __all__ = ["method_for", "MetricMethod", "box_sums", "inner_problem"]
 
 _SHIFT_MAX = 8  # box sums over at most this many taps add shifted slices; longer: cumsum
-_REUSE_BYTES = 32 << 20  # window sums reuse per-thread buffers up to this size (xp.work_buffer)
+# temporaries up to this size live in per-thread reused buffers (xp.work_buffer): fresh
+# pages cost more than the window sums themselves (2 us per 4 KiB page on the dev VM)
+_REUSE_BYTES = 16 << 20
 
 
 def method_for(p: Problem, name: str):
@@ -226,8 +228,8 @@ class MetricMethod:
         with np.errstate(divide="ignore"):
             inv = np.where(sq > 0, 1 / np.sqrt(sq), 0.0)
         filters = np.ascontiguousarray(filters)
-        return MetricState(inner, self.method.prepare(inner, filters, budget), filters,
-                           mean, sq, inv)
+        state = self.method.prepare(inner, filters, budget) if p.window_size else None
+        return MetricState(inner, state, filters, mean, sq, inv)
 
     def fuses_reduce(self, p: Problem) -> bool:
         return False
@@ -242,13 +244,32 @@ class MetricMethod:
 
     def compute(self, p: Problem, st: MetricState, xc: np.ndarray, k0: int, k1: int,
                 out: np.ndarray | None = None) -> np.ndarray:
-        """The block ``(b, k1 - k0, P, *O)`` of the metric for the chunk ``xc``."""
+        """The block ``(b, k1 - k0, P, *O)`` of the metric for the chunk ``xc``. Items
+        holding NaN or Inf go through exact local paths (direct correlation, shifted-slice
+        window sums), the others through the fast ones."""
         b = xc.shape[0]
         block = out if out is not None else np.empty((b, k1 - k0, p.P, *p.O), p.dtype)
         if block.size == 0:
             return block
+        if p.window_size == 0:  # an empty summed axis: every window is empty
+            block[...] = 0
+            return block
+        finite = np.isfinite(xc).reshape(b, -1).all(axis=1)
+        if p.padding == "constant" and not np.isfinite(p.cval):
+            finite[:] = False
+        if finite.all() or not finite.any():
+            return self._compute(p, st, xc, k0, k1, block, bool(finite.all()))
+        for mask, ok in ((finite, True), (~finite, False)):
+            items = np.flatnonzero(mask)
+            block[items] = self._compute(p, st, xc[items], k0, k1, None, ok)
+        return block
+
+    def _compute(self, p: Problem, st: MetricState, xc: np.ndarray, k0: int, k1: int,
+                 block: np.ndarray | None, finite: bool) -> np.ndarray:
+        b = xc.shape[0]
+        if block is None:
+            block = np.empty((b, k1 - k0, p.P, *p.O), p.dtype)
         xp = pad_sliding(xc, p.geoms, p.padding, p.cval, first_axis=3)
-        finite = bool(np.isfinite(xp).all())
         centre = np.zeros((b, 1, p.P, *([1] * p.ndim)), p.dtype)
         if p.metric == "cosine":  # not shift-invariant: x as it is
             xw = xp.astype(p.dtype, copy=False)

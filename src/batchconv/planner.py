@@ -23,6 +23,7 @@ from math import prod
 
 import numpy as np
 
+from . import compiled
 from .costs import estimate, flops
 from .methods import direct as direct_method
 from .methods import fft as fft_method
@@ -281,8 +282,10 @@ class Plan:
                          f"chunk (batch {c.chunk[0]}, bank {c.chunk[1]})"
                          + ("" if c.fits else "  over the memory budget"))
         if p.metric in ("ssd", "ncc", "cosine"):
-            lines.append(f"  {p.metric}: correlations of the centred data with the "
-                         + ("filters" if p.metric == "cosine" else "centred filters")
+            lines.append(f"  {p.metric}: " + ("correlations of x with the filters"
+                                                if p.metric == "cosine" else
+                                                "correlations of the centred x with the "
+                                                "centred filters")
                          + " + float64 window sums of x and x^2 (see metrics.py)")
             q = inner_problem(p)
         else:
@@ -310,10 +313,11 @@ class Plan:
 
 
 @lru_cache(maxsize=512)
-def _candidates(p: Problem, names: tuple[str, ...], budget: int,
-                workers: int) -> tuple[Candidate, ...]:
-    """Estimates and chunks per method; they depend only on the problem, the budget and
-    the thread count, so repeated calls with the same shapes skip this work."""
+def _candidates(p: Problem, names: tuple[str, ...], budget: int, workers: int,
+                compiled_kernels: bool) -> tuple[Candidate, ...]:
+    """Estimates and chunks per method; they depend only on the problem, the budget, the
+    thread count and whether the compiled kernels run, so repeated calls with the same
+    shapes skip this work."""
     cands = []
     with set_workers(workers):
         for n in names:
@@ -333,12 +337,12 @@ def plan_problem(p: Problem, w: np.ndarray, method: str = "auto", memory=None,
     for n in names:
         method_for(p, n)  # unknown names and impossible combinations raise here
     with set_workers(workers):
-        cands = _candidates(p, names, budget, get_workers())
+        cands = _candidates(p, names, budget, get_workers(), compiled.enabled())
     fitting = [c for c in cands if c.fits]
     if not fitting:
-        need = ", ".join(
-            f"{c.method} {format_bytes(_block_bytes(p, method_for(p, c.method), *c.chunk, budget))}"
-            for c in cands)
+        with set_workers(workers):
+            need = ", ".join(f"{c.method} {format_bytes(_block_bytes(p, method_for(p, c.method), *c.chunk, budget))}"  # noqa: E501
+                             for c in cands)
         raise MemoryError(
             f"no method fits a memory budget of {format_bytes(budget)} for x {p.x_shape} and "
             f"w {p.w_shape}, even one item against one filter at a time (temporaries "

@@ -24,7 +24,8 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 
 __all__ = ["fft_engine", "next_fast_len", "get_workers", "set_workers", "has_module",
-           "available_memory", "parallel_for", "blas_threads", "work_buffer"]
+           "available_memory", "parallel_for", "blas_threads", "work_buffer",
+           "clear_work_buffers"]
 
 _state = threading.local()
 
@@ -159,6 +160,17 @@ _WORK_BUFFER_BYTES = 8 << 20
 _work = threading.local()
 
 
+_registry: list[dict] = []  # every thread's buffers, for clear_work_buffers
+_registry_lock = threading.Lock()
+
+
+def clear_work_buffers() -> None:
+    """Free every thread's reused work buffers (arrays still using one keep it alive)."""
+    with _registry_lock:
+        for bufs in _registry:
+            bufs.clear()
+
+
 def work_buffer(shape: tuple[int, ...], dtype, slot: str = "fft",
                 limit: int = _WORK_BUFFER_BYTES) -> np.ndarray:
     """An uninitialised C-contiguous array of ``shape``: a view of this thread's reused
@@ -169,7 +181,11 @@ def work_buffer(shape: tuple[int, ...], dtype, slot: str = "fft",
     nbytes = math.prod(shape) * dtype.itemsize
     if nbytes > limit:
         return np.empty(shape, dtype)
-    bufs = _work.__dict__.setdefault("bufs", {})
+    bufs = getattr(_work, "bufs", None)
+    if bufs is None:
+        bufs = _work.bufs = {}
+        with _registry_lock:
+            _registry.append(bufs)
     buf = bufs.get(slot)
     if buf is None or buf.nbytes < nbytes:
         buf = bufs[slot] = np.empty(max(nbytes, 1 << 16), np.uint8)

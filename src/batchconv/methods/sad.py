@@ -19,7 +19,7 @@ array([[1., 4.]])
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from itertools import product
 from math import prod
 
@@ -64,17 +64,34 @@ def compute(p: Problem, st: SADState, xc: np.ndarray, k0: int, k1: int,
         return block
     if uses_numba():
         sad_block = compiled.kernels().sad_block
-        if block.flags.c_contiguous:
-            sad_block(p, xp, st.kernel[k0:k1], block)
+        kern = st.kernel[k0:k1]
+        order = _long_axis_last(p)
+        if order is not None:  # the kernel vectorises along the last axis: make it long
+            perm = (0, 1, 2, *(3 + i for i in order))
+            q = replace(p, geoms=tuple(p.geoms[i] for i in order))
+            tmp = np.empty(block.shape[:3] + q.O, p.dtype)
+            sad_block(q, xp.transpose(perm), np.ascontiguousarray(kern.transpose(perm)), tmp)
+            block[...] = tmp.transpose(np.argsort(perm))
+        elif block.flags.c_contiguous:
+            sad_block(p, xp, kern, block)
         else:
             tmp = np.empty(block.shape, p.dtype)
-            sad_block(p, xp, st.kernel[k0:k1], tmp)
+            sad_block(p, xp, kern, tmp)
             block[...] = tmp
     else:
         _sad_numpy(p, xp, st.kernel[k0:k1], block)
     if p.integer_inputs:
         np.rint(block, out=block)
     return block
+
+
+def _long_axis_last(p: Problem) -> tuple[int, ...] | None:
+    """An order of the sliding axes with the longest output axis last, when the last one
+    is short (its rows would be mostly padding to the vector width), else None."""
+    longest = max(range(p.ndim), key=lambda i: p.O[i])
+    if p.O[-1] >= 64 or p.O[longest] < 4 * p.O[-1]:
+        return None
+    return tuple(i for i in range(p.ndim) if i != longest) + (longest,)
 
 
 def _sad_numpy(p: Problem, xp: np.ndarray, kern: np.ndarray, block: np.ndarray) -> None:
@@ -87,7 +104,7 @@ def _sad_numpy(p: Problem, xp: np.ndarray, kern: np.ndarray, block: np.ndarray) 
     k = kern.shape[0]
     g_last = p.geoms[-1]
     rows = list(product(range(C), *(range(m) for m in p.T[:-1])))  # (c, leading taps)
-    per_row = k * P * prod(p.O[1:]) * p.T[-1]
+    per_row = k * P * prod(p.O[1:]) * p.T[-1]  # |window - filter| terms of one output row
     step = max(1, _TILE // max(per_row, 1))
     items = max(1, step // max(p.O[0], 1))  # whole items per tile when they fit
     tiles = [(slice(b0, b0 + items), slice(r0, min(r0 + step, p.O[0])))
@@ -128,9 +145,18 @@ def fuses_reduce(p: Problem) -> bool:
 
 
 def workspace_bytes(p: Problem, b: int, k: int, budget: int | None = None) -> int:
-    """A padded (compiled kernel: phase-split) copy of the chunk, and the tiles or rows in
-    flight on each thread."""
+    """The copy of the chunk (compiled kernel: split into ``stride`` phases, each row
+    padded by 16 samples; NumPy: the padded chunk) and the temporaries of the tiles or
+    rows in flight on each thread (NumPy: ``|window - filter|`` for a tile of outputs,
+    whose rows hold every filter of the block, so a large bank asks for smaller bank
+    chunks)."""
     r = p.dtype.itemsize
-    copy = b * p.C * p.P * prod(g.padded + g.stride for g in p.geoms) * r
-    per_thread = (_TILE * (2 * r + 8)) if not uses_numba() else 16 * (p.O[-1] + 64)
-    return copy + per_thread * get_workers()
+    lead = b * p.C * p.P * prod(g.padded for g in p.geoms[:-1])
+    g = p.geoms[-1]
+    if uses_numba():
+        copy = lead * g.stride * (-(-g.padded // g.stride) + 16) * r
+        return copy + get_workers() * 16 * (p.O[-1] + 64)
+    copy = lead * g.padded * r if any(q.lo or q.hi > 0 for q in p.geoms) else 0
+    per_row = k * p.P * prod(p.O[1:])  # outputs in one row of the first output axis
+    tile_out = min(b * p.O[0] * per_row, max(_TILE // max(p.T[-1], 1), per_row))
+    return copy + get_workers() * tile_out * (p.T[-1] * r + 8 + 2 * r)
