@@ -299,3 +299,26 @@ def test_review_regressions(rng, monkeypatch):
     y = bc.correlate(col, tpl, metric="sad", workers=1)
     ref = np.abs(np.lib.stride_tricks.sliding_window_view(col[0, :, 0], 16) - tpl[:, 0]).sum(-1)
     np.testing.assert_allclose(y[0, :, 0], ref, rtol=1e-12)
+
+
+@pytest.mark.parametrize("metric", ["ncc", "cosine", "ssd"])
+def test_fused_2d_statistics_are_local(metric):
+    """The compiled one-pass 2-D statistics: quiet windows far from a loud blob keep their
+    values (float64 against the loop), strides included. The blob has mean zero, so that
+    centring by the item's mean keeps the quiet region's precision (a region whose mean
+    is far from the item's, relative to its spread, is only as precise as float64
+    cancellation allows: see the README's accuracy contract)."""
+    rng = np.random.default_rng(2)
+    x = 1e-6 * rng.standard_normal((1, 2, 90, 80))
+    blob = 1e3 * rng.standard_normal((2, 10, 15))
+    x[0, :, 70:80, 60:75] += blob - blob.mean()
+    w = x[0, :, 5:17, 3:13].copy()
+    for stride in (1, (2, 3)):
+        y = bc.correlate(x, w, "nchw,chw->nhw|hw", metric=metric, stride=stride)
+        sub = x[:, :, :40, :40]
+        ref = naive_correlate(sub, w, "nchw,chw->nhw|hw", metric=metric, stride=stride)
+        got = y[:, :ref.shape[1], :ref.shape[2]]
+        # the FFT's round-off is global (the blob's size over these windows' norms: about
+        # 1e-8 here), far below the 1 that a window wrongly taken as flat would be off by
+        np.testing.assert_allclose(got, ref, atol=1e-6 * np.abs(ref).max(), rtol=1e-6)
+        assert (got != 0).all()

@@ -279,7 +279,19 @@ class MetricMethod:
             centre = src.mean(axis=axes, dtype=np.float64, keepdims=True).astype(p.dtype)
             xw = work_buffer(xp.shape, p.dtype, "centred", _REUSE_BYTES)
             np.subtract(xp, centre, out=xw)
-        sums1, sums2, scale = self._window_sums(p, xw, exact=not finite)
+        geoms = tuple(_valid_geometry(g) for g in p.geoms)
+        fused = (finite and compiled.enabled() and p.ndim == 2 and geoms[0].dilation == 1
+                 and xw.flags.c_contiguous)
+        if fused:  # one compiled pass: channel sums, window sums, spread and flatness
+            if p.metric == "ssd":
+                sums = work_buffer((2, b, p.P, *p.O), np.float64, "sums", _REUSE_BYTES)
+                compiled.kernels().window_stats_2d(xw, geoms, p.window_size, p.metric, sums)
+                sums1, sums2 = sums
+            else:
+                inv_a = work_buffer((b, p.P, *p.O), p.dtype, "inv", _REUSE_BYTES)
+                compiled.kernels().window_stats_2d(xw, geoms, p.window_size, p.metric, inv_a)
+        else:
+            sums1, sums2, scale = self._window_sums(p, xw, exact=not finite)
         if finite:
             self.method.compute(st.inner, st.state, xw, k0, k1, out=block)
         else:  # the direct method keeps NaN/Inf in the windows that cover them
@@ -291,11 +303,13 @@ class MetricMethod:
             if p.metric == "ssd":
                 self._ssd(p, st, block, sums1, sums2, c64, k0)
             else:
-                self._normalised(p, st, block, sums1, sums2, scale, k0)
+                if not fused:
+                    inv_a = self._inverse_spread(p, sums1, sums2, scale)
+                self._normalise(p, st, block, inv_a, k0)
         return block
 
     @staticmethod
-    def _window_sums(p: Problem, xw: np.ndarray, exact: bool):
+    def _window_sums(p: Problem, xw: np.ndarray, exact: bool):  # the general path
         """Window sums of ``x'`` and ``x'^2`` over the summed and sliding axes, float64,
         ``(b, P, *O)``."""
         b, C, P = xw.shape[:3]
@@ -329,7 +343,9 @@ class MetricMethod:
             block[:, i] = y
 
     @staticmethod
-    def _normalised(p: Problem, st: MetricState, block, sums1, sums2, scale, k0: int) -> None:
+    def _inverse_spread(p: Problem, sums1, sums2, scale) -> np.ndarray:
+        """``1 / sqrt(spread)`` per window in the compute dtype (0 for flat windows), the
+        spread being n times the variance (ncc) or the sum of squares (cosine)."""
         floor = _noise_floor(p, scale)
         if p.metric == "ncc":  # n * the window's variance (in place: sums are temporaries)
             spread = np.multiply(sums1, sums1, out=sums1)
@@ -345,6 +361,11 @@ class MetricMethod:
         if p.dtype != np.float64:
             inv_a = work_buffer(spread.shape, p.dtype, "inv", _REUSE_BYTES)
             inv_a[...] = spread
+        return inv_a
+
+    @staticmethod
+    def _normalise(p: Problem, st: MetricState, block, inv_a, k0: int) -> None:
+        """The correlations in ``block`` times both inverse norms, clipped to [-1, 1]."""
         for i in range(block.shape[1]):
             y = block[:, i]
             np.multiply(y, inv_a, out=y)
