@@ -74,6 +74,7 @@ def plot(sec: Section, path: str) -> str:
 
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
+        import matplotlib.ticker
     except ImportError:
         return "matplotlib not installed: no chart (pip install matplotlib)"
     fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
@@ -90,6 +91,8 @@ def plot(sec: Section, path: str) -> str:
                         xytext=(0, 6), ha="center", fontsize=8)
         ax.set_xscale("log")
         ax.set_yscale("log")
+        ax.set_xticks(xs, [str(v) for v in xs])
+        ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
         ax.set_xlabel(sweep)
         ax.set_ylabel("ms (median)")
         ax.grid(True, which="both", alpha=0.3)
