@@ -14,6 +14,7 @@ from collections import OrderedDict
 
 import numpy as np
 
+from .arrays import from_numpy, to_numpy
 from .planner import Plan, plan_problem
 from .problem import make_problem
 from .xp import clear_work_buffers
@@ -81,13 +82,7 @@ def _cached_plan(x: np.ndarray, w, spec, flip: bool, options: dict) -> Plan:
 
 
 def _as_array(a, name: str) -> np.ndarray:
-    if isinstance(a, np.ndarray):
-        return a
-    if type(a).__module__.split(".")[0] in ("torch", "dask", "cupy", "jax", "jaxlib"):
-        raise TypeError(f"{name} is a {type(a).__module__}.{type(a).__name__}; this release "
-                        f"accepts NumPy arrays (torch and dask support are planned). "
-                        f"Convert with np.asarray({name}).")
-    a = np.asarray(a)
+    a = to_numpy(a, name)[0]
     if a.dtype == object or a.dtype.kind in "USV":
         raise TypeError(f"{name} has dtype {a.dtype}; batchconv accepts integer, float and "
                         f"complex arrays")
@@ -127,9 +122,10 @@ def correlate(x, w, spec: str | None = None, *, mode: str = "valid", stride=1, d
 
     Parameters
     ----------
-    x, w : array_like
+    x, w : array_like or torch CPU tensors
         With ``spec=None``: ``x`` is ``(N, *S)``; ``w`` is a bank ``(K, *T)`` (result
-        ``(N, K, *S_out)``) or one filter ``T`` (result ``(N, *S_out)``).
+        ``(N, K, *S_out)``) or one filter ``T`` (result ``(N, *S_out)``). When ``x`` is a
+        torch tensor the result is one too (CPU; CUDA tensors are not supported yet).
     spec : str, optional
         ``"xaxes,waxes->outaxes|sliding"``, e.g. ``"nhwc,hwco->nhwo|hw"``: einsum letters,
         with the sliding (correlated) axes after the bar. See the README.
@@ -166,10 +162,12 @@ def correlate(x, w, spec: str | None = None, *, mode: str = "valid", stride=1, d
            [[4., 5., 6.],
             [5., 6., 7.]]])
     """
+    kind = to_numpy(x, "x")[1]
     x = _as_array(x, "x")
-    return _cached_plan(x, w, spec, False, dict(
+    return from_numpy(_cached_plan(x, w, spec, False, dict(
         mode=mode, stride=stride, dilation=dilation, padding=padding, cval=cval,
-        metric=metric, reduce=reduce, method=method, memory=memory, workers=workers))(x)
+        metric=metric, reduce=reduce, method=method, memory=memory, workers=workers))(x),
+        kind)
 
 
 def convolve(x, w, spec: str | None = None, *, mode: str = "valid", stride=1, dilation=1,
@@ -182,10 +180,12 @@ def convolve(x, w, spec: str | None = None, *, mode: str = "valid", stride=1, di
     >>> bc.convolve(np.array([[1., 2., 3., 4., 5.]]), np.array([1., 1.]), mode="same")
     array([[1., 3., 5., 7., 9.]])
     """
+    kind = to_numpy(x, "x")[1]
     x = _as_array(x, "x")
-    return _cached_plan(x, w, spec, True, dict(
+    return from_numpy(_cached_plan(x, w, spec, True, dict(
         mode=mode, stride=stride, dilation=dilation, padding=padding, cval=cval,
-        metric=metric, reduce=reduce, method=method, memory=memory, workers=workers))(x)
+        metric=metric, reduce=reduce, method=method, memory=memory, workers=workers))(x),
+        kind)
 
 
 def plan(x, w, spec: str | None = None, *, convolve: bool = False, **options) -> Plan:

@@ -24,6 +24,7 @@ from math import prod
 import numpy as np
 
 from . import compiled
+from .arrays import from_numpy, to_numpy
 from .costs import estimate, flops
 from .methods import direct as direct_method
 from .methods import fft as fft_method
@@ -180,7 +181,9 @@ class Plan:
         """Run the plan on ``x``: the planned shape, or another size of the batch axes
         (e.g. a last, smaller minibatch); a dtype that does not need a wider type."""
         p = self.problem
-        x = np.asarray(x)
+        x, kind = to_numpy(x, "x")
+        if kind is not None:
+            return from_numpy(self(x), kind)
         chunk = self.chunk
         if x.shape != p.x_shape:
             p = p.with_batch_shape(x.shape)

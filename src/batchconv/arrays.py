@@ -1,0 +1,61 @@
+"""Array types at the boundary: NumPy arrays, and torch tensors on the CPU.
+
+A torch CPU tensor is viewed as a NumPy array without a copy (``Tensor.numpy()``; bfloat16
+is widened to float32 first, since NumPy has no bfloat16), and a result computed for one
+comes back as a torch tensor sharing the NumPy result's memory (``torch.from_numpy``).
+CUDA tensors are refused with a clear message: the GPU backend is not built yet. torch
+is never imported here; a tensor is recognised by its type's module.
+
+>>> import numpy as np
+>>> a, kind = to_numpy(np.ones(3), "x")
+>>> kind is None and a.shape == (3,)
+True
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+__all__ = ["to_numpy", "from_numpy", "is_torch"]
+
+
+def is_torch(a) -> bool:
+    """True for a torch tensor (without importing torch)."""
+    return type(a).__module__.split(".")[0] == "torch" and hasattr(a, "device")
+
+
+def to_numpy(a, name: str):
+    """``(array, kind)``: ``a`` as a NumPy array, and ``"torch"`` when it was a torch CPU
+    tensor (None otherwise). Raises TypeError for other array libraries and for CUDA
+    tensors, with what to do instead."""
+    if isinstance(a, np.ndarray):
+        return a, None
+    if is_torch(a):
+        if a.device.type != "cpu":
+            raise TypeError(f"{name} is a torch tensor on {a.device}; this release computes "
+                            f"on the CPU (the GPU backend is planned): pass {name}.cpu()")
+        t = a.detach()
+        if t.is_conj():
+            t = t.resolve_conj()
+        if str(t.dtype) == "torch.bfloat16":
+            t = t.float()
+        if str(t.dtype) == "torch.bool":
+            raise TypeError(f"{name} has dtype torch.bool; batchconv accepts integer, float "
+                            f"and complex tensors. Convert with {name}.float().")
+        return t.numpy(), "torch"
+    if type(a).__module__.split(".")[0] in ("dask", "cupy", "jax", "jaxlib"):
+        raise TypeError(f"{name} is a {type(a).__module__}.{type(a).__name__}; this release "
+                        f"accepts NumPy arrays and torch CPU tensors (dask support is "
+                        f"planned). Convert with np.asarray({name}).")
+    return np.asarray(a), None
+
+
+def from_numpy(result: np.ndarray, kind: str | None):
+    """The result in the caller's array type: a torch tensor (sharing memory) when the
+    input ``x`` was one."""
+    if kind == "torch":
+        import torch
+
+        return torch.from_numpy(np.ascontiguousarray(result)
+                                if not result.flags.writeable else result)
+    return result

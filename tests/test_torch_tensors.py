@@ -1,0 +1,77 @@
+"""torch CPU tensors in, torch tensors out (issue #8, first part): every spec case of the
+core matrix and every metric, with the same values and dtypes as the NumPy call (which the
+other tests check against the naive loop). Skipped without torch."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from conftest import rand
+from test_correlate import CASES
+from test_metrics import CASES as METRIC_CASES
+
+import batchconv as bc
+
+torch = pytest.importorskip("torch")
+
+
+def _same(y_torch, y_numpy):
+    assert isinstance(y_torch, torch.Tensor) and y_torch.device.type == "cpu"
+    got = y_torch.numpy()
+    assert got.dtype == y_numpy.dtype and got.shape == y_numpy.shape
+    np.testing.assert_array_equal(got, y_numpy)
+
+
+@pytest.mark.parametrize("method", ["direct", "fft"])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64, np.int32, np.complex64])
+@pytest.mark.parametrize("case", CASES, ids=[c[0] for c in CASES])
+def test_core_cases(case, dtype, method, rng):
+    _, spec, xs, ws, reduce = case
+    if reduce in ("max", "min") and np.dtype(dtype).kind == "c":
+        pytest.skip("max of complex values is undefined")
+    x, w = rand(rng, xs, dtype), rand(rng, ws, dtype)
+    for mode in ("valid", "same"):
+        kw = dict(mode=mode, reduce=reduce, method=method)
+        _same(bc.correlate(torch.from_numpy(x), torch.from_numpy(w), spec, **kw),
+              bc.correlate(x, w, spec, **kw))
+    _same(bc.convolve(torch.from_numpy(x), w, spec, method=method, reduce=reduce),
+          bc.convolve(x, w, spec, method=method, reduce=reduce))
+
+
+@pytest.mark.parametrize("metric", ["ssd", "sad", "ncc", "cosine"])
+@pytest.mark.parametrize("case", METRIC_CASES, ids=[c[0] for c in METRIC_CASES])
+def test_metric_cases(case, metric, rng):
+    _, spec, xs, ws, reduce = case
+    x, w = rand(rng, xs, np.float32), rand(rng, ws, np.float32)
+    _same(bc.correlate(torch.from_numpy(x), torch.from_numpy(w), spec, metric=metric,
+                       reduce=reduce, mode="same"),
+          bc.correlate(x, w, spec, metric=metric, reduce=reduce, mode="same"))
+
+
+def test_plans_views_and_dtypes(rng):
+    x = torch.from_numpy(rand(rng, (4, 20, 18), np.float32)).requires_grad_()
+    w = torch.from_numpy(rand(rng, (3, 5, 4), np.float32))
+    p = bc.plan(x, w, mode="same")
+    y = p(x)
+    assert isinstance(y, torch.Tensor) and y.dtype == torch.float32 and not y.requires_grad
+    assert isinstance(p(x.detach().numpy()), np.ndarray)  # the caller's type comes back
+    _same(p(x[:2]), p(x.detach().numpy()[:2]))
+    idx = bc.correlate(x, w, reduce="argmax")
+    assert idx.dtype == torch.int64 and idx.shape == (4, 3, 2)
+    half = bc.correlate(x.detach().half(), w.half())
+    assert half.dtype == torch.float32  # float16 computes in float32, as with NumPy
+    bf = bc.correlate(x.detach().to(torch.bfloat16), w.to(torch.bfloat16))
+    assert bf.dtype == torch.float32
+    strided = x.detach().transpose(1, 2)  # a non-contiguous view
+    _same(bc.correlate(strided, w), bc.correlate(strided.numpy(), w.numpy()))
+    c = torch.complex(x.detach(), x.detach()).conj()  # a lazily conjugated view
+    _same(bc.correlate(c, w.to(torch.complex64)),
+          bc.correlate(np.conj(torch.complex(x.detach(), x.detach()).numpy()),
+                       w.numpy().astype(np.complex64)))
+
+
+def test_errors():
+    with pytest.raises(TypeError, match="torch tensor on meta.*pass x.cpu"):
+        bc.correlate(torch.ones(2, 8, device="meta"), torch.ones(3))
+    with pytest.raises(TypeError, match="torch.bool"):
+        bc.correlate(torch.ones(2, 8, dtype=torch.bool), torch.ones(3))
