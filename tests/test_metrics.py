@@ -322,3 +322,26 @@ def test_fused_2d_statistics_are_local(metric):
         # 1e-8 here), far below the 1 that a window wrongly taken as flat would be off by
         np.testing.assert_allclose(got, ref, atol=1e-6 * np.abs(ref).max(), rtol=1e-6)
         assert (got != 0).all()
+
+
+@pytest.mark.parametrize("method", ["direct", "fft"])
+def test_inf_and_nan_values_match_the_loop(method, rng):
+    """Windows covering a NaN or an Inf get the loop's value: ssd +Inf (NaN if a NaN is
+    covered), ncc and cosine NaN; padding that repeats the sample counts too."""
+    x = rng.standard_normal((2, 30, 25))
+    x[0, 10, 12] = np.inf
+    x[1, 3, 0] = -np.inf
+    x[1, 20, 20] = np.nan
+    w = rng.standard_normal((2, 4, 3))
+    for metric in ("ssd", "ncc", "cosine"):
+        for padding in ("constant", "reflect"):
+            y = bc.correlate(x, w, metric=metric, method=method, mode="same",
+                             padding=padding)
+            with np.errstate(invalid="ignore", over="ignore"):
+                ref = naive_correlate(x, w, metric=metric, mode="same", padding=padding)
+            np.testing.assert_array_equal(np.isnan(y), np.isnan(ref))
+            np.testing.assert_array_equal(np.isinf(y), np.isinf(ref))
+            ok = np.isfinite(ref)
+            np.testing.assert_allclose(y[ok], ref[ok], atol=1e-9 * np.abs(ref[ok]).max())
+    y = bc.correlate(x[:1, :5, :5], w, metric="ncc", mode="same", cval=np.nan)
+    assert np.isnan(y[0, :, 0, 0]).all() and np.isfinite(y[0, :, 2, 1]).all()

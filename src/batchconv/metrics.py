@@ -43,7 +43,8 @@ import numpy as np
 
 from . import compiled
 from .geometry import AxisGeometry, axis_geometry, pad_sliding
-from .methods import direct, get_method, sad
+from .methods import get_method, sad
+from .nonfinite import affected_windows
 from .problem import Problem
 from .spec import parse_spec
 from .xp import work_buffer
@@ -98,7 +99,6 @@ class MetricState:
     mean: np.ndarray  # (K, P) float64: filter means (ssd)
     sq: np.ndarray  # (K, P) float64: |b^|^2 (ssd, ncc) or |b|^2 (cosine)
     inv_norm: np.ndarray  # (K, P) float64: 1 / sqrt(sq), 0 for flat filters
-    direct_state: object = None  # for chunks holding NaN/Inf (local by construction)
 
 
 def box_sums(a: np.ndarray, geoms: tuple[AxisGeometry, ...], first_axis: int,
@@ -206,6 +206,13 @@ def _noise_floor(p: Problem, scale: np.ndarray) -> np.ndarray:
     return 16 * np.finfo(np.float64).eps * sum(g.m for g in p.geoms) * scale
 
 
+def _set_windows(block: np.ndarray, where: np.ndarray, value: float) -> None:
+    """Set ``block`` (b, k, P, *O) to ``value`` at the windows ``where`` (b, P, *O), for
+    every filter."""
+    if where.any():
+        block[np.broadcast_to(where[:, None], block.shape)] = value
+
+
 class MetricMethod:
     """ssd, ncc or cosine on top of a correlation method (the method interface of
     ``methods/__init__.py``: prepare, compute, fuses_reduce, workspace_bytes)."""
@@ -244,9 +251,11 @@ class MetricMethod:
 
     def compute(self, p: Problem, st: MetricState, xc: np.ndarray, k0: int, k1: int,
                 out: np.ndarray | None = None) -> np.ndarray:
-        """The block ``(b, k1 - k0, P, *O)`` of the metric for the chunk ``xc``. Items
-        holding NaN or Inf go through exact local paths (direct correlation, shifted-slice
-        window sums), the others through the fast ones."""
+        """The block ``(b, k1 - k0, P, *O)`` of the metric for the chunk ``xc``.
+
+        NaN and Inf (in ``x`` or as ``cval``) are replaced by zeros for the computation,
+        then the windows that cover one are set to what the loop gives: NaN for ncc and
+        cosine, and for ssd NaN where the window covers a NaN, else +Inf."""
         b = xc.shape[0]
         block = out if out is not None else np.empty((b, k1 - k0, p.P, *p.O), p.dtype)
         if block.size == 0:
@@ -254,33 +263,37 @@ class MetricMethod:
         if p.window_size == 0:  # an empty summed axis: every window is empty
             block[...] = 0
             return block
-        finite = np.isfinite(xc).reshape(b, -1).all(axis=1)
-        if p.padding == "constant" and not np.isfinite(p.cval):
-            finite[:] = False
-        if finite.all() or not finite.any():
-            return self._compute(p, st, xc, k0, k1, block, bool(finite.all()))
-        for mask, ok in ((finite, True), (~finite, False)):
-            items = np.flatnonzero(mask)
-            block[items] = self._compute(p, st, xc[items], k0, k1, None, ok)
+        bad = ~np.isfinite(xc)
+        cval_bad = p.padding == "constant" and not np.isfinite(p.cval)
+        if not (cval_bad or bad.any()):
+            return self._compute(p, st, xc, k0, k1, block)
+        q = replace(p, cval=0.0) if cval_bad else p
+        self._compute(q, st, np.where(bad, 0, xc), k0, k1, block)
+        nan_in = np.isnan(xc).any(axis=1)
+        nan_cval = cval_bad and np.isnan(p.cval)
+        nan_w = affected_windows(replace(p, cval=p.cval if nan_cval else 0.0), nan_in)
+        any_w = affected_windows(p, bad.any(axis=1))
+        if p.metric == "ssd":
+            _set_windows(block, any_w & ~nan_w, np.inf)
+            _set_windows(block, nan_w, np.nan)
+        else:
+            _set_windows(block, any_w, np.nan)
         return block
 
     def _compute(self, p: Problem, st: MetricState, xc: np.ndarray, k0: int, k1: int,
-                 block: np.ndarray | None, finite: bool) -> np.ndarray:
+                 block: np.ndarray) -> np.ndarray:
         b = xc.shape[0]
-        if block is None:
-            block = np.empty((b, k1 - k0, p.P, *p.O), p.dtype)
         xp = pad_sliding(xc, p.geoms, p.padding, p.cval, first_axis=3)
         centre = np.zeros((b, 1, p.P, *([1] * p.ndim)), p.dtype)
         if p.metric == "cosine":  # not shift-invariant: x as it is
             xw = xp.astype(p.dtype, copy=False)
         else:
-            src = xc if finite else np.where(np.isfinite(xc), xc, 0)
             axes = (1, *range(3, xc.ndim))
-            centre = src.mean(axis=axes, dtype=np.float64, keepdims=True).astype(p.dtype)
+            centre = xc.mean(axis=axes, dtype=np.float64, keepdims=True).astype(p.dtype)
             xw = work_buffer(xp.shape, p.dtype, "centred", _REUSE_BYTES)
             np.subtract(xp, centre, out=xw)
         geoms = tuple(_valid_geometry(g) for g in p.geoms)
-        fused = (finite and compiled.enabled() and p.ndim == 2 and geoms[0].dilation == 1
+        fused = (compiled.enabled() and p.ndim == 2 and geoms[0].dilation == 1
                  and xw.flags.c_contiguous)
         if fused:  # one compiled pass: channel sums, window sums, spread and flatness
             if p.metric == "ssd":
@@ -291,13 +304,8 @@ class MetricMethod:
                 inv_a = work_buffer((b, p.P, *p.O), p.dtype, "inv", _REUSE_BYTES)
                 compiled.kernels().window_stats_2d(xw, geoms, p.window_size, p.metric, inv_a)
         else:
-            sums1, sums2, scale = self._window_sums(p, xw, exact=not finite)
-        if finite:
-            self.method.compute(st.inner, st.state, xw, k0, k1, out=block)
-        else:  # the direct method keeps NaN/Inf in the windows that cover them
-            if st.direct_state is None:
-                st.direct_state = direct.prepare(st.inner, st.filters)
-            direct.compute(st.inner, st.direct_state, xw, k0, k1, out=block)
+            sums1, sums2, scale = self._window_sums(p, xw)
+        self.method.compute(st.inner, st.state, xw, k0, k1, out=block)
         c64 = centre.reshape(b, p.P).astype(np.float64)
         with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
             if p.metric == "ssd":
@@ -309,7 +317,7 @@ class MetricMethod:
         return block
 
     @staticmethod
-    def _window_sums(p: Problem, xw: np.ndarray, exact: bool):  # the general path
+    def _window_sums(p: Problem, xw: np.ndarray):  # the general path
         """Window sums of ``x'`` and ``x'^2`` over the summed and sliding axes, float64,
         ``(b, P, *O)``."""
         b, C, P = xw.shape[:3]
@@ -323,9 +331,9 @@ class MetricMethod:
             v *= v
             s2 += v
         geoms = tuple(_valid_geometry(g) for g in p.geoms)
-        scale = (error_scale(sums[1], geoms, 2, finite=not exact, reuse=True)
+        scale = (error_scale(sums[1], geoms, 2, finite=True, reuse=True)
                  if p.metric in ("ncc", "cosine") else None)
-        s1, s2 = box_sums(sums, geoms, 3, exact, reuse=True)
+        s1, s2 = box_sums(sums, geoms, 3, reuse=True)
         return s1, s2, scale
 
     @staticmethod
