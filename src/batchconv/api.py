@@ -14,7 +14,7 @@ from collections import OrderedDict
 
 import numpy as np
 
-from .arrays import from_numpy, to_numpy
+from .arrays import from_numpy, numpy_dtype, to_numpy
 from .planner import Plan, plan_problem
 from .problem import make_problem
 from .xp import clear_work_buffers
@@ -93,7 +93,7 @@ def _x_signature(x):
     """(shape, dtype) of x, which may be an array or a ``(shape, dtype)`` pair."""
     if (isinstance(x, tuple) and len(x) == 2 and not isinstance(x[0], int | np.integer)
             and isinstance(x[0], tuple | list)):
-        return tuple(x[0]), np.dtype(x[1])
+        return tuple(x[0]), numpy_dtype(x[1])
     a = _as_array(x, "x")
     return a.shape, a.dtype
 

@@ -16,7 +16,16 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["to_numpy", "from_numpy", "is_torch"]
+__all__ = ["to_numpy", "from_numpy", "is_torch", "numpy_dtype"]
+
+
+def numpy_dtype(dtype) -> np.dtype:
+    """A NumPy dtype from a NumPy or torch dtype (``torch.float32`` -> float32; bfloat16,
+    which NumPy lacks, computes as float32)."""
+    if type(dtype).__module__.split(".")[0] == "torch":
+        name = str(dtype).removeprefix("torch.")
+        return np.dtype("float32" if name == "bfloat16" else name)
+    return np.dtype(dtype)
 
 
 def is_torch(a) -> bool:
@@ -33,10 +42,12 @@ def to_numpy(a, name: str):
     if is_torch(a):
         if a.device.type != "cpu":
             raise TypeError(f"{name} is a torch tensor on {a.device}; this release computes "
-                            f"on the CPU (the GPU backend is planned): pass {name}.cpu()")
+                            f"on the CPU (the GPU backend is planned): pass a CPU tensor")
         t = a.detach()
         if t.is_conj():
             t = t.resolve_conj()
+        if t.is_neg():  # a lazily negated view (e.g. the imaginary part of a conjugate)
+            t = t.resolve_neg()
         if str(t.dtype) == "torch.bfloat16":
             t = t.float()
         if str(t.dtype) == "torch.bool":

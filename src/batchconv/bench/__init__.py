@@ -101,8 +101,8 @@ def main(argv: list[str] | None = None) -> int:
     size = ap.add_mutually_exclusive_group()
     size.add_argument("--quick", action="store_true", help="small sizes, under 2 minutes "
                       "(the default)")
-    size.add_argument("--full", action="store_true", help="the brief's full sizes (seed 000 "
-                      "at 500 x 1000 pairs: several minutes)")
+    size.add_argument("--full", action="store_true", help="the workloads' full sizes (all "
+                      "pairs of 500 x 1000 images: several minutes)")
     ap.add_argument("--only", action="append", metavar="NAME", choices=sorted(WORKLOADS),
                     help="run only this workload (repeatable)")
     ap.add_argument("--json", metavar="FILE", help="write the raw numbers as JSON")
@@ -111,7 +111,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--markdown", metavar="FILE", help="write the report as Markdown "
                     "(what BENCHMARKS.md holds)")
     args = ap.parse_args(argv)
-    report = run_bench(quick=not args.full, only=args.only)
+    for path in (args.json, args.markdown, args.plot):  # fail now, not after the run
+        folder = os.path.dirname(os.path.abspath(path)) if path else None
+        if folder and not os.path.isdir(folder):
+            ap.error(f"cannot write {path}: folder {folder} does not exist")
+    if args.plot and args.only and "crossover" not in args.only:
+        ap.error("--plot draws the crossover workload: add --only crossover")
+    only = list(dict.fromkeys(args.only)) if args.only else None  # each workload once
+    report = run_bench(quick=not args.full, only=only)
     command = "batchconv bench " + " ".join(argv if argv is not None else sys.argv[2:])
     print()
     print(summary_table(report))

@@ -68,7 +68,9 @@ def run(ctx: Context) -> Section:
         sec.summary.append(summary_row(
             NAME, f"{name}, N={N}", "torch conv2d (CPU)" if torch is not None else None,
             t.get("torch"), t["ours"], bar, flops=flops,
-            peak=ctx.peaks.get("gemm_float32"), note=f"{plan.method}; % of the GEMM peak"))
+            peak=ctx.peaks.get("gemm_float32"),
+            note=f"{plan.method}; direct-equivalent flops, % of the GEMM peak",
+            spread=(t.spread.get("torch"), t.spread["ours"])))
         ctx.log(f"  {name}: ours {t['ours'] * 1e3:.3g} ms"
                 + (f", torch {t['torch'] * 1e3:.3g} ms" if "torch" in t else ""))
     return sec

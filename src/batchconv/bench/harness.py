@@ -13,8 +13,15 @@ from dataclasses import dataclass, field
 import numpy as np
 
 
+class Timings(dict):
+    """Median seconds per contender, with ``spread``: the interquartile range over the
+    rounds as a fraction of the median, per contender (how noisy the run was)."""
+
+    spread: dict[str, float]
+
+
 def interleaved(contenders: dict[str, Callable[[], object]], *, rounds: int = 7,
-                max_seconds: float = 60.0) -> dict[str, float]:
+                max_seconds: float = 60.0) -> Timings:
     """Median seconds per contender over up to ``rounds`` interleaved rounds (fewer when a
     round is slow: at least 3 rounds, stopping once ``max_seconds`` have passed)."""
     for f in contenders.values():  # warm up: plans, FFT caches, page faults
@@ -32,7 +39,10 @@ def interleaved(contenders: dict[str, Callable[[], object]], *, rounds: int = 7,
             times[name].append(time.perf_counter() - t0)
         if r >= 2 and time.perf_counter() - start > max_seconds:
             break
-    return {k: float(np.median(v)) for k, v in times.items()}
+    out = Timings({k: float(np.median(v)) for k, v in times.items()})
+    out.spread = {k: float(np.subtract(*np.percentile(v, [75, 25])) / max(np.median(v), 1e-12))
+                  for k, v in times.items()}
+    return out
 
 
 def assert_agree(ours, ref, bound: float, what: str) -> None:
@@ -86,22 +96,25 @@ class Section:
 
 def summary_row(workload: str, case: str, anchor: str | None, anchor_s: float | None,
                 ours_s: float, bar: float | None, *, flops: float | None = None,
-                peak: float | None = None, note: str = "") -> dict:
+                peak: float | None = None, note: str = "",
+                spread: tuple[float | None, float | None] = (None, None)) -> dict:
     """A line of the summary table: times, ratio anchor/ours, the bar on that ratio and
     whether it is met, and the achieved GFLOP/s with its fraction of the machine's peak
     (``peak`` in GFLOP/s, measured at the start of the run)."""
     ratio = anchor_s / ours_s if anchor_s else None
     gflops = flops / ours_s / 1e9 if flops else None
+    noise = "/".join(f"{100 * v:.0f}%" for v in spread if v is not None)
     return {"workload": workload, "case": case, "anchor": anchor or "not installed",
             "anchor ms": anchor_s * 1e3 if anchor_s else None, "ours ms": ours_s * 1e3,
             "anchor / ours": ratio, "bar": bar,
             "met": None if ratio is None or bar is None else bool(ratio >= bar),
             "GFLOP/s": gflops,
-            "% of peak": 100 * gflops / peak if gflops and peak else None, "note": note}
+            "% of peak": 100 * gflops / peak if gflops and peak else None,
+            "IQR anchor/ours": noise or None, "note": note}
 
 
 SUMMARY_COLUMNS = ["workload", "case", "anchor", "anchor ms", "ours ms", "anchor / ours",
-                   "bar", "met", "GFLOP/s", "% of peak", "note"]
+                   "bar", "met", "IQR anchor/ours", "GFLOP/s", "% of peak", "note"]
 
 
 def measure_peaks(log: Callable[[str], None] = lambda s: None) -> dict[str, float]:

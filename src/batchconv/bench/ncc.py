@@ -22,12 +22,13 @@ COLUMNS = ["templates", "image", "method", "opencv ms", "ours ms", "ours cold ms
 
 
 def run(ctx: Context) -> Section:
-    sec = Section(NAME, "NCC template matching, 48x40 templates on a 1000x900 float32 image",
+    shape = (500, 450) if ctx.quick else (1000, 900)
+    sec = Section(NAME, f"NCC template matching, 48x40 templates on a {shape[0]}x{shape[1]} "
+                        "float32 image",
                   "`bc.correlate(img[None], bank, metric='ncc')` against looped "
                   "`cv2.matchTemplate(img, t, cv2.TM_CCOEFF_NORMED)`, checked within 2e-4.",
                   COLUMNS)
     rng = np.random.default_rng(0)
-    shape = (500, 450) if ctx.quick else (1000, 900)
     img = rng.random(shape, dtype=np.float32)
     bank = np.stack([img[y:y + 48, x:x + 40] + 0.1 * rng.random((48, 40), dtype=np.float32)
                      for y, x in rng.integers(0, min(shape) - 60, size=(16, 2))])
@@ -63,5 +64,6 @@ def run(ctx: Context) -> Section:
             NAME, f"{n_tpl} template(s), {shape[0]}x{shape[1]}",
             "cv2.matchTemplate" if cv2 is not None else None, t.get("opencv"), t["ours"],
             bar, flops=plan.flops, peak=plan_peak(plan, ctx.peaks),
-            note=f"cold {t['ours cold'] * 1e3:.3g} ms"))
+            note=f"cold {t['ours cold'] * 1e3:.3g} ms",
+            spread=(t.spread.get("opencv"), t.spread["ours"])))
     return sec

@@ -2,7 +2,7 @@
 result (``"nhwd,khwd->nk|hwd"``), 96x96x3 float32: the seed's full scale is 500 images x
 1000 filters (``--full``: with the default budget and with ``memory="2GB"``, each in a
 fresh subprocess so that its peak resident memory can be reported); ``--quick`` runs 100 x
-200 pairs in process.
+200 pairs in process (one timed call after a warm-up).
 
 The anchor is the seed's own code (``cdist`` with ``scipy.signal.correlate(method='fft')``
 and ``max``, float64), timed pair by pair on 8 x 10 pairs in the same run (the median
@@ -20,6 +20,8 @@ import time
 import numpy as np
 
 import batchconv as bc
+from batchconv.costs import flops
+from batchconv.problem import make_problem
 
 from .harness import Context, Section, plan_peak, summary_row
 
@@ -42,6 +44,8 @@ def _ours_in_subprocess(n: int, k: int, memory) -> dict:
     code = f"""
 import json, resource, time
 import batchconv as bc
+from batchconv.costs import flops
+from batchconv.problem import make_problem
 from batchconv.bench.seed000 import data, SPEC
 x, w = data({n}, {k})
 base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
@@ -101,10 +105,12 @@ def run(ctx: Context) -> Section:
     except ImportError:
         anchor, err = None, None
         sec.notes.append("SciPy not installed: the seed's code cannot run; ours timed alone")
-    plan = bc.plan(*data(2, 2), SPEC, mode="same", reduce="max")
-    flops_per_pair = plan.flops / 4
+    plan = bc.plan(*data(2, 2), SPEC, mode="same", reduce="max")  # the method and its peak
+    problem = make_problem((n, *SHAPE), np.float32, (k, *SHAPE), np.float32, SPEC,
+                           mode="same", reduce="max")
+    flops_per_pair = flops(problem, plan.method) / (n * k)  # items' transforms shared
     for memory in ((None,) if ctx.quick else (None, "2GB")):
-        ctx.log(f"  {n} x {k} pairs, memory={memory} ...")
+        ctx.log(f"  {n} x {k} pairs, memory={memory or 'default'} ...")
         r = (_in_process if ctx.quick else _ours_in_subprocess)(n, k, memory)
         per_pair = r["seconds"] / (n * k)
         sec.rows.append({"pairs": f"{n} x {k}", "memory": memory or "default",

@@ -54,5 +54,6 @@ def run(ctx: Context) -> Section:
     sec.summary.append(summary_row(
         NAME, "1000 x 64x64, 5x5", "einsum + as_strided", t["einsum + as_strided"],
         t["ours auto"], 3.0, flops=plan.flops, peak=plan_peak(plan, ctx.peaks),
-        note=f"extra memory {extra / out.nbytes:.2f}x the output (bar 2)"))
+        note=f"extra memory {extra / out.nbytes:.2f}x the output (bar 2)",
+        spread=(t.spread["einsum + as_strided"], t.spread["ours auto"])))
     return sec

@@ -90,7 +90,8 @@ def run(ctx: Context) -> Section:
     kernel = "compiled kernel" if compiled.enabled() else "NumPy (numba not installed)"
     bar = 30.0 if anchor == "torch unfold" else None  # the brief's bar is against torch
     sec.summary.append(summary_row(NAME, f"{n} x 3x256x256, 16x16, stride 2", anchor,
-                                   t[anchor], t["ours"], bar, note=kernel))
+                                   t[anchor], t["ours"], bar, note=kernel,
+                                   spread=(t.spread[anchor], t.spread["ours"])))
     sec.summary.append(summary_row(NAME, f"{n} x 3x256x256, NumPy alone", anchor, t[anchor],
                                    t["ours numpy"], None, note="compiled kernel off"))
     return sec
