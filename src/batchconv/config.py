@@ -6,6 +6,7 @@ import platform
 import sys
 from importlib import metadata
 
+from . import compiled
 from .xp import available_memory, fft_engine, get_workers, has_module
 
 __all__ = ["show_config", "config"]
@@ -35,6 +36,8 @@ def config() -> dict:
         "numpy": np.__version__,
         "optional": {name: _version(name) for name in _OPTIONAL},
         "fft_engine": fft_engine().name + ".fft",
+        "compiled_kernels": "numba" if compiled.enabled() else (
+            "off (BATCHCONV_DISABLE_NUMBA)" if has_module("numba") else "none (NumPy code)"),
         "threads": get_workers(),
         "available_memory_gib": round(available_memory() / (1 << 30), 1),
     }
@@ -51,5 +54,6 @@ def show_config() -> None:
     for name, v in c["optional"].items():
         print(f"  {name:<14}{v or 'not installed'}")
     print(f"  fft engine    {c['fft_engine']}")
+    print(f"  compiled      {c['compiled_kernels']}  (SAD and window sums)")
     print(f"  threads       {c['threads']}")
     print(f"  memory        {c['available_memory_gib']} GiB available")
