@@ -70,3 +70,19 @@ def test_list_arguments_still_work_uncached_or_cached():
     x = np.arange(20.).reshape(2, 10)
     got = bc.correlate(x, [[1.0, 2.0]], stride=[2])
     np.testing.assert_allclose(got, naive_correlate(x, np.array([[1.0, 2.0]]), stride=2))
+
+
+def test_cache_bounds_the_filter_state_in_all(monkeypatch):
+    """Remembered plans hold at most _PLAN_CACHE_TOTAL_BYTES of filter state together (the
+    newest plan is always kept)."""
+    from batchconv import api
+
+    bc.clear_plan_cache()
+    monkeypatch.setattr(api, "_PLAN_CACHE_TOTAL_BYTES", 200_000)
+    x = np.ones((2, 64, 64))
+    for i in range(6):
+        bc.correlate(x, np.full((4, 9, 9), float(i)), method="fft")  # about 135 KB of spectra each
+        total = sum(p.state_bytes for p in api._plan_cache.values())
+        assert total <= 200_000 or len(api._plan_cache) == 1
+    assert 1 <= len(api._plan_cache) < 6
+    bc.clear_plan_cache()
