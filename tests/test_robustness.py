@@ -156,3 +156,14 @@ def test_large_integers_exact_below_2_53():
         got = bc.correlate(x, w, method=method)
         assert got.dtype == np.float64
         assert (got.astype(np.int64) == ref.astype(np.int64)).all()
+
+
+def test_empty_summed_axis_gives_zeros():
+    """No channels: every window sums nothing (shift-and-add writes its first product
+    instead of adding it, so the no-tap case must still be zeroed)."""
+    for method in ("direct", "fft"):
+        y = bc.correlate(np.ones((2, 0, 10)), np.ones((3, 0, 3)), "ncl,kcl->nkl|l",
+                         method=method)
+        assert y.shape == (2, 3, 8) and (y == 0).all()
+        y = bc.correlate(np.ones((2, 0, 10)), np.ones((0, 3)), "ncl,cl->nl|l", method=method)
+        assert y.shape == (2, 8) and (y == 0).all()

@@ -175,7 +175,8 @@ def prepare(p: Problem, wc: np.ndarray, budget: int | None = None) -> FFTState:
     if C == 1:
         spec = spec[:, 0]
     else:  # frequency-major for one batched matmul per bin: (P, F, C, K)
-        spec = np.ascontiguousarray(spec.reshape(K, C, P, -1).transpose(2, 3, 1, 0))
+        spec = np.ascontiguousarray(spec.reshape(K, C, P, prod(spec.shape[3:])).transpose(
+            2, 3, 1, 0))
     return FFTState(shape, tiles, implicit, is_complex, spec)
 
 
@@ -203,7 +204,8 @@ def _channel_product(st: FFTState, X: np.ndarray, k0: int, k1: int) -> np.ndarra
     """Channel sums in the frequency domain: ``(P, *Fh, b, k)`` from the spectra ``X``
     (b, C, P, *Fh), one batched complex matmul over the bins."""
     b, C, P = X.shape[:3]
-    Xt = np.ascontiguousarray(np.moveaxis(X, (0, 1), (-2, -1))).reshape(P, -1, b, C)
+    Xt = np.ascontiguousarray(np.moveaxis(X, (0, 1), (-2, -1))).reshape(
+        P, prod(X.shape[3:]), b, C)
     Y = np.matmul(Xt, st.spectrum[..., k0:k1])  # (P, F, b, k)
     return Y.reshape(P, *X.shape[3:], b, k1 - k0)
 
@@ -432,7 +434,7 @@ def workspace_bytes(p: Problem, b: int, k: int, budget: int | None = None) -> in
         return x_pad + get_workers() * per_unit
     spectra = b * p.C * p.P * half * c
     item = p.P * (half * c * p.C * 2 + prod(shape) * r * p.C)  # forward stage, per item
-    forward = item * min(b, max(1, _GROUP_BYTES // item))
+    forward = item * min(b, max(1, _GROUP_BYTES // max(item, 1)))  # item: 0 with no channels
     pair = _pair_bytes(p, shape)
     unit = 2 * pair * min(b * k, max(1, _GROUP_BYTES // pair))
     channels = (2 * b * k + b * p.C) * p.P * half * c if p.C > 1 else 0  # block product
