@@ -182,6 +182,19 @@ def naive_correlate(x, w, spec=None, *, mode="valid", stride=1, dilation=1,
     return res.transpose(perm)
 
 
+def _unreduced_spec(x, w, spec):
+    """``spec`` with every sliding letter kept in the output, and the positions of the
+    sliding axes in that output (over which a pair's windows range)."""
+    if spec is not None:
+        xs, ws, out, sliding = _parse(spec)
+        full_out = out + "".join(c for c in sliding if c not in out)
+        return (f"{xs},{ws}->{full_out}|{sliding}",
+                tuple(i for i, c in enumerate(full_out) if c in sliding))
+    spec = default_spec_string(np.ndim(x), np.ndim(w), False)
+    out = spec.split("->")[1].split("|")[0]
+    return spec, tuple(range(2 if np.ndim(w) == np.ndim(x) else 1, len(out)))
+
+
 def window_abs_bound(x, w, spec=None, **kw):
     """S of the accuracy contract for every output: the largest ``sum |x| |w|`` over any
     window of that output's (x item, filter) pair, broadcast to the unreduced result."""
@@ -189,15 +202,7 @@ def window_abs_bound(x, w, spec=None, **kw):
     kw.pop("reduce", None)
     conv = kw.pop("convolve", False)
     cval = abs(kw.pop("cval", 0.0))
-    if spec is not None:
-        xs, ws, out, sliding = _parse(spec)
-        full_out = out + "".join(c for c in sliding if c not in out)
-        spec = f"{xs},{ws}->{full_out}|{sliding}"
-        axes = tuple(i for i, c in enumerate(full_out) if c in sliding)
-    else:
-        spec = default_spec_string(np.ndim(x), np.ndim(w), False)
-        out = spec.split("->")[1].split("|")[0]
-        axes = tuple(range(2 if np.ndim(w) == np.ndim(x) else 1, len(out)))
+    spec, axes = _unreduced_spec(x, w, spec)
     s = naive_correlate(np.abs(x), np.abs(w), spec, cval=cval, convolve=conv, **kw).real
     return s.max(axis=axes, keepdims=True) if s.size else s
 
@@ -213,15 +218,7 @@ def window_metric_bound(x, w, spec=None, *, metric, **kw):
     * cosine: ``sum |a| |b|``, den ``|a| |b|``."""
     kw = dict(kw)
     kw.pop("reduce", None)
-    if spec is not None:
-        xs, ws, out, sliding = _parse(spec)
-        full_out = out + "".join(c for c in sliding if c not in out)
-        spec = f"{xs},{ws}->{full_out}|{sliding}"
-        axes = tuple(i for i, c in enumerate(full_out) if c in sliding)
-    else:
-        spec = default_spec_string(np.ndim(x), np.ndim(w), False)
-        out = spec.split("->")[1].split("|")[0]
-        axes = tuple(range(2 if np.ndim(w) == np.ndim(x) else 1, len(out)))
+    spec, axes = _unreduced_spec(x, w, spec)
     name = "sad" if metric == "sad" else f"{metric}_scale"
     s = naive_correlate(x, w, spec, metric=name, **kw)
     s = s.max(axis=axes, keepdims=True) if s.size else s

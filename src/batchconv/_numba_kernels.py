@@ -149,6 +149,17 @@ def _gcd(a, b):  # pragma: no cover - compiled
 
 
 @numba.njit(nogil=True, cache=True)
+def _window_starts(base, m, d, s):  # pragma: no cover - compiled
+    """``(j0, step)``: the taps ``j0, j0 + step, ...`` (below ``m``) of a block whose tap
+    ``j`` sits at sample ``base + d * j`` where a window starts (samples that are
+    multiples of the stride ``s``)."""
+    j0 = 0
+    while j0 < m and (base + d * j0) % s != 0:
+        j0 += 1
+    return j0, (s // _gcd(s, d) if s > 1 else 1)
+
+
+@numba.njit(nogil=True, cache=True)
 def _box_block(src, dst, m, d, s, pc, pp):  # pragma: no cover - compiled
     """Window sums along the first axis of ``src`` (n, w) into ``dst`` (n_out, w):
     blocked prefix sums. Along each residue class of ``d`` the samples are cut into
@@ -176,12 +187,7 @@ def _box_block(src, dst, m, d, s, pc, pp):  # pragma: no cover - compiled
                         for q in range(w):
                             cur[q] = prev[q] + row[q]
             if b >= 1:  # windows starting in block b - 1 (complete: m rows in pp)
-                j0 = 0
-                if s > 1:  # its first tap where a window starts
-                    base = r + d * (b - 1) * m
-                    while j0 < m and (base + d * j0) % s != 0:
-                        j0 += 1
-                step = s // _gcd(s, d) if s > 1 else 1
+                j0, step = _window_starts(r + d * (b - 1) * m, m, d, s)
                 total = pp[m - 1]
                 for jj in range(j0, m, step):
                     o = (r + d * ((b - 1) * m + jj)) // s
@@ -293,12 +299,7 @@ def _box_row(src, dst, scale, m, d, s, pc, pp):  # pragma: no cover - compiled
                     acc += src[r + d * (b * m + jj)]
                     pc[jj] = acc
             if b >= 1:
-                j0 = 0
-                if s > 1:
-                    base = r + d * (b - 1) * m
-                    while j0 < m and (base + d * j0) % s != 0:
-                        j0 += 1
-                step = s // _gcd(s, d) if s > 1 else 1
+                j0, step = _window_starts(r + d * (b - 1) * m, m, d, s)
                 total = pp[m - 1]
                 for jj in range(j0, m, step):
                     o = (r + d * ((b - 1) * m + jj)) // s
@@ -370,12 +371,9 @@ def _stats_2d(x, out, n, m0, s0, m1, d1, s1, mode, eps16, t_begin, t_end, rows_p
                             for q in range(o1n):
                                 cur[e, q] = prev[e, q] + row[e, q]
             if b >= 1:
-                j0 = 0
-                if s0 > 1:
-                    while j0 < m0 and ((b - 1) * m0 + j0) % s0 != 0:
-                        j0 += 1
+                j0, step = _window_starts((b - 1) * m0, m0, 1, s0)
                 total = pp[m0 - 1]
-                for jj in range(j0, m0, s0 if s0 > 1 else 1):
+                for jj in range(j0, m0, step):
                     o = oa + ((b - 1) * m0 + jj) // s0
                     if o >= ob:
                         break

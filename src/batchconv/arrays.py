@@ -67,6 +67,6 @@ def from_numpy(result: np.ndarray, kind: str | None):
     if kind == "torch":
         import torch
 
-        return torch.from_numpy(np.ascontiguousarray(result)
-                                if not result.flags.writeable else result)
+        # torch wants writeable memory; our results are fresh arrays, so this rarely copies
+        return torch.from_numpy(result if result.flags.writeable else result.copy())
     return result

@@ -95,19 +95,17 @@ def inner_problem(p: Problem) -> Problem:
 class MetricState:
     inner: Problem
     state: object  # the correlation method's filter state (of the centred filters)
-    filters: np.ndarray  # the filters the correlation uses: centred (ssd, ncc) or as given
     mean: np.ndarray  # (K, P) float64: filter means (ssd)
     sq: np.ndarray  # (K, P) float64: |b^|^2 (ssd, ncc) or |b|^2 (cosine)
     inv_norm: np.ndarray  # (K, P) float64: 1 / sqrt(sq), 0 for flat filters
 
 
 def box_sums(a: np.ndarray, geoms: tuple[AxisGeometry, ...], first_axis: int,
-             exact: bool = False, reuse: bool = False) -> np.ndarray:
+             reuse: bool = False) -> np.ndarray:
     """Window sums of ``a`` (float64) over the sliding axes ``first_axis, ...`` for the
     'valid' windows of ``geoms`` (stride and dilation included).
 
-    Short windows (or ``exact=True``, which keeps a NaN or Inf in the windows that cover
-    it) add shifted slices. Longer ones use blocked prefix sums (:func:`_blocked`,
+    Short windows add shifted slices. Longer ones use blocked prefix sums (:func:`_blocked`,
     compiled with numba when installed): each window is the suffix sum of one block of
     ``m`` samples plus the prefix sum of the next, so its rounding error is bounded by
     those two blocks (:func:`error_scale`), wherever it lies on the axis. The axis that
@@ -120,14 +118,14 @@ def box_sums(a: np.ndarray, geoms: tuple[AxisGeometry, ...], first_axis: int,
     """
     order = sorted(range(len(geoms)), key=lambda i: geoms[i].out / max(geoms[i].n, 1))
     for step, i in enumerate(order):
-        a = _box_sum(a, first_axis + i, geoms[i], exact, f"box{step % 2}" if reuse else None)
+        a = _box_sum(a, first_axis + i, geoms[i], f"box{step % 2}" if reuse else None)
     return a
 
 
-def _box_sum(a: np.ndarray, axis: int, g: AxisGeometry, exact: bool,
+def _box_sum(a: np.ndarray, axis: int, g: AxisGeometry,
              slot: str | None = None) -> np.ndarray:
     m, d, s, out = g.m, g.dilation, g.stride, g.out
-    if exact or m <= _SHIFT_MAX:
+    if m <= _SHIFT_MAX:
         sl = [slice(None)] * a.ndim
         sl[axis] = slice(0, (out - 1) * s + 1, s)
         res = a[tuple(sl)].copy()
@@ -163,9 +161,9 @@ def _blocked(a: np.ndarray, axis: int, m: int, d: int, s: int, out: int) -> np.n
 
 
 def error_scale(squares: np.ndarray, geoms: tuple[AxisGeometry, ...], first_axis: int,
-                finite: bool = False, reuse: bool = False) -> np.ndarray:
-    """Per window: the sum of ``squares`` (non-negative; NaN and Inf count as 0 unless
-    ``finite`` says there are none) over the region of two blocks of ``m * dilation``
+                reuse: bool = False) -> np.ndarray:
+    """Per window: the sum of ``squares`` (non-negative and finite: the metrics replace NaN
+    and Inf before computing) over the region of two blocks of ``m * dilation``
     samples per axis that starts with the window's block. It bounds the inputs of every
     partial sum that went into the window's sums (:func:`box_sums`), so their rounding
     error is a few ``eps * sum(m)`` times it: local to the window, whatever lies
@@ -175,7 +173,7 @@ def error_scale(squares: np.ndarray, geoms: tuple[AxisGeometry, ...], first_axis
     >>> error_scale(np.ones(10), (axis_geometry(10, 2),), 0)
     array([4., 4., 4., 4., 4., 4., 4., 4., 2.])
     """
-    a = squares if finite else np.where(np.isfinite(squares), squares, 0)
+    a = squares
     for i, g in enumerate(geoms):  # sums over blocks, axis by axis (small)
         ax = first_axis + i
         block, n = g.m * g.dilation, a.shape[ax]
@@ -236,7 +234,7 @@ class MetricMethod:
             inv = np.where(sq > 0, 1 / np.sqrt(sq), 0.0)
         filters = np.ascontiguousarray(filters)
         state = self.method.prepare(inner, filters, budget) if p.window_size else None
-        return MetricState(inner, state, filters, mean, sq, inv)
+        return MetricState(inner, state, mean, sq, inv)
 
     def fuses_reduce(self, p: Problem) -> bool:
         return False
@@ -331,7 +329,7 @@ class MetricMethod:
             v *= v
             s2 += v
         geoms = tuple(_valid_geometry(g) for g in p.geoms)
-        scale = (error_scale(sums[1], geoms, 2, finite=True, reuse=True)
+        scale = (error_scale(sums[1], geoms, 2, reuse=True)
                  if p.metric in ("ncc", "cosine") else None)
         s1, s2 = box_sums(sums, geoms, 3, reuse=True)
         return s1, s2, scale
