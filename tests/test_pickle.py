@@ -40,3 +40,14 @@ def test_unpickled_plan_runs_in_a_spawned_worker(rng):
     with mp.get_context("spawn").Pool(1) as pool:
         got = pool.apply(_run, (pickle.dumps(p), x))
     np.testing.assert_array_equal(got, p(x))
+
+
+def test_plans_pickle_with_cloudpickle(rng):
+    """Dask's distributed scheduler ships objects with cloudpickle."""
+    cloudpickle = pytest.importorskip("cloudpickle")
+    x = rng.standard_normal((3, 24, 20)).astype(np.float32)
+    w = rng.standard_normal((4, 5, 4)).astype(np.float32)
+    for metric in ("dot", "ncc", "sad"):
+        p = bc.plan(x, w, metric=metric, mode="same")
+        q = cloudpickle.loads(cloudpickle.dumps(p))
+        np.testing.assert_array_equal(q(x), p(x))

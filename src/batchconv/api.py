@@ -15,6 +15,7 @@ from collections import OrderedDict
 import numpy as np
 
 from .arrays import from_numpy, numpy_dtype, to_numpy
+from .dask_arrays import is_dask, lazy_correlate
 from .planner import Plan, plan_problem
 from .problem import make_problem
 from .xp import clear_work_buffers
@@ -170,6 +171,10 @@ def correlate(x, w, spec: str | None = None, *, mode: str = "valid", stride=1, d
            [[4., 5., 6.],
             [5., 6., 7.]]])
     """
+    if is_dask(x) or is_dask(w):
+        return lazy_correlate(x, w, spec, False, mode=mode, stride=stride, dilation=dilation,
+                              padding=padding, cval=cval, metric=metric, reduce=reduce,
+                              method=method, memory=memory, workers=workers)
     kind = to_numpy(x, "x")[1]
     x = _as_array(x, "x")
     return from_numpy(_cached_plan(x, w, spec, False, dict(
@@ -188,6 +193,10 @@ def convolve(x, w, spec: str | None = None, *, mode: str = "valid", stride=1, di
     >>> bc.convolve(np.array([[1., 2., 3., 4., 5.]]), np.array([1., 1.]), mode="same")
     array([[1., 3., 5., 7., 9.]])
     """
+    if is_dask(x) or is_dask(w):
+        return lazy_correlate(x, w, spec, True, mode=mode, stride=stride, dilation=dilation,
+                              padding=padding, cval=cval, metric=metric, reduce=reduce,
+                              method=method, memory=memory, workers=workers)
     kind = to_numpy(x, "x")[1]
     x = _as_array(x, "x")
     return from_numpy(_cached_plan(x, w, spec, True, dict(

@@ -54,10 +54,14 @@ def to_numpy(a, name: str):
             raise TypeError(f"{name} has dtype torch.bool; batchconv accepts integer, float "
                             f"and complex tensors. Convert with {name}.float().")
         return t.numpy(), "torch"
-    if type(a).__module__.split(".")[0] in ("dask", "cupy", "jax", "jaxlib"):
+    lib = type(a).__module__.split(".")[0]
+    if lib == "dask":  # bc.correlate / convolve take them; a Plan runs on one block
+        raise TypeError(f"{name} is a Dask array: pass it to bc.correlate or bc.convolve, "
+                        f"which return a lazy Dask array; a Plan runs on in-memory arrays")
+    if lib in ("cupy", "jax", "jaxlib"):
         raise TypeError(f"{name} is a {type(a).__module__}.{type(a).__name__}; this release "
-                        f"accepts NumPy arrays and torch CPU tensors (dask support is "
-                        f"planned). Convert with np.asarray({name}).")
+                        f"accepts NumPy arrays, torch CPU tensors and Dask arrays. Convert "
+                        f"with np.asarray({name}).")
     return np.asarray(a), None
 
 

@@ -11,7 +11,7 @@ from .xp import available_memory, fft_engine, get_workers, has_module
 
 __all__ = ["show_config", "config"]
 
-_OPTIONAL = ("scipy", "numba", "torch", "dask", "threadpoolctl")
+_OPTIONAL = ("scipy", "numba", "torch", "dask", "distributed", "threadpoolctl")
 
 
 def _version(name: str) -> str | None:

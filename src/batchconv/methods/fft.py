@@ -33,7 +33,7 @@ import numpy as np
 
 from ..geometry import pad_sliding
 from ..problem import Problem
-from ..xp import fft_engine, get_workers, next_fast_len, parallel_for
+from ..xp import fft_engine, get_workers, next_fast_len, parallel_for, work_buffer
 
 __all__ = ["FFTState", "fft_shape", "tiling", "tile_count", "prepare", "compute",
            "workspace_bytes", "fuses_reduce"]
@@ -237,8 +237,10 @@ def _product_inverse(p: Problem, st: FFTState, X: np.ndarray, k0: int, k1: int,
         return _inverse(p, st, _channel_product(st, X, k0, k1), keep, workers, False)
     if k1 - k0 == 1 and in_place:  # multiply in place, X becomes (b, 1, P, *Fh)
         Y = np.multiply(X, st.spectrum[None, k0:k1], out=X)
-    else:
-        Y = X[:, 0][:, None] * st.spectrum[None, k0:k1]  # (b, k, P, *Fh)
+    else:  # (b, k, P, *Fh) in this thread's reused buffer: no fresh pages per unit
+        shape = (X.shape[0], k1 - k0, *X.shape[2:])
+        Y = np.multiply(X[:, 0][:, None], st.spectrum[None, k0:k1],
+                        out=work_buffer(shape, X.dtype, "product"))
     return _inverse(p, st, Y, keep, workers, True)
 
 
@@ -299,7 +301,9 @@ def _flag_nonfinite(y: np.ndarray, first: int, nonfinite: set | None) -> None:
     """Add to ``nonfinite`` the items (numbered from ``first``) whose outputs in ``y``
     are not all finite: an FFT spreads a NaN or Inf over the whole item, so the caller
     redoes those items exactly. The check runs on data still in cache."""
-    if nonfinite is not None and not np.isfinite(y).all():
+    # a sum is NaN/Inf when an element is (or on overflow: then the exact test below
+    # finds nothing), and unlike isfinite() it allocates no array of y's size
+    if nonfinite is not None and not np.isfinite(y.sum()):
         bad = ~np.isfinite(y).reshape(y.shape[0], -1).all(axis=1)
         nonfinite.update((first + np.flatnonzero(bad)).tolist())
 

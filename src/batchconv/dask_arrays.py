@@ -1,0 +1,387 @@
+"""Dask arrays in, lazy Dask arrays out (``pip install "batchconv[dask]"``).
+
+``bc.correlate`` / ``bc.convolve`` with a Dask array ``x`` and/or ``w`` build a task graph
+and return a lazy Dask array: nothing is computed until ``.compute()``. Every task runs the
+in-memory engine on one block, so the result equals the in-memory one (accuracy contract)
+under any Dask scheduler: threads, processes or a ``distributed`` cluster.
+
+How the blocks map:
+
+- batch axes of ``x`` and bank axes of ``w`` keep their chunks: output block ``(i, j)``
+  comes from ``x`` block ``i`` and ``w`` block ``j`` (seed 000's table is a grid of tasks);
+  summed, paired and one-sided summed axes are rechunked whole;
+- a chunked sliding axis: its output is cut where the input's chunks are cut (aligned to
+  the stride; 'same' keeps the chunks), and each output block reads the input samples its
+  windows cover (the halo from the mode, kernel extent, dilation and stride), with the
+  padding applied at the outer boundary only;
+- a reduced sliding axis that is chunked: each block reduces its own windows and one task
+  per output block combines them ("sum", "mean", "max", "min"; "argmax"/"argmin" with
+  coordinates made global, the first occurrence winning ties as in NumPy);
+- one task per bank block builds the plan (filter spectra included) that every task of
+  that block uses: the bank travels once per worker, never inside every task, and a NumPy
+  ``x`` or ``w`` above 1 MB is scattered to the workers first when a ``distributed`` client
+  is active.
+
+Threads and memory: inside a task the engine uses ``workers`` threads, **1** unless given,
+so that Dask's own parallelism (a task per core) does not oversubscribe the cores.
+``memory`` is each task's budget for temporaries, beyond its input piece and output block.
+
+>>> import numpy as np, dask.array as da, batchconv as bc
+>>> x = da.from_array(np.arange(12.0).reshape(2, 6), chunks=(1, 3))
+>>> y = bc.correlate(x, np.array([1.0, 1.0]), mode="same")
+>>> y.chunks
+((1, 1), (3, 3))
+>>> y.compute()
+array([[ 0.,  1.,  3.,  5.,  7.,  9.],
+       [ 6., 13., 15., 17., 19., 21.]])
+"""
+
+from __future__ import annotations
+
+import sys
+import threading
+from collections import Counter
+from dataclasses import dataclass, replace
+from math import prod
+
+import numpy as np
+
+from .arrays import to_numpy
+from .geometry import AxisGeometry
+from .planner import parse_memory
+from .problem import Problem, make_problem
+from .reduce import apply_reduce
+from .xp import set_workers
+
+__all__ = ["is_dask", "lazy_correlate", "axis_blocks", "AxisBlock"]
+
+_SCATTER_BYTES = 1 << 20  # NumPy inputs above this are scattered, not put in the graph
+_COMBINED = ("sum", "mean", "max", "min", "argmax", "argmin")
+_FIRST_PARTIAL = {"mean": "sum", "argmax": "max", "argmin": "min"}  # see _run_partial
+# argmax/argmin over chunked axes compute a block unreduced (one pass, both reductions)
+# when that takes at most 1/_UNREDUCED_SHARE of the budget, else two fused passes
+_UNREDUCED_SHARE = 2
+
+
+def is_dask(a) -> bool:
+    """True for a Dask array (without importing dask)."""
+    return (type(a).__module__.split(".")[0] == "dask" and hasattr(a, "chunks")
+            and hasattr(a, "dask"))
+
+
+@dataclass(frozen=True, eq=False)
+class AxisBlock:
+    """One output block ``o0:o1`` along a sliding axis and the input it reads: ``x`` at
+    indices ``src``, then padded by the engine with ``lo`` samples before and ``hi`` after
+    (``hi < 0``: the tail of ``src`` is not read). 'constant' padding stays implicit (the
+    FFT method never transforms zeros); the other paddings are mapped into ``src`` where
+    the axis is cut into several blocks, and left to the engine where it is whole."""
+
+    o0: int
+    o1: int
+    src: np.ndarray
+    lo: int
+    hi: int
+
+    def geometry(self, g: AxisGeometry) -> AxisGeometry:
+        """The piece's geometry along this axis (``g``: the whole axis's)."""
+        return replace(g, n=int(self.src.size), lo=self.lo, hi=self.hi, out=self.o1 - self.o0)
+
+
+def axis_blocks(g: AxisGeometry, chunks: tuple[int, ...], padding: str) -> list[AxisBlock]:
+    """Cut the output of one sliding axis where ``x``'s ``chunks`` are cut: output ``i``
+    goes to the chunk holding its window's centre (``i * stride - lo + extent // 2``), so
+    blocks align to the stride, 'same' keeps the input's chunks, and each block reads
+    about one chunk plus the kernel's halo.
+
+    >>> from batchconv.geometry import axis_geometry
+    >>> g = axis_geometry(10, 3, "same")
+    >>> [(b.o0, b.o1, b.src.tolist(), b.lo, b.hi) for b in axis_blocks(g, (5, 5), "wrap")]
+    [(0, 5, [9, 0, 1, 2, 3, 4, 5], 0, 0), (5, 10, [4, 5, 6, 7, 8, 9, 0], 0, 0)]
+    """
+    starts = np.cumsum((0, *chunks))[1:-1]
+    shift = g.lo - g.extent // 2  # output i's centre is input sample i * stride - shift
+    cuts = [0, *(min(max(-(-(int(c) + shift) // g.stride), 0), g.out) for c in starts),
+            g.out]
+    cuts = sorted(set(cuts))
+    if len(cuts) == 2:  # one block: the whole axis, padded by the engine as in memory
+        return [AxisBlock(0, g.out, np.arange(g.n), g.lo, g.hi)]
+    if padding == "constant":
+        blocks = []
+        for o0, o1 in zip(cuts[:-1], cuts[1:]):
+            a = o0 * g.stride - g.lo  # first input sample read (may be padding)
+            b = (o1 - 1) * g.stride - g.lo + g.extent  # one past the last
+            first, last = min(max(a, 0), g.n), max(min(b, g.n), 0)
+            if last <= first:  # only padding (e.g. 'full' with a long kernel)
+                first = last = min(first, g.n)
+            blocks.append(AxisBlock(o0, o1, np.arange(first, last), first - a,
+                                    b - a - (first - a) - (last - first)))
+        return blocks
+    blocks = []
+    for o0, o1 in zip(cuts[:-1], cuts[1:]):
+        a = o0 * g.stride - g.lo
+        b = (o1 - 1) * g.stride - g.lo + g.extent
+        lo, hi = max(-a, 0), max(b - g.n, 0)
+        src = np.pad(np.arange(g.n), (lo, hi), mode=padding)[a + lo:b + lo]
+        blocks.append(AxisBlock(o0, o1, src, 0, 0))
+    return blocks
+
+
+def _runs(idx: np.ndarray) -> list:
+    """``idx`` as a few indexers: slices for runs of step +1 or -1, lists for the rest."""
+    out, i, n = [], 0, len(idx)
+    while i < n:
+        j = i + 1
+        step = int(idx[j] - idx[i]) if j < n else 1
+        if step in (1, -1):
+            while j < n and idx[j] - idx[j - 1] == step:
+                j += 1
+            stop = int(idx[j - 1]) + step
+            out.append(slice(int(idx[i]), stop if stop >= 0 else None, step))
+        else:
+            while j < n and idx[j] - idx[j - 1] not in (1, -1):
+                j += 1
+            out.append(idx[i:j].tolist())
+        i = j
+    return out
+
+
+def _gather(xd, axis: int, blocks: list[AxisBlock]):
+    """``xd`` with ``axis`` replaced by the blocks' inputs, one chunk per block."""
+    import dask.array as da
+
+    lengths = tuple(int(b.src.size) for b in blocks)
+    if len(blocks) == 1 and np.array_equal(blocks[0].src, np.arange(xd.shape[axis])):
+        return xd.rechunk({axis: lengths})
+    lead = (slice(None),) * axis
+    parts = [xd[(*lead, r)] for b in blocks for r in _runs(b.src)]
+    if not parts:
+        return xd[(*lead, slice(0, 0))]
+    return da.concatenate(parts, axis=axis).rechunk({axis: lengths})
+
+
+@dataclass(frozen=True)
+class _Options:
+    """What every task needs to make its plans (plain values: pickles small)."""
+
+    problem: Problem  # the whole call's
+    method: str
+    memory: object
+    workers: int
+
+
+class _Bank:
+    """One bank block: its filters and the plans made for them, one per piece geometry
+    and reduce. Built by one task with the plan of the most common piece, so the filter
+    spectra are computed once and travel with the bank."""
+
+    def __init__(self, w: np.ndarray, opts: _Options, shape: tuple[int, ...],
+                 geoms: tuple[AxisGeometry, ...], reduce):
+        self.w, self.opts = w, opts
+        self._plans: dict = {}
+        self._lock = threading.Lock()
+        self.plan(shape, geoms, reduce)
+
+    def plan(self, shape: tuple[int, ...], geoms: tuple[AxisGeometry, ...], reduce,
+             unreduced: bool = False):
+        """The plan for pieces of ``shape`` whose sliding axes have ``geoms`` (made on
+        first use in this process; the batch size may differ between calls).
+        ``unreduced``: keep the reduced sliding axes, as the output's last axes, within
+        what the budget leaves beside that output; None when that output would take more
+        than ``1 / _UNREDUCED_SHARE`` of the budget."""
+        from .planner import plan_problem
+
+        t, o = self.opts.problem, self.opts
+        batch = {t.spec.x.index(c) for c in t.spec.batch}
+        key = (tuple(n for i, n in enumerate(shape) if i not in batch), geoms, reduce,
+               unreduced)
+        with self._lock:
+            if key in self._plans:
+                return self._plans[key]
+        sp, memory = t.spec, o.memory
+        spec = f"{sp.x},{sp.w}->{sp.out + sp.reduced if unreduced else sp.out}|{sp.sliding}"
+        q = make_problem(shape, t.dtype, self.w.shape, t.dtype, spec, mode="full",
+                         padding=t.padding, cval=t.cval, metric=t.metric,
+                         reduce=None if unreduced else reduce, flip=t.flip)
+        q = replace(q, geoms=geoms, mode=t.mode, integer_inputs=t.integer_inputs)
+        if unreduced:
+            budget, out = parse_memory(memory), prod(q.out_shape) * q.dtype.itemsize
+            memory = budget - out if out * _UNREDUCED_SHARE <= budget else None
+        p = None if unreduced and memory is None else plan_problem(
+            q, self.w, o.method, memory, o.workers)
+        with self._lock:
+            self._plans[key] = p
+        return p
+
+    def __getstate__(self) -> dict:
+        return {"w": self.w, "opts": self.opts, "_plans": dict(self._plans)}
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+        self._lock = threading.Lock()
+
+
+def _run_block(bank: _Bank, piece: np.ndarray, geoms: tuple, reduce) -> np.ndarray:
+    """One output block: the piece (sliding axes of geometry ``geoms``) against the bank."""
+    return bank.plan(piece.shape, geoms, reduce)(piece)
+
+
+def _run_partial(bank: _Bank, piece: np.ndarray, geoms: tuple, reduce: str,
+                 offsets: tuple[int, ...]):
+    """One block's share of a reduction over chunked sliding axes: the partial sum, max or
+    min; for argmax/argmin, the block's best values and their global coordinates
+    (``offsets``: the block's first output along each reduced axis)."""
+    first = _FIRST_PARTIAL.get(reduce, reduce)
+    if reduce not in ("argmax", "argmin"):
+        return bank.plan(piece.shape, geoms, first)(piece)
+    whole = bank.plan(piece.shape, geoms, reduce, unreduced=True)
+    if whole is not None:  # one pass: the block's windows, then both reductions
+        y = whole(piece)
+        axes = tuple(range(y.ndim - len(offsets), y.ndim))
+        best, coords = apply_reduce(first, y, axes), apply_reduce(reduce, y, axes)
+    else:  # the unreduced block would not fit: two fused passes
+        best = bank.plan(piece.shape, geoms, first)(piece)
+        coords = bank.plan(piece.shape, geoms, reduce)(piece)
+    return best, coords + np.asarray(offsets, np.intp)
+
+
+def _combine(parts: list, reduce: str, sizes: tuple[int, ...]):
+    """Combine the blocks' partials of one output block (see :func:`_run_partial`);
+    ``sizes``: the reduced axes' output lengths."""
+    if reduce in ("sum", "mean"):
+        total = parts[0].copy()
+        for q in parts[1:]:
+            total += q
+        return total / prod(sizes) if reduce == "mean" else total
+    if reduce in ("max", "min"):
+        f = np.maximum if reduce == "max" else np.minimum  # NaN propagates, as in max()
+        return f.reduce(np.stack(parts), axis=0)
+    vals = np.stack([v for v, _ in parts])
+    flat = np.stack([np.ravel_multi_index(tuple(np.moveaxis(c, -1, 0)), sizes)
+                     for _, c in parts])
+    best = vals.max(axis=0) if reduce == "argmax" else vals.min(axis=0)
+    nan = np.isnan(vals) if vals.dtype.kind == "f" else np.zeros(vals.shape, bool)
+    hit = np.where(nan.any(axis=0), nan, vals == best)  # NumPy: the first NaN wins
+    first = np.where(hit, flat, np.iinfo(np.intp).max).min(axis=0)
+    return np.stack(np.unravel_index(first, sizes), axis=-1).astype(np.intp)
+
+
+def _client():
+    """The active ``distributed`` client, if any (without importing distributed)."""
+    if "distributed" not in sys.modules:
+        return None
+    try:
+        from distributed import get_client
+
+        return get_client()
+    except (ValueError, ImportError):
+        return None
+
+
+def _as_dask(a, name: str):
+    """A NumPy (or torch CPU) input as a one-chunk Dask array: scattered to the workers
+    when a ``distributed`` client is active and it is large, so that it is not embedded
+    in the graph."""
+    import dask.array as da
+
+    a = to_numpy(a, name)[0]
+    client = _client()
+    if client is not None and a.nbytes > _SCATTER_BYTES:
+        return da.from_delayed(client.scatter(a, broadcast=True), a.shape, a.dtype,
+                               meta=np.empty((0,) * a.ndim, a.dtype))
+    return da.from_array(a, chunks=a.shape or ())
+
+
+def _validate(p: Problem, method: str, memory, workers) -> None:
+    """Fail at call time, as the in-memory API does, for bad method/memory/workers."""
+    from .metrics import method_for
+
+    parse_memory(memory)
+    if method != "auto":
+        method_for(p, method)
+    set_workers(workers)
+
+
+def lazy_correlate(x, w, spec, flip: bool, *, mode="valid", stride=1, dilation=1,
+                   padding="constant", cval=0.0, metric="dot", reduce=None, method="auto",
+                   memory=None, workers=None):
+    """The lazy Dask array of ``correlate(x, w, spec, ...)`` (``flip``: convolve)."""
+    import dask.array as da
+    from dask.base import tokenize
+    from dask.highlevelgraph import HighLevelGraph
+
+    xd = x if is_dask(x) else _as_dask(x, "x")
+    wd = w if is_dask(w) else _as_dask(w, "w")
+    p = make_problem(xd.shape, xd.dtype, wd.shape, wd.dtype, spec, mode=mode, stride=stride,
+                     dilation=dilation, padding=padding, cval=cval, metric=metric,
+                     reduce=reduce, flip=flip)
+    _validate(p, method, memory, workers)
+    sp = p.spec
+    if 0 in xd.shape or 0 in wd.shape or 0 in p.out_shape:  # nothing to compute lazily
+        from .api import plan
+
+        empty = plan((xd.shape, xd.dtype), np.zeros(wd.shape, wd.dtype), spec, convolve=flip,
+                     mode=mode, stride=stride, dilation=dilation, padding=padding, cval=cval,
+                     metric=metric, reduce=reduce, method=method, memory=memory,
+                     workers=workers)(np.zeros(xd.shape, xd.dtype))
+        return da.from_array(empty, chunks=empty.shape or ())
+    xd = xd.rechunk({i: -1 for i, c in enumerate(sp.x)
+                     if c not in sp.batch and c not in sp.sliding})
+    wd = wd.rechunk({i: -1 for i, c in enumerate(sp.w) if c not in sp.bank})
+    blocks = {}
+    for c, g in zip(sp.sliding, p.geoms):
+        blocks[c] = axis_blocks(g, xd.chunks[sp.x.index(c)], p.padding)
+        xd = _gather(xd, sp.x.index(c), blocks[c])
+    split = [c for c in sp.reduced if len(blocks[c]) > 1]  # reduced axes cut into blocks
+    if split and callable(p.reduce):
+        raise ValueError(f"a callable reduce cannot be combined across the chunks of sliding "
+                         f"axes {''.join(split)!r}: rechunk x so that they are whole "
+                         f"(x.rechunk({{axis: -1}})) or use one of {_COMBINED}")
+
+    opts = _Options(p, method, memory, 1 if workers is None else workers)
+    token = tokenize(xd.name, wd.name, spec, flip, mode, stride, dilation, padding, cval,
+                     metric, reduce, method, memory, workers)
+    name, bank_name, part_name = (f"batchconv-{s}-{token}" for s in ("out", "bank", "part"))
+    geoms = {c: [b.geometry(g) for b in blocks[c]] for c, g in zip(sp.sliding, p.geoms)}
+    typical = tuple(Counter(geoms[c]).most_common(1)[0][0] for c in sp.sliding)
+    shape = tuple(typical[sp.sliding.index(c)].n if c in sp.sliding
+                  else Counter(ch).most_common(1)[0][0] for c, ch in zip(sp.x, xd.chunks))
+    first = _FIRST_PARTIAL.get(p.reduce, p.reduce) if split else p.reduce
+    dsk: dict = {}
+    for j in np.ndindex(*wd.numblocks):
+        dsk[(bank_name, *j)] = (_Bank, (wd.name, *j), opts, shape, typical, first)
+    tail = (0,) if p.reduce in ("argmax", "argmin") else ()
+    sizes = tuple(p.geoms[sp.sliding.index(c)].out for c in sp.reduced)
+    groups: dict = {}
+    for i in np.ndindex(*xd.numblocks):
+        piece = tuple(geoms[c][i[sp.x.index(c)]] for c in sp.sliding)
+        for j in np.ndindex(*wd.numblocks):
+            # batch, kept sliding and paired (whole) letters are x's; bank letters w's
+            out = tuple(i[sp.x.index(c)] if c in sp.x else j[sp.w.index(c)]
+                        for c in sp.out) + tail
+            if not split:
+                dsk[(name, *out)] = (_run_block, (bank_name, *j), (xd.name, *i), piece,
+                                     p.reduce)
+                continue
+            offsets = tuple(blocks[c][i[sp.x.index(c)]].o0 for c in sp.reduced)
+            key = (part_name, *i, *j)
+            dsk[key] = (_run_partial, (bank_name, *j), (xd.name, *i), piece, p.reduce, offsets)
+            groups.setdefault(out, []).append(key)
+    for out, keys in groups.items():
+        dsk[(name, *out)] = (_combine, keys, p.reduce, sizes)
+
+    chunks = []
+    for c in sp.out:
+        if c in sp.sliding:
+            chunks.append(tuple(b.o1 - b.o0 for b in blocks[c]))
+        elif c in sp.batch:
+            chunks.append(xd.chunks[sp.x.index(c)])
+        elif c in sp.bank:
+            chunks.append(wd.chunks[sp.w.index(c)])
+        else:  # paired: whole
+            chunks.append((xd.shape[sp.x.index(c)],))
+    if tail:
+        chunks.append((len(sp.reduced),))
+    graph = HighLevelGraph.from_collections(name, dsk, dependencies=[xd, wd])
+    meta = np.empty((0,) * len(chunks), p.out_dtype)
+    return da.Array(graph, name, chunks=tuple(chunks), dtype=p.out_dtype, meta=meta)
