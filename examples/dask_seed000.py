@@ -45,10 +45,12 @@ def main() -> None:
                     help="compare a corner of the table with the in-memory result")
     args = ap.parse_args()
 
+    cluster = None
     if args.scheduler:
         client = Client(args.scheduler)
     else:
-        client = Client(LocalCluster(n_workers=args.workers, threads_per_worker=args.threads))
+        cluster = LocalCluster(n_workers=args.workers, threads_per_worker=args.threads)
+        client = Client(cluster)
     print("dashboard:", client.dashboard_link)
 
     rng = da.random.default_rng(0)
@@ -57,7 +59,7 @@ def main() -> None:
     w = rng.random((args.filters, *SHAPE), chunks=(args.filter_chunk, -1, -1, -1),
                    dtype=np.float32)
     table = bc.correlate(x, w, SPEC, mode="same", reduce="max")  # lazy: nothing runs yet
-    print(f"table {table.shape} {table.dtype}, {table.npartitions} tasks of "
+    print(f"table {table.shape} {table.dtype}, {table.npartitions} output blocks of "
           f"{args.image_chunk} x {args.filter_chunk} pairs")
 
     t0 = time.perf_counter()
@@ -68,12 +70,16 @@ def main() -> None:
     print(f"\n{args.images} x {args.filters} pairs in {seconds:.1f} s "
           f"({seconds / result.size * 1e6:.0f} us per pair)")
 
-    if args.check:
-        xs, ws = x[:4].compute(), w[:5].compute()
-        expected = bc.correlate(xs, ws, SPEC, mode="same", reduce="max")
-        np.testing.assert_allclose(result[:4, :5], expected, rtol=1e-5)
-        print("corner of the table equals the in-memory result")
+    if args.check:  # a few rows and columns from every block of the table
+        rows = np.unique(np.linspace(0, args.images - 1, 6).astype(int))
+        cols = np.unique(np.linspace(0, args.filters - 1, 6).astype(int))
+        expected = bc.correlate(x[rows].compute(), w[cols].compute(), SPEC, mode="same",
+                                reduce="max")
+        np.testing.assert_allclose(result[np.ix_(rows, cols)], expected, rtol=1e-5)
+        print(f"{rows.size} x {cols.size} pairs across the table equal the in-memory result")
     client.close()
+    if cluster is not None:
+        cluster.close()
 
 
 if __name__ == "__main__":

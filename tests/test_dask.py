@@ -197,6 +197,28 @@ def test_errors_are_raised_at_call_time(rng):
     np.testing.assert_array_equal(got, np.full((2, 2), 9.0 * 28 * 28))
 
 
+def test_call_time_errors_match_the_in_memory_ones(rng):
+    """Review findings: each of these was silent, late or unclear with Dask input."""
+    from batchconv.xp import get_workers
+
+    x = da.from_array(rng.standard_normal((2, 12, 10)), chunks=(1, 6, 5))
+    w = rng.standard_normal((3, 3, 3))
+    before = get_workers()
+    bc.correlate(x, w, workers=1)
+    assert get_workers() == before  # workers= is per call, not left on the thread
+    with pytest.raises(ValueError, match="convolve computes metric 'dot' only"):
+        bc.convolve(x, w, metric="ncc")
+    with pytest.raises(MemoryError, match="no method fits"):
+        bc.correlate(x, w, memory=10)  # at call time, not inside a task
+    unknown = da.arange(40.0).reshape(2, 20)
+    with pytest.raises(ValueError, match="compute_chunk_sizes"):
+        bc.correlate(unknown[unknown[:, 0] >= 0], np.ones(3))
+    with pytest.raises(TypeError, match="batchconv accepts"):
+        bc.correlate(x, np.array([[["a"]]]))
+    got = bc.correlate(x, w.tolist()).compute()  # a nested list is an array, as in memory
+    np.testing.assert_allclose(got, bc.correlate(x.compute(), w), atol=1e-12)
+
+
 def test_one_thread_per_task_unless_asked(rng):
     from batchconv.xp import get_workers
 

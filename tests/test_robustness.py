@@ -167,3 +167,11 @@ def test_empty_summed_axis_gives_zeros():
         assert y.shape == (2, 3, 8) and (y == 0).all()
         y = bc.correlate(np.ones((2, 0, 10)), np.ones((0, 3)), "ncl,cl->nl|l", method=method)
         assert y.shape == (2, 8) and (y == 0).all()
+
+
+@pytest.mark.parametrize("method", ["direct", "fft"])
+@pytest.mark.parametrize("mode", ["valid", "same", "full"])
+def test_empty_kernel_axis_gives_an_empty_result(mode, method):
+    """A kernel axis of length 0 has no windows in any mode (it crashed in 'full')."""
+    y = bc.correlate(np.zeros((2, 12, 10)), np.ones((3, 0, 3)), mode=mode, method=method)
+    assert y.shape == (2, 3, 0, {"valid": 8, "same": 10, "full": 12}[mode])

@@ -112,9 +112,6 @@ def _make_plan(x, w, spec, *, flip: bool, mode="valid", stride=1, dilation=1,
                memory=None, workers=None) -> Plan:
     shape, dtype = _x_signature(x)
     w = _as_array(w, "w")
-    if flip and metric != "dot":
-        raise ValueError(f"convolve computes metric 'dot' only (got metric={metric!r}); "
-                         f"use correlate for similarity metrics")
     p = make_problem(shape, dtype, w.shape, w.dtype, spec, mode=mode, stride=stride,
                      dilation=dilation, padding=padding, cval=cval, metric=metric,
                      reduce=reduce, flip=flip)

@@ -48,7 +48,7 @@ import numpy as np
 
 from .arrays import to_numpy
 from .geometry import AxisGeometry
-from .planner import parse_memory
+from .planner import choose_method, parse_memory
 from .problem import Problem, make_problem
 from .reduce import apply_reduce
 from .xp import set_workers
@@ -170,6 +170,19 @@ class _Options:
     workers: int
 
 
+def piece_problem(t: Problem, shape: tuple[int, ...], w_shape: tuple[int, ...],
+                  geoms: tuple[AxisGeometry, ...], reduce, unreduced: bool = False) -> Problem:
+    """The problem of one task: a piece of ``shape`` against a bank block of ``w_shape``,
+    with the sliding axes' ``geoms``, everything else as in the whole call ``t``.
+    ``unreduced``: the reduced sliding axes kept, as the output's last axes."""
+    sp = t.spec
+    out = sp.out + sp.reduced if unreduced else sp.out
+    q = make_problem(shape, t.dtype, w_shape, t.dtype, f"{sp.x},{sp.w}->{out}|{sp.sliding}",
+                     mode="full", padding=t.padding, cval=t.cval, metric=t.metric,
+                     reduce=None if unreduced else reduce, flip=t.flip)
+    return replace(q, geoms=geoms, mode=t.mode, integer_inputs=t.integer_inputs)
+
+
 class _Bank:
     """One bank block: its filters and the plans made for them, one per piece geometry
     and reduce. Built by one task with the plan of the most common piece, so the filter
@@ -198,12 +211,8 @@ class _Bank:
         with self._lock:
             if key in self._plans:
                 return self._plans[key]
-        sp, memory = t.spec, o.memory
-        spec = f"{sp.x},{sp.w}->{sp.out + sp.reduced if unreduced else sp.out}|{sp.sliding}"
-        q = make_problem(shape, t.dtype, self.w.shape, t.dtype, spec, mode="full",
-                         padding=t.padding, cval=t.cval, metric=t.metric,
-                         reduce=None if unreduced else reduce, flip=t.flip)
-        q = replace(q, geoms=geoms, mode=t.mode, integer_inputs=t.integer_inputs)
+        q = piece_problem(t, shape, self.w.shape, geoms, reduce, unreduced)
+        memory = o.memory
         if unreduced:
             budget, out = parse_memory(memory), prod(q.out_shape) * q.dtype.itemsize
             memory = budget - out if out * _UNREDUCED_SHARE <= budget else None
@@ -278,13 +287,12 @@ def _client():
         return None
 
 
-def _as_dask(a, name: str):
-    """A NumPy (or torch CPU) input as a one-chunk Dask array: scattered to the workers
-    when a ``distributed`` client is active and it is large, so that it is not embedded
-    in the graph."""
+def _as_dask(a: np.ndarray):
+    """A NumPy input as a one-chunk Dask array: scattered to the workers when a
+    ``distributed`` client is active and it is large, so that it is not embedded in the
+    graph (the result is then computed by that client)."""
     import dask.array as da
 
-    a = to_numpy(a, name)[0]
     client = _client()
     if client is not None and a.nbytes > _SCATTER_BYTES:
         return da.from_delayed(client.scatter(a, broadcast=True), a.shape, a.dtype,
@@ -292,14 +300,12 @@ def _as_dask(a, name: str):
     return da.from_array(a, chunks=a.shape or ())
 
 
-def _validate(p: Problem, method: str, memory, workers) -> None:
-    """Fail at call time, as the in-memory API does, for bad method/memory/workers."""
-    from .metrics import method_for
-
-    parse_memory(memory)
-    if method != "auto":
-        method_for(p, method)
-    set_workers(workers)
+def _known_chunks(a, name: str):
+    """``a``, a Dask array, after checking that its chunk sizes are known."""
+    if any(np.isnan(c) for ch in a.chunks for c in ch):
+        raise ValueError(f"{name} is a Dask array with unknown chunk sizes (NaN, e.g. after "
+                         f"boolean indexing); call {name}.compute_chunk_sizes() first")
+    return a
 
 
 def lazy_correlate(x, w, spec, flip: bool, *, mode="valid", stride=1, dilation=1,
@@ -310,12 +316,12 @@ def lazy_correlate(x, w, spec, flip: bool, *, mode="valid", stride=1, dilation=1
     from dask.base import tokenize
     from dask.highlevelgraph import HighLevelGraph
 
-    xd = x if is_dask(x) else _as_dask(x, "x")
-    wd = w if is_dask(w) else _as_dask(w, "w")
-    p = make_problem(xd.shape, xd.dtype, wd.shape, wd.dtype, spec, mode=mode, stride=stride,
+    x, w = (_known_chunks(a, name) if is_dask(a) else to_numpy(a, name)[0]
+            for a, name in ((x, "x"), (w, "w")))
+    p = make_problem(x.shape, x.dtype, w.shape, w.dtype, spec, mode=mode, stride=stride,
                      dilation=dilation, padding=padding, cval=cval, metric=metric,
-                     reduce=reduce, flip=flip)
-    _validate(p, method, memory, workers)
+                     reduce=reduce, flip=flip)  # every option checked before any scatter
+    xd, wd = (a if is_dask(a) else _as_dask(a) for a in (x, w))
     sp = p.spec
     if 0 in xd.shape or 0 in wd.shape or 0 in p.out_shape:  # nothing to compute lazily
         from .api import plan
@@ -338,6 +344,8 @@ def lazy_correlate(x, w, spec, flip: bool, *, mode="valid", stride=1, dilation=1
                          f"axes {''.join(split)!r}: rechunk x so that they are whole "
                          f"(x.rechunk({{axis: -1}})) or use one of {_COMBINED}")
 
+    with set_workers(workers):  # validates workers= and leaves the thread's setting
+        pass
     opts = _Options(p, method, memory, 1 if workers is None else workers)
     token = tokenize(xd.name, wd.name, spec, flip, mode, stride, dilation, padding, cval,
                      metric, reduce, method, memory, workers)
@@ -347,6 +355,10 @@ def lazy_correlate(x, w, spec, flip: bool, *, mode="valid", stride=1, dilation=1
     shape = tuple(typical[sp.sliding.index(c)].n if c in sp.sliding
                   else Counter(ch).most_common(1)[0][0] for c, ch in zip(sp.x, xd.chunks))
     first = _FIRST_PARTIAL.get(p.reduce, p.reduce) if split else p.reduce
+    bank_shape = tuple(Counter(ch).most_common(1)[0][0] for ch in wd.chunks)
+    # the most common task's method, chosen now: bad method= or memory= fail at call time
+    choose_method(piece_problem(p, shape, bank_shape, typical, first), method, memory,
+                  opts.workers)
     dsk: dict = {}
     for j in np.ndindex(*wd.numblocks):
         dsk[(bank_name, *j)] = (_Bank, (wd.name, *j), opts, shape, typical, first)

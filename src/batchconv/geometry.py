@@ -79,6 +79,8 @@ def axis_geometry(n: int, m: int, mode: str = "valid", stride: int = 1, dilation
     >>> axis_geometry(10, 3, "valid", stride=2).out
     4
     """
+    if m == 0:  # an empty kernel axis: no windows, whatever the mode
+        return AxisGeometry(n, 0, stride, dilation, 0, 0, -n, 0)
     extent = (m - 1) * dilation + 1
     if mode == "full":
         length, lo = n + extent - 1, extent - 1

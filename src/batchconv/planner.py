@@ -35,7 +35,7 @@ from .problem import Problem, canonical_out_view, canonical_w, canonical_x, fina
 from .reduce import apply_reduce
 from .xp import available_memory, blas_threads, fft_engine, get_workers, set_workers
 
-__all__ = ["Plan", "plan_problem", "parse_memory"]
+__all__ = ["Plan", "plan_problem", "choose_method", "parse_memory"]
 
 _MIB = 1 << 20
 
@@ -332,9 +332,10 @@ def _candidates(p: Problem, names: tuple[str, ...], budget: int, workers: int,
     return tuple(cands)
 
 
-def plan_problem(p: Problem, w: np.ndarray, method: str = "auto", memory=None,
-                 workers: int | None = None) -> Plan:
-    """Choose the method and chunks for ``p`` and prepare the filters ``w``."""
+def choose_method(p: Problem, method: str = "auto", memory=None, workers: int | None = None):
+    """``(method name, reason, candidates, budget)``: what :func:`plan_problem` picks for
+    ``p``, without touching the filters. Raises as it does (unknown method, bad
+    ``memory``/``workers``, ``MemoryError`` when no method fits the budget)."""
     budget = parse_memory(memory)
     names = methods_for_metric(p.metric) if method == "auto" else (method,)
     for n in names:
@@ -359,6 +360,13 @@ def plan_problem(p: Problem, w: np.ndarray, method: str = "auto", memory=None,
         reason = "lowest estimated time"
         if len(fitting) < len(cands):
             reason += " among the methods within the memory budget"
+    return chosen, reason, cands, budget
+
+
+def plan_problem(p: Problem, w: np.ndarray, method: str = "auto", memory=None,
+                 workers: int | None = None) -> Plan:
+    """Choose the method and chunks for ``p`` and prepare the filters ``w``."""
+    chosen, reason, cands, budget = choose_method(p, method, memory, workers)
     wc = canonical_w(p, w)
     finite = wc.dtype.kind not in "fc" or np.isfinite(wc).all()
     with set_workers(workers):  # filters with NaN/Inf: redone directly (see Plan)

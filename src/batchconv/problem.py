@@ -173,6 +173,9 @@ def make_problem(x_shape, x_dtype, w_shape, w_dtype, spec: str | None = None, *,
     dtype = result_dtype(x_dtype, w_dtype)
     if metric not in METRICS:
         raise ValueError(f"metric must be one of {METRICS}, got {metric!r}")
+    if flip and metric != "dot":
+        raise ValueError(f"convolve computes metric 'dot' only (got metric={metric!r}); "
+                         f"use correlate for similarity metrics")
     if metric != "dot" and dtype.kind == "c":
         raise TypeError(f"metric {metric!r} needs real data (x and w give {dtype}); "
                         f"complex data works with metric 'dot'")
