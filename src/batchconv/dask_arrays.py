@@ -42,6 +42,7 @@ import sys
 import threading
 from collections import Counter
 from dataclasses import dataclass, replace
+from itertools import product
 from math import prod
 
 import numpy as np
@@ -127,37 +128,88 @@ def axis_blocks(g: AxisGeometry, chunks: tuple[int, ...], padding: str) -> list[
     return blocks
 
 
-def _runs(idx: np.ndarray) -> list:
-    """``idx`` as a few indexers: slices for runs of step +1 or -1, lists for the rest."""
-    out, i, n = [], 0, len(idx)
+def _segments(src: np.ndarray, chunks: tuple[int, ...]) -> list[tuple[int, object]]:
+    """``src`` (indices along one axis) as ``(chunk, indexer)`` pairs in order: slices of
+    step +1 or -1 where the indices run so within one chunk, index lists otherwise."""
+    bounds = np.cumsum((0, *chunks))
+    which = np.searchsorted(bounds, src, side="right") - 1
+    out, i, n = [], 0, len(src)
     while i < n:
+        c, local = int(which[i]), int(src[i] - bounds[which[i]])
         j = i + 1
-        step = int(idx[j] - idx[i]) if j < n else 1
+        step = int(src[j] - src[i]) if j < n and which[j] == c else 0
         if step in (1, -1):
-            while j < n and idx[j] - idx[j - 1] == step:
+            while j < n and which[j] == c and src[j] - src[j - 1] == step:
                 j += 1
-            stop = int(idx[j - 1]) + step
-            out.append(slice(int(idx[i]), stop if stop >= 0 else None, step))
+            stop = local + (j - i) * step
+            out.append((c, slice(local, stop if stop >= 0 else None, step)))
         else:
-            while j < n and idx[j] - idx[j - 1] not in (1, -1):
+            while j < n and which[j] == c and src[j] - src[j - 1] not in (1, -1):
                 j += 1
-            out.append(idx[i:j].tolist())
+            out.append((c, (src[i:j] - bounds[c]).tolist()))
         i = j
     return out
 
 
-def _gather(xd, axis: int, blocks: list[AxisBlock]):
-    """``xd`` with ``axis`` replaced by the blocks' inputs, one chunk per block."""
-    import dask.array as da
+@dataclass(frozen=True, eq=False)
+class _Layout:
+    """How one piece is made from its chunks (kept opaque to Dask's graph traversal):
+    ``parts`` is ``[(chunk number, indexers, where), ...]``; each fills ``out[where]``
+    with ``chunks[number][indexers]``, the indexers applied axis by axis."""
 
-    lengths = tuple(int(b.src.size) for b in blocks)
-    if len(blocks) == 1 and np.array_equal(blocks[0].src, np.arange(xd.shape[axis])):
-        return xd.rechunk({axis: lengths})
-    lead = (slice(None),) * axis
-    parts = [xd[(*lead, r)] for b in blocks for r in _runs(b.src)]
-    if not parts:
-        return xd[(*lead, slice(0, 0))]
-    return da.concatenate(parts, axis=axis).rechunk({axis: lengths})
+    parts: list
+    shape: tuple[int, ...]
+    dtype: np.dtype
+
+
+def _assemble(chunks: list, layout: _Layout) -> np.ndarray:
+    """One task's input piece from the chunks it needs (see :class:`_Layout`)."""
+    if len(layout.parts) == 1 and all(i == slice(None) for i in layout.parts[0][1]):
+        return chunks[0]  # the piece is one whole chunk
+    out = np.empty(layout.shape, layout.dtype)
+    for number, indexers, where in layout.parts:
+        a = chunks[number]
+        for ax, idx in enumerate(indexers):
+            if not (isinstance(idx, slice) and idx == slice(None)):
+                a = a[(slice(None),) * ax + (idx,)]
+        out[where] = a
+    return out
+
+
+def _pieces(xd, sliding: dict[int, list[AxisBlock]], name: str):
+    """Graph of the input pieces: key ``(name, *i)`` is the piece of x-block ``i`` (the
+    sliding axes' blocks from ``sliding``, keyed by axis; the other axes as ``xd``'s
+    chunks), each made by one task from the chunks it needs. Returns the graph and the
+    pieces' chunks per axis."""
+    segs, chunks = [], []
+    for ax, ch in enumerate(xd.chunks):
+        if ax in sliding:
+            segs.append([_segments(b.src, ch) for b in sliding[ax]])
+            chunks.append(tuple(int(b.src.size) for b in sliding[ax]))
+        else:
+            segs.append([[(k, slice(None))] for k in range(len(ch))])
+            chunks.append(ch)
+    dsk = {}
+    for i in np.ndindex(*(len(c) for c in chunks)):
+        per_axis = [segs[ax][k] for ax, k in enumerate(i)]
+        starts = [np.cumsum([0] + [_length(idx, xd.chunks[ax][c]) for c, idx in seg])
+                  for ax, seg in enumerate(per_axis)]
+        keys: dict = {}
+        parts = []
+        for pick in product(*(range(len(seg)) for seg in per_axis)):
+            combo = [per_axis[ax][k] for ax, k in enumerate(pick)]
+            number = keys.setdefault((xd.name, *(c for c, _ in combo)), len(keys))
+            where = tuple(slice(int(starts[ax][k]), int(starts[ax][k + 1]))
+                          for ax, k in enumerate(pick))
+            parts.append((number, tuple(idx for _, idx in combo), where))
+        shape = tuple(chunks[ax][k] for ax, k in enumerate(i))
+        dsk[(name, *i)] = (_assemble, list(keys), _Layout(parts, shape, xd.dtype))
+    return dsk, tuple(chunks)
+
+
+def _length(idx, n: int) -> int:
+    """How many elements ``idx`` takes from an axis of length ``n``."""
+    return len(range(n)[idx]) if isinstance(idx, slice) else len(idx)
 
 
 @dataclass(frozen=True)
@@ -334,10 +386,8 @@ def lazy_correlate(x, w, spec, flip: bool, *, mode="valid", stride=1, dilation=1
     xd = xd.rechunk({i: -1 for i, c in enumerate(sp.x)
                      if c not in sp.batch and c not in sp.sliding})
     wd = wd.rechunk({i: -1 for i, c in enumerate(sp.w) if c not in sp.bank})
-    blocks = {}
-    for c, g in zip(sp.sliding, p.geoms):
-        blocks[c] = axis_blocks(g, xd.chunks[sp.x.index(c)], p.padding)
-        xd = _gather(xd, sp.x.index(c), blocks[c])
+    blocks = {c: axis_blocks(g, xd.chunks[sp.x.index(c)], p.padding)
+              for c, g in zip(sp.sliding, p.geoms)}
     split = [c for c in sp.reduced if len(blocks[c]) > 1]  # reduced axes cut into blocks
     if split and callable(p.reduce):
         raise ValueError(f"a callable reduce cannot be combined across the chunks of sliding "
@@ -349,35 +399,38 @@ def lazy_correlate(x, w, spec, flip: bool, *, mode="valid", stride=1, dilation=1
     opts = _Options(p, method, memory, 1 if workers is None else workers)
     token = tokenize(xd.name, wd.name, spec, flip, mode, stride, dilation, padding, cval,
                      metric, reduce, method, memory, workers)
-    name, bank_name, part_name = (f"batchconv-{s}-{token}" for s in ("out", "bank", "part"))
+    name, bank_name, part_name, piece_name = (f"batchconv-{s}-{token}"
+                                              for s in ("out", "bank", "part", "piece"))
+    dsk, piece_chunks = _pieces(xd, {sp.x.index(c): blocks[c] for c in sp.sliding},
+                                piece_name)
     geoms = {c: [b.geometry(g) for b in blocks[c]] for c, g in zip(sp.sliding, p.geoms)}
     typical = tuple(Counter(geoms[c]).most_common(1)[0][0] for c in sp.sliding)
     shape = tuple(typical[sp.sliding.index(c)].n if c in sp.sliding
-                  else Counter(ch).most_common(1)[0][0] for c, ch in zip(sp.x, xd.chunks))
+                  else Counter(ch).most_common(1)[0][0] for c, ch in zip(sp.x, piece_chunks))
     first = _FIRST_PARTIAL.get(p.reduce, p.reduce) if split else p.reduce
     bank_shape = tuple(Counter(ch).most_common(1)[0][0] for ch in wd.chunks)
     # the most common task's method, chosen now: bad method= or memory= fail at call time
     choose_method(piece_problem(p, shape, bank_shape, typical, first), method, memory,
                   opts.workers)
-    dsk: dict = {}
     for j in np.ndindex(*wd.numblocks):
         dsk[(bank_name, *j)] = (_Bank, (wd.name, *j), opts, shape, typical, first)
     tail = (0,) if p.reduce in ("argmax", "argmin") else ()
     sizes = tuple(p.geoms[sp.sliding.index(c)].out for c in sp.reduced)
     groups: dict = {}
-    for i in np.ndindex(*xd.numblocks):
+    for i in np.ndindex(*(len(ch) for ch in piece_chunks)):
         piece = tuple(geoms[c][i[sp.x.index(c)]] for c in sp.sliding)
         for j in np.ndindex(*wd.numblocks):
             # batch, kept sliding and paired (whole) letters are x's; bank letters w's
             out = tuple(i[sp.x.index(c)] if c in sp.x else j[sp.w.index(c)]
                         for c in sp.out) + tail
             if not split:
-                dsk[(name, *out)] = (_run_block, (bank_name, *j), (xd.name, *i), piece,
+                dsk[(name, *out)] = (_run_block, (bank_name, *j), (piece_name, *i), piece,
                                      p.reduce)
                 continue
             offsets = tuple(blocks[c][i[sp.x.index(c)]].o0 for c in sp.reduced)
             key = (part_name, *i, *j)
-            dsk[key] = (_run_partial, (bank_name, *j), (xd.name, *i), piece, p.reduce, offsets)
+            dsk[key] = (_run_partial, (bank_name, *j), (piece_name, *i), piece, p.reduce,
+                        offsets)
             groups.setdefault(out, []).append(key)
     for out, keys in groups.items():
         dsk[(name, *out)] = (_combine, keys, p.reduce, sizes)
@@ -387,7 +440,7 @@ def lazy_correlate(x, w, spec, flip: bool, *, mode="valid", stride=1, dilation=1
         if c in sp.sliding:
             chunks.append(tuple(b.o1 - b.o0 for b in blocks[c]))
         elif c in sp.batch:
-            chunks.append(xd.chunks[sp.x.index(c)])
+            chunks.append(piece_chunks[sp.x.index(c)])
         elif c in sp.bank:
             chunks.append(wd.chunks[sp.w.index(c)])
         else:  # paired: whole
