@@ -368,21 +368,23 @@ def lazy_correlate(x, w, spec, flip: bool, *, mode="valid", stride=1, dilation=1
     from dask.base import tokenize
     from dask.highlevelgraph import HighLevelGraph
 
+    options = dict(mode=mode, stride=stride, dilation=dilation, padding=padding, cval=cval,
+                   metric=metric, reduce=reduce)
     x, w = (_known_chunks(a, name) if is_dask(a) else to_numpy(a, name)[0]
             for a, name in ((x, "x"), (w, "w")))
-    p = make_problem(x.shape, x.dtype, w.shape, w.dtype, spec, mode=mode, stride=stride,
-                     dilation=dilation, padding=padding, cval=cval, metric=metric,
-                     reduce=reduce, flip=flip)  # every option checked before any scatter
+    # every option checked before anything is scattered
+    p = make_problem(x.shape, x.dtype, w.shape, w.dtype, spec, flip=flip, **options)
+    with set_workers(workers):  # validates workers= and leaves the thread's setting
+        pass
     xd, wd = (a if is_dask(a) else _as_dask(a) for a in (x, w))
-    sp = p.spec
     if 0 in xd.shape or 0 in wd.shape or 0 in p.out_shape:  # nothing to compute lazily
         from .api import plan
 
         empty = plan((xd.shape, xd.dtype), np.zeros(wd.shape, wd.dtype), spec, convolve=flip,
-                     mode=mode, stride=stride, dilation=dilation, padding=padding, cval=cval,
-                     metric=metric, reduce=reduce, method=method, memory=memory,
-                     workers=workers)(np.zeros(xd.shape, xd.dtype))
+                     method=method, memory=memory, workers=workers, **options)(
+            np.zeros(xd.shape, xd.dtype))
         return da.from_array(empty, chunks=empty.shape or ())
+    sp = p.spec
     xd = xd.rechunk({i: -1 for i, c in enumerate(sp.x)
                      if c not in sp.batch and c not in sp.sliding})
     wd = wd.rechunk({i: -1 for i, c in enumerate(sp.w) if c not in sp.bank})
@@ -393,60 +395,71 @@ def lazy_correlate(x, w, spec, flip: bool, *, mode="valid", stride=1, dilation=1
         raise ValueError(f"a callable reduce cannot be combined across the chunks of sliding "
                          f"axes {''.join(split)!r}: rechunk x so that they are whole "
                          f"(x.rechunk({{axis: -1}})) or use one of {_COMBINED}")
-
-    with set_workers(workers):  # validates workers= and leaves the thread's setting
-        pass
-    opts = _Options(p, method, memory, 1 if workers is None else workers)
-    token = tokenize(xd.name, wd.name, spec, flip, mode, stride, dilation, padding, cval,
-                     metric, reduce, method, memory, workers)
-    name, bank_name, part_name, piece_name = (f"batchconv-{s}-{token}"
-                                              for s in ("out", "bank", "part", "piece"))
+    token = tokenize(xd.name, wd.name, spec, flip, method, memory, workers, options)
+    names = {s: f"batchconv-{s}-{token}" for s in ("out", "bank", "part", "piece")}
     dsk, piece_chunks = _pieces(xd, {sp.x.index(c): blocks[c] for c in sp.sliding},
-                                piece_name)
+                                names["piece"])
+    opts = _Options(p, method, memory, 1 if workers is None else workers)
+    dsk.update(_block_tasks(p, opts, names, blocks, piece_chunks, wd, bool(split)))
+    chunks = _output_chunks(p, blocks, piece_chunks, wd.chunks)
+    graph = HighLevelGraph.from_collections(names["out"], dsk, dependencies=[xd, wd])
+    meta = np.empty((0,) * len(chunks), p.out_dtype)
+    return da.Array(graph, names["out"], chunks=chunks, dtype=p.out_dtype, meta=meta)
+
+
+def _most_common(values):
+    return Counter(values).most_common(1)[0][0]
+
+
+def _block_tasks(p: Problem, opts: _Options, names: dict, blocks: dict, piece_chunks: tuple,
+                 wd, split: bool) -> dict:
+    """The bank tasks, and one task per (piece, bank block): the output block, or with
+    ``split`` (a reduced sliding axis cut into blocks) a partial, combined per output
+    block."""
+    sp = p.spec
     geoms = {c: [b.geometry(g) for b in blocks[c]] for c, g in zip(sp.sliding, p.geoms)}
-    typical = tuple(Counter(geoms[c]).most_common(1)[0][0] for c in sp.sliding)
-    shape = tuple(typical[sp.sliding.index(c)].n if c in sp.sliding
-                  else Counter(ch).most_common(1)[0][0] for c, ch in zip(sp.x, piece_chunks))
+    typical = tuple(_most_common(geoms[c]) for c in sp.sliding)
+    shape = tuple(typical[sp.sliding.index(c)].n if c in sp.sliding else _most_common(ch)
+                  for c, ch in zip(sp.x, piece_chunks))
     first = _FIRST_PARTIAL.get(p.reduce, p.reduce) if split else p.reduce
-    bank_shape = tuple(Counter(ch).most_common(1)[0][0] for ch in wd.chunks)
     # the most common task's method, chosen now: bad method= or memory= fail at call time
-    choose_method(piece_problem(p, shape, bank_shape, typical, first), method, memory,
-                  opts.workers)
+    choose_method(piece_problem(p, shape, tuple(_most_common(ch) for ch in wd.chunks),
+                                typical, first), opts.method, opts.memory, opts.workers)
+    dsk: dict = {}
     for j in np.ndindex(*wd.numblocks):
-        dsk[(bank_name, *j)] = (_Bank, (wd.name, *j), opts, shape, typical, first)
+        dsk[(names["bank"], *j)] = (_Bank, (wd.name, *j), opts, shape, typical, first)
     tail = (0,) if p.reduce in ("argmax", "argmin") else ()
-    sizes = tuple(p.geoms[sp.sliding.index(c)].out for c in sp.reduced)
     groups: dict = {}
     for i in np.ndindex(*(len(ch) for ch in piece_chunks)):
         piece = tuple(geoms[c][i[sp.x.index(c)]] for c in sp.sliding)
         for j in np.ndindex(*wd.numblocks):
             # batch, kept sliding and paired (whole) letters are x's; bank letters w's
-            out = tuple(i[sp.x.index(c)] if c in sp.x else j[sp.w.index(c)]
-                        for c in sp.out) + tail
+            out = (names["out"], *(i[sp.x.index(c)] if c in sp.x else j[sp.w.index(c)]
+                                   for c in sp.out), *tail)
+            bank, x_piece = (names["bank"], *j), (names["piece"], *i)
             if not split:
-                dsk[(name, *out)] = (_run_block, (bank_name, *j), (piece_name, *i), piece,
-                                     p.reduce)
+                dsk[out] = (_run_block, bank, x_piece, piece, p.reduce)
                 continue
             offsets = tuple(blocks[c][i[sp.x.index(c)]].o0 for c in sp.reduced)
-            key = (part_name, *i, *j)
-            dsk[key] = (_run_partial, (bank_name, *j), (piece_name, *i), piece, p.reduce,
-                        offsets)
+            key = (names["part"], *i, *j)
+            dsk[key] = (_run_partial, bank, x_piece, piece, p.reduce, offsets)
             groups.setdefault(out, []).append(key)
+    sizes = tuple(p.geoms[sp.sliding.index(c)].out for c in sp.reduced)
     for out, keys in groups.items():
-        dsk[(name, *out)] = (_combine, keys, p.reduce, sizes)
+        dsk[out] = (_combine, keys, p.reduce, sizes)
+    return dsk
 
-    chunks = []
+
+def _output_chunks(p: Problem, blocks: dict, piece_chunks: tuple, w_chunks: tuple) -> tuple:
+    """The result's chunks, axis by axis in the spec's output order."""
+    sp, chunks = p.spec, []
     for c in sp.out:
         if c in sp.sliding:
             chunks.append(tuple(b.o1 - b.o0 for b in blocks[c]))
-        elif c in sp.batch:
-            chunks.append(piece_chunks[sp.x.index(c)])
         elif c in sp.bank:
-            chunks.append(wd.chunks[sp.w.index(c)])
-        else:  # paired: whole
-            chunks.append((xd.shape[sp.x.index(c)],))
-    if tail:
+            chunks.append(w_chunks[sp.w.index(c)])
+        else:  # batch (x's chunks) or paired (whole)
+            chunks.append(piece_chunks[sp.x.index(c)])
+    if p.reduce in ("argmax", "argmin"):
         chunks.append((len(sp.reduced),))
-    graph = HighLevelGraph.from_collections(name, dsk, dependencies=[xd, wd])
-    meta = np.empty((0,) * len(chunks), p.out_dtype)
-    return da.Array(graph, name, chunks=tuple(chunks), dtype=p.out_dtype, meta=meta)
+    return tuple(chunks)
