@@ -85,3 +85,13 @@ def test_errors():
         bc.correlate(torch.ones(2, 8, device="meta"), torch.ones(3))
     with pytest.raises(TypeError, match="torch.bool"):
         bc.correlate(torch.ones(2, 8, dtype=torch.bool), torch.ones(3))
+
+
+def test_config_reports_torch_and_cuda(capsys):
+    from batchconv.config import config
+
+    details = config()["torch"]
+    assert details["cuda_build"] == torch.version.cuda
+    assert (details["device"] is None) == (not torch.cuda.is_available())
+    bc.show_config()
+    assert "torch cuda" in capsys.readouterr().out

@@ -23,6 +23,23 @@ def _version(name: str) -> str | None:
         return "installed"
 
 
+def _torch_details() -> dict | None:
+    """torch's CUDA build, device, cuDNN and Triton, when torch is installed (this imports
+    torch: only :func:`show_config` and :func:`config` do)."""
+    if not has_module("torch"):
+        return None
+    import torch
+
+    cuda = torch.cuda.is_available()
+    return {
+        "cuda_build": torch.version.cuda,
+        "device": torch.cuda.get_device_name(0) if cuda else None,
+        "cudnn": torch.backends.cudnn.version() if cuda else None,
+        "triton": _version("triton"),
+        "used_for": "CPU tensors in and out (the CUDA backend is not built yet)",
+    }
+
+
 def config() -> dict:
     """The configuration as a dict (what :func:`show_config` prints)."""
     import numpy as np
@@ -35,6 +52,7 @@ def config() -> dict:
         "platform": platform.platform(),
         "numpy": np.__version__,
         "optional": {name: _version(name) for name in _OPTIONAL},
+        "torch": _torch_details(),
         "fft_engine": fft_engine().name + ".fft",
         "compiled_kernels": "numba" if compiled.enabled() else (
             "off (BATCHCONV_DISABLE_NUMBA)" if has_module("numba") else "none (NumPy code)"),
@@ -53,6 +71,11 @@ def show_config() -> None:
     print(f"  numpy         {c['numpy']}")
     for name, v in c["optional"].items():
         print(f"  {name:<14}{v or 'not installed'}")
+    if c["torch"]:
+        t = c["torch"]
+        print(f"  torch cuda    build {t['cuda_build'] or 'none (CPU build)'}, device "
+              f"{t['device'] or 'none'}, cudnn {t['cudnn'] or '-'}, triton "
+              f"{t['triton'] or 'not installed'}: {t['used_for']}")
     print(f"  fft engine    {c['fft_engine']}")
     print(f"  compiled      {c['compiled_kernels']}  (SAD and window sums)")
     print(f"  threads       {c['threads']}")
