@@ -25,6 +25,7 @@ import numpy as np
 
 __all__ = ["fft_engine", "next_fast_len", "get_workers", "set_workers", "has_module",
            "available_memory", "parallel_for", "blas_threads", "work_buffer",
+           "work_buffer_like",
            "clear_work_buffers"]
 
 _state = threading.local()
@@ -216,6 +217,15 @@ def work_buffer(shape: tuple[int, ...], dtype, slot: str = "fft",
     if buf is None or buf.nbytes < nbytes:
         buf = bufs[slot] = np.empty(max(nbytes, 1 << 16), np.uint8)
     return buf[:nbytes].view(dtype).reshape(shape)
+
+
+def work_buffer_like(a: np.ndarray, slot: str, limit: int = _WORK_BUFFER_BYTES) -> np.ndarray:
+    """:func:`work_buffer` with ``a``'s shape, dtype and memory order (as
+    ``np.empty_like(a, order="K")``), so that element-wise work with ``a`` runs in memory
+    order."""
+    order = sorted(range(a.ndim), key=lambda i: -abs(a.strides[i]))
+    buf = work_buffer(tuple(a.shape[i] for i in order), a.dtype, slot, limit)
+    return buf.transpose(np.argsort(order))
 
 
 @functools.lru_cache(maxsize=1)

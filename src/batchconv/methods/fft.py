@@ -393,7 +393,9 @@ def compute(p: Problem, st: FFTState, xc: np.ndarray, k0: int, k1: int,
 
     def run_tile(unit) -> None:
         sl, starts = unit
-        buf = np.zeros((sl.stop - sl.start, *src.shape[1:3], *st.fft_shape), dtype=p.dtype)
+        buf = work_buffer((sl.stop - sl.start, *src.shape[1:3], *st.fft_shape), p.dtype,
+                          "tile")  # reused (no fresh pages per tile), zeroed: the padding
+        buf[...] = 0
         out_sl, dst, srcsl, keep = [], [], [], []
         for g, t, i0, off, n_src in zip(p.geoms, st.tiles, starts, offsets, src.shape[3:],
                                         strict=True):
