@@ -309,11 +309,11 @@ def _run_partial(bank: _Bank, piece: np.ndarray, geoms: tuple, reduce: str,
 def _combine(parts: list, reduce: str, sizes: tuple[int, ...]):
     """Combine the blocks' partials of one output block (see :func:`_run_partial`);
     ``sizes``: the reduced axes' output lengths."""
-    if reduce in ("sum", "mean"):
-        total = parts[0].copy()
-        for q in parts[1:]:
-            total += q
-        return total / prod(sizes) if reduce == "mean" else total
+    if reduce in ("sum", "mean"):  # added in at least float64, like a pairwise sum's error
+        total = np.sum(parts, axis=0, dtype=np.result_type(parts[0].dtype, np.float64))
+        if reduce == "mean":
+            total /= prod(sizes)
+        return total.astype(parts[0].dtype, copy=False)
     if reduce in ("max", "min"):
         f = np.maximum if reduce == "max" else np.minimum  # NaN propagates, as in max()
         return f.reduce(np.stack(parts), axis=0)
