@@ -175,3 +175,19 @@ def test_empty_kernel_axis_gives_an_empty_result(mode, method):
     """A kernel axis of length 0 has no windows in any mode (it crashed in 'full')."""
     y = bc.correlate(np.zeros((2, 12, 10)), np.ones((3, 0, 3)), mode=mode, method=method)
     assert y.shape == (2, 3, 0, {"valid": 8, "same": 10, "full": 12}[mode])
+
+
+@pytest.mark.parametrize("method", ["direct", "fft"])
+def test_a_reduce_callback_may_call_batchconv(method, rng):
+    """A callable reduce runs while its block may sit in this thread's work buffers; a
+    batchconv call made from it must not overwrite them."""
+    x, w = rng.standard_normal((3, 64, 64)), rng.standard_normal((2, 15, 15))
+
+    def nested_sum(block, axis):
+        bc.correlate(rng.standard_normal((1, 24, 24)), rng.standard_normal((1, 5, 5)),
+                     method=method)  # smaller: it would fit in the buffers in use
+        return block.sum(axis=axis)
+
+    got = bc.correlate(x, w, "nhw,khw->nk|hw", method=method, reduce=nested_sum)
+    np.testing.assert_array_equal(got, bc.correlate(x, w, "nhw,khw->nk|hw", method=method,
+                                                    reduce="sum"))

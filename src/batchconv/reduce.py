@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from .xp import user_callback
+
 __all__ = ["apply_reduce"]
 
 
@@ -46,7 +48,8 @@ def apply_reduce(reduce, block: np.ndarray, axes: tuple[int, ...]) -> np.ndarray
         return _arg(block, axes, True)
     if reduce == "argmin":
         return _arg(block, axes, False)
-    result = np.asarray(reduce(block, axis=axes))
+    with user_callback():  # it may call batchconv: not into buffers holding `block`
+        result = np.asarray(reduce(block, axis=axes))
     expected = tuple(s for i, s in enumerate(block.shape) if i not in axes)
     if result.shape != expected:
         raise ValueError(f"the reduce callable returned shape {result.shape} for a block of "

@@ -25,7 +25,7 @@ import numpy as np
 
 __all__ = ["fft_engine", "next_fast_len", "get_workers", "set_workers", "has_module",
            "available_memory", "parallel_for", "blas_threads", "work_buffer",
-           "work_buffer_like",
+           "work_buffer_like", "user_callback",
            "clear_work_buffers"]
 
 _state = threading.local()
@@ -206,7 +206,7 @@ def work_buffer(shape: tuple[int, ...], dtype, slot: str = "fft",
     fresh large allocations (about 2 us per 4 KiB page on the dev VM)."""
     dtype = np.dtype(dtype)
     nbytes = math.prod(shape) * dtype.itemsize
-    if nbytes > limit:
+    if nbytes > limit or getattr(_work, "callbacks", 0):
         return np.empty(shape, dtype)
     bufs = getattr(_work, "bufs", None)
     if bufs is None:
@@ -217,6 +217,18 @@ def work_buffer(shape: tuple[int, ...], dtype, slot: str = "fft",
     if buf is None or buf.nbytes < nbytes:
         buf = bufs[slot] = np.empty(max(nbytes, 1 << 16), np.uint8)
     return buf[:nbytes].view(dtype).reshape(shape)
+
+
+@contextlib.contextmanager
+def user_callback():
+    """Around user code run in the middle of a computation (a callable ``reduce``): a
+    batchconv call made from it gets fresh arrays instead of this thread's work buffers,
+    which may hold the block being reduced."""
+    _work.callbacks = getattr(_work, "callbacks", 0) + 1
+    try:
+        yield
+    finally:
+        _work.callbacks -= 1
 
 
 def work_buffer_like(a: np.ndarray, slot: str, limit: int = _WORK_BUFFER_BYTES) -> np.ndarray:
