@@ -14,8 +14,8 @@ from collections import OrderedDict
 
 import numpy as np
 
-from .arrays import from_numpy, numpy_dtype, to_numpy
-from .dask_arrays import is_dask, lazy_correlate
+from .arrays import from_numpy, is_dask, numpy_dtype, to_numpy
+from .dask_arrays import lazy_correlate
 from .planner import Plan, plan_problem
 from .problem import make_problem
 from .xp import clear_work_buffers
@@ -91,11 +91,25 @@ def _cached_plan(x: np.ndarray, w, spec, flip: bool, options: dict) -> Plan:
 
 
 def _as_array(a, name: str) -> np.ndarray:
-    a = to_numpy(a, name)[0]
+    return _array_and_kind(a, name)[0]
+
+
+def _array_and_kind(a, name: str):
+    """``a`` as a NumPy array of numbers, and its array type (see ``arrays.to_numpy``)."""
+    a, kind = to_numpy(a, name)
     if a.dtype == object or a.dtype.kind in "USV":
         raise TypeError(f"{name} has dtype {a.dtype}; batchconv accepts integer, float and "
                         f"complex arrays")
-    return a
+    return a, kind
+
+
+def _run(x, w, spec, flip: bool, options: dict):
+    """``correlate`` (``flip`` False) or ``convolve``: a lazy Dask array for Dask input,
+    else the remembered (or a new) plan run on ``x``, in ``x``'s array type."""
+    if is_dask(x) or is_dask(w):
+        return lazy_correlate(x, w, spec, flip, **options)
+    x, kind = _array_and_kind(x, "x")
+    return from_numpy(_cached_plan(x, w, spec, flip, options)(x), kind)
 
 
 def _x_signature(x):
@@ -168,16 +182,9 @@ def correlate(x, w, spec: str | None = None, *, mode: str = "valid", stride=1, d
            [[4., 5., 6.],
             [5., 6., 7.]]])
     """
-    if is_dask(x) or is_dask(w):
-        return lazy_correlate(x, w, spec, False, mode=mode, stride=stride, dilation=dilation,
-                              padding=padding, cval=cval, metric=metric, reduce=reduce,
-                              method=method, memory=memory, workers=workers)
-    kind = to_numpy(x, "x")[1]
-    x = _as_array(x, "x")
-    return from_numpy(_cached_plan(x, w, spec, False, dict(
+    return _run(x, w, spec, False, dict(
         mode=mode, stride=stride, dilation=dilation, padding=padding, cval=cval,
-        metric=metric, reduce=reduce, method=method, memory=memory, workers=workers))(x),
-        kind)
+        metric=metric, reduce=reduce, method=method, memory=memory, workers=workers))
 
 
 def convolve(x, w, spec: str | None = None, *, mode: str = "valid", stride=1, dilation=1,
@@ -190,16 +197,9 @@ def convolve(x, w, spec: str | None = None, *, mode: str = "valid", stride=1, di
     >>> bc.convolve(np.array([[1., 2., 3., 4., 5.]]), np.array([1., 1.]), mode="same")
     array([[1., 3., 5., 7., 9.]])
     """
-    if is_dask(x) or is_dask(w):
-        return lazy_correlate(x, w, spec, True, mode=mode, stride=stride, dilation=dilation,
-                              padding=padding, cval=cval, metric=metric, reduce=reduce,
-                              method=method, memory=memory, workers=workers)
-    kind = to_numpy(x, "x")[1]
-    x = _as_array(x, "x")
-    return from_numpy(_cached_plan(x, w, spec, True, dict(
+    return _run(x, w, spec, True, dict(
         mode=mode, stride=stride, dilation=dilation, padding=padding, cval=cval,
-        metric=metric, reduce=reduce, method=method, memory=memory, workers=workers))(x),
-        kind)
+        metric=metric, reduce=reduce, method=method, memory=memory, workers=workers))
 
 
 def plan(x, w, spec: str | None = None, *, convolve: bool = False, **options) -> Plan:

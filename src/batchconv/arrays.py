@@ -1,4 +1,5 @@
-"""Array types at the boundary: NumPy arrays, and torch tensors on the CPU.
+"""Array types at the boundary: NumPy arrays, torch tensors on the CPU, and how Dask arrays
+are recognised (``dask_arrays.py`` handles them).
 
 A torch CPU tensor is viewed as a NumPy array without a copy (``Tensor.numpy()``; bfloat16
 is widened to float32 first, since NumPy has no bfloat16), and a result computed for one
@@ -16,13 +17,19 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["to_numpy", "from_numpy", "is_torch", "numpy_dtype"]
+__all__ = ["to_numpy", "from_numpy", "is_torch", "is_dask", "numpy_dtype"]
+
+
+def _library(obj) -> str:
+    """The top-level package of ``obj``'s type (``"torch"``, ``"dask"``, ``"numpy"``...),
+    found without importing anything."""
+    return type(obj).__module__.split(".")[0]
 
 
 def numpy_dtype(dtype) -> np.dtype:
     """A NumPy dtype from a NumPy or torch dtype (``torch.float32`` -> float32; bfloat16,
     which NumPy lacks, computes as float32)."""
-    if type(dtype).__module__.split(".")[0] == "torch":
+    if _library(dtype) == "torch":
         name = str(dtype).removeprefix("torch.")
         return np.dtype("float32" if name == "bfloat16" else name)
     return np.dtype(dtype)
@@ -30,7 +37,12 @@ def numpy_dtype(dtype) -> np.dtype:
 
 def is_torch(a) -> bool:
     """True for a torch tensor (without importing torch)."""
-    return type(a).__module__.split(".")[0] == "torch" and hasattr(a, "device")
+    return _library(a) == "torch" and hasattr(a, "device")
+
+
+def is_dask(a) -> bool:
+    """True for a Dask array (without importing dask)."""
+    return _library(a) == "dask" and hasattr(a, "chunks") and hasattr(a, "dask")
 
 
 def to_numpy(a, name: str):
@@ -54,7 +66,7 @@ def to_numpy(a, name: str):
             raise TypeError(f"{name} has dtype torch.bool; batchconv accepts integer, float "
                             f"and complex tensors. Convert with {name}.float().")
         return t.numpy(), "torch"
-    lib = type(a).__module__.split(".")[0]
+    lib = _library(a)
     if lib == "dask":  # bc.correlate / convolve take them; a Plan runs on one block
         raise TypeError(f"{name} is a Dask array: pass it to bc.correlate or bc.convolve, "
                         f"which return a lazy Dask array; a Plan runs on in-memory arrays")

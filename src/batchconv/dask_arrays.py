@@ -47,14 +47,14 @@ from math import prod
 
 import numpy as np
 
-from .arrays import to_numpy
+from .arrays import is_dask, to_numpy
 from .geometry import AxisGeometry
 from .planner import choose_method, parse_memory
 from .problem import Problem, make_problem
 from .reduce import apply_reduce
 from .xp import set_workers
 
-__all__ = ["is_dask", "lazy_correlate", "axis_blocks", "AxisBlock"]
+__all__ = ["lazy_correlate", "axis_blocks", "AxisBlock"]
 
 _SCATTER_BYTES = 1 << 20  # NumPy inputs above this are scattered, not put in the graph
 _COMBINED = ("sum", "mean", "max", "min", "argmax", "argmin")
@@ -62,12 +62,6 @@ _FIRST_PARTIAL = {"mean": "sum", "argmax": "max", "argmin": "min"}  # see _run_p
 # argmax/argmin over chunked axes compute a block unreduced (one pass, both reductions)
 # when that takes at most 1/_UNREDUCED_SHARE of the budget, else two fused passes
 _UNREDUCED_SHARE = 2
-
-
-def is_dask(a) -> bool:
-    """True for a Dask array (without importing dask)."""
-    return (type(a).__module__.split(".")[0] == "dask" and hasattr(a, "chunks")
-            and hasattr(a, "dask"))
 
 
 @dataclass(frozen=True, eq=False)

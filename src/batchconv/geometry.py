@@ -23,6 +23,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .xp import memory_order
+
 __all__ = ["MODES", "PADDINGS", "AxisGeometry", "axis_geometry", "pad_sliding"]
 
 MODES = ("valid", "same", "full")
@@ -119,7 +121,7 @@ def pad_sliding(x: np.ndarray, geoms: tuple[AxisGeometry, ...], padding: str, cv
             trims[a] = slice(0, g.padded)
     if any(w != (0, 0) for w in widths):
         # pad in memory order, so the padded copy keeps x's layout (NHWC stays NHWC)
-        order = sorted(range(x.ndim), key=lambda a: -abs(x.strides[a]))
+        order = memory_order(x)
         xt, wt = x.transpose(order), [widths[a] for a in order]
         if padding == "constant":
             xt = np.pad(xt, wt, mode="constant", constant_values=cval)

@@ -25,7 +25,7 @@ import numpy as np
 
 __all__ = ["fft_engine", "next_fast_len", "get_workers", "set_workers", "has_module",
            "available_memory", "parallel_for", "blas_threads", "work_buffer",
-           "work_buffer_like", "user_callback",
+           "work_buffer_like", "memory_order", "user_callback",
            "clear_work_buffers"]
 
 _state = threading.local()
@@ -231,11 +231,21 @@ def user_callback():
         _work.callbacks -= 1
 
 
+def memory_order(a: np.ndarray) -> list[int]:
+    """``a``'s axes from the largest stride to the smallest: ``a.transpose(order)`` walks
+    memory in order.
+
+    >>> memory_order(np.zeros((2, 3, 4)).transpose(2, 0, 1))
+    [1, 2, 0]
+    """
+    return sorted(range(a.ndim), key=lambda i: -abs(a.strides[i]))
+
+
 def work_buffer_like(a: np.ndarray, slot: str, limit: int = _WORK_BUFFER_BYTES) -> np.ndarray:
     """:func:`work_buffer` with ``a``'s shape, dtype and memory order (as
     ``np.empty_like(a, order="K")``), so that element-wise work with ``a`` runs in memory
     order."""
-    order = sorted(range(a.ndim), key=lambda i: -abs(a.strides[i]))
+    order = memory_order(a)
     buf = work_buffer(tuple(a.shape[i] for i in order), a.dtype, slot, limit)
     return buf.transpose(np.argsort(order))
 
