@@ -49,7 +49,7 @@ import numpy as np
 
 from .arrays import is_dask, to_numpy
 from .geometry import AxisGeometry
-from .planner import choose_method, parse_memory
+from .planner import choose_method, parse_memory, plan_problem
 from .problem import Problem, make_problem
 from .reduce import apply_reduce
 from .xp import set_workers
@@ -101,24 +101,20 @@ def axis_blocks(g: AxisGeometry, chunks: tuple[int, ...], padding: str) -> list[
     cuts = sorted(set(cuts))
     if len(cuts) == 2:  # one block: the whole axis, padded by the engine as in memory
         return [AxisBlock(0, g.out, np.arange(g.n), g.lo, g.hi)]
-    if padding == "constant":
-        blocks = []
-        for o0, o1 in zip(cuts[:-1], cuts[1:]):
-            a = o0 * g.stride - g.lo  # first input sample read (may be padding)
-            b = (o1 - 1) * g.stride - g.lo + g.extent  # one past the last
+    blocks = []
+    for o0, o1 in zip(cuts[:-1], cuts[1:]):
+        a = o0 * g.stride - g.lo  # first input sample read (may be padding)
+        b = (o1 - 1) * g.stride - g.lo + g.extent  # one past the last
+        if padding == "constant":  # the samples inside x; the engine adds the cval ones
             first, last = min(max(a, 0), g.n), max(min(b, g.n), 0)
             if last <= first:  # only padding (e.g. 'full' with a long kernel)
                 first = last = min(first, g.n)
             blocks.append(AxisBlock(o0, o1, np.arange(first, last), first - a,
                                     b - a - (first - a) - (last - first)))
-        return blocks
-    blocks = []
-    for o0, o1 in zip(cuts[:-1], cuts[1:]):
-        a = o0 * g.stride - g.lo
-        b = (o1 - 1) * g.stride - g.lo + g.extent
-        lo, hi = max(-a, 0), max(b - g.n, 0)
-        src = np.pad(np.arange(g.n), (lo, hi), mode=padding)[a + lo:b + lo]
-        blocks.append(AxisBlock(o0, o1, src, 0, 0))
+        else:  # padding samples mapped to the samples of x they copy
+            lo, hi = max(-a, 0), max(b - g.n, 0)
+            src = np.pad(np.arange(g.n), (lo, hi), mode=padding)[a + lo:b + lo]
+            blocks.append(AxisBlock(o0, o1, src, 0, 0))
     return blocks
 
 
@@ -248,8 +244,6 @@ class _Bank:
         ``unreduced``: keep the reduced sliding axes, as the output's last axes, within
         what the budget leaves beside that output; None when that output would take more
         than ``1 / _UNREDUCED_SHARE`` of the budget."""
-        from .planner import plan_problem
-
         t, o = self.opts.problem, self.opts
         batch = {t.spec.x.index(c) for c in t.spec.batch}
         key = (tuple(n for i, n in enumerate(shape) if i not in batch), geoms, reduce,
