@@ -1,8 +1,10 @@
 """Fit the cost model's coefficients (``src/batchconv/costs.py``) on this machine.
 
 Times the forced methods (plans made first; planning is not timed) on random problems:
-1-D to 3-D, batch 1..1000, banks, channels, kernels 1..64, strides, float32 and float64.
-Then, per model ("fft", "gemm", "shift_add"), fits non-negative coefficients that
+1-D to 3-D, batch 1..1000, banks, channels, kernels 1..64, strides, float32 and float64;
+with torch installed also the torch methods on CPU tensors (``torch_direct``,
+``torch_fft``). Then, per model ("fft", "gemm", "shift_add", "torch_conv",
+"torch_fft"), fits non-negative coefficients that
 minimise the relative error of the estimate, and prints a ``COEFFICIENTS`` table to paste
 into costs.py. Problems used for fitting are random and separate from the grid that
 ``auto_grid.py`` checks.
@@ -22,6 +24,11 @@ import numpy as np
 import batchconv as bc
 from batchconv.bench.harness import interleaved
 from batchconv.costs import COEFFICIENTS, estimate, features
+
+try:
+    import torch
+except ImportError:
+    torch = None
 
 
 def _random_problem(rng):
@@ -59,12 +66,19 @@ def collect(n: int, seed: int = 1) -> list[dict]:
         spec, xs, ws, opts, dt = _random_problem(rng)
         x = rng.standard_normal(xs).astype(dt)
         w = rng.standard_normal(ws).astype(dt)
-        plans = {m: bc.plan(x, w, spec, method=m, **opts) for m in ("direct", "fft")}
+        plans, xt = {}, None if torch is None else torch.from_numpy(x)
+        for m in ("direct", "fft") + (("torch_direct", "torch_fft") if torch else ()):
+            try:
+                plans[m] = bc.plan(xt if m.startswith("torch") else x, w, spec, method=m,
+                                   **opts)
+            except MemoryError:  # does not fit the default budget: never chosen
+                pass
         # too slow to be the answer anyway: not timed
         plans = {m: p for m, p in plans.items() if estimate(p.problem, m) < 3.0}
+        args = {m: (xt if m.startswith("torch") else x) for m in plans}
         # interleaved, as in auto_grid.py and in real use: the methods share the caches
-        times = interleaved({m: (lambda p=p, x=x: p(x)) for m, p in plans.items()}, rounds=5,
-                            max_seconds=4)
+        times = interleaved({m: (lambda p=p, a=args[m]: p(a)) for m, p in plans.items()},
+                            rounds=5, max_seconds=4)
         for method, p in plans.items():
             t = times[method]
             model, feats = features(p.problem, method)

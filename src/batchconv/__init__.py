@@ -9,9 +9,10 @@ filter, fast and within a memory budget.
 from .api import clear_plan_cache, convolve, correlate, plan
 from .config import show_config
 from .planner import Plan
+from .tensors import allow_tf32
 from .xp import next_fast_len, set_workers
 
 __version__ = "0.1.0"
 
 __all__ = ["correlate", "convolve", "plan", "Plan", "show_config", "next_fast_len",
-           "set_workers", "clear_plan_cache", "__version__"]
+           "set_workers", "clear_plan_cache", "allow_tf32", "__version__"]

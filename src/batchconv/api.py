@@ -18,6 +18,7 @@ from .arrays import from_numpy, is_dask, numpy_dtype, to_numpy
 from .dask_arrays import lazy_correlate
 from .planner import Plan, plan_problem
 from .problem import make_problem
+from .tensors import device_of
 from .xp import clear_work_buffers
 
 __all__ = ["correlate", "convolve", "plan", "clear_plan_cache"]
@@ -56,8 +57,13 @@ def _hashable(v):
     return v
 
 
-def _cache_key(x: np.ndarray, w: np.ndarray, spec, options: dict):
-    """A key for the plan of this call, or None when an argument cannot be part of one."""
+def _cache_key(x, w, spec, options: dict):
+    """A key for the plan of this call, or None when an argument cannot be part of one
+    (filters too large to hash, or on a GPU)."""
+    if device_of(w) not in (None, "cpu"):
+        return None
+    shape, dtype = _x_signature(x)
+    w = _as_array(w, "w")
     if w.nbytes > _PLAN_CACHE_MAX_W_BYTES:
         return None
     try:
@@ -67,11 +73,10 @@ def _cache_key(x: np.ndarray, w: np.ndarray, spec, options: dict):
         return None
     digest = hashlib.blake2b(np.ascontiguousarray(w).view(np.uint8).ravel(),
                              digest_size=16).digest()
-    return (x.shape, x.dtype.str, w.shape, w.dtype.str, spec, opts, digest)
+    return (shape, dtype.str, device_of(x), w.shape, w.dtype.str, spec, opts, digest)
 
 
-def _cached_plan(x: np.ndarray, w, spec, flip: bool, options: dict) -> Plan:
-    w = _as_array(w, "w")
+def _cached_plan(x, w, spec, flip: bool, options: dict) -> Plan:
     key = _cache_key(x, w, spec, {**options, "flip": flip})
     if key is not None:
         with _plan_cache_lock:
@@ -108,28 +113,44 @@ def _run(x, w, spec, flip: bool, options: dict):
     else the remembered (or a new) plan run on ``x``, in ``x``'s array type."""
     if is_dask(x) or is_dask(w):
         return lazy_correlate(x, w, spec, flip, **options)
+    if device_of(x) not in (None, "cpu"):  # a GPU tensor: it stays there (tensors.py)
+        return _cached_plan(x, w, spec, flip, options)(x)
     x, kind = _array_and_kind(x, "x")
+    if kind == "torch":  # a CPU tensor: the plan may run a NumPy or a torch method
+        return from_numpy(_cached_plan(x, w, spec, flip, {**options, "device": "cpu"})(x),
+                          kind)
     return from_numpy(_cached_plan(x, w, spec, flip, options)(x), kind)
 
 
+def _is_signature(x) -> bool:
+    return (isinstance(x, tuple) and len(x) == 2 and not isinstance(x[0], int | np.integer)
+            and isinstance(x[0], tuple | list))
+
+
 def _x_signature(x):
-    """(shape, dtype) of x, which may be an array or a ``(shape, dtype)`` pair."""
-    if (isinstance(x, tuple) and len(x) == 2 and not isinstance(x[0], int | np.integer)
-            and isinstance(x[0], tuple | list)):
+    """(shape, dtype) of x, which may be an array, a tensor (on any device) or a
+    ``(shape, dtype)`` pair."""
+    if _is_signature(x):
         return tuple(x[0]), numpy_dtype(x[1])
+    if device_of(x) is not None:
+        return tuple(x.shape), numpy_dtype(x.dtype)
     a = _as_array(x, "x")
     return a.shape, a.dtype
 
 
 def _make_plan(x, w, spec, *, flip: bool, mode="valid", stride=1, dilation=1,
                padding="constant", cval=0.0, metric="dot", reduce=None, method="auto",
-               memory=None, workers=None) -> Plan:
+               memory=None, workers=None, device=None) -> Plan:
     shape, dtype = _x_signature(x)
-    w = _as_array(w, "w")
-    p = make_problem(shape, dtype, w.shape, w.dtype, spec, mode=mode, stride=stride,
+    w_shape, w_dtype = _x_signature(w)
+    if device is None:  # where tensors live: x's device, or w's when x is a signature
+        device = device_of(w) if _is_signature(x) else device_of(x)
+    if device is None:
+        w = _as_array(w, "w")
+    p = make_problem(shape, dtype, w_shape, w_dtype, spec, mode=mode, stride=stride,
                      dilation=dilation, padding=padding, cval=cval, metric=metric,
                      reduce=reduce, flip=flip)
-    return plan_problem(p, w, method=method, memory=memory, workers=workers)
+    return plan_problem(p, w, method=method, memory=memory, workers=workers, device=device)
 
 
 def correlate(x, w, spec: str | None = None, *, mode: str = "valid", stride=1, dilation=1,
@@ -142,10 +163,11 @@ def correlate(x, w, spec: str | None = None, *, mode: str = "valid", stride=1, d
 
     Parameters
     ----------
-    x, w : array_like or torch CPU tensors
+    x, w : array_like or torch tensors (CPU or CUDA)
         With ``spec=None``: ``x`` is ``(N, *S)``; ``w`` is a bank ``(K, *T)`` (result
         ``(N, K, *S_out)``) or one filter ``T`` (result ``(N, *S_out)``). When ``x`` is a
-        torch tensor the result is one too (CPU; CUDA tensors are not supported yet).
+        torch tensor the result is one too, on ``x``'s device (see the README's "Array
+        types").
     spec : str, optional
         ``"xaxes,waxes->outaxes|sliding"``, e.g. ``"nhwc,hwco->nhwo|hw"``: einsum letters,
         with the sliding (correlated) axes after the bar. See the README.
@@ -164,7 +186,8 @@ def correlate(x, w, spec: str | None = None, *, mode: str = "valid", stride=1, d
         With ``spec=None`` every sliding axis is reduced. Fused: the unreduced result is
         never held whole.
     method : str
-        "auto", "direct" or "fft".
+        "auto", "direct" or "fft"; for torch tensors also "torch_direct" (torch
+        convolutions) or "torch_fft" (torch.fft); on CUDA "direct"/"fft" mean those.
     memory : int or str
         Budget for temporaries beyond the inputs and result, e.g. ``"2GB"``.
     workers : int

@@ -4,8 +4,9 @@ are recognised (``dask_arrays.py`` handles them).
 A torch CPU tensor is viewed as a NumPy array without a copy (``Tensor.numpy()``; bfloat16
 is widened to float32 first, since NumPy has no bfloat16), and a result computed for one
 comes back as a torch tensor sharing the NumPy result's memory (``torch.from_numpy``).
-CUDA tensors are refused with a clear message: the GPU backend is not built yet. torch
-is never imported here; a tensor is recognised by its type's module.
+CUDA tensors never come here: they go to the torch methods (``tensors.py``), and
+:func:`to_numpy` refuses one with a message saying so. torch is never imported here; a
+tensor is recognised by its type's module.
 
 >>> import numpy as np
 >>> a, kind = to_numpy(np.ones(3), "x")
@@ -53,8 +54,10 @@ def to_numpy(a, name: str):
         return a, None
     if is_torch(a):
         if a.device.type != "cpu":
-            raise TypeError(f"{name} is a torch tensor on {a.device}; this release computes "
-                            f"on the CPU (the GPU backend is planned): pass a CPU tensor")
+            raise TypeError(f"{name} is a torch tensor on {a.device}, but this computation "
+                            f"runs on the CPU (x's device decides, and a plan keeps the "
+                            f"device it was made for): pass a CPU tensor, or x and w "
+                            f"both on {a.device}")
         t = a.detach()
         if t.is_conj():
             t = t.resolve_conj()

@@ -25,6 +25,7 @@ import numpy as np
 from .methods import direct as direct_method
 from .methods import fft as fft_method
 from .methods import sad as sad_method
+from .methods import torch_fft as torch_fft_method
 from .metrics import inner_problem
 from .problem import Problem
 
@@ -39,6 +40,24 @@ COEFFICIENTS: dict[str, dict[str, float]] = {
              "out_bytes": 2.27e-10, "patch_bytes": 9.44e-11},
     "shift_add": {"calls": 0.000132, "flops_double": 3.26e-10, "flops_single": 2.69e-10,
                   "out_bytes": 1.14e-10},
+    # torch on CPU tensors (oneDNN convolutions, torch's slower float64 and 3-D fallbacks,
+    # torch.fft): fitted by benchmarks/fit_cost_model.py on 13 + 15 problems (a partial
+    # run); 10-90% of estimate / actual 0.14-1.22, so only far-apart estimates are reliable
+    "torch_conv": {"calls": 0, "flops_double": 8.15e-10, "flops_single": 1.38e-11,
+                   "in_bytes": 8.69e-10, "out_bytes": 4.06e-10},
+    "torch_fft": {"calls": 0.000287, "channel_flops": 6.54e-10, "fft_flops_double": 2.2e-10,
+                  "fft_flops_single": 5.51e-11, "fft_lines": 9.02e-08, "fft_pass_bytes": 0,
+                  "out_bytes": 0, "product_flops": 1.78e-11, "tile_items": 0},
+}
+# torch on a CUDA device: not fitted (no GPU on the development machine); rough H100
+# figures (cuDNN at about 20 TFLOP/s in float32, cuFFT at memory speed), only used to
+# order candidates whose estimates are far apart
+CUDA_COEFFICIENTS: dict[str, dict[str, float]] = {
+    "torch_conv": {"calls": 3e-05, "flops_double": 1.5e-13, "flops_single": 5e-14,
+                   "in_bytes": 1e-12, "out_bytes": 1e-12},
+    "torch_fft": {"calls": 6e-05, "fft_flops_double": 2e-13, "fft_flops_single": 1e-13,
+                  "fft_pass_bytes": 1e-12, "out_bytes": 1e-12, "product_flops": 1e-13,
+                  "channel_flops": 5e-14},
 }
 
 
@@ -61,16 +80,18 @@ def flops(p: Problem, method: str) -> float:
     subtraction and an addition per tap; ssd/ncc/cosine: those of their correlation)."""
     if p.metric not in ("dot", "sad"):
         return flops(inner_problem(p), method)
-    if method == "direct":
+    if method in ("direct", "torch_direct"):
         return 2.0 * p.B * p.K * p.P * prod(p.O) * p.window_size
-    f = _fft_parts(p)
+    f = _fft_parts(p, method)
     return f["fft_flops"] + f["product_flops"] + f["channel_flops"]
 
 
-def _fft_parts(p: Problem) -> dict[str, float]:
-    shape = fft_method.fft_shape(p)
+def _fft_parts(p: Problem, method: str = "fft") -> dict[str, float]:
+    if method == "torch_fft":  # whole items
+        shape, tiles = torch_fft_method.fft_shape(p), 1
+    else:
+        shape, tiles = fft_method.fft_shape(p), fft_method.tile_count(p)
     n = prod(shape)
-    tiles = fft_method.tile_count(p)
     # the items' and the pairs' transforms, and the filters' own (made once per plan: a
     # one-shot correlate pays them, and with many channels and filters they dominate,
     # e.g. a 7x7 32->32 layer on 4 images: 1024 filter transforms against 256 others)
@@ -89,13 +110,17 @@ def _fft_parts(p: Problem) -> dict[str, float]:
 
 
 def features(p: Problem, method: str) -> tuple[str, dict[str, float]]:
-    """The model that applies (``"fft"``, ``"gemm"`` or ``"shift_add"``) and its
-    features for ``p``."""
+    """The model that applies (``"fft"``, ``"gemm"``, ``"shift_add"``, ``"torch_conv"``
+    or ``"torch_fft"``) and its features for ``p``."""
     prec = "single" if _single(p) else "double"
     out_bytes = float(p.B * p.K * p.P * prod(p.O) * p.dtype.itemsize)
-    if method == "fft":
-        f = _fft_parts(p)
-        return "fft", {"calls": 1.0, f"fft_flops_{prec}": f["fft_flops"],
+    if method == "torch_direct":
+        in_bytes = float(p.B * p.C * p.P * prod(g.padded for g in p.geoms) * p.dtype.itemsize)
+        return "torch_conv", {"calls": 1.0, f"flops_{prec}": flops(p, method),
+                              "in_bytes": in_bytes, "out_bytes": out_bytes}
+    if method in ("fft", "torch_fft"):
+        f = _fft_parts(p, method)
+        return method, {"calls": 1.0, f"fft_flops_{prec}": f["fft_flops"],
                        "fft_lines": f["fft_lines"], "product_flops": f["product_flops"],
                        "channel_flops": f["channel_flops"], "tile_items": f["tile_items"],
                        "fft_pass_bytes": f["fft_pass_bytes"], "out_bytes": out_bytes}
@@ -107,8 +132,9 @@ def features(p: Problem, method: str) -> tuple[str, dict[str, float]]:
     return "shift_add", {"calls": 1.0, f"flops_{prec}": fl, "out_bytes": out_bytes}
 
 
-def estimate(p: Problem, method: str) -> float:
-    """Estimated seconds of one call of ``method`` on ``p`` (plan already made)."""
+def estimate(p: Problem, method: str, device: str | None = None) -> float:
+    """Estimated seconds of one call of ``method`` on ``p`` (plan already made);
+    ``device``: where torch tensors live (a CUDA device has its own table)."""
     if p.metric == "sad":
         return _SAD_CALL + flops(p, method) / 2 * (
             _SAD_ELEMENT_NUMBA if sad_method.uses_numba() else _SAD_ELEMENT_NUMPY)
@@ -118,5 +144,6 @@ def estimate(p: Problem, method: str) -> float:
                                 + p.B * p.K * p.P * prod(p.O) * 3)
         return estimate(q, method) + extra
     model, feats = features(p, method)
-    coef = COEFFICIENTS[model]
+    cuda = device is not None and device.startswith("cuda")
+    coef = (CUDA_COEFFICIENTS if cuda else COEFFICIENTS)[model]
     return sum(coef.get(k, 0.0) * v for k, v in feats.items())

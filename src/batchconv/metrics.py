@@ -62,6 +62,11 @@ def method_for(p: Problem, name: str):
     "dot"; the SAD kernels for "sad" (``name`` "direct"); otherwise a
     :class:`MetricMethod` around the method."""
     mod = get_method(name)
+    if hasattr(mod, "applies"):  # a torch method: the problems it maps onto
+        why = mod.applies(p)
+        if why is not None:
+            raise ValueError(f"method {name!r} cannot compute this problem: {why}")
+        return mod
     if p.metric == "dot":
         return mod
     if p.metric == "sad":

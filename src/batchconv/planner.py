@@ -28,11 +28,15 @@ from .arrays import from_numpy, to_numpy
 from .costs import estimate, flops
 from .methods import direct as direct_method
 from .methods import fft as fft_method
+from .methods import get_method
 from .methods import sad as sad_method
+from .methods import torch_fft as torch_fft_method
 from .metrics import inner_problem, method_for, methods_for_metric
 from .nonfinite import affected_windows, recompute_windows
 from .problem import Problem, canonical_out_view, canonical_w, canonical_x, final_view
 from .reduce import apply_reduce
+from .tensors import TORCH_METHODS, device_memory, run_plan
+from .tensors import canonical_w as tensor_canonical_w
 from .xp import available_memory, blas_threads, fft_engine, get_workers, set_workers
 
 __all__ = ["Plan", "plan_problem", "choose_method", "parse_memory"]
@@ -40,14 +44,15 @@ __all__ = ["Plan", "plan_problem", "choose_method", "parse_memory"]
 _MIB = 1 << 20
 
 
-def parse_memory(memory) -> int:
-    """A byte budget from an int or a string like ``"2GB"``, ``"512MiB"``, ``"1.5e9"``.
+def parse_memory(memory, device: str | None = None) -> int:
+    """A byte budget from an int or a string like ``"2GB"``, ``"512MiB"``, ``"1.5e9"``;
+    None gives the default for ``device`` (see :func:`default_memory`).
 
     >>> parse_memory("2GB"), parse_memory("1KiB")
     (2000000000, 1024)
     """
     if memory is None:
-        return default_memory()
+        return default_memory(device)
     if isinstance(memory, int | np.integer) and not isinstance(memory, bool):
         if memory <= 0:
             raise ValueError(f"memory must be a positive number of bytes, got {memory}")
@@ -79,8 +84,11 @@ def format_bytes(n: float) -> str:
     return f"{int(n)} B"
 
 
-def default_memory() -> int:
-    """Default budget: a quarter of the RAM available now, at most 4 GiB."""
+def default_memory(device: str | None = None) -> int:
+    """Default budget: a quarter of the RAM available now, at most 4 GiB; on a CUDA
+    device half of its free memory (``tensors.device_memory``)."""
+    if device is not None and device.startswith("cuda"):
+        return device_memory(device)[0]
     return int(min(available_memory() // 4, 4 << 30))
 
 
@@ -122,14 +130,17 @@ def _state_bytes(p: Problem, name: str) -> int:
         return _state_bytes(inner_problem(p), name) + p.K * p.P * 24
     if name == "fft":
         return fft_method.spectrum_bytes(p)
+    if name == "torch_fft":
+        return torch_fft_method.spectrum_bytes(p) + p.K * p.window_size * p.P * p.dtype.itemsize
     return p.K * p.window_size * p.P * p.dtype.itemsize * 2
 
 
-def _check_result_fits(p: Problem) -> None:
+def _check_result_fits(p: Problem, device: str | None = None) -> None:
     """Raise MemoryError, before allocating anything, when the result alone exceeds the
-    memory available now."""
+    memory available now (on ``device``'s memory for a CUDA device)."""
     need = prod(p.out_shape) * p.out_dtype.itemsize
-    have = available_memory()
+    cuda = device is not None and device.startswith("cuda")
+    have = device_memory(device)[1] if cuda else available_memory()
     if need > have:
         raise MemoryError(
             f"the result {p.out_shape} {p.out_dtype} needs {format_bytes(need)} but "
@@ -158,6 +169,8 @@ class Plan:
     filters: np.ndarray | None = field(default=None, repr=False)
     _direct_state: object = field(default=None, repr=False, compare=False)
     _bad_filters: np.ndarray | None = field(default=None, repr=False, compare=False)
+    # where a torch method runs ("cpu", "cuda:0"); None for the NumPy methods
+    device: str | None = None
 
     @property
     def flops(self) -> float:
@@ -181,6 +194,8 @@ class Plan:
         """Run the plan on ``x``: the planned shape, or another size of the batch axes
         (e.g. a last, smaller minibatch); a dtype that does not need a wider type."""
         p = self.problem
+        if self.method in TORCH_METHODS:  # on the tensors' device
+            return run_plan(self, x)
         x, kind = to_numpy(x, "x")
         if kind is not None:
             return from_numpy(self(x), kind)
@@ -191,7 +206,7 @@ class Plan:
                 batch = "".join(self.problem.spec.batch) or "none"
                 raise ValueError(f"this plan was made for x of shape {self.problem.x_shape}, "
                                  f"got {x.shape}; only the batch axes ({batch!r}) may differ")
-            chunk = _chunks(p, method_for(p, self.method), self.memory)
+            chunk = self.chunk_for(p)
         if np.result_type(x.dtype, p.dtype) != p.dtype and not (
                 x.dtype.kind in "iu" and p.dtype == np.float64):
             raise TypeError(f"this plan computes in {p.dtype}; x of dtype {x.dtype} would need "
@@ -229,6 +244,11 @@ class Plan:
             if check:
                 self._redo_nonfinite(p, xc, canon, reduce, flagged)
         return final if final is not None else final_view(p, canon)
+
+    def chunk_for(self, p: Problem) -> tuple[int, int]:
+        """The (batch, bank) block size for ``p``, this plan's problem with another
+        batch size."""
+        return _chunks(p, method_for(p, self.method), self.memory)
 
     def _redo_nonfinite(self, p: Problem, xc: np.ndarray, canon: np.ndarray, reduce,
                         flagged: set[int]) -> None:
@@ -280,7 +300,7 @@ class Plan:
         ]
         for c in self.candidates:
             mark = "*" if c.method == self.method else " "
-            lines.append(f"   {mark} {c.method:<7} ~{c.seconds * 1e3:10.2f} ms  "
+            lines.append(f"   {mark} {c.method:<12} ~{c.seconds * 1e3:10.2f} ms  "
                          f"{c.flops / 1e9:9.3f} GFLOP  peak {c.peak_bytes / _MIB:9.1f} MiB  "
                          f"chunk (batch {c.chunk[0]}, bank {c.chunk[1]})"
                          + ("" if c.fits else "  over the memory budget"))
@@ -298,6 +318,12 @@ class Plan:
                                          if sad_method.uses_numba() else
                                          "SAD shift-and-add on cache-sized output tiles "
                                          "(NumPy; install numba for the compiled kernel)"))
+        elif self.method == "torch_direct":
+            lines.append(f"  torch_direct: torch.nn.functional.conv{p.ndim}d on {self.device}"
+                         + (" (cuDNN, TF32 off)" if self.device.startswith("cuda") else ""))
+        elif self.method == "torch_fft":
+            lines.append(f"  torch_fft: sizes {torch_fft_method.fft_shape(p)} with torch.fft on "
+                         f"{self.device}, whole items")
         elif self.method == "fft":
             tiles = fft_method.tiling(q)
             layout = ("whole items" if tiles is None else
@@ -317,7 +343,7 @@ class Plan:
 
 @lru_cache(maxsize=512)
 def _candidates(p: Problem, names: tuple[str, ...], budget: int, workers: int,
-                compiled_kernels: bool) -> tuple[Candidate, ...]:
+                compiled_kernels: bool, device: str | None) -> tuple[Candidate, ...]:
     """Estimates and chunks per method; they depend only on the problem, the budget, the
     thread count and whether the compiled kernels run, so repeated calls with the same
     shapes skip this work."""
@@ -327,21 +353,46 @@ def _candidates(p: Problem, names: tuple[str, ...], budget: int, workers: int,
             mod = method_for(p, n)
             chunk = _chunks(p, mod, budget)
             block = _block_bytes(p, mod, *chunk, budget)
-            cands.append(Candidate(n, estimate(p, n), flops(p, n),
+            cands.append(Candidate(n, estimate(p, n, device), flops(p, n),
                                    block + _state_bytes(p, n), chunk, block <= budget))
     return tuple(cands)
 
 
-def choose_method(p: Problem, method: str = "auto", memory=None, workers: int | None = None):
+def _method_names(p: Problem, method: str, device: str | None) -> tuple[str, ...]:
+    """The candidates for ``method`` on ``device`` (None: NumPy data; "cpu": torch CPU
+    tensors, which the NumPy methods read without a copy; "cuda...": torch methods
+    only, where "direct" and "fft" mean their torch forms)."""
+    on_gpu = device is not None and device != "cpu"
+    if method != "auto":
+        if on_gpu and method in ("direct", "fft"):
+            return ("torch_" + method,)
+        if on_gpu and method not in TORCH_METHODS:
+            raise ValueError(f"method {method!r} runs on the CPU; x is on {device}: use "
+                             f"'auto', 'direct', 'fft' or one of {TORCH_METHODS}")
+        return (method,)
+    numpy_names = () if on_gpu else methods_for_metric(p.metric)
+    if device is None or callable(p.reduce):  # a callable reduce keeps its array type
+        return numpy_names
+    torch_names = tuple(n for n in TORCH_METHODS if get_method(n).applies(p) is None)
+    if on_gpu and not torch_names:
+        why = "; ".join(get_method(n).applies(p) for n in TORCH_METHODS)
+        raise NotImplementedError(f"no torch method computes this problem on {device} "
+                                  f"yet ({why}); pass CPU tensors or NumPy arrays")
+    return numpy_names + torch_names
+
+
+def choose_method(p: Problem, method: str = "auto", memory=None, workers: int | None = None,
+                  device: str | None = None):
     """``(method name, reason, candidates, budget)``: what :func:`plan_problem` picks for
-    ``p``, without touching the filters. Raises as it does (unknown method, bad
-    ``memory``/``workers``, ``MemoryError`` when no method fits the budget)."""
-    budget = parse_memory(memory)
-    names = methods_for_metric(p.metric) if method == "auto" else (method,)
+    ``p``, without touching the filters. ``device``: where torch tensors live (None for
+    NumPy data). Raises as it does (unknown method, bad ``memory``/``workers``,
+    ``MemoryError`` when no method fits the budget)."""
+    budget = parse_memory(memory, device)
+    names = _method_names(p, method, device)
     for n in names:
         method_for(p, n)  # unknown names and impossible combinations raise here
     with set_workers(workers):
-        cands = _candidates(p, names, budget, get_workers(), compiled.enabled())
+        cands = _candidates(p, names, budget, get_workers(), compiled.enabled(), device)
     fitting = [c for c in cands if c.fits]
     if not fitting:
         with set_workers(workers):
@@ -352,9 +403,10 @@ def choose_method(p: Problem, method: str = "auto", memory=None, workers: int | 
             f"w {p.w_shape}, even one item against one filter at a time (temporaries "
             f"needed: {need}); raise memory= or use a smaller problem")
     if method != "auto":
-        chosen, reason = method, "asked for by method="
-    elif p.integer_inputs and any(c.method == "direct" for c in fitting):
-        chosen, reason = "direct", "integer inputs: direct is exact"
+        chosen, reason = names[0], "asked for by method="
+    elif p.integer_inputs and any(c.method in ("direct", "torch_direct") for c in fitting):
+        chosen = next(c.method for c in fitting if c.method in ("direct", "torch_direct"))
+        reason = "integer inputs: direct is exact"
     else:
         chosen = min(fitting, key=lambda c: c.seconds).method
         reason = "lowest estimated time"
@@ -363,16 +415,22 @@ def choose_method(p: Problem, method: str = "auto", memory=None, workers: int | 
     return chosen, reason, cands, budget
 
 
-def plan_problem(p: Problem, w: np.ndarray, method: str = "auto", memory=None,
-                 workers: int | None = None) -> Plan:
-    """Choose the method and chunks for ``p`` and prepare the filters ``w``."""
-    chosen, reason, cands, budget = choose_method(p, method, memory, workers)
+def plan_problem(p: Problem, w, method: str = "auto", memory=None,
+                 workers: int | None = None, device: str | None = None) -> Plan:
+    """Choose the method and chunks for ``p`` and prepare the filters ``w`` (a NumPy
+    array, or a tensor; ``device``: where torch tensors live, None for NumPy data)."""
+    chosen, reason, cands, budget = choose_method(p, method, memory, workers, device)
+    cand = next(c for c in cands if c.method == chosen)
+    if chosen in TORCH_METHODS:
+        dev = device or "cpu"
+        state = get_method(chosen).prepare(p, tensor_canonical_w(p, w, dev), budget)
+        return Plan(p, chosen, cand.chunk, budget, workers, cands, reason, state, device=dev)
+    w, _ = to_numpy(w, "w")
     wc = canonical_w(p, w)
     finite = wc.dtype.kind not in "fc" or np.isfinite(wc).all()
     with set_workers(workers):  # filters with NaN/Inf: redone directly (see Plan)
         fft_dot = chosen == "fft" and p.metric == "dot"
         state = method_for(p, chosen).prepare(
             p, wc if finite or not fft_dot else np.where(np.isfinite(wc), wc, 0), budget)
-    cand = next(c for c in cands if c.method == chosen)
     return Plan(p, chosen, cand.chunk, budget, workers, cands, reason, state,
                 filters=wc if fft_dot else None)

@@ -238,13 +238,20 @@ def make_problem(x_shape, x_dtype, w_shape, w_dtype, spec: str | None = None, *,
     )
 
 
-def _canonical(a: np.ndarray, letters: str, lead: str, summed: str, paired: str,
-               sliding: str, pre_summed: str) -> np.ndarray:
+def _permute(a, axes: list[int]):
+    """``a.transpose(axes)`` for a NumPy array, ``a.permute(axes)`` for a torch tensor."""
+    return a.permute(axes) if hasattr(a, "permute") else a.transpose(axes)
+
+
+def _canonical(a, letters: str, lead: str, summed: str, paired: str, sliding: str,
+               pre_summed: str):
+    """``a`` (array or tensor) with its axes in ``lead, summed, paired, sliding`` order,
+    each group merged into one axis (the sliding axes kept)."""
     if pre_summed:
         a = a.sum(axis=tuple(letters.index(c) for c in pre_summed))
         letters = "".join(c for c in letters if c not in pre_summed)
     order = lead + summed + paired + sliding
-    a = a.transpose([letters.index(c) for c in order])
+    a = _permute(a, [letters.index(c) for c in order])
     s = a.shape
     nl, ns, npd = len(lead), len(summed), len(paired)
     return a.reshape(prod(s[:nl]), prod(s[nl:nl + ns]), prod(s[nl + ns:nl + ns + npd]),
@@ -272,8 +279,9 @@ def canonical_w(p: Problem, w: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(c)
 
 
-def final_view(p: Problem, canon: np.ndarray) -> np.ndarray:
-    """The canonical result ``(B, K, P, *O_kept[, r])`` seen in the spec's output order."""
+def final_view(p: Problem, canon):
+    """The canonical result ``(B, K, P, *O_kept[, r])`` (array or tensor) seen in the
+    spec's output order."""
     sp = p.spec
     kept = sp.kept_sliding
     kept_sizes = canon.shape[3:3 + len(kept)]
@@ -281,7 +289,7 @@ def final_view(p: Problem, canon: np.ndarray) -> np.ndarray:
     a = canon.reshape((*p.batch_shape, *p.bank_shape, *p.paired_shape, *kept_sizes, *tail))
     order = sp.batch + sp.bank + sp.paired + kept
     perm = [order.index(c) for c in sp.out] + list(range(len(order), a.ndim))
-    return a.transpose(perm)
+    return _permute(a, perm)
 
 
 def canonical_out_view(p: Problem, final: np.ndarray) -> np.ndarray | None:

@@ -25,12 +25,14 @@ LAYERS = [("3x3 64->64 56x56", 8, 56, 64, 64, 3, 1),
           ("11x11 16->32 96x96", 4, 96, 16, 32, 11, 1)]
 QUICK = {"3x3 128->128 28x28", "7x7 32->32 64x64"}
 COLUMNS = ["layer", "torch ms", "ours ms", "ours cold ms", "method", "ours GFLOP/s",
-           "torch / ours"]
+           "torch / ours", "ours tensors ms", "tensors method", "torch / ours tensors"]
 
 
 def run(ctx: Context) -> Section:
     sec = Section(NAME, "seed 002: CNN layers, NHWC x HWIO, float32",
-                  "`bc.correlate(x, k, 'nhwc,hwco->nhwo|hw', stride=s)` against "
+                  "`bc.correlate(x, k, 'nhwc,hwco->nhwo|hw', stride=s)` (NumPy arrays; "
+                  "'ours tensors': the same call on torch CPU tensors, where the torch "
+                  "methods are candidates too) against "
                   "`torch.nn.functional.conv2d` (CPU) on NCHW tensors made before timing; "
                   "GFLOP/s count 2 flops per multiply-add. 'ours' calls `correlate` in a loop "
                   "with the same filters (its plan cache keeps their spectra, as in an "
@@ -55,6 +57,10 @@ def run(ctx: Context) -> Section:
         contenders = {"ours": lambda x=x, k=k, s=s: bc.correlate(x, k, SPEC, stride=s),
                       "ours cold": cold}
         ours = contenders["ours"]()
+        if torch is not None:  # the same call on NHWC torch CPU tensors (issue #8's bar)
+            xh, kh = torch.from_numpy(x), torch.from_numpy(k)
+            contenders["ours tensors"] = (lambda xh=xh, kh=kh, s=s:
+                                          bc.correlate(xh, kh, SPEC, stride=s))
         if torch is not None:
             xt = torch.from_numpy(np.ascontiguousarray(x.transpose(0, 3, 1, 2)))
             kt = torch.from_numpy(np.ascontiguousarray(k.transpose(3, 2, 0, 1)))
@@ -73,6 +79,11 @@ def run(ctx: Context) -> Section:
         if "torch" in t:
             row["torch ms"] = t["torch"] * 1e3
             row["torch / ours"] = t["torch"] / t["ours"]
+            row["ours tensors ms"] = t["ours tensors"] * 1e3
+            row["tensors method"] = bc.plan(xh, kh, SPEC, stride=s).method
+            row["torch / ours tensors"] = t["torch"] / t["ours tensors"]
+            assert_agree(contenders["ours tensors"]().numpy(), ref, bound,
+                         f"cnn {name} (tensors)")
         sec.rows.append(row)
         bar = 1.0 if kk >= 7 else 0.8
         sec.summary.append(summary_row(

@@ -13,17 +13,23 @@ Each method module provides
   counting the block;
 * ``fuses_reduce(problem)``: True when ``compute`` reduces unit by unit, so the
   unreduced block is never a temporary (otherwise the planner reduces each block).
+
+The torch methods (``torch_direct``, ``torch_fft``) have the same four functions on
+tensors, plus ``applies(problem)`` (None, or why they cannot compute it).
 """
 
 from __future__ import annotations
 
 from types import ModuleType
 
-from . import direct, fft
+from . import direct, fft, torch_direct, torch_fft
 
 __all__ = ["METHODS", "get_method"]
 
-METHODS: dict[str, ModuleType] = {"direct": direct, "fft": fft}
+# the torch methods run on torch tensors' own device (see tensors.py); they import torch
+# only when they run
+METHODS: dict[str, ModuleType] = {"direct": direct, "fft": fft, "torch_direct": torch_direct,
+                                  "torch_fft": torch_fft}
 
 
 def get_method(name: str) -> ModuleType:

@@ -1,0 +1,90 @@
+"""The torch direct method: ``torch.nn.functional.conv1d/2d/3d`` (cuDNN on CUDA, oneDNN
+on the CPU) on the tensors' own device.
+
+The canonical problem maps onto a grouped convolution: the paired axes are the groups,
+``x`` (b, C, P, *S) is read as (b, P*C, *S) and the filters (K, C, P, *T) are stored as
+(P*K, C, *T), so the convolution's output (b, P*k, *O) is the block (b, k, P, *O) after
+a reshape. Stride and dilation are the convolution's own; symmetric zero padding is its
+``padding`` argument, any other padding is applied first (``tensors.pad_sliding``).
+Up to three sliding axes (what torch provides); more go to ``torch_fft``.
+
+Chunks split the batch and the bank (see the planner); ``workspace_bytes`` counts the
+padded copy, the grouped input and the convolution's own output.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from math import prod
+
+from ..problem import Problem
+from ..tensors import pad_sliding
+
+__all__ = ["applies", "prepare", "compute", "workspace_bytes", "fuses_reduce"]
+
+
+@dataclass
+class TorchDirectState:
+    """The filters as grouped convolution weights ``(P, K, C, *T)`` on the device."""
+
+    weight: object
+
+
+def applies(p: Problem) -> str | None:
+    """None when the method can compute ``p``, else why not."""
+    if p.metric != "dot":
+        return f"metric {p.metric!r} (torch_direct computes 'dot')"
+    if not 1 <= p.ndim <= 3:
+        return f"{p.ndim} sliding axes (torch convolutions take 1 to 3)"
+    return None
+
+
+def prepare(p: Problem, wc, budget: int | None = None) -> TorchDirectState:
+    """Keep the canonical filters ``wc`` (a tensor (K, C, P, *T)) as (P, K, C, *T)."""
+    return TorchDirectState(wc.transpose(0, 2).transpose(1, 2).contiguous())
+
+
+def _symmetric_zero_padding(p: Problem) -> tuple[int, ...] | None:
+    if p.padding == "constant" and p.cval == 0 and all(g.lo == g.hi for g in p.geoms):
+        return tuple(g.lo for g in p.geoms)
+    return None
+
+
+def compute(p: Problem, st: TorchDirectState, xc, k0: int, k1: int, out=None):
+    """The block ``(b, k1 - k0, P, *O)`` for the canonical chunk ``xc`` (a tensor)."""
+    import torch
+
+    conv = (torch.nn.functional.conv1d, torch.nn.functional.conv2d,
+            torch.nn.functional.conv3d)[p.ndim - 1]
+    b, k = xc.shape[0], k1 - k0
+    pad = _symmetric_zero_padding(p)
+    src = xc if pad is not None else pad_sliding(xc, p)
+    grouped = src.transpose(1, 2).reshape(b, p.P * p.C, *src.shape[3:])
+    weight = st.weight[:, k0:k1].reshape(p.P * k, p.C, *p.T)
+    y = conv(grouped, weight, stride=tuple(g.stride for g in p.geoms),
+             padding=pad or 0, dilation=tuple(g.dilation for g in p.geoms), groups=p.P)
+    y = y.reshape(b, p.P, k, *p.O).transpose(1, 2)
+    if p.integer_inputs:
+        y = torch.round(y)
+    if out is None:
+        return y
+    out.copy_(y)
+    return out
+
+
+def fuses_reduce(p: Problem) -> bool:
+    """The planner reduces each block."""
+    return False
+
+
+def workspace_bytes(p: Problem, b: int, k: int, budget: int | None = None) -> int:
+    """The padded copy of the chunk, its grouped layout, the slice of the weights, the
+    convolution's output, and an im2col matrix of the whole chunk: torch's fallback
+    convolutions (float64 and 3-D on the CPU) build one (155 GB for two 3-D float64
+    volumes of 93x121x126 against a 10x6x6 kernel in 'full' mode), so the chunks are
+    sized for it."""
+    r = p.dtype.itemsize
+    padded = b * p.C * p.P * prod(g.padded for g in p.geoms) * r
+    columns = b * p.P * p.C * prod(p.T) * prod(p.O) * r
+    return (2 * padded + p.P * k * p.C * prod(p.T) * r + b * k * p.P * prod(p.O) * r
+            + columns)

@@ -1,0 +1,176 @@
+"""The torch FFT method: ``torch.fft`` over the sliding axes on the tensors' own device
+(cuFFT on CUDA), channel sums as one batched complex matmul per frequency bin.
+
+The layout is the NumPy FFT method's whole-item layout (``methods/fft.py``): per axis the
+smallest fast length that keeps every kept output free of wrap-around (144 rather than
+191 for a 96x96 'same' correlation), the filters' spectra made once in ``prepare`` and
+kept on the device (rolled by ``-lo``, so the kept outputs are a strided slice of the
+inverse transform), each item transformed once per block. Any number of sliding axes.
+
+An FFT spreads a NaN or Inf over its whole item, so a block whose input holds one (and
+every block, when a filter does) is computed exactly by ``torch_direct`` instead (on
+the host's NumPy direct method beyond three sliding axes).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from math import prod
+
+import numpy as np
+
+from ..problem import Problem
+from ..tensors import pad_sliding, torch_dtype, untouched_zero
+from ..xp import next_fast_len
+from . import fft as numpy_fft
+from . import torch_direct
+
+__all__ = ["fft_shape", "applies", "prepare", "compute", "workspace_bytes", "fuses_reduce",
+           "spectrum_bytes"]
+
+
+@dataclass
+class TorchFFTState:
+    """Sizes, the filters' spectra on the device, and what a non-finite block needs."""
+
+    fft_shape: tuple[int, ...]
+    implicit_zeros: bool
+    spectrum: object  # C == 1: (K, P, *Fh); C > 1: (P, prod(Fh), C, K)
+    finite_filters: bool
+    filters: object  # the canonical filters (K, C, P, *T), for the exact fallback
+    fallback: object = None  # torch_direct's (or NumPy direct's) state, made when needed
+
+
+def applies(p: Problem) -> str | None:
+    """None when the method can compute ``p``, else why not."""
+    if p.metric != "dot":
+        return f"metric {p.metric!r} (torch_fft computes 'dot')"
+    return None
+
+
+def fft_shape(p: Problem) -> tuple[int, ...]:
+    """FFT length per sliding axis (whole items): as ``methods/fft.py`` without tiles."""
+    real = p.dtype.kind != "c"
+    if numpy_fft.implicit_zeros(p):
+        need = [max(g.n + min(g.hi, 0) + max(g.lo, g.hi, 0), g.extent) for g in p.geoms]
+    else:
+        need = [g.padded for g in p.geoms]
+    return tuple(next_fast_len(n, real=real) for n in need)
+
+
+def _axes(p: Problem) -> tuple[int, ...]:
+    return tuple(range(3, 3 + p.ndim))
+
+
+def prepare(p: Problem, wc, budget: int | None = None) -> TorchFFTState:
+    """Transform the canonical filters ``wc`` (a tensor (K, C, P, *T)) once."""
+    import torch
+
+    shape = fft_shape(p)
+    implicit = numpy_fft.implicit_zeros(p)
+    K, C, P = wc.shape[:3]
+    finite = bool(torch.isfinite(wc).all()) if wc.numel() else True
+    buf = torch.zeros((K, C, P, *shape), dtype=wc.dtype, device=wc.device)
+    idx = [torch.from_numpy((np.arange(g.m) * g.dilation - (g.lo if implicit else 0)) % n)
+           .to(wc.device) for g, n in zip(p.geoms, shape, strict=True)]
+    grid = torch.meshgrid(*idx, indexing="ij") if idx else ()
+    buf[(slice(None),) * 3 + tuple(grid)] = torch.where(torch.isfinite(wc), wc, 0)
+    if p.dtype.kind == "c":  # sum_j x[t+j] v[j]  <=>  X * conj(FFT(conj(v)))
+        spec = torch.conj(torch.fft.fftn(torch.conj(buf), s=shape, dim=_axes(p)))
+    else:
+        spec = torch.conj(torch.fft.rfftn(buf, s=shape, dim=_axes(p)))
+    spec = spec.resolve_conj()
+    del buf
+    if C == 1:
+        spec = spec[:, 0].contiguous()
+    else:  # frequency-major for one batched matmul per bin: (P, F, C, K)
+        spec = spec.reshape(K, C, P, -1).permute(2, 3, 1, 0).contiguous()
+    return TorchFFTState(shape, implicit, spec, finite, wc)
+
+
+def _exact(p: Problem, st: TorchFFTState, xc, k0: int, k1: int):
+    """The block computed without an FFT: NaN and Inf stay in their own windows."""
+    if torch_direct.applies(p) is None:
+        if st.fallback is None:
+            st.fallback = torch_direct.prepare(p, st.filters)
+        return torch_direct.compute(p, st.fallback, xc, k0, k1)
+    import torch
+
+    from . import direct
+
+    if st.fallback is None:
+        st.fallback = direct.prepare(p, st.filters.cpu().numpy())
+    y = direct.compute(p, st.fallback, xc.cpu().numpy(), k0, k1)
+    return torch.from_numpy(y).to(xc.device)
+
+
+def compute(p: Problem, st: TorchFFTState, xc, k0: int, k1: int, out=None):
+    """The block ``(b, k1 - k0, P, *O)`` for the canonical chunk ``xc`` (a tensor)."""
+    import torch
+
+    if not st.finite_filters or not bool(torch.isfinite(xc).all()):
+        y = _exact(p, st, xc, k0, k1)
+    else:
+        y = _spectral(p, st, xc, k0, k1)
+    if out is None:
+        return y
+    out.copy_(y)
+    return out
+
+
+def _spectral(p: Problem, st: TorchFFTState, xc, k0: int, k1: int):
+    import torch
+
+    b, k, shape, axes = xc.shape[0], k1 - k0, st.fft_shape, _axes(p)
+    if st.implicit_zeros:
+        src = xc[(slice(None),) * 3 + tuple(slice(0, g.n + min(g.hi, 0)) for g in p.geoms)]
+    else:
+        src = pad_sliding(xc, p)
+    is_complex = p.dtype.kind == "c"
+    X = (torch.fft.fftn if is_complex else torch.fft.rfftn)(src, s=shape, dim=axes)
+    half = X.shape[3:]
+    if p.C == 1:
+        Y = X[:, 0].unsqueeze(1) * st.spectrum[k0:k1].unsqueeze(0)  # (b, k, P, *Fh)
+    else:  # (P, F, b, C) @ (P, F, C, k) -> (P, F, b, k) -> (b, k, P, *Fh)
+        Xt = X.reshape(b, p.C, p.P, -1).permute(2, 3, 0, 1)
+        Y = torch.matmul(Xt, st.spectrum[..., k0:k1])
+        Y = Y.permute(2, 3, 0, 1).reshape(b, k, p.P, *half)
+    del X
+    y = (torch.fft.ifftn(Y, s=shape, dim=axes) if is_complex
+         else torch.fft.irfftn(Y, s=shape, dim=axes))
+    keep = tuple(slice(0, (g.out - 1) * g.stride + 1, g.stride) for g in p.geoms)
+    y = y[(slice(None),) * 3 + keep].to(torch_dtype(p.dtype))
+    if p.integer_inputs:
+        y = torch.round(y)
+    if st.implicit_zeros:
+        y = y.contiguous()
+        untouched_zero(p, y)
+    return y
+
+
+def fuses_reduce(p: Problem) -> bool:
+    """The planner reduces each block."""
+    return False
+
+
+def spectrum_bytes(p: Problem) -> int:
+    """Bytes of the filters' spectra on the device."""
+    shape = fft_shape(p)
+    c = np.result_type(p.dtype, np.complex64).itemsize
+    half = prod(shape) if p.dtype.kind == "c" else prod(shape[:-1]) * (shape[-1] // 2 + 1)
+    return p.K * p.C * p.P * half * c
+
+
+def workspace_bytes(p: Problem, b: int, k: int, budget: int | None = None) -> int:
+    """The padded chunk, its spectra, the product spectra (and their channel-major copy)
+    and the inverse transform before cropping."""
+    shape = fft_shape(p)
+    r = p.dtype.itemsize
+    c = np.result_type(p.dtype, np.complex64).itemsize
+    half = prod(shape) if p.dtype.kind == "c" else prod(shape[:-1]) * (shape[-1] // 2 + 1)
+    x_pad = 0 if numpy_fft.implicit_zeros(p) else b * p.C * p.P * prod(
+        g.padded for g in p.geoms) * r
+    spectra = b * p.C * p.P * half * c * (2 if p.C > 1 else 1)
+    products = b * k * p.P * half * c * (2 if p.C > 1 else 1)
+    inverse = b * k * p.P * prod(shape) * (c if p.dtype.kind == "c" else r)
+    return x_pad + spectra + products + inverse

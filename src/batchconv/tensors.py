@@ -1,0 +1,347 @@
+"""torch tensors on their own device: what the torch methods share, and the block loop.
+
+A plan whose method is a torch method (``torch_direct``: ``torch.nn.functional.conv*``,
+``torch_fft``: ``torch.fft``) runs here, on the device of its tensors (CPU or CUDA), with
+no round trip through host memory: the canonical views are ``permute``/``reshape`` of
+the user's tensors, padding is ``F.pad`` or an ``index_select`` built from
+``numpy.pad``'s own index rule, the result is allocated on the device in the spec's
+output order, and the fused reductions are torch reductions on each block.
+
+On CUDA the calls run with TF32 off (scoped: the user's setting is restored), since
+TF32 breaks the float32 accuracy contract (relative error about 1e-3); inside
+``with bc.allow_tf32():`` the user's setting applies. The default memory budget on CUDA
+is half of the device's free memory; an allocator ``OutOfMemoryError`` halves the block
+and retries once, and never returns a partial result.
+
+torch is imported only inside these functions.
+
+>>> import numpy as np, batchconv as bc
+>>> torch = __import__("pytest").importorskip("torch")
+>>> y = bc.correlate(torch.ones(2, 8), torch.ones(3, 3), method="torch_direct")
+>>> y.shape, y.dtype
+(torch.Size([2, 3, 6]), torch.float32)
+"""
+
+from __future__ import annotations
+
+import threading
+from functools import lru_cache
+from math import prod
+
+import numpy as np
+
+from .arrays import is_torch, numpy_dtype
+from .problem import _canonical, final_view
+
+__all__ = ["TORCH_METHODS", "device_of", "torch_dtype", "to_device", "canonical_x",
+           "canonical_w", "pad_sliding", "apply_reduce", "allow_tf32", "precise",
+           "device_memory", "run_plan"]
+
+TORCH_METHODS = ("torch_direct", "torch_fft")
+# the default budget on a GPU: this share of its free memory (the rest for cuFFT's work
+# areas, the allocator's cache and whatever else the process holds)
+_CUDA_BUDGET_SHARE = 0.5
+
+
+def _torch():
+    import torch
+
+    return torch
+
+
+def device_of(a) -> str | None:
+    """``"cpu"``, ``"cuda:0"``... for a torch tensor; None for anything else. Raises
+    TypeError for devices batchconv does not compute on."""
+    if not is_torch(a):
+        return None
+    if a.device.type not in ("cpu", "cuda"):
+        raise TypeError(f"a torch tensor on {a.device}: batchconv computes on CPU and CUDA "
+                        f"tensors; move it with .cpu()")
+    return str(a.device)
+
+
+def torch_dtype(dt: np.dtype):
+    """The torch dtype of a NumPy dtype (``intp`` -> ``torch.int64``)."""
+    dt = np.dtype(dt)
+    return getattr(_torch(), "int64" if dt.kind in "iu" and dt.itemsize == 8 else dt.name)
+
+
+def to_device(a, device: str, dtype: np.dtype | None = None):
+    """``a`` (a NumPy array or a tensor) as a tensor on ``device``, in ``dtype`` when
+    given; no copy where none is needed (a NumPy array on the CPU is shared)."""
+    torch = _torch()
+    if not is_torch(a):
+        a = np.asarray(a)
+        a = torch.from_numpy(a if a.flags.writeable else a.copy())
+    else:
+        a = a.detach()
+        if a.is_conj():
+            a = a.resolve_conj()
+        if a.is_neg():
+            a = a.resolve_neg()
+    return a.to(device=device, dtype=None if dtype is None else torch_dtype(dtype))
+
+
+def canonical_x(p, x):
+    """``x`` (a tensor) as ``(B, C, P, *S)`` in the compute dtype."""
+    sp = p.spec
+    c = _canonical(x, sp.x, sp.batch, sp.summed, sp.paired, sp.sliding, sp.x_summed)
+    return c.to(torch_dtype(p.dtype))
+
+
+def canonical_w(p, w, device: str):
+    """``w`` as ``(K, C, P, *T)`` on ``device`` in the compute dtype, flipped (convolve)
+    or conjugated (complex correlate), contiguous: ``problem.canonical_w`` for tensors."""
+    torch = _torch()
+    sp = p.spec
+    w = to_device(w, device)
+    if w.dtype != torch_dtype(p.dtype) and sp.w_summed:  # sum in the compute dtype
+        w = w.to(torch_dtype(p.dtype))
+    c = _canonical(w, sp.w, sp.bank, sp.summed, sp.paired, sp.sliding, sp.w_summed)
+    c = c.to(torch_dtype(p.dtype))
+    if p.flip:
+        c = torch.flip(c, dims=tuple(range(3, 3 + p.ndim)))
+    if p.conj:
+        c = torch.conj(c).resolve_conj()
+    return c.contiguous()
+
+
+def out_views(p, device: str):
+    """``(final, canon)``: the result tensor in the spec's output order, and its
+    canonical ``(B, K, P, *O_kept[, r])`` view (a separate tensor when no view exists;
+    then ``final`` is None and the caller returns :func:`final_view` of it)."""
+    torch = _torch()
+    sp = p.spec
+    final = torch.empty(p.out_shape, dtype=torch_dtype(p.out_dtype), device=device)
+    order = sp.batch + sp.bank + sp.paired + sp.kept_sliding
+    tail = list(range(len(sp.out), final.ndim))
+    t = final.permute([sp.out.index(c) for c in order] + tail)
+    try:
+        return final, t.view(p.canonical_out_shape)
+    except RuntimeError:  # not expressible as a view: compute canonically
+        return None, torch.empty(p.canonical_out_shape, dtype=final.dtype, device=device)
+
+
+@lru_cache(maxsize=256)
+def _pad_index(n: int, lo: int, hi: int, padding: str) -> np.ndarray:
+    """Indices into an axis of length ``n`` that give it ``lo``/``hi`` samples of
+    ``padding`` (numpy.pad's meaning; a negative ``hi`` trims the tail)."""
+    idx = np.pad(np.arange(n), (lo, max(hi, 0)), mode=padding)
+    return idx[:n + lo + hi]
+
+
+def pad_sliding(x, p, first_axis: int = 3):
+    """``geometry.pad_sliding`` for a tensor: pad (or trim) the sliding axes so that a
+    plain 'valid' correlation gives the requested mode. Constant padding is ``F.pad``
+    (a negative width trims); the others gather with ``numpy.pad``'s index rule."""
+    torch = _torch()
+    geoms = p.geoms
+    if all(g.lo == 0 and g.hi == 0 for g in geoms):
+        return x
+    if p.padding == "constant":
+        widths = []
+        for g in reversed(geoms):  # F.pad lists the last axis first
+            widths += [g.lo, g.hi]
+        value = p.cval
+        if x.is_complex():
+            return torch.complex(
+                torch.nn.functional.pad(x.real, widths, value=float(np.real(value))),
+                torch.nn.functional.pad(x.imag, widths, value=float(np.imag(value))))
+        return torch.nn.functional.pad(x, widths, value=float(np.real(value)))
+    for i, g in enumerate(geoms):
+        if g.lo or g.hi:
+            idx = torch.from_numpy(_pad_index(g.n, g.lo, g.hi, p.padding)).to(x.device)
+            x = x.index_select(first_axis + i, idx)
+    return x
+
+
+def untouched_zero(p, y) -> None:
+    """With zero padding, set the windows that never touch ``x`` to exactly 0 in ``y``
+    (b, k, P, *O): the FFT leaves round-off there."""
+    if not (p.padding == "constant" and p.cval == 0):
+        return
+    torch = _torch()
+    for i, g in enumerate(p.geoms):
+        idx = g.untouched()
+        if idx.size:
+            y.index_fill_(3 + i, torch.from_numpy(idx).to(y.device), 0)
+
+
+def _arg(block, axes: tuple[int, ...], find_max: bool):
+    torch = _torch()
+    keep = [i for i in range(block.ndim) if i not in axes]
+    moved = block.permute(keep + list(axes))
+    flat = moved.reshape(*moved.shape[:len(keep)], -1)
+    if block.dtype.is_floating_point:  # NaN counts as the extreme, first one wins (NumPy)
+        nan = torch.isnan(flat)
+        idx = (torch.argmax(flat, dim=-1) if find_max else torch.argmin(flat, dim=-1))
+        if bool(nan.any()):
+            first_nan = torch.argmax(nan.to(torch.uint8), dim=-1)
+            idx = torch.where(nan.any(dim=-1), first_nan, idx)
+    else:
+        idx = torch.argmax(flat, dim=-1) if find_max else torch.argmin(flat, dim=-1)
+    coords = torch.unravel_index(idx, tuple(block.shape[a] for a in axes))
+    return torch.stack(coords, dim=-1).to(torch.int64)
+
+
+def apply_reduce(reduce, block, axes: tuple[int, ...]):
+    """``reduce.apply_reduce`` for a tensor block: the same names, the same rules (NaN
+    propagates through max/min and is the extreme for argmax/argmin, first occurrence
+    wins); a callable gets the tensor."""
+    if reduce is None:
+        return block
+    if reduce == "sum":
+        return block.sum(dim=axes)
+    if reduce == "mean":
+        return block.mean(dim=axes)
+    if reduce == "max":
+        return block.amax(dim=axes)
+    if reduce == "min":
+        return block.amin(dim=axes)
+    if reduce in ("argmax", "argmin"):
+        return _arg(block, axes, reduce == "argmax")
+    result = reduce(block, axis=axes)
+    expected = tuple(s for i, s in enumerate(block.shape) if i not in axes)
+    if tuple(result.shape) != expected:
+        raise ValueError(f"the reduce callable returned shape {tuple(result.shape)} for a "
+                         f"block of shape {tuple(block.shape)} reduced over axes {axes}; "
+                         f"expected {expected}")
+    return result
+
+
+_tf32 = threading.local()
+
+
+class allow_tf32:
+    """Let batchconv's CUDA calls inside this block use TF32 as torch's own flags say.
+
+    By default batchconv turns TF32 off for its cuDNN convolutions and matmuls (and
+    restores your setting after each call): TF32 keeps 10 mantissa bits, a relative error
+    of about 1e-3 per product, which breaks the float32 accuracy contract. Inside this
+    block that is up to you (torch's default is TF32 on for convolutions); expect errors
+    of order ``1e-3 * sum |x w|`` per output.
+
+    >>> import batchconv as bc
+    >>> with bc.allow_tf32():
+    ...     pass
+    """
+
+    def __enter__(self):
+        self._old = getattr(_tf32, "allowed", False)
+        _tf32.allowed = True
+        return self
+
+    def __exit__(self, *exc) -> None:
+        _tf32.allowed = self._old
+
+
+class precise:
+    """Scope TF32 off for torch's CUDA convolutions and float32 matmuls (see
+    :class:`allow_tf32`); does nothing on the CPU or inside ``allow_tf32()``."""
+
+    def __init__(self, device: str):
+        self.active = device.startswith("cuda") and not getattr(_tf32, "allowed", False)
+
+    def __enter__(self):
+        if self.active:
+            torch = _torch()
+            conv, matmul = torch.backends.cudnn.conv, torch.backends.cuda.matmul
+            self._old = conv.fp32_precision, matmul.fp32_precision
+            conv.fp32_precision = matmul.fp32_precision = "ieee"
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self.active:
+            torch = _torch()
+            (torch.backends.cudnn.conv.fp32_precision,
+             torch.backends.cuda.matmul.fp32_precision) = self._old
+
+
+def device_memory(device: str) -> tuple[int, int]:
+    """``(default budget, available bytes)`` on ``device``: on CUDA half of the free
+    memory (``torch.cuda.mem_get_info``) and the free memory; None on the CPU."""
+    torch = _torch()
+    free, _total = torch.cuda.mem_get_info(torch.device(device))
+    return int(free * _CUDA_BUDGET_SHARE), int(free)
+
+
+def _out_of_memory():
+    torch = _torch()
+    return getattr(torch, "OutOfMemoryError", getattr(torch.cuda, "OutOfMemoryError",
+                                                      MemoryError))
+
+
+def _halve(cb: int, ck: int, device: str) -> tuple[int, int]:
+    """The block size after an allocator OutOfMemoryError (our estimate was wrong: the
+    allocator's cache, another process): half the batch, or half the bank."""
+    if device.startswith("cuda"):
+        _torch().cuda.empty_cache()
+    return (-(-cb // 2), ck) if cb > 1 else (cb, -(-ck // 2))
+
+
+def run_plan(plan, x):
+    """Run ``plan`` (a torch method) on ``x``; the result is a tensor on the plan's
+    device, or a NumPy array when ``x`` was one."""
+    from .metrics import method_for
+    from .planner import _check_result_fits
+
+    torch = _torch()
+    p, device = plan.problem, plan.device
+    numpy_in = not is_torch(x)
+    if not numpy_in and str(x.device) != device:
+        raise ValueError(f"this plan runs on {device}; x is on {x.device}: move it with "
+                         f"x.to({device!r}) or make a plan for {x.device}")
+    xt = to_device(x, device)
+    if tuple(xt.shape) != p.x_shape:
+        q = p.with_batch_shape(tuple(xt.shape))
+        if q is None:
+            batch = "".join(p.spec.batch) or "none"
+            raise ValueError(f"this plan was made for x of shape {p.x_shape}, got "
+                             f"{tuple(xt.shape)}; only the batch axes ({batch!r}) may differ")
+        p = q
+    if np.result_type(numpy_dtype(xt.dtype), p.dtype) != p.dtype and not (
+            numpy_dtype(xt.dtype).kind in "iu" and p.dtype == np.float64):
+        raise TypeError(f"this plan computes in {p.dtype}; x of dtype {xt.dtype} would need "
+                        f"a wider type: make a new plan")
+    mod = method_for(p, plan.method)
+    xc = canonical_x(p, xt)
+    _check_result_fits(p, device)
+    cb, ck = plan.chunk if p is plan.problem else plan.chunk_for(p)
+    retried = False
+    if (p.reduce is None and cb >= p.B and ck >= p.K and p.window_size
+            and prod(p.canonical_out_shape)):
+        # one block: the method's own output, in the spec's order (C-contiguous, as an
+        # NCHW or channels-last convolution's output usually is already)
+        try:
+            with precise(device), torch.no_grad():
+                y = final_view(p, mod.compute(p, plan.state, xc, 0, p.K)).contiguous()
+            return y.cpu().numpy() if numpy_in else y
+        except _out_of_memory():
+            cb, ck, retried = *_halve(cb, ck, device), True
+    final, canon = out_views(p, device)
+    axes = tuple(3 + i for i in p.reduced_axes)
+    if canon.numel() and p.window_size == 0:  # sums over nothing
+        canon.copy_(apply_reduce(p.reduce, torch.zeros((p.B, p.K, p.P, *p.O),
+                                 dtype=torch_dtype(p.dtype), device=device), axes))
+    with precise(device), torch.no_grad():
+        b0 = 0
+        while b0 < p.B and canon.numel() and p.window_size:
+            k0 = 0
+            while k0 < p.K:
+                b1, k1 = min(b0 + cb, p.B), min(k0 + ck, p.K)
+                try:
+                    dest = canon[b0:b1, k0:k1]
+                    if p.reduce is None:
+                        mod.compute(p, plan.state, xc[b0:b1], k0, k1, out=dest)
+                    else:
+                        dest.copy_(apply_reduce(p.reduce, mod.compute(
+                            p, plan.state, xc[b0:b1], k0, k1), axes))
+                except _out_of_memory():
+                    if retried or (cb == 1 and ck == 1):
+                        raise
+                    cb, ck, retried = *_halve(cb, ck, device), True
+                    continue
+                k0 = k1
+            b0 = min(b0 + cb, p.B)
+    y = final if final is not None else final_view(p, canon)
+    return y.cpu().numpy() if numpy_in else y

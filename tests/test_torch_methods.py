@@ -1,0 +1,328 @@
+"""The torch methods (issue #8): ``torch_direct`` (F.conv1d/2d/3d) and ``torch_fft``
+(torch.fft), run here on CPU tensors, against the naive float64 loop with the same
+accuracy contract as the NumPy methods; the CUDA-only pieces (TF32 scope, device
+budget, OOM retry) through their device-independent logic. The same code runs on CUDA
+tensors (tests/test_cuda.py, skipped without a GPU). Skipped without torch."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from conftest import rand
+from helpers import check
+from naive import naive_correlate
+from test_correlate import CASES
+
+import batchconv as bc
+from batchconv.problem import make_problem
+
+torch = pytest.importorskip("torch")
+
+METHODS = ["torch_direct", "torch_fft"]
+
+
+def _tensors(f, x, w, spec=None, **kw):
+    """Call ``f`` with CPU tensors, return NumPy (what ``check`` compares)."""
+    y = f(torch.from_numpy(np.ascontiguousarray(x)), torch.from_numpy(np.ascontiguousarray(w)),
+          spec, **kw)
+    assert isinstance(y, torch.Tensor) and y.device.type == "cpu"
+    return y.numpy()
+
+
+def _skip_unsupported(method, ndim):
+    if method == "torch_direct" and ndim > 3:
+        pytest.skip("torch convolutions take 1 to 3 sliding axes")
+
+
+@pytest.mark.parametrize("method", METHODS)
+@pytest.mark.parametrize("dtype", [np.float64, np.float32, np.int32, np.complex128],
+                         ids=lambda d: np.dtype(d).name)
+@pytest.mark.parametrize("mode", ["valid", "same", "full"])
+@pytest.mark.parametrize("case", CASES, ids=[c[0] for c in CASES])
+def test_matrix(case, mode, dtype, method, rng):
+    _, spec, xs, ws, reduce = case
+    if reduce in ("max", "min") and np.dtype(dtype).kind == "c":
+        pytest.skip("max of complex values is undefined")
+    x, w = rand(rng, xs, dtype), rand(rng, ws, dtype)
+    _skip_unsupported(method, make_problem(xs, dtype, ws, dtype, spec).ndim)
+    check(x, w, spec, method=method, mode=mode, reduce=reduce, call=_tensors)
+
+
+@pytest.mark.parametrize("method", METHODS)
+@pytest.mark.parametrize("dtype", [np.float64, np.float32, np.complex64])
+@pytest.mark.parametrize("mode", ["valid", "same", "full"])
+def test_convolve(mode, dtype, method, rng):
+    x, w = rand(rng, (2, 3, 9, 8), dtype), rand(rng, (4, 3, 4, 3), dtype)
+    check(x, w, "nchw,kchw->nkhw|hw", method=method, mode=mode, convolve=True, call=_tensors)
+
+
+@pytest.mark.parametrize("method", METHODS)
+@pytest.mark.parametrize("mode", ["valid", "same", "full"])
+@pytest.mark.parametrize("stride", [1, 3, (2, 1)])
+@pytest.mark.parametrize("dilation", [1, (1, 3)])
+def test_stride_dilation(stride, dilation, mode, method, rng):
+    x, w = rand(rng, (2, 13, 12), np.float64), rand(rng, (3, 3, 4), np.float64)
+    check(x, w, method=method, mode=mode, stride=stride, dilation=dilation, call=_tensors)
+
+
+@pytest.mark.parametrize("method", METHODS)
+@pytest.mark.parametrize("mode", ["same", "full"])
+@pytest.mark.parametrize("padding,cval", [("constant", 0.0), ("constant", 2.5), ("reflect", 0),
+                                          ("symmetric", 0), ("edge", 0), ("wrap", 0)])
+def test_padding(padding, cval, mode, method, rng):
+    x, w = rand(rng, (2, 9, 8), np.float64), rand(rng, (2, 4, 3), np.float64)
+    check(x, w, method=method, mode=mode, padding=padding, cval=cval, stride=2, call=_tensors)
+    small = rand(rng, (2, 3), np.float64)  # pads wider than the input: numpy.pad's rule
+    check(small, rand(rng, (2, 7), np.float64), method=method, mode=mode, padding=padding,
+          cval=cval, call=_tensors)
+
+
+def test_complex_constant_padding(rng):
+    x, w = rand(rng, (2, 9), np.complex128), rand(rng, (2, 4), np.complex128)
+    for method in METHODS:
+        check(x, w, method=method, mode="full", cval=1 - 2j, call=_tensors)
+
+
+@pytest.mark.parametrize("method", METHODS)
+@pytest.mark.parametrize("reduce", ["sum", "mean", "max", "min", "argmax", "argmin"])
+def test_reduce(reduce, method, rng):
+    x, w = rand(rng, (3, 2, 9, 8), np.float64), rand(rng, (4, 2, 3, 3), np.float64)
+    check(x, w, "nchw,kchw->nk|hw", method=method, mode="same", reduce=reduce, call=_tensors)
+    check(x, w, "nchw,kchw->nkw|hw", method=method, reduce=reduce, stride=2, call=_tensors)
+
+
+def test_argmax_ties_and_nan_as_numpy(rng):
+    """First occurrence wins; NaN is the extreme (NumPy's rule), on the torch methods."""
+    x = np.zeros((2, 12))
+    x[0, 5] = np.nan
+    w = np.ones((1, 3))
+    for method in ("torch_direct", "direct"):
+        for reduce in ("argmax", "argmin", "max", "min"):
+            got = bc.correlate(torch.from_numpy(x), torch.from_numpy(w), reduce=reduce,
+                               method=method)
+            want = bc.correlate(x, w, reduce=reduce, method="direct")
+            np.testing.assert_array_equal(got.numpy(), want)
+
+
+def test_callable_reduce_gets_tensors(rng):
+    x, w = rand(rng, (3, 9, 8), np.float64), rand(rng, (2, 3, 3), np.float64)
+    seen = []
+
+    def l2(block, axis):
+        seen.append(type(block))
+        return (block ** 2).sum(dim=axis).sqrt()
+
+    y = bc.correlate(torch.from_numpy(x), torch.from_numpy(w), "nhw,khw->nk|hw",
+                     method="torch_direct", reduce=l2)
+    ref = np.sqrt((naive_correlate(x, w) ** 2).sum(axis=(2, 3)))
+    np.testing.assert_allclose(y.numpy(), ref, rtol=1e-10)
+    assert seen and all(t is torch.Tensor for t in seen)
+    # with auto, a callable keeps the NumPy methods (and NumPy blocks) on CPU tensors
+    assert bc.plan(torch.from_numpy(x), w, "nhw,khw->nk|hw", reduce=l2).method in (
+        "direct", "fft")
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_integers_exact(method, rng):
+    x = rng.integers(0, 256, size=(3, 40, 40)).astype(np.uint8)
+    w = rng.integers(-100, 100, size=(2, 7, 7)).astype(np.int64)
+    y = bc.correlate(torch.from_numpy(x), torch.from_numpy(w), method=method, mode="same")
+    assert y.dtype == torch.float64
+    np.testing.assert_array_equal(y.numpy(), naive_correlate(x, w, mode="same"))
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_dtypes(method, rng):
+    x, w = torch.randn(2, 20, 20), torch.randn(3, 5, 5)
+    assert bc.correlate(x, w, method=method).dtype == torch.float32
+    assert bc.correlate(x.half(), w.half(), method=method).dtype == torch.float32
+    assert bc.correlate(x.to(torch.bfloat16), w, method=method).dtype == torch.float32
+    assert bc.correlate(x.double(), w, method=method).dtype == torch.float64
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_nonfinite_stays_local(method, rng):
+    x, w = rand(rng, (3, 30), np.float64), rand(rng, (2, 4), np.float64)
+    x[1, 7], x[2, 20] = np.nan, np.inf
+    y = bc.correlate(torch.from_numpy(x), torch.from_numpy(w), method=method, mode="same")
+    ref = naive_correlate(x, w, mode="same")
+    np.testing.assert_array_equal(np.isfinite(y.numpy()), np.isfinite(ref))
+    ok = np.isfinite(ref)
+    np.testing.assert_allclose(y.numpy()[ok], ref[ok], rtol=1e-12, atol=1e-12)
+    w[0, 1] = np.nan  # a bad filter: its spectrum would spread it
+    y = bc.correlate(torch.from_numpy(x), torch.from_numpy(w), method=method, mode="same")
+    ref = naive_correlate(x, w, mode="same")
+    np.testing.assert_array_equal(np.isnan(y.numpy()), np.isnan(ref))
+
+
+def test_4d_nonfinite_fallback(rng):
+    x, w = rand(rng, (2, 5, 4, 4, 3), np.float64), rand(rng, (2, 2, 3, 2, 2), np.float64)
+    x[0, 1, 1, 1, 1] = np.nan
+    y = bc.correlate(torch.from_numpy(x), torch.from_numpy(w), method="torch_fft")
+    ref = naive_correlate(x, w)
+    np.testing.assert_array_equal(np.isnan(y.numpy()), np.isnan(ref))
+    ok = np.isfinite(ref)
+    np.testing.assert_allclose(y.numpy()[ok], ref[ok], rtol=1e-10, atol=1e-10)
+
+
+def test_empty_axes():
+    x, w = torch.ones(2, 0, 5), torch.ones(3, 2, 2)
+    want = bc.correlate(x.numpy(), w.numpy(), mode="full", method="direct")
+    for method in METHODS:
+        got = bc.correlate(x, w, mode="full", method=method)
+        assert tuple(got.shape) == want.shape
+    y = bc.correlate(torch.ones(0, 8), torch.ones(2, 3), method="torch_direct")
+    assert tuple(y.shape) == (0, 2, 6)
+    z = bc.correlate(torch.ones(2, 8), torch.ones(2, 0), mode="same", method="torch_fft")
+    assert tuple(z.shape) == (2, 2, 0)
+
+
+def test_chunked_blocks_agree(rng):
+    x, w = rand(rng, (12, 40, 40), np.float64), rand(rng, (5, 4, 4), np.float64)
+    ref = naive_correlate(x, w, mode="same")
+    for method in METHODS:
+        p = bc.plan(torch.from_numpy(x), w, mode="same", method=method, memory=500_000)
+        assert p.chunk[0] < 12 or p.chunk[1] < 5
+        np.testing.assert_allclose(p(torch.from_numpy(x)).numpy(), ref, atol=1e-11)
+
+
+def test_plans_on_tensors(rng):
+    x, w = torch.randn(4, 16, 16), torch.randn(3, 5, 5)
+    p = bc.plan(x, w, mode="same", method="torch_fft")
+    assert p.device == "cpu" and "torch.fft" in p.explain()
+    y = p(x)
+    np.testing.assert_allclose(p(x[:2]).numpy(), y[:2].numpy(), rtol=1e-6, atol=1e-6)
+    as_numpy = p(x.numpy())  # NumPy in, NumPy out
+    assert isinstance(as_numpy, np.ndarray)
+    np.testing.assert_allclose(as_numpy, y.numpy(), rtol=1e-6, atol=1e-6)
+    with pytest.raises(ValueError, match="only the batch axes"):
+        p(torch.randn(4, 16, 15))
+    with pytest.raises(TypeError, match="computes in float32"):
+        p(x.double())
+    q = bc.plan(((4, 16, 16), torch.float32), w, method="torch_direct")
+    assert q.device == "cpu" and "conv2d" in q.explain()
+    import pickle
+
+    r = pickle.loads(pickle.dumps(p))
+    np.testing.assert_array_equal(r(x).numpy(), y.numpy())
+
+
+def test_auto_on_cpu_tensors_weighs_every_method(rng):
+    x, w = torch.randn(4, 3, 40, 40), torch.randn(8, 3, 5, 5)
+    p = bc.plan(x, w, "nchw,kchw->nkhw|hw")
+    assert {c.method for c in p.candidates} == {"direct", "fft", "torch_direct", "torch_fft"}
+    assert bc.plan(x.numpy(), w.numpy(), "nchw,kchw->nkhw|hw").method in ("direct", "fft")
+    # metrics the torch methods do not compute stay on the NumPy methods
+    assert bc.plan(x, w, "nchw,kchw->nkhw|hw", metric="ncc").method in ("direct", "fft")
+    check(x.numpy(), w.numpy(), "nchw,kchw->nkhw|hw", method="auto", call=_tensors)
+
+
+def test_errors():
+    p = make_problem((2, 8), np.float32, (3, 3), np.float32, metric="ncc")
+    from batchconv.planner import choose_method
+
+    with pytest.raises(ValueError, match="'torch_direct' cannot compute.*metric 'ncc'"):
+        choose_method(p, "torch_direct")
+    q = make_problem((2, 5, 4, 4, 3), np.float32, (2, 2, 3, 2, 2), np.float32)
+    with pytest.raises(ValueError, match="4 sliding axes"):
+        bc.correlate(torch.ones(2, 5, 4, 4, 3), torch.ones(2, 2, 3, 2, 2),
+                     method="torch_direct")
+    assert choose_method(q, "auto", device="cpu")[0] in ("direct", "fft", "torch_fft")
+
+
+def test_oom_retries_once_with_half_the_block(rng, monkeypatch):
+    from batchconv.methods import torch_direct
+
+    x, w = rand(rng, (8, 30), np.float64), rand(rng, (4, 5), np.float64)
+    real = torch_direct.compute
+    calls = []
+
+    def flaky(p, st, xc, k0, k1, out=None):
+        calls.append((xc.shape[0], k1 - k0))
+        if len(calls) == 1:
+            raise torch.OutOfMemoryError("CUDA out of memory (simulated)")
+        return real(p, st, xc, k0, k1, out=out)
+
+    monkeypatch.setattr(torch_direct, "compute", flaky)
+    y = bc.correlate(torch.from_numpy(x), torch.from_numpy(w), method="torch_direct")
+    np.testing.assert_allclose(y.numpy(), naive_correlate(x, w), rtol=1e-12)
+    assert calls[0] == (8, 4) and calls[1] == (4, 4)
+
+    def always(p, st, xc, k0, k1, out=None):
+        raise torch.OutOfMemoryError("CUDA out of memory (simulated)")
+
+    monkeypatch.setattr(torch_direct, "compute", always)
+    with pytest.raises(torch.OutOfMemoryError):  # never a partial result
+        bc.correlate(torch.from_numpy(x), torch.from_numpy(w), method="torch_direct")
+
+
+def test_tf32_is_scoped_off_and_restored():
+    from batchconv.tensors import precise
+
+    conv, matmul = torch.backends.cudnn.conv, torch.backends.cuda.matmul
+    before = conv.fp32_precision, matmul.fp32_precision
+    conv.fp32_precision = "tf32"
+    try:
+        with precise("cuda:0"):
+            assert conv.fp32_precision == "ieee" and matmul.fp32_precision == "ieee"
+        assert conv.fp32_precision == "tf32"
+        with bc.allow_tf32(), precise("cuda:0"):
+            assert conv.fp32_precision == "tf32"
+        with precise("cpu"):
+            assert conv.fp32_precision == "tf32"
+    finally:
+        conv.fp32_precision, matmul.fp32_precision = before
+
+
+def test_cuda_planning_without_a_gpu(monkeypatch):
+    """The planner's CUDA rules, with torch.cuda.mem_get_info faked: the budget is half
+    the free memory, only torch methods are candidates, a result larger than the free
+    memory raises MemoryError before anything is allocated."""
+    from batchconv.planner import _check_result_fits, choose_method
+
+    monkeypatch.setattr(torch.cuda, "mem_get_info", lambda device=None: (8 << 30, 80 << 30))
+    p = make_problem((64, 3, 256, 256), np.float32, (16, 3, 16, 16), np.float32,
+                     "bchw,kchw->bkhw|hw")
+    name, reason, cands, budget = choose_method(p, device="cuda:0")
+    assert budget == 4 << 30 and {c.method for c in cands} == {"torch_direct", "torch_fft"}
+    assert choose_method(p, "fft", device="cuda:0")[0] == "torch_fft"
+    with pytest.raises(ValueError, match="runs on the CPU"):
+        choose_method(p, "sad_numba", device="cuda:0")
+    q = make_problem((64, 3, 256, 256), np.float32, (16, 3, 16, 16), np.float32,
+                     "bchw,kchw->bkhw|hw", metric="ncc")
+    with pytest.raises(NotImplementedError, match="no torch method.*cuda:0"):
+        choose_method(q, device="cuda:0")
+    big = make_problem((4096, 1, 1024, 1024), np.float32, (16, 1, 3, 3), np.float32,
+                       "bchw,kchw->bkhw|hw", mode="same")
+    with pytest.raises(MemoryError, match="needs"):
+        _check_result_fits(big, "cuda:0")
+
+
+TORCH_EXAMPLES = 800 if __import__("os").environ.get("HYPOTHESIS_PROFILE") == "long" else 150
+
+
+def test_random_problems_on_torch_methods():
+    """test_properties' random problems (specs, shapes, modes, strides, dilations,
+    paddings, dtypes, reductions, convolve) on both torch methods."""
+    from hypothesis import HealthCheck, given, settings
+    from hypothesis import strategies as st
+    from test_properties import problems
+
+    @settings(max_examples=TORCH_EXAMPLES, suppress_health_check=[HealthCheck.too_slow])
+    @given(problems(), st.sampled_from(METHODS))
+    def run(pr, method):
+        rng = np.random.default_rng(pr["seed"])
+        dt = np.dtype(pr["dtype"])
+
+        def make(shape):
+            if dt.kind == "i":
+                return rng.integers(-50, 50, size=shape).astype(dt)
+            a = rng.standard_normal(shape)
+            return (a + 1j * rng.standard_normal(shape) if dt.kind == "c" else a).astype(dt)
+
+        check(make(pr["x_shape"]), make(pr["w_shape"]), pr["spec"], method=method,
+              mode=pr["mode"], stride=pr["stride"], dilation=pr["dilation"],
+              padding=pr["padding"], cval=pr["cval"], reduce=pr["reduce"],
+              convolve=pr["convolve"], call=_tensors)
+
+    run()
