@@ -81,6 +81,13 @@ def test_odd_views_and_plan_signatures(rng):
     assert isinstance(p(torch.randn(4, 32, 32)), torch.Tensor)
 
 
+def test_filters_as_nested_tuples_are_data():
+    # a 2-row w written as tuples is not mistaken for a (shape, dtype) signature
+    y = bc.correlate(np.ones((2, 5)), ((1.0, 2.0), (3.0, 4.0)))
+    np.testing.assert_array_equal(y, bc.correlate(np.ones((2, 5)), np.array([[1.0, 2.0],
+                                                                             [3.0, 4.0]])))
+
+
 def test_errors():
     with pytest.raises(TypeError, match="torch tensor on meta.*CPU and CUDA"):
         bc.correlate(torch.ones(2, 8, device="meta"), torch.ones(3))

@@ -117,8 +117,7 @@ def _run(x, w, spec, flip: bool, options: dict):
         return _cached_plan(x, w, spec, flip, options)(x)
     x, kind = _array_and_kind(x, "x")
     if kind == "torch":  # a CPU tensor: the plan may run a NumPy or a torch method
-        return from_numpy(_cached_plan(x, w, spec, flip, {**options, "device": "cpu"})(x),
-                          kind)
+        options = {**options, "device": "cpu"}
     return from_numpy(_cached_plan(x, w, spec, flip, options)(x), kind)
 
 
@@ -132,9 +131,14 @@ def _x_signature(x):
     ``(shape, dtype)`` pair."""
     if _is_signature(x):
         return tuple(x[0]), numpy_dtype(x[1])
-    if device_of(x) is not None:
-        return tuple(x.shape), numpy_dtype(x.dtype)
-    a = _as_array(x, "x")
+    return _shape_dtype(x, "x")
+
+
+def _shape_dtype(a, name: str):
+    """(shape, dtype) of an array or a tensor (on any device, not copied)."""
+    if device_of(a) is not None:
+        return tuple(a.shape), numpy_dtype(a.dtype)
+    a = _as_array(a, name)
     return a.shape, a.dtype
 
 
@@ -142,11 +146,9 @@ def _make_plan(x, w, spec, *, flip: bool, mode="valid", stride=1, dilation=1,
                padding="constant", cval=0.0, metric="dot", reduce=None, method="auto",
                memory=None, workers=None, device=None) -> Plan:
     shape, dtype = _x_signature(x)
-    w_shape, w_dtype = _x_signature(w)
+    w_shape, w_dtype = _shape_dtype(w, "w")  # nested tuples are data here, not a signature
     if device is None:  # where tensors live: x's device, or w's when x is a signature
         device = device_of(w) if _is_signature(x) else device_of(x)
-    if device is None:
-        w = _as_array(w, "w")
     p = make_problem(shape, dtype, w_shape, w_dtype, spec, mode=mode, stride=stride,
                      dilation=dilation, padding=padding, cval=cval, metric=metric,
                      reduce=reduce, flip=flip)

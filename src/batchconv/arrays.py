@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["to_numpy", "from_numpy", "is_torch", "is_dask", "numpy_dtype"]
+__all__ = ["to_numpy", "from_numpy", "is_torch", "is_dask", "numpy_dtype", "plain_tensor"]
 
 
 def _library(obj) -> str:
@@ -46,6 +46,17 @@ def is_dask(a) -> bool:
     return _library(a) == "dask" and hasattr(a, "chunks") and hasattr(a, "dask")
 
 
+def plain_tensor(t):
+    """The tensor ``t`` detached from autograd, with its lazy conjugate or negation (views
+    such as ``c.conj().imag``) applied."""
+    t = t.detach()
+    if t.is_conj():
+        t = t.resolve_conj()
+    if t.is_neg():  # a lazily negated view (e.g. the imaginary part of a conjugate)
+        t = t.resolve_neg()
+    return t
+
+
 def to_numpy(a, name: str):
     """``(array, kind)``: ``a`` as a NumPy array, and ``"torch"`` when it was a torch CPU
     tensor (None otherwise). Raises TypeError for other array libraries and for CUDA
@@ -58,11 +69,7 @@ def to_numpy(a, name: str):
                             f"runs on the CPU (x's device decides, and a plan keeps the "
                             f"device it was made for): pass a CPU tensor, or x and w "
                             f"both on {a.device}")
-        t = a.detach()
-        if t.is_conj():
-            t = t.resolve_conj()
-        if t.is_neg():  # a lazily negated view (e.g. the imaginary part of a conjugate)
-            t = t.resolve_neg()
+        t = plain_tensor(a)
         if str(t.dtype) == "torch.bfloat16":
             t = t.float()
         if str(t.dtype) == "torch.bool":

@@ -28,6 +28,7 @@ from .methods import sad as sad_method
 from .methods import torch_fft as torch_fft_method
 from .metrics import inner_problem
 from .problem import Problem
+from .tensors import is_cuda
 
 __all__ = ["features", "estimate", "flops", "COEFFICIENTS"]
 
@@ -144,6 +145,5 @@ def estimate(p: Problem, method: str, device: str | None = None) -> float:
                                 + p.B * p.K * p.P * prod(p.O) * 3)
         return estimate(q, method) + extra
     model, feats = features(p, method)
-    cuda = device is not None and device.startswith("cuda")
-    coef = (CUDA_COEFFICIENTS if cuda else COEFFICIENTS)[model]
+    coef = (CUDA_COEFFICIENTS if is_cuda(device) else COEFFICIENTS)[model]
     return sum(coef.get(k, 0.0) * v for k, v in feats.items())

@@ -35,7 +35,7 @@ from .metrics import inner_problem, method_for, methods_for_metric
 from .nonfinite import affected_windows, recompute_windows
 from .problem import Problem, canonical_out_view, canonical_w, canonical_x, final_view
 from .reduce import apply_reduce
-from .tensors import TORCH_METHODS, device_memory, run_plan
+from .tensors import TORCH_METHODS, device_memory, is_cuda, run_plan
 from .tensors import canonical_w as tensor_canonical_w
 from .xp import available_memory, blas_threads, fft_engine, get_workers, set_workers
 
@@ -87,7 +87,7 @@ def format_bytes(n: float) -> str:
 def default_memory(device: str | None = None) -> int:
     """Default budget: a quarter of the RAM available now, at most 4 GiB; on a CUDA
     device half of its free memory (``tensors.device_memory``)."""
-    if device is not None and device.startswith("cuda"):
+    if is_cuda(device):
         return device_memory(device)[0]
     return int(min(available_memory() // 4, 4 << 30))
 
@@ -139,8 +139,7 @@ def _check_result_fits(p: Problem, device: str | None = None) -> None:
     """Raise MemoryError, before allocating anything, when the result alone exceeds the
     memory available now (on ``device``'s memory for a CUDA device)."""
     need = prod(p.out_shape) * p.out_dtype.itemsize
-    cuda = device is not None and device.startswith("cuda")
-    have = device_memory(device)[1] if cuda else available_memory()
+    have = device_memory(device)[1] if is_cuda(device) else available_memory()
     if need > have:
         raise MemoryError(
             f"the result {p.out_shape} {p.out_dtype} needs {format_bytes(need)} but "
@@ -193,24 +192,12 @@ class Plan:
     def __call__(self, x) -> np.ndarray:
         """Run the plan on ``x``: the planned shape, or another size of the batch axes
         (e.g. a last, smaller minibatch); a dtype that does not need a wider type."""
-        p = self.problem
         if self.method in TORCH_METHODS:  # on the tensors' device
             return run_plan(self, x)
         x, kind = to_numpy(x, "x")
         if kind is not None:
             return from_numpy(self(x), kind)
-        chunk = self.chunk
-        if x.shape != p.x_shape:
-            p = p.with_batch_shape(x.shape)
-            if p is None:
-                batch = "".join(self.problem.spec.batch) or "none"
-                raise ValueError(f"this plan was made for x of shape {self.problem.x_shape}, "
-                                 f"got {x.shape}; only the batch axes ({batch!r}) may differ")
-            chunk = self.chunk_for(p)
-        if np.result_type(x.dtype, p.dtype) != p.dtype and not (
-                x.dtype.kind in "iu" and p.dtype == np.float64):
-            raise TypeError(f"this plan computes in {p.dtype}; x of dtype {x.dtype} would need "
-                            f"{np.result_type(x.dtype, p.dtype)}: make a new plan")
+        p, chunk = self.problem_for(x.shape, x.dtype)
         mod = method_for(p, self.method)
         xc = canonical_x(p, x)
         _check_result_fits(p)
@@ -245,10 +232,24 @@ class Plan:
                 self._redo_nonfinite(p, xc, canon, reduce, flagged)
         return final if final is not None else final_view(p, canon)
 
-    def chunk_for(self, p: Problem) -> tuple[int, int]:
-        """The (batch, bank) block size for ``p``, this plan's problem with another
-        batch size."""
-        return _chunks(p, method_for(p, self.method), self.memory)
+    def problem_for(self, shape: tuple[int, ...], dtype) -> tuple[Problem, tuple[int, int]]:
+        """The problem and (batch, bank) block size for an ``x`` of ``shape`` and
+        ``dtype`` (a NumPy dtype): the planned one, or the same with other sizes of the
+        batch axes. Raises for any other shape, or a dtype that needs a wider type."""
+        p, chunk = self.problem, self.chunk
+        shape, dtype = tuple(shape), np.dtype(dtype)
+        if shape != p.x_shape:
+            p = p.with_batch_shape(shape)
+            if p is None:
+                batch = "".join(self.problem.spec.batch) or "none"
+                raise ValueError(f"this plan was made for x of shape {self.problem.x_shape}, "
+                                 f"got {shape}; only the batch axes ({batch!r}) may differ")
+            chunk = _chunks(p, method_for(p, self.method), self.memory)
+        if np.result_type(dtype, p.dtype) != p.dtype and not (
+                dtype.kind in "iu" and p.dtype == np.float64):
+            raise TypeError(f"this plan computes in {p.dtype}; x of dtype {dtype} would need "
+                            f"{np.result_type(dtype, p.dtype)}: make a new plan")
+        return p, chunk
 
     def _redo_nonfinite(self, p: Problem, xc: np.ndarray, canon: np.ndarray, reduce,
                         flagged: set[int]) -> None:
@@ -320,7 +321,7 @@ class Plan:
                                          "(NumPy; install numba for the compiled kernel)"))
         elif self.method == "torch_direct":
             lines.append(f"  torch_direct: torch.nn.functional.conv{p.ndim}d on {self.device}"
-                         + (" (cuDNN, TF32 off)" if self.device.startswith("cuda") else ""))
+                         + (" (cuDNN, TF32 off)" if is_cuda(self.device) else ""))
         elif self.method == "torch_fft":
             lines.append(f"  torch_fft: sizes {torch_fft_method.fft_shape(p)} with torch.fft on "
                          f"{self.device}, whole items")
@@ -362,7 +363,7 @@ def _method_names(p: Problem, method: str, device: str | None) -> tuple[str, ...
     """The candidates for ``method`` on ``device`` (None: NumPy data; "cpu": torch CPU
     tensors, which the NumPy methods read without a copy; "cuda...": torch methods
     only, where "direct" and "fft" mean their torch forms)."""
-    on_gpu = device is not None and device != "cpu"
+    on_gpu = is_cuda(device)
     if method != "auto":
         if on_gpu and method in ("direct", "fft"):
             return ("torch_" + method,)

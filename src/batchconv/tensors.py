@@ -30,10 +30,10 @@ from math import prod
 
 import numpy as np
 
-from .arrays import is_torch, numpy_dtype
+from .arrays import is_torch, numpy_dtype, plain_tensor
 from .problem import _canonical, final_view
 
-__all__ = ["TORCH_METHODS", "device_of", "torch_dtype", "to_device", "canonical_x",
+__all__ = ["TORCH_METHODS", "device_of", "is_cuda", "torch_dtype", "to_device", "canonical_x",
            "canonical_w", "pad_sliding", "apply_reduce", "allow_tf32", "precise",
            "device_memory", "run_plan"]
 
@@ -60,6 +60,11 @@ def device_of(a) -> str | None:
     return str(a.device)
 
 
+def is_cuda(device: str | None) -> bool:
+    """True for a CUDA device name (``"cuda"``, ``"cuda:1"``)."""
+    return device is not None and device.startswith("cuda")
+
+
 def torch_dtype(dt: np.dtype):
     """The torch dtype of a NumPy dtype (``intp`` -> ``torch.int64``)."""
     dt = np.dtype(dt)
@@ -74,11 +79,7 @@ def to_device(a, device: str, dtype: np.dtype | None = None):
         a = np.asarray(a)
         a = torch.from_numpy(a if a.flags.writeable else a.copy())
     else:
-        a = a.detach()
-        if a.is_conj():
-            a = a.resolve_conj()
-        if a.is_neg():
-            a = a.resolve_neg()
+        a = plain_tensor(a)
     return a.to(device=device, dtype=None if dtype is None else torch_dtype(dtype))
 
 
@@ -94,11 +95,8 @@ def canonical_w(p, w, device: str):
     or conjugated (complex correlate), contiguous: ``problem.canonical_w`` for tensors."""
     torch = _torch()
     sp = p.spec
-    w = to_device(w, device)
-    if w.dtype != torch_dtype(p.dtype) and sp.w_summed:  # sum in the compute dtype
-        w = w.to(torch_dtype(p.dtype))
+    w = to_device(w, device, p.dtype)  # summed w-only axes are summed in this dtype
     c = _canonical(w, sp.w, sp.bank, sp.summed, sp.paired, sp.sliding, sp.w_summed)
-    c = c.to(torch_dtype(p.dtype))
     if p.flip:
         c = torch.flip(c, dims=tuple(range(3, 3 + p.ndim)))
     if p.conj:
@@ -153,18 +151,6 @@ def pad_sliding(x, p, first_axis: int = 3):
             idx = torch.from_numpy(_pad_index(g.n, g.lo, g.hi, p.padding)).to(x.device)
             x = x.index_select(first_axis + i, idx)
     return x
-
-
-def untouched_zero(p, y) -> None:
-    """With zero padding, set the windows that never touch ``x`` to exactly 0 in ``y``
-    (b, k, P, *O): the FFT leaves round-off there."""
-    if not (p.padding == "constant" and p.cval == 0):
-        return
-    torch = _torch()
-    for i, g in enumerate(p.geoms):
-        idx = g.untouched()
-        if idx.size:
-            y.index_fill_(3 + i, torch.from_numpy(idx).to(y.device), 0)
 
 
 def _arg(block, axes: tuple[int, ...], find_max: bool):
@@ -240,7 +226,7 @@ class precise:
     :class:`allow_tf32`); does nothing on the CPU or inside ``allow_tf32()``."""
 
     def __init__(self, device: str):
-        self.active = device.startswith("cuda") and not getattr(_tf32, "allowed", False)
+        self.active = is_cuda(device) and not getattr(_tf32, "allowed", False)
 
     def __enter__(self):
         if self.active:
@@ -274,7 +260,7 @@ def _out_of_memory():
 def _halve(cb: int, ck: int, device: str) -> tuple[int, int]:
     """The block size after an allocator OutOfMemoryError (our estimate was wrong: the
     allocator's cache, another process): half the batch, or half the bank."""
-    if device.startswith("cuda"):
+    if is_cuda(device):
         _torch().cuda.empty_cache()
     return (-(-cb // 2), ck) if cb > 1 else (cb, -(-ck // 2))
 
@@ -286,27 +272,16 @@ def run_plan(plan, x):
     from .planner import _check_result_fits
 
     torch = _torch()
-    p, device = plan.problem, plan.device
+    device = plan.device
     numpy_in = not is_torch(x)
     if not numpy_in and str(x.device) != device:
         raise ValueError(f"this plan runs on {device}; x is on {x.device}: move it with "
                          f"x.to({device!r}) or make a plan for {x.device}")
     xt = to_device(x, device)
-    if tuple(xt.shape) != p.x_shape:
-        q = p.with_batch_shape(tuple(xt.shape))
-        if q is None:
-            batch = "".join(p.spec.batch) or "none"
-            raise ValueError(f"this plan was made for x of shape {p.x_shape}, got "
-                             f"{tuple(xt.shape)}; only the batch axes ({batch!r}) may differ")
-        p = q
-    if np.result_type(numpy_dtype(xt.dtype), p.dtype) != p.dtype and not (
-            numpy_dtype(xt.dtype).kind in "iu" and p.dtype == np.float64):
-        raise TypeError(f"this plan computes in {p.dtype}; x of dtype {xt.dtype} would need "
-                        f"a wider type: make a new plan")
+    p, (cb, ck) = plan.problem_for(tuple(xt.shape), numpy_dtype(xt.dtype))
     mod = method_for(p, plan.method)
     xc = canonical_x(p, xt)
     _check_result_fits(p, device)
-    cb, ck = plan.chunk if p is plan.problem else plan.chunk_for(p)
     retried = False
     if (p.reduce is None and cb >= p.B and ck >= p.K and p.window_size
             and prod(p.canonical_out_shape)):

@@ -188,9 +188,9 @@ def _forward(st: FFTState, x: np.ndarray, workers: int) -> np.ndarray:
     return eng.rfftn(x, *_ordered(st.fft_shape, 3), workers)
 
 
-def _zero_untouched(p: Problem, y: np.ndarray) -> np.ndarray:
+def zero_untouched(p: Problem, y):
     """With zero padding, windows that never touch ``x`` are exactly 0 (not FFT round-off
-    of 0) in ``y`` (b, k, P, *O)."""
+    of 0) in ``y`` (b, k, P, *O; an array or a tensor, set in place and returned)."""
     if not (p.padding == "constant" and p.cval == 0):
         return y
     for i, g in enumerate(p.geoms):
@@ -340,7 +340,7 @@ def compute(p: Problem, st: FFTState, xc: np.ndarray, k0: int, k1: int,
 
             def run(sl: slice) -> None:
                 with np.errstate(invalid="ignore", over="ignore"):  # non-finite: redone
-                    y = _zero_untouched(p, _spectral(p, st, src[sl], k0, k1, keep, inner))
+                    y = zero_untouched(p, _spectral(p, st, src[sl], k0, k1, keep, inner))
                 _flag_nonfinite(y, sl.start, nonfinite)
                 block[sl] = y if reduce is None else reduce(y)
 
@@ -374,7 +374,7 @@ def compute(p: Problem, st: FFTState, xc: np.ndarray, k0: int, k1: int,
                                          inner)
                 else:
                     y = _inverse(p, st, Y[bs, ks], keep, inner, True)
-            y = _zero_untouched(p, y)
+            y = zero_untouched(p, y)
             _flag_nonfinite(y, bs.start, nonfinite)
             block[bs, ks] = y if reduce is None else reduce(y)
 
@@ -414,7 +414,7 @@ def compute(p: Problem, st: FFTState, xc: np.ndarray, k0: int, k1: int,
         block[(sl, slice(None), slice(None), *out_sl)] = y
 
     parallel_for(run_tile, [(sl, s) for sl in groups for s in tiles], workers)
-    return _zero_untouched(p, block)
+    return zero_untouched(p, block)
 
 
 def fuses_reduce(p: Problem) -> bool:

@@ -20,7 +20,7 @@ from math import prod
 import numpy as np
 
 from ..problem import Problem
-from ..tensors import pad_sliding, torch_dtype, untouched_zero
+from ..tensors import pad_sliding
 from ..xp import next_fast_len
 from . import fft as numpy_fft
 from . import torch_direct
@@ -139,13 +139,10 @@ def _spectral(p: Problem, st: TorchFFTState, xc, k0: int, k1: int):
     y = (torch.fft.ifftn(Y, s=shape, dim=axes) if is_complex
          else torch.fft.irfftn(Y, s=shape, dim=axes))
     keep = tuple(slice(0, (g.out - 1) * g.stride + 1, g.stride) for g in p.geoms)
-    y = y[(slice(None),) * 3 + keep].to(torch_dtype(p.dtype))
+    y = y[(slice(None),) * 3 + keep]
     if p.integer_inputs:
         y = torch.round(y)
-    if st.implicit_zeros:
-        y = y.contiguous()
-        untouched_zero(p, y)
-    return y
+    return numpy_fft.zero_untouched(p, y)
 
 
 def fuses_reduce(p: Problem) -> bool:
