@@ -8,8 +8,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from conftest import rand
-from helpers import check
+from helpers import check, check_metric
 from test_correlate import CASES
+from test_metrics import CASES as METRIC_CASES
 
 import batchconv as bc
 from batchconv.problem import make_problem
@@ -90,5 +91,60 @@ def test_default_budget_is_device_memory():
     free = torch.cuda.mem_get_info()[0]
     assert p.device.startswith("cuda") and 0.3 * free < p.memory <= 0.5 * free + (1 << 20)
     assert p.method in METHODS
-    with pytest.raises(NotImplementedError, match="no torch method"):
-        bc.correlate(x, w, metric="ncc")
+
+
+METRIC_PAIRS = [("ssd", "torch_direct"), ("ssd", "torch_fft"), ("sad", "torch_direct"),
+                ("ncc", "torch_direct"), ("ncc", "torch_fft"), ("cosine", "torch_direct"),
+                ("cosine", "torch_fft"), ("ncc", "auto"), ("sad", "auto")]
+
+
+@pytest.mark.parametrize("metric,method", METRIC_PAIRS, ids=[f"{a}-{b}" for a, b in
+                                                              METRIC_PAIRS])
+@pytest.mark.parametrize("dtype", [np.float64, np.float32], ids=["float64", "float32"])
+@pytest.mark.parametrize("mode", ["valid", "same", "full"])
+@pytest.mark.parametrize("case", METRIC_CASES, ids=[c[0] for c in METRIC_CASES])
+def test_metric_matrix(case, mode, dtype, metric, method, rng):
+    """Every metric on the GPU (SAD on the Triton kernel when Triton is installed, else
+    plain torch), the cases of test_metrics.py."""
+    _, spec, xs, ws, reduce = case
+    if (method == "torch_direct" and metric != "sad"
+            and make_problem(xs, dtype, ws, dtype, spec).ndim > 3):
+        pytest.skip("torch convolutions take 1 to 3 sliding axes")
+    check_metric(rand(rng, xs, dtype), rand(rng, ws, dtype), spec, metric=metric,
+                 method=method, mode=mode, reduce=reduce, call=_cuda)
+
+
+@pytest.mark.parametrize("metric,method", METRIC_PAIRS[:7], ids=[f"{a}-{b}" for a, b in
+                                                                  METRIC_PAIRS[:7]])
+def test_metric_geometry(metric, method, rng):
+    x, w = rand(rng, (2, 2, 13, 41), np.float32), rand(rng, (3, 2, 3, 4), np.float32)
+    for mode, stride, dilation, padding in (("same", (2, 3), 1, "reflect"),
+                                            ("full", 1, (2, 1), "constant"),
+                                            ("valid", 2, (1, 2), "wrap")):
+        check_metric(x, w, "nchw,kchw->nkhw|hw", metric=metric, method=method, mode=mode,
+                     stride=stride, dilation=dilation, padding=padding, call=_cuda)
+
+
+def test_seed004_sad_on_the_gpu_memory_is_the_output():
+    """Seed 004 at a quarter of its batch: Triton SAD (when installed), stride 2, equal to
+    the unfold recipe, and nothing beyond the result allocated."""
+    from batchconv.methods import torch_sad
+
+    g = torch.Generator(device="cpu").manual_seed(4)
+    image = torch.rand(16, 3, 256, 256, generator=g).cuda()
+    kernel = torch.rand(3, 16, 16, generator=g).cuda()
+    plan = bc.plan(image, kernel, "bchw,chw->bhw|hw", metric="sad", stride=2)
+    assert plan.method == "torch_direct"
+    if __import__("importlib").util.find_spec("triton"):
+        assert torch_sad.uses_triton(plan.problem, plan.device) and "Triton" in plan.explain()
+    y = plan(image)
+    patched = image.unfold(-2, 16, 2).unfold(-2, 16, 2)
+    ref = patched.movedim(1, -3).double().sub(kernel.double()).abs().sum(dim=(-3, -2, -1))
+    assert y.shape == ref.shape and y.device.type == "cuda"
+    assert float((y.double() - ref).abs().max()) <= 1e-5 * 768
+    torch.cuda.synchronize()
+    torch.cuda.reset_peak_memory_stats()
+    base = torch.cuda.memory_allocated()
+    y = plan(image)
+    torch.cuda.synchronize()
+    assert torch.cuda.max_memory_allocated() - base <= 2 * y.numel() * 4 + (1 << 20)

@@ -212,17 +212,18 @@ def test_auto_on_cpu_tensors_weighs_every_method(rng):
     p = bc.plan(x, w, "nchw,kchw->nkhw|hw")
     assert {c.method for c in p.candidates} == {"direct", "fft", "torch_direct", "torch_fft"}
     assert bc.plan(x.numpy(), w.numpy(), "nchw,kchw->nkhw|hw").method in ("direct", "fft")
-    # metrics the torch methods do not compute stay on the NumPy methods
-    assert bc.plan(x, w, "nchw,kchw->nkhw|hw", metric="ncc").method in ("direct", "fft")
+    # a callable reduce keeps the NumPy methods (it gets NumPy blocks)
+    assert {c.method for c in bc.plan(x, w, "nchw,kchw->nk|hw", reduce=np.max).candidates
+            } == {"direct", "fft"}
     check(x.numpy(), w.numpy(), "nchw,kchw->nkhw|hw", method="auto", call=_tensors)
 
 
 def test_errors():
-    p = make_problem((2, 8), np.float32, (3, 3), np.float32, metric="ncc")
+    p = make_problem((2, 8), np.float32, (3, 3), np.float32, metric="sad")
     from batchconv.planner import choose_method
 
-    with pytest.raises(ValueError, match="'torch_direct' cannot compute.*metric 'ncc'"):
-        choose_method(p, "torch_direct")
+    with pytest.raises(ValueError, match="'torch_fft' cannot compute.*metric 'sad'"):
+        choose_method(p, "torch_fft")
     q = make_problem((2, 5, 4, 4, 3), np.float32, (2, 2, 3, 2, 2), np.float32)
     with pytest.raises(ValueError, match="4 sliding axes"):
         bc.correlate(torch.ones(2, 5, 4, 4, 3), torch.ones(2, 2, 3, 2, 2),
@@ -290,8 +291,14 @@ def test_cuda_planning_without_a_gpu(monkeypatch):
         choose_method(p, "sad_numba", device="cuda:0")
     q = make_problem((64, 3, 256, 256), np.float32, (16, 3, 16, 16), np.float32,
                      "bchw,kchw->bkhw|hw", metric="ncc")
-    with pytest.raises(NotImplementedError, match="no torch method.*cuda:0"):
-        choose_method(q, device="cuda:0")
+    assert {c.method for c in choose_method(q, device="cuda:0")[2]} == {"torch_direct",
+                                                                         "torch_fft"}
+    sad = make_problem((64, 3, 256, 256), np.float32, (3, 16, 16), np.float32,
+                       "bchw,chw->bhw|hw", metric="sad", stride=2)
+    assert choose_method(sad, device="cuda:0")[0] == "torch_direct"
+    assert choose_method(sad, "direct", device="cuda:0")[0] == "torch_direct"
+    with pytest.raises(ValueError, match="no FFT form"):
+        choose_method(sad, "fft", device="cuda:0")
     big = make_problem((4096, 1, 1024, 1024), np.float32, (16, 1, 3, 3), np.float32,
                        "bchw,kchw->bkhw|hw", mode="same")
     with pytest.raises(MemoryError, match="needs"):

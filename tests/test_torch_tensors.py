@@ -7,6 +7,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from conftest import rand
+from helpers import check_metric
 from test_correlate import CASES
 from test_metrics import CASES as METRIC_CASES
 
@@ -41,11 +42,20 @@ def test_core_cases(case, dtype, method, rng):
 @pytest.mark.parametrize("metric", ["ssd", "sad", "ncc", "cosine"])
 @pytest.mark.parametrize("case", METRIC_CASES, ids=[c[0] for c in METRIC_CASES])
 def test_metric_cases(case, metric, rng):
+    """NumPy's direct method on tensors gives NumPy's values; ``auto`` (which may pick a
+    torch method: tests/test_torch_metrics.py) keeps the contract against the loop."""
     _, spec, xs, ws, reduce = case
     x, w = rand(rng, xs, np.float32), rand(rng, ws, np.float32)
-    _same(bc.correlate(torch.from_numpy(x), torch.from_numpy(w), spec, metric=metric,
-                       reduce=reduce, mode="same"),
-          bc.correlate(x, w, spec, metric=metric, reduce=reduce, mode="same"))
+    kw = dict(metric=metric, reduce=reduce, mode="same")
+    _same(bc.correlate(torch.from_numpy(x), torch.from_numpy(w), spec, method="direct", **kw),
+          bc.correlate(x, w, spec, method="direct", **kw))
+
+    def tensors(f, x, w, spec=None, **kw):
+        y = f(torch.from_numpy(x), torch.from_numpy(w), spec, **kw)
+        assert isinstance(y, torch.Tensor)
+        return y.numpy()
+
+    check_metric(x, w, spec, method="auto", call=tensors, **kw)
 
 
 def test_plans_views_and_dtypes(rng):

@@ -36,7 +36,9 @@ def _torch_details() -> dict | None:
         "device": torch.cuda.get_device_name(0) if cuda else None,
         "cudnn": torch.backends.cudnn.version() if cuda else None,
         "triton": _version("triton"),
-        "used_for": "CPU tensors in and out (the CUDA backend is not built yet)",
+        "used_for": ("tensors in and out on their device; torch_direct/torch_fft; "
+                     + ("SAD on CUDA as a Triton kernel" if _version("triton") else
+                        "SAD on CUDA in plain torch (install triton for the kernel)")),
     }
 
 

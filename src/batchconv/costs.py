@@ -26,6 +26,7 @@ from .methods import direct as direct_method
 from .methods import fft as fft_method
 from .methods import sad as sad_method
 from .methods import torch_fft as torch_fft_method
+from .methods import torch_sad as torch_sad_method
 from .metrics import inner_problem
 from .problem import Problem
 from .tensors import is_cuda
@@ -69,6 +70,14 @@ _SAD_ELEMENT_NUMBA = 8e-11
 _SAD_ELEMENT_NUMPY = 1.5e-9
 _SAD_CALL = 1e-4
 _METRIC_PASS = 1e-9
+# torch: the plain-torch SAD (a pass over the block per tap) on the CPU, measured on the
+# dev machine; on CUDA (not measured: no GPU here) the Triton kernel at about 1e12 terms
+# a second, the plain-torch passes at memory speed, a metric pass at 100 GB/s
+_SAD_ELEMENT_TORCH = 1e-9
+_SAD_ELEMENT_TORCH_CUDA = 2e-11
+_SAD_ELEMENT_TRITON = 1e-12
+_SAD_CALL_CUDA = 3e-5
+_METRIC_PASS_CUDA = 1e-11
 
 
 def _single(p: Problem) -> bool:
@@ -136,14 +145,21 @@ def features(p: Problem, method: str) -> tuple[str, dict[str, float]]:
 def estimate(p: Problem, method: str, device: str | None = None) -> float:
     """Estimated seconds of one call of ``method`` on ``p`` (plan already made);
     ``device``: where torch tensors live (a CUDA device has its own table)."""
+    terms = flops(p, method) / 2
+    if p.metric == "sad" and method == "torch_direct":
+        if torch_sad_method.uses_triton(p, device):
+            return _SAD_CALL_CUDA + terms * _SAD_ELEMENT_TRITON
+        return _SAD_CALL + terms * (_SAD_ELEMENT_TORCH_CUDA if is_cuda(device)
+                                    else _SAD_ELEMENT_TORCH)
     if p.metric == "sad":
-        return _SAD_CALL + flops(p, method) / 2 * (
+        return _SAD_CALL + terms * (
             _SAD_ELEMENT_NUMBA if sad_method.uses_numba() else _SAD_ELEMENT_NUMPY)
     if p.metric != "dot":  # the correlation, plus window sums and combination passes
         q = inner_problem(p)
-        extra = _METRIC_PASS * (p.B * p.C * p.P * prod(g.padded for g in p.geoms) * 6
-                                + p.B * p.K * p.P * prod(p.O) * 3)
-        return estimate(q, method) + extra
+        passes = (p.B * p.C * p.P * prod(g.padded for g in p.geoms) * 6
+                  + p.B * p.K * p.P * prod(p.O) * 3)
+        return estimate(q, method, device) + passes * (
+            _METRIC_PASS_CUDA if is_cuda(device) else _METRIC_PASS)
     model, feats = features(p, method)
     coef = (CUDA_COEFFICIENTS if is_cuda(device) else COEFFICIENTS)[model]
     return sum(coef.get(k, 0.0) * v for k, v in feats.items())

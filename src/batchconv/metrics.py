@@ -43,7 +43,7 @@ import numpy as np
 
 from . import compiled
 from .geometry import AxisGeometry, axis_geometry, pad_sliding
-from .methods import get_method, sad
+from .methods import get_method, sad, torch_sad
 from .nonfinite import affected_windows
 from .problem import Problem
 from .spec import parse_spec
@@ -59,14 +59,19 @@ _REUSE_BYTES = 16 << 20
 
 def method_for(p: Problem, name: str):
     """The object that computes ``p`` with method ``name``: the method module itself for
-    "dot"; the SAD kernels for "sad" (``name`` "direct"); otherwise a
-    :class:`MetricMethod` around the method."""
+    "dot"; the SAD kernels for "sad" (``name`` "direct", or "torch_direct" for tensors);
+    otherwise a :class:`MetricMethod` around the method (for a torch method, a
+    ``torch_metrics.TorchMetricMethod``)."""
     mod = get_method(name)
     if hasattr(mod, "applies"):  # a torch method: the problems it maps onto
         why = mod.applies(p)
         if why is not None:
             raise ValueError(f"method {name!r} cannot compute this problem: {why}")
-        return mod
+        if p.metric not in ("dot", "sad"):
+            from .torch_metrics import TorchMetricMethod
+
+            return TorchMetricMethod(mod)
+        return torch_sad if p.metric == "sad" else mod
     if p.metric == "dot":
         return mod
     if p.metric == "sad":

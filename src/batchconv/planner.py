@@ -31,6 +31,7 @@ from .methods import fft as fft_method
 from .methods import get_method
 from .methods import sad as sad_method
 from .methods import torch_fft as torch_fft_method
+from .methods import torch_sad as torch_sad_method
 from .metrics import inner_problem, method_for, methods_for_metric
 from .nonfinite import affected_windows, recompute_windows
 from .problem import Problem, canonical_out_view, canonical_w, canonical_x, final_view
@@ -314,7 +315,12 @@ class Plan:
             q = inner_problem(p)
         else:
             q = p
-        if p.metric == "sad":
+        if p.metric == "sad" and self.method == "torch_direct":
+            lines.append("  torch_direct: " + (
+                "SAD Triton kernel, one program per output tile"
+                if torch_sad_method.uses_triton(p, self.device) else
+                "SAD in plain torch ops, one pass per tap") + f" on {self.device}")
+        elif p.metric == "sad":
             lines.append("  direct: " + ("compiled SAD kernel (numba), one task per output row"
                                          if sad_method.uses_numba() else
                                          "SAD shift-and-add on cache-sized output tiles "
@@ -323,7 +329,7 @@ class Plan:
             lines.append(f"  torch_direct: torch.nn.functional.conv{p.ndim}d on {self.device}"
                          + (" (cuDNN, TF32 off)" if is_cuda(self.device) else ""))
         elif self.method == "torch_fft":
-            lines.append(f"  torch_fft: sizes {torch_fft_method.fft_shape(p)} with torch.fft on "
+            lines.append(f"  torch_fft: sizes {torch_fft_method.fft_shape(q)} with torch.fft on "
                          f"{self.device}, whole items")
         elif self.method == "fft":
             tiles = fft_method.tiling(q)
@@ -424,7 +430,7 @@ def plan_problem(p: Problem, w, method: str = "auto", memory=None,
     cand = next(c for c in cands if c.method == chosen)
     if chosen in TORCH_METHODS:
         dev = device or "cpu"
-        state = get_method(chosen).prepare(p, tensor_canonical_w(p, w, dev), budget)
+        state = method_for(p, chosen).prepare(p, tensor_canonical_w(p, w, dev), budget)
         return Plan(p, chosen, cand.chunk, budget, workers, cands, reason, state, device=dev)
     w, _ = to_numpy(w, "w")
     wc = canonical_w(p, w)

@@ -15,7 +15,9 @@ Each method module provides
   unreduced block is never a temporary (otherwise the planner reduces each block).
 
 The torch methods (``torch_direct``, ``torch_fft``) have the same four functions on
-tensors, plus ``applies(problem)`` (None, or why they cannot compute it).
+tensors, plus ``applies(problem)`` (None, or why they cannot compute it). As for the
+NumPy methods, the metrics wrap them (``metrics.method_for``): SAD with
+``torch_direct`` is ``torch_sad.py``, ssd/ncc/cosine ``torch_metrics.TorchMetricMethod``.
 """
 
 from __future__ import annotations

@@ -6,7 +6,8 @@ The canonical problem maps onto a grouped convolution: the paired axes are the g
 (P*K, C, *T), so the convolution's output (b, P*k, *O) is the block (b, k, P, *O) after
 a reshape. Stride and dilation are the convolution's own; symmetric zero padding is its
 ``padding`` argument, any other padding is applied first (``tensors.pad_sliding``).
-Up to three sliding axes (what torch provides); more go to ``torch_fft``.
+Up to three sliding axes (what torch provides); more go to ``torch_fft``. For
+``metric="sad"`` this method's name means ``methods/torch_sad.py`` (any number of axes).
 
 Chunks split the batch and the bank (see the planner); ``workspace_bytes`` counts the
 padded copy, the grouped input and the convolution's own output.
@@ -32,8 +33,8 @@ class TorchDirectState:
 
 def applies(p: Problem) -> str | None:
     """None when the method can compute ``p``, else why not."""
-    if p.metric != "dot":
-        return f"metric {p.metric!r} (torch_direct computes 'dot')"
+    if p.metric == "sad":  # methods/torch_sad.py: any number of sliding axes
+        return None
     if not 1 <= p.ndim <= 3:
         return f"{p.ndim} sliding axes (torch convolutions take 1 to 3)"
     return None

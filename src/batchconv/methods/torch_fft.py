@@ -43,8 +43,8 @@ class TorchFFTState:
 
 def applies(p: Problem) -> str | None:
     """None when the method can compute ``p``, else why not."""
-    if p.metric != "dot":
-        return f"metric {p.metric!r} (torch_fft computes 'dot')"
+    if p.metric == "sad":
+        return "metric 'sad' has no FFT form (an absolute value does not factor through a product)"
     return None
 
 

@@ -1,0 +1,141 @@
+"""SAD on torch tensors, on their own device: what ``method="torch_direct"`` computes
+for ``metric="sad"`` (an absolute value has no convolution or FFT form).
+
+``out[n, k, i] = sum_j |x[n, i * stride + j * dilation] - w[k, j]|`` over the window
+(channels included). Two kernels, both with memory O(output) beyond the padded chunk:
+
+* on CUDA, with Triton installed and up to three sliding axes: a Triton kernel
+  (``_triton_kernels.py``), stride and dilation native, one program per output tile
+  (on CPU tensors too when ``TRITON_INTERPRET=1``: Triton's interpreter, for tests);
+* otherwise plain torch ops: one pass per tap over the block, the channels summed per
+  tap (a ``(b, k, C, P, *O)`` temporary, counted by ``workspace_bytes``).
+
+Both sum each tap row (the taps along the last axis) in the compute dtype and add the
+rows in float64, as the CPU kernels (``methods/sad.py``) do.
+
+>>> import batchconv as bc
+>>> torch = __import__("pytest").importorskip("torch")
+>>> bc.correlate(torch.tensor([[1.0, 2.0, 4.0]]), torch.tensor([1.0, 1.0]), metric="sad",
+...              method="torch_direct")
+tensor([[1., 4.]])
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from itertools import product
+from math import prod
+
+from ..problem import Problem
+from ..tensors import is_cuda, pad_sliding
+from ..xp import has_module
+
+__all__ = ["prepare", "compute", "fuses_reduce", "workspace_bytes", "uses_triton",
+           "INTERPRET"]
+
+# TRITON_INTERPRET=1 (read by Triton at import): the Triton kernel runs on CPU tensors
+# under Triton's interpreter, which is how the tests check it without a GPU
+INTERPRET = os.environ.get("TRITON_INTERPRET", "") == "1"
+_MAX_GRID_K = 65535  # CUDA's limit on the grid's second axis: filters per launch
+
+
+@dataclass
+class TorchSADState:
+    kernel: object  # the canonical filters (K, C, P, *T), contiguous, on the device
+
+
+def uses_triton(p: Problem, device: str | None) -> bool:
+    """True when ``p`` runs on the Triton kernel on ``device``."""
+    return (p.ndim <= 3 and has_module("triton")
+            and (is_cuda(device) or (INTERPRET and device == "cpu")))
+
+
+def prepare(p: Problem, wc, budget: int | None = None) -> TorchSADState:
+    return TorchSADState(wc.contiguous())
+
+
+def compute(p: Problem, st: TorchSADState, xc, k0: int, k1: int, out=None):
+    """The block ``(b, k1 - k0, P, *O)`` of sums of absolute differences."""
+    import torch
+
+    b, k = xc.shape[0], k1 - k0
+    if out is None or not out.is_contiguous():
+        block = torch.empty((b, k, p.P, *p.O), dtype=st.kernel.dtype, device=xc.device)
+    else:
+        block = out
+    if block.numel() and p.window_size == 0:
+        block.zero_()
+    elif block.numel():
+        xp = pad_sliding(xc, p)
+        if uses_triton(p, str(xc.device)):
+            _triton_sad(p, xp.contiguous(), st.kernel[k0:k1], block)
+        else:
+            block.copy_(_torch_sad(p, xp, st.kernel[k0:k1]))
+    if out is not None and block is not out:
+        out.copy_(block)
+        return out
+    return block
+
+
+def _triton_sad(p: Problem, xp, kern, block) -> None:
+    """The Triton kernel on 3-D views (missing leading sliding axes have length 1)."""
+    from .._triton_kernels import BLOCK_H, BLOCK_W, sad_kernel
+
+    lift = 3 - p.ndim
+    b = xp.shape[0]
+    x3 = xp.reshape(*xp.shape[:3], *([1] * lift), *xp.shape[3:])
+    w3 = kern.reshape(*kern.shape[:3], *([1] * lift), *kern.shape[3:])
+    geoms = [None] * lift + list(p.geoms)
+    s = [1 if g is None else g.stride for g in geoms]
+    d = [1 if g is None else g.dilation for g in geoms]
+    T = [1] * lift + list(p.T)
+    outs = [1] * lift + list(p.O)
+    tiles_h, tiles_w = -(-outs[1] // BLOCK_H), -(-outs[2] // BLOCK_W)
+    kernel = sad_kernel()
+    for k0 in range(0, w3.shape[0], _MAX_GRID_K):
+        k1 = min(k0 + _MAX_GRID_K, w3.shape[0])
+        dest = block[:, k0:k1] if k1 - k0 < w3.shape[0] else block
+        tmp = dest if dest.is_contiguous() else dest.contiguous()
+        grid = (b * p.P * outs[0] * tiles_h * tiles_w, k1 - k0)
+        kernel[grid](x3, w3[k0:k1], tmp, p.C, p.P, *x3.shape[3:], *T, *outs, k1 - k0,
+                     *s, *d, tiles_h, tiles_w, BLOCK_H=BLOCK_H, BLOCK_W=BLOCK_W)
+        if tmp is not dest:
+            dest.copy_(tmp)
+
+
+def _torch_sad(p: Problem, xp, kern):
+    """Plain torch: one pass per tap, each tap row summed in the compute dtype and added
+    to a float64 accumulator."""
+    import torch
+
+    b, k = xp.shape[0], kern.shape[0]
+    acc = torch.zeros((b, k, p.P, *p.O), dtype=torch.float64, device=xp.device)
+    lead_taps = product(*(range(m) for m in p.T[:-1]))
+    last = p.T[-1] if p.ndim else 1
+    for lead in lead_taps:
+        row = None
+        for j in range(last):
+            tap = (*lead, j)[:p.ndim]
+            sl = tuple(slice(t * g.dilation, t * g.dilation + (g.out - 1) * g.stride + 1,
+                             g.stride) for t, g in zip(tap, p.geoms, strict=True))
+            xs = xp[(slice(None),) * 3 + sl]  # (b, C, P, *O)
+            wv = kern[(slice(None),) * 3 + tap].reshape(1, k, p.C, p.P, *([1] * p.ndim))
+            term = (xs.unsqueeze(1) - wv).abs_().sum(dim=2)  # (b, k, P, *O)
+            row = term if row is None else row.add_(term)
+        acc += row
+    return acc
+
+
+def fuses_reduce(p: Problem) -> bool:
+    """The planner reduces each block."""
+    return False
+
+
+def workspace_bytes(p: Problem, b: int, k: int, budget: int | None = None) -> int:
+    """The padded chunk, and for the plain-torch kernel the per-tap difference
+    ``(b, k, C, P, *O)``, the row sum and the float64 accumulator."""
+    r = p.dtype.itemsize
+    padded = b * p.C * p.P * prod(g.padded for g in p.geoms) * r
+    outs = b * k * p.P * prod(p.O)
+    return 2 * padded + outs * (p.C * r + r + 8) + outs * r

@@ -1,0 +1,185 @@
+"""ssd, ncc and cosine on torch tensors, on their own device: ``metrics.py``'s formulas
+on top of a torch correlation method (``torch_direct`` or ``torch_fft``).
+
+The same decomposition as the NumPy metrics (see ``metrics.py`` for the table): ``x``
+centred by its item's mean and the centred filters correlated by the torch method, plus
+float64 window sums ``A1``, ``A2`` of ``x'`` and ``x'^2``. Here the window sums add each
+window's own samples (``Tensor.unfold`` then a sum, one sliding axis at a time), so their
+rounding error is local to the window by construction and the flatness floor
+(``metrics._noise_floor``) takes the window's own ``A2`` as its scale. Flat windows and
+flat filters give exactly 0, ncc and cosine are clipped to [-1, 1], and windows that
+cover a NaN or Inf get the loop's value (found on the host from the chunk's mask, which
+is only read when the chunk holds one).
+
+>>> import batchconv as bc
+>>> torch = __import__("pytest").importorskip("torch")
+>>> x = torch.tensor([[0.0, 1.0, 2.0, 1.0, 1.0, 1.0]], dtype=torch.float64)
+>>> bc.correlate(x, torch.tensor([1.0, 2.0, 3.0], dtype=torch.float64), metric="ncc",
+...              method="torch_direct").round(decimals=3)
+tensor([[ 1.0000,  0.0000, -0.8660,  0.0000]], dtype=torch.float64)
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from math import prod
+from types import ModuleType
+
+import numpy as np
+
+from .metrics import _noise_floor, _valid_geometry, inner_problem
+from .nonfinite import affected_windows
+from .problem import Problem
+from .tensors import pad_sliding
+
+__all__ = ["TorchMetricMethod", "window_sums"]
+
+
+def _torch():
+    import torch
+
+    return torch
+
+
+@dataclass
+class TorchMetricState:
+    inner: Problem
+    state: object  # the torch method's state for the centred (or plain: cosine) filters
+    mean: object  # (K, P) float64 tensor: the filters' means (ssd)
+    sq: object  # (K, P) float64: |b^|^2 (ssd, ncc) or |b|^2 (cosine)
+    inv_norm: object  # (K, P) float64: 1 / sqrt(sq), 0 for flat filters
+
+
+def window_sums(a, geoms, first_axis: int):
+    """Sums of ``a`` over the 'valid' windows of ``geoms`` (stride and dilation included)
+    on the axes ``first_axis, ...``: each window's own samples, added by torch (the axis
+    that shrinks the data most goes first).
+
+    >>> from batchconv.geometry import axis_geometry
+    >>> torch = __import__("pytest").importorskip("torch")
+    >>> window_sums(torch.arange(6.0), (axis_geometry(6, 3),), 0)
+    tensor([ 3.,  6.,  9., 12.])
+    """
+    order = sorted(range(len(geoms)), key=lambda i: geoms[i].out / max(geoms[i].n, 1))
+    for i in order:
+        g = geoms[i]
+        span = (g.m - 1) * g.dilation + 1
+        a = a.unfold(first_axis + i, span, g.stride)[..., ::g.dilation].sum(dim=-1)
+    return a
+
+
+class TorchMetricMethod:
+    """ssd, ncc or cosine on top of a torch correlation method (the method interface of
+    ``methods/__init__.py``, on tensors)."""
+
+    def __init__(self, method: ModuleType):
+        self.method = method
+
+    def prepare(self, p: Problem, wc, budget: int | None = None) -> TorchMetricState:
+        """Centre the canonical filters ``wc`` (K, C, P, *T) and prepare the torch
+        method on them."""
+        torch = _torch()
+        inner = inner_problem(p)
+        K, _, P = wc.shape[:3]
+        axes = (1, *range(3, wc.ndim))
+        w64 = wc.to(torch.float64)
+        if not wc.numel():
+            zeros = torch.zeros((K, P), dtype=torch.float64, device=wc.device)
+            return TorchMetricState(inner, None, zeros, zeros, zeros)
+        mean = w64.mean(dim=axes)
+        if p.metric == "cosine":
+            filters = wc
+        else:  # centred; exactly zero for a flat filter
+            flat = (w64.amax(dim=axes, keepdim=True) - w64.amin(dim=axes, keepdim=True)) == 0
+            cen = w64 - mean.reshape(K, 1, P, *([1] * p.ndim))
+            filters = torch.where(flat, 0.0, cen).to(wc.dtype)
+        sq = filters.to(torch.float64).square().sum(dim=axes)
+        inv = torch.where(sq > 0, sq.rsqrt(), 0.0)
+        state = self.method.prepare(inner, filters.contiguous(), budget)
+        return TorchMetricState(inner, state, mean, sq, inv)
+
+    def fuses_reduce(self, p: Problem) -> bool:
+        return False
+
+    def workspace_bytes(self, p: Problem, b: int, k: int, budget: int | None = None) -> int:
+        """The correlation's temporaries, the padded centred chunk, its float64 sums and
+        the float64 combination temporaries."""
+        padded = b * p.P * prod(g.padded + g.dilation for g in p.geoms)
+        outs = b * k * p.P * prod(p.O)
+        return (self.method.workspace_bytes(inner_problem(p), b, k, budget)
+                + padded * p.C * (p.dtype.itemsize + 16) + padded * 8 * 4 + outs * 8 * 5)
+
+    def compute(self, p: Problem, st: TorchMetricState, xc, k0: int, k1: int, out=None):
+        """The block ``(b, k1 - k0, P, *O)`` of the metric for the canonical chunk ``xc``.
+        NaN and Inf are replaced by zeros for the computation, then the windows that
+        cover one get the loop's value (ssd: NaN over a NaN, else +Inf; ncc, cosine:
+        NaN)."""
+        torch = _torch()
+        b, k = xc.shape[0], k1 - k0
+        if not b * k * p.P * prod(p.O) or p.window_size == 0:
+            y = torch.zeros((b, k, p.P, *p.O), dtype=xc.dtype, device=xc.device)
+        else:
+            bad = ~torch.isfinite(xc)
+            cval_bad = p.padding == "constant" and not np.isfinite(p.cval)
+            if not (cval_bad or bool(bad.any())):
+                y = self._compute(p, st, xc, k0, k1)
+            else:
+                q = replace(p, cval=0.0) if cval_bad else p
+                y = self._compute(q, st, torch.where(bad, 0, xc), k0, k1)
+                self._set_nonfinite(p, y, xc, bad, cval_bad)
+        if out is None:
+            return y
+        out.copy_(y)
+        return out
+
+    def _compute(self, p: Problem, st: TorchMetricState, xc, k0: int, k1: int):
+        torch = _torch()
+        b, k = xc.shape[0], k1 - k0
+        xp = pad_sliding(xc, p)
+        ones = (1,) * p.ndim
+        if p.metric == "cosine":  # not shift-invariant: x as it is
+            xw, c64 = xp, torch.zeros((b, p.P), dtype=torch.float64, device=xc.device)
+        else:
+            axes = (1, *range(3, xc.ndim))
+            c64 = xc.to(torch.float64).mean(dim=axes)  # (b, P)
+            centre = c64.to(xc.dtype).reshape(b, 1, p.P, *ones)
+            c64 = centre.reshape(b, p.P).to(torch.float64)  # the centre actually used
+            xw = xp - centre
+        dot = self.method.compute(st.inner, st.state, xw, k0, k1)  # (b, k, P, *O)
+        x64 = xw.to(torch.float64)
+        sums = torch.stack((x64.sum(dim=1), x64.square().sum(dim=1)))  # (2, b, P, *Sp)
+        del x64
+        s1, s2 = window_sums(sums, tuple(_valid_geometry(g) for g in p.geoms), 3)
+        per_filter = (1, k, p.P, *ones)
+        if p.metric == "ssd":
+            n = p.window_size
+            delta = (st.mean[k0:k1].unsqueeze(0) - c64.unsqueeze(1)).reshape(b, k, p.P, *ones)
+            y = (s2.unsqueeze(1) + st.sq[k0:k1].reshape(per_filter) + n * delta * delta
+                 - 2 * delta * s1.unsqueeze(1) - 2 * dot.to(torch.float64))
+            y.clamp_(min=0)
+            if p.integer_inputs:
+                y = torch.round(y)
+            return y.to(xc.dtype)
+        spread = s2 - s1 * s1 / p.window_size if p.metric == "ncc" else s2
+        flat = spread <= _noise_floor(p, s2)  # False for NaN: those windows stay NaN
+        inv_a = torch.where(flat, 0.0, spread.rsqrt()).to(xc.dtype)
+        y = dot * inv_a.unsqueeze(1) * st.inv_norm[k0:k1].to(xc.dtype).reshape(per_filter)
+        return y.clamp_(-1, 1)
+
+    @staticmethod
+    def _set_nonfinite(p: Problem, y, xc, bad, cval_bad: bool) -> None:
+        """Windows covering a NaN/Inf of ``xc`` (or of ``cval``) get the loop's value."""
+        torch = _torch()
+        nan_cval = cval_bad and np.isnan(p.cval)
+        nan_in = torch.isnan(xc).any(dim=1).cpu().numpy()
+        nan_w = affected_windows(replace(p, cval=p.cval if nan_cval else 0.0), nan_in)
+        any_w = affected_windows(p, bad.any(dim=1).cpu().numpy())
+
+        def where(mask):
+            return torch.from_numpy(mask).to(y.device).unsqueeze(1).expand(y.shape)
+
+        if p.metric == "ssd":
+            y[where(any_w & ~nan_w)] = float("inf")
+            y[where(nan_w)] = float("nan")
+        else:
+            y[where(any_w)] = float("nan")
