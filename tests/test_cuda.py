@@ -148,3 +148,19 @@ def test_seed004_sad_on_the_gpu_memory_is_the_output():
     y = plan(image)
     torch.cuda.synchronize()
     assert torch.cuda.max_memory_allocated() - base <= 2 * y.numel() * 4 + (1 << 20)
+
+
+def test_measured_planning_on_cuda(rng):
+    """'measure' times the torch methods on the device; 'auto' does when the estimates are
+    close, and remembers the choice for the shapes."""
+    from batchconv import measure
+
+    x = torch.randn(4, 16, 96, 96, device="cuda")
+    w = torch.randn(32, 16, 15, 15, device="cuda")
+    p = bc.plan(x, w, "nchw,kchw->nkhw|hw", method="measure")
+    assert p.reason.startswith("fastest when timed on cuda") and p.method in METHODS
+    auto = bc.plan(x, w, "nchw,kchw->nkhw|hw")
+    assert auto.reason.startswith(("fastest when timed on cuda", "lowest estimated time"))
+    assert len(measure._choices) >= 1
+    check(rand(rng, (3, 2, 40, 36), np.float32), rand(rng, (4, 2, 9, 9), np.float32),
+          "nchw,kchw->nkhw|hw", method="measure", call=_cuda)

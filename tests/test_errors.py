@@ -15,7 +15,7 @@ w = np.ones((3, 3, 3))
     (dict(mode="circular"), ValueError, "mode must be one of"),
     (dict(padding="zeros", mode="same"), ValueError, "padding must be one of"),
     (dict(method="winograd"), ValueError,
-     "method must be 'auto' or one of ['direct', 'fft', 'torch_direct'"),
+     "method must be 'auto', 'measure' or one of ['direct', 'fft', 'torch_direct'"),
     (dict(metric="l7"), ValueError, "metric must be one of"),
     (dict(metric="sad", method="fft"), ValueError, "metric 'sad' has no 'fft' form"),
     (dict(metric="dot", mode="same", cval=1j), ValueError, "cval=1j is complex"),

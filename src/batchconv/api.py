@@ -190,6 +190,8 @@ def correlate(x, w, spec: str | None = None, *, mode: str = "valid", stride=1, d
     method : str
         "auto", "direct" or "fft"; for torch tensors also "torch_direct" (torch
         convolutions) or "torch_fft" (torch.fft); on CUDA "direct"/"fft" mean those.
+        "measure": time the candidates the cost model cannot tell apart, once per
+        problem and device, and keep the fastest (what "auto" does on CUDA).
     memory : int or str
         Budget for temporaries beyond the inputs and result, e.g. ``"2GB"``.
     workers : int

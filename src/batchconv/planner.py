@@ -6,7 +6,8 @@ resources, so it pickles, and several threads may call one plan at once.
 
 ``method="auto"`` takes the candidate with the lowest estimate from the cost model in
 ``costs.py`` (coefficients fitted on the development machine); integer inputs go to
-``direct``, which is exact.
+``direct``, which is exact. ``method="measure"`` (and ``"auto"`` on a CUDA device) times
+the candidates the model cannot tell apart, once per problem (``measure.py``).
 
 >>> import numpy as np, batchconv as bc
 >>> p = bc.plan(np.ones((2, 16)), np.ones((3, 4)))
@@ -17,7 +18,7 @@ resources, so it pickles, and several threads may call one plan at once.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import lru_cache
 from math import prod
 
@@ -26,6 +27,7 @@ import numpy as np
 from . import compiled
 from .arrays import from_numpy, to_numpy
 from .costs import estimate, flops
+from .measure import timed_choice
 from .methods import direct as direct_method
 from .methods import fft as fft_method
 from .methods import get_method
@@ -395,6 +397,8 @@ def choose_method(p: Problem, method: str = "auto", memory=None, workers: int | 
     NumPy data). Raises as it does (unknown method, bad ``memory``/``workers``,
     ``MemoryError`` when no method fits the budget)."""
     budget = parse_memory(memory, device)
+    if method == "measure":  # the model's candidates; plan_problem times them
+        method = "auto"
     names = _method_names(p, method, device)
     for n in names:
         method_for(p, n)  # unknown names and impossible combinations raise here
@@ -425,8 +429,25 @@ def choose_method(p: Problem, method: str = "auto", memory=None, workers: int | 
 def plan_problem(p: Problem, w, method: str = "auto", memory=None,
                  workers: int | None = None, device: str | None = None) -> Plan:
     """Choose the method and chunks for ``p`` and prepare the filters ``w`` (a NumPy
-    array, or a tensor; ``device``: where torch tensors live, None for NumPy data)."""
+    array, or a tensor; ``device``: where torch tensors live, None for NumPy data).
+    ``method="measure"``, and ``"auto"`` on a CUDA device, time the close candidates
+    (see ``measure.py``)."""
+    timed = method == "measure" or (method == "auto" and is_cuda(device))
     chosen, reason, cands, budget = choose_method(p, method, memory, workers, device)
+    if timed:
+        fitting = {c.method: c.seconds for c in cands if c.fits}
+        choice = timed_choice(p, fitting, lambda name: _prepare(p, w, name, cands, budget,
+                                                                workers, device, reason),
+                              device, (workers, budget), force=method == "measure")
+        if choice is not None:
+            plan, reason = choice
+            return replace(plan, reason=reason)
+    return _prepare(p, w, chosen, cands, budget, workers, device, reason)
+
+
+def _prepare(p: Problem, w, chosen: str, cands, budget: int, workers: int | None,
+             device: str | None, reason: str) -> Plan:
+    """The plan of method ``chosen``: the filters prepared on its device."""
     cand = next(c for c in cands if c.method == chosen)
     if chosen in TORCH_METHODS:
         dev = device or "cpu"

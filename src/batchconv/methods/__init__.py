@@ -39,5 +39,5 @@ def get_method(name: str) -> ModuleType:
     try:
         return METHODS[name]
     except (KeyError, TypeError):
-        raise ValueError(f"method must be 'auto' or one of {sorted(METHODS)}, "
+        raise ValueError(f"method must be 'auto', 'measure' or one of {sorted(METHODS)}, "
                          f"got {name!r}") from None
