@@ -333,3 +333,32 @@ def test_random_problems_on_torch_methods():
               convolve=pr["convolve"], call=_tensors)
 
     run()
+
+
+def test_cuda_fft_lengths_are_rounded_and_still_exact(rng, monkeypatch):
+    """On CUDA the FFT lengths are 2^a 3^b (a small set, so cuFFT plans are reused):
+    wrap-free for every mode, 144 for seed 000's 'same'; the same code run with the
+    CUDA lengths on CPU tensors keeps the contract."""
+    from batchconv.methods import torch_fft
+
+    lengths = {torch_fft.cufft_len(n) for n in range(1, 4097)}
+    assert len(lengths) < 60
+    for n in range(1, 3000):
+        m = torch_fft.cufft_len(n)
+        assert m >= n and m < 1.5 * n + 1
+        while m % 2 == 0:
+            m //= 2
+        while m % 3 == 0:
+            m //= 3
+        assert m == 1
+    seed000 = make_problem((2, 96, 96, 3), np.float32, (3, 96, 96, 3), np.float32,
+                           "nhwd,khwd->nkhwd|hwd", mode="same")
+    assert torch_fft.fft_shape(seed000, "cuda:0")[:2] == (144, 144)
+    monkeypatch.setattr(torch_fft, "_rounded_sizes", lambda device: True)
+    for mode in ("valid", "same", "full"):
+        x, w = rand(rng, (3, 2, 23, 37), np.float32), rand(rng, (4, 2, 5, 11), np.float32)
+        check(x, w, "nchw,kchw->nkhw|hw", method="torch_fft", mode=mode, stride=(1, 2),
+              call=_tensors)
+        plan = bc.plan(torch.from_numpy(x), torch.from_numpy(w), "nchw,kchw->nkhw|hw",
+                       method="torch_fft", mode=mode)
+        assert all(n == torch_fft.cufft_len(n) for n in plan.state.fft_shape)

@@ -331,8 +331,10 @@ class Plan:
             lines.append(f"  torch_direct: torch.nn.functional.conv{p.ndim}d on {self.device}"
                          + (" (cuDNN, TF32 off)" if is_cuda(self.device) else ""))
         elif self.method == "torch_fft":
-            lines.append(f"  torch_fft: sizes {torch_fft_method.fft_shape(q)} with torch.fft on "
-                         f"{self.device}, whole items")
+            sizes = torch_fft_method.fft_shape(q, self.device)
+            lines.append(f"  torch_fft: sizes {sizes} with torch.fft on {self.device}, "
+                         f"whole items" + (" (2^a 3^b lengths: cuFFT plans reused)"
+                                           if is_cuda(self.device) else ""))
         elif self.method == "fft":
             tiles = fft_method.tiling(q)
             layout = ("whole items" if tiles is None else
