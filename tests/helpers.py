@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 from naive import _parse, default_spec_string, naive_correlate, tolerance, window_abs_bound
 
@@ -17,8 +19,53 @@ def expected_dtype(x, w) -> np.dtype:
     return rt
 
 
-def _call(f, *args, **kw):
-    return f(*args, **kw)
+# BATCHCONV_TEST_ARRAYS=torch: every check() and check_metric() call passes CPU tensors
+# (and expects a tensor back); =torch_methods: also with "direct"/"fft" read as the torch
+# methods wherever those compute the problem (tests/test_torch_tensors.py runs the core,
+# metric and property tests that way); =cuda: CUDA tensors, the torch methods, "auto"
+# where neither torch form computes the problem (tests/test_cuda.py)
+ARRAYS = os.environ.get("BATCHCONV_TEST_ARRAYS", "numpy")
+
+
+def _torch_method(method: str, x, w, spec, kw: dict, convolve: bool,
+                  otherwise: str | None = None) -> str:
+    """``method`` as its torch form ("direct" -> "torch_direct", "fft" -> "torch_fft")
+    where that form computes the problem; elsewhere ``otherwise`` (default: ``method``)."""
+    from batchconv.metrics import method_for
+    from batchconv.problem import make_problem
+
+    if method not in ("direct", "fft"):
+        return method
+    opts = {k: v for k, v in kw.items() if k not in ("method", "memory", "workers")}
+    try:
+        p = make_problem(np.shape(x), np.asarray(x).dtype, np.shape(w), np.asarray(w).dtype,
+                         spec, flip=convolve, **opts)
+        method_for(p, "torch_" + method)
+    except (ValueError, TypeError):  # the torch form cannot compute it (or an error case)
+        return otherwise or method
+    return "torch_" + method
+
+
+def _call(f, x, w, spec=None, **kw):
+    if ARRAYS == "numpy":
+        return f(x, w, spec, **kw)
+    import torch
+
+    device = "cuda" if ARRAYS == "cuda" else "cpu"
+
+    def tensor(a):
+        a = np.asarray(a)
+        try:
+            return torch.from_numpy(np.ascontiguousarray(a)).to(device)
+        except TypeError:  # a dtype torch lacks: stays NumPy
+            return a
+
+    if ARRAYS in ("torch_methods", "cuda") and "method" in kw:
+        kw["method"] = _torch_method(kw["method"], x, w, spec, kw, f is bc.convolve,
+                                     "auto" if device == "cuda" else None)
+    y = f(tensor(x), tensor(w), spec, **kw)
+    assert isinstance(y, torch.Tensor) and y.device.type == device, type(y)
+    return y.cpu().numpy()
 
 
 def check(x, w, spec=None, *, method, convolve=False, call=_call, **kw):

@@ -164,3 +164,21 @@ def test_measured_planning_on_cuda(rng):
     assert len(measure._choices) >= 1
     check(rand(rng, (3, 2, 40, 36), np.float32), rand(rng, (4, 2, 9, 9), np.float32),
           "nchw,kchw->nkhw|hw", method="measure", call=_cuda)
+
+
+def test_core_metric_and_property_suites_on_cuda():
+    """test_correlate.py, test_metrics.py and test_properties.py with every check() on
+    CUDA tensors (``helpers.ARRAYS``), in a subprocess."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    tests = Path(__file__).parent
+    env = {**os.environ, "BATCHCONV_TEST_ARRAYS": "cuda"}
+    files = [str(tests / f) for f in ("test_correlate.py", "test_metrics.py",
+                                      "test_properties.py")]
+    r = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
+                        *files], cwd=tests.parent, env=env, capture_output=True, text=True,
+                       timeout=1800)
+    assert r.returncode == 0, r.stdout[-6000:] + r.stderr[-2000:]

@@ -4,6 +4,11 @@ other tests check against the naive loop). Skipped without torch."""
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+from pathlib import Path
+
 import numpy as np
 import pytest
 from conftest import rand
@@ -113,3 +118,19 @@ def test_config_reports_torch_and_cuda(capsys):
     assert (details["device"] is None) == (not torch.cuda.is_available())
     bc.show_config()
     assert "torch cuda" in capsys.readouterr().out
+
+
+def test_core_metric_and_property_suites_on_tensors():
+    """Every check of the core matrix (test_correlate.py), the metrics (test_metrics.py)
+    and the hypothesis fuzz (test_properties.py) again with CPU tensors in and out, and
+    "direct"/"fft" read as torch_direct/torch_fft wherever those compute the problem
+    (``helpers.ARRAYS``), in a subprocess so that the switch is set before collection."""
+    tests = Path(__file__).parent
+    env = {**os.environ, "BATCHCONV_TEST_ARRAYS": "torch_methods"}
+    files = [str(tests / f) for f in ("test_correlate.py", "test_metrics.py",
+                                      "test_properties.py")]
+    r = subprocess.run([sys.executable, "-m", "pytest", "-q", "-x", "-p", "no:cacheprovider",
+                        *files], cwd=tests.parent, env=env, capture_output=True, text=True,
+                       timeout=1800)
+    assert r.returncode == 0, r.stdout[-4000:] + r.stderr[-2000:]
+    assert " passed" in r.stdout.splitlines()[-1]

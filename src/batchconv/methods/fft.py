@@ -195,8 +195,9 @@ def zero_untouched(p: Problem, y):
         return y
     for i, g in enumerate(p.geoms):
         idx = g.untouched()
-        if idx.size:
-            y[(slice(None),) * (3 + i) + (idx,)] = 0
+        if idx.size:  # a tensor takes a list (a read-only array would warn)
+            y[(slice(None),) * (3 + i) + (idx if isinstance(y, np.ndarray) else
+                                          idx.tolist(),)] = 0
     return y
 
 
