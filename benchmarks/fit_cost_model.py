@@ -11,6 +11,9 @@ into costs.py. Problems used for fitting are random and separate from the grid t
 
     python benchmarks/fit_cost_model.py --n 120 --json /tmp/fit.json   # about 5 minutes
     python benchmarks/fit_cost_model.py --from-json /tmp/fit.json       # refit only
+    python benchmarks/fit_cost_model.py --methods torch_direct,torch_fft --n 100  # torch only
+
+A method whose first item, scaled to the batch, exceeds 3 s is not timed on that problem.
 """
 
 from __future__ import annotations
@@ -59,23 +62,38 @@ def _random_problem(rng):
     return spec, xs, ws, dict(mode=mode, stride=stride), dt
 
 
-def collect(n: int, seed: int = 1) -> list[dict]:
+_CAP_SECONDS = 3.0  # a method slower than this on a problem is not timed there
+
+
+def _fast_enough(plan, x) -> bool:
+    """One item first: a method whose single item, scaled to the batch, takes longer than
+    the cap is never the answer (torch's float64 and 3-D CPU convolutions can take
+    minutes on one problem), so it is not timed on the whole batch."""
+    import time
+
+    t0 = time.perf_counter()
+    plan(x[:1])
+    return (time.perf_counter() - t0) * x.shape[0] < _CAP_SECONDS
+
+
+def collect(n: int, seed: int = 1, methods=("direct", "fft", "torch_direct", "torch_fft")):
     rng = np.random.default_rng(seed)
     rows = []
+    methods = [m for m in methods if torch is not None or not m.startswith("torch")]
     while len(rows) < n:
         spec, xs, ws, opts, dt = _random_problem(rng)
         x = rng.standard_normal(xs).astype(dt)
         w = rng.standard_normal(ws).astype(dt)
         plans, xt = {}, None if torch is None else torch.from_numpy(x)
-        for m in ("direct", "fft") + (("torch_direct", "torch_fft") if torch else ()):
+        args = {m: (xt if m.startswith("torch") else x) for m in methods}
+        for m in methods:
             try:
-                plans[m] = bc.plan(xt if m.startswith("torch") else x, w, spec, method=m,
-                                   **opts)
+                plans[m] = bc.plan(args[m], w, spec, method=m, **opts)
             except MemoryError:  # does not fit the default budget: never chosen
                 pass
         # too slow to be the answer anyway: not timed
-        plans = {m: p for m, p in plans.items() if estimate(p.problem, m) < 3.0}
-        args = {m: (xt if m.startswith("torch") else x) for m in plans}
+        plans = {m: p for m, p in plans.items() if estimate(p.problem, m, p.device) < 3.0
+                 and _fast_enough(p, args[m])}
         # interleaved, as in auto_grid.py and in real use: the methods share the caches
         times = interleaved({m: (lambda p=p, a=args[m]: p(a)) for m, p in plans.items()},
                             rounds=5, max_seconds=4)
@@ -116,8 +134,11 @@ if __name__ == "__main__":
     ap.add_argument("--n", type=int, default=120)
     ap.add_argument("--json")
     ap.add_argument("--from-json")
+    ap.add_argument("--methods", default="direct,fft,torch_direct,torch_fft",
+                    help="comma-separated; the models of the others keep their coefficients")
     a = ap.parse_args()
-    rows = json.load(open(a.from_json)) if a.from_json else collect(a.n)
+    rows = (json.load(open(a.from_json)) if a.from_json
+            else collect(a.n, methods=tuple(a.methods.split(","))))
     if a.json:
         with open(a.json, "w") as f:
             json.dump(rows, f, indent=1)

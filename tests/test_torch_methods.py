@@ -299,6 +299,11 @@ def test_cuda_planning_without_a_gpu(monkeypatch):
     assert choose_method(sad, "direct", device="cuda:0")[0] == "torch_direct"
     with pytest.raises(ValueError, match="no FFT form"):
         choose_method(sad, "fft", device="cuda:0")
+    # a callable reduce on the GPU gets tensor blocks from the torch methods
+    mine = make_problem((64, 3, 256, 256), np.float32, (16, 3, 16, 16), np.float32,
+                        "bchw,kchw->bk|hw", reduce=lambda block, axis: block.amax(dim=axis))
+    assert {c.method for c in choose_method(mine, device="cuda:0")[2]} == {"torch_direct",
+                                                                            "torch_fft"}
     big = make_problem((4096, 1, 1024, 1024), np.float32, (16, 1, 3, 3), np.float32,
                        "bchw,kchw->bkhw|hw", mode="same")
     with pytest.raises(MemoryError, match="needs"):

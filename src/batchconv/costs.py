@@ -43,17 +43,19 @@ COEFFICIENTS: dict[str, dict[str, float]] = {
     "shift_add": {"calls": 0.000132, "flops_double": 3.26e-10, "flops_single": 2.69e-10,
                   "out_bytes": 1.14e-10},
     # torch on CPU tensors (oneDNN convolutions, torch's slower float64 and 3-D fallbacks,
-    # torch.fft): fitted by benchmarks/fit_cost_model.py on 13 + 15 problems (a partial
-    # run); 10-90% of estimate / actual 0.14-1.22, so only far-apart estimates are reliable
-    "torch_conv": {"calls": 0, "flops_double": 8.15e-10, "flops_single": 1.38e-11,
-                   "in_bytes": 8.69e-10, "out_bytes": 4.06e-10},
-    "torch_fft": {"calls": 0.000287, "channel_flops": 6.54e-10, "fft_flops_double": 2.2e-10,
-                  "fft_flops_single": 5.51e-11, "fft_lines": 9.02e-08, "fft_pass_bytes": 0,
-                  "out_bytes": 0, "product_flops": 1.78e-11, "tile_items": 0},
+    # torch.fft): fitted by `benchmarks/fit_cost_model.py --methods torch_direct,torch_fft
+    # --n 120` (52 + 68 problems; a method whose first item, scaled to the batch, took
+    # over 3 s was not timed); 10-90% of estimate / actual 0.18-1.46 and 0.28-1.34
+    "torch_conv": {"calls": 6.65e-05, "flops_double": 7.54e-11, "flops_single": 3.63e-12,
+                   "in_bytes": 4.7e-10, "out_bytes": 4.41e-10},
+    "torch_fft": {"calls": 0.000186, "channel_flops": 2.13e-10, "fft_flops_double": 6.95e-11,
+                  "fft_flops_single": 1.11e-11, "fft_lines": 3.36e-09, "fft_pass_bytes": 0,
+                  "out_bytes": 5.88e-10, "product_flops": 3.81e-10, "tile_items": 0},
 }
 # torch on a CUDA device: not fitted (no GPU on the development machine); rough H100
 # figures (cuDNN at about 20 TFLOP/s in float32, cuFFT at memory speed), only used to
-# order candidates whose estimates are far apart
+# order candidates whose estimates are far apart: on CUDA, "auto" times those within 10x
+# of the best (measure.py)
 CUDA_COEFFICIENTS: dict[str, dict[str, float]] = {
     "torch_conv": {"calls": 3e-05, "flops_double": 1.5e-13, "flops_single": 5e-14,
                    "in_bytes": 1e-12, "out_bytes": 1e-12},

@@ -379,10 +379,10 @@ def _method_names(p: Problem, method: str, device: str | None) -> tuple[str, ...
             return ("torch_" + method,)
         if on_gpu and method not in TORCH_METHODS:
             raise ValueError(f"method {method!r} runs on the CPU; x is on {device}: use "
-                             f"'auto', 'direct', 'fft' or one of {TORCH_METHODS}")
+                             f"'auto', 'measure', 'direct', 'fft' or one of {TORCH_METHODS}")
         return (method,)
     numpy_names = () if on_gpu else methods_for_metric(p.metric)
-    if device is None or callable(p.reduce):  # a callable reduce keeps its array type
+    if device is None or (callable(p.reduce) and not on_gpu):  # it gets NumPy blocks
         return numpy_names
     torch_names = tuple(n for n in TORCH_METHODS if get_method(n).applies(p) is None)
     if on_gpu and not torch_names:
