@@ -127,7 +127,8 @@ def real_axis(shape: tuple[int, ...]) -> int:
 
 
 @lru_cache(maxsize=256)
-def _half(shape: tuple[int, ...], is_complex: bool) -> tuple[int, ...]:
+def half_shape(shape: tuple[int, ...], is_complex: bool) -> tuple[int, ...]:
+    """The spectrum's shape: the real axis (:func:`real_axis`) halved for real data."""
     if is_complex:
         return shape
     r = real_axis(shape)
@@ -135,8 +136,9 @@ def _half(shape: tuple[int, ...], is_complex: bool) -> tuple[int, ...]:
 
 
 @lru_cache(maxsize=256)
-def _ordered(shape: tuple[int, ...], first_axis: int) -> tuple[tuple, tuple]:
-    """``(s, axes)`` for the engine: the real axis last, as ``rfftn`` expects."""
+def ordered_axes(shape: tuple[int, ...], first_axis: int) -> tuple[tuple, tuple]:
+    """``(s, axes)`` for the engine: the real axis last, as ``rfftn`` expects (so the
+    longest axis is halved; ``torch.fft.rfftn`` takes the same arguments as ``s``/``dim``)."""
     r = real_axis(shape)
     order = [i for i in range(len(shape)) if i != r] + [r]
     return tuple(shape[i] for i in order), tuple(first_axis + i for i in order)
@@ -161,7 +163,7 @@ def prepare(p: Problem, wc: np.ndarray, budget: int | None = None) -> FFTState:
     axes = tuple(range(3, 3 + p.ndim))
     cdtype = np.result_type(p.dtype, np.complex64)
     K, C, P = wc.shape[:3]
-    spec = np.empty((K, C, P, *_half(shape, is_complex)), dtype=cdtype)
+    spec = np.empty((K, C, P, *half_shape(shape, is_complex)), dtype=cdtype)
     per_filter = max(1, C * P * prod(shape) * cdtype.itemsize)
     step = max(1, _KERNEL_CHUNK_BYTES // per_filter)
     for k0 in range(0, K, step):
@@ -171,7 +173,7 @@ def prepare(p: Problem, wc: np.ndarray, budget: int | None = None) -> FFTState:
         if is_complex:  # sum_j x[t+j] v[j]  <=>  X * conj(FFT(conj(v)))
             spec[k0:k0 + step] = np.conj(eng.fftn(np.conj(buf), shape, axes, threads))
         else:
-            spec[k0:k0 + step] = np.conj(eng.rfftn(buf, *_ordered(shape, 3), threads))
+            spec[k0:k0 + step] = np.conj(eng.rfftn(buf, *ordered_axes(shape, 3), threads))
     if C == 1:
         spec = spec[:, 0]
     else:  # frequency-major for one batched matmul per bin: (P, F, C, K)
@@ -185,7 +187,7 @@ def _forward(st: FFTState, x: np.ndarray, workers: int) -> np.ndarray:
     eng = fft_engine()
     if st.is_complex:
         return eng.fftn(x, st.fft_shape, tuple(range(3, 3 + len(st.fft_shape))), workers)
-    return eng.rfftn(x, *_ordered(st.fft_shape, 3), workers)
+    return eng.rfftn(x, *ordered_axes(st.fft_shape, 3), workers)
 
 
 def zero_untouched(p: Problem, y):
@@ -285,7 +287,7 @@ def _groups(b: int, per_item: int, n_tiles: int, workers: int) -> list[slice]:
 
 
 def _per_item_bytes(p: Problem, st: FFTState, k: int) -> int:
-    half = prod(_half(st.fft_shape, st.is_complex))
+    half = prod(half_shape(st.fft_shape, st.is_complex))
     c = np.result_type(p.dtype, np.complex64).itemsize
     return p.P * (half * c * (p.C + k) + prod(st.fft_shape) * p.dtype.itemsize * (k + p.C))
 
@@ -293,7 +295,7 @@ def _per_item_bytes(p: Problem, st: FFTState, k: int) -> int:
 def _pair_bytes(p: Problem, shape: tuple[int, ...]) -> int:
     """Bytes one (item, filter) pair occupies in a work unit with FFT ``shape``: its
     product spectrum and its real inverse."""
-    half = prod(_half(shape, p.dtype.kind == "c"))
+    half = prod(half_shape(shape, p.dtype.kind == "c"))
     c = np.result_type(p.dtype, np.complex64).itemsize
     return p.P * (half * c + prod(shape) * p.dtype.itemsize)
 
@@ -348,7 +350,7 @@ def compute(p: Problem, st: FFTState, xc: np.ndarray, k0: int, k1: int,
             parallel_for(run, groups, workers)
             return block
         # a bank: every item transformed once, then (batch, bank) units of pairs
-        X = np.empty((b, p.C, p.P, *_half(st.fft_shape, st.is_complex)),
+        X = np.empty((b, p.C, p.P, *half_shape(st.fft_shape, st.is_complex)),
                      np.result_type(p.dtype, np.complex64))
         per_item = _per_item_bytes(p, st, 0)
         groups = _groups(b, per_item, 1, workers)
@@ -434,7 +436,7 @@ def workspace_bytes(p: Problem, b: int, k: int, budget: int | None = None) -> in
     r = p.dtype.itemsize
     c = np.result_type(p.dtype, np.complex64).itemsize
     x_pad = 0 if implicit_zeros(p) else b * p.C * p.P * prod(g.padded for g in p.geoms) * r
-    half = prod(_half(shape, is_complex))
+    half = prod(half_shape(shape, is_complex))
     per_item = p.P * (half * c * (p.C + k) * 2 + prod(shape) * r * (k + p.C))
     if k == 1 or tiling(p) is not None:
         per_unit = per_item * min(b, max(1, _GROUP_BYTES // per_item))
@@ -452,4 +454,4 @@ def spectrum_bytes(p: Problem) -> int:
     """Bytes of the cached filter spectra."""
     shape = fft_shape(p)
     c = np.result_type(p.dtype, np.complex64).itemsize
-    return p.K * p.C * p.P * prod(_half(shape, p.dtype.kind == "c")) * c
+    return p.K * p.C * p.P * prod(half_shape(shape, p.dtype.kind == "c")) * c

@@ -87,10 +87,6 @@ def cufft_len(n: int) -> int:
     return best
 
 
-def _axes(p: Problem) -> tuple[int, ...]:
-    return tuple(range(3, 3 + p.ndim))
-
-
 def prepare(p: Problem, wc, budget: int | None = None) -> TorchFFTState:
     """Transform the canonical filters ``wc`` (a tensor (K, C, P, *T)) once."""
     import torch
@@ -104,10 +100,11 @@ def prepare(p: Problem, wc, budget: int | None = None) -> TorchFFTState:
            .to(wc.device) for g, n in zip(p.geoms, shape, strict=True)]
     grid = torch.meshgrid(*idx, indexing="ij") if idx else ()
     buf[(slice(None),) * 3 + tuple(grid)] = torch.where(torch.isfinite(wc), wc, 0)
+    s, dims = numpy_fft.ordered_axes(shape, 3)  # the longest axis is the halved one
     if p.dtype.kind == "c":  # sum_j x[t+j] v[j]  <=>  X * conj(FFT(conj(v)))
-        spec = torch.conj(torch.fft.fftn(torch.conj(buf), s=shape, dim=_axes(p)))
+        spec = torch.conj(torch.fft.fftn(torch.conj(buf), s=s, dim=dims))
     else:
-        spec = torch.conj(torch.fft.rfftn(buf, s=shape, dim=_axes(p)))
+        spec = torch.conj(torch.fft.rfftn(buf, s=s, dim=dims))
     spec = spec.resolve_conj()
     del buf
     if C == 1:
@@ -150,13 +147,14 @@ def compute(p: Problem, st: TorchFFTState, xc, k0: int, k1: int, out=None):
 def _spectral(p: Problem, st: TorchFFTState, xc, k0: int, k1: int):
     import torch
 
-    b, k, shape, axes = xc.shape[0], k1 - k0, st.fft_shape, _axes(p)
+    b, k = xc.shape[0], k1 - k0
+    s, dims = numpy_fft.ordered_axes(st.fft_shape, 3)
     if st.implicit_zeros:
         src = xc[(slice(None),) * 3 + tuple(slice(0, g.n + min(g.hi, 0)) for g in p.geoms)]
     else:
         src = pad_sliding(xc, p)
     is_complex = p.dtype.kind == "c"
-    X = (torch.fft.fftn if is_complex else torch.fft.rfftn)(src, s=shape, dim=axes)
+    X = (torch.fft.fftn if is_complex else torch.fft.rfftn)(src, s=s, dim=dims)
     half = X.shape[3:]
     if p.C == 1:
         Y = X[:, 0].unsqueeze(1) * st.spectrum[k0:k1].unsqueeze(0)  # (b, k, P, *Fh)
@@ -165,8 +163,8 @@ def _spectral(p: Problem, st: TorchFFTState, xc, k0: int, k1: int):
         Y = torch.matmul(Xt, st.spectrum[..., k0:k1])
         Y = Y.permute(2, 3, 0, 1).reshape(b, k, p.P, *half)
     del X
-    y = (torch.fft.ifftn(Y, s=shape, dim=axes) if is_complex
-         else torch.fft.irfftn(Y, s=shape, dim=axes))
+    y = (torch.fft.ifftn(Y, s=s, dim=dims) if is_complex
+         else torch.fft.irfftn(Y, s=s, dim=dims))
     keep = tuple(slice(0, (g.out - 1) * g.stride + 1, g.stride) for g in p.geoms)
     y = y[(slice(None),) * 3 + keep]
     if p.integer_inputs:
@@ -184,7 +182,7 @@ def spectrum_bytes(p: Problem) -> int:
     shorter: an upper bound on the CPU)."""
     shape = fft_shape(p, "cuda")
     c = np.result_type(p.dtype, np.complex64).itemsize
-    half = prod(shape) if p.dtype.kind == "c" else prod(shape[:-1]) * (shape[-1] // 2 + 1)
+    half = prod(numpy_fft.half_shape(shape, p.dtype.kind == "c"))
     return p.K * p.C * p.P * half * c
 
 
@@ -195,7 +193,7 @@ def workspace_bytes(p: Problem, b: int, k: int, budget: int | None = None) -> in
     shape = fft_shape(p, "cuda")
     r = p.dtype.itemsize
     c = np.result_type(p.dtype, np.complex64).itemsize
-    half = prod(shape) if p.dtype.kind == "c" else prod(shape[:-1]) * (shape[-1] // 2 + 1)
+    half = prod(numpy_fft.half_shape(shape, p.dtype.kind == "c"))
     x_pad = 0 if numpy_fft.implicit_zeros(p) else b * p.C * p.P * prod(
         g.padded for g in p.geoms) * r
     spectra = b * p.C * p.P * half * c * (2 if p.C > 1 else 1)
