@@ -25,13 +25,19 @@ def _fake_times(monkeypatch, times: dict[str, float]) -> list[str]:
     """Replace the clock: each method takes ``times[method]``; returns the methods timed."""
     timed = []
 
-    def seconds(plan, x, device):
+    def seconds(plan, x, device, best_so_far=float("inf")):
         timed.append(plan.method)
         plan(x)  # still runs: the sample input must fit the plan
         return times[plan.method]
 
     monkeypatch.setattr(measure, "_seconds", seconds)
     return timed
+
+
+def _cands(**seconds):
+    from batchconv.planner import Candidate
+
+    return [Candidate(m, s, 0.0, 0, (4, 2)) for m, s in seconds.items()]
 
 
 def test_measure_picks_the_fastest_timed_and_remembers(monkeypatch, rng):
@@ -75,7 +81,9 @@ def test_what_is_not_timed(monkeypatch, rng):
     assert sad.reason == "lowest estimated time" and timed == []
 
 
-def test_only_close_estimates_are_timed(monkeypatch):
+def test_only_close_estimates_are_timed(monkeypatch, rng):
+    """Candidates estimated over 10x slower than the best are not timed, with "measure"
+    as with "auto" on CUDA."""
     p = make_problem((4, 64), np.float64, (2, 5), np.float64)
     built = []
 
@@ -84,10 +92,27 @@ def test_only_close_estimates_are_timed(monkeypatch):
         return bc.plan(((4, 64), np.float64), np.ones((2, 5)), method=name)
 
     _fake_times(monkeypatch, {"direct": 3.0, "fft": 1.0})
-    assert measure.timed_choice(p, {"direct": 1.0, "fft": 100.0}, build, None, ()) is None
-    plan, reason = measure.timed_choice(p, {"direct": 1.0, "fft": 100.0}, build, None, (),
-                                        force=True)
+    assert measure.timed_choice(p, _cands(direct=1.0, fft=100.0), build, None) is None
+    plan, reason = measure.timed_choice(p, _cands(direct=1.0, fft=9.0), build, None)
     assert plan.method == "fft" and built == ["direct", "fft"]
+    timed = _fake_times(monkeypatch, {"direct": 1.0, "fft": 1.0})
+    x, w = rand(rng, (2, 100_000), np.float64), rand(rng, (1, 2000), np.float64)
+    far = bc.plan(x, w, method="measure")  # direct is estimated ~100x slower
+    assert timed == [] and far.method == "fft" and far.reason == "lowest estimated time"
+
+
+def test_a_slow_warm_up_is_not_repeated(monkeypatch):
+    calls = []
+    clock = iter([0.0, 0.001] + [0.0, 0.001] * 3 + [1.0, 2.0])  # fast, then a 1 s warm-up
+    monkeypatch.setattr(measure.time, "perf_counter", lambda: next(clock))
+
+    def plan(x):
+        calls.append(x)
+
+    assert measure._seconds(plan, 0, None) == pytest.approx(0.001)
+    n = len(calls)
+    assert measure._seconds(plan, 1, None, best_so_far=0.001) == pytest.approx(1.0)
+    assert len(calls) == n + 1  # the warm-up only
 
 
 def test_a_candidate_that_fails_is_skipped(monkeypatch):
@@ -98,11 +123,77 @@ def test_a_candidate_that_fails_is_skipped(monkeypatch):
             raise MemoryError("simulated")
         return bc.plan(((4, 64), np.float64), np.ones((2, 5)), method=name)
 
-    plan, reason = measure.timed_choice(p, {"direct": 1.0, "fft": 1.0}, build, None, ())
+    plan, reason = measure.timed_choice(p, _cands(direct=1.0, fft=1.0), build, None)
     assert plan.method == "direct" and "fft" not in reason
     with pytest.raises(MemoryError):
         measure.timed_choice(make_problem((4, 65), np.float64, (2, 5), np.float64),
-                             {"fft": 1.0, "x": 1.0}, lambda n: build("fft"), None, ())
+                             _cands(fft=1.0, x=1.0), lambda n: build("fft"), None)
+
+
+def test_the_choice_is_kept_when_the_default_budget_drifts(monkeypatch, rng):
+    """The default budget follows the free memory, which moves between calls; the
+    remembered choice depends on the chunks it allows, not on its bytes."""
+    import itertools
+
+    from batchconv import planner
+
+    free = itertools.count(8_000_000_000, 4096)
+    monkeypatch.setattr(planner, "available_memory", lambda: next(free))
+    timed = _fake_times(monkeypatch, {"direct": 1.0, "fft": 2.0})
+    x, w = rand(rng, (8, 64, 64), np.float32), rand(rng, (4, 9, 9), np.float32)
+    for _ in range(3):
+        assert bc.plan(x, w, method="measure").method == "direct"
+    assert sorted(timed) == ["direct", "fft"]
+
+
+def test_threads_and_compiled_kernels_are_part_of_the_key(monkeypatch, rng):
+    from batchconv import compiled
+
+    timed = _fake_times(monkeypatch, {"direct": 1.0, "fft": 2.0})
+    x, w = rand(rng, (8, 64, 64), np.float32), rand(rng, (4, 9, 9), np.float32)
+    bc.plan(x, w, method="measure")
+    bc.plan(x, w, method="measure", workers=1)
+    with bc.set_workers(1):
+        bc.plan(x, w, method="measure")  # the same as workers=1: remembered
+    monkeypatch.setattr(compiled, "USE_NUMBA", not compiled.USE_NUMBA)
+    bc.plan(x, w, method="measure")
+    assert len(timed) == 6
+
+
+def test_threads_planning_the_same_problem_time_it_once(monkeypatch, rng):
+    import threading
+
+    timed = _fake_times(monkeypatch, {"direct": 1.0, "fft": 2.0})
+    x, w = rand(rng, (8, 64, 64), np.float32), rand(rng, (4, 9, 9), np.float32)
+    start = threading.Barrier(4)
+    methods = []
+
+    def plan():
+        start.wait()
+        methods.append(bc.plan(x, w, method="measure").method)
+
+    threads = [threading.Thread(target=plan) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert methods == ["direct"] * 4 and sorted(timed) == ["direct", "fft"]
+
+
+def test_a_callable_reduce_is_not_timed(monkeypatch, rng):
+    timed = _fake_times(monkeypatch, {"direct": 1.0, "fft": 2.0})
+    x, w = rand(rng, (4, 40, 40), np.float64), rand(rng, (3, 5, 5), np.float64)
+    p = bc.plan(x, w, "nhw,khw->nk|hw", method="measure",
+                reduce=lambda block, axis: block.max(axis=axis))
+    assert timed == [] and p.reason == "lowest estimated time"
+
+
+def test_remembered_choices_are_bounded(monkeypatch):
+    monkeypatch.setattr(measure, "_REMEMBERED", 3)
+    _fake_times(monkeypatch, {"direct": 1.0, "fft": 2.0})
+    for n in range(20, 26):
+        bc.plan(((4, 400), np.float64), np.ones((2, n)), method="measure")
+    assert len(measure._choices) == 3
 
 
 def test_sample_input_shrinks_the_batch_axes():

@@ -345,3 +345,29 @@ def test_inf_and_nan_values_match_the_loop(method, rng):
             np.testing.assert_allclose(y[ok], ref[ok], atol=1e-9 * np.abs(ref[ok]).max())
     y = bc.correlate(x[:1, :5, :5], w, metric="ncc", mode="same", cval=np.nan)
     assert np.isnan(y[0, :, 0, 0]).all() and np.isfinite(y[0, :, 2, 1]).all()
+
+
+def nonfinite_filters_case(rng):
+    """x with an Inf and a NaN; filters: finite, one NaN tap, one Inf tap."""
+    x = rng.standard_normal((2, 20, 15))
+    x[0, 5, 5], x[1, 3, 3] = np.inf, np.nan
+    w = rng.standard_normal((3, 3, 4))
+    w[1, 1, 1], w[2, 0, 0] = np.nan, np.inf
+    return x, w
+
+
+@pytest.mark.parametrize("method", ["direct", "fft"])
+def test_nonfinite_filters(method, rng):
+    """A filter holding NaN is NaN everywhere, also where x holds an Inf (ssd used to put
+    +Inf there); one holding Inf gives NaN for ncc and cosine as the loop does, and NaN
+    for ssd where the loop gives +Inf (documented)."""
+    x, w = nonfinite_filters_case(rng)
+    for metric in ("ssd", "ncc", "cosine"):
+        with np.errstate(all="ignore"):
+            ref = naive_correlate(x, w, metric=metric)
+            y = bc.correlate(x, w, metric=metric, method=method)
+        checked = (0, 1) if metric == "ssd" else (0, 1, 2)
+        for k in checked:
+            assert (np.isnan(y[:, k]) == np.isnan(ref[:, k])).all(), (metric, k)
+            assert (np.isinf(y[:, k]) == np.isinf(ref[:, k])).all(), (metric, k)
+        assert np.isnan(y[:, 1]).all() and np.isnan(y[:, 2]).all()

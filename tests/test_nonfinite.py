@@ -77,6 +77,23 @@ def test_nonfinite_fft_matches_direct_everywhere(padding, cval, spec, xs, ws, op
                               f(x, w, spec, method="direct", **kw))
 
 
+@pytest.mark.parametrize("cval", [np.nan, np.inf, -np.inf])
+@pytest.mark.parametrize("spec, xs, ws, opts", [
+    ("nl,kl->nkl|l", (1, 6), (1, 2), dict(mode="same")),
+    ("nhw,khw->nkhw|hw", (2, 30, 20), (3, 4, 5), dict(mode="full")),
+    ("nchw,kchw->nkhw|hw", (2, 3, 12, 12), (4, 3, 3, 3), dict(mode="same", stride=2)),
+])
+def test_nonfinite_cval_stays_in_the_padding(cval, spec, xs, ws, opts):
+    """A NaN/Inf cval reaches only the windows that overlap the padding (the FFT used to
+    spread it over every output)."""
+    rng = np.random.default_rng(4)
+    x, w = rng.standard_normal(xs), rng.standard_normal(ws)
+    fft = bc.correlate(x, w, spec, method="fft", cval=cval, **opts)
+    _same_nonfinite_and_close(fft, bc.correlate(x, w, spec, method="direct", cval=cval,
+                                                **opts))
+    assert np.isfinite(fft).any()
+
+
 def test_one_nan_in_a_large_image_stays_fast(monkeypatch):
     """One NaN must not turn the FFT plan into a direct sum over the whole image: only
     the 63 x 63 windows that cover it are summed directly (no timing: the direct method

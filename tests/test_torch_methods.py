@@ -175,6 +175,13 @@ def test_empty_axes():
     assert tuple(y.shape) == (0, 2, 6)
     z = bc.correlate(torch.ones(2, 8), torch.ones(2, 0), mode="same", method="torch_fft")
     assert tuple(z.shape) == (2, 2, 0)
+    for method in METHODS:  # an empty bank; no channels (sums over nothing: zeros)
+        assert tuple(bc.correlate(torch.ones(2, 9), torch.zeros(0, 3),
+                                  method=method).shape) == (2, 0, 7)
+        for dt in (torch.float32, torch.complex64):
+            y = bc.correlate(torch.ones(2, 0, 9, dtype=dt), torch.ones(3, 0, 3, dtype=dt),
+                             "ncl,kcl->nkl|l", method=method)
+            assert y.shape == (2, 3, 7) and y.dtype == dt and not y.abs().max()
 
 
 def test_chunked_blocks_agree(rng):

@@ -18,7 +18,7 @@ import pytest
 from conftest import rand
 from helpers import check_metric
 from naive import naive_correlate
-from test_metrics import CASES, _seed004_loop
+from test_metrics import CASES, _seed004_loop, nonfinite_filters_case
 
 import batchconv as bc
 from batchconv.problem import make_problem
@@ -234,6 +234,15 @@ TRITON_SCRIPT = textwrap.dedent("""
     ints = check_metric(rand(rng, (2, 9, 8), np.int32), rand(rng, (2, 3, 2), np.int32),
                         metric="sad", method="torch_direct", call=call, mode="same")
     assert ints.dtype == np.float64
+    # the filters split over launches, and blocks written into strided chunks
+    torch_sad._MAX_GRID_K = 2
+    x, w = rand(rng, (5, 2, 12, 11), np.float32), rand(rng, (5, 2, 3, 3), np.float32)
+    spec = "nchw,kchw->nkhw|hw"
+    whole = check_metric(x, w, spec, metric="sad", method="torch_direct", call=call)
+    plan = bc.plan(torch.from_numpy(x), torch.from_numpy(w), spec, metric="sad",
+                   method="torch_direct", memory=3000)
+    assert plan.chunk[1] < 5, plan.chunk
+    np.testing.assert_allclose(plan(torch.from_numpy(x)).numpy(), whole, rtol=1e-6)
     print("triton sad ok")
 """)
 
@@ -244,7 +253,93 @@ def test_triton_sad_kernel_under_the_interpreter():
     real kernel runs in tests/test_cuda.py."""
     pytest.importorskip("triton")
     tests = str(Path(__file__).parent)
-    env = {**os.environ, "TRITON_INTERPRET": "1"}
+    env = {**os.environ, "TRITON_INTERPRET": "1", "BATCHCONV_TRITON_INTERPRET": "1"}
     r = subprocess.run([sys.executable, "-c", TRITON_SCRIPT.format(tests=tests)], env=env,
                        capture_output=True, text=True, timeout=600)
     assert r.returncode == 0 and "triton sad ok" in r.stdout, r.stderr[-3000:]
+
+
+def test_triton_failure_falls_back_to_plain_torch(rng, monkeypatch):
+    """A Triton kernel that cannot compile or launch (an old GPU, a broken toolchain):
+    one warning, plain torch from then on, the right values."""
+    import types
+
+    from batchconv.methods import torch_sad
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("ptxas fatal: unsupported gpu architecture (simulated)")
+
+    class Kernel:  # kernel[grid](...) launches: here it fails
+        def __getitem__(self, grid):
+            return broken
+
+    fake = types.ModuleType("batchconv._triton_kernels")
+    fake.sad_kernel, fake.tile = Kernel, lambda rows: (8, 32)
+    monkeypatch.setitem(sys.modules, "batchconv._triton_kernels", fake)
+    monkeypatch.setattr(torch_sad, "INTERPRET", True)
+    monkeypatch.setattr(torch_sad, "has_module", lambda name: True)
+    monkeypatch.setattr(torch_sad, "_triton_failed", False)
+    x, w = rand(rng, (2, 3, 10, 9), np.float64), rand(rng, (2, 3, 3, 2), np.float64)
+    plan = bc.plan(torch.from_numpy(x), torch.from_numpy(w), "nchw,kchw->nkhw|hw",
+                   metric="sad", method="torch_direct")
+    assert "Triton" in plan.explain()
+    with pytest.warns(RuntimeWarning, match="Triton SAD kernel failed.*plain torch"):
+        y = plan(torch.from_numpy(x))
+    np.testing.assert_allclose(y.numpy(), naive_correlate(x, w, "nchw,kchw->nkhw|hw",
+                                                          metric="sad"), rtol=1e-12)
+    assert torch_sad._triton_failed and "plain torch" in plan.explain()
+
+
+def test_sad_workspace_depends_on_the_kernel(monkeypatch):
+    """The Triton kernel needs the padded chunk and the block; plain torch also the
+    per-tap differences over the channels (C times the block)."""
+    from batchconv.methods import torch_sad
+
+    p = make_problem((8, 64, 32, 32), np.float32, (16, 64, 3, 3), np.float32,
+                     "nchw,kchw->nkhw|hw", metric="sad")
+    monkeypatch.setattr(torch_sad, "has_module", lambda name: True)
+    monkeypatch.setattr(torch_sad, "_triton_failed", False)
+    on_gpu = torch_sad.TorchSAD("cuda:0").workspace_bytes(p, 8, 16)
+    on_cpu = torch_sad.TorchSAD("cpu").workspace_bytes(p, 8, 16)
+    block = 8 * 16 * 30 * 30 * 4
+    assert on_gpu <= 2 * 8 * 64 * 32 * 32 * 4 + block and on_cpu > 60 * block
+
+
+def test_plain_torch_sad_stays_within_its_estimate(rng):
+    """Peak memory of the plain-torch SAD (torch's profiler) against workspace_bytes."""
+    from torch.profiler import ProfilerActivity, profile
+
+    from batchconv.methods import torch_sad
+
+    x, w = torch.randn(4, 8, 60, 50), torch.randn(3, 8, 5, 4)
+    p = make_problem(tuple(x.shape), np.float32, tuple(w.shape), np.float32,
+                     "nchw,kchw->nkhw|hw", metric="sad", mode="same")
+    method = torch_sad.TorchSAD("cpu")
+    from batchconv.tensors import canonical_w, canonical_x
+
+    st = method.prepare(p, canonical_w(p, w, "cpu"))
+    xc = canonical_x(p, x)
+    with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
+        y = method.compute(p, st, xc, 0, 3)
+    peak = live = 0
+    events = sorted((e for e in prof.events() if e.self_cpu_memory_usage),
+                    key=lambda e: e.time_range.start)
+    for e in events:  # allocations (+) and frees (-) in time order
+        live += e.self_cpu_memory_usage
+        peak = max(peak, live)
+    assert peak - y.numel() * 4 <= method.workspace_bytes(p, 4, 3), peak
+
+
+@pytest.mark.parametrize("method", ["torch_direct", "torch_fft"])
+def test_nonfinite_filters_as_numpy(method, rng):
+    """Filters holding NaN or Inf give what the NumPy metrics give
+    (test_metrics.test_nonfinite_filters)."""
+    x, w = nonfinite_filters_case(rng)
+    for metric in ("ssd", "ncc", "cosine"):
+        with np.errstate(all="ignore"):
+            want = bc.correlate(x, w, metric=metric, method="direct")
+        got = bc.correlate(torch.from_numpy(x), torch.from_numpy(w), metric=metric,
+                           method=method).numpy()
+        assert (np.isnan(got) == np.isnan(want)).all() and (np.isinf(got) == np.isinf(want)).all()
+        ok = np.isfinite(want)
+        np.testing.assert_allclose(got[ok], want[ok], rtol=1e-9, atol=1e-9)

@@ -11,7 +11,8 @@ dtype and the rows are added in float64, as the CPU kernels do.
 
 With ``TRITON_INTERPRET=1`` in the environment (before Triton is imported) the kernel
 runs under Triton's interpreter on CPU tensors: the tests check it that way without a
-GPU (``tests/test_torch_metrics.py``, in a subprocess).
+GPU (``tests/test_torch_metrics.py``, in a subprocess, with
+``BATCHCONV_TRITON_INTERPRET=1``).
 """
 
 from __future__ import annotations
@@ -21,9 +22,13 @@ from functools import lru_cache
 import triton
 import triton.language as tl
 
-__all__ = ["sad_kernel", "BLOCK_H", "BLOCK_W"]
+__all__ = ["sad_kernel", "tile"]
 
-BLOCK_H, BLOCK_W = 8, 32  # outputs per program: 8 rows of 32 (4 warps, one column each)
+
+def tile(rows: int) -> tuple[int, int]:
+    """Output rows and columns per program: 8 x 32 (256 outputs, 4 warps); a single row
+    of 256 when the output has one row (1-D problems), so no lane idles."""
+    return (1, 256) if rows == 1 else (8, 32)
 
 
 def _sad_3d(x_ptr, w_ptr, out_ptr, C, P, D, H, W, TD, TH, TW, OD, OH, OW, K,

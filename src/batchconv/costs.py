@@ -98,9 +98,9 @@ def flops(p: Problem, method: str) -> float:
     return f["fft_flops"] + f["product_flops"] + f["channel_flops"]
 
 
-def _fft_parts(p: Problem, method: str = "fft") -> dict[str, float]:
-    if method == "torch_fft":  # whole items
-        shape, tiles = torch_fft_method.fft_shape(p), 1
+def _fft_parts(p: Problem, method: str = "fft", device: str | None = None) -> dict[str, float]:
+    if method == "torch_fft":  # whole items, at the device's lengths
+        shape, tiles = torch_fft_method.fft_shape(p, device), 1
     else:
         shape, tiles = fft_method.fft_shape(p), fft_method.tile_count(p)
     n = prod(shape)
@@ -121,9 +121,10 @@ def _fft_parts(p: Problem, method: str = "fft") -> dict[str, float]:
             "fft_pass_bytes": float(transforms * half * 2 * p.dtype.itemsize * len(shape))}
 
 
-def features(p: Problem, method: str) -> tuple[str, dict[str, float]]:
+def features(p: Problem, method: str, device: str | None = None) -> tuple[str, dict[str, float]]:
     """The model that applies (``"fft"``, ``"gemm"``, ``"shift_add"``, ``"torch_conv"``
-    or ``"torch_fft"``) and its features for ``p``."""
+    or ``"torch_fft"``) and its features for ``p`` (``device``: where torch tensors
+    live)."""
     prec = "single" if _single(p) else "double"
     out_bytes = float(p.B * p.K * p.P * prod(p.O) * p.dtype.itemsize)
     if method == "torch_direct":
@@ -131,7 +132,7 @@ def features(p: Problem, method: str) -> tuple[str, dict[str, float]]:
         return "torch_conv", {"calls": 1.0, f"flops_{prec}": flops(p, method),
                               "in_bytes": in_bytes, "out_bytes": out_bytes}
     if method in ("fft", "torch_fft"):
-        f = _fft_parts(p, method)
+        f = _fft_parts(p, method, device)
         return method, {"calls": 1.0, f"fft_flops_{prec}": f["fft_flops"],
                        "fft_lines": f["fft_lines"], "product_flops": f["product_flops"],
                        "channel_flops": f["channel_flops"], "tile_items": f["tile_items"],
@@ -149,7 +150,7 @@ def estimate(p: Problem, method: str, device: str | None = None) -> float:
     ``device``: where torch tensors live (a CUDA device has its own table)."""
     terms = flops(p, method) / 2
     if p.metric == "sad" and method == "torch_direct":
-        if torch_sad_method.uses_triton(p, device):
+        if torch_sad_method.uses_triton(p, device) and is_cuda(device):
             return _SAD_CALL_CUDA + terms * _SAD_ELEMENT_TRITON
         return _SAD_CALL + terms * (_SAD_ELEMENT_TORCH_CUDA if is_cuda(device)
                                     else _SAD_ELEMENT_TORCH)
@@ -162,6 +163,6 @@ def estimate(p: Problem, method: str, device: str | None = None) -> float:
                   + p.B * p.K * p.P * prod(p.O) * 3)
         return estimate(q, method, device) + passes * (
             _METRIC_PASS_CUDA if is_cuda(device) else _METRIC_PASS)
-    model, feats = features(p, method)
+    model, feats = features(p, method, device)
     coef = (CUDA_COEFFICIENTS if is_cuda(device) else COEFFICIENTS)[model]
     return sum(coef.get(k, 0.0) * v for k, v in feats.items())

@@ -57,11 +57,11 @@ _SHIFT_MAX = 8  # box sums over at most this many taps add shifted slices; longe
 _REUSE_BYTES = 16 << 20
 
 
-def method_for(p: Problem, name: str):
+def method_for(p: Problem, name: str, device: str | None = None):
     """The object that computes ``p`` with method ``name``: the method module itself for
-    "dot"; the SAD kernels for "sad" (``name`` "direct", or "torch_direct" for tensors);
-    otherwise a :class:`MetricMethod` around the method (for a torch method, a
-    ``torch_metrics.TorchMetricMethod``)."""
+    "dot"; the SAD kernels for "sad" (``name`` "direct", or "torch_direct" for tensors on
+    ``device``); otherwise a :class:`MetricMethod` around the method (for a torch
+    method, a ``torch_metrics.TorchMetricMethod``)."""
     mod = get_method(name)
     if hasattr(mod, "applies"):  # a torch method: the problems it maps onto
         why = mod.applies(p)
@@ -71,7 +71,7 @@ def method_for(p: Problem, name: str):
             from .torch_metrics import TorchMetricMethod
 
             return TorchMetricMethod(mod)
-        return torch_sad if p.metric == "sad" else mod
+        return torch_sad.TorchSAD(device) if p.metric == "sad" else mod
     if p.metric == "dot":
         return mod
     if p.metric == "sad":
@@ -214,11 +214,15 @@ def _noise_floor(p: Problem, scale: np.ndarray) -> np.ndarray:
     return 16 * np.finfo(np.float64).eps * sum(g.m for g in p.geoms) * scale
 
 
-def _set_windows(block: np.ndarray, where: np.ndarray, value: float) -> None:
+def _set_windows(block: np.ndarray, where: np.ndarray, value: float,
+                 finite_filters: np.ndarray) -> None:
     """Set ``block`` (b, k, P, *O) to ``value`` at the windows ``where`` (b, P, *O), for
-    every filter."""
+    the filters that are finite (``finite_filters`` (k, P); the others are NaN
+    everywhere already)."""
     if where.any():
-        block[np.broadcast_to(where[:, None], block.shape)] = value
+        mask = where[:, None] & finite_filters.reshape(1, *finite_filters.shape,
+                                                       *([1] * (where.ndim - 2)))
+        block[mask] = value
 
 
 class MetricMethod:
@@ -281,11 +285,12 @@ class MetricMethod:
         nan_cval = cval_bad and np.isnan(p.cval)
         nan_w = affected_windows(replace(p, cval=p.cval if nan_cval else 0.0), nan_in)
         any_w = affected_windows(p, bad.any(axis=1))
+        finite = np.isfinite(st.mean[k0:k1])  # a filter's mean: NaN/Inf if one tap is
         if p.metric == "ssd":
-            _set_windows(block, any_w & ~nan_w, np.inf)
-            _set_windows(block, nan_w, np.nan)
+            _set_windows(block, any_w & ~nan_w, np.inf, finite)
+            _set_windows(block, nan_w, np.nan, finite)
         else:
-            _set_windows(block, any_w, np.nan)
+            _set_windows(block, any_w, np.nan, finite)
         return block
 
     def _compute(self, p: Problem, st: MetricState, xc: np.ndarray, k0: int, k1: int,

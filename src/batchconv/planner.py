@@ -183,7 +183,7 @@ class Plan:
     def peak_bytes(self) -> int:
         """Estimated peak bytes beyond the inputs and the result (temporaries + filter
         state)."""
-        mod = method_for(self.problem, self.method)
+        mod = method_for(self.problem, self.method, self.device)
         return _block_bytes(self.problem, mod, *self.chunk, self.memory) + _state_bytes(
             self.problem, self.method)
 
@@ -247,7 +247,7 @@ class Plan:
                 batch = "".join(self.problem.spec.batch) or "none"
                 raise ValueError(f"this plan was made for x of shape {self.problem.x_shape}, "
                                  f"got {shape}; only the batch axes ({batch!r}) may differ")
-            chunk = _chunks(p, method_for(p, self.method), self.memory)
+            chunk = _chunks(p, method_for(p, self.method, self.device), self.memory)
         if np.result_type(dtype, p.dtype) != p.dtype and not (
                 dtype.kind in "iu" and p.dtype == np.float64):
             raise TypeError(f"this plan computes in {p.dtype}; x of dtype {dtype} would need "
@@ -266,6 +266,9 @@ class Plan:
                 k, prod(self.filters.shape[1:])).all(axis=1))
         cb, ck = self.chunk
         items = np.array(sorted(flagged), np.intp)
+        # a NaN/Inf cval is zeros in the transform too (the state keeps its explicit
+        # padding layout); the windows that reach into the padding are summed directly
+        zeros = p if np.isfinite(p.cval) else replace(p, cval=0.0)
         for i in range(0, items.size, cb):
             it = items[i:i + cb]
             xb = xc[it].astype(p.dtype, copy=False)
@@ -274,7 +277,7 @@ class Plan:
             where = affected_windows(p, bad.any(axis=1))
             for k0 in range(0, p.K, ck):
                 k1 = min(k0 + ck, p.K)
-                block = fft_method.compute(p, self.state, xz, k0, k1)
+                block = fft_method.compute(zeros, self.state, xz, k0, k1)
                 recompute_windows(p, xb, self.filters, block, where, k0, k1, self.memory)
                 canon[it, k0:k1] = block if reduce is None else reduce(block)
         if self._bad_filters.size:
@@ -348,7 +351,7 @@ class Plan:
                                          "shift-and-add on cache-sized output tiles"))
         n_blocks = -(-p.B // self.chunk[0]) * -(-p.K // self.chunk[1])
         lines.append(f"  chosen: {self.method} ({self.reason}); {n_blocks} block(s) within "
-                     f"a budget of {self.memory / _MIB:.0f} MiB")
+                     f"a budget of {format_bytes(self.memory)}")
         return "\n".join(lines)
 
 
@@ -361,7 +364,7 @@ def _candidates(p: Problem, names: tuple[str, ...], budget: int, workers: int,
     cands = []
     with set_workers(workers):
         for n in names:
-            mod = method_for(p, n)
+            mod = method_for(p, n, device)
             chunk = _chunks(p, mod, budget)
             block = _block_bytes(p, mod, *chunk, budget)
             cands.append(Candidate(n, estimate(p, n, device), flops(p, n),
@@ -403,13 +406,13 @@ def choose_method(p: Problem, method: str = "auto", memory=None, workers: int | 
         method = "auto"
     names = _method_names(p, method, device)
     for n in names:
-        method_for(p, n)  # unknown names and impossible combinations raise here
+        method_for(p, n, device)  # unknown names and impossible combinations raise here
     with set_workers(workers):
         cands = _candidates(p, names, budget, get_workers(), compiled.enabled(), device)
     fitting = [c for c in cands if c.fits]
     if not fitting:
         with set_workers(workers):
-            need = ", ".join(f"{c.method} {format_bytes(_block_bytes(p, method_for(p, c.method), *c.chunk, budget))}"  # noqa: E501
+            need = ", ".join(f"{c.method} {format_bytes(_block_bytes(p, method_for(p, c.method, device), *c.chunk, budget))}"  # noqa: E501
                              for c in cands)
         raise MemoryError(
             f"no method fits a memory budget of {format_bytes(budget)} for x {p.x_shape} and "
@@ -437,10 +440,9 @@ def plan_problem(p: Problem, w, method: str = "auto", memory=None,
     timed = method == "measure" or (method == "auto" and is_cuda(device))
     chosen, reason, cands, budget = choose_method(p, method, memory, workers, device)
     if timed:
-        fitting = {c.method: c.seconds for c in cands if c.fits}
-        choice = timed_choice(p, fitting, lambda name: _prepare(p, w, name, cands, budget,
-                                                                workers, device, reason),
-                              device, (workers, budget), force=method == "measure")
+        choice = timed_choice(p, [c for c in cands if c.fits],
+                              lambda name: _prepare(p, w, name, cands, budget, workers,
+                                                    device, reason), device, workers)
         if choice is not None:
             plan, reason = choice
             return replace(plan, reason=reason)
@@ -453,7 +455,7 @@ def _prepare(p: Problem, w, chosen: str, cands, budget: int, workers: int | None
     cand = next(c for c in cands if c.method == chosen)
     if chosen in TORCH_METHODS:
         dev = device or "cpu"
-        state = method_for(p, chosen).prepare(p, tensor_canonical_w(p, w, dev), budget)
+        state = method_for(p, chosen, dev).prepare(p, tensor_canonical_w(p, w, dev), budget)
         return Plan(p, chosen, cand.chunk, budget, workers, cands, reason, state, device=dev)
     w, _ = to_numpy(w, "w")
     wc = canonical_w(p, w)

@@ -279,7 +279,7 @@ def run_plan(plan, x):
                          f"x.to({device!r}) or make a plan for {x.device}")
     xt = to_device(x, device)
     p, (cb, ck) = plan.problem_for(tuple(xt.shape), numpy_dtype(xt.dtype))
-    mod = method_for(p, plan.method)
+    mod = method_for(p, plan.method, device)
     xc = canonical_x(p, xt)
     _check_result_fits(p, device)
     retried = False

@@ -126,7 +126,7 @@ class TorchMetricMethod:
             else:
                 q = replace(p, cval=0.0) if cval_bad else p
                 y = self._compute(q, st, torch.where(bad, 0, xc), k0, k1)
-                self._set_nonfinite(p, y, xc, bad, cval_bad)
+                self._set_nonfinite(p, y, xc, bad, cval_bad, st.mean[k0:k1])
         if out is None:
             return y
         out.copy_(y)
@@ -167,16 +167,18 @@ class TorchMetricMethod:
         return y.clamp_(-1, 1)
 
     @staticmethod
-    def _set_nonfinite(p: Problem, y, xc, bad, cval_bad: bool) -> None:
-        """Windows covering a NaN/Inf of ``xc`` (or of ``cval``) get the loop's value."""
+    def _set_nonfinite(p: Problem, y, xc, bad, cval_bad: bool, mean) -> None:
+        """Windows covering a NaN/Inf of ``xc`` (or of ``cval``) get the loop's value, for
+        the finite filters (``mean``: theirs, (k, P); the others are NaN everywhere)."""
         torch = _torch()
         nan_cval = cval_bad and np.isnan(p.cval)
         nan_in = torch.isnan(xc).any(dim=1).cpu().numpy()
         nan_w = affected_windows(replace(p, cval=p.cval if nan_cval else 0.0), nan_in)
         any_w = affected_windows(p, bad.any(dim=1).cpu().numpy())
+        finite = torch.isfinite(mean).reshape(1, *mean.shape, *([1] * p.ndim))
 
         def where(mask):
-            return torch.from_numpy(mask).to(y.device).unsqueeze(1).expand(y.shape)
+            return torch.from_numpy(mask).to(y.device).unsqueeze(1) & finite
 
         if p.metric == "ssd":
             y[where(any_w & ~nan_w)] = float("inf")

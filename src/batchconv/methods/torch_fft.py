@@ -101,7 +101,12 @@ def prepare(p: Problem, wc, budget: int | None = None) -> TorchFFTState:
     grid = torch.meshgrid(*idx, indexing="ij") if idx else ()
     buf[(slice(None),) * 3 + tuple(grid)] = torch.where(torch.isfinite(wc), wc, 0)
     s, dims = numpy_fft.ordered_axes(shape, 3)  # the longest axis is the halved one
-    if p.dtype.kind == "c":  # sum_j x[t+j] v[j]  <=>  X * conj(FFT(conj(v)))
+    if not buf.numel():  # no filters or no channels: nothing to transform
+        half = numpy_fft.half_shape(shape, p.dtype.kind == "c")
+        cdt = {torch.float32: torch.complex64, torch.float64: torch.complex128}
+        spec = torch.zeros((K, C, P, *half), dtype=cdt.get(wc.dtype, wc.dtype),
+                           device=wc.device)
+    elif p.dtype.kind == "c":  # sum_j x[t+j] v[j]  <=>  X * conj(FFT(conj(v)))
         spec = torch.conj(torch.fft.fftn(torch.conj(buf), s=s, dim=dims))
     else:
         spec = torch.conj(torch.fft.rfftn(buf, s=s, dim=dims))
@@ -110,7 +115,7 @@ def prepare(p: Problem, wc, budget: int | None = None) -> TorchFFTState:
     if C == 1:
         spec = spec[:, 0].contiguous()
     else:  # frequency-major for one batched matmul per bin: (P, F, C, K)
-        spec = spec.reshape(K, C, P, -1).permute(2, 3, 1, 0).contiguous()
+        spec = spec.reshape(K, C, P, prod(spec.shape[3:])).permute(2, 3, 1, 0).contiguous()
     return TorchFFTState(shape, implicit, spec, finite, wc)
 
 

@@ -5,10 +5,16 @@ for ``metric="sad"`` (an absolute value has no convolution or FFT form).
 (channels included). Two kernels, both with memory O(output) beyond the padded chunk:
 
 * on CUDA, with Triton installed and up to three sliding axes: a Triton kernel
-  (``_triton_kernels.py``), stride and dilation native, one program per output tile
-  (on CPU tensors too when ``TRITON_INTERPRET=1``: Triton's interpreter, for tests);
+  (``_triton_kernels.py``), stride and dilation native, one program per output tile;
+  should Triton fail to compile or launch it (an old GPU, a broken toolchain), a
+  warning says so and plain torch takes over for the rest of the process;
 * otherwise plain torch ops: one pass per tap over the block, the channels summed per
   tap (a ``(b, k, C, P, *O)`` temporary, counted by ``workspace_bytes``).
+
+The tests run the Triton kernel on CPU tensors under Triton's interpreter:
+``TRITON_INTERPRET=1`` (Triton's own switch, read when Triton is imported) together with
+``BATCHCONV_TRITON_INTERPRET=1`` (ours, so that users debugging their own kernels do not
+get an interpreted SAD).
 
 Both sum each tap row (the taps along the last axis) in the compute dtype and add the
 rows in float64, as the CPU kernels (``methods/sad.py``) do.
@@ -23,6 +29,7 @@ tensor([[1., 4.]])
 from __future__ import annotations
 
 import os
+import warnings
 from dataclasses import dataclass
 from itertools import product
 from math import prod
@@ -31,13 +38,12 @@ from ..problem import Problem
 from ..tensors import is_cuda, pad_sliding
 from ..xp import has_module
 
-__all__ = ["prepare", "compute", "fuses_reduce", "workspace_bytes", "uses_triton",
-           "INTERPRET"]
+__all__ = ["TorchSAD", "uses_triton", "INTERPRET"]
 
-# TRITON_INTERPRET=1 (read by Triton at import): the Triton kernel runs on CPU tensors
-# under Triton's interpreter, which is how the tests check it without a GPU
-INTERPRET = os.environ.get("TRITON_INTERPRET", "") == "1"
+INTERPRET = (os.environ.get("BATCHCONV_TRITON_INTERPRET", "") == "1"
+             and os.environ.get("TRITON_INTERPRET", "") == "1")
 _MAX_GRID_K = 65535  # CUDA's limit on the grid's second axis: filters per launch
+_triton_failed = False  # set when Triton could not compile or launch the kernel
 
 
 @dataclass
@@ -47,40 +53,62 @@ class TorchSADState:
 
 def uses_triton(p: Problem, device: str | None) -> bool:
     """True when ``p`` runs on the Triton kernel on ``device``."""
-    return (p.ndim <= 3 and has_module("triton")
+    return (p.ndim <= 3 and not _triton_failed and has_module("triton")
             and (is_cuda(device) or (INTERPRET and device == "cpu")))
 
 
-def prepare(p: Problem, wc, budget: int | None = None) -> TorchSADState:
-    return TorchSADState(wc.contiguous())
+class TorchSAD:
+    """The SAD method on torch tensors on ``device`` (the method interface of
+    ``methods/__init__.py``; the kernel, and so the temporaries, depend on the device)."""
 
+    def __init__(self, device: str | None):
+        self.device = device
 
-def compute(p: Problem, st: TorchSADState, xc, k0: int, k1: int, out=None):
-    """The block ``(b, k1 - k0, P, *O)`` of sums of absolute differences."""
-    import torch
+    def prepare(self, p: Problem, wc, budget: int | None = None) -> TorchSADState:
+        return TorchSADState(wc.contiguous())
 
-    b, k = xc.shape[0], k1 - k0
-    if out is None or not out.is_contiguous():
-        block = torch.empty((b, k, p.P, *p.O), dtype=st.kernel.dtype, device=xc.device)
-    else:
-        block = out
-    if block.numel() and p.window_size == 0:
-        block.zero_()
-    elif block.numel():
-        xp = pad_sliding(xc, p)
-        if uses_triton(p, str(xc.device)):
-            _triton_sad(p, xp.contiguous(), st.kernel[k0:k1], block)
+    def fuses_reduce(self, p: Problem) -> bool:
+        """The planner reduces each block."""
+        return False
+
+    def workspace_bytes(self, p: Problem, b: int, k: int, budget: int | None = None) -> int:
+        """The padded chunk (and its contiguous copy); for the plain-torch kernel also
+        the per-tap difference ``(b, k, C, P, *O)``, its channel sum, the row sum, its
+        float64 cast and the float64 accumulator."""
+        r = p.dtype.itemsize
+        padded = b * p.C * p.P * prod(g.padded for g in p.geoms) * r
+        outs = b * k * p.P * prod(p.O)
+        if uses_triton(p, self.device):
+            return 2 * padded + outs * r  # + a contiguous block for a strided destination
+        return 2 * padded + outs * ((p.C + 3) * r + 16)
+
+    def compute(self, p: Problem, st: TorchSADState, xc, k0: int, k1: int, out=None):
+        """The block ``(b, k1 - k0, P, *O)`` of sums of absolute differences."""
+        import torch
+
+        b, k = xc.shape[0], k1 - k0
+        if out is None or not out.is_contiguous():
+            block = torch.empty((b, k, p.P, *p.O), dtype=st.kernel.dtype, device=xc.device)
         else:
-            block.copy_(_torch_sad(p, xp, st.kernel[k0:k1]))
-    if out is not None and block is not out:
-        out.copy_(block)
-        return out
-    return block
+            block = out
+        if block.numel() and p.window_size == 0:
+            block.zero_()
+        elif block.numel():
+            xp = pad_sliding(xc, p)
+            if not (uses_triton(p, str(xc.device))
+                    and _triton_sad(p, xp.contiguous(), st.kernel[k0:k1], block)):
+                block.copy_(_torch_sad(p, xp, st.kernel[k0:k1]))
+        if out is not None and block is not out:
+            out.copy_(block)
+            return out
+        return block
 
 
-def _triton_sad(p: Problem, xp, kern, block) -> None:
-    """The Triton kernel on 3-D views (missing leading sliding axes have length 1)."""
-    from .._triton_kernels import BLOCK_H, BLOCK_W, sad_kernel
+def _triton_sad(p: Problem, xp, kern, block) -> bool:
+    """The Triton kernel on 3-D views (missing leading sliding axes have length 1);
+    False (after a warning, once) when Triton cannot compile or launch it."""
+    global _triton_failed
+    from .._triton_kernels import sad_kernel, tile
 
     lift = 3 - p.ndim
     b = xp.shape[0]
@@ -91,17 +119,27 @@ def _triton_sad(p: Problem, xp, kern, block) -> None:
     d = [1 if g is None else g.dilation for g in geoms]
     T = [1] * lift + list(p.T)
     outs = [1] * lift + list(p.O)
-    tiles_h, tiles_w = -(-outs[1] // BLOCK_H), -(-outs[2] // BLOCK_W)
-    kernel = sad_kernel()
-    for k0 in range(0, w3.shape[0], _MAX_GRID_K):
-        k1 = min(k0 + _MAX_GRID_K, w3.shape[0])
-        dest = block[:, k0:k1] if k1 - k0 < w3.shape[0] else block
-        tmp = dest if dest.is_contiguous() else dest.contiguous()
-        grid = (b * p.P * outs[0] * tiles_h * tiles_w, k1 - k0)
-        kernel[grid](x3, w3[k0:k1], tmp, p.C, p.P, *x3.shape[3:], *T, *outs, k1 - k0,
-                     *s, *d, tiles_h, tiles_w, BLOCK_H=BLOCK_H, BLOCK_W=BLOCK_W)
-        if tmp is not dest:
-            dest.copy_(tmp)
+    bh, bw = tile(outs[1])
+    tiles_h, tiles_w = -(-outs[1] // bh), -(-outs[2] // bw)
+    try:
+        for k0 in range(0, w3.shape[0], _MAX_GRID_K):
+            k1 = min(k0 + _MAX_GRID_K, w3.shape[0])
+            dest = block[:, k0:k1] if k1 - k0 < w3.shape[0] else block
+            tmp = dest if dest.is_contiguous() else dest.contiguous()
+            grid = (b * p.P * outs[0] * tiles_h * tiles_w, k1 - k0)
+            sad_kernel()[grid](x3, w3[k0:k1], tmp, p.C, p.P, *x3.shape[3:], *T, *outs,
+                               k1 - k0, *s, *d, tiles_h, tiles_w, BLOCK_H=bh, BLOCK_W=bw)
+            if tmp is not dest:
+                dest.copy_(tmp)
+    except Exception as e:  # noqa: BLE001 - compilation, an unsupported GPU, a toolchain
+        if isinstance(e, MemoryError) or "out of memory" in str(e).lower():
+            raise
+        _triton_failed = True
+        warnings.warn(f"batchconv: the Triton SAD kernel failed ({type(e).__name__}: "
+                      f"{e}); SAD runs in plain torch ops from now on", RuntimeWarning,
+                      stacklevel=3)
+        return False
+    return True
 
 
 def _torch_sad(p: Problem, xp, kern):
@@ -122,20 +160,11 @@ def _torch_sad(p: Problem, xp, kern):
             xs = xp[(slice(None),) * 3 + sl]  # (b, C, P, *O)
             wv = kern[(slice(None),) * 3 + tap].reshape(1, k, p.C, p.P, *([1] * p.ndim))
             term = (xs.unsqueeze(1) - wv).abs_().sum(dim=2)  # (b, k, P, *O)
-            row = term if row is None else row.add_(term)
+            if row is None:
+                row = term
+            else:
+                row.add_(term)
+            del term
         acc += row
+        del row
     return acc
-
-
-def fuses_reduce(p: Problem) -> bool:
-    """The planner reduces each block."""
-    return False
-
-
-def workspace_bytes(p: Problem, b: int, k: int, budget: int | None = None) -> int:
-    """The padded chunk, and for the plain-torch kernel the per-tap difference
-    ``(b, k, C, P, *O)``, the row sum and the float64 accumulator."""
-    r = p.dtype.itemsize
-    padded = b * p.C * p.P * prod(g.padded for g in p.geoms) * r
-    outs = b * k * p.P * prod(p.O)
-    return 2 * padded + outs * (p.C * r + r + 8) + outs * r
