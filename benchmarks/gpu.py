@@ -207,7 +207,13 @@ def main():
     wrap = _timed(a.device)
     for f in (seed004, seed002, seed001, large_kernels, seed000):
         if not a.only or f.__name__ in a.only:
+            done = len(rows)
             f(a.device, a.scale, rows, wrap)
+            for r in rows[done:]:  # as they come: a run cut short keeps what it measured
+                print(json.dumps(r), flush=True)
+            if a.json:
+                with open(a.json, "w") as fh:
+                    json.dump(dict(rows=rows), fh, indent=1)
     dev = torch.cuda.get_device_name(a.device) if a.device.startswith("cuda") else "CPU"
     print(f"device: {dev}; torch {torch.__version__}, CUDA {torch.version.cuda}, "
           f"batchconv {bc.__version__}; command: python benchmarks/gpu.py "

@@ -178,7 +178,10 @@ def test_core_metric_and_property_suites_on_cuda():
     env = {**os.environ, "BATCHCONV_TEST_ARRAYS": "cuda"}
     files = [str(tests / f) for f in ("test_correlate.py", "test_metrics.py",
                                       "test_properties.py")]
+    import importlib.util
+
+    workers = ["-n", "8"] if importlib.util.find_spec("xdist") else []  # pytest-xdist
     r = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
-                        *files], cwd=tests.parent, env=env, capture_output=True, text=True,
-                       timeout=1800)
+                        *workers, *files], cwd=tests.parent, env=env, capture_output=True,
+                       text=True, timeout=1800)
     assert r.returncode == 0, r.stdout[-6000:] + r.stderr[-2000:]
