@@ -82,7 +82,48 @@ def test_cache_bounds_the_filter_state_in_all(monkeypatch):
     x = np.ones((2, 64, 64))
     for i in range(6):
         bc.correlate(x, np.full((4, 9, 9), float(i)), method="fft")  # about 135 KB of spectra each
-        total = sum(p.state_bytes for p in api._plan_cache.values())
+        total = sum(p.state_bytes for p, _ in api._plan_cache.values())
         assert total <= 200_000 or len(api._plan_cache) == 1
     assert 1 <= len(api._plan_cache) < 6
     bc.clear_plan_cache()
+
+
+def test_gpu_filters_are_keyed_by_identity_and_version(monkeypatch):
+    """Filters on a GPU are not read for the key: the tensor's identity and version
+    counter are (faked here: CPU tensors reported as on cuda:0 to the key only). The same
+    tensor reuses the plan; an in-place change, another tensor with equal values, or a
+    freed and reallocated one plan again."""
+    torch = pytest.importorskip("torch")
+    import gc
+
+    real_device_of = api.device_of
+    monkeypatch.setattr(api, "device_of", lambda a: "cuda:0" if a is not None and getattr(
+        a, "_fake_gpu", False) else real_device_of(a))
+    calls = []
+    real = api._make_plan
+    monkeypatch.setattr(api, "_make_plan", lambda *a, **k: calls.append(1) or real(*a, **k))
+    rng = np.random.default_rng(1)
+    x = torch.from_numpy(rng.standard_normal((4, 40)))
+
+    def gpu_like(values):
+        t = torch.from_numpy(values.copy())
+        t._fake_gpu = True
+        return t
+
+    w = gpu_like(rng.standard_normal((3, 5)))
+    for _ in range(3):
+        y = bc.correlate(x, w)
+    assert len(calls) == 1
+    w.mul_(2)  # in place: the version counter moves
+    np.testing.assert_allclose(bc.correlate(x, w).numpy(),
+                               naive_correlate(x.numpy(), w.numpy()), atol=1e-12)
+    assert len(calls) == 2
+    twin = gpu_like(w.numpy())
+    bc.correlate(x, twin)
+    assert len(calls) == 3
+    del w, twin, y
+    gc.collect()
+    w2 = gpu_like(rng.standard_normal((3, 5)))
+    np.testing.assert_allclose(bc.correlate(x, w2).numpy(),
+                               naive_correlate(x.numpy(), w2.numpy()), atol=1e-12)
+    assert len(calls) == 4

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import threading
+import weakref
 from collections import OrderedDict
 
 import numpy as np
@@ -24,9 +25,10 @@ from .xp import clear_work_buffers
 __all__ = ["correlate", "convolve", "plan", "clear_plan_cache"]
 
 # correlate/convolve remember their last few plans, keyed by every argument and a digest of
-# w's bytes: calling again with the same filters (the usual loop over minibatches) skips
-# the planning and the filter transforms. Bounded: at most this many plans, their filter
-# state within the byte limits below.
+# w's bytes (for filters on a GPU: the tensor's identity and version): calling again with
+# the same filters (the usual loop over minibatches) skips the planning and the filter
+# transforms. Bounded: at most this many plans, their filter state within the byte limits
+# below.
 _PLAN_CACHE_SIZE = 8
 # a plan's filter state may be at most this large to be remembered, and all remembered
 # plans together at most _PLAN_CACHE_TOTAL_BYTES: a CNN layer's spectra (7x7 or 11x11,
@@ -59,17 +61,21 @@ def _hashable(v):
 
 def _cache_key(x, w, spec, options: dict):
     """A key for the plan of this call, or None when an argument cannot be part of one
-    (filters too large to hash, or on a GPU)."""
-    if device_of(w) not in (None, "cpu"):
-        return None
-    shape, dtype = _x_signature(x)
-    w = _as_array(w, "w")
-    if w.nbytes > _PLAN_CACHE_MAX_W_BYTES:
-        return None
+    (filters too large to hash). Filters on a GPU are not read: the key names the tensor
+    itself (its identity, version counter, which torch bumps on every in-place change,
+    address, shape, strides, dtype and device), and the entry keeps a weak reference to
+    check that it is still that tensor."""
     try:
         opts = tuple((k, v if type(v) in _SCALARS else _hashable(v))
                      for k, v in sorted(options.items()))
     except TypeError:
+        return None
+    shape, dtype = _x_signature(x)
+    if device_of(w) not in (None, "cpu"):
+        return (shape, dtype.str, device_of(x), "tensor", id(w), w._version, w.data_ptr(),
+                tuple(w.shape), tuple(w.stride()), str(w.dtype), str(w.device), spec, opts)
+    w = _as_array(w, "w")
+    if w.nbytes > _PLAN_CACHE_MAX_W_BYTES:
         return None
     digest = hashlib.blake2b(np.ascontiguousarray(w).view(np.uint8).ravel(),
                              digest_size=16).digest()
@@ -80,16 +86,18 @@ def _cached_plan(x, w, spec, flip: bool, options: dict) -> Plan:
     key = _cache_key(x, w, spec, {**options, "flip": flip})
     if key is not None:
         with _plan_cache_lock:
-            p = _plan_cache.get(key)
-            if p is not None:
+            entry = _plan_cache.get(key)
+            if entry is not None and (entry[1] is None or entry[1]() is w):
                 _plan_cache.move_to_end(key)
-                return p
+                return entry[0]
     p = _make_plan(x, w, spec, flip=flip, **options)
     if key is not None and p.state_bytes <= _PLAN_CACHE_MAX_STATE_BYTES:
+        ref = weakref.ref(w) if device_of(w) not in (None, "cpu") else None
         with _plan_cache_lock:
-            _plan_cache[key] = p
+            _plan_cache[key] = (p, ref)
             while len(_plan_cache) > _PLAN_CACHE_SIZE or (
-                    len(_plan_cache) > 1 and sum(q.state_bytes for q in _plan_cache.values())
+                    len(_plan_cache) > 1 and sum(q.state_bytes for q, _ in
+                                                 _plan_cache.values())
                     > _PLAN_CACHE_TOTAL_BYTES):
                 _plan_cache.popitem(last=False)
     return p

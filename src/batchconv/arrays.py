@@ -16,6 +16,8 @@ True
 
 from __future__ import annotations
 
+from functools import lru_cache
+
 import numpy as np
 
 __all__ = ["to_numpy", "from_numpy", "is_torch", "is_dask", "numpy_dtype", "plain_tensor"]
@@ -31,9 +33,14 @@ def numpy_dtype(dtype) -> np.dtype:
     """A NumPy dtype from a NumPy or torch dtype (``torch.float32`` -> float32; bfloat16,
     which NumPy lacks, computes as float32)."""
     if _library(dtype) == "torch":
-        name = str(dtype).removeprefix("torch.")
-        return np.dtype("float32" if name == "bfloat16" else name)
+        return _from_torch(dtype)
     return np.dtype(dtype)
+
+
+@lru_cache(maxsize=64)
+def _from_torch(dtype) -> np.dtype:
+    name = str(dtype).removeprefix("torch.")
+    return np.dtype("float32" if name == "bfloat16" else name)
 
 
 def is_torch(a) -> bool:

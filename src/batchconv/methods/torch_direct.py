@@ -26,9 +26,13 @@ __all__ = ["applies", "prepare", "compute", "workspace_bytes", "fuses_reduce"]
 
 @dataclass
 class TorchDirectState:
-    """The filters as grouped convolution weights ``(P, K, C, *T)`` on the device."""
+    """The filters as grouped convolution weights ``(P, K, C, *T)`` on the device, and
+    the convolution's geometry (the same for every batch size)."""
 
     weight: object
+    padding: tuple[int, ...] | None  # symmetric zero padding, None: padded first
+    stride: tuple[int, ...]
+    dilation: tuple[int, ...]
 
 
 def applies(p: Problem) -> str | None:
@@ -42,7 +46,9 @@ def applies(p: Problem) -> str | None:
 
 def prepare(p: Problem, wc, budget: int | None = None) -> TorchDirectState:
     """Keep the canonical filters ``wc`` (a tensor (K, C, P, *T)) as (P, K, C, *T)."""
-    return TorchDirectState(wc.transpose(0, 2).transpose(1, 2).contiguous())
+    return TorchDirectState(wc.transpose(0, 2).transpose(1, 2).contiguous(),
+                            _symmetric_zero_padding(p), tuple(g.stride for g in p.geoms),
+                            tuple(g.dilation for g in p.geoms))
 
 
 def _symmetric_zero_padding(p: Problem) -> tuple[int, ...] | None:
@@ -58,12 +64,11 @@ def compute(p: Problem, st: TorchDirectState, xc, k0: int, k1: int, out=None):
     conv = (torch.nn.functional.conv1d, torch.nn.functional.conv2d,
             torch.nn.functional.conv3d)[p.ndim - 1]
     b, k = xc.shape[0], k1 - k0
-    pad = _symmetric_zero_padding(p)
-    src = xc if pad is not None else pad_sliding(xc, p)
+    src = xc if st.padding is not None else pad_sliding(xc, p)
     grouped = src.transpose(1, 2).reshape(b, p.P * p.C, *src.shape[3:])
-    weight = st.weight[:, k0:k1].reshape(p.P * k, p.C, *p.T)
-    y = conv(grouped, weight, stride=tuple(g.stride for g in p.geoms),
-             padding=pad or 0, dilation=tuple(g.dilation for g in p.geoms), groups=p.P)
+    weight = st.weight if k == p.K else st.weight[:, k0:k1]
+    y = conv(grouped, weight.reshape(p.P * k, p.C, *p.T), stride=st.stride,
+             padding=st.padding or 0, dilation=st.dilation, groups=p.P)
     y = y.reshape(b, p.P, k, *p.O).transpose(1, 2)
     if p.integer_inputs:
         y = torch.round(y)
