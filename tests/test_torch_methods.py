@@ -374,3 +374,18 @@ def test_cuda_fft_lengths_are_rounded_and_still_exact(rng, monkeypatch):
         plan = bc.plan(torch.from_numpy(x), torch.from_numpy(w), "nchw,kchw->nkhw|hw",
                        method="torch_fft", mode=mode)
         assert all(n == torch_fft.cufft_len(n) for n in plan.state.fft_shape)
+
+
+def test_tf32_scope_with_the_older_flags(monkeypatch):
+    """Where torch lacks the fp32_precision settings, the allow_tf32 flags are used."""
+    import types
+
+    from batchconv.tensors import precise
+
+    monkeypatch.setattr(torch.backends.cudnn, "conv", types.SimpleNamespace(), raising=False)
+    monkeypatch.setattr(torch.backends.cudnn, "allow_tf32", True, raising=False)
+    flags = types.SimpleNamespace(allow_tf32=True)
+    monkeypatch.setattr(torch.backends.cuda, "matmul", flags)
+    with precise("cuda:0"):
+        assert torch.backends.cudnn.allow_tf32 is False and flags.allow_tf32 is False
+    assert torch.backends.cudnn.allow_tf32 is True and flags.allow_tf32 is True

@@ -234,17 +234,29 @@ class precise:
 
     def __enter__(self):
         if self.active:
-            torch = _torch()
-            conv, matmul = torch.backends.cudnn.conv, torch.backends.cuda.matmul
-            self._old = conv.fp32_precision, matmul.fp32_precision
-            conv.fp32_precision = matmul.fp32_precision = "ieee"
+            self._switches = _tf32_switches()
+            self._old = [getattr(obj, name) for obj, name, _ in self._switches]
+            for obj, name, off in self._switches:
+                setattr(obj, name, off)
         return self
 
     def __exit__(self, *exc) -> None:
         if self.active:
-            torch = _torch()
-            (torch.backends.cudnn.conv.fp32_precision,
-             torch.backends.cuda.matmul.fp32_precision) = self._old
+            for (obj, name, _), old in zip(self._switches, self._old, strict=True):
+                setattr(obj, name, old)
+
+
+def _tf32_switches() -> list[tuple[object, str, object]]:
+    """``(object, attribute, value that turns TF32 off)`` for cuDNN convolutions and
+    float32 matmuls: the ``fp32_precision`` settings where torch has them, else the older
+    ``allow_tf32`` flags."""
+    torch = _torch()
+    conv = getattr(torch.backends.cudnn, "conv", None)
+    if conv is not None and hasattr(conv, "fp32_precision"):
+        return [(conv, "fp32_precision", "ieee"),
+                (torch.backends.cuda.matmul, "fp32_precision", "ieee")]
+    return [(torch.backends.cudnn, "allow_tf32", False),
+            (torch.backends.cuda.matmul, "allow_tf32", False)]
 
 
 def device_memory(device: str) -> tuple[int, int]:
