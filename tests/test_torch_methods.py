@@ -389,3 +389,55 @@ def test_tf32_scope_with_the_older_flags(monkeypatch):
     with precise("cuda:0"):
         assert torch.backends.cudnn.allow_tf32 is False and flags.allow_tf32 is False
     assert torch.backends.cudnn.allow_tf32 is True and flags.allow_tf32 is True
+
+
+@pytest.mark.parametrize("spec,xs,ws,kw", [
+    ("nchw,kchw->nkhw|hw", (3, 4, 12, 11), (5, 4, 3, 3), dict(mode="same")),
+    ("nhwc,hwco->nhwo|hw", (2, 12, 11, 4), (3, 3, 4, 5), dict(stride=2)),
+    ("nchw,chw->nchw|hw", (2, 3, 9, 8), (3, 3, 2), dict(dilation=2)),  # groups
+    ("nl,kl->nkl|l", (4, 50), (3, 7), dict(mode="same")),
+    ("nchwd,kchwd->nkhwd|hwd", (2, 2, 7, 6, 5), (3, 2, 3, 3, 3), dict(mode="same")),
+    ("hwn,hw->hwn|hw", (20, 18, 3), (5, 5), dict()),  # seed 001's layout
+])
+def test_repeated_calls_take_the_one_call_path(spec, xs, ws, kw, rng, monkeypatch):
+    """torch_direct plans remember, per input layout, the convolution's input and result
+    as strided views: the second call with that layout skips the generic block code and
+    gives the same answer (also for channels-last and sliced inputs)."""
+    from batchconv.methods import torch_direct
+
+    x, w = rand(rng, xs, np.float32), rand(rng, ws, np.float32)
+    want = naive_correlate(x, w, spec, **kw)
+    plan = bc.plan(torch.from_numpy(x), torch.from_numpy(w), spec, method="torch_direct",
+                   **kw)
+    calls = []
+    real = torch_direct.compute
+    monkeypatch.setattr(torch_direct, "compute",
+                        lambda *a, **k: calls.append(1) or real(*a, **k))
+    layouts = [torch.from_numpy(x)]
+    if len(xs) == 4:
+        layouts.append(torch.from_numpy(x).contiguous(memory_format=torch.channels_last))
+    wide = torch.zeros(*xs[:-1], 2 * xs[-1])
+    wide[..., ::2] = torch.from_numpy(x)
+    layouts.append(wide[..., ::2])  # a strided slice of a larger tensor
+    for xt in layouts:
+        for _ in range(3):
+            y = plan(xt.requires_grad_(False))
+            np.testing.assert_allclose(y.numpy(), want, rtol=1e-4,
+                                       atol=1e-5 * np.abs(want).max())
+    assert len(calls) == len(layouts) == len(plan._shortcuts)
+    g = torch.from_numpy(x).requires_grad_()
+    assert not plan(g).requires_grad and not plan(g).requires_grad
+    again = __import__("pickle").loads(__import__("pickle").dumps(plan))
+    np.testing.assert_allclose(again(torch.from_numpy(x)).numpy(), want, rtol=1e-4,
+                               atol=1e-5 * np.abs(want).max())
+
+
+def test_one_call_path_falls_back_when_the_output_layout_differs(rng):
+    x, w = rand(rng, (2, 3, 10, 9), np.float64), rand(rng, (4, 3, 3, 3), np.float64)
+    plan = bc.plan(torch.from_numpy(x), torch.from_numpy(w), "nchw,kchw->nkhw|hw",
+                   method="torch_direct")
+    plan(torch.from_numpy(x))
+    (layout, (into, _, out)), = plan._shortcuts.items()
+    plan._shortcuts[layout] = (into, (1, 1, 1, 1), out)  # as if cuDNN chose another one
+    np.testing.assert_allclose(plan(torch.from_numpy(x)).numpy(),
+                               naive_correlate(x, w, "nchw,kchw->nkhw|hw"), rtol=1e-12)

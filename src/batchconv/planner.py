@@ -173,6 +173,8 @@ class Plan:
     _bad_filters: np.ndarray | None = field(default=None, repr=False, compare=False)
     # where a torch method runs ("cpu", "cuda:0"); None for the NumPy methods
     device: str | None = None
+    # torch_direct's one-call path per input layout (tensors.run_plan): plain tuples
+    _shortcuts: dict = field(default_factory=dict, repr=False, compare=False)
 
     @property
     def flops(self) -> float:

@@ -5,7 +5,8 @@ The canonical problem maps onto a grouped convolution: the paired axes are the g
 ``x`` (b, C, P, *S) is read as (b, P*C, *S) and the filters (K, C, P, *T) are stored as
 (P*K, C, *T), so the convolution's output (b, P*k, *O) is the block (b, k, P, *O) after
 a reshape. Stride and dilation are the convolution's own; symmetric zero padding is its
-``padding`` argument, any other padding is applied first (``tensors.pad_sliding``).
+``padding`` argument (an unused tail is sliced off), any other padding is applied first
+(``tensors.pad_sliding``).
 Up to three sliding axes (what torch provides); more go to ``torch_fft``. For
 ``metric="sad"`` this method's name means ``methods/torch_sad.py`` (any number of axes).
 
@@ -21,7 +22,8 @@ from math import prod
 from ..problem import Problem
 from ..tensors import pad_sliding
 
-__all__ = ["applies", "prepare", "compute", "workspace_bytes", "fuses_reduce"]
+__all__ = ["applies", "prepare", "compute", "workspace_bytes", "fuses_reduce",
+           "grouped_input", "convolve_grouped"]
 
 
 @dataclass
@@ -52,24 +54,45 @@ def prepare(p: Problem, wc, budget: int | None = None) -> TorchDirectState:
 
 
 def _symmetric_zero_padding(p: Problem) -> tuple[int, ...] | None:
-    if p.padding == "constant" and p.cval == 0 and all(g.lo == g.hi for g in p.geoms):
+    """The convolution's own padding where it gives the mode: zero padding, the same on
+    both ends of each axis, or none at the start and a trimmed end (a 'valid' stride
+    that leaves the last samples unused: trimmed by slicing, a view)."""
+    if p.padding == "constant" and p.cval == 0 and all(
+            g.lo == g.hi or (g.lo == 0 and g.hi < 0) for g in p.geoms):
         return tuple(g.lo for g in p.geoms)
     return None
+
+
+def grouped_input(p: Problem, st: TorchDirectState, xc):
+    """The convolution's input ``(b, P*C, *S')`` for the canonical chunk ``xc`` (a view
+    of it where no padding is applied first)."""
+    if st.padding is None:
+        src = pad_sliding(xc, p)
+    elif any(g.hi < 0 for g in p.geoms):  # unused tail samples: a slice, not a copy
+        src = xc[(slice(None),) * 3 + tuple(slice(0, g.n + min(g.hi, 0)) for g in p.geoms)]
+    else:
+        src = xc
+    return src.transpose(1, 2).reshape(xc.shape[0], p.P * p.C, *src.shape[3:])
+
+
+def convolve_grouped(p: Problem, st: TorchDirectState, grouped, k0: int, k1: int):
+    """The convolution's output ``(b, P*k, *O)`` for filters ``k0:k1``."""
+    import torch
+
+    conv = (torch.nn.functional.conv1d, torch.nn.functional.conv2d,
+            torch.nn.functional.conv3d)[p.ndim - 1]
+    k = k1 - k0
+    weight = st.weight if k == p.K else st.weight[:, k0:k1]
+    return conv(grouped, weight.reshape(p.P * k, p.C, *p.T), stride=st.stride,
+                padding=st.padding or 0, dilation=st.dilation, groups=p.P)
 
 
 def compute(p: Problem, st: TorchDirectState, xc, k0: int, k1: int, out=None):
     """The block ``(b, k1 - k0, P, *O)`` for the canonical chunk ``xc`` (a tensor)."""
     import torch
 
-    conv = (torch.nn.functional.conv1d, torch.nn.functional.conv2d,
-            torch.nn.functional.conv3d)[p.ndim - 1]
-    b, k = xc.shape[0], k1 - k0
-    src = xc if st.padding is not None else pad_sliding(xc, p)
-    grouped = src.transpose(1, 2).reshape(b, p.P * p.C, *src.shape[3:])
-    weight = st.weight if k == p.K else st.weight[:, k0:k1]
-    y = conv(grouped, weight.reshape(p.P * k, p.C, *p.T), stride=st.stride,
-             padding=st.padding or 0, dilation=st.dilation, groups=p.P)
-    y = y.reshape(b, p.P, k, *p.O).transpose(1, 2)
+    y = convolve_grouped(p, st, grouped_input(p, st, xc), k0, k1)
+    y = y.reshape(xc.shape[0], p.P, k1 - k0, *p.O).transpose(1, 2)
     if p.integer_inputs:
         y = torch.round(y)
     if out is None:
