@@ -6,8 +6,9 @@
 #
 # writes config.txt (bc.show_config()), test_cuda.txt (tests/test_cuda.py: the CUDA
 # matrix, metrics, measured planning, and the core/metric/property suites on CUDA
-# tensors) and gpu.md / gpu.json (benchmarks/gpu.py: every GPU bar of #8, rows printed
-# as they are measured). TEST_SECONDS and BENCH_SECONDS cap the two parts.
+# tensors), overhead.md (benchmarks/overhead.py: the Python layer's cost per call) and
+# gpu.md / gpu.json (benchmarks/gpu.py: every GPU bar of #8, rows printed as they are
+# measured). TEST_SECONDS and BENCH_SECONDS cap the two parts.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 out=${OUT:-gpu-check}
@@ -19,5 +20,6 @@ timeout "${TEST_SECONDS:-300}" python3 -m pytest tests/test_cuda.py -q -x -p no:
     > "$out/test_cuda.txt" 2>&1
 echo "tests/test_cuda.py exit status $?" | tee -a "$out/test_cuda.txt"
 tail -15 "$out/test_cuda.txt"
+timeout 60 python3 benchmarks/overhead.py --device cuda 2>&1 | tee "$out/overhead.md"
 timeout "${BENCH_SECONDS:-240}" python3 benchmarks/gpu.py --json "$out/gpu.json" 2>&1 \
     | tee "$out/gpu.md"
