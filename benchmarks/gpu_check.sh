@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Issue #8's checks on a machine with a CUDA GPU, in one command (fits the device tool's
-# 10-minute call; torch, Triton, pytest, hypothesis and scipy must be installed there):
+# 10-minute call: 270 + 60 + 230 s at most; torch, Triton, pytest, hypothesis and scipy
+# must be installed there):
 #
 #   OUT=/some/folder bash benchmarks/gpu_check.sh
 #
@@ -16,10 +17,10 @@ mkdir -p "$out"
 export PYTHONPATH="$PWD/src${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
 python3 -c "import batchconv as bc; bc.show_config()" 2>&1 | tee "$out/config.txt"
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv >> "$out/config.txt" 2>&1
-timeout "${TEST_SECONDS:-300}" python3 -m pytest tests/test_cuda.py -q -x -p no:cacheprovider \
+timeout "${TEST_SECONDS:-270}" python3 -m pytest tests/test_cuda.py -q -x -p no:cacheprovider \
     > "$out/test_cuda.txt" 2>&1
 echo "tests/test_cuda.py exit status $?" | tee -a "$out/test_cuda.txt"
 tail -15 "$out/test_cuda.txt"
 timeout 60 python3 benchmarks/overhead.py --device cuda 2>&1 | tee "$out/overhead.md"
-timeout "${BENCH_SECONDS:-240}" python3 benchmarks/gpu.py --json "$out/gpu.json" 2>&1 \
+timeout "${BENCH_SECONDS:-230}" python3 benchmarks/gpu.py --json "$out/gpu.json" 2>&1 \
     | tee "$out/gpu.md"
