@@ -19,7 +19,7 @@ from .arrays import from_numpy, is_dask, numpy_dtype, to_numpy
 from .dask_arrays import lazy_correlate
 from .planner import Plan, plan_problem
 from .problem import make_problem
-from .tensors import device_of
+from .tensors import TORCH_METHODS, device_of
 from .xp import clear_work_buffers
 
 __all__ = ["correlate", "convolve", "plan", "clear_plan_cache"]
@@ -123,10 +123,14 @@ def _run(x, w, spec, flip: bool, options: dict):
         return lazy_correlate(x, w, spec, flip, **options)
     if device_of(x) not in (None, "cpu"):  # a GPU tensor: it stays there (tensors.py)
         return _cached_plan(x, w, spec, flip, options)(x)
+    tensor = x
     x, kind = _array_and_kind(x, "x")
     if kind == "torch":  # a CPU tensor: the plan may run a NumPy or a torch method
-        options = {**options, "device": "cpu"}
-    return from_numpy(_cached_plan(x, w, spec, flip, options)(x), kind)
+        plan = _cached_plan(x, w, spec, flip, {**options, "device": "cpu"})
+        if plan.method in TORCH_METHODS:  # tensors in, a tensor out, no NumPy between
+            return plan(tensor)
+        return from_numpy(plan(x), kind)
+    return _cached_plan(x, w, spec, flip, options)(x)
 
 
 def _is_signature(x) -> bool:
