@@ -41,11 +41,16 @@ CASES = [
 @pytest.mark.parametrize("mode", ["valid", "same", "full"])
 @pytest.mark.parametrize("case", CASES, ids=[c[0] for c in CASES])
 def test_matrix(case, mode, dtype, method, rng):
+    check_case(case, mode, dtype, method, rng)
+
+
+def check_case(case, mode, dtype, method, rng, **kw):
+    """One case of the matrix against the loop (``kw``: e.g. ``call=`` for tensors)."""
     _, spec, xs, ws, reduce = case
     if reduce in ("max", "min") and np.dtype(dtype).kind == "c":
         pytest.skip("max of complex values is undefined")
     x, w = rand(rng, xs, dtype), rand(rng, ws, dtype)
-    check(x, w, spec, method=method, mode=mode, reduce=reduce)
+    check(x, w, spec, method=method, mode=mode, reduce=reduce, **kw)
 
 
 @pytest.mark.parametrize("method", METHODS)

@@ -73,9 +73,9 @@ def problems(draw):
 FUZZ_EXAMPLES = 2000 if os.environ.get("HYPOTHESIS_PROFILE") == "long" else 500
 
 
-@settings(max_examples=FUZZ_EXAMPLES, suppress_health_check=[HealthCheck.too_slow])
-@given(problems())
-def test_random_problems_match_naive(pr):
+def random_arrays(pr):
+    """``x`` and ``w`` of the drawn problem: integers in [-50, 50), else normal values
+    (complex ones for a complex dtype)."""
     rng = np.random.default_rng(pr["seed"])
     dt = np.dtype(pr["dtype"])
 
@@ -87,7 +87,13 @@ def test_random_problems_match_naive(pr):
             a = a + 1j * rng.standard_normal(shape)
         return a.astype(dt)
 
-    x, w = make(pr["x_shape"]), make(pr["w_shape"])
+    return make(pr["x_shape"]), make(pr["w_shape"])
+
+
+@settings(max_examples=FUZZ_EXAMPLES, suppress_health_check=[HealthCheck.too_slow])
+@given(problems())
+def test_random_problems_match_naive(pr):
+    x, w = random_arrays(pr)
     kw = dict(method=pr["method"], mode=pr["mode"], stride=pr["stride"],
               dilation=pr["dilation"], padding=pr["padding"], cval=pr["cval"],
               reduce=pr["reduce"], convolve=pr["convolve"])

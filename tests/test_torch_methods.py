@@ -11,7 +11,7 @@ import pytest
 from conftest import rand
 from helpers import check
 from naive import naive_correlate
-from test_correlate import CASES
+from test_correlate import CASES, check_case
 
 import batchconv as bc
 from batchconv.problem import make_problem
@@ -40,12 +40,9 @@ def _skip_unsupported(method, ndim):
 @pytest.mark.parametrize("mode", ["valid", "same", "full"])
 @pytest.mark.parametrize("case", CASES, ids=[c[0] for c in CASES])
 def test_matrix(case, mode, dtype, method, rng):
-    _, spec, xs, ws, reduce = case
-    if reduce in ("max", "min") and np.dtype(dtype).kind == "c":
-        pytest.skip("max of complex values is undefined")
-    x, w = rand(rng, xs, dtype), rand(rng, ws, dtype)
+    _, spec, xs, ws, _ = case
     _skip_unsupported(method, make_problem(xs, dtype, ws, dtype, spec).ndim)
-    check(x, w, spec, method=method, mode=mode, reduce=reduce, call=_tensors)
+    check_case(case, mode, dtype, method, rng, call=_tensors)
 
 
 @pytest.mark.parametrize("method", METHODS)
@@ -242,24 +239,24 @@ def test_oom_retries_once_with_half_the_block(rng, monkeypatch):
     from batchconv.methods import torch_direct
 
     x, w = rand(rng, (8, 30), np.float64), rand(rng, (4, 5), np.float64)
-    real = torch_direct.compute
+    real = torch_direct.convolve_grouped  # the one convolution every path runs
     calls = []
 
-    def flaky(p, st, xc, k0, k1, out=None):
-        calls.append((xc.shape[0], k1 - k0))
+    def flaky(p, st, grouped, k0, k1):
+        calls.append((grouped.shape[0], k1 - k0))
         if len(calls) == 1:
             raise torch.OutOfMemoryError("CUDA out of memory (simulated)")
-        return real(p, st, xc, k0, k1, out=out)
+        return real(p, st, grouped, k0, k1)
 
-    monkeypatch.setattr(torch_direct, "compute", flaky)
+    monkeypatch.setattr(torch_direct, "convolve_grouped", flaky)
     y = bc.correlate(torch.from_numpy(x), torch.from_numpy(w), method="torch_direct")
     np.testing.assert_allclose(y.numpy(), naive_correlate(x, w), rtol=1e-12)
     assert calls[0] == (8, 4) and calls[1] == (4, 4)
 
-    def always(p, st, xc, k0, k1, out=None):
+    def always(p, st, grouped, k0, k1):
         raise torch.OutOfMemoryError("CUDA out of memory (simulated)")
 
-    monkeypatch.setattr(torch_direct, "compute", always)
+    monkeypatch.setattr(torch_direct, "convolve_grouped", always)
     with pytest.raises(torch.OutOfMemoryError):  # never a partial result
         bc.correlate(torch.from_numpy(x), torch.from_numpy(w), method="torch_direct")
 
@@ -325,21 +322,12 @@ def test_random_problems_on_torch_methods():
     paddings, dtypes, reductions, convolve) on both torch methods."""
     from hypothesis import HealthCheck, given, settings
     from hypothesis import strategies as st
-    from test_properties import problems
+    from test_properties import problems, random_arrays
 
     @settings(max_examples=TORCH_EXAMPLES, suppress_health_check=[HealthCheck.too_slow])
     @given(problems(), st.sampled_from(METHODS))
     def run(pr, method):
-        rng = np.random.default_rng(pr["seed"])
-        dt = np.dtype(pr["dtype"])
-
-        def make(shape):
-            if dt.kind == "i":
-                return rng.integers(-50, 50, size=shape).astype(dt)
-            a = rng.standard_normal(shape)
-            return (a + 1j * rng.standard_normal(shape) if dt.kind == "c" else a).astype(dt)
-
-        check(make(pr["x_shape"]), make(pr["w_shape"]), pr["spec"], method=method,
+        check(*random_arrays(pr), pr["spec"], method=method,
               mode=pr["mode"], stride=pr["stride"], dilation=pr["dilation"],
               padding=pr["padding"], cval=pr["cval"], reduce=pr["reduce"],
               convolve=pr["convolve"], call=_tensors)
@@ -403,15 +391,15 @@ def test_repeated_calls_take_the_one_call_path(spec, xs, ws, kw, rng, monkeypatc
     """torch_direct plans remember, per input layout, the convolution's input and result
     as strided views: the second call with that layout skips the generic block code and
     gives the same answer (also for channels-last and sliced inputs)."""
-    from batchconv.methods import torch_direct
+    from batchconv import tensors
 
     x, w = rand(rng, xs, np.float32), rand(rng, ws, np.float32)
     want = naive_correlate(x, w, spec, **kw)
     plan = bc.plan(torch.from_numpy(x), torch.from_numpy(w), spec, method="torch_direct",
                    **kw)
-    calls = []
-    real = torch_direct.compute
-    monkeypatch.setattr(torch_direct, "compute",
+    calls = []  # the generic block code's entry: it should run once per layout
+    real = tensors.canonical_x
+    monkeypatch.setattr(tensors, "canonical_x",
                         lambda *a, **k: calls.append(1) or real(*a, **k))
     layouts = [torch.from_numpy(x)]
     if len(xs) == 4:
@@ -441,3 +429,27 @@ def test_one_call_path_falls_back_when_the_output_layout_differs(rng):
     plan._shortcuts[layout] = (into, (1, 1, 1, 1), out)  # as if cuDNN chose another one
     np.testing.assert_allclose(plan(torch.from_numpy(x)).numpy(),
                                naive_correlate(x, w, "nchw,kchw->nkhw|hw"), rtol=1e-12)
+
+
+def test_oom_on_the_one_call_path_retries_in_blocks(rng, monkeypatch):
+    """An allocator OutOfMemoryError in a remembered one-call path goes to the block loop,
+    which halves the block and retries."""
+    from batchconv.methods import torch_direct
+
+    x, w = rand(rng, (8, 30), np.float64), rand(rng, (4, 5), np.float64)
+    plan = bc.plan(torch.from_numpy(x), torch.from_numpy(w), method="torch_direct")
+    plan(torch.from_numpy(x))
+    assert len(plan._shortcuts) == 1
+    real = torch_direct.convolve_grouped
+    calls = []
+
+    def flaky(p, st, grouped, k0, k1):
+        calls.append(grouped.shape[0])
+        if len(calls) <= 2:  # the one-call path, then the whole block
+            raise torch.OutOfMemoryError("CUDA out of memory (simulated)")
+        return real(p, st, grouped, k0, k1)
+
+    monkeypatch.setattr(torch_direct, "convolve_grouped", flaky)
+    np.testing.assert_allclose(plan(torch.from_numpy(x)).numpy(), naive_correlate(x, w),
+                               rtol=1e-12)
+    assert calls == [8, 8, 4, 4]

@@ -34,7 +34,7 @@ import numpy as np
 from . import compiled
 from .problem import Problem
 from .tensors import is_cuda, torch_dtype
-from .xp import get_workers
+from .xp import get_workers, set_workers
 
 __all__ = ["timed_choice", "sample_input", "forget", "CLOSE", "SAMPLE_ITEMS", "REPEATS"]
 
@@ -110,8 +110,6 @@ def timed_choice(p: Problem, candidates, build: Callable[[str], object],
     nothing to time (one close candidate, integer inputs, a callable reduce).
     ``candidates``: the planner's fitting candidates (method, estimate, chunk);
     ``build(name)``: a plan for that method; ``workers``: the call's thread count."""
-    from .xp import set_workers
-
     best_estimate = min(c.seconds for c in candidates)
     close = [c for c in candidates if c.seconds <= CLOSE * best_estimate]
     if len(close) < 2 or p.integer_inputs or callable(p.reduce):

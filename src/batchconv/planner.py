@@ -389,12 +389,8 @@ def _method_names(p: Problem, method: str, device: str | None) -> tuple[str, ...
     numpy_names = () if on_gpu else methods_for_metric(p.metric)
     if device is None or (callable(p.reduce) and not on_gpu):  # it gets NumPy blocks
         return numpy_names
-    torch_names = tuple(n for n in TORCH_METHODS if get_method(n).applies(p) is None)
-    if on_gpu and not torch_names:
-        why = "; ".join(get_method(n).applies(p) for n in TORCH_METHODS)
-        raise NotImplementedError(f"no torch method computes this problem on {device} "
-                                  f"yet ({why}); pass CPU tensors or NumPy arrays")
-    return numpy_names + torch_names
+    # every problem has a torch method: torch_fft all but SAD, torch_direct SAD
+    return numpy_names + tuple(n for n in TORCH_METHODS if get_method(n).applies(p) is None)
 
 
 def choose_method(p: Problem, method: str = "auto", memory=None, workers: int | None = None,

@@ -17,7 +17,7 @@ import numpy as np
 
 from .xp import user_callback
 
-__all__ = ["apply_reduce"]
+__all__ = ["apply_reduce", "check_reduced"]
 
 
 def _arg(block: np.ndarray, axes: tuple[int, ...], find_max: bool) -> np.ndarray:
@@ -50,8 +50,15 @@ def apply_reduce(reduce, block: np.ndarray, axes: tuple[int, ...]) -> np.ndarray
         return _arg(block, axes, False)
     with user_callback():  # it may call batchconv: not into buffers holding `block`
         result = np.asarray(reduce(block, axis=axes))
+    return check_reduced(result, block, axes)
+
+
+def check_reduced(result, block, axes: tuple[int, ...]):
+    """``result`` of a reduce callable (an array or a tensor), after checking that it is
+    ``block`` with ``axes`` removed."""
     expected = tuple(s for i, s in enumerate(block.shape) if i not in axes)
-    if result.shape != expected:
-        raise ValueError(f"the reduce callable returned shape {result.shape} for a block of "
-                         f"shape {block.shape} reduced over axes {axes}; expected {expected}")
+    if tuple(result.shape) != expected:
+        raise ValueError(f"the reduce callable returned shape {tuple(result.shape)} for a "
+                         f"block of shape {tuple(block.shape)} reduced over axes {axes}; "
+                         f"expected {expected}")
     return result

@@ -32,6 +32,7 @@ import numpy as np
 
 from .arrays import is_torch, numpy_dtype, plain_tensor
 from .problem import _canonical, final_view
+from .reduce import check_reduced
 
 __all__ = ["TORCH_METHODS", "device_of", "is_cuda", "torch_dtype", "to_device", "canonical_x",
            "canonical_w", "pad_sliding", "apply_reduce", "allow_tf32", "precise",
@@ -190,13 +191,7 @@ def apply_reduce(reduce, block, axes: tuple[int, ...]):
         return block.amin(dim=axes)
     if reduce in ("argmax", "argmin"):
         return _arg(block, axes, reduce == "argmax")
-    result = reduce(block, axis=axes)
-    expected = tuple(s for i, s in enumerate(block.shape) if i not in axes)
-    if tuple(result.shape) != expected:
-        raise ValueError(f"the reduce callable returned shape {tuple(result.shape)} for a "
-                         f"block of shape {tuple(block.shape)} reduced over axes {axes}; "
-                         f"expected {expected}")
-    return result
+    return check_reduced(reduce(block, axis=axes), block, axes)
 
 
 _tf32 = threading.local()
@@ -289,27 +284,27 @@ def _offset_view(view, base):
     return (tuple(view.shape), view.stride(), view.storage_offset() - base.storage_offset())
 
 
-def _learn_shortcut(plan, p, xt, xc, layout) -> None:
-    """For ``torch_direct`` on one block with no reduction, padding copy, dtype change
-    or rounding: record the convolution's input as a strided view of ``x`` and the
-    result as a strided view of the convolution's output, so that the next call with
-    this layout is ``as_strided``, the convolution, ``as_strided`` (about 40 us less
-    Python per call: what matters for small layers on a GPU)."""
+def _learn_shortcut(plan, p, xt, xc, layout):
+    """One block of ``torch_direct`` with no reduction, padding copy, dtype change or
+    rounding: compute it, and record the convolution's input as a strided view of ``x``
+    and the result as a strided view of the convolution's output, so that the next call
+    with this layout is ``as_strided``, the convolution, ``as_strided`` (about 40 us less
+    Python per call: what matters for small layers on a GPU). Returns the result, or None
+    when this block is not of that kind (the caller computes it)."""
     from .methods import torch_direct
 
     st = plan.state
     if (plan.method != "torch_direct" or p.metric != "dot" or p.reduce is not None
-            or st.padding is None or p.integer_inputs or xc.dtype != xt.dtype):
-        return
+            or st.padding is None or p.integer_inputs or xc.dtype != xt.dtype
+            or p is not plan.problem):
+        return None
     grouped = torch_direct.grouped_input(p, st, xc)
-    into = _offset_view(grouped, xt)
-    if into is None:
-        return
     y = torch_direct.convolve_grouped(p, st, grouped, 0, p.K)
     final = final_view(p, y.reshape(y.shape[0], p.P, p.K, *p.O).transpose(1, 2))
-    out = _offset_view(final, y)
-    if out is not None:
+    into, out = _offset_view(grouped, xt), _offset_view(final, y)
+    if into is not None and out is not None and len(plan._shortcuts) < 8:
         plan._shortcuts[layout] = (into, y.stride(), out)
+    return final.contiguous()
 
 
 def _run_shortcut(plan, shortcut, xt):
@@ -343,7 +338,10 @@ def run_plan(plan, x):
     layout = (xt.shape, xt.stride(), xt.dtype)
     shortcut = plan._shortcuts.get(layout)
     if shortcut is not None:
-        y = _run_shortcut(plan, shortcut, xt)
+        try:
+            y = _run_shortcut(plan, shortcut, xt)
+        except _out_of_memory():  # the block loop below halves the block and retries
+            y = None
         if y is not None:
             return y.cpu().numpy() if numpy_in else y
     from .metrics import method_for
@@ -362,9 +360,9 @@ def run_plan(plan, x):
         # NCHW or channels-last convolution's output usually is already)
         try:
             with precise(device), torch.no_grad():
-                y = final_view(p, mod.compute(p, plan.state, xc, 0, p.K)).contiguous()
-                if len(plan._shortcuts) < 8 and p is plan.problem:
-                    _learn_shortcut(plan, p, xt, xc, layout)
+                y = _learn_shortcut(plan, p, xt, xc, layout)
+                if y is None:
+                    y = final_view(p, mod.compute(p, plan.state, xc, 0, p.K)).contiguous()
             return y.cpu().numpy() if numpy_in else y
         except _out_of_memory():
             cb, ck, retried = *_halve(cb, ck, device), True

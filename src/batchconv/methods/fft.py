@@ -144,12 +144,17 @@ def ordered_axes(shape: tuple[int, ...], first_axis: int) -> tuple[tuple, tuple]
     return tuple(shape[i] for i in order), tuple(first_axis + i for i in order)
 
 
+def tap_positions(p: Problem, shape: tuple[int, ...], shift: bool) -> list[np.ndarray]:
+    """Per sliding axis, where a kernel's taps go in an FFT buffer of ``shape``: tap j at
+    (j * dilation - lo) mod F (``lo`` only with ``shift``, for implicit zero padding)."""
+    return [(np.arange(g.m) * g.dilation - (g.lo if shift else 0)) % n
+            for g, n in zip(p.geoms, shape, strict=True)]
+
+
 def _kernel_buffer(p: Problem, wc: np.ndarray, shape: tuple[int, ...], shift: bool):
-    """Dilated kernels placed in FFT-sized buffers, tap j at (j * dilation - lo) mod F."""
+    """Dilated kernels placed in FFT-sized buffers (:func:`tap_positions`)."""
     buf = np.zeros(wc.shape[:3] + shape, dtype=p.dtype)
-    idx = [(np.arange(g.m) * g.dilation - (g.lo if shift else 0)) % n
-           for g, n in zip(p.geoms, shape, strict=True)]
-    buf[(slice(None),) * 3 + np.ix_(*idx)] = wc
+    buf[(slice(None),) * 3 + np.ix_(*tap_positions(p, shape, shift))] = wc
     return buf
 
 

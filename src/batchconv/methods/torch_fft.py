@@ -96,8 +96,8 @@ def prepare(p: Problem, wc, budget: int | None = None) -> TorchFFTState:
     K, C, P = wc.shape[:3]
     finite = bool(torch.isfinite(wc).all()) if wc.numel() else True
     buf = torch.zeros((K, C, P, *shape), dtype=wc.dtype, device=wc.device)
-    idx = [torch.from_numpy((np.arange(g.m) * g.dilation - (g.lo if implicit else 0)) % n)
-           .to(wc.device) for g, n in zip(p.geoms, shape, strict=True)]
+    idx = [torch.from_numpy(i).to(wc.device)
+           for i in numpy_fft.tap_positions(p, shape, implicit)]
     grid = torch.meshgrid(*idx, indexing="ij") if idx else ()
     buf[(slice(None),) * 3 + tuple(grid)] = torch.where(torch.isfinite(wc), wc, 0)
     s, dims = numpy_fft.ordered_axes(shape, 3)  # the longest axis is the halved one
