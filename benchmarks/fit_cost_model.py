@@ -3,9 +3,10 @@
 Times the forced methods (plans made first; planning is not timed) on random problems:
 1-D to 3-D, batch 1..1000, banks, channels, kernels 1..64, strides, float32 and float64;
 with torch installed also the torch methods on CPU tensors (``torch_direct``,
-``torch_fft``). Then, per model ("fft", "gemm", "shift_add", "torch_conv",
-"torch_fft"), fits non-negative coefficients that
-minimise the relative error of the estimate, and prints a ``COEFFICIENTS`` table to paste
+``torch_fft``). Then, per model ("fft", "gemm", "window_rows", "shift_add" (the NumPy
+one-filter kernel: only timed with ``BATCHCONV_DISABLE_NUMBA=1``), "torch_conv",
+"torch_fft"), fits non-negative coefficients that minimise the relative error of the
+estimate, and prints a ``COEFFICIENTS`` table to paste
 into costs.py. Problems used for fitting are random and separate from the grid that
 ``auto_grid.py`` checks.
 

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import os
+from contextlib import contextmanager
 
 import numpy as np
 from naive import _parse, default_spec_string, naive_correlate, tolerance, window_abs_bound
 
 import batchconv as bc
+from batchconv import compiled
 
 
 def expected_dtype(x, w) -> np.dtype:
@@ -68,14 +70,31 @@ def _call(f, x, w, spec=None, **kw):
     return y.cpu().numpy()
 
 
+@contextmanager
+def numpy_kernels(method: str):
+    """``method`` without a ``"+numpy"`` suffix; with the suffix, the compiled (numba)
+    kernels are switched off inside the block (the NumPy code runs)."""
+    if not method.endswith("+numpy"):
+        yield method
+        return
+    old = compiled.USE_NUMBA
+    compiled.USE_NUMBA = False
+    try:
+        yield method.removesuffix("+numpy")
+    finally:
+        compiled.USE_NUMBA = old
+
+
 def check(x, w, spec=None, *, method, convolve=False, call=_call, **kw):
     """Run batchconv and assert the accuracy contract against the float64 loop.
     ``call(f, x, w, spec, **kw)`` runs ``f`` (``bc.correlate`` or ``bc.convolve``): the
-    Dask tests pass one that chunks ``x`` and ``w`` and computes.
+    Dask tests pass one that chunks ``x`` and ``w`` and computes. A method named
+    ``"direct+numpy"`` is "direct" with the compiled kernels off.
 
     Returns the batchconv result."""
     f = bc.convolve if convolve else bc.correlate
-    y = call(f, x, w, spec, method=method, **kw)
+    with numpy_kernels(method) as method:
+        y = call(f, x, w, spec, method=method, **kw)
     reduce = kw.get("reduce")
     explicit = spec or default_spec_string(np.ndim(x), np.ndim(w), reduce is not None)
     xs, ws, out, sliding = _parse(explicit)

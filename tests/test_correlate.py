@@ -5,12 +5,15 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from conftest import rand
-from helpers import check, small_fft_tiles
+from helpers import ARRAYS, check, small_fft_tiles
 from naive import naive_correlate
 
 import batchconv as bc
 
 METHODS = ["direct", "fft"]
+# the matrix tests also run "direct+numpy": the direct method with the compiled kernels
+# off (helpers.check reads the suffix; NumPy arrays only)
+MATRIX_METHODS = METHODS + (["direct+numpy"] if ARRAYS == "numpy" else [])
 DTYPES = [np.float64, np.float32, np.int32, np.complex128]
 
 # (id, spec, x shape, w shape, reduce)
@@ -36,7 +39,7 @@ CASES = [
 ]
 
 
-@pytest.mark.parametrize("method", METHODS)
+@pytest.mark.parametrize("method", MATRIX_METHODS)
 @pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: np.dtype(d).name)
 @pytest.mark.parametrize("mode", ["valid", "same", "full"])
 @pytest.mark.parametrize("case", CASES, ids=[c[0] for c in CASES])
@@ -53,7 +56,7 @@ def check_case(case, mode, dtype, method, rng, **kw):
     check(x, w, spec, method=method, mode=mode, reduce=reduce, **kw)
 
 
-@pytest.mark.parametrize("method", METHODS)
+@pytest.mark.parametrize("method", MATRIX_METHODS)
 @pytest.mark.parametrize("dtype", [np.float64, np.float32, np.complex64])
 @pytest.mark.parametrize("mode", ["valid", "same", "full"])
 def test_convolve_matrix(mode, dtype, method, rng):
@@ -61,7 +64,7 @@ def test_convolve_matrix(mode, dtype, method, rng):
     check(x, w, "nchw,kchw->nkhw|hw", method=method, mode=mode, convolve=True)
 
 
-@pytest.mark.parametrize("method", METHODS)
+@pytest.mark.parametrize("method", MATRIX_METHODS)
 @pytest.mark.parametrize("mode", ["valid", "same", "full"])
 @pytest.mark.parametrize("stride", [1, 2, 3, (2, 1)])
 @pytest.mark.parametrize("dilation", [1, 2, (1, 3)])
@@ -70,7 +73,7 @@ def test_stride_dilation(stride, dilation, mode, method, rng):
     check(x, w, method=method, mode=mode, stride=stride, dilation=dilation)
 
 
-@pytest.mark.parametrize("method", METHODS)
+@pytest.mark.parametrize("method", MATRIX_METHODS)
 @pytest.mark.parametrize("mode", ["same", "full"])
 @pytest.mark.parametrize("padding,cval", [("constant", 0.0), ("constant", 2.5), ("reflect", 0),
                                           ("symmetric", 0), ("edge", 0), ("wrap", 0)])
@@ -78,6 +81,61 @@ def test_stride_dilation(stride, dilation, mode, method, rng):
 def test_padding(padding, cval, mode, method, stride, rng):
     x, w = rand(rng, (2, 9, 8), np.float64), rand(rng, (2, 4, 3), np.float64)
     check(x, w, method=method, mode=mode, padding=padding, cval=cval, stride=stride)
+
+
+@pytest.mark.parametrize("method", MATRIX_METHODS)
+@pytest.mark.parametrize("mode", ["valid", "same", "full"])
+@pytest.mark.parametrize("stride", [1, 2, (1, 3), (3, 1)])
+@pytest.mark.parametrize("dilation", [1, (2, 1), (1, 3)])
+def test_one_filter_geometry(stride, dilation, mode, method, rng):
+    """One filter: the compiled window-rows kernel (rows folded over both axes at stride
+    1, not otherwise) or NumPy's shift-and-add; batch first, and batch innermost (the
+    result written with strides)."""
+    x, w = rand(rng, (2, 13, 12), np.float64), rand(rng, (3, 4), np.float64)
+    check(x, w, method=method, mode=mode, stride=stride, dilation=dilation)
+    check(np.ascontiguousarray(x.transpose(1, 2, 0)), w, "hwn,hw->hwn|hw", method=method,
+          mode=mode, stride=stride, dilation=dilation)
+
+
+# (id, spec, x shape, w shape, dtype, options): one filter in the shapes the window-rows
+# kernel treats apart
+ONE_FILTER = [
+    ("short-last-axis", None, (2, 40, 5), (3, 2), np.float64, {}),  # rows run along h
+    ("float32-81-taps", None, (2, 30, 29), (9, 9), np.float32, {}),  # two tap chunks
+    ("float32-1d-long", None, (2, 300), (70,), np.float32, {"mode": "same"}),
+    ("3d-folded", None, (2, 6, 7, 8), (2, 3, 2), np.float64, {"mode": "same"}),
+    ("3d-strided", None, (2, 9, 7, 8), (2, 3, 2), np.float32, {"stride": (2, 1, 1)}),
+    ("channels-summed", "nchw,chw->nhw|hw", (2, 3, 9, 8), (3, 2, 3), np.float64, {}),
+    ("paired", "nchw,chw->nchw|hw", (2, 3, 9, 8), (3, 2, 3), np.float32, {}),
+    ("1x1-bank", None, (2, 7, 6), (4, 1, 1), np.float64, {}),  # no GEMM for 1 tap
+    ("integers", None, (2, 12, 11), (4, 3), np.int64, {"mode": "full"}),
+    ("wide-kernel", None, (2, 10, 30), (3, 25), np.float64, {}),  # rows not folded
+]
+
+
+@pytest.mark.parametrize("method", MATRIX_METHODS)
+@pytest.mark.parametrize("case", ONE_FILTER, ids=[c[0] for c in ONE_FILTER])
+def test_one_filter_shapes(case, method, rng):
+    _, spec, xs, ws, dtype, kw = case
+    check(rand(rng, xs, dtype), rand(rng, ws, dtype), spec, method=method, **kw)
+
+
+def test_window_rows_writes_any_layout(rng):
+    """The compiled kernel writes a block of any strides, a reversed one through a
+    temporary; each gives the loop's answer."""
+    pytest.importorskip("numba")
+    from batchconv import compiled
+    from batchconv.problem import make_problem
+
+    x, w = rand(rng, (3, 10, 9), np.float64), rand(rng, (3, 4), np.float64)
+    p = make_problem(x.shape, x.dtype, w.shape, w.dtype)
+    rows = compiled.kernels().WindowRows(p, w.reshape(1, 1, 1, 3, 4), "dot")
+    ref = naive_correlate(x, w)[:, None, None]  # (b, k, P, *O)
+    for block in (np.empty((8, 6, 1, 1, 3)).transpose(4, 3, 2, 0, 1),  # batch innermost
+                  np.empty((3, 1, 1, 8, 6))[..., ::-1]):  # a negative stride
+        block[...] = np.nan
+        rows(x[:, None, None], 0, 1, block)
+        np.testing.assert_allclose(block, ref, rtol=1e-12, atol=1e-12)
 
 
 @pytest.mark.parametrize("method", METHODS)

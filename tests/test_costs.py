@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 
 import batchconv as bc
+from batchconv import compiled
 from batchconv.costs import COEFFICIENTS, estimate, features, flops
 from batchconv.problem import make_problem
 
@@ -19,7 +20,12 @@ PROBLEMS = [
 
 @pytest.mark.parametrize("xs, dt, ws, spec, opts", PROBLEMS)
 @pytest.mark.parametrize("method", ["direct", "fft"])
-def test_estimates_are_finite_and_use_known_features(xs, dt, ws, spec, opts, method):
+@pytest.mark.parametrize("numba", [True, False], ids=["compiled", "numpy"])
+def test_estimates_are_finite_and_use_known_features(xs, dt, ws, spec, opts, method, numba,
+                                                     monkeypatch):
+    """(The one-filter problems use the "window_rows" model with the compiled kernels,
+    "shift_add" without.)"""
+    monkeypatch.setattr(compiled, "USE_NUMBA", numba)
     p = make_problem(xs, dt, ws, dt, spec, **opts)
     t = estimate(p, method)
     assert np.isfinite(t) and t > 0

@@ -1,144 +1,335 @@
 """Compiled kernels (numba), used through ``compiled.py`` when numba is installed.
 
-**SAD** (``methods/sad.py``):
+**Window rows** (:class:`WindowRows`): SAD (``methods/sad.py``) and the direct
+correlation where a GEMM has nothing to contract, i.e. one filter (``methods/direct.py``).
 
-One parallel task per output row ``(item, filter, pair, leading output coordinates)``.
-The padded input's last axis is split into ``stride`` phases (``x[..., q::stride]``), so
-that tap ``j`` of output ``o`` reads ``phase[(j * dilation) % stride][o + (j * dilation)
-// stride]``: contiguous in ``o``. The inner loop runs over the whole output row (rounded
-up to a multiple of ``_V``), four taps at a time, into a row of partial sums in the compute
-dtype; each tap row's partial sums are added into float64 accumulators. Indices are
-non-negative slices, so numba emits no wrap-around checks and the loop vectorises.
+One parallel task per output row ``(item, filter, pair, leading output coordinates)``, or
+per segment of a row. The padded input's last axis is split into ``stride`` phases
+(``x[..., q::stride]``), so that tap ``j`` of output ``o`` reads ``phase[(j * dilation) %
+stride][o + (j * dilation) // stride]``: contiguous in ``o``. Every tap (channel, leading
+taps, last-axis tap) is an offset into that buffer, computed once per plan. The inner loop
+runs over the row (rounded up to a multiple of ``_V``), four (SAD) or eight (products)
+taps at a time, into partial sums in the compute dtype that are added into float64
+accumulators every ``_TAPS`` taps (float64 data: once). Indices are non-negative slices,
+so numba emits no wrap-around checks and the loop vectorises.
+
+Short rows waste the vector width, so three things lengthen them:
+
+* a short last output axis is moved inward (the rows run along the longest axis);
+* where the last two axes have stride 1, the rows are *folded*: laid end to end as in
+  the input's memory, so that one row of ``O[-2] * L`` outputs (``L`` the input's row
+  length) is computed and the ``L - O[-1]`` after each row's end are dropped (5 x 100x100 against 11x11, one thread: 0.46 against 0.56 ms a
+  call);
+* where the items are innermost in memory (``"hwn"``), a row is a line of the last axis
+  times the items, read in the input itself (seed 001, 100x100x500 against 11x11: 29
+  against 45 ms through a copy).
+
+The result is written through its own strides: any layout of the caller's output (e.g.
+the batch innermost, ``"hwn"``) without a temporary.
 
 Compiled on first use per dtype and cached on disk (``cache=True``).
 """
 
 from __future__ import annotations
 
+from dataclasses import replace
 from math import prod
 
 import numba
 import numpy as np
+from numpy.lib.stride_tricks import as_strided
 
+from .compiled import long_axis_last
 from .problem import Problem
 from .xp import get_workers, parallel_for
 
 _V = 16  # the output row is rounded up to a multiple of this (one AVX-512 register)
 _TAPS = 64  # taps summed in the compute dtype before they are added in float64
 _SEGMENT = 4096  # outputs per task along a row, when rows are too few to keep threads busy
+_FOLD_BELOW = 512  # output rows shorter than this are folded (laid end to end) ...
+_FOLD_SEGMENT = 1024  # ... into segments of this many outputs: their sums stay in L1
+# window rows: below this many terms one thread does the whole block (waking a pool
+# thread costs about 60 us on the 2-core dev VM)
+_PARALLEL_TERMS = 2_000_000
 
 
 @numba.njit(fastmath=True, nogil=True, cache=True)
-def _sad_rows(x, w, out, nb, nk, npair, xsb, xsp, wsk, wsp, lead_out, lead_xstep, xrow, wrow,
-              ow, m, d, s, lq, seg, t_begin, t_end):  # pragma: no cover - compiled
+def _sad_taps(x, w, part, xb, offs, wb, t0, t1, nv):  # pragma: no cover - compiled
+    """``part[:nv] += |x[xb + offs[t]:][:nv] - w[wb + t]|`` for the taps ``t0:t1``."""
+    t = t0
+    while t + 4 <= t1:
+        w1 = w[wb + t]
+        w2 = w[wb + t + 1]
+        w3 = w[wb + t + 2]
+        w4 = w[wb + t + 3]
+        a1 = xb + offs[t]
+        a2 = xb + offs[t + 1]
+        a3 = xb + offs[t + 2]
+        a4 = xb + offs[t + 3]
+        x1 = x[a1:a1 + nv]
+        x2 = x[a2:a2 + nv]
+        x3 = x[a3:a3 + nv]
+        x4 = x[a4:a4 + nv]
+        for o in range(nv):
+            part[o] += ((abs(x1[o] - w1) + abs(x2[o] - w2))
+                        + (abs(x3[o] - w3) + abs(x4[o] - w4)))
+        t += 4
+    while t < t1:
+        wt = w[wb + t]
+        a1 = xb + offs[t]
+        x1 = x[a1:a1 + nv]
+        for o in range(nv):
+            part[o] += abs(x1[o] - wt)
+        t += 1
+
+
+# IEEE semantics kept (NaN and Inf propagate as in the loop); "contract" only allows FMA
+@numba.njit(fastmath={"contract"}, nogil=True, cache=True)
+def _dot_taps(x, w, part, xb, offs, wb, t0, t1, nv):  # pragma: no cover - compiled
+    """``part[:nv] += x[xb + offs[t]:][:nv] * w[wb + t]`` for the taps ``t0:t1``, eight
+    at a time (one load and store of ``part`` per eight products)."""
+    t = t0
+    while t + 8 <= t1:
+        w1 = w[wb + t]
+        w2 = w[wb + t + 1]
+        w3 = w[wb + t + 2]
+        w4 = w[wb + t + 3]
+        w5 = w[wb + t + 4]
+        w6 = w[wb + t + 5]
+        w7 = w[wb + t + 6]
+        w8 = w[wb + t + 7]
+        x1 = x[xb + offs[t]:]
+        x2 = x[xb + offs[t + 1]:]
+        x3 = x[xb + offs[t + 2]:]
+        x4 = x[xb + offs[t + 3]:]
+        x5 = x[xb + offs[t + 4]:]
+        x6 = x[xb + offs[t + 5]:]
+        x7 = x[xb + offs[t + 6]:]
+        x8 = x[xb + offs[t + 7]:]
+        for o in range(nv):
+            part[o] += (((x1[o] * w1 + x2[o] * w2) + (x3[o] * w3 + x4[o] * w4))
+                        + ((x5[o] * w5 + x6[o] * w6) + (x7[o] * w7 + x8[o] * w8)))
+        t += 8
+    while t < t1:
+        wt = w[wb + t]
+        x1 = x[xb + offs[t]:]
+        for o in range(nv):
+            part[o] += x1[o] * wt
+        t += 1
+
+
+@numba.njit(nogil=True, cache=True)
+def _window_rows(x, w, out, sad, chunk, exact, nk, npair, xsb, xsp, lead_out, lead_xstep,
+                 offs, ow, lq, frows, fstep, seg, ostep, lead_ostep, t_begin,
+                 t_end):  # pragma: no cover - compiled
+    """Output rows ``t_begin:t_end`` (segments of ``seg`` outputs) of the SAD (``sad``)
+    or the correlation of ``x`` (flat: see :func:`_phases`, or the input itself) with the
+    taps ``w`` (filter, pair, tap) read at the offsets ``offs``; ``chunk`` taps are
+    summed in the compute dtype before each float64 add.
+
+    A row is ``frows`` rows of ``ow`` outputs laid end to end ``lq`` apart (the input's
+    row length; ``frows`` is 1 unless the last two axes have stride 1 and are folded), the
+    ``lq - ow`` outputs after each row's end computed and dropped. Segments are rounded up
+    to whole vectors (reading past their end) unless ``exact``. ``ostep`` (item, filter,
+    pair, last axis), ``fstep`` (folded rows) and ``lead_ostep``: the element steps of
+    ``out``, a 1-D view from the block's first element."""
     n_lead = lead_out.shape[0]
     rows = 1
     for a in range(n_lead):
         rows *= lead_out[a]
-    nseg = (ow + seg - 1) // seg
+    ntaps = offs.shape[0]
+    length = (frows - 1) * lq + ow  # outputs computed per row
+    nseg = (length + seg - 1) // seg
+    step = ostep[3]
     for task in range(t_begin, t_end):
         t = task // nseg
-        o0 = (task % nseg) * seg
-        n_o = min(seg, ow - o0)
-        nv = (n_o + _V - 1) // _V * _V
+        u0 = (task % nseg) * seg
+        n_u = min(seg, length - u0)
+        nv = n_u if exact else (n_u + _V - 1) // _V * _V
         row = t % rows
         q = t // rows
         pi = q % npair
         q //= npair
         ki = q % nk
         bi = q // nk
-        xb = bi * xsb + pi * xsp + o0
+        xb = bi * xsb + pi * xsp + u0
+        ob = bi * ostep[0] + ki * ostep[1] + pi * ostep[2]
         rr = row
         for a in range(n_lead - 1, -1, -1):
             xb += (rr % lead_out[a]) * lead_xstep[a]
+            ob += (rr % lead_out[a]) * lead_ostep[a]
             rr //= lead_out[a]
-        wb = ki * wsk + pi * wsp
+        wb = (ki * npair + pi) * ntaps
         acc = np.zeros(nv, np.float64)
         part = np.empty(nv, x.dtype)
-        for r in range(xrow.shape[0]):
-            x0 = xb + xrow[r]
-            w0 = wb + wrow[r]
-            for jc in range(0, m, _TAPS):  # partial sums of at most _TAPS taps
-                jend = min(m, jc + _TAPS)
-                part[:] = 0
-                j = jc
-                while j + 4 <= jend:
-                    w1 = w[w0 + j]
-                    w2 = w[w0 + j + 1]
-                    w3 = w[w0 + j + 2]
-                    w4 = w[w0 + j + 3]
-                    jd = j * d
-                    a1 = x0 + (jd % s) * lq + jd // s
-                    jd += d
-                    a2 = x0 + (jd % s) * lq + jd // s
-                    jd += d
-                    a3 = x0 + (jd % s) * lq + jd // s
-                    jd += d
-                    a4 = x0 + (jd % s) * lq + jd // s
-                    x1 = x[a1:a1 + nv]
-                    x2 = x[a2:a2 + nv]
-                    x3 = x[a3:a3 + nv]
-                    x4 = x[a4:a4 + nv]
-                    for o in range(nv):
-                        part[o] += ((abs(x1[o] - w1) + abs(x2[o] - w2))
-                                    + (abs(x3[o] - w3) + abs(x4[o] - w4)))
-                    j += 4
-                while j < jend:
-                    wj = w[w0 + j]
-                    jd = j * d
-                    a1 = x0 + (jd % s) * lq + jd // s
-                    x1 = x[a1:a1 + nv]
-                    for o in range(nv):
-                        part[o] += abs(x1[o] - wj)
-                    j += 1
-                for o in range(nv):
-                    acc[o] += part[o]
-        ob = t * ow + o0
-        res = out[ob:ob + n_o]
-        for o in range(n_o):
-            res[o] = acc[o]
+        for tc in range(0, ntaps, chunk):  # ``chunk`` taps summed in the compute dtype
+            part[:] = 0
+            if sad:
+                _sad_taps(x, w, part, xb, offs, wb, tc, min(ntaps, tc + chunk), nv)
+            else:
+                _dot_taps(x, w, part, xb, offs, wb, tc, min(ntaps, tc + chunk), nv)
+            for o in range(nv):
+                acc[o] += part[o]
+        u = u0
+        while u < u0 + n_u:  # the kept outputs of each folded row in the segment
+            i = u // lq
+            o = u - i * lq
+            n = min(lq - o, u0 + n_u - u)
+            dst = ob + i * fstep
+            for oo in range(o, min(o + n, ow)):
+                out[dst + oo * step] = acc[u - u0 + oo - o]
+            u += n
 
 
-def _phases(xp: np.ndarray, s: int) -> np.ndarray:
-    """``xp`` (..., L) as a flat C-ordered buffer of shape (..., s, ceil(L/s) + _V) holding
-    ``xp[..., q::s]`` in phase ``q``, plus a tail of ``_V`` zeros (the inner loop reads up
-    to ``_V - 1`` samples past a row's last output; those sums are discarded)."""
+def _phases(xp: np.ndarray, s: int, row_tail: bool) -> np.ndarray:
+    """``xp`` (..., L) as a flat C-ordered buffer of shape (..., s, ceil(L/s) [+ _V])
+    holding ``xp[..., q::s]`` in phase ``q``, plus a tail of ``_V`` zeros: the inner loop
+    reads up to ``_V - 1`` samples past a row's last output (those sums are discarded),
+    into the row's own tail of ``_V`` zeros when ``row_tail``, else into the next row."""
     n = xp.shape[-1]
-    lq = -(-n // s) + _V
-    buf = np.zeros(prod(xp.shape[:-1]) * s * lq + _V, xp.dtype)
-    ph = buf[:-_V].reshape(*xp.shape[:-1], s, lq)
+    lq = -(-n // s) + (_V if row_tail else 0)
+    size = prod(xp.shape[:-1]) * s * lq
+    if s == 1 and not row_tail:  # a plain copy: only the tail needs zeros
+        buf = np.empty(size + _V, xp.dtype)
+        buf[size:] = 0
+        buf[:size].reshape(xp.shape)[...] = xp
+        return buf
+    buf = np.zeros(size + _V, xp.dtype)
+    ph = buf[:size].reshape(*xp.shape[:-1], s, lq)
     for q in range(s):
         v = xp[..., q::s]
         ph[..., q, :v.shape[-1]] = v
-    return buf, ph.shape, lq
+    return buf
 
 
-def sad_block(p: Problem, xp: np.ndarray, kern: np.ndarray, block: np.ndarray) -> None:
-    """Fill the C-contiguous ``block`` (b, k, P, *O) with the SAD of the padded input
-    ``xp`` (b, C, P, *padded) against ``kern`` (k, C, P, *T)."""
-    d = p.ndim
-    g = p.geoms
-    s, dil, m = g[-1].stride, g[-1].dilation, g[-1].m
-    buf, shape, lq = _phases(xp, s)
-    xs = np.cumprod((1, *shape[::-1]))[::-1][1:]  # element strides of (b, C, P, *lead, s, lq)
-    ws = np.cumprod((1, *kern.shape[::-1]))[::-1][1:]
-    b, C, P = xp.shape[:3]
-    k = kern.shape[0]
-    lead_taps = list(np.ndindex(*p.T[:-1])) if d > 1 else [()]
-    xrow = np.array([c * xs[1] + sum(j * ga.dilation * xs[3 + a]
-                                     for a, (ga, j) in enumerate(zip(g[:-1], t)))
-                     for c in range(C) for t in lead_taps], np.int64)
-    wrow = np.array([c * ws[1] + sum(j * ws[3 + a] for a, j in enumerate(t))
-                     for c in range(C) for t in lead_taps], np.int64)
-    lead_out = np.array(p.O[:-1], np.int64)
-    lead_xstep = np.array([ga.stride * xs[3 + a] for a, ga in enumerate(g[:-1])], np.int64)
-    rows = b * k * P * prod(p.O[:-1])
-    seg = p.O[-1] if rows >= 4 * get_workers() else max(_V, min(p.O[-1], _SEGMENT))
-    tasks = rows * -(-p.O[-1] // seg)
-    args = (buf, kern.reshape(-1), block.reshape(-1), b, k, P, int(xs[0]), int(xs[2]),
-            int(ws[0]), int(ws[2]), lead_out, lead_xstep, xrow, wrow, p.O[-1], m, dil, s, lq,
-            seg)
-    _split(lambda t0, t1: _sad_rows(*args, t0, t1), tasks)
+def _flat_view(block: np.ndarray) -> tuple[np.ndarray, tuple[int, ...]] | None:
+    """A 1-D view of ``block``'s memory from its first element, and ``block``'s strides
+    in elements; None when a stride is negative or not a whole number of elements."""
+    r = block.itemsize
+    strides = tuple(st // r for st in block.strides)
+    if block.flags.c_contiguous:
+        return block.reshape(-1), strides
+    if any(st < 0 or st % r for st in block.strides):
+        return None
+    span = 1 + sum((n - 1) * st for n, st in zip(block.shape, strides, strict=True))
+    return as_strided(block, shape=(span,), strides=(r,)), strides
+
+
+class WindowRows:
+    """The window-rows kernel made ready for one problem and filter bank: the metric
+    ("sad", or "dot": the correlation), the order of the axes it runs in, the filters'
+    taps (k, P, taps) and, per input layout, the taps' offsets. Call it on a padded
+    chunk ``xp`` (b, C, P, *padded) to fill a block (b, k1 - k0, P, *O; any layout).
+
+    A short last output axis is moved inward first (its rows would be mostly padding to
+    the vector width); short rows of two stride-1 axes are folded (laid end to end)."""
+
+    def __init__(self, p: Problem, kern: np.ndarray, metric: str):
+        order = long_axis_last(p)
+        self.perm = None if order is None else (0, 1, 2, *(3 + i for i in order))
+        if order is not None:
+            p = replace(p, geoms=tuple(p.geoms[i] for i in order))
+            kern = kern.transpose(self.perm)
+        self.p, self.sad = p, metric == "sad"
+        self.fold = _folds(p)
+        k, C, P = kern.shape[:3]
+        self.weights = np.ascontiguousarray(np.moveaxis(kern, 1, 2)).reshape(k, P, -1)
+        # float32 sums _TAPS taps at a time before adding them in float64
+        self.chunk = max(1, self.weights.shape[-1]) if p.dtype == np.float64 else _TAPS
+        self._layouts: dict[tuple, tuple] = {}
+
+    def _taps(self, strides: tuple[int, ...], lq: int, step: int, n_lead: int) -> tuple:
+        """The offset of every tap (channel, leading taps, last-axis tap: the filters'
+        order) in an input of element ``strides`` (C, P, *leading sliding axes) whose last
+        axis is split into phases ``lq`` apart, ``step`` apart within a phase; and the
+        input steps of the first ``n_lead`` output axes. Kept per layout."""
+        key = (strides, lq, step, n_lead)
+        found = self._layouts.get(key)
+        if found is not None:
+            return found
+        g = self.p.geoms
+        s, dil = g[-1].stride, g[-1].dilation
+        offs = np.arange(self.weights.shape[-1] // prod(ga.m for ga in g),
+                         dtype=np.int64) * strides[0]
+        for a, ga in enumerate(g[:-1]):
+            offs = offs[..., None] + np.arange(ga.m, dtype=np.int64) * (ga.dilation
+                                                                          * strides[2 + a])
+        jd = np.arange(g[-1].m, dtype=np.int64) * dil
+        offs = (offs[..., None] + (jd % s) * lq + jd // s * step).reshape(-1)
+        lead_xstep = np.array([ga.stride * strides[2 + a] for a, ga in enumerate(g[:n_lead])],
+                              np.int64)
+        found = self._layouts[key] = (offs, lead_xstep)
+        return found
+
+    def __call__(self, xp: np.ndarray, k0: int, k1: int, block: np.ndarray) -> None:
+        if self.perm is not None:
+            xp, block = xp.transpose(self.perm), block.transpose(self.perm)
+        flat = _flat_view(block)
+        if flat is None:  # a layout the kernel cannot address: through a temporary
+            tmp = np.empty(block.shape, block.dtype)
+            self._run(xp, k0, k1, tmp.reshape(-1), _flat_view(tmp)[1])
+            block[...] = tmp
+        else:
+            self._run(xp, k0, k1, *flat)
+
+    def _run(self, xp: np.ndarray, k0: int, k1: int, out: np.ndarray,
+             ostrides: tuple[int, ...]) -> None:
+        p, k, P = self.p, k1 - k0, xp.shape[2]
+        inner = _items_inner(p, xp, ostrides)
+        if inner is not None:  # the items' lines, read where they are
+            x, xstrides = inner
+            ow = lq = length = p.O[-1] * xp.shape[0]  # one row: last axis x items
+            b, n_lead, frows, fstep, exact = 1, p.ndim - 1, 1, 0, True
+            offs, lead_xstep = self._taps(xstrides[1:], 0, xp.shape[0], n_lead)
+            xsb, xsp = 0, xstrides[2]
+            ostep = np.array([0, ostrides[1], ostrides[2], 1], np.int64)
+        else:  # a copy in stride phases, rows padded or folded
+            fold, st = self.fold, p.geoms[-1].stride
+            lq = -(-xp.shape[-1] // st) + (0 if fold else _V)
+            dims = (*xp.shape[1:-1], st, lq)  # the phase buffer of one item
+            xstrides = tuple(prod(dims[i + 1:]) for i in range(len(dims)))
+            x = _phases(xp, st, row_tail=not fold)
+            b, n_lead, exact = xp.shape[0], p.ndim - 1 - fold, False
+            offs, lead_xstep = self._taps(xstrides, lq, 1, n_lead)
+            xsb, xsp = prod(dims), xstrides[1]
+            frows, fstep = (p.O[-2], ostrides[-2]) if fold else (1, 0)
+            ow = p.O[-1]
+            length = (frows - 1) * lq + ow
+            ostep = np.array([*ostrides[:3], ostrides[-1]], np.int64)
+        rows = b * k * P * prod(p.O[:n_lead])
+        if frows > 1 or exact:
+            seg = min(length, _FOLD_SEGMENT)
+        else:
+            seg = length if rows >= 4 * get_workers() else max(_V, min(length, _SEGMENT))
+        args = (x, self.weights[k0:k1].reshape(-1), out, self.sad, self.chunk, exact, k, P,
+                xsb, xsp, np.array(p.O[:n_lead], np.int64), lead_xstep, offs, ow, lq, frows,
+                fstep, seg, ostep, np.array(ostrides[3:3 + n_lead], np.int64))
+        work = rows * length * offs.size  # terms: one thread below _PARALLEL_TERMS
+        _split(lambda t0, t1: _window_rows(*args, t0, t1), rows * -(-length // seg),
+               1 if work < _PARALLEL_TERMS else None)
+
+
+def _items_inner(p: Problem, xp: np.ndarray, ostrides: tuple[int, ...]):
+    """When the items are innermost in memory, both in ``xp`` and in the block (as in
+    ``"hwn"`` layouts), and the last axis has stride 1, each line of the last axis times
+    the items is contiguous in both (item fastest): the kernel runs on those lines in
+    ``xp`` itself, with no copy (``valid`` windows only read inside them). Returns a 1-D
+    view of ``xp`` and its strides in elements, or None."""
+    b = xp.shape[0]
+    if b < 2 or p.geoms[-1].stride != 1 or ostrides[0] != 1 or ostrides[-1] != b:
+        return None
+    flat = _flat_view(xp)
+    if flat is None or flat[1][0] != 1 or flat[1][-1] != b:
+        return None
+    return flat
+
+
+def _folds(p: Problem) -> bool:
+    """Rows are folded over the last two output axes (see :func:`_window_rows`) when both
+    have stride 1, the last is short, and at least half of each input row is output."""
+    if p.ndim < 2 or p.geoms[-1].stride != 1 or p.geoms[-2].stride != 1:
+        return False
+    return p.O[-1] < _FOLD_BELOW and 2 * p.O[-1] >= p.geoms[-1].padded
 
 
 @numba.njit(nogil=True, cache=True)
@@ -267,13 +458,14 @@ def box_sum_axis(a: np.ndarray, axis: int, m: int, d: int, s: int, n_out: int,
     return out
 
 
-def _split(run, tasks: int) -> None:
+def _split(run, tasks: int, workers: int | None = None) -> None:
     """Run the compiled ``run(t_begin, t_end)`` over ``range(tasks)`` in a few contiguous
-    ranges on batchconv's thread pool (``workers`` threads; the kernels release the GIL).
+    ranges on batchconv's thread pool (``workers`` threads, by default
+    :func:`get_workers`; the kernels release the GIL).
     Our own pool rather than numba's: threads that do not spin between calls (the FFT
     work that follows runs at full speed), the ``workers`` setting honoured, and calls from
     several threads at once are safe whatever numba's threading layer."""
-    n = min(get_workers(), tasks)
+    n = min(workers or get_workers(), tasks)
     if n <= 1:
         run(0, tasks)
         return

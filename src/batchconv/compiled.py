@@ -1,4 +1,5 @@
-"""Optional compiled kernels (numba): SAD and window sums.
+"""Optional compiled kernels (numba): window rows (SAD, and the direct correlation where
+there is nothing for a GEMM to contract) and window sums.
 
 They are used when numba is installed and ``USE_NUMBA`` is true (set the environment
 variable ``BATCHCONV_DISABLE_NUMBA=1``, or assign ``batchconv.compiled.USE_NUMBA = False``,
@@ -13,10 +14,12 @@ True
 from __future__ import annotations
 
 import os
+from math import prod
 
-from .xp import has_module
+from .problem import Problem
+from .xp import get_workers, has_module
 
-__all__ = ["USE_NUMBA", "enabled", "kernels"]
+__all__ = ["USE_NUMBA", "enabled", "kernels", "long_axis_last", "window_rows_bytes"]
 
 USE_NUMBA = os.environ.get("BATCHCONV_DISABLE_NUMBA", "") in ("", "0")
 
@@ -31,3 +34,25 @@ def kernels():
     from . import _numba_kernels
 
     return _numba_kernels
+
+
+def long_axis_last(p: Problem) -> tuple[int, ...] | None:
+    """The order of the sliding axes in which the window-rows kernel runs ``p``: the
+    longest output axis last when the last one is short (its rows would be mostly padding
+    to the vector width), else None (as they are)."""
+    longest = max(range(p.ndim), key=lambda i: p.O[i])
+    if p.O[-1] >= 64 or p.O[longest] < 4 * p.O[-1]:
+        return None
+    return tuple(i for i in range(p.ndim) if i != longest) + (longest,)
+
+
+def window_rows_bytes(p: Problem, b: int) -> int:
+    """Temporaries of the window-rows kernel for ``b`` items: the padded chunk split into
+    ``stride`` phases along the kernel's last axis (each row padded by 16 samples), and a
+    row of float64 sums per thread."""
+    order = long_axis_last(p) or tuple(range(p.ndim))
+    geoms = [p.geoms[i] for i in order]
+    g = geoms[-1]
+    lead = b * p.C * p.P * prod(q.padded for q in geoms[:-1])
+    return (lead * g.stride * (-(-g.padded // g.stride) + 16) * p.dtype.itemsize
+            + get_workers() * 16 * (p.O[order[-1]] + 64))

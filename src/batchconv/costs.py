@@ -42,6 +42,10 @@ COEFFICIENTS: dict[str, dict[str, float]] = {
              "out_bytes": 2.27e-10, "patch_bytes": 9.44e-11},
     "shift_add": {"calls": 0.000132, "flops_double": 3.26e-10, "flops_single": 2.69e-10,
                   "out_bytes": 1.14e-10},
+    # the compiled one-filter kernel: `fit_cost_model.py --methods direct --n 170` (64
+    # window-rows problems; 10-90% of estimate / actual 0.41-1.29), this model only
+    "window_rows": {"calls": 5.26e-05, "in_bytes": 1.6e-10, "out_bytes": 1.19e-10,
+                    "terms_double": 4.9e-11, "terms_single": 2.11e-11},
     # torch on CPU tensors (oneDNN convolutions, torch's slower float64 and 3-D fallbacks,
     # torch.fft): fitted by `benchmarks/fit_cost_model.py --methods torch_direct,torch_fft
     # --n 120` (52 + 68 problems; a method whose first item, scaled to the batch, took
@@ -122,9 +126,9 @@ def _fft_parts(p: Problem, method: str = "fft", device: str | None = None) -> di
 
 
 def features(p: Problem, method: str, device: str | None = None) -> tuple[str, dict[str, float]]:
-    """The model that applies (``"fft"``, ``"gemm"``, ``"shift_add"``, ``"torch_conv"``
-    or ``"torch_fft"``) and its features for ``p`` (``device``: where torch tensors
-    live)."""
+    """The model that applies (``"fft"``, ``"gemm"``, ``"window_rows"`` (compiled),
+    ``"shift_add"`` (NumPy), ``"torch_conv"`` or ``"torch_fft"``) and its features for
+    ``p`` (``device``: where torch tensors live)."""
     prec = "single" if _single(p) else "double"
     out_bytes = float(p.B * p.K * p.P * prod(p.O) * p.dtype.itemsize)
     if method == "torch_direct":
@@ -138,6 +142,10 @@ def features(p: Problem, method: str, device: str | None = None) -> tuple[str, d
                        "channel_flops": f["channel_flops"], "tile_items": f["tile_items"],
                        "fft_pass_bytes": f["fft_pass_bytes"], "out_bytes": out_bytes}
     fl = flops(p, "direct")
+    if direct_method.uses_window_rows(p):
+        in_bytes = float(p.B * p.C * p.P * prod(g.padded for g in p.geoms) * p.dtype.itemsize)
+        return "window_rows", {"calls": 1.0, f"terms_{prec}": fl / 2, "in_bytes": in_bytes,
+                               "out_bytes": out_bytes}
     if direct_method.use_gemm(p):
         patch = float(p.B * p.P * prod(p.O) * p.window_size * p.dtype.itemsize)
         return "gemm", {"calls": 1.0, f"gemm_flops_{prec}": fl, "patch_bytes": patch,

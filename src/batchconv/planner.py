@@ -348,9 +348,11 @@ class Plan:
             lines.append(f"  fft sizes {fft_method.fft_shape(q)} on {fft_engine().name}.fft, "
                          f"{layout}")
         else:
-            lines.append("  direct: " + ("GEMM on cache-sized im2col tiles"
-                                         if direct_method.use_gemm(p) else
-                                         "shift-and-add on cache-sized output tiles"))
+            lines.append("  direct: " + (
+                "GEMM on cache-sized im2col tiles" if direct_method.use_gemm(q) else
+                "compiled window-rows kernel (numba), one task per output row"
+                if direct_method.uses_window_rows(q, self.memory) else
+                "shift-and-add on cache-sized output tiles"))
         n_blocks = -(-p.B // self.chunk[0]) * -(-p.K // self.chunk[1])
         lines.append(f"  chosen: {self.method} ({self.reason}); {n_blocks} block(s) within "
                      f"a budget of {format_bytes(self.memory)}")

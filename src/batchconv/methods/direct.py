@@ -6,8 +6,11 @@ Two kernels, chosen by the shape of the contraction:
   into a small patch matrix ``(M, C*T)`` (im2col on a cache-sized tile, never on the whole
   batch) and multiplied by the filters ``(C*T, k)`` with BLAS. Stride and dilation are
   strides of the window view, so they cost nothing extra.
-* **shift-and-add** (one filter): for every kernel tap, the shifted input tile times the
-  tap weight is added to the output tile, which stays in cache across taps.
+* **window rows** (one filter, real dtypes, numba installed): the compiled kernel of
+  ``_numba_kernels.py`` (shared with SAD), one task per output row, its inner loop
+  vectorised along the row; written straight into the result, whatever its layout.
+* **shift-and-add** (one filter, otherwise): for every kernel tap, the shifted input tile
+  times the tap weight is added to the output tile, which stays in cache across taps.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ from math import prod
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
+from .. import compiled
 from ..geometry import pad_sliding
 from ..problem import Problem
 from ..xp import get_workers, parallel_for, work_buffer, work_buffer_like
@@ -42,6 +46,8 @@ class DirectState:
     gemm_weights: np.ndarray | None  # (P, C*T, K)
     gemm_weights_tc: np.ndarray | None  # (P, T*C, K)
     tile: int  # elements per tile (patches for GEMM, outputs for shift-and-add)
+    budget: int | None = None  # the memory budget it was prepared for
+    rows: object = None  # the compiled window-rows kernel made ready (on first use)
 
 
 def use_gemm(p: Problem) -> bool:
@@ -49,6 +55,14 @@ def use_gemm(p: Problem) -> bool:
     a window of one value (a GEMM with an inner dimension of 1 was 1.1-2.8x slower than
     shift-and-add on 8 x 96x96 against 2-16 filters 1x1, dev machine)."""
     return p.K > 1 and p.window_size > 1
+
+
+def uses_window_rows(p: Problem, budget: int | None = None) -> bool:
+    """True when the compiled window-rows kernel computes ``p`` (no GEMM, a real dtype:
+    integers are computed in float64; numba installed and switched on) within
+    ``budget``: the kernel copies a whole item, where shift-and-add's tiles shrink."""
+    return (not use_gemm(p) and p.dtype.kind == "f" and compiled.enabled()
+            and (budget is None or compiled.window_rows_bytes(p, 1) <= budget))
 
 
 def tile_elements(p: Problem, budget: int | None) -> int:
@@ -64,12 +78,12 @@ def tile_elements(p: Problem, budget: int | None) -> int:
 def prepare(p: Problem, wc: np.ndarray, budget: int | None = None) -> DirectState:
     tile = tile_elements(p, budget)
     if not use_gemm(p):
-        return DirectState(wc, None, None, tile)
+        return DirectState(wc, None, None, tile, budget)
     K, C, P = wc.shape[:3]
     d = p.ndim
     ct = np.ascontiguousarray(np.moveaxis(wc, 2, 0).reshape(P, K, -1).transpose(0, 2, 1))
     tc = np.ascontiguousarray(wc.transpose(2, *range(3, 3 + d), 1, 0).reshape(P, -1, K))
-    return DirectState(wc, ct, tc, tile)
+    return DirectState(wc, ct, tc, tile, budget)
 
 
 def _tiles(n_batch: int, rows: int, per_row: int, budget: int, batch_inner: bool):
@@ -186,7 +200,14 @@ def compute(p: Problem, st: DirectState, xc: np.ndarray, k0: int, k1: int,
     block = out if out is not None else np.empty((xc.shape[0], k1 - k0, p.P, *p.O), p.dtype)
     if block.size == 0:
         return block
-    (_gemm if st.gemm_weights is not None else _shift_add)(p, st, xp, block, k0, k1)
+    if st.gemm_weights is not None:
+        _gemm(p, st, xp, block, k0, k1)
+    elif uses_window_rows(p, st.budget):
+        if st.rows is None:
+            st.rows = compiled.kernels().WindowRows(p, st.kernel, "dot")
+        st.rows(xp, k0, k1, block)
+    else:
+        _shift_add(p, st, xp, block, k0, k1)
     return block
 
 
@@ -198,6 +219,8 @@ def fuses_reduce(p: Problem) -> bool:
 def workspace_bytes(p: Problem, b: int, k: int, budget: int | None = None) -> int:
     """Peak bytes of temporaries for one ``(b, k)`` block, not counting the block itself:
     a padded copy of the chunk (when padding is needed) and the tiles in flight."""
+    if uses_window_rows(p, budget):
+        return compiled.window_rows_bytes(p, b)
     r = p.dtype.itemsize
     pad = 0
     if any(g.lo or g.hi > 0 for g in p.geoms):

@@ -4,13 +4,16 @@
 (channels included). Two kernels compute it, both with memory O(output) beyond one copy of
 the input chunk:
 
-* a compiled kernel (``_numba_kernels.py``, see ``compiled.py``): one task per output row,
-  run in parallel; the input's last axis is split into ``stride`` phases so that the inner
-  loop over the output row reads contiguous memory and vectorises;
-* a NumPy fallback: shift-and-add over cache-sized output tiles, one pass per tap.
+* the compiled window-rows kernel (``_numba_kernels.py``, see ``compiled.py``; shared with
+  the direct method's one-filter case): one task per output row, run in parallel; the
+  input's last axis is split into ``stride`` phases so that the inner loop over the output
+  row reads contiguous memory and vectorises; it sums at most 64 taps in the compute dtype
+  before adding them in float64;
+* a NumPy fallback: shift-and-add over cache-sized output tiles, one pass per tap, which
+  sums each tap row (the taps along the last axis) in the compute dtype and adds the rows
+  in float64.
 
-Both sum each tap row (the taps along the last axis) in the compute dtype and add the rows
-in float64, so float32 results keep float32's precision for large windows.
+So float32 results keep float32's precision for large windows.
 
 >>> import numpy as np, batchconv as bc
 >>> bc.correlate(np.array([[1.0, 2.0, 4.0]]), np.array([1.0, 1.0]), metric="sad")
@@ -19,7 +22,7 @@ array([[1., 4.]])
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from itertools import product
 from math import prod
 
@@ -46,6 +49,7 @@ def uses_numba() -> bool:
 @dataclass
 class SADState:
     kernel: np.ndarray  # (K, C, P, *T), C-contiguous
+    rows: object = None  # the compiled kernel made ready (on first use)
 
 
 def prepare(p: Problem, wc: np.ndarray, budget: int | None = None) -> SADState:
@@ -63,35 +67,14 @@ def compute(p: Problem, st: SADState, xc: np.ndarray, k0: int, k1: int,
         block[...] = 0
         return block
     if uses_numba():
-        sad_block = compiled.kernels().sad_block
-        kern = st.kernel[k0:k1]
-        order = _long_axis_last(p)
-        if order is not None:  # the kernel vectorises along the last axis: make it long
-            perm = (0, 1, 2, *(3 + i for i in order))
-            q = replace(p, geoms=tuple(p.geoms[i] for i in order))
-            tmp = np.empty(block.shape[:3] + q.O, p.dtype)
-            sad_block(q, xp.transpose(perm), np.ascontiguousarray(kern.transpose(perm)), tmp)
-            block[...] = tmp.transpose(np.argsort(perm))
-        elif block.flags.c_contiguous:
-            sad_block(p, xp, kern, block)
-        else:
-            tmp = np.empty(block.shape, p.dtype)
-            sad_block(p, xp, kern, tmp)
-            block[...] = tmp
+        if st.rows is None:
+            st.rows = compiled.kernels().WindowRows(p, st.kernel, "sad")
+        st.rows(xp, k0, k1, block)
     else:
         _sad_numpy(p, xp, st.kernel[k0:k1], block)
     if p.integer_inputs:
         np.rint(block, out=block)
     return block
-
-
-def _long_axis_last(p: Problem) -> tuple[int, ...] | None:
-    """An order of the sliding axes with the longest output axis last, when the last one
-    is short (its rows would be mostly padding to the vector width), else None."""
-    longest = max(range(p.ndim), key=lambda i: p.O[i])
-    if p.O[-1] >= 64 or p.O[longest] < 4 * p.O[-1]:
-        return None
-    return tuple(i for i in range(p.ndim) if i != longest) + (longest,)
 
 
 def _sad_numpy(p: Problem, xp: np.ndarray, kern: np.ndarray, block: np.ndarray) -> None:
@@ -154,8 +137,7 @@ def workspace_bytes(p: Problem, b: int, k: int, budget: int | None = None) -> in
     lead = b * p.C * p.P * prod(g.padded for g in p.geoms[:-1])
     g = p.geoms[-1]
     if uses_numba():
-        copy = lead * g.stride * (-(-g.padded // g.stride) + 16) * r
-        return copy + get_workers() * 16 * (p.O[-1] + 64)
+        return compiled.window_rows_bytes(p, b)
     copy = lead * g.padded * r if any(q.lo or q.hi > 0 for q in p.geoms) else 0
     per_row = k * p.P * prod(p.O[1:])  # outputs in one row of the first output axis
     tile_out = min(b * p.O[0] * per_row, max(_TILE // max(p.T[-1], 1), per_row))
