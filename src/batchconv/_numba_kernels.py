@@ -18,11 +18,16 @@ Short rows waste the vector width, so three things lengthen them:
 * a short last output axis is moved inward (the rows run along the longest axis);
 * where the last two axes have stride 1, the rows are *folded*: laid end to end as in
   the input's memory, so that one row of ``O[-2] * L`` outputs (``L`` the input's row
-  length) is computed and the ``L - O[-1]`` after each row's end are dropped (5 x 100x100 against 11x11, one thread: 0.46 against 0.56 ms a
-  call);
+  length) is computed and the ``L - O[-1]`` after each row's end are dropped (5 x
+  100x100 against 11x11, one thread: 0.46 against 0.56 ms a call);
 * where the items are innermost in memory (``"hwn"``), a row is a line of the last axis
   times the items, read in the input itself (seed 001, 100x100x500 against 11x11: 29
   against 45 ms through a copy).
+
+For products, a task computes two rows of the last leading axis at once where their
+taps overlap (row ``i + 1`` reads with tap row ``r`` what row ``i`` reads with ``r + 1``):
+each shared input value is loaded once for both (seed 001's 5 x 100x100 against 11x11,
+one thread: 0.29 against 0.37 ms).
 
 The result is written through its own strides: any layout of the caller's output (e.g.
 the batch innermost, ``"hwn"``) without a temporary.
@@ -51,6 +56,7 @@ _FOLD_SEGMENT = 1024  # ... into segments of this many outputs: their sums stay 
 # window rows: below this many terms one thread does the whole block (waking a pool
 # thread costs about 60 us on the 2-core dev VM)
 _PARALLEL_TERMS = 2_000_000
+_LAUNCHES = 16  # input/output layouts a WindowRows remembers how to run
 
 
 @numba.njit(fastmath=True, nogil=True, cache=True)
@@ -118,9 +124,76 @@ def _dot_taps(x, w, part, xb, offs, wb, t0, t1, nv):  # pragma: no cover - compi
         t += 1
 
 
+# IEEE semantics kept; "contract" only allows FMA
+@numba.njit(fastmath={"contract"}, nogil=True, cache=True)
+def _dot_pair_taps(x, w, pa, pb, xb, offs, wb, ns, t0, t1, nv):  # pragma: no cover - compiled
+    """Two output rows at once, from the same loads: ``pa[:nv] += x[xb + offs[t]:][:nv] *
+    w[wb + t]`` and ``pb[:nv] += ... * w[wb + ns + t]`` for the shared taps ``t0:t1``."""
+    t = t0
+    while t + 4 <= t1:
+        a1 = w[wb + t]
+        a2 = w[wb + t + 1]
+        a3 = w[wb + t + 2]
+        a4 = w[wb + t + 3]
+        b1 = w[wb + ns + t]
+        b2 = w[wb + ns + t + 1]
+        b3 = w[wb + ns + t + 2]
+        b4 = w[wb + ns + t + 3]
+        x1 = x[xb + offs[t]:]
+        x2 = x[xb + offs[t + 1]:]
+        x3 = x[xb + offs[t + 2]:]
+        x4 = x[xb + offs[t + 3]:]
+        for o in range(nv):
+            v1 = x1[o]
+            v2 = x2[o]
+            v3 = x3[o]
+            v4 = x4[o]
+            pa[o] += (v1 * a1 + v2 * a2) + (v3 * a3 + v4 * a4)
+            pb[o] += (v1 * b1 + v2 * b2) + (v3 * b3 + v4 * b4)
+        t += 4
+    while t < t1:
+        a1 = w[wb + t]
+        b1 = w[wb + ns + t]
+        x1 = x[xb + offs[t]:]
+        for o in range(nv):
+            v1 = x1[o]
+            pa[o] += v1 * a1
+            pb[o] += v1 * b1
+        t += 1
+
+
 @numba.njit(nogil=True, cache=True)
-def _window_rows(x, w, out, sad, chunk, exact, nk, npair, xsb, xsp, lead_out, lead_xstep,
-                 offs, ow, lq, frows, fstep, seg, ostep, lead_ostep, t_begin,
+def _add_taps(x, w, offs, wb, t0, t1, xb, sad, chunk, acc, part, nv):  # pragma: no cover
+    """``acc[:nv] +=`` the SAD terms (``sad``) or products of the taps ``t0:t1``, summed
+    ``chunk`` at a time in the compute dtype (``part``) and added in float64."""
+    for tc in range(t0, t1, chunk):
+        part[:nv] = 0
+        if sad:
+            _sad_taps(x, w, part, xb, offs, wb, tc, min(t1, tc + chunk), nv)
+        else:
+            _dot_taps(x, w, part, xb, offs, wb, tc, min(t1, tc + chunk), nv)
+        for o in range(nv):
+            acc[o] += part[o]
+
+
+@numba.njit(nogil=True, cache=True)
+def _store(out, acc, ob, u0, n_u, lq, ow, fstep, step):  # pragma: no cover - compiled
+    """Write the kept outputs of a segment ``u0:u0 + n_u`` of a row (folded rows ``lq``
+    apart, ``ow`` kept of each) at ``ob`` in ``out``."""
+    u = u0
+    while u < u0 + n_u:
+        i = u // lq
+        o = u - i * lq
+        n = min(lq - o, u0 + n_u - u)
+        dst = ob + i * fstep
+        for oo in range(o, min(o + n, ow)):
+            out[dst + oo * step] = acc[u - u0 + oo - o]
+        u += n
+
+
+@numba.njit(nogil=True, cache=True)
+def _window_rows(x, w, sad, chunk, exact, nk, npair, xsb, xsp, lead_out, lead_xstep, offs,
+                 pw, poffs, pcount, ow, lq, frows, fstep, seg, ostep, lead_ostep, out, t_begin,
                  t_end):  # pragma: no cover - compiled
     """Output rows ``t_begin:t_end`` (segments of ``seg`` outputs) of the SAD (``sad``)
     or the correlation of ``x`` (flat: see :func:`_phases`, or the input itself) with the
@@ -132,12 +205,20 @@ def _window_rows(x, w, out, sad, chunk, exact, nk, npair, xsb, xsp, lead_out, le
     ``lq - ow`` outputs after each row's end computed and dropped. Segments are rounded up
     to whole vectors (reading past their end) unless ``exact``. ``ostep`` (item, filter,
     pair, last axis), ``fstep`` (folded rows) and ``lead_ostep``: the element steps of
-    ``out``, a 1-D view from the block's first element."""
+    ``out``, a 1-D view from the block's first element.
+
+    Row pairs (``pcount = (shared, first only, second only, rows)`` with ``rows > 0``):
+    a task computes rows ``2j`` and ``2j + 1`` of the last leading axis (which has
+    ``rows`` rows; ``lead_out`` counts pairs there), loading each input value of the
+    shared taps once for both; ``poffs`` holds the shared, first-only and second-only taps'
+    offsets and ``pw`` per (filter, pair) their weights (shared ones twice)."""
     n_lead = lead_out.shape[0]
     rows = 1
     for a in range(n_lead):
         rows *= lead_out[a]
     ntaps = offs.shape[0]
+    ns, na, nb, pair_rows = pcount[0], pcount[1], pcount[2], pcount[3]
+    pwidth = 2 * ns + na + nb
     length = (frows - 1) * lq + ow  # outputs computed per row
     nseg = (length + seg - 1) // seg
     step = ostep[3]
@@ -154,31 +235,38 @@ def _window_rows(x, w, out, sad, chunk, exact, nk, npair, xsb, xsp, lead_out, le
         bi = q // nk
         xb = bi * xsb + pi * xsp + u0
         ob = bi * ostep[0] + ki * ostep[1] + pi * ostep[2]
+        second = False
         rr = row
         for a in range(n_lead - 1, -1, -1):
-            xb += (rr % lead_out[a]) * lead_xstep[a]
-            ob += (rr % lead_out[a]) * lead_ostep[a]
+            idx = rr % lead_out[a]
+            if pair_rows > 0 and a == n_lead - 1:
+                idx *= 2
+                second = idx + 1 < pair_rows
+            xb += idx * lead_xstep[a]
+            ob += idx * lead_ostep[a]
             rr //= lead_out[a]
-        wb = (ki * npair + pi) * ntaps
         acc = np.zeros(nv, np.float64)
         part = np.empty(nv, x.dtype)
-        for tc in range(0, ntaps, chunk):  # ``chunk`` taps summed in the compute dtype
+        if not second:
+            _add_taps(x, w, offs, (ki * npair + pi) * ntaps, 0, ntaps, xb, sad, chunk, acc,
+                      part, nv)
+            _store(out, acc, ob, u0, n_u, lq, ow, fstep, step)
+            continue
+        acc2 = np.zeros(nv, np.float64)
+        part2 = np.empty(nv, x.dtype)
+        wb = (ki * npair + pi) * pwidth
+        for tc in range(0, ns, chunk):
             part[:] = 0
-            if sad:
-                _sad_taps(x, w, part, xb, offs, wb, tc, min(ntaps, tc + chunk), nv)
-            else:
-                _dot_taps(x, w, part, xb, offs, wb, tc, min(ntaps, tc + chunk), nv)
+            part2[:] = 0
+            _dot_pair_taps(x, pw, part, part2, xb, poffs, wb, ns, tc, min(ns, tc + chunk), nv)
             for o in range(nv):
                 acc[o] += part[o]
-        u = u0
-        while u < u0 + n_u:  # the kept outputs of each folded row in the segment
-            i = u // lq
-            o = u - i * lq
-            n = min(lq - o, u0 + n_u - u)
-            dst = ob + i * fstep
-            for oo in range(o, min(o + n, ow)):
-                out[dst + oo * step] = acc[u - u0 + oo - o]
-            u += n
+                acc2[o] += part2[o]
+        _add_taps(x, pw, poffs, wb + ns, ns, ns + na, xb, False, chunk, acc, part, nv)
+        _add_taps(x, pw, poffs, wb + ns, ns + na, ns + na + nb, xb, False, chunk, acc2, part2,
+                  nv)
+        _store(out, acc, ob, u0, n_u, lq, ow, fstep, step)
+        _store(out, acc2, ob + lead_ostep[n_lead - 1], u0, n_u, lq, ow, fstep, step)
 
 
 def _phases(xp: np.ndarray, s: int, row_tail: bool) -> np.ndarray:
@@ -237,6 +325,7 @@ class WindowRows:
         # float32 sums _TAPS taps at a time before adding them in float64
         self.chunk = max(1, self.weights.shape[-1]) if p.dtype == np.float64 else _TAPS
         self._layouts: dict[tuple, tuple] = {}
+        self._launches: dict[tuple, tuple] = {}
 
     def _taps(self, strides: tuple[int, ...], lq: int, step: int, n_lead: int) -> tuple:
         """The offset of every tap (channel, leading taps, last-axis tap: the filters'
@@ -264,20 +353,41 @@ class WindowRows:
     def __call__(self, xp: np.ndarray, k0: int, k1: int, block: np.ndarray) -> None:
         if self.perm is not None:
             xp, block = xp.transpose(self.perm), block.transpose(self.perm)
-        flat = _flat_view(block)
-        if flat is None:  # a layout the kernel cannot address: through a temporary
+        if not self._fill(xp, k0, k1, block):  # a layout the kernel cannot address
             tmp = np.empty(block.shape, block.dtype)
-            self._run(xp, k0, k1, tmp.reshape(-1), _flat_view(tmp)[1])
+            self._fill(xp, k0, k1, tmp)
             block[...] = tmp
-        else:
-            self._run(xp, k0, k1, *flat)
 
-    def _run(self, xp: np.ndarray, k0: int, k1: int, out: np.ndarray,
-             ostrides: tuple[int, ...]) -> None:
+    def _fill(self, xp: np.ndarray, k0: int, k1: int, block: np.ndarray) -> bool:
+        """Run the kernel into ``block``; False (nothing done) when ``block`` has a
+        negative stride. How to run it is remembered per layout (:meth:`_launch`)."""
+        key = (xp.shape, xp.strides, block.shape, block.strides, k0, k1, get_workers())
+        launch = self._launches.get(key)
+        if launch is None:
+            if len(self._launches) >= _LAUNCHES:
+                self._launches.clear()
+            flat = _flat_view(block)
+            launch = self._launches[key] = (
+                None if flat is None else (*self._launch(xp, k0, k1, flat[1]), flat[0].size))
+        if launch is None:
+            return False
+        inner, args, tasks, workers, span = launch
+        r = block.itemsize
+        out = as_strided(block, shape=(span,), strides=(r,))
+        x = (_flat_view(xp)[0] if inner else
+             _phases(xp, self.p.geoms[-1].stride, row_tail=not self.fold))
+        _split(lambda t0, t1: _window_rows(x, *args, out, t0, t1), tasks, workers)
+        return True
+
+    def _launch(self, xp: np.ndarray, k0: int, k1: int, ostrides: tuple[int, ...]) -> tuple:
+        """How the kernel runs on an input of ``xp``'s layout into an output of strides
+        ``ostrides`` (elements): in place on the items' lines or on a copy in stride
+        phases; the kernel's arguments after the input and before the output; the number
+        of tasks; the threads (1 below ``_PARALLEL_TERMS``, else None: all)."""
         p, k, P = self.p, k1 - k0, xp.shape[2]
         inner = _items_inner(p, xp, ostrides)
-        if inner is not None:  # the items' lines, read where they are
-            x, xstrides = inner
+        if inner:  # the items' lines, read where they are
+            xstrides = _flat_view(xp)[1]
             ow = lq = length = p.O[-1] * xp.shape[0]  # one row: last axis x items
             b, n_lead, frows, fstep, exact = 1, p.ndim - 1, 1, 0, True
             offs, lead_xstep = self._taps(xstrides[1:], 0, xp.shape[0], n_lead)
@@ -288,7 +398,6 @@ class WindowRows:
             lq = -(-xp.shape[-1] // st) + (0 if fold else _V)
             dims = (*xp.shape[1:-1], st, lq)  # the phase buffer of one item
             xstrides = tuple(prod(dims[i + 1:]) for i in range(len(dims)))
-            x = _phases(xp, st, row_tail=not fold)
             b, n_lead, exact = xp.shape[0], p.ndim - 1 - fold, False
             offs, lead_xstep = self._taps(xstrides, lq, 1, n_lead)
             xsb, xsp = prod(dims), xstrides[1]
@@ -296,32 +405,60 @@ class WindowRows:
             ow = p.O[-1]
             length = (frows - 1) * lq + ow
             ostep = np.array([*ostrides[:3], ostrides[-1]], np.int64)
-        rows = b * k * P * prod(p.O[:n_lead])
+        weights = self.weights[k0:k1]
+        lead_out = list(p.O[:n_lead])
+        pw, poffs, pcount = self._pairs(weights, offs, lead_xstep, lead_out)
+        if pcount[3]:  # tasks count row pairs along the last leading axis
+            lead_out[-1] = -(-lead_out[-1] // 2)
+        rows = b * k * P * prod(lead_out)
         if frows > 1 or exact:
             seg = min(length, _FOLD_SEGMENT)
         else:
             seg = length if rows >= 4 * get_workers() else max(_V, min(length, _SEGMENT))
-        args = (x, self.weights[k0:k1].reshape(-1), out, self.sad, self.chunk, exact, k, P,
-                xsb, xsp, np.array(p.O[:n_lead], np.int64), lead_xstep, offs, ow, lq, frows,
-                fstep, seg, ostep, np.array(ostrides[3:3 + n_lead], np.int64))
-        work = rows * length * offs.size  # terms: one thread below _PARALLEL_TERMS
-        _split(lambda t0, t1: _window_rows(*args, t0, t1), rows * -(-length // seg),
-               1 if work < _PARALLEL_TERMS else None)
+        args = (weights.reshape(-1), self.sad, self.chunk, exact, k, P, xsb, xsp,
+                np.array(lead_out, np.int64), lead_xstep, offs, pw, poffs, pcount, ow, lq,
+                frows, fstep, seg, ostep, np.array(ostrides[3:3 + n_lead], np.int64))
+        work = b * k * P * prod(p.O[:n_lead]) * length * offs.size  # terms
+        return (inner, args, rows * -(-length // seg),
+                1 if work < _PARALLEL_TERMS else None)
+
+    def _pairs(self, weights: np.ndarray, offs: np.ndarray, lead_xstep: np.ndarray,
+               lead_out: list[int]) -> tuple:
+        """Row pairs for the products (see :func:`_window_rows`): the second row of a pair
+        reads ``d`` (the last leading axis' input step) further on, so a tap of the second
+        row at offset ``o`` and one of the first at ``o + d`` read the same values. Returns
+        the weights (k * P, shared twice + first only + second only), offsets (relative
+        to the first row) and counts, or empty ones (no pairs: SAD, no leading axis, one
+        row, or no tap shared)."""
+        none = (np.zeros(1, weights.dtype), np.zeros(1, np.int64), np.zeros(4, np.int64))
+        if self.sad or not lead_out or lead_out[-1] < 2:
+            return none
+        d = int(lead_xstep[-1])
+        index = {int(o): t for t, o in enumerate(offs)}
+        shared = [(t, index[int(o) - d]) for t, o in enumerate(offs) if int(o) - d in index]
+        if not shared:
+            return none
+        first_a, first_b = (list(t) for t in zip(*shared, strict=True))
+        only_a = [t for t in range(offs.size) if int(offs[t]) - d not in index]
+        only_b = sorted(set(range(offs.size)) - set(first_b))
+        k, P = weights.shape[:2]
+        pw = np.concatenate([weights[..., first_a], weights[..., first_b],
+                             weights[..., only_a], weights[..., only_b]], axis=-1)
+        poffs = np.concatenate([offs[first_a], offs[only_a], offs[only_b] + d])
+        counts = np.array([len(shared), len(only_a), len(only_b), lead_out[-1]], np.int64)
+        return np.ascontiguousarray(pw).reshape(-1), poffs.astype(np.int64), counts
 
 
-def _items_inner(p: Problem, xp: np.ndarray, ostrides: tuple[int, ...]):
+def _items_inner(p: Problem, xp: np.ndarray, ostrides: tuple[int, ...]) -> bool:
     """When the items are innermost in memory, both in ``xp`` and in the block (as in
     ``"hwn"`` layouts), and the last axis has stride 1, each line of the last axis times
     the items is contiguous in both (item fastest): the kernel runs on those lines in
-    ``xp`` itself, with no copy (``valid`` windows only read inside them). Returns a 1-D
-    view of ``xp`` and its strides in elements, or None."""
+    ``xp`` itself, with no copy (``valid`` windows only read inside them)."""
     b = xp.shape[0]
     if b < 2 or p.geoms[-1].stride != 1 or ostrides[0] != 1 or ostrides[-1] != b:
-        return None
+        return False
     flat = _flat_view(xp)
-    if flat is None or flat[1][0] != 1 or flat[1][-1] != b:
-        return None
-    return flat
+    return flat is not None and flat[1][0] == 1 and flat[1][-1] == b
 
 
 def _folds(p: Problem) -> bool:
