@@ -366,3 +366,31 @@ def test_plan_runs_on_other_batch_sizes(method, reduce, rng):
             np.testing.assert_allclose(got, ref, rtol=1e-10, atol=1e-10)
     with pytest.raises(ValueError, match=r"only the batch axes \('n'\) may differ"):
         p(rand(rng, (8, 21, 20), np.float64))
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_repeat_calls_take_the_one_block_shortcut(method, rng):
+    """A plan's second call with an input of the same layout runs the remembered one-block
+    path (views made with as_strided): the same answers, NaN kept local (FFT), for new
+    data, an input of another layout (batch innermost) and a read-only one."""
+    w = rand(rng, (6, 5), np.float64)
+    p = bc.plan(((3, 20, 18), np.float64), w, method=method, mode="same")
+    x = rand(rng, (3, 20, 18), np.float64)
+    np.testing.assert_allclose(p(x), naive_correlate(x, w, mode="same"), atol=1e-12)
+    assert len([k for k in p._shortcuts if k[0] == "numpy"]) == 1
+    for _ in range(2):
+        x = rand(rng, (3, 20, 18), np.float64)
+        x[1, 4, 7] = np.nan
+        ref = naive_correlate(x, w, mode="same")
+        np.testing.assert_allclose(p(x), ref, atol=1e-12)
+        assert np.array_equal(np.isnan(p(x)), np.isnan(ref))
+    q = bc.plan(((20, 18, 3), np.float64), w, "hwn,hw->nhw|hw", method=method)
+    xt = np.ascontiguousarray(x.transpose(1, 2, 0))
+    xt.flags.writeable = False
+    for _ in range(2):
+        np.testing.assert_allclose(q(xt), naive_correlate(x, w), atol=1e-12)
+    ints = rng.integers(0, 9, (3, 20, 18))  # computed on a float64 copy: no shortcut
+    for _ in range(2):
+        np.testing.assert_allclose(p(ints), naive_correlate(ints, w, mode="same"),
+                                   atol=1e-12)
+    assert len([k for k in p._shortcuts if k[0] == "numpy"]) == 1
