@@ -120,6 +120,18 @@ def test_one_filter_shapes(case, method, rng):
     check(rand(rng, xs, dtype), rand(rng, ws, dtype), spec, method=method, **kw)
 
 
+@pytest.mark.parametrize("method", MATRIX_METHODS)
+def test_one_filter_reads_any_input_view(method, rng):
+    """Views of a larger array (rows further apart than their length: read in place,
+    rows folded), reversed (through a copy), strided and transposed inputs."""
+    big = rand(rng, (3, 25, 30), np.float64)
+    w = rand(rng, (4, 3), np.float64)
+    for x in (big[:, :20, :18], big[:, ::-1, ::-1], big[:, 2:22:2, 1:], big.transpose(0, 2, 1)):
+        for mode in ("valid", "same"):
+            check(x, w, method=method, mode=mode)
+        check(x, w, method=method, dilation=(2, 1))
+
+
 def test_window_rows_writes_any_layout(rng):
     """The compiled kernel writes a block of any strides, a reversed one through a
     temporary; each gives the loop's answer."""

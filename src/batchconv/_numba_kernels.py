@@ -4,14 +4,16 @@
 correlation where a GEMM has nothing to contract, i.e. one filter (``methods/direct.py``).
 
 One parallel task per output row ``(item, filter, pair, leading output coordinates)``, or
-per segment of a row. The padded input's last axis is split into ``stride`` phases
-(``x[..., q::stride]``), so that tap ``j`` of output ``o`` reads ``phase[(j * dilation) %
-stride][o + (j * dilation) // stride]``: contiguous in ``o``. Every tap (channel, leading
-taps, last-axis tap) is an offset into that buffer, computed once per plan. The inner loop
-runs over the row (rounded up to a multiple of ``_V``), four (SAD) or eight (products)
-taps at a time, into partial sums in the compute dtype that are added into float64
-accumulators every ``_TAPS`` taps (float64 data: once). Indices are non-negative slices,
-so numba emits no wrap-around checks and the loop vectorises.
+per segment of a row. With stride 1 along the last axis and that axis contiguous, the
+kernel reads the (padded) input where it is. Otherwise a copy splits the last axis into
+``stride`` phases (``x[..., q::stride]``), so that tap ``j`` of output ``o`` reads
+``phase[(j * dilation) % stride][o + (j * dilation) // stride]``: contiguous in ``o``.
+Every tap (channel, leading taps, last-axis tap) is an offset into the input or that
+buffer, computed once per layout. The inner loop runs over the row (on the copy rounded
+up to a multiple of ``_V``), four (SAD) or eight (products) taps at a time, into partial
+sums in the compute dtype that are added into float64 accumulators every ``_TAPS`` taps
+(float64 data: once). Indices are non-negative slices, so numba emits no wrap-around
+checks and the loop vectorises.
 
 Short rows waste the vector width, so three things lengthen them:
 
@@ -371,36 +373,44 @@ class WindowRows:
                 None if flat is None else (*self._launch(xp, k0, k1, flat[1]), flat[0].size))
         if launch is None:
             return False
-        inner, args, tasks, workers, span = launch
+        in_place, args, tasks, workers, span = launch
         r = block.itemsize
         out = as_strided(block, shape=(span,), strides=(r,))
-        x = (_flat_view(xp)[0] if inner else
+        x = (_flat_view(xp)[0] if in_place else
              _phases(xp, self.p.geoms[-1].stride, row_tail=not self.fold))
         _split(lambda t0, t1: _window_rows(x, *args, out, t0, t1), tasks, workers)
         return True
 
     def _launch(self, xp: np.ndarray, k0: int, k1: int, ostrides: tuple[int, ...]) -> tuple:
         """How the kernel runs on an input of ``xp``'s layout into an output of strides
-        ``ostrides`` (elements): in place on the items' lines or on a copy in stride
-        phases; the kernel's arguments after the input and before the output; the number
-        of tasks; the threads (1 below ``_PARALLEL_TERMS``, else None: all)."""
+        ``ostrides`` (elements): whether it reads ``xp`` in place (else a copy in stride
+        phases); the kernel's arguments after the input and before the output; the
+        number of tasks; the threads (1 below ``_PARALLEL_TERMS``, else None: all)."""
         p, k, P = self.p, k1 - k0, xp.shape[2]
-        inner = _items_inner(p, xp, ostrides)
-        if inner:  # the items' lines, read where they are
-            xstrides = _flat_view(xp)[1]
+        flat = _flat_view(xp)
+        xstrides = None if flat is None else flat[1]
+        fold = self.fold
+        if _items_inner(p, xp, xstrides, ostrides):  # the items' lines, in place
+            in_place, exact, b, n_lead, frows, fstep = True, True, 1, p.ndim - 1, 1, 0
             ow = lq = length = p.O[-1] * xp.shape[0]  # one row: last axis x items
-            b, n_lead, frows, fstep, exact = 1, p.ndim - 1, 1, 0, True
             offs, lead_xstep = self._taps(xstrides[1:], 0, xp.shape[0], n_lead)
             xsb, xsp = 0, xstrides[2]
             ostep = np.array([0, ostrides[1], ostrides[2], 1], np.int64)
-        else:  # a copy in stride phases, rows padded or folded
-            fold, st = self.fold, p.geoms[-1].stride
-            lq = -(-xp.shape[-1] // st) + (0 if fold else _V)
-            dims = (*xp.shape[1:-1], st, lq)  # the phase buffer of one item
-            xstrides = tuple(prod(dims[i + 1:]) for i in range(len(dims)))
-            b, n_lead, exact = xp.shape[0], p.ndim - 1 - fold, False
-            offs, lead_xstep = self._taps(xstrides, lq, 1, n_lead)
-            xsb, xsp = prod(dims), xstrides[1]
+        else:
+            in_place = _rows_in_place(p, xp, xstrides, fold)
+            if in_place:  # rows read where they are, ``lq`` apart; no reading past them
+                lq = xstrides[-2] if fold else p.O[-1]
+                item = xstrides[1:]
+                xsb, exact = xstrides[0], True
+            else:  # a copy in stride phases, rows padded or folded
+                st = p.geoms[-1].stride
+                lq = -(-xp.shape[-1] // st) + (0 if fold else _V)
+                dims = (*xp.shape[1:-1], st, lq)  # the phase buffer of one item
+                item = tuple(prod(dims[i + 1:]) for i in range(len(dims)))
+                xsb, exact = prod(dims), False
+            b, n_lead = xp.shape[0], p.ndim - 1 - fold
+            offs, lead_xstep = self._taps(item, lq if not in_place else 0, 1, n_lead)
+            xsp = item[1]
             frows, fstep = (p.O[-2], ostrides[-2]) if fold else (1, 0)
             ow = p.O[-1]
             length = (frows - 1) * lq + ow
@@ -419,7 +429,7 @@ class WindowRows:
                 np.array(lead_out, np.int64), lead_xstep, offs, pw, poffs, pcount, ow, lq,
                 frows, fstep, seg, ostep, np.array(ostrides[3:3 + n_lead], np.int64))
         work = b * k * P * prod(p.O[:n_lead]) * length * offs.size  # terms
-        return (inner, args, rows * -(-length // seg),
+        return (in_place, args, rows * -(-length // seg),
                 1 if work < _PARALLEL_TERMS else None)
 
     def _pairs(self, weights: np.ndarray, offs: np.ndarray, lead_xstep: np.ndarray,
@@ -449,16 +459,24 @@ class WindowRows:
         return np.ascontiguousarray(pw).reshape(-1), poffs.astype(np.int64), counts
 
 
-def _items_inner(p: Problem, xp: np.ndarray, ostrides: tuple[int, ...]) -> bool:
-    """When the items are innermost in memory, both in ``xp`` and in the block (as in
-    ``"hwn"`` layouts), and the last axis has stride 1, each line of the last axis times
-    the items is contiguous in both (item fastest): the kernel runs on those lines in
-    ``xp`` itself, with no copy (``valid`` windows only read inside them)."""
+def _items_inner(p: Problem, xp: np.ndarray, xstrides: tuple[int, ...] | None,
+                 ostrides: tuple[int, ...]) -> bool:
+    """When the items are innermost in memory, both in ``xp`` (element strides
+    ``xstrides``) and in the block (as in ``"hwn"`` layouts), and the last axis has
+    stride 1, each line of the last axis times the items is contiguous in both (item
+    fastest): the kernel runs on those lines in ``xp`` itself."""
     b = xp.shape[0]
-    if b < 2 or p.geoms[-1].stride != 1 or ostrides[0] != 1 or ostrides[-1] != b:
-        return False
-    flat = _flat_view(xp)
-    return flat is not None and flat[1][0] == 1 and flat[1][-1] == b
+    return (b > 1 and p.geoms[-1].stride == 1 and ostrides[0] == 1 and ostrides[-1] == b
+            and xstrides is not None and xstrides[0] == 1 and xstrides[-1] == b)
+
+
+def _rows_in_place(p: Problem, xp: np.ndarray, xstrides: tuple[int, ...] | None,
+                   fold: bool) -> bool:
+    """The kernel reads ``xp`` itself when its last axis is contiguous and has stride 1
+    (no phases to split), folded rows being one row stride apart; segments then end
+    exactly where the outputs do, so nothing past the windows is read."""
+    return (xstrides is not None and p.geoms[-1].stride == 1 and xstrides[-1] == 1
+            and (not fold or p.ndim < 2 or xstrides[-2] >= xp.shape[-1]))
 
 
 def _folds(p: Problem) -> bool:

@@ -47,9 +47,11 @@ def long_axis_last(p: Problem) -> tuple[int, ...] | None:
 
 
 def window_rows_bytes(p: Problem, b: int) -> int:
-    """Temporaries of the window-rows kernel for ``b`` items: the padded chunk split into
-    ``stride`` phases along the kernel's last axis (each row padded by 16 samples), and a
-    row of float64 sums per thread."""
+    """Temporaries of the window-rows kernel for ``b`` items, at most: the padded chunk
+    split into ``stride`` phases along the kernel's last axis (each row padded by 16
+    samples; no copy at all where stride 1 and a contiguous last axis let the kernel read
+    the input in place, which depends on the layout, not on the problem), and a row of
+    float64 sums per thread."""
     order = long_axis_last(p) or tuple(range(p.ndim))
     geoms = [p.geoms[i] for i in order]
     g = geoms[-1]
