@@ -127,3 +127,21 @@ def test_gpu_filters_are_keyed_by_identity_and_version(monkeypatch):
     np.testing.assert_allclose(bc.correlate(x, w2).numpy(),
                                naive_correlate(x.numpy(), w2.numpy()), atol=1e-12)
     assert len(calls) == 4
+
+
+def test_cache_key_holds_the_compiled_switch(rng, monkeypatch):
+    """auto's choice depends on whether the compiled kernels run: a plan made with them
+    off is not served once they are on (and back)."""
+    pytest.importorskip("numba")
+    from batchconv import compiled
+
+    x, w = rng.standard_normal((200, 64, 64)), rng.standard_normal((5, 5))
+    monkeypatch.setattr(compiled, "USE_NUMBA", False)
+    off = bc.plan(x, w).method
+    bc.correlate(x, w)
+    monkeypatch.setattr(compiled, "USE_NUMBA", True)
+    on = bc.plan(x, w).method
+    before = len(api._plan_cache)
+    bc.correlate(x, w)
+    assert len(api._plan_cache) == before + 1
+    assert (off, on) == ("fft", "direct")

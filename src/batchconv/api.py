@@ -15,6 +15,7 @@ from collections import OrderedDict
 
 import numpy as np
 
+from . import compiled
 from .arrays import from_numpy, is_dask, numpy_dtype, to_numpy
 from .dask_arrays import lazy_correlate
 from .planner import Plan, plan_problem
@@ -90,7 +91,8 @@ def _cache_key(x, w, spec, options: dict):
 
 
 def _cached_plan(x, w, spec, flip: bool, options: dict) -> Plan:
-    key = _cache_key(x, w, spec, {**options, "flip": flip})
+    # whether the compiled kernels run changes what "auto" picks: part of the key
+    key = _cache_key(x, w, spec, {**options, "flip": flip, "numba": compiled.enabled()})
     if key is not None:
         with _plan_cache_lock:
             entry = _plan_cache.get(key)

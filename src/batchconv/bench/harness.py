@@ -12,6 +12,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from .. import compiled
+
 
 class Timings(dict):
     """Median seconds per contender, with ``spread``: the interquartile range over the
@@ -43,6 +45,19 @@ def interleaved(contenders: dict[str, Callable[[], object]], *, rounds: int = 7,
     out.spread = {k: float(np.subtract(*np.percentile(v, [75, 25])) / max(np.median(v), 1e-12))
                   for k, v in times.items()}
     return out
+
+
+def numpy_only(f: Callable[[], object]) -> Callable[[], object]:
+    """``f`` run with the compiled (numba) kernels switched off: what a user with NumPy
+    alone gets."""
+    def run():
+        old = compiled.USE_NUMBA
+        compiled.USE_NUMBA = False
+        try:
+            return f()
+        finally:
+            compiled.USE_NUMBA = old
+    return run
 
 
 def assert_agree(ours, ref, bound: float, what: str) -> None:

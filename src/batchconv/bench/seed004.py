@@ -15,7 +15,7 @@ import numpy as np
 import batchconv as bc
 from batchconv import compiled
 
-from .harness import Context, Section, assert_agree, interleaved, summary_row
+from .harness import Context, Section, assert_agree, interleaved, numpy_only, summary_row
 
 NAME = "seed004"
 COLUMNS = ["images", "anchor", "anchor ms", "ours ms", "ours numpy ms", "ours bank of 8 ms",
@@ -43,12 +43,7 @@ def ours(img, knl, stride):
 
 
 def ours_numpy(img, knl, stride):
-    old = compiled.USE_NUMBA
-    compiled.USE_NUMBA = False
-    try:
-        return ours(img, knl, stride)
-    finally:
-        compiled.USE_NUMBA = old
+    return numpy_only(lambda: ours(img, knl, stride))()
 
 
 def run(ctx: Context) -> Section:
