@@ -406,3 +406,48 @@ def test_repeat_calls_take_the_one_block_shortcut(method, rng):
         np.testing.assert_allclose(p(ints), naive_correlate(ints, w, mode="same"),
                                    atol=1e-12)
     assert len([k for k in p._shortcuts if k[0] == "numpy"]) == 1
+
+
+@pytest.mark.parametrize("method", MATRIX_METHODS)
+def test_one_filter_inputs_whose_axes_share_memory(method, rng):
+    """Inputs whose axes overlap in memory (a sliding_window_view, np.broadcast_to): taps
+    that read the same address are still separate taps (the paired rows of the compiled
+    kernel once merged them). Rows long enough not to be folded."""
+    from numpy.lib.stride_tricks import sliding_window_view
+
+    hankel = sliding_window_view(rng.standard_normal(560), 520)[None]  # strides (8, 8)
+    rows = np.broadcast_to(rng.standard_normal((1, 1, 600)), (1, 4, 600))
+    cube = np.broadcast_to(rng.standard_normal((1, 1, 6, 7)), (2, 5, 6, 7))
+    for x, ws in ((hankel, (3, 3)), (rows, (3, 3)), (cube, (3, 3, 3))):
+        check(x, rand(rng, ws, np.float64), method=method)
+
+
+@pytest.mark.parametrize("mode,stride,spec", [("same", 2, None), ("full", (1, 3), None),
+                                              ("same", 1, "hwn,hw->hwn|hw")])
+def test_one_filter_memory_budget(mode, stride, spec, rng):
+    """One filter under a tight budget: the padded copy and the compiled kernel's own copy
+    both count, so the chunks keep NumPy's allocations within 1.25x the budget; a plan
+    keeps the kernel its chunks were sized for when the compiled kernels are switched
+    afterwards."""
+    import tracemalloc
+
+    from batchconv import compiled
+
+    x, w = rng.standard_normal((40, 64, 64)), rng.standard_normal((9, 9))
+    if spec:
+        x = np.ascontiguousarray(x.transpose(1, 2, 0))
+    for budget, switch in ((300_000, None), (1 << 20, None), (300_000, False)):
+        p = bc.plan(x, w, spec, method="direct", mode=mode, stride=stride, memory=budget)
+        old = compiled.USE_NUMBA
+        compiled.USE_NUMBA = old if switch is None else switch
+        p(x)  # compiles (or loads) the kernel: numba's own allocations are not the plan's
+        tracemalloc.start()
+        try:
+            y = p(x)
+            peak = tracemalloc.get_traced_memory()[1]
+        finally:
+            tracemalloc.stop()
+            compiled.USE_NUMBA = old
+        assert peak - y.nbytes < 1.25 * budget, (budget, peak - y.nbytes)
+        np.testing.assert_allclose(y, naive_correlate(x, w, spec, mode=mode, stride=stride),
+                                   atol=1e-10)

@@ -439,9 +439,12 @@ class WindowRows:
         row at offset ``o`` and one of the first at ``o + d`` read the same values. Returns
         the weights (k * P, shared twice + first only + second only), offsets (relative
         to the first row) and counts, or empty ones (no pairs: SAD, no leading axis, one
-        row, or no tap shared)."""
+        row, taps sharing an address, or no tap shared)."""
         none = (np.zeros(1, weights.dtype), np.zeros(1, np.int64), np.zeros(4, np.int64))
-        if self.sad or not lead_out or lead_out[-1] < 2:
+        # taps must have offsets of their own to be matched (an input whose axes overlap
+        # in memory, e.g. a sliding_window_view or np.broadcast_to, repeats offsets)
+        if (self.sad or not lead_out or lead_out[-1] < 2
+                or np.unique(offs).size < offs.size):
             return none
         d = int(lead_xstep[-1])
         index = {int(o): t for t, o in enumerate(offs)}

@@ -46,7 +46,7 @@ class DirectState:
     gemm_weights: np.ndarray | None  # (P, C*T, K)
     gemm_weights_tc: np.ndarray | None  # (P, T*C, K)
     tile: int  # elements per tile (patches for GEMM, outputs for shift-and-add)
-    budget: int | None = None  # the memory budget it was prepared for
+    window_rows: bool = False  # the compiled kernel runs it (decided with the chunks)
     rows: object = None  # the compiled window-rows kernel made ready (on first use)
 
 
@@ -62,7 +62,8 @@ def uses_window_rows(p: Problem, budget: int | None = None) -> bool:
     integers are computed in float64; numba installed and switched on) within
     ``budget``: the kernel copies a whole item, where shift-and-add's tiles shrink."""
     return (not use_gemm(p) and p.dtype.kind == "f" and compiled.enabled()
-            and (budget is None or compiled.window_rows_bytes(p, 1) <= budget))
+            and (budget is None or compiled.padded_copy_bytes(p, 1)
+                 + compiled.window_rows_bytes(p, 1) <= budget))
 
 
 def tile_elements(p: Problem, budget: int | None) -> int:
@@ -78,12 +79,12 @@ def tile_elements(p: Problem, budget: int | None) -> int:
 def prepare(p: Problem, wc: np.ndarray, budget: int | None = None) -> DirectState:
     tile = tile_elements(p, budget)
     if not use_gemm(p):
-        return DirectState(wc, None, None, tile, budget)
+        return DirectState(wc, None, None, tile, uses_window_rows(p, budget))
     K, C, P = wc.shape[:3]
     d = p.ndim
     ct = np.ascontiguousarray(np.moveaxis(wc, 2, 0).reshape(P, K, -1).transpose(0, 2, 1))
     tc = np.ascontiguousarray(wc.transpose(2, *range(3, 3 + d), 1, 0).reshape(P, -1, K))
-    return DirectState(wc, ct, tc, tile, budget)
+    return DirectState(wc, ct, tc, tile)
 
 
 def _tiles(n_batch: int, rows: int, per_row: int, budget: int, batch_inner: bool):
@@ -202,7 +203,7 @@ def compute(p: Problem, st: DirectState, xc: np.ndarray, k0: int, k1: int,
         return block
     if st.gemm_weights is not None:
         _gemm(p, st, xp, block, k0, k1)
-    elif uses_window_rows(p, st.budget):
+    elif st.window_rows and compiled.enabled():  # (chunks were sized for it)
         if st.rows is None:
             st.rows = compiled.kernels().WindowRows(p, st.kernel, "dot")
         st.rows(xp, k0, k1, block)
@@ -219,8 +220,8 @@ def fuses_reduce(p: Problem) -> bool:
 def workspace_bytes(p: Problem, b: int, k: int, budget: int | None = None) -> int:
     """Peak bytes of temporaries for one ``(b, k)`` block, not counting the block itself:
     a padded copy of the chunk (when padding is needed) and the tiles in flight."""
-    if uses_window_rows(p, budget):
-        return compiled.window_rows_bytes(p, b)
+    if uses_window_rows(p, budget):  # the padded copy, then the kernel's own
+        return compiled.padded_copy_bytes(p, b) + compiled.window_rows_bytes(p, b)
     r = p.dtype.itemsize
     pad = 0
     if any(g.lo or g.hi > 0 for g in p.geoms):

@@ -136,8 +136,8 @@ def workspace_bytes(p: Problem, b: int, k: int, budget: int | None = None) -> in
     r = p.dtype.itemsize
     lead = b * p.C * p.P * prod(g.padded for g in p.geoms[:-1])
     g = p.geoms[-1]
-    if uses_numba():
-        return compiled.window_rows_bytes(p, b)
+    if uses_numba():  # the padded copy, then the kernel's own
+        return compiled.padded_copy_bytes(p, b) + compiled.window_rows_bytes(p, b)
     copy = lead * g.padded * r if any(q.lo or q.hi > 0 for q in p.geoms) else 0
     per_row = k * p.P * prod(p.O[1:])  # outputs in one row of the first output axis
     tile_out = min(b * p.O[0] * per_row, max(_TILE // max(p.T[-1], 1), per_row))
