@@ -292,23 +292,28 @@ def test_fft_tiles_on_a_long_signal(rng):
     np.testing.assert_allclose(p(x), ref, rtol=0, atol=1e-11 * np.abs(x).max() * 9)
 
 
+def traced_call(p, x):
+    """``p(x)`` and the peak of NumPy's allocations (tracemalloc) beyond its result."""
+    import tracemalloc
+
+    tracemalloc.start()
+    try:
+        y = p(x)
+        return y, tracemalloc.get_traced_memory()[1] - y.nbytes
+    finally:
+        tracemalloc.stop()
+
+
 @pytest.mark.parametrize("method", METHODS)
 @pytest.mark.parametrize("factor", [10, 40])
 def test_memory_budget_is_respected(method, factor, rng):
     """Extra memory (tracemalloc: NumPy's allocations) stays under 1.25x the budget while
     the unreduced result is `factor` times the budget."""
-    import tracemalloc
-
     x, w = rng.standard_normal((40, 64, 64)), rng.standard_normal((30, 9, 9))
     budget = 40 * 30 * 64 * 64 * 8 // factor
     p = bc.plan(x, w, mode="same", reduce="max", memory=budget, method=method)
-    tracemalloc.start()
-    try:
-        y = p(x)
-        peak = tracemalloc.get_traced_memory()[1]
-    finally:
-        tracemalloc.stop()
-    assert peak - y.nbytes < 1.25 * budget
+    y, extra = traced_call(p, x)
+    assert extra < 1.25 * budget
     np.testing.assert_allclose(y, bc.correlate(x, w, mode="same", reduce="max"), rtol=1e-10)
 
 
@@ -429,8 +434,6 @@ def test_one_filter_memory_budget(mode, stride, spec, rng):
     both count, so the chunks keep NumPy's allocations within 1.25x the budget; a plan
     keeps the kernel its chunks were sized for when the compiled kernels are switched
     afterwards."""
-    import tracemalloc
-
     from batchconv import compiled
 
     x, w = rng.standard_normal((40, 64, 64)), rng.standard_normal((9, 9))
@@ -440,14 +443,11 @@ def test_one_filter_memory_budget(mode, stride, spec, rng):
         p = bc.plan(x, w, spec, method="direct", mode=mode, stride=stride, memory=budget)
         old = compiled.USE_NUMBA
         compiled.USE_NUMBA = old if switch is None else switch
-        p(x)  # compiles (or loads) the kernel: numba's own allocations are not the plan's
-        tracemalloc.start()
         try:
-            y = p(x)
-            peak = tracemalloc.get_traced_memory()[1]
+            p(x)  # compiles (or loads) the kernel: numba's allocations are not the plan's
+            y, extra = traced_call(p, x)
         finally:
-            tracemalloc.stop()
             compiled.USE_NUMBA = old
-        assert peak - y.nbytes < 1.25 * budget, (budget, peak - y.nbytes)
+        assert extra < 1.25 * budget, (budget, extra)
         np.testing.assert_allclose(y, naive_correlate(x, w, spec, mode=mode, stride=stride),
                                    atol=1e-10)
