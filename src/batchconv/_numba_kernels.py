@@ -373,19 +373,20 @@ class WindowRows:
                 None if flat is None else (*self._launch(xp, k0, k1, flat[1]), flat[0].size))
         if launch is None:
             return False
-        in_place, args, tasks, workers, span = launch
+        x_span, args, tasks, workers, span = launch
         r = block.itemsize
         out = as_strided(block, shape=(span,), strides=(r,))
-        x = (_flat_view(xp)[0] if in_place else
+        x = (as_strided(xp, shape=(x_span,), strides=(r,)) if x_span else
              _phases(xp, self.p.geoms[-1].stride, row_tail=not self.fold))
         _split(lambda t0, t1: _window_rows(x, *args, out, t0, t1), tasks, workers)
         return True
 
     def _launch(self, xp: np.ndarray, k0: int, k1: int, ostrides: tuple[int, ...]) -> tuple:
         """How the kernel runs on an input of ``xp``'s layout into an output of strides
-        ``ostrides`` (elements): whether it reads ``xp`` in place (else a copy in stride
-        phases); the kernel's arguments after the input and before the output; the
-        number of tasks; the threads (1 below ``_PARALLEL_TERMS``, else None: all)."""
+        ``ostrides`` (elements): the span in elements of ``xp`` read in place (0: a copy
+        in stride phases instead); the kernel's arguments after the input and before the
+        output; the number of tasks; the threads (1 below ``_PARALLEL_TERMS``, else
+        None: all)."""
         p, k, P = self.p, k1 - k0, xp.shape[2]
         flat = _flat_view(xp)
         xstrides = None if flat is None else flat[1]
@@ -429,7 +430,7 @@ class WindowRows:
                 np.array(lead_out, np.int64), lead_xstep, offs, pw, poffs, pcount, ow, lq,
                 frows, fstep, seg, ostep, np.array(ostrides[3:3 + n_lead], np.int64))
         work = b * k * P * prod(p.O[:n_lead]) * length * offs.size  # terms
-        return (in_place, args, rows * -(-length // seg),
+        return (flat[0].size if in_place else 0, args, rows * -(-length // seg),
                 1 if work < _PARALLEL_TERMS else None)
 
     def _pairs(self, weights: np.ndarray, offs: np.ndarray, lead_xstep: np.ndarray,

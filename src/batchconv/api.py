@@ -72,22 +72,20 @@ def _cache_key(x, w, spec, options: dict):
     except TypeError:
         return None
     if type(x) is np.ndarray and type(w) is np.ndarray and w.dtype.kind in "iufc":
-        # as below, in fewer steps
-        if w.nbytes > _PLAN_CACHE_MAX_W_BYTES:
-            return None
-        digest = hashlib.blake2b(w if w.flags.c_contiguous else np.ascontiguousarray(w),
-                                 digest_size=16).digest()
-        return (x.shape, x.dtype.str, None, w.shape, w.dtype.str, spec, opts, digest)
-    shape, dtype = _x_signature(x)
-    if device_of(w) not in (None, "cpu"):
-        return (shape, dtype.str, device_of(x), "tensor", id(w), w._version, w.data_ptr(),
-                tuple(w.shape), tuple(w.stride()), str(w.dtype), str(w.device), spec, opts)
-    w = _as_array(w, "w")
+        shape, dtype, device = x.shape, x.dtype, None  # the common case, in fewer steps
+    else:
+        shape, dtype = _x_signature(x)
+        device = device_of(x)
+        if device_of(w) not in (None, "cpu"):
+            return (shape, dtype.str, device, "tensor", id(w), w._version, w.data_ptr(),
+                    tuple(w.shape), tuple(w.stride()), str(w.dtype), str(w.device), spec,
+                    opts)
+        w = _as_array(w, "w")
     if w.nbytes > _PLAN_CACHE_MAX_W_BYTES:
         return None
     digest = hashlib.blake2b(np.ascontiguousarray(w).view(np.uint8).ravel(),
                              digest_size=16).digest()
-    return (shape, dtype.str, device_of(x), w.shape, w.dtype.str, spec, opts, digest)
+    return (shape, dtype.str, device, w.shape, w.dtype.str, spec, opts, digest)
 
 
 def _cached_plan(x, w, spec, flip: bool, options: dict) -> Plan:

@@ -19,8 +19,7 @@ from math import prod
 from .problem import Problem
 from .xp import get_workers, has_module
 
-__all__ = ["USE_NUMBA", "enabled", "kernels", "long_axis_last", "window_rows_bytes",
-           "padded_copy_bytes"]
+__all__ = ["USE_NUMBA", "enabled", "kernels", "long_axis_last", "window_rows_bytes"]
 
 USE_NUMBA = os.environ.get("BATCHCONV_DISABLE_NUMBA", "") in ("", "0")
 
@@ -60,10 +59,3 @@ def window_rows_bytes(p: Problem, b: int) -> int:
     return (lead * g.stride * (-(-g.padded // g.stride) + 16) * p.dtype.itemsize
             + get_workers() * 16 * (p.O[order[-1]] + 64))
 
-
-def padded_copy_bytes(p: Problem, b: int) -> int:
-    """The padded copy of ``b`` items that 'same'/'full' (any padding) make before a
-    method runs (``geometry.pad_sliding``); 0 when no axis is padded."""
-    if not any(g.lo or g.hi > 0 for g in p.geoms):
-        return 0
-    return b * p.C * p.P * prod(g.padded for g in p.geoms) * p.dtype.itemsize

@@ -19,6 +19,7 @@ window ``extent - 1`` samples before ``x``, 'same' starts it ``extent // 2`` bef
 from __future__ import annotations
 
 import functools
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -104,6 +105,14 @@ def axis_geometry(n: int, m: int, mode: str = "valid", stride: int = 1, dilation
     out = -(-length // stride) if length > 0 else 0
     hi = ((out - 1) * stride + extent - lo - n) if out > 0 else -n
     return AxisGeometry(n, m, stride, dilation, extent, lo, hi, out)
+
+
+def padded_copy_bytes(p, b: int) -> int:
+    """Bytes of the copy :func:`pad_sliding` makes of ``b`` items of the problem ``p``
+    (its sliding axes padded; channels and pairs included); 0 when no axis is padded."""
+    if not any(g.lo or g.hi > 0 for g in p.geoms):
+        return 0
+    return b * p.C * p.P * math.prod(g.padded for g in p.geoms) * p.dtype.itemsize
 
 
 def pad_sliding(x: np.ndarray, geoms: tuple[AxisGeometry, ...], padding: str, cval: float,

@@ -23,7 +23,7 @@ import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
 from .. import compiled
-from ..geometry import pad_sliding
+from ..geometry import pad_sliding, padded_copy_bytes
 from ..problem import Problem
 from ..xp import get_workers, parallel_for, work_buffer, work_buffer_like
 
@@ -62,8 +62,8 @@ def uses_window_rows(p: Problem, budget: int | None = None) -> bool:
     integers are computed in float64; numba installed and switched on) within
     ``budget``: the kernel copies a whole item, where shift-and-add's tiles shrink."""
     return (not use_gemm(p) and p.dtype.kind == "f" and compiled.enabled()
-            and (budget is None or compiled.padded_copy_bytes(p, 1)
-                 + compiled.window_rows_bytes(p, 1) <= budget))
+            and (budget is None
+                 or padded_copy_bytes(p, 1) + compiled.window_rows_bytes(p, 1) <= budget))
 
 
 def tile_elements(p: Problem, budget: int | None) -> int:
@@ -220,12 +220,10 @@ def fuses_reduce(p: Problem) -> bool:
 def workspace_bytes(p: Problem, b: int, k: int, budget: int | None = None) -> int:
     """Peak bytes of temporaries for one ``(b, k)`` block, not counting the block itself:
     a padded copy of the chunk (when padding is needed) and the tiles in flight."""
+    pad = padded_copy_bytes(p, b)
     if uses_window_rows(p, budget):  # the padded copy, then the kernel's own
-        return compiled.padded_copy_bytes(p, b) + compiled.window_rows_bytes(p, b)
+        return pad + compiled.window_rows_bytes(p, b)
     r = p.dtype.itemsize
-    pad = 0
-    if any(g.lo or g.hi > 0 for g in p.geoms):
-        pad = b * p.C * p.P * prod(g.padded for g in p.geoms) * r
     tile = min(tile_elements(p, budget), b * p.P * prod(p.O) * p.window_size)
     per_tile = tile + tile // max(1, p.window_size) * k if use_gemm(p) else 2 * tile
     return pad + per_tile * r * get_workers()

@@ -30,7 +30,7 @@ import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
 from .. import compiled
-from ..geometry import pad_sliding
+from ..geometry import pad_sliding, padded_copy_bytes
 from ..problem import Problem
 from ..xp import get_workers, parallel_for
 
@@ -134,11 +134,9 @@ def workspace_bytes(p: Problem, b: int, k: int, budget: int | None = None) -> in
     whose rows hold every filter of the block, so a large bank asks for smaller bank
     chunks)."""
     r = p.dtype.itemsize
-    lead = b * p.C * p.P * prod(g.padded for g in p.geoms[:-1])
-    g = p.geoms[-1]
+    copy = padded_copy_bytes(p, b)
     if uses_numba():  # the padded copy, then the kernel's own
-        return compiled.padded_copy_bytes(p, b) + compiled.window_rows_bytes(p, b)
-    copy = lead * g.padded * r if any(q.lo or q.hi > 0 for q in p.geoms) else 0
+        return copy + compiled.window_rows_bytes(p, b)
     per_row = k * p.P * prod(p.O[1:])  # outputs in one row of the first output axis
     tile_out = min(b * p.O[0] * per_row, max(_TILE // max(p.T[-1], 1), per_row))
     return copy + get_workers() * tile_out * (p.T[-1] * r + 8 + 2 * r)
