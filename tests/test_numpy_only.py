@@ -46,6 +46,11 @@ def test_everything_runs_without_optional_packages():
         assert abs(outs[0][1, 2, 3, 2] - ref) < 1e-4
         y = bc.convolve(x[:, 0], w[0, 0], mode="same", padding="reflect", method="fft")
         assert y.shape == (3, 20, 19)
+        # one filter, items innermost (seed 001): NumPy's inverse writes a strided buffer
+        xs = rng.standard_normal((20, 18, 5))
+        a, b = (bc.convolve(xs, w[0, 0], "hwn,hw->hwn|hw", method=m)
+                for m in ("fft", "direct"))
+        np.testing.assert_allclose(a, b, rtol=1e-10, atol=1e-10)
         assert next_fast_len(97) in (98, 100)
         # the metrics: SAD on the NumPy fallback, the others on both methods
         from batchconv.methods.sad import uses_numba

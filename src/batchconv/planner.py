@@ -139,6 +139,14 @@ def _state_bytes(p: Problem, name: str) -> int:
     return p.K * p.window_size * p.P * p.dtype.itemsize * 2
 
 
+def _view(a: np.ndarray, shape: tuple, strides: tuple) -> np.ndarray:
+    """``as_strided(a, shape, strides)`` from ``a``'s first element; for a C-contiguous
+    ``a`` through the ndarray constructor (0.4 instead of 3 us)."""
+    if a.flags.c_contiguous:
+        return np.ndarray(shape, a.dtype, a, 0, strides)
+    return as_strided(a, shape, strides)
+
+
 def _check_result_fits(p: Problem, device: str | None = None) -> None:
     """Raise MemoryError, before allocating anything, when the result alone exceeds the
     memory available now (on ``device``'s memory for a CUDA device)."""
@@ -264,14 +272,15 @@ class Plan:
         p, mod, check, (xs, xst), (cs, cst) = shortcut
         _check_result_fits(p)
         final = np.empty(p.out_shape, dtype=p.out_dtype)
-        xc, canon = as_strided(x, xs, xst), as_strided(final, cs, cst)
+        xc, canon = _view(x, xs, xst), _view(final, cs, cst)
         with blas_threads():
             if not check:
                 mod.compute(p, self.state, xc, 0, p.K, out=canon)
                 return final
             flagged: set[int] = set()
             mod.compute(p, self.state, xc, 0, p.K, out=canon, nonfinite=flagged)
-            self._redo_nonfinite(p, xc, canon, None, flagged)
+            if flagged or self._bad_filters is None or self._bad_filters.size:
+                self._redo_nonfinite(p, xc, canon, None, flagged)
         return final
 
     def problem_for(self, shape: tuple[int, ...], dtype) -> tuple[Problem, tuple[int, int]]:

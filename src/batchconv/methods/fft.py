@@ -24,7 +24,7 @@ array run at memory speed.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import lru_cache
 from itertools import product
 from math import prod
@@ -33,7 +33,15 @@ import numpy as np
 
 from ..geometry import pad_sliding
 from ..problem import Problem
-from ..xp import fft_engine, get_workers, next_fast_len, parallel_for, work_buffer
+from ..xp import (
+    fft_engine,
+    get_workers,
+    next_fast_len,
+    ordered_like,
+    parallel_for,
+    pocketfft,
+    work_buffer,
+)
 
 __all__ = ["FFTState", "fft_shape", "tiling", "tile_count", "prepare", "compute",
            "workspace_bytes", "fuses_reduce"]
@@ -63,6 +71,8 @@ class FFTState:
     implicit_zeros: bool  # zero padding supplied by the FFT buffer / the tile buffers
     is_complex: bool
     spectrum: np.ndarray  # C == 1: (K, P, *Fh); C > 1: (P, prod(Fh), C, K)
+    # per (input group shape, destination strides): the one-filter unit's constants
+    units: dict = field(default_factory=dict, repr=False, compare=False)
 
 
 def implicit_zeros(p: Problem) -> bool:
@@ -187,12 +197,13 @@ def prepare(p: Problem, wc: np.ndarray, budget: int | None = None) -> FFTState:
     return FFTState(shape, tiles, implicit, is_complex, spec)
 
 
-def _forward(st: FFTState, x: np.ndarray, workers: int) -> np.ndarray:
-    """Spectra ``(b, C, P, *Fh)`` of the items ``x`` (b, C, P, *n <= F)."""
+def _forward(st: FFTState, x: np.ndarray, workers: int, out=None) -> np.ndarray:
+    """Spectra ``(b, C, P, *Fh)`` of the items ``x`` (b, C, P, *n <= F), written into
+    ``out`` where the engine can (the result is returned either way)."""
     eng = fft_engine()
     if st.is_complex:
         return eng.fftn(x, st.fft_shape, tuple(range(3, 3 + len(st.fft_shape))), workers)
-    return eng.rfftn(x, *ordered_axes(st.fft_shape, 3), workers)
+    return eng.rfftn(x, *ordered_axes(st.fft_shape, 3), workers, out=out)
 
 
 def zero_untouched(p: Problem, y):
@@ -219,9 +230,11 @@ def _channel_product(st: FFTState, X: np.ndarray, k0: int, k1: int) -> np.ndarra
 
 
 def _inverse(p: Problem, st: FFTState, Y: np.ndarray, keep: tuple, workers: int,
-             channels_first: bool) -> np.ndarray:
+             channels_first: bool, like=None) -> np.ndarray:
     """Kept outputs ``(b, k, P, *kept)`` of the product spectra ``Y``: ``(b, k, P, *Fh)``,
-    or ``(P, *Fh, b, k)`` when ``channels_first`` is False (after a channel product)."""
+    or ``(P, *Fh, b, k)`` when ``channels_first`` is False (after a channel product).
+    ``like``: where the outputs go (``channels_first`` only), whose memory order the
+    real inverse's buffer takes."""
     eng = fft_engine()
     d, shape = p.ndim, st.fft_shape
     axes = tuple(range(3, 3 + d)) if channels_first else tuple(range(1, 1 + d))
@@ -229,7 +242,8 @@ def _inverse(p: Problem, st: FFTState, Y: np.ndarray, keep: tuple, workers: int,
     if st.is_complex:
         y = eng.ifftn(Y, shape, axes, workers, overwrite=True)[lead + keep]
     else:
-        y = eng.irfftn_kept(Y, shape, axes, keep, real_axis(shape), workers)
+        y = eng.irfftn_kept(Y, shape, axes, keep, real_axis(shape), workers,
+                            like if channels_first else None)
     if not channels_first:
         y = np.moveaxis(y, (-2, -1), (0, 1))  # (b, k, P, *kept)
     if p.integer_inputs:
@@ -238,9 +252,11 @@ def _inverse(p: Problem, st: FFTState, Y: np.ndarray, keep: tuple, workers: int,
 
 
 def _product_inverse(p: Problem, st: FFTState, X: np.ndarray, k0: int, k1: int,
-                     keep: tuple, workers: int, in_place: bool = False) -> np.ndarray:
+                     keep: tuple, workers: int, in_place: bool = False,
+                     like=None) -> np.ndarray:
     """Kept outputs ``(b, k, P, *kept)`` of the spectra ``X`` (b, C, P, *Fh) against
-    filters ``k0:k1``. ``in_place``: ``X`` may be overwritten (one filter, C == 1)."""
+    filters ``k0:k1``. ``in_place``: ``X`` may be overwritten (one filter, C == 1).
+    ``like``: the outputs' destination (see :func:`_inverse`)."""
     if X.shape[1] != 1:
         return _inverse(p, st, _channel_product(st, X, k0, k1), keep, workers, False)
     if k1 - k0 == 1 and in_place:  # multiply in place, X becomes (b, 1, P, *Fh)
@@ -249,15 +265,101 @@ def _product_inverse(p: Problem, st: FFTState, X: np.ndarray, k0: int, k1: int,
         shape = (X.shape[0], k1 - k0, *X.shape[2:])
         Y = np.multiply(X[:, 0][:, None], st.spectrum[None, k0:k1],
                         out=work_buffer(shape, X.dtype, "product"))
-    return _inverse(p, st, Y, keep, workers, True)
+    return _inverse(p, st, Y, keep, workers, True, like)
 
 
 def _spectral(p: Problem, st: FFTState, x: np.ndarray, k0: int, k1: int, keep: tuple,
-              workers: int) -> np.ndarray:
+              workers: int, like=None) -> np.ndarray:
     """Correlate the items ``x`` (b, C, P, *n <= F) with filters ``k0:k1`` through the
-    cached spectra; return the kept outputs ``(b, k, P, *kept)``."""
-    return _product_inverse(p, st, _forward(st, x, workers), k0, k1, keep, workers,
-                            in_place=True)
+    cached spectra; return the kept outputs ``(b, k, P, *kept)`` (a view of this
+    thread's work buffer, laid out like ``like`` when given). The items' spectra go
+    into this thread's reused buffer too."""
+    spectra = work_buffer((x.shape[0], *x.shape[1:3], *half_shape(st.fft_shape,
+                                                                 st.is_complex)),
+                          np.result_type(x.dtype, np.complex64), "spectra")
+    return _product_inverse(p, st, _forward(st, x, workers, spectra), k0, k1, keep,
+                            workers, in_place=True, like=like)
+
+
+class _OneFilterUnit:
+    """One filter against a group of items, as a fixed sequence of pocketfft calls into
+    this thread's reused buffers: the common small case (seed 001's 5 x 100x100, 0.4 ms)
+    is where the Python between the transforms shows, above all in a cold call, so
+    everything that depends only on the shapes is worked out once, here.
+
+    Only for real data whose cropped input already has the FFT's size (no zero padding
+    to add, e.g. 'valid': every window then touches x, so :func:`zero_untouched` has
+    nothing to do), with SciPy's pocketfft (see :func:`xp.pocketfft`); other cases take
+    the general route (:func:`_spectral`), which gives the same answers."""
+
+    def __init__(self, p: Problem, st: FFTState, x_shape: tuple,
+                 dest_strides: tuple | None):
+        s, axes = ordered_axes(st.fft_shape, 3)
+        self.real_axis, self.others, self.n_real = [axes[-1]], list(axes[:-1]), s[-1]
+        self.half = x_shape[:axes[-1]] + (s[-1] // 2 + 1,) + x_shape[axes[-1] + 1:]
+        self.ctype = np.result_type(p.dtype, np.complex64)
+        _, keep, _ = _whole_items(p)
+        rows = [slice(None)] * len(x_shape)  # the kept outputs of the other axes
+        for ax in self.others:
+            rows[ax] = keep[ax - 3]
+        self.rows = tuple(rows)
+        out = [slice(None)] * len(x_shape)  # ... and of the real axis
+        out[axes[-1]] = keep[axes[-1] - 3]
+        self.kept = tuple(out)
+        inverse = [len(range(*r.indices(n))) if isinstance(r, slice) else n
+                   for r, n in zip(self.rows, x_shape, strict=True)]
+        inverse[axes[-1]] = s[-1]
+        kept_shape = [len(range(*k.indices(n))) for k, n in zip(self.kept, inverse,
+                                                                 strict=True)]
+        # the real inverse's buffer, laid out like the destination (the copy there runs
+        # along memory; strides of length-1 axes do not matter), or C-ordered
+        strides = None if dest_strides is None else tuple(
+            0 if n == 1 else st_ for n, st_ in zip(kept_shape, dest_strides, strict=True))
+        self.ordered, self.back = ordered_like(tuple(inverse), strides)
+        self.rtype = p.dtype
+        self.integer = p.integer_inputs
+
+    def run(self, x: np.ndarray, spectrum: np.ndarray, threads: int, first: int,
+            nonfinite: set | None) -> np.ndarray:
+        """The kept outputs ``(b, 1, P, *O)`` of the items ``x`` (b, 1, P, *F) against one
+        filter's ``spectrum`` (1, 1, P, *Fh): a view of this thread's work buffer. Items
+        (numbered from ``first``) whose outputs are not all finite go into ``nonfinite``
+        (see :func:`_flag_nonfinite`)."""
+        pf = pocketfft()
+        X = pf.r2c(x, self.real_axis, True, 0, work_buffer(self.half, self.ctype, "spectra"),
+                   threads)
+        with np.errstate(invalid="ignore", over="ignore"):  # non-finite: redone
+            if self.others:
+                pf.c2c(X, self.others, True, 0, X, threads)
+            np.multiply(X, spectrum, out=X)
+            if self.others:
+                pf.c2c(X, self.others, False, 2, X, threads)
+            buf = work_buffer(self.ordered, self.rtype).transpose(self.back)
+            pf.c2r(X[self.rows], self.real_axis, self.n_real, False, 2, buf, threads)
+        y = buf[self.kept]
+        if nonfinite is not None and not np.isfinite(buf.sum()):  # contiguous: fast
+            _flag_nonfinite(y, first, nonfinite)
+        if self.integer:
+            np.rint(y, out=y)
+        return y
+
+
+def _one_filter_unit(p: Problem, st: FFTState, x_shape: tuple,
+                     dest_strides: tuple | None) -> _OneFilterUnit | None:
+    """The :class:`_OneFilterUnit` for items of ``x_shape`` written to a destination of
+    ``dest_strides`` (None: a reduce comes between; kept in the state), or None where
+    the general route is needed."""
+    key = (x_shape, dest_strides)
+    unit = st.units.get(key, False)
+    if unit is False:
+        unit = None
+        if (not st.is_complex and fft_engine().name == "scipy" and pocketfft() is not None
+                and x_shape[1] == 1 and x_shape[3:] == st.fft_shape
+                and not any(g.untouched().size for g in p.geoms)):
+            unit = _OneFilterUnit(p, st, x_shape, dest_strides)
+        if len(st.units) < 64:
+            st.units[key] = unit
+    return unit
 
 
 def _pair_units(b: int, k: int, pair_bytes: int, workers: int) -> list[tuple[slice, slice]]:
@@ -278,7 +380,18 @@ def _pair_units(b: int, k: int, pair_bytes: int, workers: int) -> list[tuple[sli
             for i in range(0, b, gb) for j in range(0, k, gk)]
 
 
-def _groups(b: int, per_item: int, n_tiles: int, workers: int) -> list[slice]:
+@lru_cache(maxsize=256)
+def _whole_items(p: Problem) -> tuple[tuple, tuple, bool]:
+    """``(crop, keep, only_padding)`` for whole-item transforms: the part of a canonical
+    input that reaches the kept outputs with implicit zero padding, the kept outputs'
+    slices in the inverse transform, and True when every window sees only zero padding."""
+    crop = (slice(None),) * 3 + tuple(slice(0, g.n + min(g.hi, 0)) for g in p.geoms)
+    keep = tuple(slice(0, (g.out - 1) * g.stride + 1, g.stride) for g in p.geoms)
+    return crop, keep, implicit_zeros(p) and not all(g.touches_data for g in p.geoms)
+
+
+@lru_cache(maxsize=256)
+def _groups(b: int, per_item: int, n_tiles: int, workers: int) -> tuple[slice, ...]:
     """Batch groups of about ``_GROUP_BYTES`` each; enough of them (times the tiles) to give
     every thread work in every round, all of about the same size. Small blocks stay on
     one thread."""
@@ -288,13 +401,15 @@ def _groups(b: int, per_item: int, n_tiles: int, workers: int) -> list[slice]:
     units = -(-(n * n_tiles) // workers) * workers  # rounded up to a multiple of workers
     n = min(b, max(n, -(-units // n_tiles)))
     g = -(-b // max(n, 1))
-    return [slice(i, min(i + g, b)) for i in range(0, b, g)]
+    return tuple(slice(i, min(i + g, b)) for i in range(0, b, g))
 
 
-def _per_item_bytes(p: Problem, st: FFTState, k: int) -> int:
-    half = prod(half_shape(st.fft_shape, st.is_complex))
+@lru_cache(maxsize=256)
+def _per_item_bytes(p: Problem, k: int) -> int:
+    shape = fft_shape(p)
+    half = prod(half_shape(shape, p.dtype.kind == "c"))
     c = np.result_type(p.dtype, np.complex64).itemsize
-    return p.P * (half * c * (p.C + k) + prod(st.fft_shape) * p.dtype.itemsize * (k + p.C))
+    return p.P * (half * c * (p.C + k) + prod(shape) * p.dtype.itemsize * (k + p.C))
 
 
 def _pair_bytes(p: Problem, shape: tuple[int, ...]) -> int:
@@ -328,7 +443,8 @@ def compute(p: Problem, st: FFTState, xc: np.ndarray, k0: int, k1: int,
         raise ValueError("a fused reduce needs out= and whole-item transforms "
                          "(see fuses_reduce)")
     b = xc.shape[0]
-    if st.implicit_zeros and not all(g.touches_data for g in p.geoms):
+    crop, keep, only_padding = _whole_items(p)
+    if only_padding:
         # every window sees only zero padding: the exact answer, not FFT round-off
         zero = np.zeros((b, k1 - k0, p.P, *p.O), dtype=p.dtype)
         if out is None:
@@ -338,31 +454,41 @@ def compute(p: Problem, st: FFTState, xc: np.ndarray, k0: int, k1: int,
     block = np.empty((b, k1 - k0, p.P, *p.O), dtype=p.dtype) if out is None else out
     workers = get_workers()
     if st.tiles is None:
-        src = (xc[(slice(None),) * 3 + tuple(slice(0, g.n + min(g.hi, 0)) for g in p.geoms)]
-               if st.implicit_zeros else pad_sliding(xc, p.geoms, p.padding, p.cval, 3))
-        keep = tuple(slice(0, (g.out - 1) * g.stride + 1, g.stride) for g in p.geoms)
+        src = xc[crop] if st.implicit_zeros else pad_sliding(xc, p.geoms, p.padding, p.cval, 3)
         if k1 - k0 == 1:  # one filter: each group runs transform -> product -> inverse
-            per_item = _per_item_bytes(p, st, 1)
+            per_item = _per_item_bytes(p, 1)
             groups = _groups(b, per_item, 1, workers)
             inner = 1 if len(groups) > 1 else _fft_threads(per_item * b, workers)
 
+            spectrum = st.spectrum[None, k0:k1]
+
             def run(sl: slice) -> None:
-                with np.errstate(invalid="ignore", over="ignore"):  # non-finite: redone
-                    y = zero_untouched(p, _spectral(p, st, src[sl], k0, k1, keep, inner))
-                _flag_nonfinite(y, sl.start, nonfinite)
-                block[sl] = y if reduce is None else reduce(y)
+                x, dest = src[sl], block[sl]
+                unit = _one_filter_unit(p, st, x.shape,
+                                        dest.strides if reduce is None else None)
+                if unit is not None:
+                    y = unit.run(x, spectrum, inner, sl.start, nonfinite)
+                else:
+                    with np.errstate(invalid="ignore", over="ignore"):  # non-finite: redone
+                        y = zero_untouched(p, _spectral(p, st, x, k0, k1, keep, inner,
+                                                        dest if reduce is None else None))
+                    _flag_nonfinite(y, sl.start, nonfinite)
+                dest[...] = y if reduce is None else reduce(y)
 
             parallel_for(run, groups, workers)
             return block
         # a bank: every item transformed once, then (batch, bank) units of pairs
         X = np.empty((b, p.C, p.P, *half_shape(st.fft_shape, st.is_complex)),
                      np.result_type(p.dtype, np.complex64))
-        per_item = _per_item_bytes(p, st, 0)
+        per_item = _per_item_bytes(p, 0)
         groups = _groups(b, per_item, 1, workers)
         inner = 1 if len(groups) > 1 else _fft_threads(per_item * b, workers)
 
         def forward(sl: slice) -> None:
-            X[sl] = _forward(st, src[sl], inner)
+            dest = X[sl]
+            spectra = _forward(st, src[sl], inner, dest)
+            if spectra is not dest:
+                dest[...] = spectra
 
         parallel_for(forward, groups, workers)
         units = _pair_units(b, k1 - k0, _pair_bytes(p, st.fft_shape), workers)
@@ -396,7 +522,7 @@ def compute(p: Problem, st: FFTState, xc: np.ndarray, k0: int, k1: int,
         src, offsets = pad_sliding(xc, p.geoms, p.padding, p.cval, 3), [0] * p.ndim
     tile_ranges = [range(0, g.out, t) for g, t in zip(p.geoms, st.tiles, strict=True)]
     tiles = list(product(*tile_ranges))
-    groups = _groups(b, _per_item_bytes(p, st, k1 - k0), len(tiles), workers)
+    groups = _groups(b, _per_item_bytes(p, k1 - k0), len(tiles), workers)
     inner = 1 if len(groups) * len(tiles) > 1 else workers
 
     def run_tile(unit) -> None:

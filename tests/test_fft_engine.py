@@ -1,0 +1,109 @@
+"""The FFT engine's building blocks (``xp._Engine``, ``xp.pocketfft``) against NumPy's FFT,
+and the FFT method's one-filter unit (pocketfft calls with everything worked out once)
+against the naive loop and against the general route it stands in for."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from conftest import rand
+from helpers import check
+
+import batchconv as bc
+from batchconv.methods import fft as fft_method
+from batchconv.xp import _Engine, ordered_like, pocketfft
+
+ENGINES = ["numpy"] + (["scipy"] if pocketfft() is not None else [])
+
+
+@pytest.mark.parametrize("name", ENGINES)
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_rfftn_into_a_given_buffer(name, dtype, rng):
+    x = rng.standard_normal((3, 10, 12)).astype(dtype)
+    eng = _Engine(name)
+    ref = np.fft.rfftn(x, axes=(1, 2))
+    out = np.empty(ref.shape, np.result_type(dtype, np.complex64))
+    got = eng.rfftn(x, (10, 12), (1, 2), 1, out=out)
+    np.testing.assert_allclose(got, ref, rtol=1e-5, atol=1e-4)
+    if name == "scipy":  # pocketfft writes into the buffer it was given
+        assert got is out
+    # zero padding (s larger than the input): the general route, same answer
+    got = eng.rfftn(x, (16, 15), (1, 2), 1, out=out)
+    np.testing.assert_allclose(got, np.fft.rfftn(x, (16, 15), axes=(1, 2)), rtol=1e-5,
+                               atol=1e-4)
+
+
+@pytest.mark.parametrize("name", ENGINES)
+@pytest.mark.parametrize("like_order", [(0, 1, 2), (1, 2, 0), (2, 0, 1)])
+def test_irfftn_kept_lays_out_its_buffer_like_the_destination(name, like_order, rng):
+    x = rng.standard_normal((4, 9, 14))
+    spec = np.fft.rfftn(x, axes=(1, 2))
+    keep = (slice(1, 8, 2), slice(0, 11, 1))
+    ref = np.fft.irfftn(spec, (9, 14), axes=(1, 2))[:, keep[0], keep[1]]
+    like = np.empty([ref.shape[i] for i in like_order]).transpose(np.argsort(like_order))
+    got = _Engine(name).irfftn_kept(spec.copy(), (9, 14), (1, 2), keep, 1, 1, like=like)
+    np.testing.assert_allclose(got, ref, atol=1e-12)
+    # the buffer walks memory in the destination's order
+    assert sorted(range(3), key=lambda i: -got.strides[i]) == sorted(
+        range(3), key=lambda i: -like.strides[i])
+
+
+def test_ordered_like():
+    assert ordered_like((2, 3, 4), None) == ((2, 3, 4), (0, 1, 2))
+    shape, back = ordered_like((2, 3, 4), (8, 96, 24))  # items innermost
+    assert shape == (3, 4, 2)
+    assert np.empty(shape).transpose(back).shape == (2, 3, 4)
+
+
+# (spec, x shape, w shape, keywords): real, one filter, 'valid', so every window
+# touches x and the cropped input has the FFT's size when that size is fast
+UNIT_CASES = [
+    ("hwn,hw->hwn|hw", (20, 18, 5), (5, 3), {}),  # seed 001: items innermost
+    ("nhw,hw->nhw|hw", (4, 20, 18), (4, 5), {}),
+    ("nhw,hw->nhw|hw", (4, 27, 20), (3, 3), {"stride": (2, 3), "dilation": (1, 2)}),
+    ("nt,t->nt|t", (3, 64), (7,), {}),
+    ("nhwd,hwd->nhwd|hwd", (2, 10, 9, 8), (3, 2, 3), {}),
+    ("nchw,chw->nchw|hw", (2, 3, 12, 10), (3, 3, 2), {}),  # paired axis
+    ("hwn,hw->nhw|hw", (16, 15, 3), (4, 4), {}),  # output order differs from x's
+]
+
+
+@pytest.mark.skipif(pocketfft() is None, reason="needs SciPy's pocketfft")
+@pytest.mark.parametrize("dtype", [np.float64, np.float32, np.int16])
+@pytest.mark.parametrize("case", UNIT_CASES, ids=[c[0] + str(c[3]) for c in UNIT_CASES])
+def test_one_filter_unit_matches_the_loop(case, dtype, rng):
+    spec, xs, ws, kw = case
+    x, w = rand(rng, xs, dtype), rand(rng, ws, dtype)
+    check(x, w, spec, method="fft", **kw)
+    plan = bc.plan(x, w, spec, method="fft", **kw)
+    plan(x)
+    assert any(u is not None for u in plan.state.units.values()), "the unit was not used"
+
+
+@pytest.mark.skipif(pocketfft() is None, reason="needs SciPy's pocketfft")
+@pytest.mark.parametrize("case", UNIT_CASES, ids=[c[0] + str(c[3]) for c in UNIT_CASES])
+def test_one_filter_unit_equals_the_general_route(case, rng, monkeypatch):
+    spec, xs, ws, kw = case
+    x, w = rng.standard_normal(xs), rng.standard_normal(ws)
+    x_view = np.flip(np.concatenate([x, x]), axis=0)[::2]  # a strided, reversed view
+    for xi in (x, x_view):
+        unit = bc.plan(xi, w, spec, method="fft", **kw)(xi)
+        with monkeypatch.context() as m:
+            m.setattr(fft_method, "pocketfft", lambda: None)
+            general = bc.plan(xi, w, spec, method="fft", **kw)(xi)
+        np.testing.assert_allclose(unit, general, rtol=0, atol=1e-12)
+
+
+@pytest.mark.skipif(pocketfft() is None, reason="needs SciPy's pocketfft")
+def test_one_filter_unit_flags_non_finite_items_and_reduces(rng):
+    x = rng.standard_normal((6, 20, 20))
+    w = rng.standard_normal((5, 5))
+    x[2, 3, 4] = np.nan
+    x[4, 10, 10] = np.inf
+    y = bc.correlate(x, w, "nhw,hw->nhw|hw", method="fft")
+    ref = bc.correlate(x, w, "nhw,hw->nhw|hw", method="direct")
+    np.testing.assert_array_equal(np.isnan(y), np.isnan(ref))
+    ok = np.isfinite(ref)
+    np.testing.assert_allclose(y[ok], ref[ok], atol=1e-10)
+    # a fused reduce: the unit's buffer is laid out in C order, reduced per group
+    check(rng.standard_normal((6, 20, 20)), w, "nhw,hw->n|hw", method="fft", reduce="max")
