@@ -107,3 +107,24 @@ def test_one_filter_unit_flags_non_finite_items_and_reduces(rng):
     np.testing.assert_allclose(y[ok], ref[ok], atol=1e-10)
     # a fused reduce: the unit's buffer is laid out in C order, reduced per group
     check(rng.standard_normal((6, 20, 20)), w, "nhw,hw->n|hw", method="fft", reduce="max")
+
+
+@pytest.mark.skipif(pocketfft() is None, reason="needs SciPy's pocketfft")
+@pytest.mark.parametrize("case", UNIT_CASES, ids=[c[0] + str(c[3]) for c in UNIT_CASES])
+def test_repeat_calls_run_the_bound_unit(case, rng):
+    """The second call with a layout runs the plan's bound one-filter call (fft.bind):
+    the same answers, NaN/Inf made local as on the first call."""
+    spec, xs, ws, kw = case
+    w = rng.standard_normal(ws)
+    plan = bc.plan((xs, np.float64), w, spec, method="fft", **kw)
+    plan(rng.standard_normal(xs))  # learns the layout
+    assert [s[-1] is not None for s in plan._shortcuts.values()] == [True]
+    for bad in (None, np.nan, np.inf):
+        x = rng.standard_normal(xs)
+        if bad is not None:
+            x.flat[x.size // 3] = bad
+        y = plan(x)
+        ref = bc.plan(x, w, spec, method="direct", **kw)(x)
+        np.testing.assert_array_equal(np.isnan(y), np.isnan(ref))
+        ok = np.isfinite(ref)
+        np.testing.assert_allclose(y[ok], ref[ok], rtol=0, atol=1e-10)

@@ -33,6 +33,19 @@ def test_plans_pickle(metric, method, rng):
     assert q.method == p.method and q.problem == p.problem
 
 
+@pytest.mark.parametrize("method", ["direct", "fft"])
+def test_plans_pickle_after_use(method, rng):
+    """A plan that has run keeps per-layout shortcuts (modules, bound calls): they are
+    left out of the pickle and relearned."""
+    x, w = rng.standard_normal((5, 30, 30)), rng.standard_normal((7, 7))
+    p = bc.plan(x, w, method=method)
+    first = p(x)
+    assert p._shortcuts
+    q = pickle.loads(pickle.dumps(p))
+    np.testing.assert_array_equal(q(x), first)
+    np.testing.assert_array_equal(q(x), first)  # the relearned shortcut
+
+
 def test_unpickled_plan_runs_in_a_spawned_worker(rng):
     x = rng.standard_normal((4, 30, 30))
     w = rng.standard_normal((3, 7, 7))

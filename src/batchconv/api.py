@@ -66,11 +66,14 @@ def _cache_key(x, w, spec, options: dict):
     itself (its identity, version counter, which torch bumps on every in-place change,
     address, shape, strides, dtype and device), and the entry keeps a weak reference to
     check that it is still that tensor."""
-    try:  # (options come in one order from each caller)
-        opts = tuple((k, v if type(v) in _SCALARS else _hashable(v))
-                     for k, v in options.items())
-    except TypeError:
-        return None
+    opts = tuple(options.items())  # (options come in one order from each caller)
+    try:
+        hash(opts)  # scalars and tuples: as they are (one C call)
+    except TypeError:  # lists and arrays: as tuples of their elements
+        try:
+            opts = tuple((k, v if type(v) in _SCALARS else _hashable(v)) for k, v in opts)
+        except TypeError:
+            return None
     if type(x) is np.ndarray and type(w) is np.ndarray and w.dtype.kind in "iufc":
         shape, dtype, device = x.shape, x.dtype, None  # the common case, in fewer steps
     else:
@@ -89,9 +92,10 @@ def _cache_key(x, w, spec, options: dict):
 
 
 def _cached_plan(x, w, spec, flip: bool, options: dict) -> Plan:
-    # whether the compiled kernels run changes what "auto" picks: part of the key
-    key = _cache_key(x, w, spec, {**options, "flip": flip, "numba": compiled.enabled()})
+    key = _cache_key(x, w, spec, options)
     if key is not None:
+        # whether the compiled kernels run changes what "auto" picks: part of the key
+        key = (*key, flip, compiled.enabled())
         with _plan_cache_lock:
             entry = _plan_cache.get(key)
             if entry is not None and (entry[1] is None or entry[1]() is w):

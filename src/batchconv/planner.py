@@ -147,10 +147,15 @@ def _view(a: np.ndarray, shape: tuple, strides: tuple) -> np.ndarray:
     return as_strided(a, shape, strides)
 
 
+_RESULT_ALWAYS_FITS = 16 << 20
+
+
 def _check_result_fits(p: Problem, device: str | None = None) -> None:
     """Raise MemoryError, before allocating anything, when the result alone exceeds the
     memory available now (on ``device``'s memory for a CUDA device)."""
     need = prod(p.out_shape) * p.out_dtype.itemsize
+    if need <= _RESULT_ALWAYS_FITS:  # (reading the free memory costs a cold call ~5 us)
+        return
     have = device_memory(device)[1] if is_cuda(device) else available_memory()
     if need > have:
         raise MemoryError(
@@ -183,8 +188,12 @@ class Plan:
     # where a torch method runs ("cpu", "cuda:0"); None for the NumPy methods
     device: str | None = None
     # one-call paths per input layout: torch_direct's (tensors.run_plan), and the
-    # one-block NumPy call's (_learn_shortcut): plain tuples
+    # one-block NumPy call's (_learn_shortcut); not pickled (they hold modules and
+    # bound calls), relearned on the first call
     _shortcuts: dict = field(default_factory=dict, repr=False, compare=False)
+
+    def __getstate__(self) -> dict:
+        return {**self.__dict__, "_shortcuts": {}}
 
     @property
     def flops(self) -> float:
@@ -264,23 +273,26 @@ class Plan:
             return (a.dtype == b.dtype and
                     a.__array_interface__["data"][0] == b.__array_interface__["data"][0])
         if start(xc, x) and start(canon, final) and min(xc.strides + canon.strides) >= 0:
+            bind = getattr(mod, "bind", None)  # a method's own lean call for this layout
             self._shortcuts[layout] = (p, mod, check, (xc.shape, xc.strides),
-                                       (canon.shape, canon.strides))
+                                       (canon.shape, canon.strides),
+                                       bind and bind(p, self.state, xc, canon))
 
     def _run_shortcut(self, shortcut, x) -> np.ndarray:
         """Run a call remembered by :meth:`_learn_shortcut`."""
-        p, mod, check, (xs, xst), (cs, cst) = shortcut
+        p, mod, check, (xs, xst), (cs, cst), bound = shortcut
         _check_result_fits(p)
         final = np.empty(p.out_shape, dtype=p.out_dtype)
         xc, canon = _view(x, xs, xst), _view(final, cs, cst)
-        with blas_threads():
-            if not check:
-                mod.compute(p, self.state, xc, 0, p.K, out=canon)
-                return final
-            flagged: set[int] = set()
-            mod.compute(p, self.state, xc, 0, p.K, out=canon, nonfinite=flagged)
-            if flagged or self._bad_filters is None or self._bad_filters.size:
-                self._redo_nonfinite(p, xc, canon, None, flagged)
+        flagged: set[int] | None = set() if check else None
+        if bound is not None:
+            bound(xc, canon, flagged)
+        else:
+            with blas_threads():
+                mod.compute(p, self.state, xc, 0, p.K, out=canon,
+                            **({"nonfinite": flagged} if check else {}))
+        if check and (flagged or self._bad_filters is None or self._bad_filters.size):
+            self._redo_nonfinite(p, xc, canon, None, flagged)
         return final
 
     def problem_for(self, shape: tuple[int, ...], dtype) -> tuple[Problem, tuple[int, int]]:

@@ -314,20 +314,18 @@ def _blas_controller():
     return ThreadpoolController()
 
 
-@contextlib.contextmanager
 def blas_threads():
-    """Within the block, BLAS (NumPy's matmul) uses at most :func:`get_workers` threads,
-    when that is fewer than the cores and ``threadpoolctl`` is installed; otherwise BLAS
-    keeps its own setting (all cores). This makes ``workers=1`` mean one thread for the
-    GEMM of the direct method too. The limit is process-wide while it lasts (BLAS has
-    no per-thread setting)."""
+    """A context manager: within the block, BLAS (NumPy's matmul) uses at most
+    :func:`get_workers` threads, when that is fewer than the cores and ``threadpoolctl``
+    is installed; otherwise BLAS keeps its own setting (all cores). This makes
+    ``workers=1`` mean one thread for the GEMM of the direct method too. The limit is
+    process-wide while it lasts (BLAS has no per-thread setting); use it as
+    ``with blas_threads(): ...`` (the limit starts when it is called)."""
     n = get_workers()
     ctl = _blas_controller() if n < _cpu_count() else None
     if ctl is None:
-        yield
-        return
-    with ctl.limit(limits=n, user_api="blas"):
-        yield
+        return contextlib.nullcontext()
+    return ctl.limit(limits=n, user_api="blas")
 
 
 _engines: dict[str, _Engine] = {}

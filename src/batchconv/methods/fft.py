@@ -44,7 +44,7 @@ from ..xp import (
 )
 
 __all__ = ["FFTState", "fft_shape", "tiling", "tile_count", "prepare", "compute",
-           "workspace_bytes", "fuses_reduce"]
+           "workspace_bytes", "fuses_reduce", "bind"]
 
 _KERNEL_CHUNK_BYTES = 64 << 20  # filters are transformed in groups of about this size
 _GROUP_BYTES = 4 << 20  # one work unit: fewer, larger calls beat L2-sized ones (seed001 sweep)
@@ -549,6 +549,28 @@ def compute(p: Problem, st: FFTState, xc: np.ndarray, k0: int, k1: int,
 
     parallel_for(run_tile, [(sl, s) for sl in groups for s in tiles], workers)
     return zero_untouched(p, block)
+
+
+def bind(p: Problem, st: FFTState, xc: np.ndarray, out: np.ndarray):
+    """A lean call ``run(xc, out, nonfinite)`` for repeated one-block calls on inputs and
+    results laid out as ``xc`` and ``out`` (the plan's one-block shortcut), or None:
+    one filter and a block small enough for one work unit on one thread, where
+    :func:`compute` would run a single :class:`_OneFilterUnit` (its own set-up is a
+    tenth of seed 001's smallest problem in a cold call)."""
+    if p.K != 1 or st.tiles is not None or not st.implicit_zeros:
+        return None
+    crop, _, only_padding = _whole_items(p)
+    if only_padding or xc.shape[0] * _per_item_bytes(p, 1) >= _PARALLEL_BYTES:
+        return None
+    unit = _one_filter_unit(p, st, xc[crop].shape, out.strides)
+    if unit is None:
+        return None
+    spectrum = st.spectrum[None, 0:1]
+
+    def run(xc: np.ndarray, out: np.ndarray, nonfinite: set | None) -> None:
+        out[...] = unit.run(xc[crop], spectrum, 1, 0, nonfinite)
+
+    return run
 
 
 def fuses_reduce(p: Problem) -> bool:
