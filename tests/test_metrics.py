@@ -371,3 +371,29 @@ def test_nonfinite_filters(method, rng):
             assert (np.isnan(y[:, k]) == np.isnan(ref[:, k])).all(), (metric, k)
             assert (np.isinf(y[:, k]) == np.isinf(ref[:, k])).all(), (metric, k)
         assert np.isnan(y[:, 1]).all() and np.isnan(y[:, 2]).all()
+
+
+def test_sad_under_a_budget_smaller_than_one_item_falls_back_to_numpy_tiles(rng):
+    """The compiled SAD kernel copies a whole item (split into stride phases); under a
+    budget smaller than that the plan runs the NumPy tiles, within the budget, instead
+    of refusing the problem."""
+    import tracemalloc
+
+    from batchconv.methods import sad
+
+    x, w = rng.standard_normal((4, 3, 256, 256)), rng.standard_normal((3, 16, 16))
+    spec = "bchw,chw->bhw|hw"
+    ref = naive_correlate(x[:1], w, spec, metric="sad", stride=2)
+    for budget in (1 << 20, None):  # the compiled kernel's copy: 1.7 MiB
+        p = bc.plan(x, w, spec, metric="sad", stride=2, memory=budget)
+        assert p.state.window_rows == (budget is None and sad.uses_numba())
+        p(x)  # compiles (or loads) the kernel: numba's allocations are not the plan's
+        tracemalloc.start()
+        try:
+            y = p(x)
+            extra = tracemalloc.get_traced_memory()[1] - y.nbytes
+        finally:
+            tracemalloc.stop()
+        if budget is not None:
+            assert extra < 1.25 * budget, extra
+        np.testing.assert_allclose(y[:1], ref, rtol=1e-10, atol=1e-9)

@@ -35,9 +35,12 @@ from ..problem import Problem
 from ..xp import get_workers, parallel_for
 
 __all__ = ["SADState", "prepare", "compute", "fuses_reduce", "workspace_bytes",
-           "uses_numba"]
+           "uses_numba", "uses_window_rows"]
 
 _TILE = 1 << 15  # NumPy fallback: output elements per tile (stays in L2 with temporaries)
+# NumPy's iterator buffers when a ufunc broadcasts over strided windows (two operands of
+# 8192 float64): measured with tracemalloc, part of every tile's temporaries
+_UFUNC_BUFFERS = 2 * 8192 * 8
 
 
 
@@ -46,14 +49,22 @@ def uses_numba() -> bool:
     return compiled.enabled()
 
 
+def uses_window_rows(p: Problem, budget: int | None = None) -> bool:
+    """True when the compiled kernel computes ``p`` within ``budget``: it copies a whole
+    item (split into ``stride`` phases), where the NumPy fallback's tiles shrink to fit."""
+    return uses_numba() and (budget is None or padded_copy_bytes(p, 1)
+                             + compiled.window_rows_bytes(p, 1) <= budget)
+
+
 @dataclass
 class SADState:
     kernel: np.ndarray  # (K, C, P, *T), C-contiguous
+    window_rows: bool = False  # the compiled kernel runs it (decided with the chunks)
     rows: object = None  # the compiled kernel made ready (on first use)
 
 
 def prepare(p: Problem, wc: np.ndarray, budget: int | None = None) -> SADState:
-    return SADState(np.ascontiguousarray(wc))
+    return SADState(np.ascontiguousarray(wc), uses_window_rows(p, budget))
 
 
 def compute(p: Problem, st: SADState, xc: np.ndarray, k0: int, k1: int,
@@ -66,7 +77,7 @@ def compute(p: Problem, st: SADState, xc: np.ndarray, k0: int, k1: int,
     if p.window_size == 0:
         block[...] = 0
         return block
-    if uses_numba():
+    if st.window_rows and uses_numba():  # (chunks were sized for it)
         if st.rows is None:
             st.rows = compiled.kernels().WindowRows(p, st.kernel, "sad")
         st.rows(xp, k0, k1, block)
@@ -104,6 +115,7 @@ def _sad_numpy(p: Problem, xp: np.ndarray, kern: np.ndarray, block: np.ndarray) 
         if not wide:
             acc[...] = 0
         r0 = rs.start
+        diff = None  # |window - filter| of one tap row, reused by every row of the tile
         for c, *lead in rows:
             sl = [bs, slice(c, c + 1), slice(None)]
             for a, (g, ja) in enumerate(zip(p.geoms[:-1], lead, strict=True)):
@@ -113,7 +125,7 @@ def _sad_numpy(p: Problem, xp: np.ndarray, kern: np.ndarray, block: np.ndarray) 
             # (n, 1, P, *O_tile, T_last); in 1-D the tile cuts the last axis itself
             xs = win[bs, c:c + 1, :, rs] if d == 1 else win[tuple(sl)]
             wrow = kern[(slice(None), c, slice(None), *lead)]  # (k, P, T_last)
-            diff = xs - wrow.reshape(1, k, P, *([1] * d), p.T[-1])
+            diff = np.subtract(xs, wrow.reshape(1, k, P, *([1] * d), p.T[-1]), out=diff)
             np.abs(diff, out=diff)
             acc += diff.sum(axis=-1)
         if wide:
@@ -135,8 +147,8 @@ def workspace_bytes(p: Problem, b: int, k: int, budget: int | None = None) -> in
     chunks)."""
     r = p.dtype.itemsize
     copy = padded_copy_bytes(p, b)
-    if uses_numba():  # the padded copy, then the kernel's own
+    if uses_window_rows(p, budget):  # the padded copy, then the kernel's own
         return copy + compiled.window_rows_bytes(p, b)
     per_row = k * p.P * prod(p.O[1:])  # outputs in one row of the first output axis
     tile_out = min(b * p.O[0] * per_row, max(_TILE // max(p.T[-1], 1), per_row))
-    return copy + get_workers() * tile_out * (p.T[-1] * r + 8 + 2 * r)
+    return copy + get_workers() * (tile_out * (p.T[-1] * r + 8 + 2 * r) + _UFUNC_BUFFERS)
