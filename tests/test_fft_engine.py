@@ -10,7 +10,7 @@ from conftest import rand
 from helpers import check
 
 import batchconv as bc
-from batchconv.methods import fft as fft_method
+from batchconv import xp
 from batchconv.xp import _Engine, ordered_like, pocketfft
 
 ENGINES = ["numpy"] + (["scipy"] if pocketfft() is not None else [])
@@ -89,7 +89,7 @@ def test_one_filter_unit_equals_the_general_route(case, rng, monkeypatch):
     for xi in (x, x_view):
         unit = bc.plan(xi, w, spec, method="fft", **kw)(xi)
         with monkeypatch.context() as m:
-            m.setattr(fft_method, "pocketfft", lambda: None)
+            m.setattr(xp, "pocketfft", lambda: None)
             general = bc.plan(xi, w, spec, method="fft", **kw)(xi)
         np.testing.assert_allclose(unit, general, rtol=0, atol=1e-12)
 
@@ -113,7 +113,8 @@ def test_one_filter_unit_flags_non_finite_items_and_reduces(rng):
 @pytest.mark.parametrize("case", UNIT_CASES, ids=[c[0] + str(c[3]) for c in UNIT_CASES])
 def test_repeat_calls_run_the_bound_unit(case, rng):
     """The second call with a layout runs the plan's bound one-filter call (fft.bind):
-    the same answers, NaN/Inf made local as on the first call."""
+    the same answers, NaN/Inf made local as on the first call; without pocketfft (the
+    engine changed since the plan was made) it takes the general route."""
     spec, xs, ws, kw = case
     w = rng.standard_normal(ws)
     plan = bc.plan((xs, np.float64), w, spec, method="fft", **kw)
@@ -128,3 +129,21 @@ def test_repeat_calls_run_the_bound_unit(case, rng):
         np.testing.assert_array_equal(np.isnan(y), np.isnan(ref))
         ok = np.isfinite(ref)
         np.testing.assert_allclose(y[ok], ref[ok], rtol=0, atol=1e-10)
+    x = rng.standard_normal(xs)
+    with pytest.MonkeyPatch.context() as m:
+        m.setattr(xp, "pocketfft", lambda: None)
+        np.testing.assert_allclose(plan(x), bc.plan(x, w, spec, method="direct", **kw)(x),
+                                   rtol=0, atol=1e-10)
+
+
+def test_a_used_plan_unpickled_without_pocketfft_takes_the_general_route(rng, monkeypatch):
+    """The one-filter units depend on the process's FFT engine: they are not pickled, and
+    a plan unpickled where SciPy's pocketfft is missing computes with the general route."""
+    import pickle
+
+    x, w = rng.standard_normal((5, 16, 16)), rng.standard_normal((3, 3))
+    p = bc.plan(x, w, method="fft")
+    y = p(x)
+    blob = pickle.dumps(p)
+    monkeypatch.setattr(xp, "pocketfft", lambda: None)
+    np.testing.assert_allclose(pickle.loads(blob)(x), y, rtol=0, atol=1e-12)

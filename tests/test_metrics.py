@@ -387,6 +387,7 @@ def test_sad_under_a_budget_smaller_than_one_item_falls_back_to_numpy_tiles(rng)
     for budget in (1 << 20, None):  # the compiled kernel's copy: 1.7 MiB
         p = bc.plan(x, w, spec, metric="sad", stride=2, memory=budget)
         assert p.state.window_rows == (budget is None and sad.uses_numba())
+        assert ("compiled SAD kernel" in p.explain()) == p.state.window_rows
         p(x)  # compiles (or loads) the kernel: numba's allocations are not the plan's
         tracemalloc.start()
         try:

@@ -285,14 +285,14 @@ class Plan:
         final = np.empty(p.out_shape, dtype=p.out_dtype)
         xc, canon = _view(x, xs, xst), _view(final, cs, cst)
         flagged: set[int] | None = set() if check else None
-        if bound is not None:
-            bound(xc, canon, flagged)
-        else:
-            with blas_threads():
+        with blas_threads():
+            if bound is not None:
+                bound(xc, canon, flagged)
+            else:
                 mod.compute(p, self.state, xc, 0, p.K, out=canon,
                             **({"nonfinite": flagged} if check else {}))
-        if check and (flagged or self._bad_filters is None or self._bad_filters.size):
-            self._redo_nonfinite(p, xc, canon, None, flagged)
+            if check and (flagged or self._bad_filters is None or self._bad_filters.size):
+                self._redo_nonfinite(p, xc, canon, None, flagged)
         return final
 
     def problem_for(self, shape: tuple[int, ...], dtype) -> tuple[Problem, tuple[int, int]]:
@@ -386,10 +386,12 @@ class Plan:
                 if torch_sad_method.uses_triton(p, self.device) else
                 "SAD in plain torch ops, one pass per tap") + f" on {self.device}")
         elif p.metric == "sad":
-            lines.append("  direct: " + ("compiled SAD kernel (numba), one task per output row"
-                                         if sad_method.uses_numba() else
-                                         "SAD shift-and-add on cache-sized output tiles "
-                                         "(NumPy; install numba for the compiled kernel)"))
+            compiled_rows = self.state.window_rows and sad_method.uses_numba()
+            lines.append("  direct: " + (
+                "compiled SAD kernel (numba), one task per output row" if compiled_rows else
+                "SAD shift-and-add on cache-sized output tiles (NumPy; "
+                + ("the compiled kernel's copy of an item does not fit the memory budget)"
+                   if sad_method.uses_numba() else "install numba for the compiled kernel)")))
         elif self.method == "torch_direct":
             lines.append(f"  torch_direct: torch.nn.functional.conv{p.ndim}d on {self.device}"
                          + (" (cuDNN, TF32 off)" if is_cuda(self.device) else ""))

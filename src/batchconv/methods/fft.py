@@ -39,7 +39,6 @@ from ..xp import (
     next_fast_len,
     ordered_like,
     parallel_for,
-    pocketfft,
     work_buffer,
 )
 
@@ -72,7 +71,11 @@ class FFTState:
     is_complex: bool
     spectrum: np.ndarray  # C == 1: (K, P, *Fh); C > 1: (P, prod(Fh), C, K)
     # per (input group shape, destination strides): the one-filter unit's constants
+    # (not pickled: they depend on the FFT engine of the process that made them)
     units: dict = field(default_factory=dict, repr=False, compare=False)
+
+    def __getstate__(self) -> dict:
+        return {**self.__dict__, "units": {}}
 
 
 def implicit_zeros(p: Problem) -> bool:
@@ -271,12 +274,14 @@ def _product_inverse(p: Problem, st: FFTState, X: np.ndarray, k0: int, k1: int,
 def _spectral(p: Problem, st: FFTState, x: np.ndarray, k0: int, k1: int, keep: tuple,
               workers: int, like=None) -> np.ndarray:
     """Correlate the items ``x`` (b, C, P, *n <= F) with filters ``k0:k1`` through the
-    cached spectra; return the kept outputs ``(b, k, P, *kept)`` (a view of this
-    thread's work buffer, laid out like ``like`` when given). The items' spectra go
-    into this thread's reused buffer too."""
-    spectra = work_buffer((x.shape[0], *x.shape[1:3], *half_shape(st.fft_shape,
-                                                                 st.is_complex)),
-                          np.result_type(x.dtype, np.complex64), "spectra")
+    cached spectra; return the kept outputs ``(b, k, P, *kept)`` (real data: a view of
+    this thread's work buffer, laid out like ``like`` when given). The items' spectra go
+    into this thread's reused buffer where the engine can write it there."""
+    spectra = None
+    if (x.shape[3:] == st.fft_shape and not st.is_complex
+            and fft_engine().pocketfft is not None):
+        spectra = work_buffer((*x.shape[:3], *half_shape(st.fft_shape, False)),
+                              np.result_type(x.dtype, np.complex64), "spectra")
     return _product_inverse(p, st, _forward(st, x, workers, spectra), k0, k1, keep,
                             workers, in_place=True, like=like)
 
@@ -325,7 +330,7 @@ class _OneFilterUnit:
         filter's ``spectrum`` (1, 1, P, *Fh): a view of this thread's work buffer. Items
         (numbered from ``first``) whose outputs are not all finite go into ``nonfinite``
         (see :func:`_flag_nonfinite`)."""
-        pf = pocketfft()
+        pf = fft_engine().pocketfft
         X = pf.r2c(x, self.real_axis, True, 0, work_buffer(self.half, self.ctype, "spectra"),
                    threads)
         with np.errstate(invalid="ignore", over="ignore"):  # non-finite: redone
@@ -349,12 +354,13 @@ def _one_filter_unit(p: Problem, st: FFTState, x_shape: tuple,
     """The :class:`_OneFilterUnit` for items of ``x_shape`` written to a destination of
     ``dest_strides`` (None: a reduce comes between; kept in the state), or None where
     the general route is needed."""
+    if fft_engine().pocketfft is None:  # (checked on every call: the engine may change)
+        return None
     key = (x_shape, dest_strides)
     unit = st.units.get(key, False)
     if unit is False:
         unit = None
-        if (not st.is_complex and fft_engine().name == "scipy" and pocketfft() is not None
-                and x_shape[1] == 1 and x_shape[3:] == st.fft_shape
+        if (not st.is_complex and x_shape[1] == 1 and x_shape[3:] == st.fft_shape
                 and not any(g.untouched().size for g in p.geoms)):
             unit = _OneFilterUnit(p, st, x_shape, dest_strides)
         if len(st.units) < 64:
@@ -382,15 +388,14 @@ def _pair_units(b: int, k: int, pair_bytes: int, workers: int) -> list[tuple[sli
 
 @lru_cache(maxsize=256)
 def _whole_items(p: Problem) -> tuple[tuple, tuple, bool]:
-    """``(crop, keep, only_padding)`` for whole-item transforms: the part of a canonical
-    input that reaches the kept outputs with implicit zero padding, the kept outputs'
-    slices in the inverse transform, and True when every window sees only zero padding."""
+    """``(crop, keep, no_data)`` for whole-item transforms: the part of a canonical input
+    that reaches the kept outputs with implicit zero padding, the kept outputs' slices in
+    the inverse transform, and True when no window touches ``x`` (only padding)."""
     crop = (slice(None),) * 3 + tuple(slice(0, g.n + min(g.hi, 0)) for g in p.geoms)
     keep = tuple(slice(0, (g.out - 1) * g.stride + 1, g.stride) for g in p.geoms)
-    return crop, keep, implicit_zeros(p) and not all(g.touches_data for g in p.geoms)
+    return crop, keep, not all(g.touches_data for g in p.geoms)
 
 
-@lru_cache(maxsize=256)
 def _groups(b: int, per_item: int, n_tiles: int, workers: int) -> tuple[slice, ...]:
     """Batch groups of about ``_GROUP_BYTES`` each; enough of them (times the tiles) to give
     every thread work in every round, all of about the same size. Small blocks stay on
@@ -405,8 +410,9 @@ def _groups(b: int, per_item: int, n_tiles: int, workers: int) -> tuple[slice, .
 
 
 @lru_cache(maxsize=256)
-def _per_item_bytes(p: Problem, k: int) -> int:
-    shape = fft_shape(p)
+def _per_item_bytes(p: Problem, shape: tuple[int, ...], k: int) -> int:
+    """Bytes of one item's spectra and inverse transforms against ``k`` filters (FFT
+    ``shape``)."""
     half = prod(half_shape(shape, p.dtype.kind == "c"))
     c = np.result_type(p.dtype, np.complex64).itemsize
     return p.P * (half * c * (p.C + k) + prod(shape) * p.dtype.itemsize * (k + p.C))
@@ -443,8 +449,8 @@ def compute(p: Problem, st: FFTState, xc: np.ndarray, k0: int, k1: int,
         raise ValueError("a fused reduce needs out= and whole-item transforms "
                          "(see fuses_reduce)")
     b = xc.shape[0]
-    crop, keep, only_padding = _whole_items(p)
-    if only_padding:
+    crop, keep, no_data = _whole_items(p)
+    if st.implicit_zeros and no_data:
         # every window sees only zero padding: the exact answer, not FFT round-off
         zero = np.zeros((b, k1 - k0, p.P, *p.O), dtype=p.dtype)
         if out is None:
@@ -456,7 +462,7 @@ def compute(p: Problem, st: FFTState, xc: np.ndarray, k0: int, k1: int,
     if st.tiles is None:
         src = xc[crop] if st.implicit_zeros else pad_sliding(xc, p.geoms, p.padding, p.cval, 3)
         if k1 - k0 == 1:  # one filter: each group runs transform -> product -> inverse
-            per_item = _per_item_bytes(p, 1)
+            per_item = _per_item_bytes(p, st.fft_shape, 1)
             groups = _groups(b, per_item, 1, workers)
             inner = 1 if len(groups) > 1 else _fft_threads(per_item * b, workers)
 
@@ -480,7 +486,7 @@ def compute(p: Problem, st: FFTState, xc: np.ndarray, k0: int, k1: int,
         # a bank: every item transformed once, then (batch, bank) units of pairs
         X = np.empty((b, p.C, p.P, *half_shape(st.fft_shape, st.is_complex)),
                      np.result_type(p.dtype, np.complex64))
-        per_item = _per_item_bytes(p, 0)
+        per_item = _per_item_bytes(p, st.fft_shape, 0)
         groups = _groups(b, per_item, 1, workers)
         inner = 1 if len(groups) > 1 else _fft_threads(per_item * b, workers)
 
@@ -522,7 +528,7 @@ def compute(p: Problem, st: FFTState, xc: np.ndarray, k0: int, k1: int,
         src, offsets = pad_sliding(xc, p.geoms, p.padding, p.cval, 3), [0] * p.ndim
     tile_ranges = [range(0, g.out, t) for g, t in zip(p.geoms, st.tiles, strict=True)]
     tiles = list(product(*tile_ranges))
-    groups = _groups(b, _per_item_bytes(p, k1 - k0), len(tiles), workers)
+    groups = _groups(b, _per_item_bytes(p, st.fft_shape, k1 - k0), len(tiles), workers)
     inner = 1 if len(groups) * len(tiles) > 1 else workers
 
     def run_tile(unit) -> None:
@@ -559,16 +565,20 @@ def bind(p: Problem, st: FFTState, xc: np.ndarray, out: np.ndarray):
     tenth of seed 001's smallest problem in a cold call)."""
     if p.K != 1 or st.tiles is not None or not st.implicit_zeros:
         return None
-    crop, _, only_padding = _whole_items(p)
-    if only_padding or xc.shape[0] * _per_item_bytes(p, 1) >= _PARALLEL_BYTES:
+    crop, _, no_data = _whole_items(p)
+    if no_data or xc.shape[0] * _per_item_bytes(p, st.fft_shape, 1) >= _PARALLEL_BYTES:
         return None
-    unit = _one_filter_unit(p, st, xc[crop].shape, out.strides)
-    if unit is None:
+    x_shape = xc[crop].shape
+    if _one_filter_unit(p, st, x_shape, out.strides) is None:
         return None
     spectrum = st.spectrum[None, 0:1]
 
     def run(xc: np.ndarray, out: np.ndarray, nonfinite: set | None) -> None:
-        out[...] = unit.run(xc[crop], spectrum, 1, 0, nonfinite)
+        unit = _one_filter_unit(p, st, x_shape, out.strides)
+        if unit is None:  # the FFT engine changed since: the general route
+            compute(p, st, xc, 0, 1, out=out, nonfinite=nonfinite)
+        else:
+            out[...] = unit.run(xc[crop], spectrum, 1, 0, nonfinite)
 
     return run
 

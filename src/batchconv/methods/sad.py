@@ -51,7 +51,8 @@ def uses_numba() -> bool:
 
 def uses_window_rows(p: Problem, budget: int | None = None) -> bool:
     """True when the compiled kernel computes ``p`` within ``budget``: it copies a whole
-    item (split into ``stride`` phases), where the NumPy fallback's tiles shrink to fit."""
+    item (split into ``stride`` phases), where the NumPy fallback needs only its tiles'
+    temporaries (a fixed tile size: budgets below those are refused)."""
     return uses_numba() and (budget is None or padded_copy_bytes(p, 1)
                              + compiled.window_rows_bytes(p, 1) <= budget)
 
