@@ -73,3 +73,24 @@ def test_quick_bench_without_optional_packages():
     """)
     assert r.returncode == 0, r.stderr
     assert "ok" in r.stdout
+
+
+def test_the_command_lets_idle_threads_sleep(tmp_path):
+    """``batchconv bench`` from the command line restarts itself with the thread pools
+    told not to spin (a value the user set is kept), and the report says so."""
+    import os
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("OMP_WAIT_POLICY", "OPENBLAS_THREAD_TIMEOUT")}
+    env["PYTHONPATH"] = os.pathsep.join(sys.path)
+    for user, expect in ((None, "OMP_WAIT_POLICY=PASSIVE"), ("ACTIVE", "OMP_WAIT_POLICY=ACTIVE")):
+        md = tmp_path / f"{user}.md"
+        run_env = env if user is None else {**env, "OMP_WAIT_POLICY": user}
+        r = subprocess.run([sys.executable, "-m", "batchconv", "bench", "--quick", "--only",
+                            "seed003", "--markdown", str(md)], env=run_env,
+                           capture_output=True, text=True, timeout=300)
+        assert r.returncode == 0, r.stderr
+        text = md.read_text()
+        assert expect in text and "OPENBLAS_THREAD_TIMEOUT=4" in text

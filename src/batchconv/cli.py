@@ -4,12 +4,26 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
+
+# Idle threads of one library's pool spin for a while after each parallel call (OpenMP:
+# torch, numba's omp layer; OpenBLAS), taking the cores from whatever runs next: on the
+# 2-core dev VM, alternating F.conv2d with a NumPy GEMM made each 1.5-3x slower. The
+# benchmark compares libraries call by call, so its process lets idle threads sleep.
+QUIET_THREAD_POOLS = {"OMP_WAIT_POLICY": "PASSIVE", "OPENBLAS_THREAD_TIMEOUT": "4"}
 
 
 def main(argv: list[str] | None = None) -> int:
+    from_command_line = argv is None
     argv = sys.argv[1:] if argv is None else list(argv)
     if argv[:1] == ["bench"]:  # its own options: batchconv bench --help
+        missing = {k: v for k, v in QUIET_THREAD_POOLS.items() if k not in os.environ}
+        if from_command_line and missing and "-h" not in argv and "--help" not in argv:
+            # the thread libraries read these when loaded: start again with them set
+            # (a value the user set is kept)
+            os.environ.update(missing)
+            os.execv(sys.executable, [sys.executable, "-m", "batchconv", *argv])
         from .bench import main as bench_main
 
         return bench_main(argv[1:])

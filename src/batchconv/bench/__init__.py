@@ -72,9 +72,12 @@ def run_bench(quick: bool = True, only: list[str] | None = None,
         sec.notes.append(f"ran in {time.perf_counter() - t0:.0f} s")
         sections.append(sec)
         log(f"[{i}/{len(names)}] {name} done in {time.perf_counter() - t0:.0f} s")
+    from ..cli import QUIET_THREAD_POOLS
+
+    pools = ", ".join(f"{k}={os.environ.get(k, 'unset')}" for k in QUIET_THREAD_POOLS)
     return {"machine": machine(), "date": time.strftime("%Y-%m-%d"),
             "mode": "quick" if quick else "full", "seconds": time.perf_counter() - t_all,
-            "peaks": peaks, "sections": [asdict(s) for s in sections]}
+            "peaks": peaks, "thread_pools": pools, "sections": [asdict(s) for s in sections]}
 
 
 def summary_table(report: dict) -> str:
@@ -88,6 +91,7 @@ def markdown(report: dict, command: str) -> str:
     peaks = ", ".join(f"{k} {v:.0f} GFLOP/s" for k, v in report["peaks"].items())
     out = [f"Machine: {report['machine']}  ", f"Date: {report['date']}  ",
            f"Command: `{command}` ({report['mode']}, {report['seconds']:.0f} s)  ",
+           f"Thread pools: {report.get('thread_pools', 'not recorded')}  ",
            f"Measured peaks: {peaks}", "", "### Summary", "",
            summary_table(report), ""]
     for s in report["sections"]:
