@@ -652,21 +652,26 @@ def _box_row(src, dst, scale, m, d, s, pc, pp):  # pragma: no cover - compiled
             if b >= 1:
                 j0, step = _window_starts(r + d * (b - 1) * m, m, d, s)
                 total = pp[m - 1]
-                for jj in range(j0, m, step):
-                    o = (r + d * ((b - 1) * m + jj)) // s
-                    if o >= n_out:
-                        break
-                    if jj == 0:
-                        dst[o] = total
-                        scale[o] = total
-                    else:
-                        dst[o] = (total - pp[jj - 1]) + pc[jj - 1]
-                        scale[o] = total + pc[jj - 1]
+                o = (r + d * ((b - 1) * m + j0)) // s  # then + d * step // s per window
+                o_step = d * step // s
+                jj = j0
+                if jj == 0 and jj < m and o < n_out:
+                    dst[o] = total
+                    scale[o] = total
+                    jj += step
+                    o += o_step
+                while jj < m and o < n_out:
+                    dst[o] = (total - pp[jj - 1]) + pc[jj - 1]
+                    scale[o] = total + pc[jj - 1]
+                    jj += step
+                    o += o_step
             if b < nblk:
                 pp, pc = pc, pp
 
 
-@numba.njit(fastmath=False, nogil=True, cache=True)
+# error_model="numpy": a division is a plain instruction (the Python model's zero check
+# on every one kept the output loop from vectorising); no result divides by zero
+@numba.njit(fastmath=False, nogil=True, cache=True, error_model="numpy")
 def _stats_2d(x, out, n, m0, s0, m1, d1, s1, mode, eps16, t_begin, t_end, rows_per_task):
     """Window statistics of 2-D items in one pass over ``x`` (b, C, P, H, W): channel sums
     of x and x^2 in float64, window sums along W for each input row (:func:`_box_row`),
@@ -686,6 +691,7 @@ def _stats_2d(x, out, n, m0, s0, m1, d1, s1, mode, eps16, t_begin, t_end, rows_p
     junk = np.empty(o1n, np.float64)
     pc = np.empty((m0, 3, o1n), np.float64)
     pp = np.empty((m0, 3, o1n), np.float64)
+    zero3 = np.zeros((3, o1n), np.float64)
     for task in range(t_begin, t_end):
         item = task // ntr
         oa = (task % ntr) * rows_per_task
@@ -724,32 +730,30 @@ def _stats_2d(x, out, n, m0, s0, m1, d1, s1, mode, eps16, t_begin, t_end, rows_p
             if b >= 1:
                 j0, step = _window_starts((b - 1) * m0, m0, 1, s0)
                 total = pp[m0 - 1]
+                o = oa + ((b - 1) * m0 + j0) // s0  # then + step // s0 per output row
                 for jj in range(j0, m0, step):
-                    o = oa + ((b - 1) * m0 + jj) // s0
                     if o >= ob:
                         break
-                    for q in range(o1n):
-                        if jj == 0:
-                            a1 = total[0, q]
-                            a2 = total[1, q]
-                            sc = total[1, q] + total[2, q]
-                        else:
-                            lo = pp[jj - 1]
-                            hi = pc[jj - 1]
+                    # jj == 0: the window is the previous block's total (lo = hi = 0)
+                    lo = pp[jj - 1] if jj > 0 else zero3
+                    hi = pc[jj - 1] if jj > 0 else zero3
+                    if mode == 0:
+                        for q in range(o1n):
+                            out[0, bi, pi, o, q] = (total[0, q] - lo[0, q]) + hi[0, q]
+                            out[1, bi, pi, o, q] = (total[1, q] - lo[1, q]) + hi[1, q]
+                    else:
+                        dst = out[0, bi, pi, o]
+                        flat = eps16 * (m0 + m1)
+                        for q in range(o1n):
                             a1 = (total[0, q] - lo[0, q]) + hi[0, q]
                             a2 = (total[1, q] - lo[1, q]) + hi[1, q]
                             sc = total[1, q] + hi[1, q] + (total[2, q] - lo[2, q]) + hi[2, q]
-                        if mode == 0:
-                            out[0, bi, pi, o, q] = a1
-                            out[1, bi, pi, o, q] = a2
-                        else:
                             spread = a2 - a1 * a1 / n if mode == 1 else a2
-                            if spread > eps16 * (m0 + m1) * sc:
-                                out[0, bi, pi, o, q] = 1.0 / np.sqrt(spread)
-                            elif spread != spread:  # NaN stays NaN
-                                out[0, bi, pi, o, q] = spread
-                            else:
-                                out[0, bi, pi, o, q] = 0.0
+                            inv = 1.0 / np.sqrt(spread)  # used only where spread > 0
+                            # flat windows: 0; NaN stays NaN
+                            dst[q] = inv if spread > flat * sc else (
+                                spread if spread != spread else 0.0)
+                    o += step // s0
             if b < nblk:
                 pp, pc = pc, pp
 
