@@ -16,10 +16,12 @@ from __future__ import annotations
 import os
 from math import prod
 
+from .geometry import padded_copy_bytes
 from .problem import Problem
 from .xp import get_workers, has_module
 
-__all__ = ["USE_NUMBA", "enabled", "kernels", "long_axis_last", "window_rows_bytes"]
+__all__ = ["USE_NUMBA", "enabled", "kernels", "long_axis_last", "window_rows_bytes",
+           "window_rows_fit"]
 
 USE_NUMBA = os.environ.get("BATCHCONV_DISABLE_NUMBA", "") in ("", "0")
 
@@ -47,15 +49,23 @@ def long_axis_last(p: Problem) -> tuple[int, ...] | None:
 
 
 def window_rows_bytes(p: Problem, b: int) -> int:
-    """Temporaries of the window-rows kernel for ``b`` items, at most: the padded chunk
-    split into ``stride`` phases along the kernel's last axis (each row padded by 16
-    samples; no copy at all where stride 1 and a contiguous last axis let the kernel read
-    the input in place, which depends on the layout, not on the problem), and a row of
-    float64 sums per thread."""
+    """Temporaries of a method running the window-rows kernel on ``b`` items, at most:
+    the padded copy of the chunk (:func:`geometry.padded_copy_bytes`), then the kernel's
+    own: the padded chunk split into ``stride`` phases along the kernel's last axis (each
+    row padded by 16 samples; no copy at all where stride 1 and a contiguous last axis let
+    the kernel read the input in place, which depends on the layout, not on the problem),
+    and a row of float64 sums per thread."""
     order = long_axis_last(p) or tuple(range(p.ndim))
     geoms = [p.geoms[i] for i in order]
     g = geoms[-1]
     lead = b * p.C * p.P * prod(q.padded for q in geoms[:-1])
-    return (lead * g.stride * (-(-g.padded // g.stride) + 16) * p.dtype.itemsize
+    return (padded_copy_bytes(p, b)
+            + lead * g.stride * (-(-g.padded // g.stride) + 16) * p.dtype.itemsize
             + get_workers() * 16 * (p.O[order[-1]] + 64))
+
+
+def window_rows_fit(p: Problem, budget: int | None) -> bool:
+    """True when one item's window-rows temporaries fit ``budget`` (None: no budget):
+    the kernel copies whole items, where the NumPy fallbacks' tiles need less."""
+    return budget is None or window_rows_bytes(p, 1) <= budget
 

@@ -267,8 +267,9 @@ class Plan:
                         canon) -> None:
         """Remember the one-block call for this layout of ``x`` when its canonical view
         and the result's are plain views of ``x`` and of the result (no copy): a repeat
-        call then makes them with two ``as_strided`` and runs the method directly, past
-        the resolution of problem, chunks and views (most of a small call's Python)."""
+        call then makes them with :func:`_view` and runs the method directly (or the
+        method's own ``bind`` call for the layout), past the resolution of problem,
+        chunks and views (most of a small call's Python)."""
         def start(a, b) -> bool:  # a view of b from b's first element (a copy starts elsewhere)
             return (a.dtype == b.dtype and
                     a.__array_interface__["data"][0] == b.__array_interface__["data"][0])

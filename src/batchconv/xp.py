@@ -208,9 +208,13 @@ def ordered_like(shape: tuple[int, ...], strides: tuple[int, ...] | None):
     >>> ordered_like((2, 3, 4), (8, 64, 16))
     ((3, 4, 2), (2, 0, 1))
     """
-    order = (list(range(len(shape))) if strides is None else
-             sorted(range(len(shape)), key=lambda i: -abs(strides[i])))
+    order = list(range(len(shape))) if strides is None else _stride_order(strides)
     return tuple(shape[i] for i in order), tuple(np.argsort(order).tolist())
+
+
+def _stride_order(strides: tuple[int, ...]) -> list[int]:
+    """Axes from the largest stride to the smallest (the one rule of memory order)."""
+    return sorted(range(len(strides)), key=lambda i: -abs(strides[i]))
 
 
 @functools.lru_cache(maxsize=1)
@@ -302,16 +306,15 @@ def memory_order(a: np.ndarray) -> list[int]:
     >>> memory_order(np.zeros((2, 3, 4)).transpose(2, 0, 1))
     [1, 2, 0]
     """
-    return sorted(range(a.ndim), key=lambda i: -abs(a.strides[i]))
+    return _stride_order(a.strides)
 
 
 def work_buffer_like(a: np.ndarray, slot: str, limit: int = _WORK_BUFFER_BYTES) -> np.ndarray:
     """:func:`work_buffer` with ``a``'s shape, dtype and memory order (as
     ``np.empty_like(a, order="K")``), so that element-wise work with ``a`` runs in memory
     order."""
-    order = memory_order(a)
-    buf = work_buffer(tuple(a.shape[i] for i in order), a.dtype, slot, limit)
-    return buf.transpose(np.argsort(order))
+    ordered, back = ordered_like(a.shape, a.strides)
+    return work_buffer(ordered, a.dtype, slot, limit).transpose(back)
 
 
 @functools.lru_cache(maxsize=1)

@@ -62,8 +62,7 @@ def uses_window_rows(p: Problem, budget: int | None = None) -> bool:
     integers are computed in float64; numba installed and switched on) within
     ``budget``: the kernel copies a whole item, where shift-and-add's tiles shrink."""
     return (not use_gemm(p) and p.dtype.kind == "f" and compiled.enabled()
-            and (budget is None
-                 or padded_copy_bytes(p, 1) + compiled.window_rows_bytes(p, 1) <= budget))
+            and compiled.window_rows_fit(p, budget))
 
 
 def tile_elements(p: Problem, budget: int | None) -> int:
@@ -220,9 +219,9 @@ def fuses_reduce(p: Problem) -> bool:
 def workspace_bytes(p: Problem, b: int, k: int, budget: int | None = None) -> int:
     """Peak bytes of temporaries for one ``(b, k)`` block, not counting the block itself:
     a padded copy of the chunk (when padding is needed) and the tiles in flight."""
+    if uses_window_rows(p, budget):
+        return compiled.window_rows_bytes(p, b)
     pad = padded_copy_bytes(p, b)
-    if uses_window_rows(p, budget):  # the padded copy, then the kernel's own
-        return pad + compiled.window_rows_bytes(p, b)
     r = p.dtype.itemsize
     tile = min(tile_elements(p, budget), b * p.P * prod(p.O) * p.window_size)
     per_tile = tile + tile // max(1, p.window_size) * k if use_gemm(p) else 2 * tile

@@ -311,8 +311,7 @@ class _OneFilterUnit:
         out = [slice(None)] * len(x_shape)  # ... and of the real axis
         out[axes[-1]] = keep[axes[-1] - 3]
         self.kept = tuple(out)
-        inverse = [len(range(*r.indices(n))) if isinstance(r, slice) else n
-                   for r, n in zip(self.rows, x_shape, strict=True)]
+        inverse = [len(range(*r.indices(n))) for r, n in zip(self.rows, x_shape, strict=True)]
         inverse[axes[-1]] = s[-1]
         kept_shape = [len(range(*k.indices(n))) for k, n in zip(self.kept, inverse,
                                                                  strict=True)]

@@ -53,8 +53,7 @@ def uses_window_rows(p: Problem, budget: int | None = None) -> bool:
     """True when the compiled kernel computes ``p`` within ``budget``: it copies a whole
     item (split into ``stride`` phases), where the NumPy fallback needs only its tiles'
     temporaries (a fixed tile size: budgets below those are refused)."""
-    return uses_numba() and (budget is None or padded_copy_bytes(p, 1)
-                             + compiled.window_rows_bytes(p, 1) <= budget)
+    return uses_numba() and compiled.window_rows_fit(p, budget)
 
 
 @dataclass
@@ -147,9 +146,9 @@ def workspace_bytes(p: Problem, b: int, k: int, budget: int | None = None) -> in
     whose rows hold every filter of the block, so a large bank asks for smaller bank
     chunks)."""
     r = p.dtype.itemsize
+    if uses_window_rows(p, budget):
+        return compiled.window_rows_bytes(p, b)
     copy = padded_copy_bytes(p, b)
-    if uses_window_rows(p, budget):  # the padded copy, then the kernel's own
-        return copy + compiled.window_rows_bytes(p, b)
     per_row = k * p.P * prod(p.O[1:])  # outputs in one row of the first output axis
     tile_out = min(b * p.O[0] * per_row, max(_TILE // max(p.T[-1], 1), per_row))
     return copy + get_workers() * (tile_out * (p.T[-1] * r + 8 + 2 * r) + _UFUNC_BUFFERS)
