@@ -18,6 +18,8 @@ MODULES = sorted(m.name for m in pkgutil.walk_packages(batchconv.__path__, "batc
 def test_docstring_examples(name):
     if name == "batchconv.dask_arrays":
         pytest.importorskip("dask.array")
+    if name == "batchconv.tensors":  # its examples make tensors
+        pytest.importorskip("torch")
     if name == "batchconv._triton_kernels":  # the GPU kernels: Triton ships with CUDA torch
         pytest.importorskip("triton")
     module = importlib.import_module(name)

@@ -275,8 +275,38 @@ def test_tf32_is_scoped_off_and_restored():
             assert conv.fp32_precision == "tf32"
         with precise("cpu"):
             assert conv.fp32_precision == "tf32"
+        matmul.fp32_precision = "tf32"
+        with precise("cuda:0", matmuls=False):  # a lone convolution: its switch only
+            assert conv.fp32_precision == "ieee" and matmul.fp32_precision == "tf32"
+        assert conv.fp32_precision == "tf32"
     finally:
         conv.fp32_precision, matmul.fp32_precision = before
+
+
+def test_tf32_switches_already_off_are_not_touched(monkeypatch):
+    """A switch that is off already is neither set nor restored (each costs a call)."""
+    import types
+
+    from batchconv.tensors import _tf32_switches, precise
+
+    class Flag(types.SimpleNamespace):
+        def __setattr__(self, name, value):
+            writes.append((name, value))
+            super().__setattr__(name, value)
+
+    writes = []
+    conv, matmul = Flag(fp32_precision="tf32"), Flag(fp32_precision="ieee")
+    writes.clear()
+    monkeypatch.setattr(torch.backends.cudnn, "conv", conv, raising=False)
+    monkeypatch.setattr(torch.backends.cuda, "matmul", matmul)
+    _tf32_switches.cache_clear()
+    try:
+        with precise("cuda:0"):
+            assert conv.fp32_precision == "ieee" and matmul.fp32_precision == "ieee"
+        assert conv.fp32_precision == "tf32"
+        assert writes == [("fp32_precision", "ieee"), ("fp32_precision", "tf32")]
+    finally:
+        _tf32_switches.cache_clear()
 
 
 def test_cuda_planning_without_a_gpu(monkeypatch):
@@ -368,15 +398,19 @@ def test_tf32_scope_with_the_older_flags(monkeypatch):
     """Where torch lacks the fp32_precision settings, the allow_tf32 flags are used."""
     import types
 
-    from batchconv.tensors import precise
+    from batchconv.tensors import _tf32_switches, precise
 
     monkeypatch.setattr(torch.backends.cudnn, "conv", types.SimpleNamespace(), raising=False)
     monkeypatch.setattr(torch.backends.cudnn, "allow_tf32", True, raising=False)
     flags = types.SimpleNamespace(allow_tf32=True)
     monkeypatch.setattr(torch.backends.cuda, "matmul", flags)
-    with precise("cuda:0"):
-        assert torch.backends.cudnn.allow_tf32 is False and flags.allow_tf32 is False
-    assert torch.backends.cudnn.allow_tf32 is True and flags.allow_tf32 is True
+    _tf32_switches.cache_clear()  # found once per process
+    try:
+        with precise("cuda:0"):
+            assert torch.backends.cudnn.allow_tf32 is False and flags.allow_tf32 is False
+        assert torch.backends.cudnn.allow_tf32 is True and flags.allow_tf32 is True
+    finally:
+        _tf32_switches.cache_clear()
 
 
 @pytest.mark.parametrize("spec,xs,ws,kw", [
@@ -453,3 +487,42 @@ def test_oom_on_the_one_call_path_retries_in_blocks(rng, monkeypatch):
     np.testing.assert_allclose(plan(torch.from_numpy(x)).numpy(), naive_correlate(x, w),
                                rtol=1e-12)
     assert calls == [8, 8, 4, 4]
+
+
+@pytest.mark.parametrize("n", [1, 3])
+def test_channels_last_input_reaches_the_convolution_as_such(n, rng):
+    """An NHWC input (batch one included, where a reshape may give the batch axis any
+    stride) reaches the convolution as a channels-last tensor, the unused tail of a stride
+    not sliced off: oneDNN/cuDNN then return channels-last, and the NHWC result is that
+    output's view (7x7 stem, one image: 4.5 -> 1.6 ms on the CPU, the copy gone)."""
+    import torch.nn.functional as F
+
+    from batchconv.methods import torch_direct
+    from batchconv.tensors import canonical_x
+
+    x = torch.from_numpy(rand(rng, (n, 24, 23, 3), np.float32))
+    w = torch.from_numpy(rand(rng, (7, 7, 3, 8), np.float32))
+    p = bc.plan(x, w, "nhwc,hwco->nhwo|hw", stride=2, method="torch_direct")
+    grouped = torch_direct.grouped_input(p.problem, p.state, canonical_x(p.problem, x))
+    assert tuple(grouped.shape) == (n, 3, 24, 23)  # no slice: the convolution skips it
+    assert grouped.is_contiguous(memory_format=torch.channels_last)
+    assert grouped.stride(0) == 24 * 23 * 3
+    y = p(x)
+    ref = F.conv2d(x.permute(0, 3, 1, 2), w.permute(3, 2, 0, 1), stride=2)
+    torch.testing.assert_close(y, ref.permute(0, 2, 3, 1), rtol=1e-5, atol=1e-4)
+    (_, y_strides, _), = p._shortcuts.values()
+    assert y_strides[1] == 1  # the convolution's output is channels-last
+
+
+def test_nchw_shortcut_makes_no_views(rng):
+    """NCHW in and out: the recorded shortcut is the convolution alone."""
+    x = torch.from_numpy(rand(rng, (2, 3, 10, 9), np.float32))
+    w = torch.from_numpy(rand(rng, (4, 3, 3, 3), np.float32))
+    p = bc.plan(x, w, "nchw,kchw->nkhw|hw", method="torch_direct")
+    first, again = p(x), p(x)
+    (into, _, out), = p._shortcuts.values()
+    assert into is None and out is None
+    torch.testing.assert_close(first, again)
+    ref = naive_correlate(x.double().numpy(), w.double().numpy(),
+                                     "nchw,kchw->nkhw|hw")
+    np.testing.assert_allclose(again.numpy(), ref, rtol=1e-5, atol=1e-4)

@@ -26,7 +26,12 @@ __all__ = ["to_numpy", "from_numpy", "is_torch", "is_dask", "numpy_dtype", "plai
 def _library(obj) -> str:
     """The top-level package of ``obj``'s type (``"torch"``, ``"dask"``, ``"numpy"``...),
     found without importing anything."""
-    return type(obj).__module__.split(".")[0]
+    return _library_of_type(type(obj))
+
+
+@lru_cache(maxsize=256)
+def _library_of_type(cls: type) -> str:
+    return cls.__module__.split(".")[0]
 
 
 def numpy_dtype(dtype) -> np.dtype:

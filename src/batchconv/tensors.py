@@ -34,8 +34,8 @@ from .arrays import is_torch, numpy_dtype, plain_tensor
 from .problem import _canonical, final_view
 from .reduce import check_reduced
 
-__all__ = ["TORCH_METHODS", "device_of", "is_cuda", "torch_dtype", "to_device", "canonical_x",
-           "canonical_w", "pad_sliding", "apply_reduce", "allow_tf32", "precise",
+__all__ = ["TORCH_METHODS", "all_finite", "device_of", "is_cuda", "torch_dtype", "to_device",
+           "canonical_x", "canonical_w", "pad_sliding", "apply_reduce", "allow_tf32", "precise",
            "device_memory", "run_plan"]
 
 TORCH_METHODS = ("torch_direct", "torch_fft")
@@ -222,36 +222,55 @@ class allow_tf32:
 
 class precise:
     """Scope TF32 off for torch's CUDA convolutions and float32 matmuls (see
-    :class:`allow_tf32`); does nothing on the CPU or inside ``allow_tf32()``."""
+    :class:`allow_tf32`); does nothing on the CPU or inside ``allow_tf32()``. A switch
+    that is off already is left alone; ``matmuls=False`` leaves the matmul one alone
+    (a lone convolution: each switch costs about 2 us a call, and a small layer on a
+    GPU takes tens)."""
 
-    def __init__(self, device: str):
+    def __init__(self, device: str, matmuls: bool = True):
         self.active = is_cuda(device) and not getattr(_tf32, "allowed", False)
+        self.matmuls = matmuls
 
     def __enter__(self):
         if self.active:
-            self._switches = _tf32_switches()
-            self._old = [getattr(obj, name) for obj, name, _ in self._switches]
-            for obj, name, off in self._switches:
-                setattr(obj, name, off)
+            self._changed = []
+            for obj, name, off in _tf32_switches()[:None if self.matmuls else 1]:
+                old = getattr(obj, name)
+                if old != off:
+                    setattr(obj, name, off)
+                    self._changed.append((obj, name, old))
         return self
 
     def __exit__(self, *exc) -> None:
         if self.active:
-            for (obj, name, _), old in zip(self._switches, self._old, strict=True):
+            for obj, name, old in self._changed:
                 setattr(obj, name, old)
 
 
-def _tf32_switches() -> list[tuple[object, str, object]]:
-    """``(object, attribute, value that turns TF32 off)`` for cuDNN convolutions and
+@lru_cache(maxsize=1)
+def _tf32_switches() -> tuple[tuple[object, str, object], ...]:
+    """``(object, attribute, value that turns TF32 off)`` for cuDNN convolutions, then
     float32 matmuls: the ``fp32_precision`` settings where torch has them, else the older
     ``allow_tf32`` flags."""
     torch = _torch()
     conv = getattr(torch.backends.cudnn, "conv", None)
     if conv is not None and hasattr(conv, "fp32_precision"):
-        return [(conv, "fp32_precision", "ieee"),
-                (torch.backends.cuda.matmul, "fp32_precision", "ieee")]
-    return [(torch.backends.cudnn, "allow_tf32", False),
-            (torch.backends.cuda.matmul, "allow_tf32", False)]
+        return ((conv, "fp32_precision", "ieee"),
+                (torch.backends.cuda.matmul, "fp32_precision", "ieee"))
+    return ((torch.backends.cudnn, "allow_tf32", False),
+            (torch.backends.cuda.matmul, "allow_tf32", False))
+
+
+def all_finite(t) -> bool:
+    """True when the tensor ``t`` holds no NaN or Inf: its sum is finite (one reduction,
+    5x less than ``isfinite(t).all()`` on the CPU; a sum that overflows says False, and
+    the caller's exact route is correct for those values too). One sync on a GPU.
+
+    >>> import torch
+    >>> all_finite(torch.ones(3)), all_finite(torch.tensor([1.0, float("nan")]))
+    (True, False)
+    """
+    return bool(_torch().isfinite(t.sum()))
 
 
 def device_memory(device: str) -> tuple[int, int]:
@@ -303,8 +322,15 @@ def _learn_shortcut(plan, p, xt, xc, layout):
     final = final_view(p, y.reshape(y.shape[0], p.P, p.K, *p.O).transpose(1, 2))
     into, out = _offset_view(grouped, xt), _offset_view(final, y)
     if into is not None and out is not None and len(plan._shortcuts) < 8:
-        plan._shortcuts[layout] = (into, y.stride(), out)
+        plan._shortcuts[layout] = (_unless_whole(into, xt), y.stride(),
+                                   _unless_whole(out, y))
     return final.contiguous()
+
+
+def _unless_whole(view, base):
+    """``view`` (shape, strides, offset), or None when it is ``base`` itself (the common
+    NCHW case: no view to make)."""
+    return None if view == (tuple(base.shape), base.stride(), 0) else view
 
 
 def _run_shortcut(plan, shortcut, xt):
@@ -312,15 +338,18 @@ def _run_shortcut(plan, shortcut, xt):
     output came out in another layout than recorded."""
     from .methods import torch_direct
 
-    torch = _torch()
-    (shape, strides, offset), y_strides, out = shortcut
-    with precise(plan.device), torch.no_grad():
-        grouped = xt.as_strided(shape, strides, xt.storage_offset() + offset)
+    into, y_strides, out = shortcut
+    # no autograd scope needed: xt is detached, and the plan's weights never need grad
+    with precise(plan.device, matmuls=False):
+        grouped = xt if into is None else xt.as_strided(into[0], into[1],
+                                                        xt.storage_offset() + into[2])
         y = torch_direct.convolve_grouped(plan.problem, plan.state, grouped, 0,
                                           plan.problem.K)
-        if y.stride() != y_strides:
-            return None
-        return y.as_strided(out[0], out[1], y.storage_offset() + out[2]).contiguous()
+    if y.stride() != y_strides:
+        return None
+    if out is None:
+        return y.contiguous()
+    return y.as_strided(out[0], out[1], y.storage_offset() + out[2]).contiguous()
 
 
 def run_plan(plan, x):

@@ -21,7 +21,7 @@ from math import prod
 import numpy as np
 
 from ..problem import Problem
-from ..tensors import is_cuda, pad_sliding
+from ..tensors import all_finite, is_cuda, pad_sliding
 from ..xp import next_fast_len
 from . import fft as numpy_fft
 from . import torch_direct
@@ -137,9 +137,7 @@ def _exact(p: Problem, st: TorchFFTState, xc, k0: int, k1: int):
 
 def compute(p: Problem, st: TorchFFTState, xc, k0: int, k1: int, out=None):
     """The block ``(b, k1 - k0, P, *O)`` for the canonical chunk ``xc`` (a tensor)."""
-    import torch
-
-    if not st.finite_filters or not bool(torch.isfinite(xc).all()):
+    if not st.finite_filters or not all_finite(xc):
         y = _exact(p, st, xc, k0, k1)
     else:
         y = _spectral(p, st, xc, k0, k1)
