@@ -65,9 +65,13 @@ def test_float32_contract_with_tf32_default(rng):
     restore the user's setting."""
     x = torch.randn(16, 16, 64, 64, device="cuda")
     w = torch.randn(32, 16, 15, 15, device="cuda")
+    before = torch.backends.cudnn.conv.fp32_precision
     torch.backends.cudnn.conv.fp32_precision = "tf32"
-    y = bc.correlate(x, w, "nchw,kchw->nkhw|hw", method="torch_direct")
-    assert torch.backends.cudnn.conv.fp32_precision == "tf32"
+    try:
+        y = bc.correlate(x, w, "nchw,kchw->nkhw|hw", method="torch_direct")
+        assert torch.backends.cudnn.conv.fp32_precision == "tf32"
+    finally:
+        torch.backends.cudnn.conv.fp32_precision = before
     ref = torch.nn.functional.conv2d(x.double(), w.double())
     bound = 1e-5 * torch.nn.functional.conv2d(x.double().abs(), w.double().abs())
     assert bool(((y.double() - ref).abs() <= bound).all())
@@ -83,10 +87,13 @@ def test_nonfinite_and_oom_free_result(rng):
 
 
 def test_default_budget_is_device_memory():
+    """Half the free memory, counting what torch's allocator caches unused (planning
+    moves memory between the two: their sum is what stays put)."""
     x, w = torch.randn(8, 64, 64, device="cuda"), torch.randn(4, 5, 5, device="cuda")
+    free = (torch.cuda.mem_get_info()[0] + torch.cuda.memory_reserved()
+            - torch.cuda.memory_allocated())
     p = bc.plan(x, w)
-    free = torch.cuda.mem_get_info()[0]
-    assert p.device.startswith("cuda") and 0.3 * free < p.memory <= 0.5 * free + (1 << 20)
+    assert p.device.startswith("cuda") and 0.4 * free < p.memory <= 0.5 * free + (16 << 20)
     assert p.method in METHODS
 
 
@@ -145,6 +152,17 @@ def test_seed004_sad_on_the_gpu_memory_is_the_output():
     y = plan(image)
     torch.cuda.synchronize()
     assert torch.cuda.max_memory_allocated() - base <= 2 * y.numel() * 4 + (1 << 20)
+
+
+@pytest.mark.skipif(torch.cuda.device_count() < 2, reason="one CUDA device")
+def test_sad_on_a_device_that_is_not_the_current_one(rng):
+    """Triton launches on the current device: the kernel must switch to the tensors'."""
+    x, w = rand(rng, (2, 3, 40, 40), np.float32), rand(rng, (3, 5, 5), np.float32)
+    y = bc.correlate(torch.from_numpy(x).to("cuda:1"), torch.from_numpy(w).to("cuda:1"),
+                     "bchw,chw->bhw|hw", metric="sad", stride=2)
+    assert y.device == torch.device("cuda:1")
+    ref = bc.correlate(x, w, "bchw,chw->bhw|hw", metric="sad", stride=2)
+    np.testing.assert_allclose(y.cpu().numpy(), ref, rtol=1e-5, atol=1e-4)
 
 
 def test_measured_planning_on_cuda(rng):

@@ -101,18 +101,33 @@ def test_only_close_estimates_are_timed(monkeypatch, rng):
     assert timed == [] and far.method == "fft" and far.reason == "lowest estimated time"
 
 
-def test_a_slow_warm_up_is_not_repeated(monkeypatch):
+def test_a_slow_candidate_is_not_repeated(monkeypatch):
     calls = []
-    clock = iter([0.0, 0.001] + [0.0, 0.001] * 3 + [1.0, 2.0])  # fast, then a 1 s warm-up
+    clock = iter([0.0, 0.001] * 3 + [1.0, 2.0])  # three fast runs, then a 1 s run
     monkeypatch.setattr(measure.time, "perf_counter", lambda: next(clock))
 
     def plan(x):
         calls.append(x)
 
     assert measure._seconds(plan, 0, None) == pytest.approx(0.001)
+    assert len(calls) == 1 + measure.REPEATS  # an untimed warm-up, then the timed runs
     n = len(calls)
     assert measure._seconds(plan, 1, None, best_so_far=0.001) == pytest.approx(1.0)
-    assert len(calls) == n + 1  # the warm-up only
+    assert len(calls) == n + 2  # the warm-up and one timed run
+
+
+def test_the_warm_up_is_not_timed(monkeypatch):
+    """A warm-up's one-off costs (cuFFT plans, compilation) do not count: the first call
+    is slow, the timed ones are not."""
+    calls = []
+    clock = iter([0.0, 0.002] * 3)
+    monkeypatch.setattr(measure.time, "perf_counter", lambda: next(clock))
+
+    def plan(x):
+        calls.append(x)
+
+    assert measure._seconds(plan, 0, None, best_so_far=0.001) == pytest.approx(0.002)
+    assert len(calls) == 1 + measure.REPEATS
 
 
 def test_a_candidate_that_fails_is_skipped(monkeypatch):

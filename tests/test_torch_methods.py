@@ -526,3 +526,50 @@ def test_nchw_shortcut_makes_no_views(rng):
     ref = naive_correlate(x.double().numpy(), w.double().numpy(),
                                      "nchw,kchw->nkhw|hw")
     np.testing.assert_allclose(again.numpy(), ref, rtol=1e-5, atol=1e-4)
+
+
+def test_overlapping_tf32_scopes_restore_once_at_the_end():
+    """The switches are the process's: with two scopes open at once (two threads), the
+    first to leave must not turn TF32 back on under the other; the last restores it."""
+    from batchconv.tensors import precise
+
+    conv = torch.backends.cudnn.conv
+    before = conv.fp32_precision
+    conv.fp32_precision = "tf32"
+    try:
+        first, second = precise("cuda:0"), precise("cuda:0", matmuls=False)
+        first.__enter__()
+        second.__enter__()
+        first.__exit__(None, None, None)
+        assert conv.fp32_precision == "ieee"  # the second call is still running
+        second.__exit__(None, None, None)
+        assert conv.fp32_precision == "tf32"
+    finally:
+        conv.fp32_precision = before
+
+
+@pytest.mark.parametrize("method", ["torch_direct", "torch_fft"])
+def test_numpy_arrays_torch_cannot_share(method, rng):
+    """NumPy inputs that torch.from_numpy refuses (a reversed view, big-endian bytes, a
+    read-only array) are copied, not refused, when a torch method runs them."""
+    x = rand(rng, (2, 3, 12, 11), np.float64)
+    w = rand(rng, (4, 3, 3, 3), np.float64)
+    spec = "nchw,kchw->nkhw|hw"
+    ref = naive_correlate(x, w[..., ::-1], spec)
+    frozen = x.copy()
+    frozen.flags.writeable = False
+    for xs, ws in ((x, w[..., ::-1]), (x.astype(">f8"), w[..., ::-1].astype(">f8")),
+                   (frozen, np.ascontiguousarray(w[..., ::-1]))):
+        y = bc.correlate(xs, ws, spec, method=method)
+        np.testing.assert_allclose(y, ref, rtol=1e-12, atol=1e-12 * np.abs(ref).max())
+
+
+def test_cuda_budget_counts_the_allocators_cache(monkeypatch):
+    """Memory torch caches but does not use is free to our tensors: the budget is half
+    of what mem_get_info reports plus that cache."""
+    from batchconv.tensors import device_memory
+
+    monkeypatch.setattr(torch.cuda, "mem_get_info", lambda device=None: (1 << 30, 80 << 30))
+    monkeypatch.setattr(torch.cuda, "memory_reserved", lambda device=None: 5 << 30)
+    monkeypatch.setattr(torch.cuda, "memory_allocated", lambda device=None: 3 << 30)
+    assert device_memory("cuda:0") == (3 << 29, 3 << 30)

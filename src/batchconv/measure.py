@@ -6,9 +6,9 @@ whose cost model is not fitted (cuDNN's speed jumps between kernel sizes: with 1
 channels and a bank of 128 on an H100 it took 8 ms at 5x5 and 1026 ms at 63x63, where
 an FFT stayed at 11.5 ms). Each candidate whose estimate is within ``CLOSE`` times the
 best runs as a real plan on random input with at most ``SAMPLE_ITEMS`` batch items:
-once to warm up (cuFFT plans, cuDNN's algorithm search, numba's compilation), then
-``REPEATS`` times; its best time counts (a candidate whose warm-up already took
-``GIVE_UP`` times the best so far is not repeated). The choice is remembered for the
+once to warm up (cuFFT plans, cuDNN's algorithm search, numba's compilation; not
+timed), then ``REPEATS`` times; its best time counts (a candidate whose first timed run
+took ``GIVE_UP`` times the best so far is not repeated). The choice is remembered for the
 problem (shapes, dtypes, options), the device, the chunks the budget allows, the thread
 counts and whether numba runs, so a loop of calls times once; threads planning the same
 problem wait for the one that times it. Not timed: integer inputs (``direct`` is exact)
@@ -41,7 +41,7 @@ __all__ = ["timed_choice", "sample_input", "forget", "CLOSE", "SAMPLE_ITEMS", "R
 CLOSE = 10.0  # time the candidates estimated within this factor of the best
 SAMPLE_ITEMS = 4  # batch items in the timed input (the methods scale linearly in them)
 REPEATS = 3
-GIVE_UP = 3.0  # a warm-up this many times slower than the best so far ends the timing
+GIVE_UP = 3.0  # a timed run this many times slower than the best so far ends the timing
 _REMEMBERED = 256  # choices kept (least recently used dropped first)
 _choices: OrderedDict[tuple, tuple[str, str]] = OrderedDict()
 _timing: dict[tuple, threading.Lock] = {}  # one lock per key being timed
@@ -71,8 +71,9 @@ def sample_input(p: Problem, device: str | None):
 
 
 def _seconds(plan, x, device: str | None, best_so_far: float = float("inf")) -> float:
-    """Best of ``REPEATS`` runs of ``plan(x)`` after one warm-up run (the warm-up's time
-    alone when it took ``GIVE_UP`` times ``best_so_far``)."""
+    """Best of ``REPEATS`` runs of ``plan(x)`` after an untimed warm-up run (one run
+    alone when it took ``GIVE_UP`` times ``best_so_far``: a warm-up's one-off costs
+    would otherwise decide against the method that pays them, e.g. cuFFT's plans)."""
     if is_cuda(device):
         import torch
 
@@ -81,18 +82,16 @@ def _seconds(plan, x, device: str | None, best_so_far: float = float("inf")) -> 
     else:
         def sync():
             pass
-    t0 = time.perf_counter()
-    plan(x)
+    plan(x)  # warm-up, not timed: cuFFT plans, cuDNN's algorithm search, compilation
     sync()
-    warm = time.perf_counter() - t0
-    if warm > GIVE_UP * best_so_far:
-        return warm
     best = float("inf")
     for _ in range(REPEATS):
         t0 = time.perf_counter()
         plan(x)
         sync()
         best = min(best, time.perf_counter() - t0)
+        if best > GIVE_UP * best_so_far:  # far behind: no need for its best time
+            break
     return best
 
 

@@ -82,7 +82,10 @@ def to_device(a, device: str, dtype: np.dtype | None = None):
     torch = _torch()
     if not is_torch(a):
         a = np.asarray(a)
-        a = torch.from_numpy(a if a.flags.writeable else a.copy())
+        if (not a.flags.writeable or not a.dtype.isnative
+                or any(st < 0 for st in a.strides)):  # what torch.from_numpy refuses
+            a = np.array(a, dtype=a.dtype.newbyteorder("="), order="C")
+        a = torch.from_numpy(a)
     else:
         a = plain_tensor(a)
     return a.to(device=device, dtype=None if dtype is None else torch_dtype(dtype))
@@ -133,6 +136,13 @@ def _pad_index(n: int, lo: int, hi: int, padding: str) -> np.ndarray:
     return idx[:n + lo + hi]
 
 
+@lru_cache(maxsize=64)
+def _pad_index_on(n: int, lo: int, hi: int, padding: str, device):
+    """:func:`_pad_index` as a tensor on ``device``, kept: a copy to a GPU on every call
+    waits for the device."""
+    return _torch().from_numpy(_pad_index(n, lo, hi, padding)).to(device)
+
+
 def pad_sliding(x, p, first_axis: int = 3):
     """``geometry.pad_sliding`` for a tensor: pad (or trim) the sliding axes so that a
     plain 'valid' correlation gives the requested mode. Constant padding is ``F.pad``
@@ -153,7 +163,7 @@ def pad_sliding(x, p, first_axis: int = 3):
         return torch.nn.functional.pad(x, widths, value=float(np.real(value)))
     for i, g in enumerate(geoms):
         if g.lo or g.hi:
-            idx = torch.from_numpy(_pad_index(g.n, g.lo, g.hi, p.padding)).to(x.device)
+            idx = _pad_index_on(g.n, g.lo, g.hi, p.padding, x.device)
             x = x.index_select(first_axis + i, idx)
     return x
 
@@ -166,9 +176,9 @@ def _arg(block, axes: tuple[int, ...], find_max: bool):
     if block.dtype.is_floating_point:  # NaN counts as the extreme, first one wins (NumPy)
         nan = torch.isnan(flat)
         idx = (torch.argmax(flat, dim=-1) if find_max else torch.argmin(flat, dim=-1))
-        if bool(nan.any()):
-            first_nan = torch.argmax(nan.to(torch.uint8), dim=-1)
-            idx = torch.where(nan.any(dim=-1), first_nan, idx)
+        # unconditionally: asking whether there is a NaN would wait for a GPU
+        first_nan = torch.argmax(nan.to(torch.uint8), dim=-1)
+        idx = torch.where(nan.any(dim=-1), first_nan, idx)
     else:
         idx = torch.argmax(flat, dim=-1) if find_max else torch.argmin(flat, dim=-1)
     coords = torch.unravel_index(idx, tuple(block.shape[a] for a in axes))
@@ -222,29 +232,43 @@ class allow_tf32:
 
 class precise:
     """Scope TF32 off for torch's CUDA convolutions and float32 matmuls (see
-    :class:`allow_tf32`); does nothing on the CPU or inside ``allow_tf32()``. A switch
-    that is off already is left alone; ``matmuls=False`` leaves the matmul one alone
-    (a lone convolution: each switch costs about 2 us a call, and a small layer on a
-    GPU takes tens)."""
+    :class:`allow_tf32`); does nothing on the CPU or inside ``allow_tf32()``.
+
+    The switches are the process's: the first scope to enter turns a switch off, the last
+    to leave restores it (threads calling plans at once share one scope). A switch that
+    is off already is left alone; ``matmuls=False`` leaves the matmul one alone (a lone
+    convolution: each switch costs about 2 us a call, and a small layer on a GPU takes
+    tens)."""
 
     def __init__(self, device: str, matmuls: bool = True):
         self.active = is_cuda(device) and not getattr(_tf32, "allowed", False)
-        self.matmuls = matmuls
+        self.count = 2 if matmuls else 1
 
     def __enter__(self):
         if self.active:
-            self._changed = []
-            for obj, name, off in _tf32_switches()[:None if self.matmuls else 1]:
-                old = getattr(obj, name)
-                if old != off:
-                    setattr(obj, name, off)
-                    self._changed.append((obj, name, old))
+            with _scope_lock:
+                for i, (obj, name, off) in enumerate(_tf32_switches()[:self.count]):
+                    if _holders[i] == 0:
+                        old = getattr(obj, name)
+                        _restore[i] = old if old != off else _UNCHANGED
+                        if old != off:
+                            setattr(obj, name, off)
+                    _holders[i] += 1
         return self
 
     def __exit__(self, *exc) -> None:
         if self.active:
-            for obj, name, old in self._changed:
-                setattr(obj, name, old)
+            with _scope_lock:
+                for i, (obj, name, _) in enumerate(_tf32_switches()[:self.count]):
+                    _holders[i] -= 1
+                    if _holders[i] == 0 and _restore[i] is not _UNCHANGED:
+                        setattr(obj, name, _restore[i])
+
+
+_scope_lock = threading.Lock()
+_UNCHANGED = object()
+_holders = [0, 0]  # scopes inside, per switch (convolutions, matmuls)
+_restore: list = [_UNCHANGED, _UNCHANGED]  # each switch's value before the first scope
 
 
 @lru_cache(maxsize=1)
@@ -275,9 +299,14 @@ def all_finite(t) -> bool:
 
 def device_memory(device: str) -> tuple[int, int]:
     """``(default budget, available bytes)`` on ``device``: on CUDA half of the free
-    memory (``torch.cuda.mem_get_info``) and the free memory; None on the CPU."""
+    memory (``torch.cuda.mem_get_info``, plus what torch's allocator caches unused) and
+    the free memory."""
     torch = _torch()
-    free, _total = torch.cuda.mem_get_info(torch.device(device))
+    d = torch.device(device)
+    free, _total = torch.cuda.mem_get_info(d)
+    # memory torch's allocator holds but does not use is free to our tensors too (in a
+    # training process, often most of the card)
+    free += torch.cuda.memory_reserved(d) - torch.cuda.memory_allocated(d)
     return int(free * _CUDA_BUDGET_SHARE), int(free)
 
 

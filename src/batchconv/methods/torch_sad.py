@@ -28,6 +28,7 @@ tensor([[1., 4.]])
 
 from __future__ import annotations
 
+import contextlib
 import os
 import warnings
 from dataclasses import dataclass
@@ -108,6 +109,8 @@ def _triton_sad(p: Problem, xp, kern, block) -> bool:
     """The Triton kernel on 3-D views (missing leading sliding axes have length 1);
     False (after a warning, once) when Triton cannot compile or launch it."""
     global _triton_failed
+    import torch
+
     from .._triton_kernels import sad_kernel, tile
 
     lift = 3 - p.ndim
@@ -121,16 +124,21 @@ def _triton_sad(p: Problem, xp, kern, block) -> bool:
     outs = [1] * lift + list(p.O)
     bh, bw = tile(outs[1])
     tiles_h, tiles_w = -(-outs[1] // bh), -(-outs[2] // bw)
+    # Triton launches on the current CUDA device, not the tensors' (cuda:1 with cuda:0
+    # current failed, and the failure turned the kernel off for the process)
+    on_device = torch.cuda.device(x3.device) if x3.is_cuda else contextlib.nullcontext()
     try:
-        for k0 in range(0, w3.shape[0], _MAX_GRID_K):
-            k1 = min(k0 + _MAX_GRID_K, w3.shape[0])
-            dest = block[:, k0:k1] if k1 - k0 < w3.shape[0] else block
-            tmp = dest if dest.is_contiguous() else dest.contiguous()
-            grid = (b * p.P * outs[0] * tiles_h * tiles_w, k1 - k0)
-            sad_kernel()[grid](x3, w3[k0:k1], tmp, p.C, p.P, *x3.shape[3:], *T, *outs,
-                               k1 - k0, *s, *d, tiles_h, tiles_w, BLOCK_H=bh, BLOCK_W=bw)
-            if tmp is not dest:
-                dest.copy_(tmp)
+        with on_device:
+            for k0 in range(0, w3.shape[0], _MAX_GRID_K):
+                k1 = min(k0 + _MAX_GRID_K, w3.shape[0])
+                dest = block[:, k0:k1] if k1 - k0 < w3.shape[0] else block
+                tmp = dest if dest.is_contiguous() else dest.contiguous()
+                grid = (b * p.P * outs[0] * tiles_h * tiles_w, k1 - k0)
+                sad_kernel()[grid](x3, w3[k0:k1], tmp, p.C, p.P, *x3.shape[3:], *T, *outs,
+                                   k1 - k0, *s, *d, tiles_h, tiles_w, BLOCK_H=bh,
+                                   BLOCK_W=bw)
+                if tmp is not dest:
+                    dest.copy_(tmp)
     except Exception as e:  # noqa: BLE001 - compilation, an unsupported GPU, a toolchain
         if isinstance(e, MemoryError) or "out of memory" in str(e).lower():
             raise
