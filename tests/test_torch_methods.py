@@ -261,6 +261,40 @@ def test_oom_retries_once_with_half_the_block(rng, monkeypatch):
         bc.correlate(torch.from_numpy(x), torch.from_numpy(w), method="torch_direct")
 
 
+@pytest.mark.parametrize("error", [RuntimeError("cuFFT error: CUFFT_ALLOC_FAILED"),
+                                   RuntimeError("CUDA error: out of memory")])
+def test_a_librarys_allocation_failure_is_out_of_memory(error, rng, monkeypatch):
+    """cuFFT/cuBLAS/cuDNN failing to allocate a work area (a RuntimeError in torch) is
+    retried with half the block, as the allocator's OutOfMemoryError is; another
+    RuntimeError is not."""
+    from batchconv.methods import torch_direct
+
+    x, w = rand(rng, (8, 30), np.float64), rand(rng, (4, 5), np.float64)
+    real = torch_direct.convolve_grouped
+    calls = []
+
+    def flaky(p, st, grouped, k0, k1):
+        calls.append(grouped.shape[0])
+        if len(calls) == 1:
+            raise error
+        return real(p, st, grouped, k0, k1)
+
+    monkeypatch.setattr(torch_direct, "convolve_grouped", flaky)
+    y = bc.correlate(torch.from_numpy(x), torch.from_numpy(w), method="torch_direct")
+    np.testing.assert_allclose(y.numpy(), naive_correlate(x, w), rtol=1e-12)
+    assert calls[:2] == [8, 4]
+
+    def broken(p, st, grouped, k0, k1):
+        calls.append(grouped.shape[0])
+        raise RuntimeError("expected all tensors to be on the same device")
+
+    calls.clear()
+    monkeypatch.setattr(torch_direct, "convolve_grouped", broken)
+    with pytest.raises(RuntimeError, match="same device"):
+        bc.correlate(torch.from_numpy(x), torch.from_numpy(w), method="torch_direct")
+    assert calls == [8]  # not retried
+
+
 def test_tf32_is_scoped_off_and_restored():
     from batchconv.tensors import precise
 
@@ -466,8 +500,8 @@ def test_one_call_path_falls_back_when_the_output_layout_differs(rng):
 
 
 def test_oom_on_the_one_call_path_retries_in_blocks(rng, monkeypatch):
-    """An allocator OutOfMemoryError in a remembered one-call path goes to the block loop,
-    which halves the block and retries."""
+    """An allocator OutOfMemoryError in a remembered one-call path goes to the block loop
+    with half the block (not the whole block again first)."""
     from batchconv.methods import torch_direct
 
     x, w = rand(rng, (8, 30), np.float64), rand(rng, (4, 5), np.float64)
@@ -479,14 +513,14 @@ def test_oom_on_the_one_call_path_retries_in_blocks(rng, monkeypatch):
 
     def flaky(p, st, grouped, k0, k1):
         calls.append(grouped.shape[0])
-        if len(calls) <= 2:  # the one-call path, then the whole block
+        if len(calls) == 1:  # the one-call path
             raise torch.OutOfMemoryError("CUDA out of memory (simulated)")
         return real(p, st, grouped, k0, k1)
 
     monkeypatch.setattr(torch_direct, "convolve_grouped", flaky)
     np.testing.assert_allclose(plan(torch.from_numpy(x)).numpy(), naive_correlate(x, w),
                                rtol=1e-12)
-    assert calls == [8, 8, 4, 4]
+    assert calls == [8, 4, 4]
 
 
 @pytest.mark.parametrize("n", [1, 3])

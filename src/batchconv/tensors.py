@@ -316,9 +316,21 @@ def _out_of_memory():
                                                       MemoryError))
 
 
+def _is_out_of_memory(e: BaseException) -> bool:
+    """True for the allocator's OutOfMemoryError, and for a CUDA library that could not
+    allocate its work area (cuFFT's ``CUFFT_ALLOC_FAILED``, cuBLAS's and cuDNN's alike),
+    which torch raises as a plain RuntimeError."""
+    if isinstance(e, _out_of_memory()):
+        return True
+    return isinstance(e, RuntimeError) and ("ALLOC_FAILED" in str(e)
+                                            or "out of memory" in str(e).lower())
+
+
 def _halve(cb: int, ck: int, device: str) -> tuple[int, int]:
-    """The block size after an allocator OutOfMemoryError (our estimate was wrong: the
-    allocator's cache, another process): half the batch, or half the bank."""
+    """The block size after running out of device memory (our estimate was wrong: the
+    allocator's cache, another process, a library's work area): half the batch, or half
+    the bank. Called after the failed block's exception is gone, so that emptying the
+    allocator's cache also returns that block's tensors."""
     if is_cuda(device):
         _torch().cuda.empty_cache()
     return (-(-cb // 2), ck) if cb > 1 else (cb, -(-ck // 2))
@@ -395,11 +407,14 @@ def run_plan(plan, x):
         xt = plain_tensor(x)
     layout = (xt.shape, xt.stride(), xt.dtype)
     shortcut = plan._shortcuts.get(layout)
+    short_of_memory = False
     if shortcut is not None:
         try:
             y = _run_shortcut(plan, shortcut, xt)
-        except _out_of_memory():  # the block loop below halves the block and retries
-            y = None
+        except Exception as e:  # out of memory: the block loop below runs half blocks
+            if not _is_out_of_memory(e):
+                raise
+            y, short_of_memory = None, True
         if y is not None:
             return y.cpu().numpy() if numpy_in else y
     from .metrics import method_for
@@ -412,8 +427,8 @@ def run_plan(plan, x):
     if prod(p.out_shape) * p.out_dtype.itemsize > plan.memory // 4:  # else it fits
         _check_result_fits(p, device)
     retried = False
-    if (p.reduce is None and cb >= p.B and ck >= p.K and p.window_size
-            and prod(p.canonical_out_shape)):
+    if not short_of_memory and (p.reduce is None and cb >= p.B and ck >= p.K
+                                and p.window_size and prod(p.canonical_out_shape)):
         # one block: the method's own output, in the spec's order (C-contiguous, as an
         # NCHW or channels-last convolution's output usually is already)
         try:
@@ -422,8 +437,12 @@ def run_plan(plan, x):
                 if y is None:
                     y = final_view(p, mod.compute(p, plan.state, xc, 0, p.K)).contiguous()
             return y.cpu().numpy() if numpy_in else y
-        except _out_of_memory():
-            cb, ck, retried = *_halve(cb, ck, device), True
+        except Exception as e:
+            if not _is_out_of_memory(e):
+                raise
+            short_of_memory = True
+    if short_of_memory:  # the one block did not fit: halve it, once
+        cb, ck, retried = *_halve(cb, ck, device), True
     final, canon = out_views(p, device)
     axes = tuple(3 + i for i in p.reduced_axes)
     if canon.numel() and p.window_size == 0:  # sums over nothing
@@ -442,12 +461,14 @@ def run_plan(plan, x):
                     else:
                         dest.copy_(apply_reduce(p.reduce, mod.compute(
                             p, plan.state, xc[b0:b1], k0, k1), axes))
-                except _out_of_memory():
-                    if retried or (cb == 1 and ck == 1):
+                except Exception as e:
+                    if not _is_out_of_memory(e) or retried or (cb == 1 and ck == 1):
                         raise
-                    cb, ck, retried = *_halve(cb, ck, device), True
+                    retried = True  # never a partial result: a second failure raises
+                else:
+                    k0 = k1
                     continue
-                k0 = k1
+                cb, ck = _halve(cb, ck, device)
             b0 = min(b0 + cb, p.B)
     y = final if final is not None else final_view(p, canon)
     return y.cpu().numpy() if numpy_in else y
