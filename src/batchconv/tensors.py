@@ -7,10 +7,12 @@ the user's tensors, padding is ``F.pad`` or an ``index_select`` built from
 ``numpy.pad``'s own index rule, the result is allocated on the device in the spec's
 output order, and the fused reductions are torch reductions on each block.
 
-On CUDA the calls run with TF32 off (scoped: the user's setting is restored), since
-TF32 breaks the float32 accuracy contract (relative error about 1e-3); inside
-``with bc.allow_tf32():`` the user's setting applies. The default memory budget on CUDA
-is half of the device's free memory; an allocator ``OutOfMemoryError`` halves the block
+On CUDA the calls run with TF32 off (scoped: the user's setting is restored when the
+last call running in the process ends), since TF32 breaks the float32 accuracy contract
+(relative error about 1e-3); inside ``with bc.allow_tf32():`` the user's setting applies.
+The default memory budget on CUDA is half of the device's free memory (counting what
+torch's allocator caches unused); running out of device memory (the allocator's
+``OutOfMemoryError``, or a CUDA library's failed work-area allocation) halves the block
 and retries once, and never returns a partial result.
 
 torch is imported only inside these functions.
@@ -82,8 +84,8 @@ def to_device(a, device: str, dtype: np.dtype | None = None):
     torch = _torch()
     if not is_torch(a):
         a = np.asarray(a)
-        if (not a.flags.writeable or not a.dtype.isnative
-                or any(st < 0 for st in a.strides)):  # what torch.from_numpy refuses
+        if (not a.flags.writeable or not a.dtype.isnative  # what torch.from_numpy refuses
+                or any(st < 0 or st % a.itemsize for st in a.strides)):
             a = np.array(a, dtype=a.dtype.newbyteorder("="), order="C")
         a = torch.from_numpy(a)
     else:
@@ -211,10 +213,10 @@ class allow_tf32:
     """Let batchconv's CUDA calls inside this block use TF32 as torch's own flags say.
 
     By default batchconv turns TF32 off for its cuDNN convolutions and matmuls (and
-    restores your setting after each call): TF32 keeps 10 mantissa bits, a relative error
-    of about 1e-3 per product, which breaks the float32 accuracy contract. Inside this
-    block that is up to you (torch's default is TF32 on for convolutions); expect errors
-    of order ``1e-3 * sum |x w|`` per output.
+    restores your setting when its last running call ends): TF32 keeps 10 mantissa
+    bits, a relative error of about 1e-3 per product, which breaks the float32 accuracy
+    contract. Inside this block that is up to you (torch's default is TF32 on for
+    convolutions); expect errors of order ``1e-3 * sum |x w|`` per output.
 
     >>> import batchconv as bc
     >>> with bc.allow_tf32():
@@ -236,18 +238,17 @@ class precise:
 
     The switches are the process's: the first scope to enter turns a switch off, the last
     to leave restores it (threads calling plans at once share one scope). A switch that
-    is off already is left alone; ``matmuls=False`` leaves the matmul one alone (a lone
-    convolution: each switch costs about 2 us a call, and a small layer on a GPU takes
-    tens)."""
+    is off already is left alone (each costs about 2 us a call, and a small layer on a
+    GPU takes tens). Convolutions need both: one that torch does not hand to cuDNN (cuDNN
+    disabled, a sample over 2**31 elements) runs as a cuBLAS matmul."""
 
-    def __init__(self, device: str, matmuls: bool = True):
+    def __init__(self, device: str):
         self.active = is_cuda(device) and not getattr(_tf32, "allowed", False)
-        self.count = 2 if matmuls else 1
 
     def __enter__(self):
         if self.active:
             with _scope_lock:
-                for i, (obj, name, off) in enumerate(_tf32_switches()[:self.count]):
+                for i, (obj, name, off) in enumerate(_tf32_switches()):
                     if _holders[i] == 0:
                         old = getattr(obj, name)
                         _restore[i] = old if old != off else _UNCHANGED
@@ -259,7 +260,7 @@ class precise:
     def __exit__(self, *exc) -> None:
         if self.active:
             with _scope_lock:
-                for i, (obj, name, _) in enumerate(_tf32_switches()[:self.count]):
+                for i, (obj, name, _) in enumerate(_tf32_switches()):
                     _holders[i] -= 1
                     if _holders[i] == 0 and _restore[i] is not _UNCHANGED:
                         setattr(obj, name, _restore[i])
@@ -287,8 +288,11 @@ def _tf32_switches() -> tuple[tuple[object, str, object], ...]:
 
 def all_finite(t) -> bool:
     """True when the tensor ``t`` holds no NaN or Inf: its sum is finite (one reduction,
-    5x less than ``isfinite(t).all()`` on the CPU; a sum that overflows says False, and
-    the caller's exact route is correct for those values too). One sync on a GPU.
+    5x less than ``isfinite(t).all()`` on the CPU). A sum that overflows says False,
+    which is what the FFT route needs: its zero-frequency term is that sum, so values
+    near the float's limit (1e36 in float32) took the exact route's answer instead of
+    NaN (on CUDA with more than three sliding axes that route is NumPy's, on the host).
+    One sync on a GPU.
 
     >>> import torch
     >>> all_finite(torch.ones(3)), all_finite(torch.tensor([1.0, float("nan")]))
@@ -381,7 +385,7 @@ def _run_shortcut(plan, shortcut, xt):
 
     into, y_strides, out = shortcut
     # no autograd scope needed: xt is detached, and the plan's weights never need grad
-    with precise(plan.device, matmuls=False):
+    with precise(plan.device):
         grouped = xt if into is None else xt.as_strided(into[0], into[1],
                                                         xt.storage_offset() + into[2])
         y = torch_direct.convolve_grouped(plan.problem, plan.state, grouped, 0,

@@ -5,7 +5,8 @@ The canonical problem maps onto a grouped convolution: the paired axes are the g
 ``x`` (b, C, P, *S) is read as (b, P*C, *S) and the filters (K, C, P, *T) are stored as
 (P*K, C, *T), so the convolution's output (b, P*k, *O) is the block (b, k, P, *O) after
 a reshape. Stride and dilation are the convolution's own; symmetric zero padding is its
-``padding`` argument (an unused tail is sliced off), any other padding is applied first
+``padding`` argument (the convolution skips a stride's unused tail itself; a longer
+one, only in pieces of a Dask array, is sliced off), any other padding is applied first
 (``tensors.pad_sliding``).
 Up to three sliding axes (what torch provides); more go to ``torch_fft``. For
 ``metric="sad"`` this method's name means ``methods/torch_sad.py`` (any number of axes).
@@ -66,7 +67,7 @@ def prepare(p: Problem, wc, budget: int | None = None) -> TorchDirectState:
 def _symmetric_zero_padding(p: Problem) -> tuple[int, ...] | None:
     """The convolution's own padding where it gives the mode: zero padding, the same on
     both ends of each axis, or none at the start and a trimmed end (a 'valid' stride
-    that leaves the last samples unused: trimmed by slicing, a view)."""
+    that leaves the last samples unused, which the convolution skips)."""
     if p.padding == "constant" and p.cval == 0 and all(
             g.lo == g.hi or (g.lo == 0 and g.hi < 0) for g in p.geoms):
         return tuple(g.lo for g in p.geoms)
