@@ -154,7 +154,9 @@ def features(p: Problem, method: str, device: str | None = None) -> tuple[str, d
 
 
 def estimate(p: Problem, method: str, device: str | None = None) -> float:
-    """Estimated seconds of one call of ``method`` on ``p`` (plan already made);
+    """Estimated seconds of a first call of ``method`` on ``p``: the call, plus the FFT
+    methods' filter transforms, which a plan makes once (a one-shot ``correlate`` pays
+    them; a plan called again does not, so there the FFT is cheaper than this says);
     ``device``: where torch tensors live (a CUDA device has its own table)."""
     terms = flops(p, method) / 2
     if p.metric == "sad" and method == "torch_direct":
