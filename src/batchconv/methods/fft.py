@@ -45,7 +45,7 @@ from ..xp import (
 __all__ = ["FFTState", "fft_shape", "tiling", "tile_count", "prepare", "compute",
            "workspace_bytes", "fuses_reduce", "bind"]
 
-_KERNEL_CHUNK_BYTES = 64 << 20  # filters are transformed in groups of about this size
+KERNEL_CHUNK_BYTES = 64 << 20  # filters are transformed in groups of about this size
 _GROUP_BYTES = 4 << 20  # one work unit: fewer, larger calls beat L2-sized ones (seed001 sweep)
 # below this much work-unit memory in all, one thread does the whole block: handing work to
 # a second thread costs more than it saves (dev machine: 5 x 100x100, 0.61 vs 0.68 ms)
@@ -181,22 +181,28 @@ def prepare(p: Problem, wc: np.ndarray, budget: int | None = None) -> FFTState:
     axes = tuple(range(3, 3 + p.ndim))
     cdtype = np.result_type(p.dtype, np.complex64)
     K, C, P = wc.shape[:3]
-    spec = np.empty((K, C, P, *half_shape(shape, is_complex)), dtype=cdtype)
+    half = half_shape(shape, is_complex)
+    # one channel: (K, P, *Fh); channels: frequency-major for one batched matmul per bin,
+    # (P, F, C, K). Each group of filters goes straight into that layout, so the
+    # transform never holds the spectra twice (128 x 16 filters of 63x63: 540 MB once)
+    spec = np.empty((K, P, *half) if C == 1 else (P, prod(half), C, K), dtype=cdtype)
     per_filter = max(1, C * P * prod(shape) * cdtype.itemsize)
-    step = max(1, _KERNEL_CHUNK_BYTES // per_filter)
+    step = max(1, KERNEL_CHUNK_BYTES // per_filter)
     for k0 in range(0, K, step):
+        k1 = min(k0 + step, K)
         # whole items: roll by -lo so kept outputs start at 0; tiles start at their window
-        buf = _kernel_buffer(p, wc[k0:k0 + step], shape, shift=implicit and tiles is None)
+        buf = _kernel_buffer(p, wc[k0:k1], shape, shift=implicit and tiles is None)
         threads = _fft_threads(buf.nbytes, get_workers())
         if is_complex:  # sum_j x[t+j] v[j]  <=>  X * conj(FFT(conj(v)))
-            spec[k0:k0 + step] = np.conj(eng.fftn(np.conj(buf), shape, axes, threads))
+            group = eng.fftn(np.conj(buf), shape, axes, threads)
         else:
-            spec[k0:k0 + step] = np.conj(eng.rfftn(buf, *ordered_axes(shape, 3), threads))
-    if C == 1:
-        spec = spec[:, 0]
-    else:  # frequency-major for one batched matmul per bin: (P, F, C, K)
-        spec = np.ascontiguousarray(spec.reshape(K, C, P, prod(spec.shape[3:])).transpose(
-            2, 3, 1, 0))
+            group = eng.rfftn(buf, *ordered_axes(shape, 3), threads)
+        del buf
+        group = np.conjugate(group, out=group)  # (k, C, P, *Fh)
+        if C == 1:
+            spec[k0:k1] = group[:, 0]
+        else:
+            spec[..., k0:k1] = group.reshape(k1 - k0, C, P, prod(half)).transpose(2, 3, 1, 0)
     return FFTState(shape, tiles, implicit, is_complex, spec)
 
 

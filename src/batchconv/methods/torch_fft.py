@@ -88,34 +88,46 @@ def cufft_len(n: int) -> int:
 
 
 def prepare(p: Problem, wc, budget: int | None = None) -> TorchFFTState:
-    """Transform the canonical filters ``wc`` (a tensor (K, C, P, *T)) once."""
+    """Transform the canonical filters ``wc`` (a tensor (K, C, P, *T)) once, in groups
+    of filters written straight into the spectra's layout (one channel: (K, P, *Fh);
+    channels: frequency-major for one batched matmul per bin, (P, F, C, K)), so the
+    spectra are never held twice (128 x 16 filters of 63x63: 540 MB once, not 2 GB).
+    A group is at most a 16th of the budget (at least 64 MiB): one or a few on a GPU."""
     import torch
 
     shape = fft_shape(p, str(wc.device))
     implicit = numpy_fft.implicit_zeros(p)
+    is_complex = p.dtype.kind == "c"
     K, C, P = wc.shape[:3]
     finite = bool(torch.isfinite(wc).all()) if wc.numel() else True
-    buf = torch.zeros((K, C, P, *shape), dtype=wc.dtype, device=wc.device)
+    half = numpy_fft.half_shape(shape, is_complex)
+    cdt = {torch.float32: torch.complex64, torch.float64: torch.complex128}.get(
+        wc.dtype, wc.dtype)
+    spec = torch.zeros((K, P, *half) if C == 1 else (P, prod(half), C, K), dtype=cdt,
+                       device=wc.device)
     idx = [torch.from_numpy(i).to(wc.device)
            for i in numpy_fft.tap_positions(p, shape, implicit)]
-    grid = torch.meshgrid(*idx, indexing="ij") if idx else ()
-    buf[(slice(None),) * 3 + tuple(grid)] = torch.where(torch.isfinite(wc), wc, 0)
+    taps = (slice(None),) * 3 + tuple(torch.meshgrid(*idx, indexing="ij") if idx else ())
     s, dims = numpy_fft.ordered_axes(shape, 3)  # the longest axis is the halved one
-    if not buf.numel():  # no filters or no channels: nothing to transform
-        half = numpy_fft.half_shape(shape, p.dtype.kind == "c")
-        cdt = {torch.float32: torch.complex64, torch.float64: torch.complex128}
-        spec = torch.zeros((K, C, P, *half), dtype=cdt.get(wc.dtype, wc.dtype),
-                           device=wc.device)
-    elif p.dtype.kind == "c":  # sum_j x[t+j] v[j]  <=>  X * conj(FFT(conj(v)))
-        spec = torch.conj(torch.fft.fftn(torch.conj(buf), s=s, dim=dims))
-    else:
-        spec = torch.conj(torch.fft.rfftn(buf, s=s, dim=dims))
-    spec = spec.resolve_conj()
-    del buf
-    if C == 1:
-        spec = spec[:, 0].contiguous()
-    else:  # frequency-major for one batched matmul per bin: (P, F, C, K)
-        spec = spec.reshape(K, C, P, prod(spec.shape[3:])).permute(2, 3, 1, 0).contiguous()
+    per_filter = C * P * prod(shape) * spec.element_size()
+    if per_filter == 0:  # no channels or an empty axis: nothing to transform
+        return TorchFFTState(shape, implicit, spec, finite, wc)
+    step = max(1, max(numpy_fft.KERNEL_CHUNK_BYTES, (budget or 0) // 16) // per_filter)
+    for k0 in range(0, K, step):
+        k1 = min(k0 + step, K)
+        buf = torch.zeros((k1 - k0, C, P, *shape), dtype=wc.dtype, device=wc.device)
+        w = wc[k0:k1]
+        buf[taps] = torch.where(torch.isfinite(w), w, 0)
+        if is_complex:  # sum_j x[t+j] v[j]  <=>  X * conj(FFT(conj(v)))
+            group = torch.fft.fftn(buf.conj_physical_(), s=s, dim=dims)
+        else:
+            group = torch.fft.rfftn(buf, s=s, dim=dims)
+        del buf
+        group = group.conj_physical_()
+        if C == 1:
+            spec[k0:k1] = group[:, 0]
+        else:
+            spec[..., k0:k1] = group.reshape(k1 - k0, C, P, prod(half)).permute(2, 3, 1, 0)
     return TorchFFTState(shape, implicit, spec, finite, wc)
 
 
