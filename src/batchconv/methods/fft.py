@@ -45,7 +45,7 @@ from ..xp import (
 __all__ = ["FFTState", "fft_shape", "tiling", "tile_count", "prepare", "compute",
            "workspace_bytes", "fuses_reduce", "bind"]
 
-KERNEL_CHUNK_BYTES = 64 << 20  # filters are transformed in groups of about this size
+KERNEL_CHUNK_BYTES = 64 << 20  # filters are transformed in groups of at most this size
 _GROUP_BYTES = 4 << 20  # one work unit: fewer, larger calls beat L2-sized ones (seed001 sweep)
 # below this much work-unit memory in all, one thread does the whole block: handing work to
 # a second thread costs more than it saves (dev machine: 5 x 100x100, 0.61 vs 0.68 ms)
@@ -164,6 +164,21 @@ def tap_positions(p: Problem, shape: tuple[int, ...], shift: bool) -> list[np.nd
             for g, n in zip(p.geoms, shape, strict=True)]
 
 
+def filter_group_bytes(budget: int | None, cap: int | None) -> int:
+    """Spectra bytes of the filters a plan transforms at once: a 16th of the budget (the
+    group's buffers then stay about a tenth of it beside the spectra), at most ``cap``;
+    ``cap`` alone without a budget.
+
+    >>> filter_group_bytes(1 << 30, 64 << 20), filter_group_bytes(None, 64 << 20)
+    (67108864, 67108864)
+    >>> filter_group_bytes(16 << 20, 64 << 20)
+    1048576
+    """
+    if budget is None:
+        return cap
+    return budget // 16 if cap is None else min(cap, budget // 16)
+
+
 def _kernel_buffer(p: Problem, wc: np.ndarray, shape: tuple[int, ...], shift: bool):
     """Dilated kernels placed in FFT-sized buffers (:func:`tap_positions`)."""
     buf = np.zeros(wc.shape[:3] + shape, dtype=p.dtype)
@@ -187,7 +202,7 @@ def prepare(p: Problem, wc: np.ndarray, budget: int | None = None) -> FFTState:
     # transform never holds the spectra twice (128 x 16 filters of 63x63: 540 MB once)
     spec = np.empty((K, P, *half) if C == 1 else (P, prod(half), C, K), dtype=cdtype)
     per_filter = max(1, C * P * prod(shape) * cdtype.itemsize)
-    step = max(1, KERNEL_CHUNK_BYTES // per_filter)
+    step = max(1, filter_group_bytes(budget, KERNEL_CHUNK_BYTES) // per_filter)
     for k0 in range(0, K, step):
         k1 = min(k0 + step, K)
         # whole items: roll by -lo so kept outputs start at 0; tiles start at their window

@@ -92,7 +92,8 @@ def prepare(p: Problem, wc, budget: int | None = None) -> TorchFFTState:
     of filters written straight into the spectra's layout (one channel: (K, P, *Fh);
     channels: frequency-major for one batched matmul per bin, (P, F, C, K)), so the
     spectra are never held twice (128 x 16 filters of 63x63: 540 MB once, not 2 GB).
-    A group is at most a 16th of the budget (at least 64 MiB): one or a few on a GPU."""
+    A group is a 16th of the budget (:func:`fft.filter_group_bytes`, not capped: one or
+    a few groups on a GPU)."""
     import torch
 
     shape = fft_shape(p, str(wc.device))
@@ -112,7 +113,8 @@ def prepare(p: Problem, wc, budget: int | None = None) -> TorchFFTState:
     per_filter = C * P * prod(shape) * spec.element_size()
     if per_filter == 0:  # no channels or an empty axis: nothing to transform
         return TorchFFTState(shape, implicit, spec, finite, wc)
-    step = max(1, max(numpy_fft.KERNEL_CHUNK_BYTES, (budget or 0) // 16) // per_filter)
+    cap = None if budget else numpy_fft.KERNEL_CHUNK_BYTES
+    step = max(1, numpy_fft.filter_group_bytes(budget, cap) // per_filter)
     for k0 in range(0, K, step):
         k1 = min(k0 + step, K)
         buf = torch.zeros((k1 - k0, C, P, *shape), dtype=wc.dtype, device=wc.device)
