@@ -491,8 +491,8 @@ def test_one_call_path_falls_back_when_the_output_layout_differs(rng):
     plan = bc.plan(torch.from_numpy(x), torch.from_numpy(w), "nchw,kchw->nkhw|hw",
                    method="torch_direct")
     plan(torch.from_numpy(x))
-    (layout, (into, _, out)), = plan._shortcuts.items()
-    plan._shortcuts[layout] = (into, (1, 1, 1, 1), out)  # as if cuDNN chose another one
+    (layout, (into, _, out, call)), = plan._shortcuts.items()
+    plan._shortcuts[layout] = (into, (1, 1, 1, 1), out, call)  # as if cuDNN chose another
     np.testing.assert_allclose(plan(torch.from_numpy(x)).numpy(),
                                naive_correlate(x, w, "nchw,kchw->nkhw|hw"), rtol=1e-12)
 
@@ -542,7 +542,7 @@ def test_channels_last_input_reaches_the_convolution_as_such(n, rng):
     y = p(x)
     ref = F.conv2d(x.permute(0, 3, 1, 2), w.permute(3, 2, 0, 1), stride=2)
     torch.testing.assert_close(y, ref.permute(0, 2, 3, 1), rtol=1e-5, atol=1e-4)
-    (_, y_strides, _), = p._shortcuts.values()
+    (_, y_strides, _, _), = p._shortcuts.values()
     assert y_strides[1] == 1  # the convolution's output is channels-last
 
 
@@ -552,7 +552,7 @@ def test_nchw_shortcut_makes_no_views(rng):
     w = torch.from_numpy(rand(rng, (4, 3, 3, 3), np.float32))
     p = bc.plan(x, w, "nchw,kchw->nkhw|hw", method="torch_direct")
     first, again = p(x), p(x)
-    (into, _, out), = p._shortcuts.values()
+    (into, _, out, _), = p._shortcuts.values()
     assert into is None and out is None
     torch.testing.assert_close(first, again)
     ref = naive_correlate(x.double().numpy(), w.double().numpy(),
@@ -633,3 +633,31 @@ def test_torch_filters_transformed_in_groups(spec, xs, ws, dtype, rng):
     whole = bc.plan(x, w, spec, method="torch_fft")(x)
     grouped = bc.plan(x, w, spec, method="torch_fft", memory="1MB")  # 1-3 filters a group
     torch.testing.assert_close(grouped(x), whole)
+
+
+@pytest.mark.parametrize("spec,xs,ws,kw", [
+    ("hwn,hw->hwn|hw", (12, 11, 3), (3, 4), dict(convolve=True)),  # seed 001's layout
+    ("nchw,kchw->nkhw|hw", (2, 3, 12, 11), (4, 3, 3, 3), dict(mode="full", stride=2)),
+    ("nc,kc->nkc|c", (3, 40), (2, 7), dict(mode="same")),
+])
+def test_fft_shortcut(spec, xs, ws, kw, rng):
+    """A torch_fft plan's repeat call is the recorded shortcut (a view of x, the
+    method's compute, a view of its output); it gives the general route's answer, and a
+    NaN in x (the exact route, another output layout) falls back to that route."""
+    x, w = rand(rng, xs, np.float64), rand(rng, ws, np.float64)
+    convolve = kw.pop("convolve", False)
+    p = bc.plan(torch.from_numpy(x), torch.from_numpy(w), spec, method="torch_fft",
+                convolve=convolve, **kw)
+    ref = naive_correlate(x, w, spec, convolve=convolve, **kw)
+    first = p(torch.from_numpy(x))
+    assert len(p._shortcuts) == 1
+    again = p(torch.from_numpy(x))
+    np.testing.assert_allclose(again.numpy(), ref, rtol=1e-10, atol=1e-10 * np.abs(ref).max())
+    torch.testing.assert_close(first, again)
+    bad = x.copy()
+    bad.flat[len(bad.flat) // 2] = np.nan
+    y = p(torch.from_numpy(bad)).numpy()
+    want = naive_correlate(bad, w, spec, convolve=convolve, **kw)
+    np.testing.assert_array_equal(np.isnan(y), np.isnan(want))
+    ok = ~np.isnan(want)
+    np.testing.assert_allclose(y[ok], want[ok], rtol=1e-10, atol=1e-10 * np.abs(ref).max())

@@ -349,26 +349,37 @@ def _offset_view(view, base):
 
 
 def _learn_shortcut(plan, p, xt, xc, layout):
-    """One block of ``torch_direct`` with no reduction, padding copy, dtype change or
-    rounding: compute it, and record the convolution's input as a strided view of ``x``
-    and the result as a strided view of the convolution's output, so that the next call
-    with this layout is ``as_strided``, the convolution, ``as_strided`` (about 40 us less
-    Python per call: what matters for small layers on a GPU). Returns the result, or None
-    when this block is not of that kind (the caller computes it)."""
-    from .methods import torch_direct
+    """One block of ``torch_direct`` or ``torch_fft`` with no reduction, padding copy (for
+    the convolution), dtype change or rounding: compute it, and record the method's input
+    as a strided view of ``x`` and the result as a strided view of the method's output,
+    so that the next call with this layout is ``as_strided``, the convolution (or the
+    FFT method's compute), ``as_strided`` (40-60 us less Python per call: what matters
+    for small problems on a GPU). Returns the result, or None when this block is not of
+    that kind (the caller computes it)."""
+    from .methods import torch_direct, torch_fft
 
     st = plan.state
-    if (plan.method != "torch_direct" or p.metric != "dot" or p.reduce is not None
-            or st.padding is None or p.integer_inputs or xc.dtype != xt.dtype
-            or p is not plan.problem):
+    if (plan.method not in TORCH_METHODS or p.metric != "dot" or p.reduce is not None
+            or p.integer_inputs or xc.dtype != xt.dtype or p is not plan.problem
+            or (plan.method == "torch_direct" and st.padding is None)):
         return None
-    grouped = torch_direct.grouped_input(p, st, xc)
-    y = torch_direct.convolve_grouped(p, st, grouped, 0, p.K)
-    final = final_view(p, y.reshape(y.shape[0], p.P, p.K, *p.O).transpose(1, 2))
-    into, out = _offset_view(grouped, xt), _offset_view(final, y)
+    if plan.method == "torch_direct":
+        src = torch_direct.grouped_input(p, st, xc)
+
+        def call(src):
+            return torch_direct.convolve_grouped(p, st, src, 0, p.K)
+    else:
+        src = xc
+
+        def call(src):
+            return torch_fft.compute(p, st, src, 0, p.K)
+    y = call(src)
+    final = final_view(p, y.reshape(y.shape[0], p.P, p.K, *p.O).transpose(1, 2)
+                       if plan.method == "torch_direct" else y)
+    into, out = _offset_view(src, xt), _offset_view(final, y)
     if into is not None and out is not None and len(plan._shortcuts) < 8:
         plan._shortcuts[layout] = (_unless_whole(into, xt), y.stride(),
-                                   _unless_whole(out, y))
+                                   _unless_whole(out, y), call)
     return final.contiguous()
 
 
@@ -379,17 +390,14 @@ def _unless_whole(view, base):
 
 
 def _run_shortcut(plan, shortcut, xt):
-    """The recorded one-call path (:func:`_learn_shortcut`); None when the convolution's
-    output came out in another layout than recorded."""
-    from .methods import torch_direct
-
-    into, y_strides, out = shortcut
+    """The recorded one-call path (:func:`_learn_shortcut`); None when the method's
+    output came out in another layout than recorded (e.g. the FFT method's exact route
+    for a NaN in ``x``)."""
+    into, y_strides, out, call = shortcut
     # no autograd scope needed: xt is detached, and the plan's weights never need grad
     with precise(plan.device):
-        grouped = xt if into is None else xt.as_strided(into[0], into[1],
-                                                        xt.storage_offset() + into[2])
-        y = torch_direct.convolve_grouped(plan.problem, plan.state, grouped, 0,
-                                          plan.problem.K)
+        y = call(xt if into is None else xt.as_strided(into[0], into[1],
+                                                       xt.storage_offset() + into[2]))
     if y.stride() != y_strides:
         return None
     if out is None:

@@ -233,14 +233,23 @@ def _forward(st: FFTState, x: np.ndarray, workers: int, out=None) -> np.ndarray:
 def zero_untouched(p: Problem, y):
     """With zero padding, windows that never touch ``x`` are exactly 0 (not FFT round-off
     of 0) in ``y`` (b, k, P, *O; an array or a tensor, set in place and returned)."""
+    for index in untouched_indices(p, as_lists=not isinstance(y, np.ndarray)):
+        y[index] = 0
+    return y
+
+
+def untouched_indices(p: Problem, as_lists: bool = False) -> list[tuple]:
+    """Indices into a block ``(b, k, P, *O)`` of the windows that never touch ``x``
+    (with zero padding; none otherwise), one per sliding axis that has some; ``as_lists``
+    for a tensor, which takes a list (a read-only array would warn)."""
     if not (p.padding == "constant" and p.cval == 0):
-        return y
+        return []
+    found = []
     for i, g in enumerate(p.geoms):
         idx = g.untouched()
-        if idx.size:  # a tensor takes a list (a read-only array would warn)
-            y[(slice(None),) * (3 + i) + (idx if isinstance(y, np.ndarray) else
-                                          idx.tolist(),)] = 0
-    return y
+        if idx.size:
+            found.append((slice(None),) * (3 + i) + (idx.tolist() if as_lists else idx,))
+    return found
 
 
 def _channel_product(st: FFTState, X: np.ndarray, k0: int, k1: int) -> np.ndarray:

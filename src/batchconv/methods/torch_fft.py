@@ -14,7 +14,7 @@ the host's NumPy direct method beyond three sliding axes).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import lru_cache
 from math import prod
 
@@ -40,6 +40,9 @@ class TorchFFTState:
     finite_filters: bool
     filters: object  # the canonical filters (K, C, P, *T), for the exact fallback
     fallback: object = None  # torch_direct's (or NumPy direct's) state, made when needed
+    # per geometry (the problem's, shared by every batch size): the index tuples that
+    # crop x, keep the strided outputs and zero the windows that never touch x
+    indices: dict = field(default_factory=dict, repr=False)
 
 
 def applies(p: Problem) -> str | None:
@@ -166,10 +169,8 @@ def _spectral(p: Problem, st: TorchFFTState, xc, k0: int, k1: int):
 
     b, k = xc.shape[0], k1 - k0
     s, dims = numpy_fft.ordered_axes(st.fft_shape, 3)
-    if st.implicit_zeros:
-        src = xc[(slice(None),) * 3 + tuple(slice(0, g.n + min(g.hi, 0)) for g in p.geoms)]
-    else:
-        src = pad_sliding(xc, p)
+    crop, keep, untouched = st.indices.get(p.geoms) or _indices(p, st)
+    src = xc[crop] if st.implicit_zeros else pad_sliding(xc, p)
     is_complex = p.dtype.kind == "c"
     X = (torch.fft.fftn if is_complex else torch.fft.rfftn)(src, s=s, dim=dims)
     half = X.shape[3:]
@@ -182,11 +183,25 @@ def _spectral(p: Problem, st: TorchFFTState, xc, k0: int, k1: int):
     del X
     y = (torch.fft.ifftn(Y, s=s, dim=dims) if is_complex
          else torch.fft.irfftn(Y, s=s, dim=dims))
-    keep = tuple(slice(0, (g.out - 1) * g.stride + 1, g.stride) for g in p.geoms)
-    y = y[(slice(None),) * 3 + keep]
+    y = y[keep]
     if p.integer_inputs:
         y = torch.round(y)
-    return numpy_fft.zero_untouched(p, y)
+    for index in untouched:  # windows that never touch x are exactly 0
+        y[index] = 0
+    return y
+
+
+def _indices(p: Problem, st: TorchFFTState) -> tuple:
+    """``(crop, keep, untouched)`` for ``p``'s geometry, remembered in ``st``: the index
+    that crops ``x`` to the samples the FFT reads, the one that keeps the strided
+    outputs of the inverse, and the indices of outputs that never touch ``x``
+    (``fft.untouched_indices``: set to exactly 0)."""
+    lead = (slice(None),) * 3
+    crop = lead + tuple(slice(0, g.n + min(g.hi, 0)) for g in p.geoms)
+    keep = lead + tuple(slice(0, (g.out - 1) * g.stride + 1, g.stride) for g in p.geoms)
+    untouched = tuple(numpy_fft.untouched_indices(p, as_lists=True))
+    st.indices[p.geoms] = found = (crop, keep, untouched)
+    return found
 
 
 def fuses_reduce(p: Problem) -> bool:
