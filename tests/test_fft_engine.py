@@ -185,3 +185,15 @@ def test_filter_spectra_are_held_once():
         tracemalloc.stop()
     assert p.state_bytes > 8 << 20
     assert peak < 1.4 * p.state_bytes
+
+
+@pytest.mark.parametrize("xs,ws", [((3, 20), (0, 5)), ((0, 20), (2, 5)), ((0, 3, 20), (2, 3, 5))])
+def test_fft_plan_on_no_items_or_no_filters(xs, ws):
+    """No items or no filters: an empty result, on the first call and the repeat call
+    (the one-block shortcut) alike."""
+    x, w = np.ones(xs), np.ones(ws)
+    spec = None if len(xs) == 2 else "ncw,kcw->nkw|w"
+    p = bc.plan(x, w, spec, method="fft")
+    first, again = p(x), p(x)
+    assert first.shape == again.shape == bc.correlate(x, w, spec, method="direct").shape
+    assert first.size == 0

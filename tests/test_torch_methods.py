@@ -491,8 +491,8 @@ def test_one_call_path_falls_back_when_the_output_layout_differs(rng):
     plan = bc.plan(torch.from_numpy(x), torch.from_numpy(w), "nchw,kchw->nkhw|hw",
                    method="torch_direct")
     plan(torch.from_numpy(x))
-    (layout, (into, _, out, call)), = plan._shortcuts.items()
-    plan._shortcuts[layout] = (into, (1, 1, 1, 1), out, call)  # as if cuDNN chose another
+    (layout, (into, _, out, call, finish)), = plan._shortcuts.items()
+    plan._shortcuts[layout] = (into, (1, 1, 1, 1), out, call, finish)  # cuDNN's other
     np.testing.assert_allclose(plan(torch.from_numpy(x)).numpy(),
                                naive_correlate(x, w, "nchw,kchw->nkhw|hw"), rtol=1e-12)
 
@@ -542,7 +542,7 @@ def test_channels_last_input_reaches_the_convolution_as_such(n, rng):
     y = p(x)
     ref = F.conv2d(x.permute(0, 3, 1, 2), w.permute(3, 2, 0, 1), stride=2)
     torch.testing.assert_close(y, ref.permute(0, 2, 3, 1), rtol=1e-5, atol=1e-4)
-    (_, y_strides, _, _), = p._shortcuts.values()
+    (_, y_strides, _, _, _), = p._shortcuts.values()
     assert y_strides[1] == 1  # the convolution's output is channels-last
 
 
@@ -552,7 +552,7 @@ def test_nchw_shortcut_makes_no_views(rng):
     w = torch.from_numpy(rand(rng, (4, 3, 3, 3), np.float32))
     p = bc.plan(x, w, "nchw,kchw->nkhw|hw", method="torch_direct")
     first, again = p(x), p(x)
-    (into, _, out, _), = p._shortcuts.values()
+    (into, _, out, _, _), = p._shortcuts.values()
     assert into is None and out is None
     torch.testing.assert_close(first, again)
     ref = naive_correlate(x.double().numpy(), w.double().numpy(),
@@ -661,3 +661,49 @@ def test_fft_shortcut(spec, xs, ws, kw, rng):
     np.testing.assert_array_equal(np.isnan(y), np.isnan(want))
     ok = ~np.isnan(want)
     np.testing.assert_allclose(y[ok], want[ok], rtol=1e-10, atol=1e-10 * np.abs(ref).max())
+
+
+def test_fft_shortcut_learned_from_a_finite_call_and_never_computes_twice(rng, monkeypatch):
+    """A NaN in x (the exact route) neither records its output layout as the shortcut's
+    nor makes a call compute twice: alternating NaN and finite inputs, each call runs
+    one route once."""
+    from batchconv.methods import torch_fft
+
+    x = rand(rng, (2, 3, 12, 11), np.float64)
+    w = rand(rng, (4, 3, 3, 3), np.float64)
+    bad = x.copy()
+    bad[1, 2, 5, 5] = np.nan
+    spec = "nchw,kchw->nkhw|hw"
+    p = bc.plan(torch.from_numpy(x), torch.from_numpy(w), spec, method="torch_fft",
+                mode="same")
+    p(torch.from_numpy(bad))
+    assert not p._shortcuts  # learned from a finite call only
+    p(torch.from_numpy(x))
+    assert len(p._shortcuts) == 1
+    routes = []
+    for name in ("_spectral", "_exact"):
+        real = getattr(torch_fft, name)
+        monkeypatch.setattr(torch_fft, name, lambda *a, real=real, name=name:
+                            (routes.append(name), real(*a))[1])
+    for data in (bad, x, bad, x):
+        y = p(torch.from_numpy(data)).numpy()
+        want = naive_correlate(data, w, spec, mode="same")
+        np.testing.assert_array_equal(np.isnan(y), np.isnan(want))
+        np.testing.assert_allclose(y[~np.isnan(y)], want[~np.isnan(want)], rtol=1e-10,
+                                   atol=1e-10 * np.nanmax(np.abs(want)))
+    assert routes == ["_exact", "_spectral", "_exact", "_spectral"]
+
+
+@pytest.mark.parametrize("cval", [np.nan, np.inf])
+def test_fft_with_a_nonfinite_padding_value(cval, rng):
+    """A NaN or Inf cval reaches only the windows it pads (the exact route), not every
+    output of the item as it would through an FFT."""
+    x = rand(rng, (2, 3, 12, 11), np.float64)
+    w = rand(rng, (4, 3, 3, 3), np.float64)
+    spec = "nchw,kchw->nkhw|hw"
+    y = bc.correlate(torch.from_numpy(x), torch.from_numpy(w), spec, method="torch_fft",
+                     mode="same", cval=cval).numpy()
+    want = naive_correlate(x, w, spec, mode="same", cval=cval)
+    np.testing.assert_array_equal(np.isfinite(y), np.isfinite(want))
+    ok = np.isfinite(want)
+    np.testing.assert_allclose(y[ok], want[ok], rtol=1e-10, atol=1e-10 * np.abs(want[ok]).max())

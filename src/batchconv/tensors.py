@@ -368,18 +368,27 @@ def _learn_shortcut(plan, p, xt, xc, layout):
 
         def call(src):
             return torch_direct.convolve_grouped(p, st, src, 0, p.K)
+
+        def finish(y):
+            return final_view(p, y.reshape(y.shape[0], p.P, p.K, *p.O).transpose(1, 2))
     else:
         src = xc
 
         def call(src):
             return torch_fft.compute(p, st, src, 0, p.K)
+
+        def finish(y):
+            return final_view(p, y)
+        if not torch_fft.spectral_route(p, st, xc):
+            # the exact route (a NaN in x) lays its output out otherwise: record the
+            # FFT route's layout, from a finite call
+            return finish(call(src)).contiguous()
     y = call(src)
-    final = final_view(p, y.reshape(y.shape[0], p.P, p.K, *p.O).transpose(1, 2)
-                       if plan.method == "torch_direct" else y)
+    final = finish(y)
     into, out = _offset_view(src, xt), _offset_view(final, y)
     if into is not None and out is not None and len(plan._shortcuts) < 8:
         plan._shortcuts[layout] = (_unless_whole(into, xt), y.stride(),
-                                   _unless_whole(out, y), call)
+                                   _unless_whole(out, y), call, finish)
     return final.contiguous()
 
 
@@ -390,16 +399,16 @@ def _unless_whole(view, base):
 
 
 def _run_shortcut(plan, shortcut, xt):
-    """The recorded one-call path (:func:`_learn_shortcut`); None when the method's
-    output came out in another layout than recorded (e.g. the FFT method's exact route
-    for a NaN in ``x``)."""
-    into, y_strides, out, call = shortcut
+    """The recorded one-call path (:func:`_learn_shortcut`). When the method's output
+    comes out in another layout than recorded (cuDNN's choice, the FFT method's exact
+    route for a NaN in ``x``), its result view is made the general way instead."""
+    into, y_strides, out, call, finish = shortcut
     # no autograd scope needed: xt is detached, and the plan's weights never need grad
     with precise(plan.device):
         y = call(xt if into is None else xt.as_strided(into[0], into[1],
                                                        xt.storage_offset() + into[2]))
     if y.stride() != y_strides:
-        return None
+        return finish(y).contiguous()
     if out is None:
         return y.contiguous()
     return y.as_strided(out[0], out[1], y.storage_offset() + out[2]).contiguous()

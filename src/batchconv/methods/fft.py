@@ -209,7 +209,7 @@ def prepare(p: Problem, wc: np.ndarray, budget: int | None = None) -> FFTState:
         buf = _kernel_buffer(p, wc[k0:k1], shape, shift=implicit and tiles is None)
         threads = _fft_threads(buf.nbytes, get_workers())
         if is_complex:  # sum_j x[t+j] v[j]  <=>  X * conj(FFT(conj(v)))
-            group = eng.fftn(np.conj(buf), shape, axes, threads)
+            group = eng.fftn(np.conjugate(buf, out=buf), shape, axes, threads)
         else:
             group = eng.rfftn(buf, *ordered_axes(shape, 3), threads)
         del buf
@@ -218,6 +218,7 @@ def prepare(p: Problem, wc: np.ndarray, budget: int | None = None) -> FFTState:
             spec[k0:k1] = group[:, 0]
         else:
             spec[..., k0:k1] = group.reshape(k1 - k0, C, P, prod(half)).transpose(2, 3, 1, 0)
+        del group  # before the next group's buffers
     return FFTState(shape, tiles, implicit, is_complex, spec)
 
 
@@ -487,6 +488,8 @@ def compute(p: Problem, st: FFTState, xc: np.ndarray, k0: int, k1: int,
         out[...] = zero if reduce is None else reduce(zero)
         return out
     block = np.empty((b, k1 - k0, p.P, *p.O), dtype=p.dtype) if out is None else out
+    if b == 0 or k1 == k0:  # no items or no filters: nothing to compute
+        return block
     workers = get_workers()
     if st.tiles is None:
         src = xc[crop] if st.implicit_zeros else pad_sliding(xc, p.geoms, p.padding, p.cval, 3)

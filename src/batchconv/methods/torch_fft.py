@@ -27,7 +27,7 @@ from . import fft as numpy_fft
 from . import torch_direct
 
 __all__ = ["fft_shape", "cufft_len", "applies", "prepare", "compute", "workspace_bytes",
-           "fuses_reduce", "spectrum_bytes"]
+           "fuses_reduce", "spectrum_bytes", "spectral_route"]
 
 
 @dataclass
@@ -133,6 +133,7 @@ def prepare(p: Problem, wc, budget: int | None = None) -> TorchFFTState:
             spec[k0:k1] = group[:, 0]
         else:
             spec[..., k0:k1] = group.reshape(k1 - k0, C, P, prod(half)).permute(2, 3, 1, 0)
+        del group  # before the next group's buffers
     return TorchFFTState(shape, implicit, spec, finite, wc)
 
 
@@ -154,7 +155,7 @@ def _exact(p: Problem, st: TorchFFTState, xc, k0: int, k1: int):
 
 def compute(p: Problem, st: TorchFFTState, xc, k0: int, k1: int, out=None):
     """The block ``(b, k1 - k0, P, *O)`` for the canonical chunk ``xc`` (a tensor)."""
-    if not st.finite_filters or not all_finite(xc):
+    if not spectral_route(p, st, xc):
         y = _exact(p, st, xc, k0, k1)
     else:
         y = _spectral(p, st, xc, k0, k1)
@@ -162,6 +163,15 @@ def compute(p: Problem, st: TorchFFTState, xc, k0: int, k1: int, out=None):
         return y
     out.copy_(y)
     return out
+
+
+def spectral_route(p: Problem, st: TorchFFTState, xc) -> bool:
+    """Whether the chunk ``xc`` may go through the FFT: no NaN or Inf in the filters, in
+    ``x`` (one sum: see ``tensors.all_finite``) or in a constant padding value (in an FFT
+    a non-finite value reaches every output of its item; the exact route keeps it in the
+    windows that hold it)."""
+    return (st.finite_filters and (p.padding != "constant" or bool(np.isfinite(p.cval)))
+            and all_finite(xc))
 
 
 def _spectral(p: Problem, st: TorchFFTState, xc, k0: int, k1: int):
