@@ -76,16 +76,14 @@ def _cache_key(x, w, spec, options: dict):
             return None
     if type(x) is np.ndarray and type(w) is np.ndarray and w.dtype.kind in "iufc":
         shape, dtype, device = x.shape, x.dtype, None  # the common case, in fewer steps
-    elif is_torch(w) and w.device.type == "cuda" and is_torch(x):  # the GPU case, alike
-        return (x.shape, x.dtype, x.device, "tensor", id(w), w._version, w.data_ptr(),
-                w.shape, w.stride(), w.dtype, w.device, spec, opts)
+    elif device_of(w) not in (None, "cpu"):  # filters on a GPU: the tensor itself
+        signature = ((x.shape, x.dtype, x.device) if is_torch(x)  # no string conversions
+                     else (*_x_signature(x), device_of(x)))
+        return (*signature, "tensor", id(w), w._version, w.data_ptr(), w.shape, w.stride(),
+                w.dtype, w.device, spec, opts)
     else:
         shape, dtype = _x_signature(x)
         device = device_of(x)
-        if device_of(w) not in (None, "cpu"):
-            return (shape, dtype.str, device, "tensor", id(w), w._version, w.data_ptr(),
-                    tuple(w.shape), tuple(w.stride()), str(w.dtype), str(w.device), spec,
-                    opts)
         w = _as_array(w, "w")
     if w.nbytes > _PLAN_CACHE_MAX_W_BYTES:
         return None

@@ -38,7 +38,7 @@ from .reduce import check_reduced
 
 __all__ = ["TORCH_METHODS", "all_finite", "device_of", "is_cuda", "torch_dtype", "to_device",
            "canonical_x", "canonical_w", "pad_sliding", "apply_reduce", "allow_tf32", "precise",
-           "device_memory", "run_plan"]
+           "device_memory", "is_out_of_memory", "run_plan"]
 
 TORCH_METHODS = ("torch_direct", "torch_fft")
 # the default budget on a GPU: this share of its free memory (the rest for cuFFT's work
@@ -320,7 +320,7 @@ def _out_of_memory():
                                                       MemoryError))
 
 
-def _is_out_of_memory(e: BaseException) -> bool:
+def is_out_of_memory(e: BaseException) -> bool:
     """True for the allocator's OutOfMemoryError, and for a CUDA library that could not
     allocate its work area (cuFFT's ``CUFFT_ALLOC_FAILED``, cuBLAS's and cuDNN's alike),
     which torch raises as a plain RuntimeError."""
@@ -370,7 +370,7 @@ def _learn_shortcut(plan, p, xt, xc, layout):
             return torch_direct.convolve_grouped(p, st, src, 0, p.K)
 
         def finish(y):
-            return final_view(p, y.reshape(y.shape[0], p.P, p.K, *p.O).transpose(1, 2))
+            return final_view(p, torch_direct.as_block(p, y, p.K))
     else:
         src = xc
 
@@ -433,7 +433,7 @@ def run_plan(plan, x):
         try:
             y = _run_shortcut(plan, shortcut, xt)
         except Exception as e:  # out of memory: the block loop below runs half blocks
-            if not _is_out_of_memory(e):
+            if not is_out_of_memory(e):
                 raise
             y, short_of_memory = None, True
         if y is not None:
@@ -459,7 +459,7 @@ def run_plan(plan, x):
                     y = final_view(p, mod.compute(p, plan.state, xc, 0, p.K)).contiguous()
             return y.cpu().numpy() if numpy_in else y
         except Exception as e:
-            if not _is_out_of_memory(e):
+            if not is_out_of_memory(e):
                 raise
             short_of_memory = True
     if short_of_memory:  # the one block did not fit: halve it, once
@@ -483,7 +483,7 @@ def run_plan(plan, x):
                         dest.copy_(apply_reduce(p.reduce, mod.compute(
                             p, plan.state, xc[b0:b1], k0, k1), axes))
                 except Exception as e:
-                    if not _is_out_of_memory(e) or retried or (cb == 1 and ck == 1):
+                    if not is_out_of_memory(e) or retried or (cb == 1 and ck == 1):
                         raise
                     retried = True  # never a partial result: a second failure raises
                 else:

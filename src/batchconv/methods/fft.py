@@ -239,18 +239,20 @@ def zero_untouched(p: Problem, y):
     return y
 
 
-def untouched_indices(p: Problem, as_lists: bool = False) -> list[tuple]:
+@lru_cache(maxsize=256)
+def untouched_indices(p: Problem, as_lists: bool = False) -> tuple[tuple, ...]:
     """Indices into a block ``(b, k, P, *O)`` of the windows that never touch ``x``
     (with zero padding; none otherwise), one per sliding axis that has some; ``as_lists``
-    for a tensor, which takes a list (a read-only array would warn)."""
+    for a tensor, which takes a list (a read-only array would warn). Remembered: read
+    them, never change them."""
     if not (p.padding == "constant" and p.cval == 0):
-        return []
+        return ()
     found = []
     for i, g in enumerate(p.geoms):
         idx = g.untouched()
         if idx.size:
             found.append((slice(None),) * (3 + i) + (idx.tolist() if as_lists else idx,))
-    return found
+    return tuple(found)
 
 
 def _channel_product(st: FFTState, X: np.ndarray, k0: int, k1: int) -> np.ndarray:
@@ -334,7 +336,7 @@ class _OneFilterUnit:
         self.real_axis, self.others, self.n_real = [axes[-1]], list(axes[:-1]), s[-1]
         self.half = x_shape[:axes[-1]] + (s[-1] // 2 + 1,) + x_shape[axes[-1] + 1:]
         self.ctype = np.result_type(p.dtype, np.complex64)
-        _, keep, _ = _whole_items(p)
+        _, keep, _ = whole_items(p)
         rows = [slice(None)] * len(x_shape)  # the kept outputs of the other axes
         for ax in self.others:
             rows[ax] = keep[ax - 3]
@@ -417,7 +419,7 @@ def _pair_units(b: int, k: int, pair_bytes: int, workers: int) -> list[tuple[sli
 
 
 @lru_cache(maxsize=256)
-def _whole_items(p: Problem) -> tuple[tuple, tuple, bool]:
+def whole_items(p: Problem) -> tuple[tuple, tuple, bool]:
     """``(crop, keep, no_data)`` for whole-item transforms: the part of a canonical input
     that reaches the kept outputs with implicit zero padding, the kept outputs' slices in
     the inverse transform, and True when no window touches ``x`` (only padding)."""
@@ -479,7 +481,7 @@ def compute(p: Problem, st: FFTState, xc: np.ndarray, k0: int, k1: int,
         raise ValueError("a fused reduce needs out= and whole-item transforms "
                          "(see fuses_reduce)")
     b = xc.shape[0]
-    crop, keep, no_data = _whole_items(p)
+    crop, keep, no_data = whole_items(p)
     if st.implicit_zeros and no_data:
         # every window sees only zero padding: the exact answer, not FFT round-off
         zero = np.zeros((b, k1 - k0, p.P, *p.O), dtype=p.dtype)
@@ -597,7 +599,7 @@ def bind(p: Problem, st: FFTState, xc: np.ndarray, out: np.ndarray):
     tenth of seed 001's smallest problem in a cold call)."""
     if p.K != 1 or st.tiles is not None or not st.implicit_zeros:
         return None
-    crop, _, no_data = _whole_items(p)
+    crop, _, no_data = whole_items(p)
     if no_data or xc.shape[0] * _per_item_bytes(p, st.fft_shape, 1) >= _PARALLEL_BYTES:
         return None
     x_shape = xc[crop].shape

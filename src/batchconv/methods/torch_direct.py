@@ -24,7 +24,7 @@ from ..problem import Problem
 from ..tensors import pad_sliding
 
 __all__ = ["applies", "prepare", "compute", "workspace_bytes", "fuses_reduce",
-           "grouped_input", "convolve_grouped"]
+           "grouped_input", "convolve_grouped", "as_block"]
 
 
 @dataclass
@@ -106,12 +106,16 @@ def convolve_grouped(p: Problem, st: TorchDirectState, grouped, k0: int, k1: int
                    dilation=st.dilation, groups=p.P)
 
 
+def as_block(p: Problem, y, k: int):
+    """The convolution's output ``(b, P*k, *O)`` as the block ``(b, k, P, *O)`` (a view)."""
+    return y.reshape(y.shape[0], p.P, k, *p.O).transpose(1, 2)
+
+
 def compute(p: Problem, st: TorchDirectState, xc, k0: int, k1: int, out=None):
     """The block ``(b, k1 - k0, P, *O)`` for the canonical chunk ``xc`` (a tensor)."""
     import torch
 
-    y = convolve_grouped(p, st, grouped_input(p, st, xc), k0, k1)
-    y = y.reshape(xc.shape[0], p.P, k1 - k0, *p.O).transpose(1, 2)
+    y = as_block(p, convolve_grouped(p, st, grouped_input(p, st, xc), k0, k1), k1 - k0)
     if p.integer_inputs:
         y = torch.round(y)
     if out is None:

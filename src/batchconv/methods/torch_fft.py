@@ -40,8 +40,9 @@ class TorchFFTState:
     finite_filters: bool
     filters: object  # the canonical filters (K, C, P, *T), for the exact fallback
     fallback: object = None  # torch_direct's (or NumPy direct's) state, made when needed
-    # per geometry (the problem's, shared by every batch size): the index tuples that
-    # crop x, keep the strided outputs and zero the windows that never touch x
+    # per geometry (the problem's, shared by every batch size): the crop, keep and
+    # untouched indices of fft.whole_items / fft.untouched_indices, looked up once (two
+    # lru_cache lookups keyed by the problem cost 10-15 us a call)
     indices: dict = field(default_factory=dict, repr=False)
 
 
@@ -202,15 +203,13 @@ def _spectral(p: Problem, st: TorchFFTState, xc, k0: int, k1: int):
 
 
 def _indices(p: Problem, st: TorchFFTState) -> tuple:
-    """``(crop, keep, untouched)`` for ``p``'s geometry, remembered in ``st``: the index
-    that crops ``x`` to the samples the FFT reads, the one that keeps the strided
-    outputs of the inverse, and the indices of outputs that never touch ``x``
-    (``fft.untouched_indices``: set to exactly 0)."""
-    lead = (slice(None),) * 3
-    crop = lead + tuple(slice(0, g.n + min(g.hi, 0)) for g in p.geoms)
-    keep = lead + tuple(slice(0, (g.out - 1) * g.stride + 1, g.stride) for g in p.geoms)
-    untouched = tuple(numpy_fft.untouched_indices(p, as_lists=True))
-    st.indices[p.geoms] = found = (crop, keep, untouched)
+    """``(crop, keep, untouched)`` for ``p``'s geometry, remembered in ``st``: the crop
+    of ``x`` and the kept outputs of the inverse (:func:`fft.whole_items`, with the
+    leading axes), and the outputs that never touch ``x`` (:func:`fft.untouched_indices`,
+    set to exactly 0)."""
+    crop, keep, _ = numpy_fft.whole_items(p)
+    found = (crop, (slice(None),) * 3 + keep, numpy_fft.untouched_indices(p, True))
+    st.indices[p.geoms] = found
     return found
 
 

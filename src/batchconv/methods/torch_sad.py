@@ -36,7 +36,7 @@ from itertools import product
 from math import prod
 
 from ..problem import Problem
-from ..tensors import is_cuda, pad_sliding
+from ..tensors import is_cuda, is_out_of_memory, pad_sliding
 from ..xp import has_module
 
 __all__ = ["TorchSAD", "uses_triton", "INTERPRET"]
@@ -140,7 +140,7 @@ def _triton_sad(p: Problem, xp, kern, block) -> bool:
                 if tmp is not dest:
                     dest.copy_(tmp)
     except Exception as e:  # noqa: BLE001 - compilation, an unsupported GPU, a toolchain
-        if isinstance(e, MemoryError) or "out of memory" in str(e).lower():
+        if isinstance(e, MemoryError) or is_out_of_memory(e):  # the block loop retries
             raise
         _triton_failed = True
         warnings.warn(f"batchconv: the Triton SAD kernel failed ({type(e).__name__}: "
