@@ -41,12 +41,23 @@ GRID = [
     ("2d N100 64 T5", None, (100, 64, 64), (5, 5), {}, F64),
     ("2d N100 64 K8 T5", None, (100, 64, 64), (8, 5, 5), {}, F32),
     ("2d N16 128 K16 T15 same", None, (16, 128, 128), (16, 15, 15), {"mode": "same"}, F32),
-    ("2d N8 64 C16 K32 T3 nhwc", "nhwc,hwck->nhwk|hw", (8, 64, 64, 16), (3, 3, 16, 32),
-     {"mode": "same"}, F32),
-    ("2d N8 64 C16 K32 T7 nhwc", "nhwc,hwck->nhwk|hw", (8, 64, 64, 16), (7, 7, 16, 32),
-     {"mode": "same"}, F32),
-    ("2d N4 128 C3 K16 T11 nchw", "nchw,kchw->nkhw|hw", (4, 3, 128, 128), (16, 3, 11, 11),
-     {}, F32),
+    (
+        "2d N8 64 C16 K32 T3 nhwc",
+        "nhwc,hwck->nhwk|hw",
+        (8, 64, 64, 16),
+        (3, 3, 16, 32),
+        {"mode": "same"},
+        F32,
+    ),
+    (
+        "2d N8 64 C16 K32 T7 nhwc",
+        "nhwc,hwck->nhwk|hw",
+        (8, 64, 64, 16),
+        (7, 7, 16, 32),
+        {"mode": "same"},
+        F32,
+    ),
+    ("2d N4 128 C3 K16 T11 nchw", "nchw,kchw->nkhw|hw", (4, 3, 128, 128), (16, 3, 11, 11), {}, F32),
     ("2d N1000 32 T3", None, (1000, 32, 32), (3, 3), {}, F64),
     ("2d N1000 28 K8 T5", None, (1000, 28, 28), (8, 5, 5), {}, F32),
     ("2d N2 256 K4 T64 same", None, (2, 256, 256), (4, 64, 64), {"mode": "same"}, F32),
@@ -59,8 +70,14 @@ GRID = [
     ("3d N1 64 T9", None, (1, 64, 64, 64), (9, 9, 9), {}, F64),
     ("3d N4 32 K8 T5", None, (4, 32, 32, 32), (8, 5, 5, 5), {}, F32),
     ("3d N4 32 T16 same", None, (4, 32, 32, 32), (16, 16, 16), {"mode": "same"}, F32),
-    ("3d N2 48 C4 K8 T3", "nhwdc,hwdck->nhwdk|hwd", (2, 48, 48, 48, 4), (3, 3, 3, 4, 8),
-     {"mode": "same"}, F32),
+    (
+        "3d N2 48 C4 K8 T3",
+        "nhwdc,hwdck->nhwdk|hwd",
+        (2, 48, 48, 48, 4),
+        (3, 3, 3, 4, 8),
+        {"mode": "same"},
+        F32,
+    ),
     ("3d N100 16 K4 T3", None, (100, 16, 16, 16), (4, 3, 3, 3), {}, F64),
     ("3d N8 24 K2 T24 same", None, (8, 24, 24, 24), (2, 24, 24, 24), {"mode": "same"}, F32),
     ("3d N1 128 T5", None, (1, 128, 128, 128), (5, 5, 5), {}, F32),
@@ -81,22 +98,38 @@ def run(names: list[str] | None = None) -> list[dict]:
         got = plans["fft"](x)
         scale = float(np.abs(ref).max()) or 1.0
         assert np.abs(got - ref).max() <= 1e-3 * scale, name
-        t = interleaved({**{m: (lambda p=p, x=x: p(x)) for m, p in plans.items()},
-                         "auto": lambda a=auto, x=x: a(x)}, rounds=5, max_seconds=8)
+        t = interleaved(
+            {
+                **{m: (lambda p=p, x=x: p(x)) for m, p in plans.items()},
+                "auto": lambda a=auto, x=x: a(x),
+            },
+            rounds=5,
+            max_seconds=8,
+        )
         best = min(t["direct"], t["fft"])
-        row = {"problem": name, "direct ms": t["direct"] * 1e3, "fft ms": t["fft"] * 1e3,
-               "auto ms": t["auto"] * 1e3, "auto chose": auto.method,
-               "best": "direct" if t["direct"] <= t["fft"] else "fft",
-               "auto / best": t["auto"] / best,
-               "chosen / best": t[auto.method] / best,
-               "est direct ms": next(c.seconds for c in auto.candidates
-                                     if c.method == "direct") * 1e3,
-               "est fft ms": next(c.seconds for c in auto.candidates
-                                  if c.method == "fft") * 1e3}
+        row = {
+            "problem": name,
+            "direct ms": t["direct"] * 1e3,
+            "fft ms": t["fft"] * 1e3,
+            "auto ms": t["auto"] * 1e3,
+            "auto chose": auto.method,
+            "best": "direct" if t["direct"] <= t["fft"] else "fft",
+            "auto / best": t["auto"] / best,
+            "chosen / best": t[auto.method] / best,
+            "est direct ms": next(c.seconds for c in auto.candidates if c.method == "direct") * 1e3,
+            "est fft ms": next(c.seconds for c in auto.candidates if c.method == "fft") * 1e3,
+        }
         rows.append(row)
-        print(f"  {name}: " + ", ".join(f"{k} {v:.3g}" if isinstance(v, float) else f"{k} {v}"
-                                        for k, v in row.items() if k != "problem"),
-              file=sys.stderr, flush=True)
+        print(
+            f"  {name}: "
+            + ", ".join(
+                f"{k} {v:.3g}" if isinstance(v, float) else f"{k} {v}"
+                for k, v in row.items()
+                if k != "problem"
+            ),
+            file=sys.stderr,
+            flush=True,
+        )
     return rows
 
 
@@ -104,15 +137,27 @@ def summary(rows: list[dict]) -> str:
     r = np.array([row["auto / best"] for row in rows])
     c = np.array([row["chosen / best"] for row in rows])
     wrong = sum(row["auto chose"] != row["best"] for row in rows)
-    return (f"{len(rows)} problems: auto / best median {np.median(r):.2f}, worst "
-            f"{r.max():.2f} (auto timed on its own: includes run-to-run noise); chosen "
-            f"method / best, from the same forced timings, median {np.median(c):.2f}, "
-            f"worst {c.max():.2f}; auto picked the faster method in {len(rows) - wrong} "
-            f"of {len(rows)}")
+    return (
+        f"{len(rows)} problems: auto / best median {np.median(r):.2f}, worst "
+        f"{r.max():.2f} (auto timed on its own: includes run-to-run noise); chosen "
+        f"method / best, from the same forced timings, median {np.median(c):.2f}, "
+        f"worst {c.max():.2f}; auto picked the faster method in {len(rows) - wrong} "
+        f"of {len(rows)}"
+    )
 
 
-COLUMNS = ["problem", "direct ms", "fft ms", "auto ms", "auto chose", "best", "auto / best",
-           "chosen / best", "est direct ms", "est fft ms"]
+COLUMNS = [
+    "problem",
+    "direct ms",
+    "fft ms",
+    "auto ms",
+    "auto chose",
+    "best",
+    "auto / best",
+    "chosen / best",
+    "est direct ms",
+    "est fft ms",
+]
 
 if __name__ == "__main__":
     ap = argparse.ArgumentParser()

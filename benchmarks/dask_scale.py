@@ -38,8 +38,7 @@ t0 = time.perf_counter()
 bc.correlate(x, w, SPEC, mode="same", reduce="max")
 print(time.perf_counter() - t0)
 """
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                         check=True)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     return float(out.stdout.split()[-1])
 
 
@@ -50,9 +49,14 @@ def _peak_rss_mib() -> float:
 def _cluster(memory_limit: str):
     from distributed import Client, LocalCluster
 
-    cluster = LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
-                           memory_limit=memory_limit, dashboard_address=None,
-                           silence_logs=40)
+    cluster = LocalCluster(
+        n_workers=2,
+        threads_per_worker=1,
+        processes=True,
+        memory_limit=memory_limit,
+        dashboard_address=None,
+        silence_logs=40,
+    )
     return cluster, Client(cluster)
 
 
@@ -77,9 +81,14 @@ def seed000(n: int, k: int) -> dict:
         cluster.close()
     check = bc.correlate(x[:8], w[:10], SPEC, mode="same", reduce="max")
     err = float(np.max(np.abs(table[:8, :10] - check) / np.abs(check)))
-    return {"pairs": f"{n} x {k}", "single process s": single, "LocalCluster 2x1 s": seconds,
-            "ratio": seconds / single, "worker peak RSS MiB": max(peaks.values()),
-            "max rel err (corner)": err}
+    return {
+        "pairs": f"{n} x {k}",
+        "single process s": single,
+        "LocalCluster 2x1 s": seconds,
+        "ratio": seconds / single,
+        "worker peak RSS MiB": max(peaks.values()),
+        "max rel err (corner)": err,
+    }
 
 
 def big_image(size: int, chunk: int) -> list[dict]:
@@ -98,11 +107,17 @@ def big_image(size: int, chunk: int) -> list[dict]:
             r = y.compute()
             seconds = time.perf_counter() - t0
             peaks = client.run(_peak_rss_mib)
-            rows.append({"image": f"{size} x {size} float32 ({size * size * 4 / 1e9:.1f} GB)",
-                         "chunks": f"{chunk} x {chunk}", "reduce": reduce,
-                         "image blocks": int(np.prod(x.numblocks)),
-                         "seconds": seconds, "worker peak RSS MiB": max(peaks.values()),
-                         "result": np.asarray(r).tolist()})
+            rows.append(
+                {
+                    "image": f"{size} x {size} float32 ({size * size * 4 / 1e9:.1f} GB)",
+                    "chunks": f"{chunk} x {chunk}",
+                    "reduce": reduce,
+                    "image blocks": int(np.prod(x.numblocks)),
+                    "seconds": seconds,
+                    "worker peak RSS MiB": max(peaks.values()),
+                    "result": np.asarray(r).tolist(),
+                }
+            )
     finally:
         client.close()
         cluster.close()
@@ -113,8 +128,11 @@ def _table(rows: list[dict], skip=("result",)) -> str:
     cols = [c for c in rows[0] if c not in skip]
     out = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
     for r in rows:
-        out.append("| " + " | ".join(f"{r[c]:.3g}" if isinstance(r[c], float) else
-                                     str(r[c]) for c in cols) + " |")
+        out.append(
+            "| "
+            + " | ".join(f"{r[c]:.3g}" if isinstance(r[c], float) else str(r[c]) for c in cols)
+            + " |"
+        )
     return "\n".join(out)
 
 

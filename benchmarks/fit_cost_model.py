@@ -93,19 +93,33 @@ def collect(n: int, seed: int = 1, methods=("direct", "fft", "torch_direct", "to
             except MemoryError:  # does not fit the default budget: never chosen
                 pass
         # too slow to be the answer anyway: not timed
-        plans = {m: p for m, p in plans.items() if estimate(p.problem, m, p.device) < 3.0
-                 and _fast_enough(p, args[m])}
+        plans = {
+            m: p
+            for m, p in plans.items()
+            if estimate(p.problem, m, p.device) < 3.0 and _fast_enough(p, args[m])
+        }
         # interleaved, as in auto_grid.py and in real use: the methods share the caches
-        times = interleaved({m: (lambda p=p, a=args[m]: p(a)) for m, p in plans.items()},
-                            rounds=5, max_seconds=4)
+        times = interleaved(
+            {m: (lambda p=p, a=args[m]: p(a)) for m, p in plans.items()}, rounds=5, max_seconds=4
+        )
         for method, p in plans.items():
             t = times[method]
             model, feats = features(p.problem, method)
-            rows.append(dict(problem=f"{spec} x{xs} w{ws} {opts} {np.dtype(dt).name}",
-                             method=method, model=model, seconds=t, features=feats))
-            print(f"  {len(rows):4d} {model:<9} {t * 1e3:9.3f} ms  est "
-                  f"{estimate(p.problem, method) * 1e3:9.3f}  {rows[-1]['problem']}",
-                  file=sys.stderr, flush=True)
+            rows.append(
+                dict(
+                    problem=f"{spec} x{xs} w{ws} {opts} {np.dtype(dt).name}",
+                    method=method,
+                    model=model,
+                    seconds=t,
+                    features=feats,
+                )
+            )
+            print(
+                f"  {len(rows):4d} {model:<9} {t * 1e3:9.3f} ms  est "
+                f"{estimate(p.problem, method) * 1e3:9.3f}  {rows[-1]['problem']}",
+                file=sys.stderr,
+                flush=True,
+            )
     return rows
 
 
@@ -124,9 +138,11 @@ def fit(rows: list[dict]) -> dict[str, dict[str, float]]:
         coef, _ = nnls(A / scale, np.ones(len(rs)))
         out[model] = {k: float(c / s) for k, c, s in zip(names, coef, scale)}
         est = (A / scale) @ coef
-        print(f"{model}: {len(rs)} problems, estimate / actual median {np.median(est):.2f}, "
-              f"10-90% {np.percentile(est, 10):.2f}-{np.percentile(est, 90):.2f}",
-              file=sys.stderr)
+        print(
+            f"{model}: {len(rs)} problems, estimate / actual median {np.median(est):.2f}, "
+            f"10-90% {np.percentile(est, 10):.2f}-{np.percentile(est, 90):.2f}",
+            file=sys.stderr,
+        )
     return out
 
 
@@ -135,11 +151,17 @@ if __name__ == "__main__":
     ap.add_argument("--n", type=int, default=120)
     ap.add_argument("--json")
     ap.add_argument("--from-json")
-    ap.add_argument("--methods", default="direct,fft,torch_direct,torch_fft",
-                    help="comma-separated; the models of the others keep their coefficients")
+    ap.add_argument(
+        "--methods",
+        default="direct,fft,torch_direct,torch_fft",
+        help="comma-separated; the models of the others keep their coefficients",
+    )
     a = ap.parse_args()
-    rows = (json.load(open(a.from_json)) if a.from_json
-            else collect(a.n, methods=tuple(a.methods.split(","))))
+    rows = (
+        json.load(open(a.from_json))
+        if a.from_json
+        else collect(a.n, methods=tuple(a.methods.split(",")))
+    )
     if a.json:
         with open(a.json, "w") as f:
             json.dump(rows, f, indent=1)

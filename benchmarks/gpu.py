@@ -43,7 +43,9 @@ def _timed(device):
         def run():
             f()
             sync()
+
         return run
+
     return wrap
 
 
@@ -63,17 +65,27 @@ def seed000(device, scale, rows, wrap):
     t0 = time.perf_counter()
     wrap(lambda: plan(x))()
     t = time.perf_counter() - t0
-    rows.append(dict(workload=f"seed000 {n}x{k} 96x96x3 same max", anchor="(absolute bar)",
-                     anchor_ms=None, ours_ms=t * 1e3, ratio=None, method=plan.method,
-                     bar="< 1.5 s at full scale"))
+    rows.append(
+        dict(
+            workload=f"seed000 {n}x{k} 96x96x3 same max",
+            anchor="(absolute bar)",
+            anchor_ms=None,
+            ours_ms=t * 1e3,
+            ratio=None,
+            method=plan.method,
+            bar="< 1.5 s at full scale",
+        )
+    )
 
 
 def seed002(device, scale, rows, wrap):
-    layers = [("3x3 64->64 56x56", 8, 56, 64, 64, 3, 1),
-              ("3x3 128->128 28x28", 8, 28, 128, 128, 3, 1),
-              ("7x7 stem 3->64 224x224 s2", 4, 224, 3, 64, 7, 2),
-              ("7x7 32->32 64x64", 4, 64, 32, 32, 7, 1),
-              ("5x5 32->64 64x64 s2", 8, 64, 32, 64, 5, 2)]
+    layers = [
+        ("3x3 64->64 56x56", 8, 56, 64, 64, 3, 1),
+        ("3x3 128->128 28x28", 8, 28, 128, 128, 3, 1),
+        ("7x7 stem 3->64 224x224 s2", 4, 224, 3, 64, 7, 2),
+        ("7x7 32->32 64x64", 4, 64, 32, 32, 7, 1),
+        ("5x5 32->64 64x64 s2", 8, 64, 32, 64, 5, 2),
+    ]
     for name, N, S, ci, co, kk, s in layers:
         N = max(1, int(N * max(scale, 0.25)))
         x = torch.randn(N, ci, S, S, device=device)
@@ -95,13 +107,26 @@ def seed002(device, scale, rows, wrap):
                 with torch.no_grad(), precise(device):
                     return F.conv2d(xa, w, stride=s)
 
-            t = interleaved({"anchor": wrap(anchor),
-                             "ours": wrap(lambda xs=xs, ws=ws, spec=spec, s=s:
-                                          bc.correlate(xs, ws, spec, stride=s))}, rounds=15)
-            rows.append(dict(workload=f"seed002 {name} N={N} {layout}", anchor="F.conv2d",
-                             anchor_ms=t["anchor"] * 1e3, ours_ms=t["ours"] * 1e3,
-                             ratio=t["anchor"] / t["ours"],
-                             method=bc.plan(xs, ws, spec, stride=s).method, bar=">= 0.95x"))
+            t = interleaved(
+                {
+                    "anchor": wrap(anchor),
+                    "ours": wrap(
+                        lambda xs=xs, ws=ws, spec=spec, s=s: bc.correlate(xs, ws, spec, stride=s)
+                    ),
+                },
+                rounds=15,
+            )
+            rows.append(
+                dict(
+                    workload=f"seed002 {name} N={N} {layout}",
+                    anchor="F.conv2d",
+                    anchor_ms=t["anchor"] * 1e3,
+                    ours_ms=t["ours"] * 1e3,
+                    ratio=t["anchor"] / t["ours"],
+                    method=bc.plan(xs, ws, spec, stride=s).method,
+                    bar=">= 0.95x",
+                )
+            )
 
 
 def _torch_fft_convolve(a, b):
@@ -109,17 +134,24 @@ def _torch_fft_convolve(a, b):
     S, K = a.shape[-1], b.shape[-1]
     n = S + K - 1
     y = torch.fft.irfft2(torch.fft.rfft2(a, s=(n, n)) * torch.fft.rfft2(b, s=(n, n)), s=(n, n))
-    return y[..., K - 1:S, K - 1:S]
+    return y[..., K - 1 : S, K - 1 : S]
 
 
 def seed001(device, scale, rows, wrap):
-    for S, N, K in [(100, 50, 11), (1000, 50, 11), (100, 5, 11), (100, 500, 11),
-                    (100, 50, 5), (100, 50, 31)]:
+    for S, N, K in [
+        (100, 50, 11),
+        (1000, 50, 11),
+        (100, 5, 11),
+        (100, 500, 11),
+        (100, 50, 5),
+        (100, 50, 31),
+    ]:
         N = max(1, int(N * max(scale, 0.1)))
         a = torch.randn(S, S, N, dtype=torch.float64, device=device)
         b = torch.randn(K, K, dtype=torch.float64, device=device)
         an = a.permute(2, 0, 1).contiguous()  # the anchors' best layout, made before timing
         bflip = torch.flip(b, (0, 1))
+
         def conv(an=an, bflip=bflip):
             return F.conv2d(an[:, None], bflip[None, None])[:, 0]
 
@@ -130,15 +162,26 @@ def seed001(device, scale, rows, wrap):
         _agree(ours.permute(2, 0, 1), conv(), 1e-10, f"seed001 {S},{N},{K}")
         _agree(fft(), conv(), 1e-10, f"seed001 fft recipe {S},{N},{K}")
         with torch.no_grad():
-            t = interleaved({"conv2d": wrap(conv), "fft": wrap(fft),
-                             "ours": wrap(lambda a=a, b=b: bc.convolve(a, b, "hwn,hw->hwn|hw"))},
-                            rounds=15)
+            t = interleaved(
+                {
+                    "conv2d": wrap(conv),
+                    "fft": wrap(fft),
+                    "ours": wrap(lambda a=a, b=b: bc.convolve(a, b, "hwn,hw->hwn|hw")),
+                },
+                rounds=15,
+            )
         best = min(t["conv2d"], t["fft"])
-        rows.append(dict(workload=f"seed001 S={S} N={N} K={K} float64",
-                         anchor="best of F.conv2d, torch.fft", anchor_ms=best * 1e3,
-                         ours_ms=t["ours"] * 1e3, ratio=best / t["ours"],
-                         method=bc.plan(a, b, "hwn,hw->hwn|hw", convolve=True).method,
-                         bar=">= 0.9x"))
+        rows.append(
+            dict(
+                workload=f"seed001 S={S} N={N} K={K} float64",
+                anchor="best of F.conv2d, torch.fft",
+                anchor_ms=best * 1e3,
+                ours_ms=t["ours"] * 1e3,
+                ratio=best / t["ours"],
+                method=bc.plan(a, b, "hwn,hw->hwn|hw", convolve=True).method,
+                bar=">= 0.9x",
+            )
+        )
 
 
 def large_kernels(device, scale, rows, wrap):
@@ -155,13 +198,24 @@ def large_kernels(device, scale, rows, wrap):
         ours = bc.correlate(x, w, spec)
         bound = 1e-5 * kk * kk * 16 * float(x.abs().max() * w.abs().max())
         assert float((ours - anchor()).abs().max()) <= bound, f"large kernels {kk}"
-        t = interleaved({"anchor": wrap(anchor),
-                         "ours": wrap(lambda x=x, w=w, spec=spec: bc.correlate(x, w, spec))},
-                        rounds=5)
-        rows.append(dict(workload=f"{n}x16x256x256 vs 128x16x{kk}x{kk} float32",
-                         anchor="F.conv2d", anchor_ms=t["anchor"] * 1e3,
-                         ours_ms=t["ours"] * 1e3, ratio=t["anchor"] / t["ours"],
-                         method=bc.plan(x, w, spec).method, bar=bar))
+        t = interleaved(
+            {
+                "anchor": wrap(anchor),
+                "ours": wrap(lambda x=x, w=w, spec=spec: bc.correlate(x, w, spec)),
+            },
+            rounds=5,
+        )
+        rows.append(
+            dict(
+                workload=f"{n}x16x256x256 vs 128x16x{kk}x{kk} float32",
+                anchor="F.conv2d",
+                anchor_ms=t["anchor"] * 1e3,
+                ours_ms=t["ours"] * 1e3,
+                ratio=t["anchor"] / t["ours"],
+                method=bc.plan(x, w, spec).method,
+                bar=bar,
+            )
+        )
 
 
 def _unfold_sad(image, kernel, stride):
@@ -187,13 +241,22 @@ def seed004(device, scale, rows, wrap):
         plan(image)
         torch.cuda.synchronize()
         extra = (torch.cuda.max_memory_allocated() - base - ours.numel() * 4) / 2**20
-    t = interleaved({"anchor": wrap(lambda: _unfold_sad(image, kernel, 2)),
-                     "ours": wrap(lambda: plan(image))}, rounds=15)
+    t = interleaved(
+        {"anchor": wrap(lambda: _unfold_sad(image, kernel, 2)), "ours": wrap(lambda: plan(image))},
+        rounds=15,
+    )
     memory = "" if extra is None else f", {extra:.1f} MiB beyond the result"
-    rows.append(dict(workload=f"seed004 SAD {n}x3x256x256 vs 3x16x16 stride 2",
-                     anchor="unfold", anchor_ms=t["anchor"] * 1e3, ours_ms=t["ours"] * 1e3,
-                     ratio=t["anchor"] / t["ours"], method=plan.method + memory,
-                     bar=">= 10x, memory O(output)"))
+    rows.append(
+        dict(
+            workload=f"seed004 SAD {n}x3x256x256 vs 3x16x16 stride 2",
+            anchor="unfold",
+            anchor_ms=t["anchor"] * 1e3,
+            ours_ms=t["ours"] * 1e3,
+            ratio=t["anchor"] / t["ours"],
+            method=plan.method + memory,
+            bar=">= 10x, memory O(output)",
+        )
+    )
 
 
 def main():
@@ -215,17 +278,22 @@ def main():
                 with open(a.json, "w") as fh:
                     json.dump(dict(rows=rows), fh, indent=1)
     dev = torch.cuda.get_device_name(a.device) if a.device.startswith("cuda") else "CPU"
-    print(f"device: {dev}; torch {torch.__version__}, CUDA {torch.version.cuda}, "
-          f"batchconv {bc.__version__}; command: python benchmarks/gpu.py "
-          f"--device {a.device} --scale {a.scale}\n")
+    print(
+        f"device: {dev}; torch {torch.__version__}, CUDA {torch.version.cuda}, "
+        f"batchconv {bc.__version__}; command: python benchmarks/gpu.py "
+        f"--device {a.device} --scale {a.scale}\n"
+    )
     print("| workload | anchor | anchor ms | ours ms | anchor / ours | bar | method |")
     print("|---|---|---:|---:|---:|---|---|")
     for r in rows:
+
         def f(v):
             return "" if v is None else f"{v:.2f}"
 
-        print(f"| {r['workload']} | {r['anchor']} | {f(r['anchor_ms'])} | {f(r['ours_ms'])} | "
-              f"{f(r['ratio'])} | {r['bar']} | {r['method']} |")
+        print(
+            f"| {r['workload']} | {r['anchor']} | {f(r['anchor_ms'])} | {f(r['ours_ms'])} | "
+            f"{f(r['ratio'])} | {r['bar']} | {r['method']} |"
+        )
     if a.json:
         with open(a.json, "w") as fh:
             json.dump(dict(device=dev, torch=torch.__version__, rows=rows), fh, indent=1)

@@ -41,8 +41,11 @@ def main() -> None:
     ap.add_argument("--workers", type=int, default=2, help="LocalCluster worker processes")
     ap.add_argument("--threads", type=int, default=1, help="threads per worker")
     ap.add_argument("--scheduler", help="address of a running scheduler (else a LocalCluster)")
-    ap.add_argument("--check", action="store_true",
-                    help="compare a corner of the table with the in-memory result")
+    ap.add_argument(
+        "--check",
+        action="store_true",
+        help="compare a corner of the table with the in-memory result",
+    )
     args = ap.parse_args()
 
     cluster = None
@@ -54,27 +57,30 @@ def main() -> None:
     print("dashboard:", client.dashboard_link)
 
     rng = da.random.default_rng(0)
-    x = rng.random((args.images, *SHAPE), chunks=(args.image_chunk, -1, -1, -1),
-                   dtype=np.float32)
-    w = rng.random((args.filters, *SHAPE), chunks=(args.filter_chunk, -1, -1, -1),
-                   dtype=np.float32)
+    x = rng.random((args.images, *SHAPE), chunks=(args.image_chunk, -1, -1, -1), dtype=np.float32)
+    w = rng.random((args.filters, *SHAPE), chunks=(args.filter_chunk, -1, -1, -1), dtype=np.float32)
     table = bc.correlate(x, w, SPEC, mode="same", reduce="max")  # lazy: nothing runs yet
-    print(f"table {table.shape} {table.dtype}, {table.npartitions} output blocks of "
-          f"{args.image_chunk} x {args.filter_chunk} pairs")
+    print(
+        f"table {table.shape} {table.dtype}, {table.npartitions} output blocks of "
+        f"{args.image_chunk} x {args.filter_chunk} pairs"
+    )
 
     t0 = time.perf_counter()
     future = client.compute(table)
     progress(future)
     result = future.result()
     seconds = time.perf_counter() - t0
-    print(f"\n{args.images} x {args.filters} pairs in {seconds:.1f} s "
-          f"({seconds / result.size * 1e6:.0f} us per pair)")
+    print(
+        f"\n{args.images} x {args.filters} pairs in {seconds:.1f} s "
+        f"({seconds / result.size * 1e6:.0f} us per pair)"
+    )
 
     if args.check:  # a few rows and columns from every block of the table
         rows = np.unique(np.linspace(0, args.images - 1, 6).astype(int))
         cols = np.unique(np.linspace(0, args.filters - 1, 6).astype(int))
-        expected = bc.correlate(x[rows].compute(), w[cols].compute(), SPEC, mode="same",
-                                reduce="max")
+        expected = bc.correlate(
+            x[rows].compute(), w[cols].compute(), SPEC, mode="same", reduce="max"
+        )
         np.testing.assert_allclose(result[np.ix_(rows, cols)], expected, rtol=1e-5)
         print(f"{rows.size} x {cols.size} pairs across the table equal the in-memory result")
     client.close()

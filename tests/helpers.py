@@ -29,8 +29,9 @@ def expected_dtype(x, w) -> np.dtype:
 ARRAYS = os.environ.get("BATCHCONV_TEST_ARRAYS", "numpy")
 
 
-def _torch_method(method: str, x, w, spec, kw: dict, convolve: bool,
-                  otherwise: str | None = None) -> str:
+def _torch_method(
+    method: str, x, w, spec, kw: dict, convolve: bool, otherwise: str | None = None
+) -> str:
     """``method`` as its torch form ("direct" -> "torch_direct", "fft" -> "torch_fft")
     where that form computes the problem; elsewhere ``otherwise`` (default: ``method``)."""
     from batchconv.metrics import method_for
@@ -40,8 +41,15 @@ def _torch_method(method: str, x, w, spec, kw: dict, convolve: bool,
         return method
     opts = {k: v for k, v in kw.items() if k not in ("method", "memory", "workers")}
     try:
-        p = make_problem(np.shape(x), np.asarray(x).dtype, np.shape(w), np.asarray(w).dtype,
-                         spec, flip=convolve, **opts)
+        p = make_problem(
+            np.shape(x),
+            np.asarray(x).dtype,
+            np.shape(w),
+            np.asarray(w).dtype,
+            spec,
+            flip=convolve,
+            **opts,
+        )
         method_for(p, "torch_" + method)
     except (ValueError, TypeError):  # the torch form cannot compute it (or an error case)
         return otherwise or method
@@ -63,8 +71,9 @@ def _call(f, x, w, spec=None, **kw):
             return a
 
     if ARRAYS in ("torch_methods", "cuda") and "method" in kw:
-        kw["method"] = _torch_method(kw["method"], x, w, spec, kw, f is bc.convolve,
-                                     "auto" if device == "cuda" else None)
+        kw["method"] = _torch_method(
+            kw["method"], x, w, spec, kw, f is bc.convolve, "auto" if device == "cuda" else None
+        )
     y = f(tensor(x), tensor(w), spec, **kw)
     assert isinstance(y, torch.Tensor) and y.device.type == device, type(y)
     return y.cpu().numpy()
@@ -104,14 +113,17 @@ def check(x, w, spec=None, *, method, convolve=False, call=_call, **kw):
     dt = expected_dtype(x, w)
     tol = tolerance(dt)
     cval = kw.get("cval", 0.0)
-    ints = (np.asarray(x).dtype.kind in "iu" and np.asarray(w).dtype.kind in "iu"
-            and (kw.get("padding", "constant") != "constant" or float(cval).is_integer()))
+    ints = (
+        np.asarray(x).dtype.kind in "iu"
+        and np.asarray(w).dtype.kind in "iu"
+        and (kw.get("padding", "constant") != "constant" or float(cval).is_integer())
+    )
     if reduce in ("argmax", "argmin"):
         full_out = out + "".join(c for c in sliding if c not in out)
-        unreduced = naive_correlate(x, w, f"{xs},{ws}->{full_out}|{sliding}",
-                                    convolve=convolve, **geo)
-        best = naive_correlate(x, w, explicit, convolve=convolve,
-                               **{**kw, "reduce": reduce[3:]})
+        unreduced = naive_correlate(
+            x, w, f"{xs},{ws}->{full_out}|{sliding}", convolve=convolve, **geo
+        )
+        best = naive_correlate(x, w, explicit, convolve=convolve, **{**kw, "reduce": reduce[3:]})
         assert y.dtype.kind == "i"
         nred = len(full_out) - len(out)
         assert y.shape == best.shape + (nred,)
@@ -130,7 +142,8 @@ def check(x, w, spec=None, *, method, convolve=False, call=_call, **kw):
     bad = err > bound
     assert not bad.any(), (
         f"{bad.sum()} of {bad.size} outputs break the contract; worst err "
-        f"{err.max():.3g} vs allowed {bound.min() if bound.size else 0:.3g}")
+        f"{err.max():.3g} vs allowed {bound.min() if bound.size else 0:.3g}"
+    )
     assert np.isfinite(y).all()
     return y
 
@@ -180,8 +193,7 @@ def check_metric(x, w, spec=None, *, metric, method, call=_call, **kw):
     explicit = spec or default_spec_string(np.ndim(x), np.ndim(w), reduce is not None)
     xs, ws, out, sliding = _parse(explicit)
     full_out = out + "".join(c for c in sliding if c not in out)
-    scale, den = window_metric_bound(x, w, f"{xs},{ws}->{full_out}|{sliding}", metric=metric,
-                                     **geo)
+    scale, den = window_metric_bound(x, w, f"{xs},{ws}->{full_out}|{sliding}", metric=metric, **geo)
     normalised = metric in ("ncc", "cosine")
     with np.errstate(divide="ignore", invalid="ignore"):
         bound = tol * (scale / den + 1) if normalised else tol * scale + np.zeros_like(den)
@@ -189,15 +201,15 @@ def check_metric(x, w, spec=None, *, metric, method, call=_call, **kw):
     bound = np.where(np.isnan(bound), tol, bound)  # 0 / 0: every window of the pair flat
     nred = len(full_out) - len(out)
     if reduce in ("argmax", "argmin"):
-        unreduced = naive_correlate(x, w, f"{xs},{ws}->{full_out}|{sliding}", metric=metric,
-                                    **geo)
+        unreduced = naive_correlate(x, w, f"{xs},{ws}->{full_out}|{sliding}", metric=metric, **geo)
         best = naive_correlate(x, w, explicit, metric=metric, **{**kw, "reduce": reduce[3:]})
         assert y.dtype.kind == "i" and y.shape == best.shape + (nred,)
         lead = np.indices(best.shape)
         idx = (*lead, *np.moveaxis(y, -1, 0))
         got = unreduced[idx]
-        assert np.all(np.abs(got - best) <= 2 * bound.max(axis=tuple(
-            range(len(out), len(full_out))))), (got, best)
+        assert np.all(
+            np.abs(got - best) <= 2 * bound.max(axis=tuple(range(len(out), len(full_out))))
+        ), (got, best)
         return y
     if reduce is not None:  # max / min: compare with the reduced bound
         axes = tuple(range(len(out), len(full_out)))
@@ -212,9 +224,11 @@ def check_metric(x, w, spec=None, *, metric, method, call=_call, **kw):
     bad = (err > bound) & usable
     if bad.any():
         worst = np.unravel_index(np.argmax(np.where(bad, err / bound, -1)), err.shape)
-        raise AssertionError(f"{metric}: {bad.sum()} of {bad.size} outputs break the "
-                             f"contract; worst err {err[worst]:.3g}, allowed there "
-                             f"{bound[worst]:.3g}")
+        raise AssertionError(
+            f"{metric}: {bad.sum()} of {bad.size} outputs break the "
+            f"contract; worst err {err[worst]:.3g}, allowed there "
+            f"{bound[worst]:.3g}"
+        )
     assert np.isfinite(y).all()
     if normalised and reduce in (None, "max", "min"):  # a sum or mean of them may exceed 1
         assert (np.abs(y) <= 1).all()

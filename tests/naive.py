@@ -46,8 +46,7 @@ def _window_metric(xw, w, xs, ws, nonslide_out, metric, mu):
     def expand(arr, letters):
         present = "".join(c for c in order if c in letters)
         arr = np.einsum(f"{letters}->{present}", arr)
-        return arr.reshape([arr.shape[present.index(c)] if c in present else 1
-                            for c in order])
+        return arr.reshape([arr.shape[present.index(c)] if c in present else 1 for c in order])
 
     A, B = expand(a, xs2), expand(b, ws2)
     A, B = np.broadcast_arrays(A, B)
@@ -88,8 +87,20 @@ def _window_metric(xw, w, xs, ws, nonslide_out, metric, mu):
     raise ValueError(metric)
 
 
-def naive_correlate(x, w, spec=None, *, mode="valid", stride=1, dilation=1,
-                    padding="constant", cval=0.0, reduce=None, convolve=False, metric="dot"):
+def naive_correlate(
+    x,
+    w,
+    spec=None,
+    *,
+    mode="valid",
+    stride=1,
+    dilation=1,
+    padding="constant",
+    cval=0.0,
+    reduce=None,
+    convolve=False,
+    metric="dot",
+):
     """Float64 (or complex128) reference for ``bc.correlate`` / ``bc.convolve``.
 
     ``metric``: "dot" or a similarity metric, computed from each window's values
@@ -110,8 +121,9 @@ def naive_correlate(x, w, spec=None, *, mode="valid", stride=1, dilation=1,
         xs2 = "".join(c for c in xs if c not in xonly)
         keep = "".join(c for c in xs2 if c in out and c not in sliding)
         x2 = np.einsum(f"{xs}->{xs2}", x)
-        mu = np.einsum(f"{xs2}->{keep}", x2) / (x2.size / max(1, np.prod(
-            [x2.shape[xs2.index(c)] for c in keep], dtype=int)))
+        mu = np.einsum(f"{xs2}->{keep}", x2) / (
+            x2.size / max(1, np.prod([x2.shape[xs2.index(c)] for c in keep], dtype=int))
+        )
     nd = len(sliding)
     strides = [stride] * nd if np.ndim(stride) == 0 else list(stride)
     dils = [dilation] * nd if np.ndim(dilation) == 0 else list(dilation)
@@ -171,8 +183,11 @@ def naive_correlate(x, w, spec=None, *, mode="valid", stride=1, dilation=1,
             coords = np.stack(np.unravel_index(idx, [res.shape[a] for a in red_axes]), -1)
             res, tail = coords, 1
         else:
-            res = getattr(np, reduce)(res, axis=red_axes) if isinstance(reduce, str) else \
-                reduce(res, axis=red_axes)
+            res = (
+                getattr(np, reduce)(res, axis=red_axes)
+                if isinstance(reduce, str)
+                else reduce(res, axis=red_axes)
+            )
             tail = 0
     else:
         tail = 0
@@ -188,8 +203,10 @@ def _unreduced_spec(x, w, spec):
     if spec is not None:
         xs, ws, out, sliding = _parse(spec)
         full_out = out + "".join(c for c in sliding if c not in out)
-        return (f"{xs},{ws}->{full_out}|{sliding}",
-                tuple(i for i, c in enumerate(full_out) if c in sliding))
+        return (
+            f"{xs},{ws}->{full_out}|{sliding}",
+            tuple(i for i, c in enumerate(full_out) if c in sliding),
+        )
     spec = default_spec_string(np.ndim(x), np.ndim(w), False)
     out = spec.split("->")[1].split("|")[0]
     return spec, tuple(range(2 if np.ndim(w) == np.ndim(x) else 1, len(out)))

@@ -14,16 +14,30 @@ signal = pytest.importorskip("scipy.signal")
 
 @pytest.mark.parametrize("method", ["direct", "fft"])
 @pytest.mark.parametrize("mode", ["valid", "same", "full"])
-@pytest.mark.parametrize("xs,ws", [((21,), (4,)), ((20,), (5,)), ((12, 11), (4, 3)),
-                                   ((12, 11), (3, 6)), ((7, 6, 5), (2, 3, 4))])
+@pytest.mark.parametrize(
+    "xs,ws",
+    [((21,), (4,)), ((20,), (5,)), ((12, 11), (4, 3)), ((12, 11), (3, 6)), ((7, 6, 5), (2, 3, 4))],
+)
 @pytest.mark.parametrize("dtype", [np.float64, np.float32, np.complex128])
 @pytest.mark.parametrize("convolve", [False, True])
 def test_pairs_equal_scipy(convolve, dtype, xs, ws, mode, method, rng):
     x, w = rand(rng, (3, *xs), dtype), rand(rng, (2, *ws), dtype)
     f, g = (bc.convolve, signal.convolve) if convolve else (bc.correlate, signal.correlate)
     y = f(x, w, mode=mode, method=method)
-    ref = np.array([[g(x[i].astype(np.complex128 if np.iscomplexobj(x) else np.float64),
-                       w[k], mode=mode, method="direct") for k in range(2)] for i in range(3)])
+    ref = np.array(
+        [
+            [
+                g(
+                    x[i].astype(np.complex128 if np.iscomplexobj(x) else np.float64),
+                    w[k],
+                    mode=mode,
+                    method="direct",
+                )
+                for k in range(2)
+            ]
+            for i in range(3)
+        ]
+    )
     S = window_abs_bound(x, w, mode=mode, convolve=convolve)
     assert y.shape == ref.shape
     assert np.all(np.abs(y - ref) <= tolerance(dtype) * S)

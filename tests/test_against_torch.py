@@ -26,8 +26,9 @@ def test_conv_nd_layers(d, stride, dilation, dtype, method, rng):
     spec = f"nc{letters},kc{letters}->nk{letters}|{letters}"
     y = bc.correlate(x, w, spec, stride=stride, dilation=dilation, method=method)
     conv = {1: F.conv1d, 2: F.conv2d, 3: F.conv3d}[d]
-    ref = conv(torch.from_numpy(x).double(), torch.from_numpy(w).double(), stride=stride,
-               dilation=dilation).numpy()
+    ref = conv(
+        torch.from_numpy(x).double(), torch.from_numpy(w).double(), stride=stride, dilation=dilation
+    ).numpy()
     S = window_abs_bound(x, w, spec, stride=stride, dilation=dilation)
     assert y.shape == ref.shape and y.dtype == dtype
     assert np.all(np.abs(y - ref) <= tolerance(dtype) * S)
@@ -38,15 +39,17 @@ def test_grouped_depthwise_and_padding(method, rng):
     # depthwise: groups = channels, one filter per channel -> a paired axis
     x, w = rand(rng, (2, 4, 11, 10), np.float64), rand(rng, (4, 3, 3), np.float64)
     y = bc.correlate(x, w, "nchw,chw->nchw|hw", mode="same", method=method)
-    ref = F.conv2d(torch.from_numpy(x), torch.from_numpy(w)[:, None], padding="same",
-                   groups=4).numpy()
+    ref = F.conv2d(
+        torch.from_numpy(x), torch.from_numpy(w)[:, None], padding="same", groups=4
+    ).numpy()
     np.testing.assert_allclose(y, ref, rtol=1e-12, atol=1e-12)
     # circular padding == numpy.pad's "wrap"
     w2 = rand(rng, (5, 4, 3, 3), np.float64)
     y = bc.correlate(x, w2, "nchw,kchw->nkhw|hw", mode="same", padding="wrap", method=method)
     xt = F.pad(torch.from_numpy(x), (1, 1, 1, 1), mode="circular")
-    np.testing.assert_allclose(y, F.conv2d(xt, torch.from_numpy(w2)).numpy(), rtol=1e-12,
-                               atol=1e-12)
+    np.testing.assert_allclose(
+        y, F.conv2d(xt, torch.from_numpy(w2)).numpy(), rtol=1e-12, atol=1e-12
+    )
 
 
 def test_seed004_unfold_recipe_dot(rng):

@@ -18,7 +18,10 @@ def test_quick_run_writes_json_and_markdown(tmp_path, capsys):
     assert main(["--quick", "--only", "seed003", "--json", str(js), "--markdown", str(md)]) == 0
     report = json.loads(js.read_text())
     assert report["mode"] == "quick" and set(report["peaks"]) == {
-        "gemm_float32", "gemm_float64", "fft"}
+        "gemm_float32",
+        "gemm_float64",
+        "fft",
+    }
     (sec,) = report["sections"]
     assert sec["name"] == "seed003" and sec["rows"] and sec["summary"]
     row = sec["summary"][0]
@@ -82,15 +85,32 @@ def test_the_command_lets_idle_threads_sleep(tmp_path):
     import subprocess
     import sys
 
-    env = {k: v for k, v in os.environ.items()
-           if k not in ("OMP_WAIT_POLICY", "OPENBLAS_THREAD_TIMEOUT")}
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in ("OMP_WAIT_POLICY", "OPENBLAS_THREAD_TIMEOUT")
+    }
     env["PYTHONPATH"] = os.pathsep.join(sys.path)
     for user, expect in ((None, "OMP_WAIT_POLICY=PASSIVE"), ("ACTIVE", "OMP_WAIT_POLICY=ACTIVE")):
         md = tmp_path / f"{user}.md"
         run_env = env if user is None else {**env, "OMP_WAIT_POLICY": user}
-        r = subprocess.run([sys.executable, "-m", "batchconv", "bench", "--quick", "--only",
-                            "seed003", "--markdown", str(md)], env=run_env,
-                           capture_output=True, text=True, timeout=300)
+        r = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "batchconv",
+                "bench",
+                "--quick",
+                "--only",
+                "seed003",
+                "--markdown",
+                str(md),
+            ],
+            env=run_env,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
         assert r.returncode == 0, r.stderr
         text = md.read_text()
         assert expect in text and "OPENBLAS_THREAD_TIMEOUT=4" in text

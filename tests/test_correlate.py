@@ -75,8 +75,17 @@ def test_stride_dilation(stride, dilation, mode, method, rng):
 
 @pytest.mark.parametrize("method", MATRIX_METHODS)
 @pytest.mark.parametrize("mode", ["same", "full"])
-@pytest.mark.parametrize("padding,cval", [("constant", 0.0), ("constant", 2.5), ("reflect", 0),
-                                          ("symmetric", 0), ("edge", 0), ("wrap", 0)])
+@pytest.mark.parametrize(
+    "padding,cval",
+    [
+        ("constant", 0.0),
+        ("constant", 2.5),
+        ("reflect", 0),
+        ("symmetric", 0),
+        ("edge", 0),
+        ("wrap", 0),
+    ],
+)
 @pytest.mark.parametrize("stride", [1, 2])
 def test_padding(padding, cval, mode, method, stride, rng):
     x, w = rand(rng, (2, 9, 8), np.float64), rand(rng, (2, 4, 3), np.float64)
@@ -93,8 +102,15 @@ def test_one_filter_geometry(stride, dilation, mode, method, rng):
     result written with strides)."""
     x, w = rand(rng, (2, 13, 12), np.float64), rand(rng, (3, 4), np.float64)
     check(x, w, method=method, mode=mode, stride=stride, dilation=dilation)
-    check(np.ascontiguousarray(x.transpose(1, 2, 0)), w, "hwn,hw->hwn|hw", method=method,
-          mode=mode, stride=stride, dilation=dilation)
+    check(
+        np.ascontiguousarray(x.transpose(1, 2, 0)),
+        w,
+        "hwn,hw->hwn|hw",
+        method=method,
+        mode=mode,
+        stride=stride,
+        dilation=dilation,
+    )
 
 
 # (id, spec, x shape, w shape, dtype, options): one filter in the shapes the window-rows
@@ -143,8 +159,10 @@ def test_window_rows_writes_any_layout(rng):
     p = make_problem(x.shape, x.dtype, w.shape, w.dtype)
     rows = compiled.kernels().WindowRows(p, w.reshape(1, 1, 1, 3, 4), "dot")
     ref = naive_correlate(x, w)[:, None, None]  # (b, k, P, *O)
-    for block in (np.empty((8, 6, 1, 1, 3)).transpose(4, 3, 2, 0, 1),  # batch innermost
-                  np.empty((3, 1, 1, 8, 6))[..., ::-1]):  # a negative stride
+    for block in (
+        np.empty((8, 6, 1, 1, 3)).transpose(4, 3, 2, 0, 1),  # batch innermost
+        np.empty((3, 1, 1, 8, 6))[..., ::-1],
+    ):  # a negative stride
         block[...] = np.nan
         rows(x[:, None, None], 0, 1, block)
         np.testing.assert_allclose(block, ref, rtol=1e-12, atol=1e-12)
@@ -217,8 +235,9 @@ def test_plan_reuse(rng):
         assert p.method == method
         for _ in range(2):
             x = rand(rng, (4, 16, 16), np.float32)
-            np.testing.assert_allclose(p(x), bc.correlate(x, w, mode="same", method=method),
-                                       rtol=1e-5, atol=1e-5)
+            np.testing.assert_allclose(
+                p(x), bc.correlate(x, w, mode="same", method=method), rtol=1e-5, atol=1e-5
+            )
         text = p.explain()
         assert method in text and "candidates" in text
         assert p.flops > 0 and p.peak_bytes > 0
@@ -236,8 +255,9 @@ def test_small_memory_budget_chunks_and_agrees(method, budget, rng):
     x, w = rand(rng, (12, 40, 40), np.float64), rand(rng, (5, 4, 4), np.float64)
     p = bc.plan(x, w, mode="same", method=method, memory=budget)
     assert p.chunk[0] < 12 or p.chunk[1] < 5
-    np.testing.assert_allclose(p(x), bc.correlate(x, w, mode="same", method=method),
-                               rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(
+        p(x), bc.correlate(x, w, mode="same", method=method), rtol=1e-12, atol=1e-12
+    )
 
 
 def test_noncontiguous_and_readonly_inputs(rng):
@@ -264,8 +284,7 @@ def test_float32_contract_on_larger_inputs(method, rng):
         ref = bc.correlate(a, b, method="direct", mode="same")  # float64
         S = bc.correlate(np.abs(a), np.abs(b), method="direct", mode="same")
         S = S.max(axis=tuple(range(2, S.ndim)), keepdims=True)
-        y = bc.correlate(a.astype(np.float32), b.astype(np.float32), method=method,
-                         mode="same")
+        y = bc.correlate(a.astype(np.float32), b.astype(np.float32), method=method, mode="same")
         assert y.dtype == np.float32
         assert np.all(np.abs(y - ref) <= tolerance(np.float32) * S)
 
@@ -277,11 +296,29 @@ def test_fft_overlap_save_tiles(mode, padding, cval, stride, dilation, rng):
     """Tiny forced tiles: many tiles per axis, uneven last tiles, halos over the padding."""
     x, w = rand(rng, (2, 2, 23, 19), np.float64), rand(rng, (3, 2, 4, 3), np.float64)
     with small_fft_tiles(64):
-        p = bc.plan(x, w, "nchw,kchw->nkhw|hw", method="fft", mode=mode, stride=stride,
-                    dilation=dilation, padding=padding, cval=cval)
+        p = bc.plan(
+            x,
+            w,
+            "nchw,kchw->nkhw|hw",
+            method="fft",
+            mode=mode,
+            stride=stride,
+            dilation=dilation,
+            padding=padding,
+            cval=cval,
+        )
         assert p.state.tiles is not None
-        check(x, w, "nchw,kchw->nkhw|hw", method="fft", mode=mode, stride=stride,
-              dilation=dilation, padding=padding, cval=cval)
+        check(
+            x,
+            w,
+            "nchw,kchw->nkhw|hw",
+            method="fft",
+            mode=mode,
+            stride=stride,
+            dilation=dilation,
+            padding=padding,
+            cval=cval,
+        )
 
 
 def test_fft_tiles_on_a_long_signal(rng):
@@ -332,8 +369,7 @@ def test_seed000_shape_small_bank_fused_reduce(dtype, reduce, method):
 
 
 @pytest.mark.parametrize("reduce", [None, "max", "argmin"])
-@pytest.mark.parametrize("spec", ["nhwd,khwd->nk|hwd", "nhwc,khwc->nk|hw",
-                                  "nhw,khw->nk|hw"])
+@pytest.mark.parametrize("spec", ["nhwd,khwd->nk|hwd", "nhwc,khwc->nk|hw", "nhw,khw->nk|hw"])
 def test_fft_bank_split_into_many_work_units(monkeypatch, reduce, spec):
     """Tiny work units and two threads: every (batch, bank) unit lands in its place and
     is reduced on its own."""
@@ -408,8 +444,7 @@ def test_repeat_calls_take_the_one_block_shortcut(method, rng):
         np.testing.assert_allclose(q(xt), naive_correlate(x, w), atol=1e-12)
     ints = rng.integers(0, 9, (3, 20, 18))  # computed on a float64 copy: no shortcut
     for _ in range(2):
-        np.testing.assert_allclose(p(ints), naive_correlate(ints, w, mode="same"),
-                                   atol=1e-12)
+        np.testing.assert_allclose(p(ints), naive_correlate(ints, w, mode="same"), atol=1e-12)
     assert len([k for k in p._shortcuts if k[0] == "numpy"]) == 1
 
 
@@ -427,8 +462,9 @@ def test_one_filter_inputs_whose_axes_share_memory(method, rng):
         check(x, rand(rng, ws, np.float64), method=method)
 
 
-@pytest.mark.parametrize("mode,stride,spec", [("same", 2, None), ("full", (1, 3), None),
-                                              ("same", 1, "hwn,hw->hwn|hw")])
+@pytest.mark.parametrize(
+    "mode,stride,spec", [("same", 2, None), ("full", (1, 3), None), ("same", 1, "hwn,hw->hwn|hw")]
+)
 def test_one_filter_memory_budget(mode, stride, spec, rng):
     """One filter under a tight budget: the padded copy and the compiled kernel's own copy
     both count, so the chunks keep NumPy's allocations within 1.25x the budget; a plan
@@ -449,5 +485,6 @@ def test_one_filter_memory_budget(mode, stride, spec, rng):
         finally:
             compiled.USE_NUMBA = old
         assert extra < 1.25 * budget, (budget, extra)
-        np.testing.assert_allclose(y, naive_correlate(x, w, spec, mode=mode, stride=stride),
-                                   atol=1e-10)
+        np.testing.assert_allclose(
+            y, naive_correlate(x, w, spec, mode=mode, stride=stride), atol=1e-10
+        )

@@ -21,8 +21,9 @@ PROBLEMS = [
 @pytest.mark.parametrize("xs, dt, ws, spec, opts", PROBLEMS)
 @pytest.mark.parametrize("method", ["direct", "fft"])
 @pytest.mark.parametrize("numba", [True, False], ids=["compiled", "numpy"])
-def test_estimates_are_finite_and_use_known_features(xs, dt, ws, spec, opts, method, numba,
-                                                     monkeypatch):
+def test_estimates_are_finite_and_use_known_features(
+    xs, dt, ws, spec, opts, method, numba, monkeypatch
+):
     """(The one-filter problems use the "window_rows" model with the compiled kernels,
     "shift_add" without.)"""
     monkeypatch.setattr(compiled, "USE_NUMBA", numba)

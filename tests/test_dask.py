@@ -27,23 +27,47 @@ PADDINGS = ("constant", "reflect", "symmetric", "edge", "wrap")
 # (spec, x shape, x chunks, w shape, w chunks or None for a NumPy w, reduce)
 CASES = {
     "bank, batch+sliding chunks": (None, (3, 23, 19), (2, 8, 7), (4, 4, 5), (3, 4, 5), None),
-    "all pairs, max over chunked axes": ("nhwd,khwd->nk|hwd", (5, 12, 11, 3), (2, 5, 4, 3),
-                                         (6, 4, 3, 2), (4, 4, 3, 2), "max"),
-    "NHWC channels": ("nhwc,hwco->nhwo|hw", (2, 14, 13, 3), (1, 6, 5, 2), (3, 3, 3, 4),
-                      (3, 3, 3, 2), None),
-    "depthwise (paired)": ("nchw,chw->nchw|hw", (2, 3, 15, 14), (1, 2, 6, 5), (3, 4, 3),
-                           None, None),
+    "all pairs, max over chunked axes": (
+        "nhwd,khwd->nk|hwd",
+        (5, 12, 11, 3),
+        (2, 5, 4, 3),
+        (6, 4, 3, 2),
+        (4, 4, 3, 2),
+        "max",
+    ),
+    "NHWC channels": (
+        "nhwc,hwco->nhwo|hw",
+        (2, 14, 13, 3),
+        (1, 6, 5, 2),
+        (3, 3, 3, 4),
+        (3, 3, 3, 2),
+        None,
+    ),
+    "depthwise (paired)": (
+        "nchw,chw->nchw|hw",
+        (2, 3, 15, 14),
+        (1, 2, 6, 5),
+        (3, 4, 3),
+        None,
+        None,
+    ),
     "1-D, two batch axes": ("abt,kt->abkt|t", (2, 3, 50), (1, 2, 13), (2, 7), (1, 7), None),
-    "3-D, no batch": ("xyz,kxyz->kxyz|xyz", (9, 8, 10), (4, 4, 5), (2, 3, 3, 4), None,
-                      None),
-    "argmax over one of two axes": ("nhw,khw->nkh|hw", (2, 17, 16), (1, 6, 5), (3, 3, 4),
-                                    None, "argmax"),
+    "3-D, no batch": ("xyz,kxyz->kxyz|xyz", (9, 8, 10), (4, 4, 5), (2, 3, 3, 4), None, None),
+    "argmax over one of two axes": (
+        "nhw,khw->nkh|hw",
+        (2, 17, 16),
+        (1, 6, 5),
+        (3, 3, 4),
+        None,
+        "argmax",
+    ),
 }
 GEOMETRY = [(1, 1), (3, 2), (2, 1)]  # (stride, dilation); 3 divides none of the chunks
 
 
 def _lazy(x_chunks, w_chunks):
     """A ``call`` for the helpers: chunk x (and w), check the result is lazy, compute."""
+
     def call(f, x, w, spec, **kw):
         xd = da.from_array(x, chunks=x_chunks)
         wd = w if w_chunks is None else da.from_array(w, chunks=w_chunks)
@@ -52,6 +76,7 @@ def _lazy(x_chunks, w_chunks):
         out = y.compute()
         assert out.shape == y.shape and out.dtype == y.dtype
         return out
+
     return call
 
 
@@ -62,8 +87,7 @@ def test_matches_the_loop(name, mode, geometry, rng):
     spec, xs, xc, ws, wc, reduce = CASES[name]
     stride, dilation = geometry
     x, w = rng.standard_normal(xs), rng.standard_normal(ws)
-    i = list(CASES).index(name) + GEOMETRY.index(geometry) + ["valid", "same", "full"].index(
-        mode)
+    i = list(CASES).index(name) + GEOMETRY.index(geometry) + ["valid", "same", "full"].index(mode)
     padding = PADDINGS[i % len(PADDINGS)]
     kw = dict(mode=mode, stride=stride, dilation=dilation, padding=padding)
     if padding == "constant":
@@ -82,16 +106,33 @@ def test_metrics(metric, reduce, rng):
     spec = "nhw,khw->nk|hw" if reduce else None
     extra = {"reduce": reduce} if reduce else {}
     for method in ("direct", "fft") if metric != "sad" else ("direct",):
-        check_metric(x, w, spec, metric=metric, method=method, mode="same", stride=2,
-                     padding="reflect", call=_lazy((2, 7, 6), (3, 5, 4)), **extra)
+        check_metric(
+            x,
+            w,
+            spec,
+            metric=metric,
+            method=method,
+            mode="same",
+            stride=2,
+            padding="reflect",
+            call=_lazy((2, 7, 6), (3, 5, 4)),
+            **extra,
+        )
 
 
 @pytest.mark.parametrize("reduce", ["sum", "mean", "max", "min", "argmax", "argmin"])
 @pytest.mark.parametrize("chunks", [(2, 5, 4, 2), (5, 12, 11, 2)], ids=["split", "whole"])
 def test_every_reduce(reduce, chunks, rng):
     x, w = rng.standard_normal((5, 12, 11, 2)), rng.standard_normal((3, 4, 3, 2))
-    check(x, w, "nhwd,khwd->nk|hwd", method="auto", mode="same", reduce=reduce,
-          call=_lazy(chunks, None))
+    check(
+        x,
+        w,
+        "nhwd,khwd->nk|hwd",
+        method="auto",
+        mode="same",
+        reduce=reduce,
+        call=_lazy(chunks, None),
+    )
 
 
 def test_argmax_ties_and_nan_follow_numpy():
@@ -114,16 +155,25 @@ def test_argmax_in_two_passes_when_the_block_does_not_fit(reduce, rng, monkeypat
 
     monkeypatch.setattr(dask_arrays, "_UNREDUCED_SHARE", 1 << 60)
     x, w = rng.standard_normal((3, 22, 19)), rng.standard_normal((2, 4, 5))
-    check(x, w, "nhw,khw->nk|hw", method="auto", mode="same", stride=2, reduce=reduce,
-          call=_lazy((2, 8, 7), None))
+    check(
+        x,
+        w,
+        "nhw,khw->nk|hw",
+        method="auto",
+        mode="same",
+        stride=2,
+        reduce=reduce,
+        call=_lazy((2, 8, 7), None),
+    )
 
 
 def test_convolve_even_kernels_and_dtypes(rng):
     x32 = rng.standard_normal((2, 30, 27)).astype(np.float32)
     w32 = rng.standard_normal((3, 4, 6)).astype(np.float32)
     for mode in ("same", "full", "valid"):
-        y = check(x32, w32, method="auto", convolve=True, mode=mode,
-                  call=_lazy((1, 9, 8), (2, 4, 6)))
+        y = check(
+            x32, w32, method="auto", convolve=True, mode=mode, call=_lazy((1, 9, 8), (2, 4, 6))
+        )
         assert y.dtype == np.float32
     xi, wi = rand(rng, (2, 25, 20), np.int16), rand(rng, (2, 3, 3), np.int32)
     y = check(xi, wi, method="auto", mode="same", cval=2, call=_lazy((1, 7, 6), None))
@@ -132,11 +182,13 @@ def test_convolve_even_kernels_and_dtypes(rng):
 
 def test_numpy_x_with_a_dask_bank(rng):
     x, w = rng.standard_normal((4, 20, 20)), rng.standard_normal((6, 5, 5))
-    y = bc.correlate(x, da.from_array(w, chunks=(2, 5, 5)), "nhw,khw->nk|hw", mode="same",
-                     reduce="max")
+    y = bc.correlate(
+        x, da.from_array(w, chunks=(2, 5, 5)), "nhw,khw->nk|hw", mode="same", reduce="max"
+    )
     assert y.chunks == ((4,), (2, 2, 2))
-    np.testing.assert_allclose(y.compute(), bc.correlate(x, w, "nhw,khw->nk|hw", mode="same",
-                                                         reduce="max"), rtol=1e-12)
+    np.testing.assert_allclose(
+        y.compute(), bc.correlate(x, w, "nhw,khw->nk|hw", mode="same", reduce="max"), rtol=1e-12
+    )
 
 
 def test_chunks_align_to_the_stride():
@@ -155,8 +207,12 @@ def test_building_the_graph_computes_nothing(rng):
 
     x = da.zeros((4, 64, 64), chunks=(2, 32, 32)).map_blocks(boom, dtype=float)
     w = rng.standard_normal((3, 5, 5))
-    for kw in ({}, {"mode": "same", "padding": "wrap"}, {"reduce": "argmax"},
-               {"metric": "ncc", "stride": 2}):
+    for kw in (
+        {},
+        {"mode": "same", "padding": "wrap"},
+        {"reduce": "argmax"},
+        {"metric": "ncc", "stride": 2},
+    ):
         y = bc.correlate(x, w, **kw)
         assert isinstance(y, da.Array)
     with pytest.raises(RuntimeError, match="computed"):
@@ -174,8 +230,7 @@ def test_bank_is_one_task_per_bank_block(rng):
     assert len(banks) == 2
     blocks = [k for k in graph if isinstance(k, tuple) and k[0] == y.name]
     assert len(blocks) == 4 * 2
-    np.testing.assert_allclose(y.compute(), bc.correlate(x.compute(), w.compute()),
-                               atol=1e-10)
+    np.testing.assert_allclose(y.compute(), bc.correlate(x.compute(), w.compute()), atol=1e-10)
 
 
 def test_errors_are_raised_at_call_time(rng):
@@ -246,9 +301,16 @@ def test_processes_scheduler(rng):
 @pytest.fixture(scope="module")
 def client():
     distributed = pytest.importorskip("distributed")
-    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
-                                  dashboard_address=None, silence_logs=40) as cluster, \
-            distributed.Client(cluster) as c:
+    with (
+        distributed.LocalCluster(
+            n_workers=2,
+            threads_per_worker=1,
+            processes=True,
+            dashboard_address=None,
+            silence_logs=40,
+        ) as cluster,
+        distributed.Client(cluster) as c,
+    ):
         yield c
 
 
@@ -288,11 +350,18 @@ def test_local_cluster_scatters_large_numpy_inputs(client, rng):
     xd = da.from_array(x, chunks=(2, 40, 40))
     y = bc.correlate(xd, w, "nhw,khw->nk|hw", mode="same", reduce="max")
     graph = dict(y.__dask_graph__())
-    embedded = sum(len(pickle.dumps(v)) for k, v in graph.items()
-                   if not (isinstance(k, tuple) and k[0] == xd.name))
+    embedded = sum(
+        len(pickle.dumps(v))
+        for k, v in graph.items()
+        if not (isinstance(k, tuple) and k[0] == xd.name)
+    )
     assert embedded < 1 << 20, embedded
-    np.testing.assert_allclose(y.compute(), bc.correlate(x, w, "nhw,khw->nk|hw", mode="same",
-                                                         reduce="max"), rtol=2e-5, atol=1e-3)
+    np.testing.assert_allclose(
+        y.compute(),
+        bc.correlate(x, w, "nhw,khw->nk|hw", mode="same", reduce="max"),
+        rtol=2e-5,
+        atol=1e-3,
+    )
 
 
 @pytest.mark.slow
@@ -301,8 +370,14 @@ def test_worker_killed_mid_run(client, rng):
     other (and the restarted) worker, and the table is whole and right."""
     x = rng.standard_normal((64, 96, 96)).astype(np.float32)
     w = rng.standard_normal((32, 11, 11)).astype(np.float32)
-    y = bc.correlate(da.from_array(x, chunks=(2, 96, 96)), w, "nhw,khw->nk|hw",
-                     mode="same", reduce="max", method="direct")
+    y = bc.correlate(
+        da.from_array(x, chunks=(2, 96, 96)),
+        w,
+        "nhw,khw->nk|hw",
+        mode="same",
+        reduce="max",
+        method="direct",
+    )
     future = client.compute(y)
     deadline = time.time() + 30
     while not any(client.processing().values()) and time.time() < deadline:
@@ -312,8 +387,9 @@ def test_worker_killed_mid_run(client, rng):
     assert not future.done()  # the kill lands mid-run
     os.kill(pid, 9)
     got = future.result(timeout=120)
-    np.testing.assert_allclose(got, bc.correlate(x, w, "nhw,khw->nk|hw", mode="same",
-                                                 reduce="max"), rtol=2e-5, atol=1e-3)
+    np.testing.assert_allclose(
+        got, bc.correlate(x, w, "nhw,khw->nk|hw", mode="same", reduce="max"), rtol=2e-5, atol=1e-3
+    )
     assert not future.cancelled()
 
 
@@ -328,12 +404,19 @@ def _chunked_problems(draw):
         S = tuple(max(s, (t - 1) * d + 1) for s, t, d in zip(S, T, dilation))
     stride = tuple(draw(st.integers(1, 4)) for _ in range(nd))
     chunks = (draw(st.integers(1, 3)),) + tuple(draw(st.integers(1, s)) for s in S)
-    return dict(S=S, T=T, mode=mode, stride=stride, dilation=dilation, chunks=chunks,
-                padding=draw(st.sampled_from(PADDINGS)),
-                reduce=draw(st.sampled_from([None, "sum", "max", "argmin"])),
-                metric=draw(st.sampled_from(["dot", "dot", "ssd", "ncc"])),
-                bank_chunk=draw(st.integers(1, 3)),
-                dtype=draw(st.sampled_from([np.float32, np.float64])))
+    return dict(
+        S=S,
+        T=T,
+        mode=mode,
+        stride=stride,
+        dilation=dilation,
+        chunks=chunks,
+        padding=draw(st.sampled_from(PADDINGS)),
+        reduce=draw(st.sampled_from([None, "sum", "max", "argmin"])),
+        metric=draw(st.sampled_from(["dot", "dot", "ssd", "ncc"])),
+        bank_chunk=draw(st.integers(1, 3)),
+        dtype=draw(st.sampled_from([np.float32, np.float64])),
+    )
 
 
 @settings(deadline=None)  # examples: the profile's (60 in CI, 2000 with 'long')

@@ -10,8 +10,11 @@ import pytest
 
 import batchconv
 
-MODULES = sorted(m.name for m in pkgutil.walk_packages(batchconv.__path__, "batchconv.")
-                 if not m.name.endswith("__main__"))
+MODULES = sorted(
+    m.name
+    for m in pkgutil.walk_packages(batchconv.__path__, "batchconv.")
+    if not m.name.endswith("__main__")
+)
 
 
 @pytest.mark.parametrize("name", ["batchconv", *MODULES])

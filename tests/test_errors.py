@@ -11,22 +11,28 @@ x = np.ones((2, 8, 8))
 w = np.ones((3, 3, 3))
 
 
-@pytest.mark.parametrize("kwargs,exc,needle", [
-    (dict(mode="circular"), ValueError, "mode must be one of"),
-    (dict(padding="zeros", mode="same"), ValueError, "padding must be one of"),
-    (dict(method="winograd"), ValueError,
-     "method must be 'auto', 'measure' or one of ['direct', 'fft', 'torch_direct'"),
-    (dict(metric="l7"), ValueError, "metric must be one of"),
-    (dict(metric="sad", method="fft"), ValueError, "metric 'sad' has no 'fft' form"),
-    (dict(metric="dot", mode="same", cval=1j), ValueError, "cval=1j is complex"),
-    (dict(reduce="median"), ValueError, "reduce must be None"),
-    (dict(stride=0), ValueError, "axis 'h' got 0"),
-    (dict(stride=(1, 2, 3)), ValueError, "stride has 3 values but there are 2 sliding axes"),
-    (dict(dilation=1.5), ValueError, "dilation must be a positive int"),
-    (dict(memory="lots"), ValueError, "memory must be a byte count"),
-    (dict(memory=-5), ValueError, "memory must be a positive"),
-    (dict(workers=0), ValueError, "workers must be"),
-])
+@pytest.mark.parametrize(
+    "kwargs,exc,needle",
+    [
+        (dict(mode="circular"), ValueError, "mode must be one of"),
+        (dict(padding="zeros", mode="same"), ValueError, "padding must be one of"),
+        (
+            dict(method="winograd"),
+            ValueError,
+            "method must be 'auto', 'measure' or one of ['direct', 'fft', 'torch_direct'",
+        ),
+        (dict(metric="l7"), ValueError, "metric must be one of"),
+        (dict(metric="sad", method="fft"), ValueError, "metric 'sad' has no 'fft' form"),
+        (dict(metric="dot", mode="same", cval=1j), ValueError, "cval=1j is complex"),
+        (dict(reduce="median"), ValueError, "reduce must be None"),
+        (dict(stride=0), ValueError, "axis 'h' got 0"),
+        (dict(stride=(1, 2, 3)), ValueError, "stride has 3 values but there are 2 sliding axes"),
+        (dict(dilation=1.5), ValueError, "dilation must be a positive int"),
+        (dict(memory="lots"), ValueError, "memory must be a byte count"),
+        (dict(memory=-5), ValueError, "memory must be a positive"),
+        (dict(workers=0), ValueError, "workers must be"),
+    ],
+)
 def test_bad_options(kwargs, exc, needle):
     with pytest.raises(exc) as e:
         bc.correlate(x, w, **kwargs)
@@ -56,8 +62,9 @@ def test_rank_mismatch_with_spec_and_default():
         bc.correlate(np.ones(5), np.ones(3))
 
 
-@pytest.mark.parametrize("bad", [np.ones((2, 8, 8), bool), np.array([["a"]]),
-                                 np.empty((2, 3), object)])
+@pytest.mark.parametrize(
+    "bad", [np.ones((2, 8, 8), bool), np.array([["a"]]), np.empty((2, 3), object)]
+)
 def test_bad_dtypes(bad):
     with pytest.raises(TypeError, match="accepts integer, float"):
         bc.correlate(bad, np.ones(bad.shape[1:], np.float64) if bad.ndim > 1 else w)
@@ -123,10 +130,13 @@ def test_auto_skips_a_method_over_the_budget():
         bc.plan(((1, 400, 400), np.float64), np.ones((1, 41, 41)), memory="1MB", method="fft")
 
 
-@pytest.mark.parametrize("bad, name, hint", [
-    (np.zeros((2, 8), bool), "x", "Convert booleans with x.astype"),
-    (np.array([["a"] * 8] * 2), "x", "batchconv accepts integer"),
-])
+@pytest.mark.parametrize(
+    "bad, name, hint",
+    [
+        (np.zeros((2, 8), bool), "x", "Convert booleans with x.astype"),
+        (np.array([["a"] * 8] * 2), "x", "batchconv accepts integer"),
+    ],
+)
 def test_dtype_errors_name_the_argument(bad, name, hint):
     with pytest.raises(TypeError, match=hint):
         bc.correlate(bad, np.ones(3))
@@ -144,15 +154,30 @@ def test_cval_rules():
     assert got[0, 0] == 2 + 1j
 
 
-@pytest.mark.parametrize("spec, xs, ws, match", [
-    ("nchw,kchw->nkhw|hw", (2, 3, 8, 8), (4, 2, 3, 3),
-     r"summed axis 'c' .* has size 3 in x but 2 in w; they must match"),
-    ("nphw,phw->nphw|hw", (2, 3, 8, 8), (4, 3, 3),
-     r"paired axis 'p' .* has size 3 in x but 4 in w; they must match"),
-    ("nhw,khw->nkhw|hw", (2, 8, 8), (1, 9, 3),
-     r"mode='valid' needs the input at least as long as the \(dilated\) kernel on sliding "
-     r"axis 'h': input 8, kernel 9"),
-])
+@pytest.mark.parametrize(
+    "spec, xs, ws, match",
+    [
+        (
+            "nchw,kchw->nkhw|hw",
+            (2, 3, 8, 8),
+            (4, 2, 3, 3),
+            r"summed axis 'c' .* has size 3 in x but 2 in w; they must match",
+        ),
+        (
+            "nphw,phw->nphw|hw",
+            (2, 3, 8, 8),
+            (4, 3, 3),
+            r"paired axis 'p' .* has size 3 in x but 4 in w; they must match",
+        ),
+        (
+            "nhw,khw->nkhw|hw",
+            (2, 8, 8),
+            (1, 9, 3),
+            r"mode='valid' needs the input at least as long as the \(dilated\) kernel on sliding "
+            r"axis 'h': input 8, kernel 9",
+        ),
+    ],
+)
 def test_size_mismatches_name_the_axis_and_sizes(spec, xs, ws, match):
     with pytest.raises(ValueError, match=match):
         bc.correlate(np.ones(xs), np.ones(ws), spec)

@@ -29,8 +29,7 @@ def test_rfftn_into_a_given_buffer(name, dtype, rng):
         assert got is out
     # zero padding (s larger than the input): the general route, same answer
     got = eng.rfftn(x, (16, 15), (1, 2), 1, out=out)
-    np.testing.assert_allclose(got, np.fft.rfftn(x, (16, 15), axes=(1, 2)), rtol=1e-5,
-                               atol=1e-4)
+    np.testing.assert_allclose(got, np.fft.rfftn(x, (16, 15), axes=(1, 2)), rtol=1e-5, atol=1e-4)
 
 
 @pytest.mark.parametrize("name", ENGINES)
@@ -45,7 +44,8 @@ def test_irfftn_kept_lays_out_its_buffer_like_the_destination(name, like_order, 
     np.testing.assert_allclose(got, ref, atol=1e-12)
     # the buffer walks memory in the destination's order
     assert sorted(range(3), key=lambda i: -got.strides[i]) == sorted(
-        range(3), key=lambda i: -like.strides[i])
+        range(3), key=lambda i: -like.strides[i]
+    )
 
 
 def test_ordered_like():
@@ -132,8 +132,9 @@ def test_repeat_calls_run_the_bound_unit(case, rng):
     x = rng.standard_normal(xs)
     with pytest.MonkeyPatch.context() as m:
         m.setattr(xp, "pocketfft", lambda: None)
-        np.testing.assert_allclose(plan(x), bc.plan(x, w, spec, method="direct", **kw)(x),
-                                   rtol=0, atol=1e-10)
+        np.testing.assert_allclose(
+            plan(x), bc.plan(x, w, spec, method="direct", **kw)(x), rtol=0, atol=1e-10
+        )
 
 
 def test_a_used_plan_unpickled_without_pocketfft_takes_the_general_route(rng, monkeypatch):
@@ -149,11 +150,14 @@ def test_a_used_plan_unpickled_without_pocketfft_takes_the_general_route(rng, mo
     np.testing.assert_allclose(pickle.loads(blob)(x), y, rtol=0, atol=1e-12)
 
 
-@pytest.mark.parametrize("spec,xs,ws,dtype", [
-    ("nchw,kchw->nkhw|hw", (2, 3, 20, 18), (7, 3, 5, 4), np.float64),  # channels
-    ("nhw,khw->nkhw|hw", (2, 20, 18), (7, 5, 4), np.float32),  # one channel
-    ("nchw,kchw->nkhw|hw", (2, 3, 20, 18), (7, 3, 5, 4), np.complex128),
-])
+@pytest.mark.parametrize(
+    "spec,xs,ws,dtype",
+    [
+        ("nchw,kchw->nkhw|hw", (2, 3, 20, 18), (7, 3, 5, 4), np.float64),  # channels
+        ("nhw,khw->nkhw|hw", (2, 20, 18), (7, 5, 4), np.float32),  # one channel
+        ("nchw,kchw->nkhw|hw", (2, 3, 20, 18), (7, 3, 5, 4), np.complex128),
+    ],
+)
 def test_filters_transformed_in_groups(spec, xs, ws, dtype, rng, monkeypatch):
     """Filters transformed a few at a time, each group written straight into the
     spectra's layout, give the answer of one group (and the loop's)."""
@@ -164,8 +168,9 @@ def test_filters_transformed_in_groups(spec, xs, ws, dtype, rng, monkeypatch):
     monkeypatch.setattr(fft, "KERNEL_CHUNK_BYTES", 1)  # one filter a group
     bc.clear_plan_cache()
     grouped = bc.plan(x, w, spec, method="fft")(x)
-    np.testing.assert_allclose(grouped, whole, rtol=1e-6 if dtype == np.float32 else 1e-13,
-                               atol=1e-6 * np.abs(whole).max())
+    np.testing.assert_allclose(
+        grouped, whole, rtol=1e-6 if dtype == np.float32 else 1e-13, atol=1e-6 * np.abs(whole).max()
+    )
     check(x, w, spec, method="fft")
 
 

@@ -64,20 +64,24 @@ def test_auto_on_numpy_and_cpu_tensors_is_the_model(monkeypatch, rng):
 
 
 def test_measure_on_real_clocks_keeps_the_contract(rng):
-    for spec, xs, ws, kw in ((None, (5, 50), (3, 7), dict(mode="same")),
-                             ("nchw,kchw->nkhw|hw", (3, 2, 20, 18), (4, 2, 3, 5),
-                              dict(stride=2)),
-                             ("nhw,khw->nk|hw", (3, 20, 18), (2, 4, 5), dict(reduce="max"))):
-        check(rand(rng, xs, np.float32), rand(rng, ws, np.float32), spec, method="measure",
-              **kw)
+    for spec, xs, ws, kw in (
+        (None, (5, 50), (3, 7), dict(mode="same")),
+        ("nchw,kchw->nkhw|hw", (3, 2, 20, 18), (4, 2, 3, 5), dict(stride=2)),
+        ("nhw,khw->nk|hw", (3, 20, 18), (2, 4, 5), dict(reduce="max")),
+    ):
+        check(rand(rng, xs, np.float32), rand(rng, ws, np.float32), spec, method="measure", **kw)
 
 
 def test_what_is_not_timed(monkeypatch, rng):
     timed = _fake_times(monkeypatch, {"direct": 1.0, "fft": 1.0})
     ints = bc.plan(np.arange(60).reshape(2, 30), np.ones((2, 3), int), method="measure")
     assert ints.method == "direct" and ints.reason == "integer inputs: direct is exact"
-    sad = bc.plan(rand(rng, (2, 30), np.float64), rand(rng, (2, 4), np.float64),
-                  metric="sad", method="measure")  # one candidate: nothing to compare
+    sad = bc.plan(
+        rand(rng, (2, 30), np.float64),
+        rand(rng, (2, 4), np.float64),
+        metric="sad",
+        method="measure",
+    )  # one candidate: nothing to compare
     assert sad.reason == "lowest estimated time" and timed == []
 
 
@@ -141,8 +145,12 @@ def test_a_candidate_that_fails_is_skipped(monkeypatch):
     plan, reason = measure.timed_choice(p, _cands(direct=1.0, fft=1.0), build, None)
     assert plan.method == "direct" and "fft" not in reason
     with pytest.raises(MemoryError):
-        measure.timed_choice(make_problem((4, 65), np.float64, (2, 5), np.float64),
-                             _cands(fft=1.0, x=1.0), lambda n: build("fft"), None)
+        measure.timed_choice(
+            make_problem((4, 65), np.float64, (2, 5), np.float64),
+            _cands(fft=1.0, x=1.0),
+            lambda n: build("fft"),
+            None,
+        )
 
 
 def test_the_choice_is_kept_when_the_default_budget_drifts(monkeypatch, rng):
@@ -198,8 +206,9 @@ def test_threads_planning_the_same_problem_time_it_once(monkeypatch, rng):
 def test_a_callable_reduce_is_not_timed(monkeypatch, rng):
     timed = _fake_times(monkeypatch, {"direct": 1.0, "fft": 2.0})
     x, w = rand(rng, (4, 40, 40), np.float64), rand(rng, (3, 5, 5), np.float64)
-    p = bc.plan(x, w, "nhw,khw->nk|hw", method="measure",
-                reduce=lambda block, axis: block.max(axis=axis))
+    p = bc.plan(
+        x, w, "nhw,khw->nk|hw", method="measure", reduce=lambda block, axis: block.max(axis=axis)
+    )
     assert timed == [] and p.reason == "lowest estimated time"
 
 
@@ -224,5 +233,4 @@ def test_measure_with_dask(rng):
     da = pytest.importorskip("dask.array")
     x, w = rand(rng, (6, 40), np.float64), rand(rng, (2, 5), np.float64)
     y = bc.correlate(da.from_array(x, chunks=(3, 40)), w, method="measure").compute()
-    np.testing.assert_allclose(y, bc.correlate(x, w, method="direct"), rtol=1e-10,
-                               atol=1e-10)
+    np.testing.assert_allclose(y, bc.correlate(x, w, method="direct"), rtol=1e-10, atol=1e-10)

@@ -30,9 +30,16 @@ CASES = [
 ]
 
 # "+numpy": the compiled (numba) kernels switched off, so the NumPy code runs
-METRIC_METHODS = [("ssd", "direct"), ("ssd", "fft+numpy"), ("sad", "direct"),
-                  ("sad", "direct+numpy"), ("ncc", "direct+numpy"), ("ncc", "fft"),
-                  ("cosine", "direct"), ("cosine", "fft+numpy")]
+METRIC_METHODS = [
+    ("ssd", "direct"),
+    ("ssd", "fft+numpy"),
+    ("sad", "direct"),
+    ("sad", "direct+numpy"),
+    ("ncc", "direct+numpy"),
+    ("ncc", "fft"),
+    ("cosine", "direct"),
+    ("cosine", "fft+numpy"),
+]
 
 
 def _run(monkeypatch, metric, method, *args, **kw):
@@ -42,8 +49,9 @@ def _run(monkeypatch, metric, method, *args, **kw):
     return check_metric(*args, metric=metric, method=method, **kw)
 
 
-@pytest.mark.parametrize("metric,method", METRIC_METHODS, ids=[f"{a}-{b}" for a, b in
-                                                                METRIC_METHODS])
+@pytest.mark.parametrize(
+    "metric,method", METRIC_METHODS, ids=[f"{a}-{b}" for a, b in METRIC_METHODS]
+)
 @pytest.mark.parametrize("dtype", [np.float64, np.float32], ids=["float64", "float32"])
 @pytest.mark.parametrize("mode", ["valid", "same", "full"])
 @pytest.mark.parametrize("case", CASES, ids=[c[0] for c in CASES])
@@ -53,22 +61,47 @@ def test_matrix(case, mode, dtype, metric, method, rng, monkeypatch):
     _run(monkeypatch, metric, method, x, w, spec, mode=mode, reduce=reduce)
 
 
-@pytest.mark.parametrize("metric,method", METRIC_METHODS, ids=[f"{a}-{b}" for a, b in
-                                                                METRIC_METHODS])
-@pytest.mark.parametrize("padding,cval", [("constant", 0.0), ("constant", 2.5),
-                                          ("reflect", 0.0), ("symmetric", 0.0),
-                                          ("edge", 0.0), ("wrap", 0.0)])
+@pytest.mark.parametrize(
+    "metric,method", METRIC_METHODS, ids=[f"{a}-{b}" for a, b in METRIC_METHODS]
+)
+@pytest.mark.parametrize(
+    "padding,cval",
+    [
+        ("constant", 0.0),
+        ("constant", 2.5),
+        ("reflect", 0.0),
+        ("symmetric", 0.0),
+        ("edge", 0.0),
+        ("wrap", 0.0),
+    ],
+)
 def test_geometry(metric, method, padding, cval, rng, monkeypatch):
     """Strides, dilations and every padding, 2-D, with a bank and channels."""
     x, w = rand(rng, (2, 2, 13, 11), np.float64), rand(rng, (3, 2, 3, 4), np.float64)
-    for mode, stride, dilation in (("same", (2, 3), 1), ("full", 1, (2, 1)),
-                                   ("valid", 2, (1, 2)), ("same", 3, 2)):
-        _run(monkeypatch, metric, method, x, w, "nchw,kchw->nkhw|hw", mode=mode,
-             stride=stride, dilation=dilation, padding=padding, cval=cval)
+    for mode, stride, dilation in (
+        ("same", (2, 3), 1),
+        ("full", 1, (2, 1)),
+        ("valid", 2, (1, 2)),
+        ("same", 3, 2),
+    ):
+        _run(
+            monkeypatch,
+            metric,
+            method,
+            x,
+            w,
+            "nchw,kchw->nkhw|hw",
+            mode=mode,
+            stride=stride,
+            dilation=dilation,
+            padding=padding,
+            cval=cval,
+        )
 
 
-@pytest.mark.parametrize("metric,method", METRIC_METHODS, ids=[f"{a}-{b}" for a, b in
-                                                                METRIC_METHODS])
+@pytest.mark.parametrize(
+    "metric,method", METRIC_METHODS, ids=[f"{a}-{b}" for a, b in METRIC_METHODS]
+)
 def test_long_windows(metric, method, rng, monkeypatch):
     """Kernels long enough for the cumulative-sum window sums, with dilation and stride
     (float32, so that accumulation order matters)."""
@@ -76,16 +109,18 @@ def test_long_windows(metric, method, rng, monkeypatch):
     _run(monkeypatch, metric, method, x, w, stride=3, dilation=2, mode="same")
 
 
-@pytest.mark.parametrize("metric,method", [("ssd", "direct"), ("sad", "direct"),
-                                           ("sad", "direct+numpy")])
+@pytest.mark.parametrize(
+    "metric,method", [("ssd", "direct"), ("sad", "direct"), ("sad", "direct+numpy")]
+)
 def test_integers_exact(metric, method, rng, monkeypatch):
     x, w = rand(rng, (2, 3, 9, 8), np.int32), rand(rng, (2, 3, 3, 2), np.int16)
     y = _run(monkeypatch, metric, method, x, w, "nchw,kchw->nkhw|hw", mode="same")
     assert y.dtype == np.float64
 
 
-@pytest.mark.parametrize("metric,method", METRIC_METHODS, ids=[f"{a}-{b}" for a, b in
-                                                                METRIC_METHODS])
+@pytest.mark.parametrize(
+    "metric,method", METRIC_METHODS, ids=[f"{a}-{b}" for a, b in METRIC_METHODS]
+)
 @pytest.mark.parametrize("data", ["8bit", "offset"])
 def test_large_mean(metric, method, data, monkeypatch):
     """8-bit images with values 200..255, and data at 1000 +- 0.01, in float32: centring
@@ -119,8 +154,12 @@ def test_flat_windows_and_filters_give_zero(metric, method, dtype):
     x = np.zeros((1, 30, 30), dtype)
     x[0, :, 15:] = 0.1 if metric == "ncc" else 0  # a flat region (non-zero level for ncc)
     x[0, 5:12, 20:27] = np.random.default_rng(1).random((7, 7))
-    w = np.stack([np.full((4, 4), 0.7, dtype),  # a flat filter
-                  np.arange(16, dtype=dtype).reshape(4, 4)])
+    w = np.stack(
+        [
+            np.full((4, 4), 0.7, dtype),  # a flat filter
+            np.arange(16, dtype=dtype).reshape(4, 4),
+        ]
+    )
     y = bc.correlate(x, w, metric=metric, method=method, mode="same")
     assert np.isfinite(y).all() and (np.abs(y) <= 1).all()
     if metric == "ncc":
@@ -128,8 +167,9 @@ def test_flat_windows_and_filters_give_zero(metric, method, dtype):
     # 'same' with a 4x4 kernel: windows start 2 samples before x, zero padding
     xp = np.pad(x[0].astype(np.float64), ((2, 1), (2, 1)))
     win = np.lib.stride_tricks.sliding_window_view(xp, (4, 4))
-    flat_windows = (np.ptp(win, axis=(2, 3)) == 0) if metric == "ncc" else \
-        (np.abs(win).max(axis=(2, 3)) == 0)
+    flat_windows = (
+        (np.ptp(win, axis=(2, 3)) == 0) if metric == "ncc" else (np.abs(win).max(axis=(2, 3)) == 0)
+    )
     assert flat_windows.sum() > 100
     assert (y[0, 1][flat_windows] == 0).all()
     ref = naive_correlate(x, w, metric=metric, mode="same")
@@ -163,7 +203,7 @@ def test_non_finite_stays_local(rng):
     x[0, 20, 10] = np.nan
     w = rng.standard_normal((2, 5, 4))
     for metric in ("ssd", "ncc", "cosine", "sad"):
-        for method in (("direct",) if metric == "sad" else ("direct", "fft")):
+        for method in ("direct",) if metric == "sad" else ("direct", "fft"):
             y = bc.correlate(x, w, metric=metric, method=method)
             bad = ~np.isfinite(y)
             assert bad[1].sum() == 0
@@ -174,8 +214,9 @@ def test_reduce_and_dtype(rng):
     x, w = rand(rng, (3, 20, 20), np.float32), rand(rng, (2, 5, 5), np.float32)
     full = bc.correlate(x, w, metric="ssd")
     assert full.dtype == np.float32
-    np.testing.assert_allclose(bc.correlate(x, w, metric="ssd", reduce="min"),
-                               full.min(axis=(2, 3)), rtol=1e-6)
+    np.testing.assert_allclose(
+        bc.correlate(x, w, metric="ssd", reduce="min"), full.min(axis=(2, 3)), rtol=1e-6
+    )
 
 
 def test_plan_reuse_and_explain(rng):
@@ -208,8 +249,12 @@ def _seed004_loop(image, kernel, stride):
     for b in range(image.shape[0]):
         for y in range(oh):
             for x in range(ow):
-                patch = image[b, :, y * stride:y * stride + kernel.shape[1],
-                              x * stride:x * stride + kernel.shape[2]]
+                patch = image[
+                    b,
+                    :,
+                    y * stride : y * stride + kernel.shape[1],
+                    x * stride : x * stride + kernel.shape[2],
+                ]
                 out[b, y, x] = 1 - np.abs(patch - kernel).sum() / kernel.size
     return out
 
@@ -220,8 +265,7 @@ def test_seed004_reproduced(numba, monkeypatch):
     rng = np.random.default_rng(4)
     image = rng.random((2, 3, 20, 17), dtype=np.float32)
     kernel = rng.random((3, 5, 4), dtype=np.float32)
-    ours = 1 - bc.correlate(image, kernel, "bchw,chw->bhw|hw", metric="sad",
-                            stride=2) / kernel.size
+    ours = 1 - bc.correlate(image, kernel, "bchw,chw->bhw|hw", metric="sad", stride=2) / kernel.size
     np.testing.assert_allclose(ours, _seed004_loop(image, kernel, 2), atol=1e-6)
     torch = pytest.importorskip("torch")
     img_t, k_t = torch.from_numpy(image), torch.from_numpy(kernel)
@@ -232,10 +276,17 @@ def test_seed004_reproduced(numba, monkeypatch):
 
 
 # OpenCV's matchTemplate (2-D, float32, one template, 'valid'); skipped without OpenCV
-@pytest.mark.parametrize("metric,flag,method", [
-    ("ncc", "TM_CCOEFF_NORMED", "fft"), ("ncc", "TM_CCOEFF_NORMED", "direct"),
-    ("ssd", "TM_SQDIFF", "fft"), ("ssd", "TM_SQDIFF", "direct"),
-    ("cosine", "TM_CCORR_NORMED", "fft"), ("cosine", "TM_CCORR_NORMED", "direct")])
+@pytest.mark.parametrize(
+    "metric,flag,method",
+    [
+        ("ncc", "TM_CCOEFF_NORMED", "fft"),
+        ("ncc", "TM_CCOEFF_NORMED", "direct"),
+        ("ssd", "TM_SQDIFF", "fft"),
+        ("ssd", "TM_SQDIFF", "direct"),
+        ("cosine", "TM_CCORR_NORMED", "fft"),
+        ("cosine", "TM_CCORR_NORMED", "direct"),
+    ],
+)
 @pytest.mark.parametrize("data", ["normal", "8bit"])
 def test_against_opencv(metric, flag, method, data):
     cv2 = pytest.importorskip("cv2")
@@ -317,7 +368,7 @@ def test_fused_2d_statistics_are_local(metric):
         y = bc.correlate(x, w, "nchw,chw->nhw|hw", metric=metric, stride=stride)
         sub = x[:, :, :40, :40]
         ref = naive_correlate(sub, w, "nchw,chw->nhw|hw", metric=metric, stride=stride)
-        got = y[:, :ref.shape[1], :ref.shape[2]]
+        got = y[:, : ref.shape[1], : ref.shape[2]]
         # the FFT's round-off is global (the blob's size over these windows' norms: about
         # 1e-8 here), far below the 1 that a window wrongly taken as flat would be off by
         np.testing.assert_allclose(got, ref, atol=1e-6 * np.abs(ref).max(), rtol=1e-6)
@@ -335,8 +386,7 @@ def test_inf_and_nan_values_match_the_loop(method, rng):
     w = rng.standard_normal((2, 4, 3))
     for metric in ("ssd", "ncc", "cosine"):
         for padding in ("constant", "reflect"):
-            y = bc.correlate(x, w, metric=metric, method=method, mode="same",
-                             padding=padding)
+            y = bc.correlate(x, w, metric=metric, method=method, mode="same", padding=padding)
             with np.errstate(invalid="ignore", over="ignore"):
                 ref = naive_correlate(x, w, metric=metric, mode="same", padding=padding)
             np.testing.assert_array_equal(np.isnan(y), np.isnan(ref))

@@ -48,24 +48,29 @@ def test_nonfinite_filter_only_touches_its_results():
 def test_finite_inputs_never_take_the_slow_path(monkeypatch):
     from batchconv.methods import direct
 
-    monkeypatch.setattr(direct, "compute", lambda *a, **k: (_ for _ in ()).throw(
-        AssertionError("direct called")))
+    monkeypatch.setattr(
+        direct, "compute", lambda *a, **k: (_ for _ in ()).throw(AssertionError("direct called"))
+    )
     x = np.random.default_rng(2).standard_normal((2, 40, 40))
     bc.correlate(x, np.ones((2, 9, 9)), method="fft")
 
 
-@pytest.mark.parametrize("padding, cval", [("constant", 0.0), ("constant", 2.0),
-                                           ("reflect", 0.0), ("wrap", 0.0), ("edge", 0.0)])
-@pytest.mark.parametrize("spec, xs, ws, opts", [
-    ("nhw,khw->nkhw|hw", (3, 17, 15), (2, 4, 3), dict(mode="same", stride=2)),
-    ("nhw,khw->nkhw|hw", (2, 16, 16), (3, 3, 3), dict(mode="full", dilation=(2, 1))),
-    ("nchw,kchw->nkhw|hw", (2, 3, 12, 12), (4, 3, 3, 3), dict(mode="same")),
-    ("nphw,phw->nphw|hw", (2, 3, 12, 11), (3, 3, 3), dict(mode="same")),  # paired
-    ("nhwd,khwd->nkhwd|hwd", (2, 8, 7, 6), (2, 3, 2, 3), dict(mode="same")),
-])
+@pytest.mark.parametrize(
+    "padding, cval",
+    [("constant", 0.0), ("constant", 2.0), ("reflect", 0.0), ("wrap", 0.0), ("edge", 0.0)],
+)
+@pytest.mark.parametrize(
+    "spec, xs, ws, opts",
+    [
+        ("nhw,khw->nkhw|hw", (3, 17, 15), (2, 4, 3), dict(mode="same", stride=2)),
+        ("nhw,khw->nkhw|hw", (2, 16, 16), (3, 3, 3), dict(mode="full", dilation=(2, 1))),
+        ("nchw,kchw->nkhw|hw", (2, 3, 12, 12), (4, 3, 3, 3), dict(mode="same")),
+        ("nphw,phw->nphw|hw", (2, 3, 12, 11), (3, 3, 3), dict(mode="same")),  # paired
+        ("nhwd,khwd->nkhwd|hwd", (2, 8, 7, 6), (2, 3, 2, 3), dict(mode="same")),
+    ],
+)
 @pytest.mark.parametrize("convolve", [False, True])
-def test_nonfinite_fft_matches_direct_everywhere(padding, cval, spec, xs, ws, opts,
-                                                 convolve):
+def test_nonfinite_fft_matches_direct_everywhere(padding, cval, spec, xs, ws, opts, convolve):
     rng = np.random.default_rng(3)
     x = rng.standard_normal(xs)
     flat = x.reshape(-1)
@@ -73,24 +78,27 @@ def test_nonfinite_fft_matches_direct_everywhere(padding, cval, spec, xs, ws, op
     w = rng.standard_normal(ws)
     f = bc.convolve if convolve else bc.correlate
     kw = dict(padding=padding, cval=cval, **opts)
-    _same_nonfinite_and_close(f(x, w, spec, method="fft", **kw),
-                              f(x, w, spec, method="direct", **kw))
+    _same_nonfinite_and_close(
+        f(x, w, spec, method="fft", **kw), f(x, w, spec, method="direct", **kw)
+    )
 
 
 @pytest.mark.parametrize("cval", [np.nan, np.inf, -np.inf])
-@pytest.mark.parametrize("spec, xs, ws, opts", [
-    ("nl,kl->nkl|l", (1, 6), (1, 2), dict(mode="same")),
-    ("nhw,khw->nkhw|hw", (2, 30, 20), (3, 4, 5), dict(mode="full")),
-    ("nchw,kchw->nkhw|hw", (2, 3, 12, 12), (4, 3, 3, 3), dict(mode="same", stride=2)),
-])
+@pytest.mark.parametrize(
+    "spec, xs, ws, opts",
+    [
+        ("nl,kl->nkl|l", (1, 6), (1, 2), dict(mode="same")),
+        ("nhw,khw->nkhw|hw", (2, 30, 20), (3, 4, 5), dict(mode="full")),
+        ("nchw,kchw->nkhw|hw", (2, 3, 12, 12), (4, 3, 3, 3), dict(mode="same", stride=2)),
+    ],
+)
 def test_nonfinite_cval_stays_in_the_padding(cval, spec, xs, ws, opts):
     """A NaN/Inf cval reaches only the windows that overlap the padding (the FFT used to
     spread it over every output)."""
     rng = np.random.default_rng(4)
     x, w = rng.standard_normal(xs), rng.standard_normal(ws)
     fft = bc.correlate(x, w, spec, method="fft", cval=cval, **opts)
-    _same_nonfinite_and_close(fft, bc.correlate(x, w, spec, method="direct", cval=cval,
-                                                **opts))
+    _same_nonfinite_and_close(fft, bc.correlate(x, w, spec, method="direct", cval=cval, **opts))
     assert np.isfinite(fft).any()
 
 
@@ -100,8 +108,11 @@ def test_one_nan_in_a_large_image_stays_fast(monkeypatch):
     is simply not allowed to run)."""
     from batchconv.methods import direct
 
-    monkeypatch.setattr(direct, "compute", lambda *a, **k: (_ for _ in ()).throw(
-        AssertionError("direct method called")))
+    monkeypatch.setattr(
+        direct,
+        "compute",
+        lambda *a, **k: (_ for _ in ()).throw(AssertionError("direct method called")),
+    )
     rng = np.random.default_rng(4)
     x = rng.standard_normal((1, 1024, 1024))
     w = rng.standard_normal((1, 63, 63))
@@ -109,7 +120,7 @@ def test_one_nan_in_a_large_image_stays_fast(monkeypatch):
     clean = p(x)
     x[0, 500, 600] = np.nan
     got = p(x)
-    assert np.isnan(got[0, 0, 500 - 31:500 + 32, 600 - 31:600 + 32]).all()
+    assert np.isnan(got[0, 0, 500 - 31 : 500 + 32, 600 - 31 : 600 + 32]).all()
     assert np.isnan(got).sum() == 63 * 63
     np.testing.assert_allclose(got[0, 0, :400], clean[0, 0, :400])
 

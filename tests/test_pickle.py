@@ -12,8 +12,14 @@ import pytest
 
 import batchconv as bc
 
-CASES = [("dot", "direct"), ("dot", "fft"), ("ssd", "fft"), ("ncc", "direct"),
-         ("cosine", "fft"), ("sad", "direct")]
+CASES = [
+    ("dot", "direct"),
+    ("dot", "fft"),
+    ("ssd", "fft"),
+    ("ncc", "direct"),
+    ("cosine", "fft"),
+    ("sad", "direct"),
+]
 
 
 def _run(blob: bytes, x: np.ndarray) -> np.ndarray:
@@ -24,8 +30,7 @@ def _run(blob: bytes, x: np.ndarray) -> np.ndarray:
 def test_plans_pickle(metric, method, rng):
     x = rng.standard_normal((3, 2, 20, 18)).astype(np.float32)
     w = rng.standard_normal((4, 2, 5, 4)).astype(np.float32)
-    spec, reduce = ("nchw,kchw->nk|hw", "max") if metric == "dot" else ("nchw,kchw->nkhw|hw",
-                                                                         None)
+    spec, reduce = ("nchw,kchw->nk|hw", "max") if metric == "dot" else ("nchw,kchw->nkhw|hw", None)
     p = bc.plan(x, w, spec, metric=metric, method=method, mode="same", reduce=reduce)
     blob = pickle.dumps(p)
     q = pickle.loads(blob)

@@ -38,8 +38,16 @@ def test_changed_filter_in_place_is_seen():
     np.testing.assert_allclose(again, naive_correlate(x, w), atol=1e-12)
 
 
-@pytest.mark.parametrize("change", [dict(mode="same"), dict(stride=2), dict(dilation=2),
-                                    dict(method="direct"), dict(padding="wrap", mode="full")])
+@pytest.mark.parametrize(
+    "change",
+    [
+        dict(mode="same"),
+        dict(stride=2),
+        dict(dilation=2),
+        dict(method="direct"),
+        dict(padding="wrap", mode="full"),
+    ],
+)
 def test_other_options_get_their_own_plan(change):
     rng = np.random.default_rng(2)
     x, w = rng.standard_normal((2, 30)), rng.standard_normal((2, 4))
@@ -67,7 +75,7 @@ def test_the_cache_stays_small():
 
 
 def test_list_arguments_still_work_uncached_or_cached():
-    x = np.arange(20.).reshape(2, 10)
+    x = np.arange(20.0).reshape(2, 10)
     got = bc.correlate(x, [[1.0, 2.0]], stride=[2])
     np.testing.assert_allclose(got, naive_correlate(x, np.array([[1.0, 2.0]]), stride=2))
 
@@ -97,8 +105,13 @@ def test_gpu_filters_are_keyed_by_identity_and_version(monkeypatch):
     import gc
 
     real_device_of = api.device_of
-    monkeypatch.setattr(api, "device_of", lambda a: "cuda:0" if a is not None and getattr(
-        a, "_fake_gpu", False) else real_device_of(a))
+    monkeypatch.setattr(
+        api,
+        "device_of",
+        lambda a: (
+            "cuda:0" if a is not None and getattr(a, "_fake_gpu", False) else real_device_of(a)
+        ),
+    )
     calls = []
     real = api._make_plan
     monkeypatch.setattr(api, "_make_plan", lambda *a, **k: calls.append(1) or real(*a, **k))
@@ -115,8 +128,9 @@ def test_gpu_filters_are_keyed_by_identity_and_version(monkeypatch):
         y = bc.correlate(x, w)
     assert len(calls) == 1
     w.mul_(2)  # in place: the version counter moves
-    np.testing.assert_allclose(bc.correlate(x, w).numpy(),
-                               naive_correlate(x.numpy(), w.numpy()), atol=1e-12)
+    np.testing.assert_allclose(
+        bc.correlate(x, w).numpy(), naive_correlate(x.numpy(), w.numpy()), atol=1e-12
+    )
     assert len(calls) == 2
     twin = gpu_like(w.numpy())
     bc.correlate(x, twin)
@@ -124,8 +138,9 @@ def test_gpu_filters_are_keyed_by_identity_and_version(monkeypatch):
     del w, twin, y
     gc.collect()
     w2 = gpu_like(rng.standard_normal((3, 5)))
-    np.testing.assert_allclose(bc.correlate(x, w2).numpy(),
-                               naive_correlate(x.numpy(), w2.numpy()), atol=1e-12)
+    np.testing.assert_allclose(
+        bc.correlate(x, w2).numpy(), naive_correlate(x.numpy(), w2.numpy()), atol=1e-12
+    )
     assert len(calls) == 4
 
 

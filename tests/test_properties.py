@@ -54,18 +54,33 @@ def problems(draw):
     dtype = draw(st.sampled_from([np.float64, np.float32, np.int16, np.complex128]))
     reduce = None
     if reduce_axes:
-        choices = ["sum", "mean"] if np.dtype(dtype).kind == "c" else \
-            ["sum", "mean", "max", "min", "argmax", "argmin"]
+        choices = (
+            ["sum", "mean"]
+            if np.dtype(dtype).kind == "c"
+            else ["sum", "mean", "max", "min", "argmax", "argmin"]
+        )
         reduce = draw(st.sampled_from(choices))
     padding = draw(st.sampled_from(["constant", "reflect", "symmetric", "edge", "wrap"]))
     cval = draw(st.sampled_from([0.0, 1.5])) if padding == "constant" else 0.0
     method = draw(st.sampled_from(["direct", "fft"]))
     seed = draw(st.integers(0, 2**16))
     tile_points = draw(st.sampled_from([None, 1, 8, 27]))
-    return dict(tile_points=tile_points, spec=spec, x_shape=x_shape, w_shape=w_shape,
-                dtype=dtype, mode=mode, stride=stride, dilation=dilation, padding=padding,
-                cval=cval, reduce=reduce,
-                method=method, seed=seed, convolve=draw(st.booleans()) and reduce is None)
+    return dict(
+        tile_points=tile_points,
+        spec=spec,
+        x_shape=x_shape,
+        w_shape=w_shape,
+        dtype=dtype,
+        mode=mode,
+        stride=stride,
+        dilation=dilation,
+        padding=padding,
+        cval=cval,
+        reduce=reduce,
+        method=method,
+        seed=seed,
+        convolve=draw(st.booleans()) and reduce is None,
+    )
 
 
 # the fuzz test: at least 500 random problems in CI (about 7 s), 2000 with the "long"
@@ -94,9 +109,16 @@ def random_arrays(pr):
 @given(problems())
 def test_random_problems_match_naive(pr):
     x, w = random_arrays(pr)
-    kw = dict(method=pr["method"], mode=pr["mode"], stride=pr["stride"],
-              dilation=pr["dilation"], padding=pr["padding"], cval=pr["cval"],
-              reduce=pr["reduce"], convolve=pr["convolve"])
+    kw = dict(
+        method=pr["method"],
+        mode=pr["mode"],
+        stride=pr["stride"],
+        dilation=pr["dilation"],
+        padding=pr["padding"],
+        cval=pr["cval"],
+        reduce=pr["reduce"],
+        convolve=pr["convolve"],
+    )
     if pr["tile_points"] is None:
         check(x, w, pr["spec"], **kw)
     else:
@@ -120,12 +142,21 @@ def test_random_metric_problems_match_naive(pr, metric, numba):
     dt = np.dtype(pr["dtype"])
     assume(dt.kind != "c" and pr["reduce"] not in ("sum", "mean"))
     rng = np.random.default_rng(pr["seed"])
-    make = ((lambda s: rng.integers(-50, 50, size=s).astype(dt)) if dt.kind == "i" else
-            (lambda s: (rng.standard_normal(s) + 3).astype(dt)))
+    make = (
+        (lambda s: rng.integers(-50, 50, size=s).astype(dt))
+        if dt.kind == "i"
+        else (lambda s: (rng.standard_normal(s) + 3).astype(dt))
+    )
     x, w = make(pr["x_shape"]), make(pr["w_shape"])
     method = "direct" if metric == "sad" else pr["method"]
-    kw = dict(mode=pr["mode"], stride=pr["stride"], dilation=pr["dilation"],
-              padding=pr["padding"], cval=pr["cval"], reduce=pr["reduce"])
+    kw = dict(
+        mode=pr["mode"],
+        stride=pr["stride"],
+        dilation=pr["dilation"],
+        padding=pr["padding"],
+        cval=pr["cval"],
+        reduce=pr["reduce"],
+    )
     old = compiled.USE_NUMBA
     compiled.USE_NUMBA = numba
     try:

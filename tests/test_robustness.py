@@ -16,11 +16,14 @@ METHODS = ["direct", "fft"]
 
 
 @pytest.mark.parametrize("method", METHODS)
-@pytest.mark.parametrize("xs, ws, out", [
-    ((0, 10), (3, 3), (0, 3, 8)),   # empty batch
-    ((2, 10), (0, 3), (2, 0, 8)),   # empty bank
-    ((1, 1, 1), (1, 1, 1), (1, 1, 1, 1)),  # size-1 everything
-])
+@pytest.mark.parametrize(
+    "xs, ws, out",
+    [
+        ((0, 10), (3, 3), (0, 3, 8)),  # empty batch
+        ((2, 10), (0, 3), (2, 0, 8)),  # empty bank
+        ((1, 1, 1), (1, 1, 1), (1, 1, 1, 1)),  # size-1 everything
+    ],
+)
 def test_empty_and_size_one_axes(method, xs, ws, out):
     x, w = np.ones(xs), np.ones(ws)
     y = bc.correlate(x, w, method=method)
@@ -64,8 +67,9 @@ def test_long_signal_short_kernel():
     assert p.state.tiles is not None
     got = p(x)
     ref = bc.correlate(x[:, :200_000], w, method="direct")
-    np.testing.assert_allclose(got[:, :ref.shape[1]], ref, rtol=0,
-                               atol=1e-5 * 9 * np.abs(x).max() * np.abs(w).max())
+    np.testing.assert_allclose(
+        got[:, : ref.shape[1]], ref, rtol=0, atol=1e-5 * 9 * np.abs(x).max() * np.abs(w).max()
+    )
     assert got.shape == (1, 10**7 - 8)
 
 
@@ -122,7 +126,7 @@ def test_size_arithmetic_past_2_31_elements():
     from batchconv.problem import make_problem
 
     p = make_problem((3, 50_000, 50_000), np.float32, (2, 5, 5), np.float32)
-    assert p.B * prod_of(p.S) == 3 * 50_000 ** 2 > 2**31
+    assert p.B * prod_of(p.S) == 3 * 50_000**2 > 2**31
     assert p.out_shape == (3, 2, 49_996, 49_996)
     assert np.prod(p.out_shape, dtype=object) * 4 > 2**34
     for mod in (direct, fft):
@@ -144,14 +148,15 @@ def test_large_integers_exact_below_2_53():
     """Window sums up to about 2**48: exact with auto (direct) and with direct; the
     integer reference is computed in Python integers."""
     rng = np.random.default_rng(6)
-    x = rng.integers(-2**22, 2**22, size=(2, 12, 12), dtype=np.int64)
-    w = rng.integers(-2**22, 2**22, size=(3, 3), dtype=np.int64)
+    x = rng.integers(-(2**22), 2**22, size=(2, 12, 12), dtype=np.int64)
+    w = rng.integers(-(2**22), 2**22, size=(3, 3), dtype=np.int64)
     ref = np.zeros((2, 10, 10), dtype=object)
     for n in range(2):
         for i in range(10):
             for j in range(10):
-                ref[n, i, j] = sum(int(x[n, i + a, j + b]) * int(w[a, b])
-                                   for a in range(3) for b in range(3))
+                ref[n, i, j] = sum(
+                    int(x[n, i + a, j + b]) * int(w[a, b]) for a in range(3) for b in range(3)
+                )
     for method in ("auto", "direct"):
         got = bc.correlate(x, w, method=method)
         assert got.dtype == np.float64
@@ -162,8 +167,7 @@ def test_empty_summed_axis_gives_zeros():
     """No channels: every window sums nothing (shift-and-add writes its first product
     instead of adding it, so the no-tap case must still be zeroed)."""
     for method in ("direct", "fft"):
-        y = bc.correlate(np.ones((2, 0, 10)), np.ones((3, 0, 3)), "ncl,kcl->nkl|l",
-                         method=method)
+        y = bc.correlate(np.ones((2, 0, 10)), np.ones((3, 0, 3)), "ncl,kcl->nkl|l", method=method)
         assert y.shape == (2, 3, 8) and (y == 0).all()
         y = bc.correlate(np.ones((2, 0, 10)), np.ones((0, 3)), "ncl,cl->nl|l", method=method)
         assert y.shape == (2, 8) and (y == 0).all()
@@ -184,10 +188,12 @@ def test_a_reduce_callback_may_call_batchconv(method, rng):
     x, w = rng.standard_normal((3, 64, 64)), rng.standard_normal((2, 15, 15))
 
     def nested_sum(block, axis):
-        bc.correlate(rng.standard_normal((1, 24, 24)), rng.standard_normal((1, 5, 5)),
-                     method=method)  # smaller: it would fit in the buffers in use
+        bc.correlate(
+            rng.standard_normal((1, 24, 24)), rng.standard_normal((1, 5, 5)), method=method
+        )  # smaller: it would fit in the buffers in use
         return block.sum(axis=axis)
 
     got = bc.correlate(x, w, "nhw,khw->nk|hw", method=method, reduce=nested_sum)
-    np.testing.assert_array_equal(got, bc.correlate(x, w, "nhw,khw->nk|hw", method=method,
-                                                    reduce="sum"))
+    np.testing.assert_array_equal(
+        got, bc.correlate(x, w, "nhw,khw->nk|hw", method=method, reduce="sum")
+    )

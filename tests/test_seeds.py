@@ -24,8 +24,14 @@ def test_seed000_full_shape_bookkeeping():
     import batchconv as bc
 
     w = np.zeros((1000, 96, 96, 3), np.float32)
-    p = bc.plan(((500, 96, 96, 3), np.float32), w, "nhwd,khwd->nk|hwd", mode="same",
-                reduce="max", memory="2GB")
+    p = bc.plan(
+        ((500, 96, 96, 3), np.float32),
+        w,
+        "nhwd,khwd->nk|hwd",
+        mode="same",
+        reduce="max",
+        memory="2GB",
+    )
     assert p.problem.out_shape == (500, 1000)
     assert p.peak_bytes < 2e9 * 1.25
     if p.method == "fft":

@@ -7,17 +7,22 @@ import pytest
 from batchconv.spec import default_spec, parse_spec
 
 
-@pytest.mark.parametrize("text,roles", [
-    ("nhwd,khwd->nk|hwd", dict(batch="n", bank="k", summed="", paired="", sliding="hwd",
-                               reduced="hwd")),
-    ("hwn,hw->hwn|hw", dict(batch="n", bank="", summed="", paired="", sliding="hw")),
-    ("nhwc,hwco->nhwo|hw", dict(batch="n", bank="o", summed="c", paired="", sliding="hw")),
-    ("bmn,mn->bmn|mn", dict(batch="b", bank="", summed="", paired="", sliding="mn")),
-    ("bchw,chw->bhw|hw", dict(batch="b", bank="", summed="c", paired="", sliding="hw")),
-    ("nchw,chw->nchw|hw", dict(batch="n", bank="", summed="", paired="c", sliding="hw")),
-    ("nchw,hw->nhw|hw", dict(batch="n", x_summed="c", sliding="hw")),
-    ("nhw,khw->nkh|hw", dict(reduced="w", kept_sliding="h")),
-])
+@pytest.mark.parametrize(
+    "text,roles",
+    [
+        (
+            "nhwd,khwd->nk|hwd",
+            dict(batch="n", bank="k", summed="", paired="", sliding="hwd", reduced="hwd"),
+        ),
+        ("hwn,hw->hwn|hw", dict(batch="n", bank="", summed="", paired="", sliding="hw")),
+        ("nhwc,hwco->nhwo|hw", dict(batch="n", bank="o", summed="c", paired="", sliding="hw")),
+        ("bmn,mn->bmn|mn", dict(batch="b", bank="", summed="", paired="", sliding="mn")),
+        ("bchw,chw->bhw|hw", dict(batch="b", bank="", summed="c", paired="", sliding="hw")),
+        ("nchw,chw->nchw|hw", dict(batch="n", bank="", summed="", paired="c", sliding="hw")),
+        ("nchw,hw->nhw|hw", dict(batch="n", x_summed="c", sliding="hw")),
+        ("nhw,khw->nkh|hw", dict(reduced="w", kept_sliding="h")),
+    ],
+)
 def test_roles(text, roles):
     s = parse_spec(text)
     for k, v in roles.items():
@@ -29,17 +34,20 @@ def test_spaces_allowed_and_str_roundtrip():
     assert str(s) == "nhw,khw->nkhw|hw"
 
 
-@pytest.mark.parametrize("text,needle", [
-    ("nhw,khw->nkhw", "exactly one '|'"),
-    ("nhw,khw->nkhw|h|w", "exactly one '|'"),
-    ("nhw,khw|hw", "'->'"),
-    ("nhw->nhw|hw", "two operands"),
-    ("nhh,khw->nkhw|hw", "repeated in the x part"),
-    ("nh1,kh1->nkh|h", "unknown character"),
-    ("nhw,kh->nkhw|hw", "'w' must appear in both x and w, but w lacks it"),
-    ("nhw,khw->nkhwz|hw", "output letter 'z' appears in neither"),
-    ("nhw,khw->nk|", "no sliding letter"),
-])
+@pytest.mark.parametrize(
+    "text,needle",
+    [
+        ("nhw,khw->nkhw", "exactly one '|'"),
+        ("nhw,khw->nkhw|h|w", "exactly one '|'"),
+        ("nhw,khw|hw", "'->'"),
+        ("nhw->nhw|hw", "two operands"),
+        ("nhh,khw->nkhw|hw", "repeated in the x part"),
+        ("nh1,kh1->nkh|h", "unknown character"),
+        ("nhw,kh->nkhw|hw", "'w' must appear in both x and w, but w lacks it"),
+        ("nhw,khw->nkhwz|hw", "output letter 'z' appears in neither"),
+        ("nhw,khw->nk|", "no sliding letter"),
+    ],
+)
 def test_errors_name_the_problem(text, needle):
     with pytest.raises(ValueError) as e:
         parse_spec(text)

@@ -45,9 +45,11 @@ def test_plan_honours_enclosing_workers(monkeypatch):
 
     used = []
     real = fft.parallel_for
-    monkeypatch.setattr(fft, "parallel_for",
-                        lambda fn, items, workers=None: (used.append(workers),
-                                                         real(fn, items, workers)))
+    monkeypatch.setattr(
+        fft,
+        "parallel_for",
+        lambda fn, items, workers=None: (used.append(workers), real(fn, items, workers)),
+    )
     x = np.random.default_rng(0).standard_normal((64, 200, 200))
     with bc.set_workers(1):
         bc.correlate(x, np.ones((5, 5)), method="fft")

@@ -25,8 +25,12 @@ METHODS = ["torch_direct", "torch_fft"]
 
 def _tensors(f, x, w, spec=None, **kw):
     """Call ``f`` with CPU tensors, return NumPy (what ``check`` compares)."""
-    y = f(torch.from_numpy(np.ascontiguousarray(x)), torch.from_numpy(np.ascontiguousarray(w)),
-          spec, **kw)
+    y = f(
+        torch.from_numpy(np.ascontiguousarray(x)),
+        torch.from_numpy(np.ascontiguousarray(w)),
+        spec,
+        **kw,
+    )
     assert isinstance(y, torch.Tensor) and y.device.type == "cpu"
     return y.numpy()
 
@@ -37,8 +41,9 @@ def _skip_unsupported(method, ndim):
 
 
 @pytest.mark.parametrize("method", METHODS)
-@pytest.mark.parametrize("dtype", [np.float64, np.float32, np.int32, np.complex128],
-                         ids=lambda d: np.dtype(d).name)
+@pytest.mark.parametrize(
+    "dtype", [np.float64, np.float32, np.int32, np.complex128], ids=lambda d: np.dtype(d).name
+)
 @pytest.mark.parametrize("mode", ["valid", "same", "full"])
 @pytest.mark.parametrize("case", CASES, ids=[c[0] for c in CASES])
 def test_matrix(case, mode, dtype, method, rng):
@@ -66,14 +71,30 @@ def test_stride_dilation(stride, dilation, mode, method, rng):
 
 @pytest.mark.parametrize("method", METHODS)
 @pytest.mark.parametrize("mode", ["same", "full"])
-@pytest.mark.parametrize("padding,cval", [("constant", 0.0), ("constant", 2.5), ("reflect", 0),
-                                          ("symmetric", 0), ("edge", 0), ("wrap", 0)])
+@pytest.mark.parametrize(
+    "padding,cval",
+    [
+        ("constant", 0.0),
+        ("constant", 2.5),
+        ("reflect", 0),
+        ("symmetric", 0),
+        ("edge", 0),
+        ("wrap", 0),
+    ],
+)
 def test_padding(padding, cval, mode, method, rng):
     x, w = rand(rng, (2, 9, 8), np.float64), rand(rng, (2, 4, 3), np.float64)
     check(x, w, method=method, mode=mode, padding=padding, cval=cval, stride=2, call=_tensors)
     small = rand(rng, (2, 3), np.float64)  # pads wider than the input: numpy.pad's rule
-    check(small, rand(rng, (2, 7), np.float64), method=method, mode=mode, padding=padding,
-          cval=cval, call=_tensors)
+    check(
+        small,
+        rand(rng, (2, 7), np.float64),
+        method=method,
+        mode=mode,
+        padding=padding,
+        cval=cval,
+        call=_tensors,
+    )
 
 
 def test_complex_constant_padding(rng):
@@ -97,8 +118,9 @@ def test_argmax_ties_and_nan_as_numpy(rng):
     w = np.ones((1, 3))
     for method in ("torch_direct", "direct"):
         for reduce in ("argmax", "argmin", "max", "min"):
-            got = bc.correlate(torch.from_numpy(x), torch.from_numpy(w), reduce=reduce,
-                               method=method)
+            got = bc.correlate(
+                torch.from_numpy(x), torch.from_numpy(w), reduce=reduce, method=method
+            )
             want = bc.correlate(x, w, reduce=reduce, method="direct")
             np.testing.assert_array_equal(got.numpy(), want)
 
@@ -109,16 +131,16 @@ def test_callable_reduce_gets_tensors(rng):
 
     def l2(block, axis):
         seen.append(type(block))
-        return (block ** 2).sum(dim=axis).sqrt()
+        return (block**2).sum(dim=axis).sqrt()
 
-    y = bc.correlate(torch.from_numpy(x), torch.from_numpy(w), "nhw,khw->nk|hw",
-                     method="torch_direct", reduce=l2)
+    y = bc.correlate(
+        torch.from_numpy(x), torch.from_numpy(w), "nhw,khw->nk|hw", method="torch_direct", reduce=l2
+    )
     ref = np.sqrt((naive_correlate(x, w) ** 2).sum(axis=(2, 3)))
     np.testing.assert_allclose(y.numpy(), ref, rtol=1e-10)
     assert seen and all(t is torch.Tensor for t in seen)
     # with auto, a callable keeps the NumPy methods (and NumPy blocks) on CPU tensors
-    assert bc.plan(torch.from_numpy(x), w, "nhw,khw->nk|hw", reduce=l2).method in (
-        "direct", "fft")
+    assert bc.plan(torch.from_numpy(x), w, "nhw,khw->nk|hw", reduce=l2).method in ("direct", "fft")
 
 
 @pytest.mark.parametrize("method", METHODS)
@@ -175,11 +197,18 @@ def test_empty_axes():
     z = bc.correlate(torch.ones(2, 8), torch.ones(2, 0), mode="same", method="torch_fft")
     assert tuple(z.shape) == (2, 2, 0)
     for method in METHODS:  # an empty bank; no channels (sums over nothing: zeros)
-        assert tuple(bc.correlate(torch.ones(2, 9), torch.zeros(0, 3),
-                                  method=method).shape) == (2, 0, 7)
+        assert tuple(bc.correlate(torch.ones(2, 9), torch.zeros(0, 3), method=method).shape) == (
+            2,
+            0,
+            7,
+        )
         for dt in (torch.float32, torch.complex64):
-            y = bc.correlate(torch.ones(2, 0, 9, dtype=dt), torch.ones(3, 0, 3, dtype=dt),
-                             "ncl,kcl->nkl|l", method=method)
+            y = bc.correlate(
+                torch.ones(2, 0, 9, dtype=dt),
+                torch.ones(3, 0, 3, dtype=dt),
+                "ncl,kcl->nkl|l",
+                method=method,
+            )
             assert y.shape == (2, 3, 7) and y.dtype == dt and not y.abs().max()
 
 
@@ -219,8 +248,10 @@ def test_auto_on_cpu_tensors_weighs_every_method(rng):
     assert {c.method for c in p.candidates} == {"direct", "fft", "torch_direct", "torch_fft"}
     assert bc.plan(x.numpy(), w.numpy(), "nchw,kchw->nkhw|hw").method in ("direct", "fft")
     # a callable reduce keeps the NumPy methods (it gets NumPy blocks)
-    assert {c.method for c in bc.plan(x, w, "nchw,kchw->nk|hw", reduce=np.max).candidates
-            } == {"direct", "fft"}
+    assert {c.method for c in bc.plan(x, w, "nchw,kchw->nk|hw", reduce=np.max).candidates} == {
+        "direct",
+        "fft",
+    }
     check(x.numpy(), w.numpy(), "nchw,kchw->nkhw|hw", method="auto", call=_tensors)
 
 
@@ -232,8 +263,7 @@ def test_errors():
         choose_method(p, "torch_fft")
     q = make_problem((2, 5, 4, 4, 3), np.float32, (2, 2, 3, 2, 2), np.float32)
     with pytest.raises(ValueError, match="4 sliding axes"):
-        bc.correlate(torch.ones(2, 5, 4, 4, 3), torch.ones(2, 2, 3, 2, 2),
-                     method="torch_direct")
+        bc.correlate(torch.ones(2, 5, 4, 4, 3), torch.ones(2, 2, 3, 2, 2), method="torch_direct")
     assert choose_method(q, "auto", device="cpu")[0] in ("direct", "fft", "torch_fft")
 
 
@@ -263,8 +293,10 @@ def test_oom_retries_once_with_half_the_block(rng, monkeypatch):
         bc.correlate(torch.from_numpy(x), torch.from_numpy(w), method="torch_direct")
 
 
-@pytest.mark.parametrize("error", [RuntimeError("cuFFT error: CUFFT_ALLOC_FAILED"),
-                                   RuntimeError("CUDA error: out of memory")])
+@pytest.mark.parametrize(
+    "error",
+    [RuntimeError("cuFFT error: CUFFT_ALLOC_FAILED"), RuntimeError("CUDA error: out of memory")],
+)
 def test_a_librarys_allocation_failure_is_out_of_memory(error, rng, monkeypatch):
     """cuFFT/cuBLAS/cuDNN failing to allocate a work area (a RuntimeError in torch) is
     retried with half the block, as the allocator's OutOfMemoryError is; another
@@ -348,30 +380,57 @@ def test_cuda_planning_without_a_gpu(monkeypatch):
     from batchconv.planner import _check_result_fits, choose_method
 
     monkeypatch.setattr(torch.cuda, "mem_get_info", lambda device=None: (8 << 30, 80 << 30))
-    p = make_problem((64, 3, 256, 256), np.float32, (16, 3, 16, 16), np.float32,
-                     "bchw,kchw->bkhw|hw")
+    p = make_problem(
+        (64, 3, 256, 256), np.float32, (16, 3, 16, 16), np.float32, "bchw,kchw->bkhw|hw"
+    )
     name, reason, cands, budget = choose_method(p, device="cuda:0")
     assert budget == 4 << 30 and {c.method for c in cands} == {"torch_direct", "torch_fft"}
     assert choose_method(p, "fft", device="cuda:0")[0] == "torch_fft"
     with pytest.raises(ValueError, match="runs on the CPU"):
         choose_method(p, "sad_numba", device="cuda:0")
-    q = make_problem((64, 3, 256, 256), np.float32, (16, 3, 16, 16), np.float32,
-                     "bchw,kchw->bkhw|hw", metric="ncc")
-    assert {c.method for c in choose_method(q, device="cuda:0")[2]} == {"torch_direct",
-                                                                         "torch_fft"}
-    sad = make_problem((64, 3, 256, 256), np.float32, (3, 16, 16), np.float32,
-                       "bchw,chw->bhw|hw", metric="sad", stride=2)
+    q = make_problem(
+        (64, 3, 256, 256),
+        np.float32,
+        (16, 3, 16, 16),
+        np.float32,
+        "bchw,kchw->bkhw|hw",
+        metric="ncc",
+    )
+    assert {c.method for c in choose_method(q, device="cuda:0")[2]} == {"torch_direct", "torch_fft"}
+    sad = make_problem(
+        (64, 3, 256, 256),
+        np.float32,
+        (3, 16, 16),
+        np.float32,
+        "bchw,chw->bhw|hw",
+        metric="sad",
+        stride=2,
+    )
     assert choose_method(sad, device="cuda:0")[0] == "torch_direct"
     assert choose_method(sad, "direct", device="cuda:0")[0] == "torch_direct"
     with pytest.raises(ValueError, match="no FFT form"):
         choose_method(sad, "fft", device="cuda:0")
     # a callable reduce on the GPU gets tensor blocks from the torch methods
-    mine = make_problem((64, 3, 256, 256), np.float32, (16, 3, 16, 16), np.float32,
-                        "bchw,kchw->bk|hw", reduce=lambda block, axis: block.amax(dim=axis))
-    assert {c.method for c in choose_method(mine, device="cuda:0")[2]} == {"torch_direct",
-                                                                            "torch_fft"}
-    big = make_problem((4096, 1, 1024, 1024), np.float32, (16, 1, 3, 3), np.float32,
-                       "bchw,kchw->bkhw|hw", mode="same")
+    mine = make_problem(
+        (64, 3, 256, 256),
+        np.float32,
+        (16, 3, 16, 16),
+        np.float32,
+        "bchw,kchw->bk|hw",
+        reduce=lambda block, axis: block.amax(dim=axis),
+    )
+    assert {c.method for c in choose_method(mine, device="cuda:0")[2]} == {
+        "torch_direct",
+        "torch_fft",
+    }
+    big = make_problem(
+        (4096, 1, 1024, 1024),
+        np.float32,
+        (16, 1, 3, 3),
+        np.float32,
+        "bchw,kchw->bkhw|hw",
+        mode="same",
+    )
     with pytest.raises(MemoryError, match="needs"):
         _check_result_fits(big, "cuda:0")
 
@@ -389,10 +448,19 @@ def test_random_problems_on_torch_methods():
     @settings(max_examples=TORCH_EXAMPLES, suppress_health_check=[HealthCheck.too_slow])
     @given(problems(), st.sampled_from(METHODS))
     def run(pr, method):
-        check(*random_arrays(pr), pr["spec"], method=method,
-              mode=pr["mode"], stride=pr["stride"], dilation=pr["dilation"],
-              padding=pr["padding"], cval=pr["cval"], reduce=pr["reduce"],
-              convolve=pr["convolve"], call=_tensors)
+        check(
+            *random_arrays(pr),
+            pr["spec"],
+            method=method,
+            mode=pr["mode"],
+            stride=pr["stride"],
+            dilation=pr["dilation"],
+            padding=pr["padding"],
+            cval=pr["cval"],
+            reduce=pr["reduce"],
+            convolve=pr["convolve"],
+            call=_tensors,
+        )
 
     run()
 
@@ -413,16 +481,23 @@ def test_cuda_fft_lengths_are_rounded_and_still_exact(rng, monkeypatch):
         while m % 3 == 0:
             m //= 3
         assert m == 1
-    seed000 = make_problem((2, 96, 96, 3), np.float32, (3, 96, 96, 3), np.float32,
-                           "nhwd,khwd->nkhwd|hwd", mode="same")
+    seed000 = make_problem(
+        (2, 96, 96, 3), np.float32, (3, 96, 96, 3), np.float32, "nhwd,khwd->nkhwd|hwd", mode="same"
+    )
     assert torch_fft.fft_shape(seed000, "cuda:0")[:2] == (144, 144)
     monkeypatch.setattr(torch_fft, "_rounded_sizes", lambda device: True)
     for mode in ("valid", "same", "full"):
         x, w = rand(rng, (3, 2, 23, 37), np.float32), rand(rng, (4, 2, 5, 11), np.float32)
-        check(x, w, "nchw,kchw->nkhw|hw", method="torch_fft", mode=mode, stride=(1, 2),
-              call=_tensors)
-        plan = bc.plan(torch.from_numpy(x), torch.from_numpy(w), "nchw,kchw->nkhw|hw",
-                       method="torch_fft", mode=mode)
+        check(
+            x, w, "nchw,kchw->nkhw|hw", method="torch_fft", mode=mode, stride=(1, 2), call=_tensors
+        )
+        plan = bc.plan(
+            torch.from_numpy(x),
+            torch.from_numpy(w),
+            "nchw,kchw->nkhw|hw",
+            method="torch_fft",
+            mode=mode,
+        )
         assert all(n == torch_fft.cufft_len(n) for n in plan.state.fft_shape)
 
 
@@ -445,14 +520,17 @@ def test_tf32_scope_with_the_older_flags(monkeypatch):
         _tf32_switches.cache_clear()
 
 
-@pytest.mark.parametrize("spec,xs,ws,kw", [
-    ("nchw,kchw->nkhw|hw", (3, 4, 12, 11), (5, 4, 3, 3), dict(mode="same")),
-    ("nhwc,hwco->nhwo|hw", (2, 12, 11, 4), (3, 3, 4, 5), dict(stride=2)),
-    ("nchw,chw->nchw|hw", (2, 3, 9, 8), (3, 3, 2), dict(dilation=2)),  # groups
-    ("nl,kl->nkl|l", (4, 50), (3, 7), dict(mode="same")),
-    ("nchwd,kchwd->nkhwd|hwd", (2, 2, 7, 6, 5), (3, 2, 3, 3, 3), dict(mode="same")),
-    ("hwn,hw->hwn|hw", (20, 18, 3), (5, 5), dict()),  # seed 001's layout
-])
+@pytest.mark.parametrize(
+    "spec,xs,ws,kw",
+    [
+        ("nchw,kchw->nkhw|hw", (3, 4, 12, 11), (5, 4, 3, 3), dict(mode="same")),
+        ("nhwc,hwco->nhwo|hw", (2, 12, 11, 4), (3, 3, 4, 5), dict(stride=2)),
+        ("nchw,chw->nchw|hw", (2, 3, 9, 8), (3, 3, 2), dict(dilation=2)),  # groups
+        ("nl,kl->nkl|l", (4, 50), (3, 7), dict(mode="same")),
+        ("nchwd,kchwd->nkhwd|hwd", (2, 2, 7, 6, 5), (3, 2, 3, 3, 3), dict(mode="same")),
+        ("hwn,hw->hwn|hw", (20, 18, 3), (5, 5), dict()),  # seed 001's layout
+    ],
+)
 def test_repeated_calls_take_the_one_call_path(spec, xs, ws, kw, rng, monkeypatch):
     """torch_direct plans remember, per input layout, the convolution's input and result
     as strided views: the second call with that layout skips the generic block code and
@@ -461,12 +539,10 @@ def test_repeated_calls_take_the_one_call_path(spec, xs, ws, kw, rng, monkeypatc
 
     x, w = rand(rng, xs, np.float32), rand(rng, ws, np.float32)
     want = naive_correlate(x, w, spec, **kw)
-    plan = bc.plan(torch.from_numpy(x), torch.from_numpy(w), spec, method="torch_direct",
-                   **kw)
+    plan = bc.plan(torch.from_numpy(x), torch.from_numpy(w), spec, method="torch_direct", **kw)
     calls = []  # the generic block code's entry: it should run once per layout
     real = tensors.canonical_x
-    monkeypatch.setattr(tensors, "canonical_x",
-                        lambda *a, **k: calls.append(1) or real(*a, **k))
+    monkeypatch.setattr(tensors, "canonical_x", lambda *a, **k: calls.append(1) or real(*a, **k))
     layouts = [torch.from_numpy(x)]
     if len(xs) == 4:
         layouts.append(torch.from_numpy(x).contiguous(memory_format=torch.channels_last))
@@ -476,25 +552,27 @@ def test_repeated_calls_take_the_one_call_path(spec, xs, ws, kw, rng, monkeypatc
     for xt in layouts:
         for _ in range(3):
             y = plan(xt.requires_grad_(False))
-            np.testing.assert_allclose(y.numpy(), want, rtol=1e-4,
-                                       atol=1e-5 * np.abs(want).max())
+            np.testing.assert_allclose(y.numpy(), want, rtol=1e-4, atol=1e-5 * np.abs(want).max())
     assert len(calls) == len(layouts) == len(plan._shortcuts)
     g = torch.from_numpy(x).requires_grad_()
     assert not plan(g).requires_grad and not plan(g).requires_grad
     again = __import__("pickle").loads(__import__("pickle").dumps(plan))
-    np.testing.assert_allclose(again(torch.from_numpy(x)).numpy(), want, rtol=1e-4,
-                               atol=1e-5 * np.abs(want).max())
+    np.testing.assert_allclose(
+        again(torch.from_numpy(x)).numpy(), want, rtol=1e-4, atol=1e-5 * np.abs(want).max()
+    )
 
 
 def test_one_call_path_falls_back_when_the_output_layout_differs(rng):
     x, w = rand(rng, (2, 3, 10, 9), np.float64), rand(rng, (4, 3, 3, 3), np.float64)
-    plan = bc.plan(torch.from_numpy(x), torch.from_numpy(w), "nchw,kchw->nkhw|hw",
-                   method="torch_direct")
+    plan = bc.plan(
+        torch.from_numpy(x), torch.from_numpy(w), "nchw,kchw->nkhw|hw", method="torch_direct"
+    )
     plan(torch.from_numpy(x))
-    (layout, (into, _, out, call, finish)), = plan._shortcuts.items()
+    ((layout, (into, _, out, call, finish)),) = plan._shortcuts.items()
     plan._shortcuts[layout] = (into, (1, 1, 1, 1), out, call, finish)  # cuDNN's other
-    np.testing.assert_allclose(plan(torch.from_numpy(x)).numpy(),
-                               naive_correlate(x, w, "nchw,kchw->nkhw|hw"), rtol=1e-12)
+    np.testing.assert_allclose(
+        plan(torch.from_numpy(x)).numpy(), naive_correlate(x, w, "nchw,kchw->nkhw|hw"), rtol=1e-12
+    )
 
 
 def test_oom_on_the_one_call_path_retries_in_blocks(rng, monkeypatch):
@@ -516,8 +594,7 @@ def test_oom_on_the_one_call_path_retries_in_blocks(rng, monkeypatch):
         return real(p, st, grouped, k0, k1)
 
     monkeypatch.setattr(torch_direct, "convolve_grouped", flaky)
-    np.testing.assert_allclose(plan(torch.from_numpy(x)).numpy(), naive_correlate(x, w),
-                               rtol=1e-12)
+    np.testing.assert_allclose(plan(torch.from_numpy(x)).numpy(), naive_correlate(x, w), rtol=1e-12)
     assert calls == [8, 4, 4]
 
 
@@ -542,7 +619,7 @@ def test_channels_last_input_reaches_the_convolution_as_such(n, rng):
     y = p(x)
     ref = F.conv2d(x.permute(0, 3, 1, 2), w.permute(3, 2, 0, 1), stride=2)
     torch.testing.assert_close(y, ref.permute(0, 2, 3, 1), rtol=1e-5, atol=1e-4)
-    (_, y_strides, _, _, _), = p._shortcuts.values()
+    ((_, y_strides, _, _, _),) = p._shortcuts.values()
     assert y_strides[1] == 1  # the convolution's output is channels-last
 
 
@@ -552,11 +629,10 @@ def test_nchw_shortcut_makes_no_views(rng):
     w = torch.from_numpy(rand(rng, (4, 3, 3, 3), np.float32))
     p = bc.plan(x, w, "nchw,kchw->nkhw|hw", method="torch_direct")
     first, again = p(x), p(x)
-    (into, _, out, _, _), = p._shortcuts.values()
+    ((into, _, out, _, _),) = p._shortcuts.values()
     assert into is None and out is None
     torch.testing.assert_close(first, again)
-    ref = naive_correlate(x.double().numpy(), w.double().numpy(),
-                                     "nchw,kchw->nkhw|hw")
+    ref = naive_correlate(x.double().numpy(), w.double().numpy(), "nchw,kchw->nkhw|hw")
     np.testing.assert_allclose(again.numpy(), ref, rtol=1e-5, atol=1e-4)
 
 
@@ -591,9 +667,12 @@ def test_numpy_arrays_torch_cannot_share(method, rng):
     frozen.flags.writeable = False
     record = np.zeros(x.shape, dtype=[("a", "f8"), ("b", "f4")])  # strides of 12 bytes
     record["a"] = x
-    for xs, ws in ((x, w[..., ::-1]), (x.astype(">f8"), w[..., ::-1].astype(">f8")),
-                   (frozen, np.ascontiguousarray(w[..., ::-1])),
-                   (record["a"], np.ascontiguousarray(w[..., ::-1]))):
+    for xs, ws in (
+        (x, w[..., ::-1]),
+        (x.astype(">f8"), w[..., ::-1].astype(">f8")),
+        (frozen, np.ascontiguousarray(w[..., ::-1])),
+        (record["a"], np.ascontiguousarray(w[..., ::-1])),
+    ):
         y = bc.correlate(xs, ws, spec, method=method)
         np.testing.assert_allclose(y, ref, rtol=1e-12, atol=1e-12 * np.abs(ref).max())
 
@@ -621,11 +700,14 @@ def test_values_near_the_float_limit_take_the_exact_route(rng):
     np.testing.assert_allclose(y.double().numpy(), ref, rtol=1e-5)
 
 
-@pytest.mark.parametrize("spec,xs,ws,dtype", [
-    ("nchw,kchw->nkhw|hw", (2, 3, 20, 18), (7, 3, 5, 4), np.float64),  # channels
-    ("nhw,khw->nkhw|hw", (2, 20, 18), (7, 5, 4), np.float32),  # one channel
-    ("nchw,kchw->nkhw|hw", (2, 3, 20, 18), (7, 3, 5, 4), np.complex128),
-])
+@pytest.mark.parametrize(
+    "spec,xs,ws,dtype",
+    [
+        ("nchw,kchw->nkhw|hw", (2, 3, 20, 18), (7, 3, 5, 4), np.float64),  # channels
+        ("nhw,khw->nkhw|hw", (2, 20, 18), (7, 5, 4), np.float32),  # one channel
+        ("nchw,kchw->nkhw|hw", (2, 3, 20, 18), (7, 3, 5, 4), np.complex128),
+    ],
+)
 def test_torch_filters_transformed_in_groups(spec, xs, ws, dtype, rng):
     """torch_fft transforms the filters a group at a time (a 16th of the budget), each
     written straight into the spectra's layout: the same answer as one group."""
@@ -635,19 +717,23 @@ def test_torch_filters_transformed_in_groups(spec, xs, ws, dtype, rng):
     torch.testing.assert_close(grouped(x), whole)
 
 
-@pytest.mark.parametrize("spec,xs,ws,kw", [
-    ("hwn,hw->hwn|hw", (12, 11, 3), (3, 4), dict(convolve=True)),  # seed 001's layout
-    ("nchw,kchw->nkhw|hw", (2, 3, 12, 11), (4, 3, 3, 3), dict(mode="full", stride=2)),
-    ("nc,kc->nkc|c", (3, 40), (2, 7), dict(mode="same")),
-])
+@pytest.mark.parametrize(
+    "spec,xs,ws,kw",
+    [
+        ("hwn,hw->hwn|hw", (12, 11, 3), (3, 4), dict(convolve=True)),  # seed 001's layout
+        ("nchw,kchw->nkhw|hw", (2, 3, 12, 11), (4, 3, 3, 3), dict(mode="full", stride=2)),
+        ("nc,kc->nkc|c", (3, 40), (2, 7), dict(mode="same")),
+    ],
+)
 def test_fft_shortcut(spec, xs, ws, kw, rng):
     """A torch_fft plan's repeat call is the recorded shortcut (a view of x, the
     method's compute, a view of its output); it gives the general route's answer, and a
     NaN in x (the exact route, another output layout) falls back to that route."""
     x, w = rand(rng, xs, np.float64), rand(rng, ws, np.float64)
     convolve = kw.pop("convolve", False)
-    p = bc.plan(torch.from_numpy(x), torch.from_numpy(w), spec, method="torch_fft",
-                convolve=convolve, **kw)
+    p = bc.plan(
+        torch.from_numpy(x), torch.from_numpy(w), spec, method="torch_fft", convolve=convolve, **kw
+    )
     ref = naive_correlate(x, w, spec, convolve=convolve, **kw)
     first = p(torch.from_numpy(x))
     assert len(p._shortcuts) == 1
@@ -674,8 +760,7 @@ def test_fft_shortcut_learned_from_a_finite_call_and_never_computes_twice(rng, m
     bad = x.copy()
     bad[1, 2, 5, 5] = np.nan
     spec = "nchw,kchw->nkhw|hw"
-    p = bc.plan(torch.from_numpy(x), torch.from_numpy(w), spec, method="torch_fft",
-                mode="same")
+    p = bc.plan(torch.from_numpy(x), torch.from_numpy(w), spec, method="torch_fft", mode="same")
     p(torch.from_numpy(bad))
     assert not p._shortcuts  # learned from a finite call only
     p(torch.from_numpy(x))
@@ -683,14 +768,16 @@ def test_fft_shortcut_learned_from_a_finite_call_and_never_computes_twice(rng, m
     routes = []
     for name in ("_spectral", "_exact"):
         real = getattr(torch_fft, name)
-        monkeypatch.setattr(torch_fft, name, lambda *a, real=real, name=name:
-                            (routes.append(name), real(*a))[1])
+        monkeypatch.setattr(
+            torch_fft, name, lambda *a, real=real, name=name: (routes.append(name), real(*a))[1]
+        )
     for data in (bad, x, bad, x):
         y = p(torch.from_numpy(data)).numpy()
         want = naive_correlate(data, w, spec, mode="same")
         np.testing.assert_array_equal(np.isnan(y), np.isnan(want))
-        np.testing.assert_allclose(y[~np.isnan(y)], want[~np.isnan(want)], rtol=1e-10,
-                                   atol=1e-10 * np.nanmax(np.abs(want)))
+        np.testing.assert_allclose(
+            y[~np.isnan(y)], want[~np.isnan(want)], rtol=1e-10, atol=1e-10 * np.nanmax(np.abs(want))
+        )
     assert routes == ["_exact", "_spectral", "_exact", "_spectral"]
 
 
@@ -701,8 +788,9 @@ def test_fft_with_a_nonfinite_padding_value(cval, rng):
     x = rand(rng, (2, 3, 12, 11), np.float64)
     w = rand(rng, (4, 3, 3, 3), np.float64)
     spec = "nchw,kchw->nkhw|hw"
-    y = bc.correlate(torch.from_numpy(x), torch.from_numpy(w), spec, method="torch_fft",
-                     mode="same", cval=cval).numpy()
+    y = bc.correlate(
+        torch.from_numpy(x), torch.from_numpy(w), spec, method="torch_fft", mode="same", cval=cval
+    ).numpy()
     want = naive_correlate(x, w, spec, mode="same", cval=cval)
     np.testing.assert_array_equal(np.isfinite(y), np.isfinite(want))
     ok = np.isfinite(want)

@@ -25,16 +25,26 @@ from batchconv.problem import make_problem
 
 torch = pytest.importorskip("torch")
 
-PAIRS = [("ssd", "torch_direct"), ("ssd", "torch_fft"), ("sad", "torch_direct"),
-         ("ncc", "torch_direct"), ("ncc", "torch_fft"), ("cosine", "torch_direct"),
-         ("cosine", "torch_fft")]
+PAIRS = [
+    ("ssd", "torch_direct"),
+    ("ssd", "torch_fft"),
+    ("sad", "torch_direct"),
+    ("ncc", "torch_direct"),
+    ("ncc", "torch_fft"),
+    ("cosine", "torch_direct"),
+    ("cosine", "torch_fft"),
+]
 IDS = [f"{a}-{b}" for a, b in PAIRS]
 
 
 def _tensors(f, x, w, spec=None, **kw):
     """Call ``f`` with CPU tensors, return NumPy (what ``check_metric`` compares)."""
-    y = f(torch.from_numpy(np.ascontiguousarray(x)), torch.from_numpy(np.ascontiguousarray(w)),
-          spec, **kw)
+    y = f(
+        torch.from_numpy(np.ascontiguousarray(x)),
+        torch.from_numpy(np.ascontiguousarray(w)),
+        spec,
+        **kw,
+    )
     assert isinstance(y, torch.Tensor) and y.device.type == "cpu"
     return y.numpy()
 
@@ -52,21 +62,50 @@ def _check(x, w, spec=None, *, metric, method, **kw):
 @pytest.mark.parametrize("case", CASES, ids=[c[0] for c in CASES])
 def test_matrix(case, mode, dtype, metric, method, rng):
     _, spec, xs, ws, reduce = case
-    _check(rand(rng, xs, dtype), rand(rng, ws, dtype), spec, metric=metric, method=method,
-           mode=mode, reduce=reduce)
+    _check(
+        rand(rng, xs, dtype),
+        rand(rng, ws, dtype),
+        spec,
+        metric=metric,
+        method=method,
+        mode=mode,
+        reduce=reduce,
+    )
 
 
 @pytest.mark.parametrize("metric,method", PAIRS, ids=IDS)
-@pytest.mark.parametrize("padding,cval", [("constant", 0.0), ("constant", 2.5),
-                                          ("reflect", 0.0), ("symmetric", 0.0),
-                                          ("edge", 0.0), ("wrap", 0.0)])
+@pytest.mark.parametrize(
+    "padding,cval",
+    [
+        ("constant", 0.0),
+        ("constant", 2.5),
+        ("reflect", 0.0),
+        ("symmetric", 0.0),
+        ("edge", 0.0),
+        ("wrap", 0.0),
+    ],
+)
 def test_geometry(metric, method, padding, cval, rng):
     """Strides, dilations and every padding, 2-D, with a bank and channels."""
     x, w = rand(rng, (2, 2, 13, 11), np.float64), rand(rng, (3, 2, 3, 4), np.float64)
-    for mode, stride, dilation in (("same", (2, 3), 1), ("full", 1, (2, 1)),
-                                   ("valid", 2, (1, 2)), ("same", 3, 2)):
-        _check(x, w, "nchw,kchw->nkhw|hw", metric=metric, method=method, mode=mode,
-               stride=stride, dilation=dilation, padding=padding, cval=cval)
+    for mode, stride, dilation in (
+        ("same", (2, 3), 1),
+        ("full", 1, (2, 1)),
+        ("valid", 2, (1, 2)),
+        ("same", 3, 2),
+    ):
+        _check(
+            x,
+            w,
+            "nchw,kchw->nkhw|hw",
+            metric=metric,
+            method=method,
+            mode=mode,
+            stride=stride,
+            dilation=dilation,
+            padding=padding,
+            cval=cval,
+        )
 
 
 @pytest.mark.parametrize("metric,method", PAIRS, ids=IDS)
@@ -124,8 +163,9 @@ def test_flatness_is_local(method):
     sig = 1e-5 * rng.standard_normal(200_000)
     sig[100_000:100_100] += rng.standard_normal(100)
     tpl = sig[1000:1016].copy()
-    y = bc.correlate(torch.from_numpy(sig[None]), torch.from_numpy(tpl), metric="ncc",
-                     method=method)[0].numpy()
+    y = bc.correlate(
+        torch.from_numpy(sig[None]), torch.from_numpy(tpl), metric="ncc", method=method
+    )[0].numpy()
     assert abs(y[1000] - 1) < 1e-9
     assert (y != 0).mean() > 0.999
     ref = naive_correlate(sig[None, 990:1030], tpl, metric="ncc")[0]
@@ -161,8 +201,9 @@ def test_seed004_reproduced_on_tensors():
     kernel = torch.from_numpy(rng.random((3, 5, 4), dtype=np.float32))
     for stride in (1, 2, 3):
         want = _seed004_loop(image.numpy(), kernel.numpy(), stride)
-        sad = bc.correlate(image, kernel, "bchw,chw->bhw|hw", metric="sad", stride=stride,
-                           method="torch_direct")
+        sad = bc.correlate(
+            image, kernel, "bchw,chw->bhw|hw", metric="sad", stride=stride, method="torch_direct"
+        )
         got = 1 - sad / kernel.numel()
         assert isinstance(got, torch.Tensor)
         np.testing.assert_allclose(got.numpy(), want, atol=1e-6)
@@ -176,13 +217,16 @@ def test_planner_weighs_torch_metrics(rng, monkeypatch):
     assert "float64 window sums" in p.explain()
     sad = bc.plan(x, w, spec, metric="sad")
     assert {c.method for c in sad.candidates} == {"direct", "torch_direct"}
-    assert "plain torch ops" in bc.plan(x, w, spec, metric="sad",
-                                        method="torch_direct").explain()
+    assert "plain torch ops" in bc.plan(x, w, spec, metric="sad", method="torch_direct").explain()
     with pytest.raises(ValueError, match="'torch_fft' cannot compute.*no FFT form"):
         bc.correlate(x, w, spec, metric="sad", method="torch_fft")
     with pytest.raises(ValueError, match="4 sliding axes"):
-        bc.correlate(torch.ones(2, 5, 4, 4, 3), torch.ones(2, 2, 3, 2, 2), metric="ncc",
-                     method="torch_direct")
+        bc.correlate(
+            torch.ones(2, 5, 4, 4, 3),
+            torch.ones(2, 2, 3, 2, 2),
+            metric="ncc",
+            method="torch_direct",
+        )
     # ssd on 4 sliding axes: torch_fft; SAD on 4: the plain-torch kernel
     x4, w4 = rand(rng, (1, 5, 4, 4, 3), np.float64), rand(rng, (2, 3, 2, 2), np.float64)
     _check(x4, w4, metric="ssd", method="torch_fft")
@@ -193,13 +237,24 @@ def test_chunked_metric_blocks_agree(rng):
     x, w = rand(rng, (6, 2, 20, 18), np.float32), rand(rng, (5, 2, 4, 3), np.float32)
     spec = "nchw,kchw->nkhw|hw"
     for metric, method in PAIRS:
-        whole = bc.correlate(torch.from_numpy(x), torch.from_numpy(w), spec, metric=metric,
-                             method=method)
-        plan = bc.plan(torch.from_numpy(x), torch.from_numpy(w), spec, metric=metric,
-                       method=method, memory=100_000)
+        whole = bc.correlate(
+            torch.from_numpy(x), torch.from_numpy(w), spec, metric=metric, method=method
+        )
+        plan = bc.plan(
+            torch.from_numpy(x),
+            torch.from_numpy(w),
+            spec,
+            metric=metric,
+            method=method,
+            memory=100_000,
+        )
         assert plan.chunk != (6, 5), (metric, method)
-        np.testing.assert_allclose(plan(torch.from_numpy(x)).numpy(), whole.numpy(),
-                                   rtol=1e-5, atol=1e-5 * float(whole.abs().max()))
+        np.testing.assert_allclose(
+            plan(torch.from_numpy(x)).numpy(),
+            whole.numpy(),
+            rtol=1e-5,
+            atol=1e-5 * float(whole.abs().max()),
+        )
 
 
 TRITON_SCRIPT = textwrap.dedent("""
@@ -254,8 +309,13 @@ def test_triton_sad_kernel_under_the_interpreter():
     pytest.importorskip("triton")
     tests = str(Path(__file__).parent)
     env = {**os.environ, "TRITON_INTERPRET": "1", "BATCHCONV_TRITON_INTERPRET": "1"}
-    r = subprocess.run([sys.executable, "-c", TRITON_SCRIPT.format(tests=tests)], env=env,
-                       capture_output=True, text=True, timeout=600)
+    r = subprocess.run(
+        [sys.executable, "-c", TRITON_SCRIPT.format(tests=tests)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert r.returncode == 0 and "triton sad ok" in r.stdout, r.stderr[-3000:]
 
 
@@ -280,13 +340,19 @@ def test_triton_failure_falls_back_to_plain_torch(rng, monkeypatch):
     monkeypatch.setattr(torch_sad, "has_module", lambda name: True)
     monkeypatch.setattr(torch_sad, "_triton_failed", False)
     x, w = rand(rng, (2, 3, 10, 9), np.float64), rand(rng, (2, 3, 3, 2), np.float64)
-    plan = bc.plan(torch.from_numpy(x), torch.from_numpy(w), "nchw,kchw->nkhw|hw",
-                   metric="sad", method="torch_direct")
+    plan = bc.plan(
+        torch.from_numpy(x),
+        torch.from_numpy(w),
+        "nchw,kchw->nkhw|hw",
+        metric="sad",
+        method="torch_direct",
+    )
     assert "Triton" in plan.explain()
     with pytest.warns(RuntimeWarning, match="Triton SAD kernel failed.*plain torch"):
         y = plan(torch.from_numpy(x))
-    np.testing.assert_allclose(y.numpy(), naive_correlate(x, w, "nchw,kchw->nkhw|hw",
-                                                          metric="sad"), rtol=1e-12)
+    np.testing.assert_allclose(
+        y.numpy(), naive_correlate(x, w, "nchw,kchw->nkhw|hw", metric="sad"), rtol=1e-12
+    )
     assert torch_sad._triton_failed and "plain torch" in plan.explain()
 
 
@@ -295,8 +361,9 @@ def test_sad_workspace_depends_on_the_kernel(monkeypatch):
     per-tap differences over the channels (C times the block)."""
     from batchconv.methods import torch_sad
 
-    p = make_problem((8, 64, 32, 32), np.float32, (16, 64, 3, 3), np.float32,
-                     "nchw,kchw->nkhw|hw", metric="sad")
+    p = make_problem(
+        (8, 64, 32, 32), np.float32, (16, 64, 3, 3), np.float32, "nchw,kchw->nkhw|hw", metric="sad"
+    )
     monkeypatch.setattr(torch_sad, "has_module", lambda name: True)
     monkeypatch.setattr(torch_sad, "_triton_failed", False)
     on_gpu = torch_sad.TorchSAD("cuda:0").workspace_bytes(p, 8, 16)
@@ -312,8 +379,15 @@ def test_plain_torch_sad_stays_within_its_estimate(rng):
     from batchconv.methods import torch_sad
 
     x, w = torch.randn(4, 8, 60, 50), torch.randn(3, 8, 5, 4)
-    p = make_problem(tuple(x.shape), np.float32, tuple(w.shape), np.float32,
-                     "nchw,kchw->nkhw|hw", metric="sad", mode="same")
+    p = make_problem(
+        tuple(x.shape),
+        np.float32,
+        tuple(w.shape),
+        np.float32,
+        "nchw,kchw->nkhw|hw",
+        metric="sad",
+        mode="same",
+    )
     method = torch_sad.TorchSAD("cpu")
     from batchconv.tensors import canonical_w, canonical_x
 
@@ -322,8 +396,9 @@ def test_plain_torch_sad_stays_within_its_estimate(rng):
     with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
         y = method.compute(p, st, xc, 0, 3)
     peak = live = 0
-    events = sorted((e for e in prof.events() if e.self_cpu_memory_usage),
-                    key=lambda e: e.time_range.start)
+    events = sorted(
+        (e for e in prof.events() if e.self_cpu_memory_usage), key=lambda e: e.time_range.start
+    )
     for e in events:  # allocations (+) and frees (-) in time order
         live += e.self_cpu_memory_usage
         peak = max(peak, live)
@@ -338,8 +413,9 @@ def test_nonfinite_filters_as_numpy(method, rng):
     for metric in ("ssd", "ncc", "cosine"):
         with np.errstate(all="ignore"):
             want = bc.correlate(x, w, metric=metric, method="direct")
-        got = bc.correlate(torch.from_numpy(x), torch.from_numpy(w), metric=metric,
-                           method=method).numpy()
+        got = bc.correlate(
+            torch.from_numpy(x), torch.from_numpy(w), metric=metric, method=method
+        ).numpy()
         assert (np.isnan(got) == np.isnan(want)).all() and (np.isinf(got) == np.isinf(want)).all()
         ok = np.isfinite(want)
         np.testing.assert_allclose(got[ok], want[ok], rtol=1e-9, atol=1e-9)

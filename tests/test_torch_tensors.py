@@ -38,10 +38,14 @@ def test_core_cases(case, dtype, method, rng):
     x, w = rand(rng, xs, dtype), rand(rng, ws, dtype)
     for mode in ("valid", "same"):
         kw = dict(mode=mode, reduce=reduce, method=method)
-        _same(bc.correlate(torch.from_numpy(x), torch.from_numpy(w), spec, **kw),
-              bc.correlate(x, w, spec, **kw))
-    _same(bc.convolve(torch.from_numpy(x), w, spec, method=method, reduce=reduce),
-          bc.convolve(x, w, spec, method=method, reduce=reduce))
+        _same(
+            bc.correlate(torch.from_numpy(x), torch.from_numpy(w), spec, **kw),
+            bc.correlate(x, w, spec, **kw),
+        )
+    _same(
+        bc.convolve(torch.from_numpy(x), w, spec, method=method, reduce=reduce),
+        bc.convolve(x, w, spec, method=method, reduce=reduce),
+    )
 
 
 @pytest.mark.parametrize("metric", ["ssd", "sad", "ncc", "cosine"])
@@ -52,8 +56,10 @@ def test_metric_cases(case, metric, rng):
     _, spec, xs, ws, reduce = case
     x, w = rand(rng, xs, np.float32), rand(rng, ws, np.float32)
     kw = dict(metric=metric, reduce=reduce, mode="same")
-    _same(bc.correlate(torch.from_numpy(x), torch.from_numpy(w), spec, method="direct", **kw),
-          bc.correlate(x, w, spec, method="direct", **kw))
+    _same(
+        bc.correlate(torch.from_numpy(x), torch.from_numpy(w), spec, method="direct", **kw),
+        bc.correlate(x, w, spec, method="direct", **kw),
+    )
 
     def tensors(f, x, w, spec=None, **kw):
         y = f(torch.from_numpy(x), torch.from_numpy(w), spec, **kw)
@@ -80,17 +86,22 @@ def test_plans_views_and_dtypes(rng):
     strided = x.detach().transpose(1, 2)  # a non-contiguous view
     _same(bc.correlate(strided, w), bc.correlate(strided.numpy(), w.numpy()))
     c = torch.complex(x.detach(), x.detach()).conj()  # a lazily conjugated view
-    _same(bc.correlate(c, w.to(torch.complex64)),
-          bc.correlate(np.conj(torch.complex(x.detach(), x.detach()).numpy()),
-                       w.numpy().astype(np.complex64)))
+    _same(
+        bc.correlate(c, w.to(torch.complex64)),
+        bc.correlate(
+            np.conj(torch.complex(x.detach(), x.detach()).numpy()), w.numpy().astype(np.complex64)
+        ),
+    )
 
 
 def test_odd_views_and_plan_signatures(rng):
     c = torch.randn(2, 16, 16, dtype=torch.complex64)
     neg = c.conj().imag  # a lazily negated view
     w = torch.randn(3, 3)
-    _same(bc.correlate(neg, w, method="direct"),
-          bc.correlate(-c.imag.numpy(), w.numpy(), method="direct"))
+    _same(
+        bc.correlate(neg, w, method="direct"),
+        bc.correlate(-c.imag.numpy(), w.numpy(), method="direct"),
+    )
     p = bc.plan(((4, 32, 32), torch.float32), w)
     assert p.problem.dtype == np.float32
     assert isinstance(p(torch.randn(4, 32, 32)), torch.Tensor)
@@ -99,8 +110,9 @@ def test_odd_views_and_plan_signatures(rng):
 def test_filters_as_nested_tuples_are_data():
     # a 2-row w written as tuples is not mistaken for a (shape, dtype) signature
     y = bc.correlate(np.ones((2, 5)), ((1.0, 2.0), (3.0, 4.0)))
-    np.testing.assert_array_equal(y, bc.correlate(np.ones((2, 5)), np.array([[1.0, 2.0],
-                                                                             [3.0, 4.0]])))
+    np.testing.assert_array_equal(
+        y, bc.correlate(np.ones((2, 5)), np.array([[1.0, 2.0], [3.0, 4.0]]))
+    )
 
 
 def test_errors():
@@ -127,10 +139,14 @@ def test_core_metric_and_property_suites_on_tensors():
     (``helpers.ARRAYS``), in a subprocess so that the switch is set before collection."""
     tests = Path(__file__).parent
     env = {**os.environ, "BATCHCONV_TEST_ARRAYS": "torch_methods"}
-    files = [str(tests / f) for f in ("test_correlate.py", "test_metrics.py",
-                                      "test_properties.py")]
-    r = subprocess.run([sys.executable, "-m", "pytest", "-q", "-x", "-p", "no:cacheprovider",
-                        *files], cwd=tests.parent, env=env, capture_output=True, text=True,
-                       timeout=1800)
+    files = [str(tests / f) for f in ("test_correlate.py", "test_metrics.py", "test_properties.py")]
+    r = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-x", "-p", "no:cacheprovider", *files],
+        cwd=tests.parent,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=1800,
+    )
     assert r.returncode == 0, r.stdout[-4000:] + r.stderr[-2000:]
     assert " passed" in r.stdout.splitlines()[-1]

@@ -14,5 +14,15 @@ from .xp import next_fast_len, set_workers
 
 __version__ = "0.1.0"
 
-__all__ = ["correlate", "convolve", "plan", "Plan", "show_config", "next_fast_len",
-           "set_workers", "clear_plan_cache", "allow_tf32", "__version__"]
+__all__ = [
+    "correlate",
+    "convolve",
+    "plan",
+    "Plan",
+    "show_config",
+    "next_fast_len",
+    "set_workers",
+    "clear_plan_cache",
+    "allow_tf32",
+    "__version__",
+]

@@ -74,18 +74,17 @@ def _sad_taps(x, w, part, xb, offs, wb, t0, t1, nv):  # pragma: no cover - compi
         a2 = xb + offs[t + 1]
         a3 = xb + offs[t + 2]
         a4 = xb + offs[t + 3]
-        x1 = x[a1:a1 + nv]
-        x2 = x[a2:a2 + nv]
-        x3 = x[a3:a3 + nv]
-        x4 = x[a4:a4 + nv]
+        x1 = x[a1 : a1 + nv]
+        x2 = x[a2 : a2 + nv]
+        x3 = x[a3 : a3 + nv]
+        x4 = x[a4 : a4 + nv]
         for o in range(nv):
-            part[o] += ((abs(x1[o] - w1) + abs(x2[o] - w2))
-                        + (abs(x3[o] - w3) + abs(x4[o] - w4)))
+            part[o] += (abs(x1[o] - w1) + abs(x2[o] - w2)) + (abs(x3[o] - w3) + abs(x4[o] - w4))
         t += 4
     while t < t1:
         wt = w[wb + t]
         a1 = xb + offs[t]
-        x1 = x[a1:a1 + nv]
+        x1 = x[a1 : a1 + nv]
         for o in range(nv):
             part[o] += abs(x1[o] - wt)
         t += 1
@@ -106,21 +105,22 @@ def _dot_taps(x, w, part, xb, offs, wb, t0, t1, nv):  # pragma: no cover - compi
         w6 = w[wb + t + 5]
         w7 = w[wb + t + 6]
         w8 = w[wb + t + 7]
-        x1 = x[xb + offs[t]:]
-        x2 = x[xb + offs[t + 1]:]
-        x3 = x[xb + offs[t + 2]:]
-        x4 = x[xb + offs[t + 3]:]
-        x5 = x[xb + offs[t + 4]:]
-        x6 = x[xb + offs[t + 5]:]
-        x7 = x[xb + offs[t + 6]:]
-        x8 = x[xb + offs[t + 7]:]
+        x1 = x[xb + offs[t] :]
+        x2 = x[xb + offs[t + 1] :]
+        x3 = x[xb + offs[t + 2] :]
+        x4 = x[xb + offs[t + 3] :]
+        x5 = x[xb + offs[t + 4] :]
+        x6 = x[xb + offs[t + 5] :]
+        x7 = x[xb + offs[t + 6] :]
+        x8 = x[xb + offs[t + 7] :]
         for o in range(nv):
-            part[o] += (((x1[o] * w1 + x2[o] * w2) + (x3[o] * w3 + x4[o] * w4))
-                        + ((x5[o] * w5 + x6[o] * w6) + (x7[o] * w7 + x8[o] * w8)))
+            part[o] += ((x1[o] * w1 + x2[o] * w2) + (x3[o] * w3 + x4[o] * w4)) + (
+                (x5[o] * w5 + x6[o] * w6) + (x7[o] * w7 + x8[o] * w8)
+            )
         t += 8
     while t < t1:
         wt = w[wb + t]
-        x1 = x[xb + offs[t]:]
+        x1 = x[xb + offs[t] :]
         for o in range(nv):
             part[o] += x1[o] * wt
         t += 1
@@ -141,10 +141,10 @@ def _dot_pair_taps(x, w, pa, pb, xb, offs, wb, ns, t0, t1, nv):  # pragma: no co
         b2 = w[wb + ns + t + 1]
         b3 = w[wb + ns + t + 2]
         b4 = w[wb + ns + t + 3]
-        x1 = x[xb + offs[t]:]
-        x2 = x[xb + offs[t + 1]:]
-        x3 = x[xb + offs[t + 2]:]
-        x4 = x[xb + offs[t + 3]:]
+        x1 = x[xb + offs[t] :]
+        x2 = x[xb + offs[t + 1] :]
+        x3 = x[xb + offs[t + 2] :]
+        x4 = x[xb + offs[t + 3] :]
         for o in range(nv):
             v1 = x1[o]
             v2 = x2[o]
@@ -156,7 +156,7 @@ def _dot_pair_taps(x, w, pa, pb, xb, offs, wb, ns, t0, t1, nv):  # pragma: no co
     while t < t1:
         a1 = w[wb + t]
         b1 = w[wb + ns + t]
-        x1 = x[xb + offs[t]:]
+        x1 = x[xb + offs[t] :]
         for o in range(nv):
             v1 = x1[o]
             pa[o] += v1 * a1
@@ -194,9 +194,33 @@ def _store(out, acc, ob, u0, n_u, lq, ow, fstep, step):  # pragma: no cover - co
 
 
 @numba.njit(nogil=True, cache=True)
-def _window_rows(x, w, sad, chunk, exact, nk, npair, xsb, xsp, lead_out, lead_xstep, offs,
-                 pw, poffs, pcount, ow, lq, frows, fstep, seg, ostep, lead_ostep, out, t_begin,
-                 t_end):  # pragma: no cover - compiled
+def _window_rows(
+    x,
+    w,
+    sad,
+    chunk,
+    exact,
+    nk,
+    npair,
+    xsb,
+    xsp,
+    lead_out,
+    lead_xstep,
+    offs,
+    pw,
+    poffs,
+    pcount,
+    ow,
+    lq,
+    frows,
+    fstep,
+    seg,
+    ostep,
+    lead_ostep,
+    out,
+    t_begin,
+    t_end,
+):  # pragma: no cover - compiled
     """Output rows ``t_begin:t_end`` (segments of ``seg`` outputs) of the SAD (``sad``)
     or the correlation of ``x`` (flat: see :func:`_phases`, or the input itself) with the
     taps ``w`` (filter, pair, tap) read at the offsets ``offs``; ``chunk`` taps are
@@ -250,8 +274,9 @@ def _window_rows(x, w, sad, chunk, exact, nk, npair, xsb, xsp, lead_out, lead_xs
         acc = np.zeros(nv, np.float64)
         part = np.empty(nv, x.dtype)
         if not second:
-            _add_taps(x, w, offs, (ki * npair + pi) * ntaps, 0, ntaps, xb, sad, chunk, acc,
-                      part, nv)
+            _add_taps(
+                x, w, offs, (ki * npair + pi) * ntaps, 0, ntaps, xb, sad, chunk, acc, part, nv
+            )
             _store(out, acc, ob, u0, n_u, lq, ow, fstep, step)
             continue
         acc2 = np.zeros(nv, np.float64)
@@ -265,8 +290,7 @@ def _window_rows(x, w, sad, chunk, exact, nk, npair, xsb, xsp, lead_out, lead_xs
                 acc[o] += part[o]
                 acc2[o] += part2[o]
         _add_taps(x, pw, poffs, wb + ns, ns, ns + na, xb, False, chunk, acc, part, nv)
-        _add_taps(x, pw, poffs, wb + ns, ns + na, ns + na + nb, xb, False, chunk, acc2, part2,
-                  nv)
+        _add_taps(x, pw, poffs, wb + ns, ns + na, ns + na + nb, xb, False, chunk, acc2, part2, nv)
         _store(out, acc, ob, u0, n_u, lq, ow, fstep, step)
         _store(out, acc2, ob + lead_ostep[n_lead - 1], u0, n_u, lq, ow, fstep, step)
 
@@ -288,7 +312,7 @@ def _phases(xp: np.ndarray, s: int, row_tail: bool) -> np.ndarray:
     ph = buf[:size].reshape(*xp.shape[:-1], s, lq)
     for q in range(s):
         v = xp[..., q::s]
-        ph[..., q, :v.shape[-1]] = v
+        ph[..., q, : v.shape[-1]] = v
     return buf
 
 
@@ -340,15 +364,18 @@ class WindowRows:
             return found
         g = self.p.geoms
         s, dil = g[-1].stride, g[-1].dilation
-        offs = np.arange(self.weights.shape[-1] // prod(ga.m for ga in g),
-                         dtype=np.int64) * strides[0]
+        offs = (
+            np.arange(self.weights.shape[-1] // prod(ga.m for ga in g), dtype=np.int64) * strides[0]
+        )
         for a, ga in enumerate(g[:-1]):
-            offs = offs[..., None] + np.arange(ga.m, dtype=np.int64) * (ga.dilation
-                                                                          * strides[2 + a])
+            offs = offs[..., None] + np.arange(ga.m, dtype=np.int64) * (
+                ga.dilation * strides[2 + a]
+            )
         jd = np.arange(g[-1].m, dtype=np.int64) * dil
         offs = (offs[..., None] + (jd % s) * lq + jd // s * step).reshape(-1)
-        lead_xstep = np.array([ga.stride * strides[2 + a] for a, ga in enumerate(g[:n_lead])],
-                              np.int64)
+        lead_xstep = np.array(
+            [ga.stride * strides[2 + a] for a, ga in enumerate(g[:n_lead])], np.int64
+        )
         found = self._layouts[key] = (offs, lead_xstep)
         return found
 
@@ -370,14 +397,18 @@ class WindowRows:
                 self._launches.clear()
             flat = _flat_view(block)
             launch = self._launches[key] = (
-                None if flat is None else (*self._launch(xp, k0, k1, flat[1]), flat[0].size))
+                None if flat is None else (*self._launch(xp, k0, k1, flat[1]), flat[0].size)
+            )
         if launch is None:
             return False
         x_span, args, tasks, workers, span = launch
         r = block.itemsize
         out = as_strided(block, shape=(span,), strides=(r,))
-        x = (as_strided(xp, shape=(x_span,), strides=(r,)) if x_span else
-             _phases(xp, self.p.geoms[-1].stride, row_tail=not self.fold))
+        x = (
+            as_strided(xp, shape=(x_span,), strides=(r,))
+            if x_span
+            else _phases(xp, self.p.geoms[-1].stride, row_tail=not self.fold)
+        )
         _split(lambda t0, t1: _window_rows(x, *args, out, t0, t1), tasks, workers)
         return True
 
@@ -407,7 +438,7 @@ class WindowRows:
                 st = p.geoms[-1].stride
                 lq = -(-xp.shape[-1] // st) + (0 if fold else _V)
                 dims = (*xp.shape[1:-1], st, lq)  # the phase buffer of one item
-                item = tuple(prod(dims[i + 1:]) for i in range(len(dims)))
+                item = tuple(prod(dims[i + 1 :]) for i in range(len(dims)))
                 xsb, exact = prod(dims), False
             b, n_lead = xp.shape[0], p.ndim - 1 - fold
             offs, lead_xstep = self._taps(item, lq if not in_place else 0, 1, n_lead)
@@ -426,15 +457,40 @@ class WindowRows:
             seg = min(length, _FOLD_SEGMENT)
         else:
             seg = length if rows >= 4 * get_workers() else max(_V, min(length, _SEGMENT))
-        args = (weights.reshape(-1), self.sad, self.chunk, exact, k, P, xsb, xsp,
-                np.array(lead_out, np.int64), lead_xstep, offs, pw, poffs, pcount, ow, lq,
-                frows, fstep, seg, ostep, np.array(ostrides[3:3 + n_lead], np.int64))
+        args = (
+            weights.reshape(-1),
+            self.sad,
+            self.chunk,
+            exact,
+            k,
+            P,
+            xsb,
+            xsp,
+            np.array(lead_out, np.int64),
+            lead_xstep,
+            offs,
+            pw,
+            poffs,
+            pcount,
+            ow,
+            lq,
+            frows,
+            fstep,
+            seg,
+            ostep,
+            np.array(ostrides[3 : 3 + n_lead], np.int64),
+        )
         work = b * k * P * prod(p.O[:n_lead]) * length * offs.size  # terms
-        return (flat[0].size if in_place else 0, args, rows * -(-length // seg),
-                1 if work < _PARALLEL_TERMS else None)
+        return (
+            flat[0].size if in_place else 0,
+            args,
+            rows * -(-length // seg),
+            1 if work < _PARALLEL_TERMS else None,
+        )
 
-    def _pairs(self, weights: np.ndarray, offs: np.ndarray, lead_xstep: np.ndarray,
-               lead_out: list[int]) -> tuple:
+    def _pairs(
+        self, weights: np.ndarray, offs: np.ndarray, lead_xstep: np.ndarray, lead_out: list[int]
+    ) -> tuple:
         """Row pairs for the products (see :func:`_window_rows`): the second row of a pair
         reads ``d`` (the last leading axis' input step) further on, so a tap of the second
         row at offset ``o`` and one of the first at ``o + d`` read the same values. Returns
@@ -444,8 +500,7 @@ class WindowRows:
         none = (np.zeros(1, weights.dtype), np.zeros(1, np.int64), np.zeros(4, np.int64))
         # taps must have offsets of their own to be matched (an input whose axes overlap
         # in memory, e.g. a sliding_window_view or np.broadcast_to, repeats offsets)
-        if (self.sad or not lead_out or lead_out[-1] < 2
-                or np.unique(offs).size < offs.size):
+        if self.sad or not lead_out or lead_out[-1] < 2 or np.unique(offs).size < offs.size:
             return none
         d = int(lead_xstep[-1])
         index = {int(o): t for t, o in enumerate(offs)}
@@ -456,31 +511,51 @@ class WindowRows:
         only_a = [t for t in range(offs.size) if int(offs[t]) - d not in index]
         only_b = sorted(set(range(offs.size)) - set(first_b))
         k, P = weights.shape[:2]
-        pw = np.concatenate([weights[..., first_a], weights[..., first_b],
-                             weights[..., only_a], weights[..., only_b]], axis=-1)
+        pw = np.concatenate(
+            [
+                weights[..., first_a],
+                weights[..., first_b],
+                weights[..., only_a],
+                weights[..., only_b],
+            ],
+            axis=-1,
+        )
         poffs = np.concatenate([offs[first_a], offs[only_a], offs[only_b] + d])
         counts = np.array([len(shared), len(only_a), len(only_b), lead_out[-1]], np.int64)
         return np.ascontiguousarray(pw).reshape(-1), poffs.astype(np.int64), counts
 
 
-def _items_inner(p: Problem, xp: np.ndarray, xstrides: tuple[int, ...] | None,
-                 ostrides: tuple[int, ...]) -> bool:
+def _items_inner(
+    p: Problem, xp: np.ndarray, xstrides: tuple[int, ...] | None, ostrides: tuple[int, ...]
+) -> bool:
     """When the items are innermost in memory, both in ``xp`` (element strides
     ``xstrides``) and in the block (as in ``"hwn"`` layouts), and the last axis has
     stride 1, each line of the last axis times the items is contiguous in both (item
     fastest): the kernel runs on those lines in ``xp`` itself."""
     b = xp.shape[0]
-    return (b > 1 and p.geoms[-1].stride == 1 and ostrides[0] == 1 and ostrides[-1] == b
-            and xstrides is not None and xstrides[0] == 1 and xstrides[-1] == b)
+    return (
+        b > 1
+        and p.geoms[-1].stride == 1
+        and ostrides[0] == 1
+        and ostrides[-1] == b
+        and xstrides is not None
+        and xstrides[0] == 1
+        and xstrides[-1] == b
+    )
 
 
-def _rows_in_place(p: Problem, xp: np.ndarray, xstrides: tuple[int, ...] | None,
-                   fold: bool) -> bool:
+def _rows_in_place(
+    p: Problem, xp: np.ndarray, xstrides: tuple[int, ...] | None, fold: bool
+) -> bool:
     """The kernel reads ``xp`` itself when its last axis is contiguous and has stride 1
     (no phases to split), folded rows being one row stride apart; segments then end
     exactly where the outputs do, so nothing past the windows is read."""
-    return (xstrides is not None and p.geoms[-1].stride == 1 and xstrides[-1] == 1
-            and (not fold or p.ndim < 2 or xstrides[-2] >= xp.shape[-1]))
+    return (
+        xstrides is not None
+        and p.geoms[-1].stride == 1
+        and xstrides[-1] == 1
+        and (not fold or p.ndim < 2 or xstrides[-2] >= xp.shape[-1])
+    )
 
 
 def _folds(p: Problem) -> bool:
@@ -568,8 +643,7 @@ def _box_axis(a, out, m, d, s, blocks, t_begin, t_end):  # pragma: no cover - co
         q0 = (task % blocks) * width
         q1 = min(post, q0 + width)
         w = q1 - q0
-        _box_block(a[i, :, q0:q1], out[i, :, q0:q1], m, d, s, np.empty((m, w)),
-                   np.empty((m, w)))
+        _box_block(a[i, :, q0:q1], out[i, :, q0:q1], m, d, s, np.empty((m, w)), np.empty((m, w)))
 
 
 @numba.njit(nogil=True, cache=True)
@@ -598,14 +672,15 @@ def _box_last(a, out, m, d, s, t_begin, t_end):  # pragma: no cover - compiled
 _ROWS = 32
 
 
-def box_sum_axis(a: np.ndarray, axis: int, m: int, d: int, s: int, n_out: int,
-                 out: np.ndarray | None = None) -> np.ndarray:
+def box_sum_axis(
+    a: np.ndarray, axis: int, m: int, d: int, s: int, n_out: int, out: np.ndarray | None = None
+) -> np.ndarray:
     """Window sums of the float64 array ``a`` along ``axis`` (``m`` taps ``d`` apart,
     every ``s``-th window, ``n_out`` windows), by blocked prefix sums (see ``_box_axis``);
     into ``out`` (C-contiguous) when given."""
     a = np.ascontiguousarray(a, dtype=np.float64)
-    pre, post = prod(a.shape[:axis]), prod(a.shape[axis + 1:])
-    shape = (*a.shape[:axis], n_out, *a.shape[axis + 1:])
+    pre, post = prod(a.shape[:axis]), prod(a.shape[axis + 1 :])
+    shape = (*a.shape[:axis], n_out, *a.shape[axis + 1 :])
     out = np.empty(shape, np.float64) if out is None else out
     if post == 1:
         a2, o2 = a.reshape(pre, a.shape[axis]), out.reshape(pre, n_out)
@@ -751,8 +826,9 @@ def _stats_2d(x, out, n, m0, s0, m1, d1, s1, mode, eps16, t_begin, t_end, rows_p
                             spread = a2 - a1 * a1 / n if mode == 1 else a2
                             inv = 1.0 / np.sqrt(spread)  # used only where spread > 0
                             # flat windows: 0; NaN stays NaN
-                            dst[q] = inv if spread > flat * sc else (
-                                spread if spread != spread else 0.0)
+                            dst[q] = (
+                                inv if spread > flat * sc else (spread if spread != spread else 0.0)
+                            )
                     o += step // s0
             if b < nblk:
                 pp, pc = pc, pp
@@ -770,5 +846,21 @@ def window_stats_2d(xw: np.ndarray, geoms, n: int, metric: str, out: np.ndarray)
     tasks = b * P * -(-rows // per_task)
     eps16 = 16 * np.finfo(np.float64).eps
     out = out.reshape(-1, b, P, g0.out, g1.out)
-    _split(lambda t0, t1: _stats_2d(xw, out, float(n), g0.m, g0.stride, g1.m, g1.dilation,
-                                    g1.stride, mode, eps16, t0, t1, per_task), tasks)
+    _split(
+        lambda t0, t1: _stats_2d(
+            xw,
+            out,
+            float(n),
+            g0.m,
+            g0.stride,
+            g1.m,
+            g1.dilation,
+            g1.stride,
+            mode,
+            eps16,
+            t0,
+            t1,
+            per_task,
+        ),
+        tasks,
+    )

@@ -31,9 +31,33 @@ def tile(rows: int) -> tuple[int, int]:
     return (1, 256) if rows == 1 else (8, 32)
 
 
-def _sad_3d(x_ptr, w_ptr, out_ptr, C, P, D, H, W, TD, TH, TW, OD, OH, OW, K,
-            sd, sh, sw, dd, dh, dw, tiles_h, tiles_w,
-            BLOCK_H: tl.constexpr, BLOCK_W: tl.constexpr):
+def _sad_3d(
+    x_ptr,
+    w_ptr,
+    out_ptr,
+    C,
+    P,
+    D,
+    H,
+    W,
+    TD,
+    TH,
+    TW,
+    OD,
+    OH,
+    OW,
+    K,
+    sd,
+    sh,
+    sw,
+    dd,
+    dh,
+    dw,
+    tiles_h,
+    tiles_w,
+    BLOCK_H: tl.constexpr,
+    BLOCK_W: tl.constexpr,
+):
     """x (b, C, P, D, H, W), w (K, C, P, TD, TH, TW), out (b, K, P, OD, OH, OW), all
     C-contiguous; grid (b * P * OD * tiles_h * tiles_w, K)."""
     pid = tl.program_id(0).to(tl.int64)

@@ -77,10 +77,24 @@ def _cache_key(x, w, spec, options: dict):
     if type(x) is np.ndarray and type(w) is np.ndarray and w.dtype.kind in "iufc":
         shape, dtype, device = x.shape, x.dtype, None  # the common case, in fewer steps
     elif device_of(w) not in (None, "cpu"):  # filters on a GPU: the tensor itself
-        signature = ((x.shape, x.dtype, x.device) if is_torch(x)  # no string conversions
-                     else (*_x_signature(x), device_of(x)))
-        return (*signature, "tensor", id(w), w._version, w.data_ptr(), w.shape, w.stride(),
-                w.dtype, w.device, spec, opts)
+        signature = (
+            (x.shape, x.dtype, x.device)
+            if is_torch(x)  # no string conversions
+            else (*_x_signature(x), device_of(x))
+        )
+        return (
+            *signature,
+            "tensor",
+            id(w),
+            w._version,
+            w.data_ptr(),
+            w.shape,
+            w.stride(),
+            w.dtype,
+            w.device,
+            spec,
+            opts,
+        )
     else:
         shape, dtype = _x_signature(x)
         device = device_of(x)
@@ -89,8 +103,9 @@ def _cache_key(x, w, spec, options: dict):
         return None
     # SHA-1 as a digest of the filters, not for security: the fastest of hashlib's
     # (0.32 ms for 590 KB here, blake2b 0.63 ms), and 160 bits never collide by chance
-    digest = hashlib.sha1(np.ascontiguousarray(w).view(np.uint8).ravel(),
-                          usedforsecurity=False).digest()
+    digest = hashlib.sha1(
+        np.ascontiguousarray(w).view(np.uint8).ravel(), usedforsecurity=False
+    ).digest()
     return (shape, dtype.str, device, w.shape, w.dtype.str, spec, opts, digest)
 
 
@@ -110,9 +125,9 @@ def _cached_plan(x, w, spec, flip: bool, options: dict) -> Plan:
         with _plan_cache_lock:
             _plan_cache[key] = (p, ref)
             while len(_plan_cache) > _PLAN_CACHE_SIZE or (
-                    len(_plan_cache) > 1 and sum(q.state_bytes for q, _ in
-                                                 _plan_cache.values())
-                    > _PLAN_CACHE_TOTAL_BYTES):
+                len(_plan_cache) > 1
+                and sum(q.state_bytes for q, _ in _plan_cache.values()) > _PLAN_CACHE_TOTAL_BYTES
+            ):
                 _plan_cache.popitem(last=False)
     return p
 
@@ -125,8 +140,9 @@ def _array_and_kind(a, name: str):
     """``a`` as a NumPy array of numbers, and its array type (see ``arrays.to_numpy``)."""
     a, kind = to_numpy(a, name)
     if a.dtype == object or a.dtype.kind in "USV":
-        raise TypeError(f"{name} has dtype {a.dtype}; batchconv accepts integer, float and "
-                        f"complex arrays")
+        raise TypeError(
+            f"{name} has dtype {a.dtype}; batchconv accepts integer, float and complex arrays"
+        )
     return a, kind
 
 
@@ -150,8 +166,12 @@ def _run(x, w, spec, flip: bool, options: dict):
 
 
 def _is_signature(x) -> bool:
-    return (isinstance(x, tuple) and len(x) == 2 and not isinstance(x[0], int | np.integer)
-            and isinstance(x[0], tuple | list))
+    return (
+        isinstance(x, tuple)
+        and len(x) == 2
+        and not isinstance(x[0], int | np.integer)
+        and isinstance(x[0], tuple | list)
+    )
 
 
 def _x_signature(x):
@@ -170,22 +190,62 @@ def _shape_dtype(a, name: str):
     return a.shape, a.dtype
 
 
-def _make_plan(x, w, spec, *, flip: bool, mode="valid", stride=1, dilation=1,
-               padding="constant", cval=0.0, metric="dot", reduce=None, method="auto",
-               memory=None, workers=None, device=None) -> Plan:
+def _make_plan(
+    x,
+    w,
+    spec,
+    *,
+    flip: bool,
+    mode="valid",
+    stride=1,
+    dilation=1,
+    padding="constant",
+    cval=0.0,
+    metric="dot",
+    reduce=None,
+    method="auto",
+    memory=None,
+    workers=None,
+    device=None,
+) -> Plan:
     shape, dtype = _x_signature(x)
     w_shape, w_dtype = _shape_dtype(w, "w")  # nested tuples are data here, not a signature
     if device is None:  # where tensors live: x's device, or w's when x is a signature
         device = device_of(w) if _is_signature(x) else device_of(x)
-    p = make_problem(shape, dtype, w_shape, w_dtype, spec, mode=mode, stride=stride,
-                     dilation=dilation, padding=padding, cval=cval, metric=metric,
-                     reduce=reduce, flip=flip)
+    p = make_problem(
+        shape,
+        dtype,
+        w_shape,
+        w_dtype,
+        spec,
+        mode=mode,
+        stride=stride,
+        dilation=dilation,
+        padding=padding,
+        cval=cval,
+        metric=metric,
+        reduce=reduce,
+        flip=flip,
+    )
     return plan_problem(p, w, method=method, memory=memory, workers=workers, device=device)
 
 
-def correlate(x, w, spec: str | None = None, *, mode: str = "valid", stride=1, dilation=1,
-              padding: str = "constant", cval: float = 0.0, metric: str = "dot", reduce=None,
-              method: str = "auto", memory=None, workers: int | None = None) -> np.ndarray:
+def correlate(
+    x,
+    w,
+    spec: str | None = None,
+    *,
+    mode: str = "valid",
+    stride=1,
+    dilation=1,
+    padding: str = "constant",
+    cval: float = 0.0,
+    metric: str = "dot",
+    reduce=None,
+    method: str = "auto",
+    memory=None,
+    workers: int | None = None,
+) -> np.ndarray:
     """Cross-correlate every item of ``x`` with every filter of ``w``.
 
     ``out[n, k, i] = sum_j x[n, i * stride + j * dilation] * conj(w[k, j])`` over the sliding
@@ -237,14 +297,42 @@ def correlate(x, w, spec: str | None = None, *, mode: str = "valid", stride=1, d
            [[4., 5., 6.],
             [5., 6., 7.]]])
     """
-    return _run(x, w, spec, False, dict(
-        mode=mode, stride=stride, dilation=dilation, padding=padding, cval=cval,
-        metric=metric, reduce=reduce, method=method, memory=memory, workers=workers))
+    return _run(
+        x,
+        w,
+        spec,
+        False,
+        dict(
+            mode=mode,
+            stride=stride,
+            dilation=dilation,
+            padding=padding,
+            cval=cval,
+            metric=metric,
+            reduce=reduce,
+            method=method,
+            memory=memory,
+            workers=workers,
+        ),
+    )
 
 
-def convolve(x, w, spec: str | None = None, *, mode: str = "valid", stride=1, dilation=1,
-             padding: str = "constant", cval: float = 0.0, metric: str = "dot", reduce=None,
-             method: str = "auto", memory=None, workers: int | None = None) -> np.ndarray:
+def convolve(
+    x,
+    w,
+    spec: str | None = None,
+    *,
+    mode: str = "valid",
+    stride=1,
+    dilation=1,
+    padding: str = "constant",
+    cval: float = 0.0,
+    metric: str = "dot",
+    reduce=None,
+    method: str = "auto",
+    memory=None,
+    workers: int | None = None,
+) -> np.ndarray:
     """Convolve every item of ``x`` with every filter of ``w``: :func:`correlate` with ``w``
     reversed along the sliding axes (and not conjugated), as ``scipy.signal.convolve``.
 
@@ -252,9 +340,24 @@ def convolve(x, w, spec: str | None = None, *, mode: str = "valid", stride=1, di
     >>> bc.convolve(np.array([[1., 2., 3., 4., 5.]]), np.array([1., 1.]), mode="same")
     array([[1., 3., 5., 7., 9.]])
     """
-    return _run(x, w, spec, True, dict(
-        mode=mode, stride=stride, dilation=dilation, padding=padding, cval=cval,
-        metric=metric, reduce=reduce, method=method, memory=memory, workers=workers))
+    return _run(
+        x,
+        w,
+        spec,
+        True,
+        dict(
+            mode=mode,
+            stride=stride,
+            dilation=dilation,
+            padding=padding,
+            cval=cval,
+            metric=metric,
+            reduce=reduce,
+            method=method,
+            memory=memory,
+            workers=workers,
+        ),
+    )
 
 
 def plan(x, w, spec: str | None = None, *, convolve: bool = False, **options) -> Plan:

@@ -77,25 +77,33 @@ def to_numpy(a, name: str):
         return a, None
     if is_torch(a):
         if a.device.type != "cpu":
-            raise TypeError(f"{name} is a torch tensor on {a.device}, but this computation "
-                            f"runs on the CPU (x's device decides, and a plan keeps the "
-                            f"device it was made for): pass a CPU tensor, or x and w "
-                            f"both on {a.device}")
+            raise TypeError(
+                f"{name} is a torch tensor on {a.device}, but this computation "
+                f"runs on the CPU (x's device decides, and a plan keeps the "
+                f"device it was made for): pass a CPU tensor, or x and w "
+                f"both on {a.device}"
+            )
         t = plain_tensor(a)
         if str(t.dtype) == "torch.bfloat16":
             t = t.float()
         if str(t.dtype) == "torch.bool":
-            raise TypeError(f"{name} has dtype torch.bool; batchconv accepts integer, float "
-                            f"and complex tensors. Convert with {name}.float().")
+            raise TypeError(
+                f"{name} has dtype torch.bool; batchconv accepts integer, float "
+                f"and complex tensors. Convert with {name}.float()."
+            )
         return t.numpy(), "torch"
     lib = _library(a)
     if lib == "dask":  # bc.correlate / convolve take them; a Plan runs on one block
-        raise TypeError(f"{name} is a Dask array: pass it to bc.correlate or bc.convolve, "
-                        f"which return a lazy Dask array; a Plan runs on in-memory arrays")
+        raise TypeError(
+            f"{name} is a Dask array: pass it to bc.correlate or bc.convolve, "
+            f"which return a lazy Dask array; a Plan runs on in-memory arrays"
+        )
     if lib in ("cupy", "jax", "jaxlib"):
-        raise TypeError(f"{name} is a {type(a).__module__}.{type(a).__name__}; this release "
-                        f"accepts NumPy arrays, torch CPU tensors and Dask arrays. Convert "
-                        f"with np.asarray({name}).")
+        raise TypeError(
+            f"{name} is a {type(a).__module__}.{type(a).__name__}; this release "
+            f"accepts NumPy arrays, torch CPU tensors and Dask arrays. Convert "
+            f"with np.asarray({name})."
+        )
     return np.asarray(a), None
 
 

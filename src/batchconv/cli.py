@@ -31,8 +31,11 @@ def main(argv: list[str] | None = None) -> int:
     sub = ap.add_subparsers(dest="command", required=True)
     sub.add_parser("demo", help="the five seed problems at small scale, checked and timed")
     sub.add_parser("config", help="versions, FFT engine, optional packages, threads")
-    sub.add_parser("bench", help="the brief's workloads against SciPy, torch, OpenCV: "
-                                 "--quick, --full, --only NAME, --json, --plot, --markdown")
+    sub.add_parser(
+        "bench",
+        help="the brief's workloads against SciPy, torch, OpenCV: "
+        "--quick, --full, --only NAME, --json, --plot, --markdown",
+    )
     args = ap.parse_args(argv)
     if args.command == "demo":
         from .demo import run_demo

@@ -20,8 +20,14 @@ from .geometry import padded_copy_bytes
 from .problem import Problem
 from .xp import get_workers, has_module
 
-__all__ = ["USE_NUMBA", "enabled", "kernels", "long_axis_last", "window_rows_bytes",
-           "window_rows_fit"]
+__all__ = [
+    "USE_NUMBA",
+    "enabled",
+    "kernels",
+    "long_axis_last",
+    "window_rows_bytes",
+    "window_rows_fit",
+]
 
 USE_NUMBA = os.environ.get("BATCHCONV_DISABLE_NUMBA", "") in ("", "0")
 
@@ -59,13 +65,14 @@ def window_rows_bytes(p: Problem, b: int) -> int:
     geoms = [p.geoms[i] for i in order]
     g = geoms[-1]
     lead = b * p.C * p.P * prod(q.padded for q in geoms[:-1])
-    return (padded_copy_bytes(p, b)
-            + lead * g.stride * (-(-g.padded // g.stride) + 16) * p.dtype.itemsize
-            + get_workers() * 16 * (p.O[order[-1]] + 64))
+    return (
+        padded_copy_bytes(p, b)
+        + lead * g.stride * (-(-g.padded // g.stride) + 16) * p.dtype.itemsize
+        + get_workers() * 16 * (p.O[order[-1]] + 64)
+    )
 
 
 def window_rows_fit(p: Problem, budget: int | None) -> bool:
     """True when one item's window-rows temporaries fit ``budget`` (None: no budget):
     the kernel copies whole items, where the NumPy fallbacks' tiles need less."""
     return budget is None or window_rows_bytes(p, 1) <= budget
-

@@ -36,9 +36,14 @@ def _torch_details() -> dict | None:
         "device": torch.cuda.get_device_name(0) if cuda else None,
         "cudnn": torch.backends.cudnn.version() if cuda else None,
         "triton": _version("triton"),
-        "used_for": ("tensors in and out on their device; torch_direct/torch_fft; "
-                     + ("SAD on CUDA as a Triton kernel" if _version("triton") else
-                        "SAD on CUDA in plain torch (install triton for the kernel)")),
+        "used_for": (
+            "tensors in and out on their device; torch_direct/torch_fft; "
+            + (
+                "SAD on CUDA as a Triton kernel"
+                if _version("triton")
+                else "SAD on CUDA in plain torch (install triton for the kernel)"
+            )
+        ),
     }
 
 
@@ -56,8 +61,9 @@ def config() -> dict:
         "optional": {name: _version(name) for name in _OPTIONAL},
         "torch": _torch_details(),
         "fft_engine": fft_engine().name + ".fft",
-        "compiled_kernels": "numba" if compiled.enabled() else (
-            "off (BATCHCONV_DISABLE_NUMBA)" if has_module("numba") else "none (NumPy code)"),
+        "compiled_kernels": "numba"
+        if compiled.enabled()
+        else ("off (BATCHCONV_DISABLE_NUMBA)" if has_module("numba") else "none (NumPy code)"),
         "threads": get_workers(),
         "available_memory_gib": round(available_memory() / (1 << 30), 1),
     }
@@ -75,9 +81,11 @@ def show_config() -> None:
         print(f"  {name:<14}{v or 'not installed'}")
     if c["torch"]:
         t = c["torch"]
-        print(f"  torch cuda    build {t['cuda_build'] or 'none (CPU build)'}, device "
-              f"{t['device'] or 'none'}, cudnn {t['cudnn'] or '-'}, triton "
-              f"{t['triton'] or 'not installed'}: {t['used_for']}")
+        print(
+            f"  torch cuda    build {t['cuda_build'] or 'none (CPU build)'}, device "
+            f"{t['device'] or 'none'}, cudnn {t['cudnn'] or '-'}, triton "
+            f"{t['triton'] or 'not installed'}: {t['used_for']}"
+        )
     print(f"  fft engine    {c['fft_engine']}")
     print(f"  compiled      {c['compiled_kernels']}  (SAD and window sums)")
     print(f"  threads       {c['threads']}")

@@ -35,37 +35,83 @@ __all__ = ["features", "estimate", "flops", "COEFFICIENTS"]
 
 # seconds per feature unit, per model; pasted from benchmarks/fit_cost_model.py
 COEFFICIENTS: dict[str, dict[str, float]] = {
-    "fft": {"calls": 0.000222, "channel_flops": 9.43e-11, "fft_flops_double": 6.89e-11,
-            "fft_flops_single": 4.46e-11, "fft_lines": 1.5e-09, "fft_pass_bytes": 6.71e-11,
-            "out_bytes": 1.94e-10, "product_flops": 0, "tile_items": 0},
-    "gemm": {"calls": 5.56e-05, "gemm_flops_double": 1.38e-11, "gemm_flops_single": 5.24e-12,
-             "out_bytes": 2.27e-10, "patch_bytes": 9.44e-11},
-    "shift_add": {"calls": 0.000132, "flops_double": 3.26e-10, "flops_single": 2.69e-10,
-                  "out_bytes": 1.14e-10},
+    "fft": {
+        "calls": 0.000222,
+        "channel_flops": 9.43e-11,
+        "fft_flops_double": 6.89e-11,
+        "fft_flops_single": 4.46e-11,
+        "fft_lines": 1.5e-09,
+        "fft_pass_bytes": 6.71e-11,
+        "out_bytes": 1.94e-10,
+        "product_flops": 0,
+        "tile_items": 0,
+    },
+    "gemm": {
+        "calls": 5.56e-05,
+        "gemm_flops_double": 1.38e-11,
+        "gemm_flops_single": 5.24e-12,
+        "out_bytes": 2.27e-10,
+        "patch_bytes": 9.44e-11,
+    },
+    "shift_add": {
+        "calls": 0.000132,
+        "flops_double": 3.26e-10,
+        "flops_single": 2.69e-10,
+        "out_bytes": 1.14e-10,
+    },
     # the compiled one-filter kernel: `fit_cost_model.py --methods direct --n 170` (64
     # window-rows problems; 10-90% of estimate / actual 0.41-1.29), this model only
-    "window_rows": {"calls": 5.26e-05, "in_bytes": 1.6e-10, "out_bytes": 1.19e-10,
-                    "terms_double": 4.9e-11, "terms_single": 2.11e-11},
+    "window_rows": {
+        "calls": 5.26e-05,
+        "in_bytes": 1.6e-10,
+        "out_bytes": 1.19e-10,
+        "terms_double": 4.9e-11,
+        "terms_single": 2.11e-11,
+    },
     # torch on CPU tensors (oneDNN convolutions, torch's slower float64 and 3-D fallbacks,
     # torch.fft): fitted by `benchmarks/fit_cost_model.py --methods torch_direct,torch_fft
     # --n 120` (52 + 68 problems; a method whose first item, scaled to the batch, took
     # over 3 s was not timed); 10-90% of estimate / actual 0.18-1.46 and 0.28-1.34
-    "torch_conv": {"calls": 6.65e-05, "flops_double": 7.54e-11, "flops_single": 3.63e-12,
-                   "in_bytes": 4.7e-10, "out_bytes": 4.41e-10},
-    "torch_fft": {"calls": 0.000186, "channel_flops": 2.13e-10, "fft_flops_double": 6.95e-11,
-                  "fft_flops_single": 1.11e-11, "fft_lines": 3.36e-09, "fft_pass_bytes": 0,
-                  "out_bytes": 5.88e-10, "product_flops": 3.81e-10, "tile_items": 0},
+    "torch_conv": {
+        "calls": 6.65e-05,
+        "flops_double": 7.54e-11,
+        "flops_single": 3.63e-12,
+        "in_bytes": 4.7e-10,
+        "out_bytes": 4.41e-10,
+    },
+    "torch_fft": {
+        "calls": 0.000186,
+        "channel_flops": 2.13e-10,
+        "fft_flops_double": 6.95e-11,
+        "fft_flops_single": 1.11e-11,
+        "fft_lines": 3.36e-09,
+        "fft_pass_bytes": 0,
+        "out_bytes": 5.88e-10,
+        "product_flops": 3.81e-10,
+        "tile_items": 0,
+    },
 }
 # torch on a CUDA device: not fitted (no GPU on the development machine); rough H100
 # figures (cuDNN at about 20 TFLOP/s in float32, cuFFT at memory speed), only used to
 # order candidates whose estimates are far apart: on CUDA, "auto" times those within 10x
 # of the best (measure.py)
 CUDA_COEFFICIENTS: dict[str, dict[str, float]] = {
-    "torch_conv": {"calls": 3e-05, "flops_double": 1.5e-13, "flops_single": 5e-14,
-                   "in_bytes": 1e-12, "out_bytes": 1e-12},
-    "torch_fft": {"calls": 6e-05, "fft_flops_double": 2e-13, "fft_flops_single": 1e-13,
-                  "fft_pass_bytes": 1e-12, "out_bytes": 1e-12, "product_flops": 1e-13,
-                  "channel_flops": 5e-14},
+    "torch_conv": {
+        "calls": 3e-05,
+        "flops_double": 1.5e-13,
+        "flops_single": 5e-14,
+        "in_bytes": 1e-12,
+        "out_bytes": 1e-12,
+    },
+    "torch_fft": {
+        "calls": 6e-05,
+        "fft_flops_double": 2e-13,
+        "fft_flops_single": 1e-13,
+        "fft_pass_bytes": 1e-12,
+        "out_bytes": 1e-12,
+        "product_flops": 1e-13,
+        "channel_flops": 5e-14,
+    },
 }
 
 
@@ -114,15 +160,17 @@ def _fft_parts(p: Problem, method: str = "fft", device: str | None = None) -> di
     transforms = (p.B * p.C + p.B * p.K) * p.P * tiles + p.K * p.C * p.P
     half = n if p.dtype.kind == "c" else n / 2
     products = 8.0 * half * p.B * p.K * p.C * p.P * tiles
-    return {"fft_flops": 2.5 * n * log2(max(n, 2)) * transforms,
-            # 1-D lines transformed: short axes cost more per point than flops say
-            "fft_lines": float(transforms * sum(n // f for f in shape)),
-            "product_flops": products if p.C == 1 else 0.0,
-            "channel_flops": products if p.C > 1 else 0.0,  # batched matmul per bin
-            "tile_items": float(p.B * p.C * p.P * tiles) if tiles > 1 else 0.0,
-            # bytes through memory, one pass per axis: large 3-D transforms are
-            # bandwidth-bound on their strided axes
-            "fft_pass_bytes": float(transforms * half * 2 * p.dtype.itemsize * len(shape))}
+    return {
+        "fft_flops": 2.5 * n * log2(max(n, 2)) * transforms,
+        # 1-D lines transformed: short axes cost more per point than flops say
+        "fft_lines": float(transforms * sum(n // f for f in shape)),
+        "product_flops": products if p.C == 1 else 0.0,
+        "channel_flops": products if p.C > 1 else 0.0,  # batched matmul per bin
+        "tile_items": float(p.B * p.C * p.P * tiles) if tiles > 1 else 0.0,
+        # bytes through memory, one pass per axis: large 3-D transforms are
+        # bandwidth-bound on their strided axes
+        "fft_pass_bytes": float(transforms * half * 2 * p.dtype.itemsize * len(shape)),
+    }
 
 
 def features(p: Problem, method: str, device: str | None = None) -> tuple[str, dict[str, float]]:
@@ -133,23 +181,41 @@ def features(p: Problem, method: str, device: str | None = None) -> tuple[str, d
     out_bytes = float(p.B * p.K * p.P * prod(p.O) * p.dtype.itemsize)
     if method == "torch_direct":
         in_bytes = float(p.B * p.C * p.P * prod(g.padded for g in p.geoms) * p.dtype.itemsize)
-        return "torch_conv", {"calls": 1.0, f"flops_{prec}": flops(p, method),
-                              "in_bytes": in_bytes, "out_bytes": out_bytes}
+        return "torch_conv", {
+            "calls": 1.0,
+            f"flops_{prec}": flops(p, method),
+            "in_bytes": in_bytes,
+            "out_bytes": out_bytes,
+        }
     if method in ("fft", "torch_fft"):
         f = _fft_parts(p, method, device)
-        return method, {"calls": 1.0, f"fft_flops_{prec}": f["fft_flops"],
-                       "fft_lines": f["fft_lines"], "product_flops": f["product_flops"],
-                       "channel_flops": f["channel_flops"], "tile_items": f["tile_items"],
-                       "fft_pass_bytes": f["fft_pass_bytes"], "out_bytes": out_bytes}
+        return method, {
+            "calls": 1.0,
+            f"fft_flops_{prec}": f["fft_flops"],
+            "fft_lines": f["fft_lines"],
+            "product_flops": f["product_flops"],
+            "channel_flops": f["channel_flops"],
+            "tile_items": f["tile_items"],
+            "fft_pass_bytes": f["fft_pass_bytes"],
+            "out_bytes": out_bytes,
+        }
     fl = flops(p, "direct")
     if direct_method.uses_window_rows(p):
         in_bytes = float(p.B * p.C * p.P * prod(g.padded for g in p.geoms) * p.dtype.itemsize)
-        return "window_rows", {"calls": 1.0, f"terms_{prec}": fl / 2, "in_bytes": in_bytes,
-                               "out_bytes": out_bytes}
+        return "window_rows", {
+            "calls": 1.0,
+            f"terms_{prec}": fl / 2,
+            "in_bytes": in_bytes,
+            "out_bytes": out_bytes,
+        }
     if direct_method.use_gemm(p):
         patch = float(p.B * p.P * prod(p.O) * p.window_size * p.dtype.itemsize)
-        return "gemm", {"calls": 1.0, f"gemm_flops_{prec}": fl, "patch_bytes": patch,
-                        "out_bytes": out_bytes}
+        return "gemm", {
+            "calls": 1.0,
+            f"gemm_flops_{prec}": fl,
+            "patch_bytes": patch,
+            "out_bytes": out_bytes,
+        }
     return "shift_add", {"calls": 1.0, f"flops_{prec}": fl, "out_bytes": out_bytes}
 
 
@@ -162,17 +228,21 @@ def estimate(p: Problem, method: str, device: str | None = None) -> float:
     if p.metric == "sad" and method == "torch_direct":
         if torch_sad_method.uses_triton(p, device) and is_cuda(device):
             return _SAD_CALL_CUDA + terms * _SAD_ELEMENT_TRITON
-        return _SAD_CALL + terms * (_SAD_ELEMENT_TORCH_CUDA if is_cuda(device)
-                                    else _SAD_ELEMENT_TORCH)
+        return _SAD_CALL + terms * (
+            _SAD_ELEMENT_TORCH_CUDA if is_cuda(device) else _SAD_ELEMENT_TORCH
+        )
     if p.metric == "sad":
         return _SAD_CALL + terms * (
-            _SAD_ELEMENT_NUMBA if sad_method.uses_numba() else _SAD_ELEMENT_NUMPY)
+            _SAD_ELEMENT_NUMBA if sad_method.uses_numba() else _SAD_ELEMENT_NUMPY
+        )
     if p.metric != "dot":  # the correlation, plus window sums and combination passes
         q = inner_problem(p)
-        passes = (p.B * p.C * p.P * prod(g.padded for g in p.geoms) * 6
-                  + p.B * p.K * p.P * prod(p.O) * 3)
+        passes = (
+            p.B * p.C * p.P * prod(g.padded for g in p.geoms) * 6 + p.B * p.K * p.P * prod(p.O) * 3
+        )
         return estimate(q, method, device) + passes * (
-            _METRIC_PASS_CUDA if is_cuda(device) else _METRIC_PASS)
+            _METRIC_PASS_CUDA if is_cuda(device) else _METRIC_PASS
+        )
     model, feats = features(p, method, device)
     coef = (CUDA_COEFFICIENTS if is_cuda(device) else COEFFICIENTS)[model]
     return sum(coef.get(k, 0.0) * v for k, v in feats.items())

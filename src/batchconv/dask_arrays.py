@@ -96,8 +96,7 @@ def axis_blocks(g: AxisGeometry, chunks: tuple[int, ...], padding: str) -> list[
     """
     starts = np.cumsum((0, *chunks))[1:-1]
     shift = g.lo - g.extent // 2  # output i's centre is input sample i * stride - shift
-    cuts = [0, *(min(max(-(-(int(c) + shift) // g.stride), 0), g.out) for c in starts),
-            g.out]
+    cuts = [0, *(min(max(-(-(int(c) + shift) // g.stride), 0), g.out) for c in starts), g.out]
     cuts = sorted(set(cuts))
     if len(cuts) == 2:  # one block: the whole axis, padded by the engine as in memory
         return [AxisBlock(0, g.out, np.arange(g.n), g.lo, g.hi)]
@@ -109,11 +108,14 @@ def axis_blocks(g: AxisGeometry, chunks: tuple[int, ...], padding: str) -> list[
             first, last = min(max(a, 0), g.n), max(min(b, g.n), 0)
             if last <= first:  # only padding (e.g. 'full' with a long kernel)
                 first = last = min(first, g.n)
-            blocks.append(AxisBlock(o0, o1, np.arange(first, last), first - a,
-                                    b - a - (first - a) - (last - first)))
+            blocks.append(
+                AxisBlock(
+                    o0, o1, np.arange(first, last), first - a, b - a - (first - a) - (last - first)
+                )
+            )
         else:  # padding samples mapped to the samples of x they copy
             lo, hi = max(-a, 0), max(b - g.n, 0)
-            src = np.pad(np.arange(g.n), (lo, hi), mode=padding)[a + lo:b + lo]
+            src = np.pad(np.arange(g.n), (lo, hi), mode=padding)[a + lo : b + lo]
             blocks.append(AxisBlock(o0, o1, src, 0, 0))
     return blocks
 
@@ -182,15 +184,18 @@ def _pieces(xd, sliding: dict[int, list[AxisBlock]], name: str):
     dsk = {}
     for i in np.ndindex(*(len(c) for c in chunks)):
         per_axis = [segs[ax][k] for ax, k in enumerate(i)]
-        starts = [np.cumsum([0] + [_length(idx, xd.chunks[ax][c]) for c, idx in seg])
-                  for ax, seg in enumerate(per_axis)]
+        starts = [
+            np.cumsum([0] + [_length(idx, xd.chunks[ax][c]) for c, idx in seg])
+            for ax, seg in enumerate(per_axis)
+        ]
         keys: dict = {}
         parts = []
         for pick in product(*(range(len(seg)) for seg in per_axis)):
             combo = [per_axis[ax][k] for ax, k in enumerate(pick)]
             number = keys.setdefault((xd.name, *(c for c, _ in combo)), len(keys))
-            where = tuple(slice(int(starts[ax][k]), int(starts[ax][k + 1]))
-                          for ax, k in enumerate(pick))
+            where = tuple(
+                slice(int(starts[ax][k]), int(starts[ax][k + 1])) for ax, k in enumerate(pick)
+            )
             parts.append((number, tuple(idx for _, idx in combo), where))
         shape = tuple(chunks[ax][k] for ax, k in enumerate(i))
         dsk[(name, *i)] = (_assemble, list(keys), _Layout(parts, shape, xd.dtype))
@@ -212,16 +217,32 @@ class _Options:
     workers: int
 
 
-def piece_problem(t: Problem, shape: tuple[int, ...], w_shape: tuple[int, ...],
-                  geoms: tuple[AxisGeometry, ...], reduce, unreduced: bool = False) -> Problem:
+def piece_problem(
+    t: Problem,
+    shape: tuple[int, ...],
+    w_shape: tuple[int, ...],
+    geoms: tuple[AxisGeometry, ...],
+    reduce,
+    unreduced: bool = False,
+) -> Problem:
     """The problem of one task: a piece of ``shape`` against a bank block of ``w_shape``,
     with the sliding axes' ``geoms``, everything else as in the whole call ``t``.
     ``unreduced``: the reduced sliding axes kept, as the output's last axes."""
     sp = t.spec
     out = sp.out + sp.reduced if unreduced else sp.out
-    q = make_problem(shape, t.dtype, w_shape, t.dtype, f"{sp.x},{sp.w}->{out}|{sp.sliding}",
-                     mode="full", padding=t.padding, cval=t.cval, metric=t.metric,
-                     reduce=None if unreduced else reduce, flip=t.flip)
+    q = make_problem(
+        shape,
+        t.dtype,
+        w_shape,
+        t.dtype,
+        f"{sp.x},{sp.w}->{out}|{sp.sliding}",
+        mode="full",
+        padding=t.padding,
+        cval=t.cval,
+        metric=t.metric,
+        reduce=None if unreduced else reduce,
+        flip=t.flip,
+    )
     return replace(q, geoms=geoms, mode=t.mode, integer_inputs=t.integer_inputs)
 
 
@@ -230,15 +251,26 @@ class _Bank:
     and reduce. Built by one task with the plan of the most common piece, so the filter
     spectra are computed once and travel with the bank."""
 
-    def __init__(self, w: np.ndarray, opts: _Options, shape: tuple[int, ...],
-                 geoms: tuple[AxisGeometry, ...], reduce):
+    def __init__(
+        self,
+        w: np.ndarray,
+        opts: _Options,
+        shape: tuple[int, ...],
+        geoms: tuple[AxisGeometry, ...],
+        reduce,
+    ):
         self.w, self.opts = w, opts
         self._plans: dict = {}
         self._lock = threading.Lock()
         self.plan(shape, geoms, reduce)
 
-    def plan(self, shape: tuple[int, ...], geoms: tuple[AxisGeometry, ...], reduce,
-             unreduced: bool = False):
+    def plan(
+        self,
+        shape: tuple[int, ...],
+        geoms: tuple[AxisGeometry, ...],
+        reduce,
+        unreduced: bool = False,
+    ):
         """The plan for pieces of ``shape`` whose sliding axes have ``geoms`` (made on
         first use in this process; the batch size may differ between calls).
         ``unreduced``: keep the reduced sliding axes, as the output's last axes, within
@@ -246,8 +278,7 @@ class _Bank:
         than ``1 / _UNREDUCED_SHARE`` of the budget."""
         t, o = self.opts.problem, self.opts
         batch = {t.spec.x.index(c) for c in t.spec.batch}
-        key = (tuple(n for i, n in enumerate(shape) if i not in batch), geoms, reduce,
-               unreduced)
+        key = (tuple(n for i, n in enumerate(shape) if i not in batch), geoms, reduce, unreduced)
         with self._lock:
             if key in self._plans:
                 return self._plans[key]
@@ -256,8 +287,11 @@ class _Bank:
         if unreduced:
             budget, out = parse_memory(memory), prod(q.out_shape) * q.dtype.itemsize
             memory = budget - out if out * _UNREDUCED_SHARE <= budget else None
-        p = None if unreduced and memory is None else plan_problem(
-            q, self.w, o.method, memory, o.workers)
+        p = (
+            None
+            if unreduced and memory is None
+            else plan_problem(q, self.w, o.method, memory, o.workers)
+        )
         with self._lock:
             self._plans[key] = p
         return p
@@ -275,8 +309,9 @@ def _run_block(bank: _Bank, piece: np.ndarray, geoms: tuple, reduce) -> np.ndarr
     return bank.plan(piece.shape, geoms, reduce)(piece)
 
 
-def _run_partial(bank: _Bank, piece: np.ndarray, geoms: tuple, reduce: str,
-                 offsets: tuple[int, ...]):
+def _run_partial(
+    bank: _Bank, piece: np.ndarray, geoms: tuple, reduce: str, offsets: tuple[int, ...]
+):
     """One block's share of a reduction over chunked sliding axes: the partial sum, max or
     min; for argmax/argmin, the block's best values and their global coordinates
     (``offsets``: the block's first output along each reduced axis)."""
@@ -306,8 +341,7 @@ def _combine(parts: list, reduce: str, sizes: tuple[int, ...]):
         f = np.maximum if reduce == "max" else np.minimum  # NaN propagates, as in max()
         return f.reduce(np.stack(parts), axis=0)
     vals = np.stack([v for v, _ in parts])
-    flat = np.stack([np.ravel_multi_index(tuple(np.moveaxis(c, -1, 0)), sizes)
-                     for _, c in parts])
+    flat = np.stack([np.ravel_multi_index(tuple(np.moveaxis(c, -1, 0)), sizes) for _, c in parts])
     best = vals.max(axis=0) if reduce == "argmax" else vals.min(axis=0)
     nan = np.isnan(vals) if vals.dtype.kind == "f" else np.zeros(vals.shape, bool)
     hit = np.where(nan.any(axis=0), nan, vals == best)  # NumPy: the first NaN wins
@@ -335,31 +369,60 @@ def _as_dask(a: np.ndarray):
 
     client = _client()
     if client is not None and a.nbytes > _SCATTER_BYTES:
-        return da.from_delayed(client.scatter(a, broadcast=True), a.shape, a.dtype,
-                               meta=np.empty((0,) * a.ndim, a.dtype))
+        return da.from_delayed(
+            client.scatter(a, broadcast=True),
+            a.shape,
+            a.dtype,
+            meta=np.empty((0,) * a.ndim, a.dtype),
+        )
     return da.from_array(a, chunks=a.shape or ())
 
 
 def _known_chunks(a, name: str):
     """``a``, a Dask array, after checking that its chunk sizes are known."""
     if any(np.isnan(c) for ch in a.chunks for c in ch):
-        raise ValueError(f"{name} is a Dask array with unknown chunk sizes (NaN, e.g. after "
-                         f"boolean indexing); call {name}.compute_chunk_sizes() first")
+        raise ValueError(
+            f"{name} is a Dask array with unknown chunk sizes (NaN, e.g. after "
+            f"boolean indexing); call {name}.compute_chunk_sizes() first"
+        )
     return a
 
 
-def lazy_correlate(x, w, spec, flip: bool, *, mode="valid", stride=1, dilation=1,
-                   padding="constant", cval=0.0, metric="dot", reduce=None, method="auto",
-                   memory=None, workers=None):
+def lazy_correlate(
+    x,
+    w,
+    spec,
+    flip: bool,
+    *,
+    mode="valid",
+    stride=1,
+    dilation=1,
+    padding="constant",
+    cval=0.0,
+    metric="dot",
+    reduce=None,
+    method="auto",
+    memory=None,
+    workers=None,
+):
     """The lazy Dask array of ``correlate(x, w, spec, ...)`` (``flip``: convolve)."""
     import dask.array as da
     from dask.base import tokenize
     from dask.highlevelgraph import HighLevelGraph
 
-    options = dict(mode=mode, stride=stride, dilation=dilation, padding=padding, cval=cval,
-                   metric=metric, reduce=reduce)
-    x, w = (_known_chunks(a, name) if is_dask(a) else to_numpy(a, name)[0]
-            for a, name in ((x, "x"), (w, "w")))
+    options = dict(
+        mode=mode,
+        stride=stride,
+        dilation=dilation,
+        padding=padding,
+        cval=cval,
+        metric=metric,
+        reduce=reduce,
+    )
+    x, w = (
+        _known_chunks(a, name) if is_dask(a) else to_numpy(a, name)[0]
+        for a, name in ((x, "x"), (w, "w"))
+    )
     # every option checked before anything is scattered
     p = make_problem(x.shape, x.dtype, w.shape, w.dtype, spec, flip=flip, **options)
     with set_workers(workers):  # validates workers= and leaves the thread's setting
@@ -368,25 +431,35 @@ def lazy_correlate(x, w, spec, flip: bool, *, mode="valid", stride=1, dilation=1
     if 0 in xd.shape or 0 in wd.shape or 0 in p.out_shape:  # nothing to compute lazily
         from .api import plan
 
-        empty = plan((xd.shape, xd.dtype), np.zeros(wd.shape, wd.dtype), spec, convolve=flip,
-                     method=method, memory=memory, workers=workers, **options)(
-            np.zeros(xd.shape, xd.dtype))
+        empty = plan(
+            (xd.shape, xd.dtype),
+            np.zeros(wd.shape, wd.dtype),
+            spec,
+            convolve=flip,
+            method=method,
+            memory=memory,
+            workers=workers,
+            **options,
+        )(np.zeros(xd.shape, xd.dtype))
         return da.from_array(empty, chunks=empty.shape or ())
     sp = p.spec
-    xd = xd.rechunk({i: -1 for i, c in enumerate(sp.x)
-                     if c not in sp.batch and c not in sp.sliding})
+    xd = xd.rechunk(
+        {i: -1 for i, c in enumerate(sp.x) if c not in sp.batch and c not in sp.sliding}
+    )
     wd = wd.rechunk({i: -1 for i, c in enumerate(sp.w) if c not in sp.bank})
-    blocks = {c: axis_blocks(g, xd.chunks[sp.x.index(c)], p.padding)
-              for c, g in zip(sp.sliding, p.geoms)}
+    blocks = {
+        c: axis_blocks(g, xd.chunks[sp.x.index(c)], p.padding) for c, g in zip(sp.sliding, p.geoms)
+    }
     split = [c for c in sp.reduced if len(blocks[c]) > 1]  # reduced axes cut into blocks
     if split and callable(p.reduce):
-        raise ValueError(f"a callable reduce cannot be combined across the chunks of sliding "
-                         f"axes {''.join(split)!r}: rechunk x so that they are whole "
-                         f"(x.rechunk({{axis: -1}})) or use one of {_COMBINED}")
+        raise ValueError(
+            f"a callable reduce cannot be combined across the chunks of sliding "
+            f"axes {''.join(split)!r}: rechunk x so that they are whole "
+            f"(x.rechunk({{axis: -1}})) or use one of {_COMBINED}"
+        )
     token = tokenize(xd.name, wd.name, spec, flip, method, memory, workers, options)
     names = {s: f"batchconv-{s}-{token}" for s in ("out", "bank", "part", "piece")}
-    dsk, piece_chunks = _pieces(xd, {sp.x.index(c): blocks[c] for c in sp.sliding},
-                                names["piece"])
+    dsk, piece_chunks = _pieces(xd, {sp.x.index(c): blocks[c] for c in sp.sliding}, names["piece"])
     opts = _Options(p, method, memory, 1 if workers is None else workers)
     dsk.update(_block_tasks(p, opts, names, blocks, piece_chunks, wd, bool(split)))
     chunks = _output_chunks(p, blocks, piece_chunks, wd.chunks)
@@ -399,20 +472,27 @@ def _most_common(values):
     return Counter(values).most_common(1)[0][0]
 
 
-def _block_tasks(p: Problem, opts: _Options, names: dict, blocks: dict, piece_chunks: tuple,
-                 wd, split: bool) -> dict:
+def _block_tasks(
+    p: Problem, opts: _Options, names: dict, blocks: dict, piece_chunks: tuple, wd, split: bool
+) -> dict:
     """The bank tasks, and one task per (piece, bank block): the output block, or with
     ``split`` (a reduced sliding axis cut into blocks) a partial, combined per output
     block."""
     sp = p.spec
     geoms = {c: [b.geometry(g) for b in blocks[c]] for c, g in zip(sp.sliding, p.geoms)}
     typical = tuple(_most_common(geoms[c]) for c in sp.sliding)
-    shape = tuple(typical[sp.sliding.index(c)].n if c in sp.sliding else _most_common(ch)
-                  for c, ch in zip(sp.x, piece_chunks))
+    shape = tuple(
+        typical[sp.sliding.index(c)].n if c in sp.sliding else _most_common(ch)
+        for c, ch in zip(sp.x, piece_chunks)
+    )
     first = _FIRST_PARTIAL.get(p.reduce, p.reduce) if split else p.reduce
     # the most common task's method, chosen now: bad method= or memory= fail at call time
-    choose_method(piece_problem(p, shape, tuple(_most_common(ch) for ch in wd.chunks),
-                                typical, first), opts.method, opts.memory, opts.workers)
+    choose_method(
+        piece_problem(p, shape, tuple(_most_common(ch) for ch in wd.chunks), typical, first),
+        opts.method,
+        opts.memory,
+        opts.workers,
+    )
     dsk: dict = {}
     for j in np.ndindex(*wd.numblocks):
         dsk[(names["bank"], *j)] = (_Bank, (wd.name, *j), opts, shape, typical, first)
@@ -422,8 +502,11 @@ def _block_tasks(p: Problem, opts: _Options, names: dict, blocks: dict, piece_ch
         piece = tuple(geoms[c][i[sp.x.index(c)]] for c in sp.sliding)
         for j in np.ndindex(*wd.numblocks):
             # batch, kept sliding and paired (whole) letters are x's; bank letters w's
-            out = (names["out"], *(i[sp.x.index(c)] if c in sp.x else j[sp.w.index(c)]
-                                   for c in sp.out), *tail)
+            out = (
+                names["out"],
+                *(i[sp.x.index(c)] if c in sp.x else j[sp.w.index(c)] for c in sp.out),
+                *tail,
+            )
             bank, x_piece = (names["bank"], *j), (names["piece"], *i)
             if not split:
                 dsk[out] = (_run_block, bank, x_piece, piece, p.reduce)

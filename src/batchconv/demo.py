@@ -48,11 +48,13 @@ def seed000(rng):
 
         def theirs():
             return cdist(imgs.reshape(12, -1), filts.reshape(16, -1), xcorr)
+
         label = "cdist + scipy.signal.correlate(fft)"
     else:
+
         def theirs():
-            return np.array([[_numpy_correlate_same_3d(u, v).max() for v in filts]
-                             for u in imgs])
+            return np.array([[_numpy_correlate_same_3d(u, v).max() for v in filts] for u in imgs])
+
         label = "loop of numpy 'same' correlations"
     ours = lambda: correlate(imgs, filts, "nhwd,khwd->nk|hwd", mode="same", reduce="max")  # noqa: E731
     return label, theirs, ours, 1e-10
@@ -66,13 +68,17 @@ def seed001(rng):
         from scipy import signal
 
         def theirs():
-            return np.stack([signal.convolve(X[:, :, i], Y, "valid")
-                             for i in range(X.shape[2])], axis=-1)
+            return np.stack(
+                [signal.convolve(X[:, :, i], Y, "valid") for i in range(X.shape[2])], axis=-1
+            )
+
         label = "loop of scipy.signal.convolve"
     else:
+
         def theirs():
             win = np.lib.stride_tricks.sliding_window_view(X, Y.shape, axis=(0, 1))
             return np.einsum("ijnab,ab->ijn", win, Y[::-1, ::-1])
+
         label = "numpy sliding windows"
     ours = lambda: convolve(X, Y, "hwn,hw->hwn|hw")  # noqa: E731
     return label, theirs, ours, 1e-10
@@ -94,7 +100,8 @@ def seed002(rng):
                 for _h in range(h_range):
                     for _w in range(w_range):
                         out[i, _h, _w, z] = np.sum(
-                            x[i, _h * s:_h * s + rf, _w * s:_w * s + rf, :] * kernel[:, :, :, z])
+                            x[i, _h * s : _h * s + rf, _w * s : _w * s + rf, :] * kernel[:, :, :, z]
+                        )
         return out
 
     ours = lambda: correlate(x, kernel, "nhwc,hwco->nhwo|hw", stride=s)  # noqa: E731
@@ -132,17 +139,21 @@ def seed004(rng):
             patched = patched.permute(0, 2, 3, 1, 4, 5)
             diff = (patched - k[None, None, None]).abs().sum(dim=(-3, -2, -1))
             return (1 - diff / k.numel()).numpy()
+
         label = "torch unfold recipe (1 - mean|d|)"
     else:
+
         def theirs():
             win = np.lib.stride_tricks.sliding_window_view(img, knl.shape[1:], axis=(2, 3))
             win = win[:, :, ::stride, ::stride].transpose(0, 2, 3, 1, 4, 5)
             return 1 - np.abs(win - knl).sum(axis=(-3, -2, -1)) / knl.size
+
         label = "numpy unfold recipe (1 - mean|d|)"
 
     def ours():
         sad = correlate(img, knl, "bchw,chw->bhw|hw", metric="sad", stride=stride)
         return 1 - sad / knl.size
+
     return label, theirs, ours, 1e-5
 
 
@@ -153,8 +164,10 @@ def run_demo() -> bool:
     """Run every seed; print a table; return True when every result matched."""
     rng = np.random.default_rng(0)
     print("batchconv demo: each seed's own slow code vs one batchconv call (small scale)\n")
-    print(f"{'seed':<5} {'their code':<38} {'theirs':>10} {'batchconv':>10} {'speedup':>8}  "
-          f"{'max rel err':>11}  ok")
+    print(
+        f"{'seed':<5} {'their code':<38} {'theirs':>10} {'batchconv':>10} {'speedup':>8}  "
+        f"{'max rel err':>11}  ok"
+    )
     ok_all = True
     for name, make in SEEDS.items():
         label, theirs, ours, tol = make(rng)
@@ -165,7 +178,9 @@ def run_demo() -> bool:
         err = float(np.abs(np.asarray(got, dtype=np.float64) - ref).max()) / scale
         ok = got.shape == ref.shape and err <= tol
         ok_all &= ok
-        print(f"{name:<5} {label:<38} {t_theirs * 1e3:8.2f}ms {t_ours * 1e3:8.2f}ms "
-              f"{t_theirs / t_ours:7.1f}x  {err:11.2e}  {'yes' if ok else 'NO'}")
+        print(
+            f"{name:<5} {label:<38} {t_theirs * 1e3:8.2f}ms {t_ours * 1e3:8.2f}ms "
+            f"{t_theirs / t_ours:7.1f}x  {err:11.2e}  {'yes' if ok else 'NO'}"
+        )
     print("\nall seeds match their slow code" if ok_all else "\nMISMATCH: see the table")
     return ok_all

@@ -75,8 +75,9 @@ def _untouched(g: AxisGeometry) -> np.ndarray:
     return idx
 
 
-def axis_geometry(n: int, m: int, mode: str = "valid", stride: int = 1, dilation: int = 1,
-                  *, letter: str = "?") -> AxisGeometry:
+def axis_geometry(
+    n: int, m: int, mode: str = "valid", stride: int = 1, dilation: int = 1, *, letter: str = "?"
+) -> AxisGeometry:
     """Geometry of one sliding axis of input length ``n`` and kernel length ``m``.
 
     >>> axis_geometry(10, 3, "valid", stride=2).out
@@ -115,8 +116,9 @@ def padded_copy_bytes(p, b: int) -> int:
     return b * p.C * p.P * math.prod(g.padded for g in p.geoms) * p.dtype.itemsize
 
 
-def pad_sliding(x: np.ndarray, geoms: tuple[AxisGeometry, ...], padding: str, cval: float,
-                first_axis: int) -> np.ndarray:
+def pad_sliding(
+    x: np.ndarray, geoms: tuple[AxisGeometry, ...], padding: str, cval: float, first_axis: int
+) -> np.ndarray:
     """Pad (or trim) the sliding axes ``first_axis, first_axis+1, ...`` of ``x`` so that a
     plain 'valid' correlation gives the requested mode. Returns ``x`` itself when nothing
     is to be done. ``padding`` has ``numpy.pad``'s meaning.

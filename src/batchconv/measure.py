@@ -65,8 +65,9 @@ def sample_input(p: Problem, device: str | None):
     rng = np.random.default_rng(0)
     if p.dtype.kind == "c":
         real = np.dtype(p.dtype.char.lower())
-        return (rng.standard_normal(shape, dtype=real)
-                + 1j * rng.standard_normal(shape, dtype=real)).astype(p.dtype)
+        return (
+            rng.standard_normal(shape, dtype=real) + 1j * rng.standard_normal(shape, dtype=real)
+        ).astype(p.dtype)
     return rng.standard_normal(shape, dtype=p.dtype)
 
 
@@ -80,8 +81,10 @@ def _seconds(plan, x, device: str | None, best_so_far: float = float("inf")) -> 
         def sync():
             torch.cuda.synchronize(device)
     else:
+
         def sync():
             pass
+
     plan(x)  # warm-up, not timed: cuFFT plans, cuDNN's algorithm search, compilation
     sync()
     best = float("inf")
@@ -99,12 +102,20 @@ def _threads() -> tuple:
     """What the timings depend on besides the problem: our thread count, torch's (when
     torch is loaded) and whether the compiled kernels run."""
     torch = sys.modules.get("torch")
-    return (get_workers(), torch.get_num_threads() if torch is not None else None,
-            compiled.enabled())
+    return (
+        get_workers(),
+        torch.get_num_threads() if torch is not None else None,
+        compiled.enabled(),
+    )
 
 
-def timed_choice(p: Problem, candidates, build: Callable[[str], object],
-                 device: str | None, workers: int | None = None):
+def timed_choice(
+    p: Problem,
+    candidates,
+    build: Callable[[str], object],
+    device: str | None,
+    workers: int | None = None,
+):
     """``(plan, reason)`` of the fastest candidate when timed, or None when there is
     nothing to time (one close candidate, integer inputs, a callable reduce).
     ``candidates``: the planner's fitting candidates (method, estimate, chunk);
@@ -150,9 +161,9 @@ def _time_candidates(p: Problem, names: list[str], build, device: str | None):
     if best is None:
         raise error
     where = "the CPU" if device in (None, "cpu") else device
-    reason = (f"fastest when timed on {where} with {items} item(s): "
-              + ", ".join(f"{n} {t * 1e3:.3g} ms" for n, t in sorted(times.items(),
-                                                                    key=lambda kv: kv[1])))
+    reason = f"fastest when timed on {where} with {items} item(s): " + ", ".join(
+        f"{n} {t * 1e3:.3g} ms" for n, t in sorted(times.items(), key=lambda kv: kv[1])
+    )
     return best[0], best[1], reason
 
 

@@ -76,8 +76,10 @@ def method_for(p: Problem, name: str, device: str | None = None):
         return mod
     if p.metric == "sad":
         if name != "direct":
-            raise ValueError(f"metric 'sad' has no {name!r} form (an absolute value does not "
-                             f"factor through a product); use method='direct' or 'auto'")
+            raise ValueError(
+                f"metric 'sad' has no {name!r} form (an absolute value does not "
+                f"factor through a product); use method='direct' or 'auto'"
+            )
         return sad
     return MetricMethod(mod)
 
@@ -96,9 +98,19 @@ def inner_problem(p: Problem) -> Problem:
     padded copy of ``x`` that gives ``p``'s windows."""
     sp = p.spec
     spec = parse_spec(f"{sp.x},{sp.w}->{sp.out}{sp.reduced}|{sp.sliding}")
-    return replace(p, spec=spec, geoms=tuple(_valid_geometry(g) for g in p.geoms),
-                   mode="valid", padding="constant", cval=0.0, flip=False, conj=False,
-                   reduce=None, metric="dot", integer_inputs=False)
+    return replace(
+        p,
+        spec=spec,
+        geoms=tuple(_valid_geometry(g) for g in p.geoms),
+        mode="valid",
+        padding="constant",
+        cval=0.0,
+        flip=False,
+        conj=False,
+        reduce=None,
+        metric="dot",
+        integer_inputs=False,
+    )
 
 
 @dataclass
@@ -110,8 +122,9 @@ class MetricState:
     inv_norm: np.ndarray  # (K, P) float64: 1 / sqrt(sq), 0 for flat filters
 
 
-def box_sums(a: np.ndarray, geoms: tuple[AxisGeometry, ...], first_axis: int,
-             reuse: bool = False) -> np.ndarray:
+def box_sums(
+    a: np.ndarray, geoms: tuple[AxisGeometry, ...], first_axis: int, reuse: bool = False
+) -> np.ndarray:
     """Window sums of ``a`` (float64) over the sliding axes ``first_axis, ...`` for the
     'valid' windows of ``geoms`` (stride and dilation included).
 
@@ -132,8 +145,7 @@ def box_sums(a: np.ndarray, geoms: tuple[AxisGeometry, ...], first_axis: int,
     return a
 
 
-def _box_sum(a: np.ndarray, axis: int, g: AxisGeometry,
-             slot: str | None = None) -> np.ndarray:
+def _box_sum(a: np.ndarray, axis: int, g: AxisGeometry, slot: str | None = None) -> np.ndarray:
     m, d, s, out = g.m, g.dilation, g.stride, g.out
     if m <= _SHIFT_MAX:
         sl = [slice(None)] * a.ndim
@@ -144,7 +156,7 @@ def _box_sum(a: np.ndarray, axis: int, g: AxisGeometry,
             res += a[tuple(sl)]
         return res
     if compiled.enabled():
-        shape = (*a.shape[:axis], out, *a.shape[axis + 1:])
+        shape = (*a.shape[:axis], out, *a.shape[axis + 1 :])
         dest = None if slot is None else work_buffer(shape, np.float64, slot, _REUSE_BYTES)
         return compiled.kernels().box_sum_axis(a, axis, m, d, s, out, dest)
     return _blocked(a, axis, m, d, s, out)
@@ -159,7 +171,7 @@ def _blocked(a: np.ndarray, axis: int, m: int, d: int, s: int, out: int) -> np.n
     buf = np.zeros((*lead, d, nblk * m), np.float64)
     for r in range(d):
         v = a[..., r::d]
-        buf[..., r, :v.shape[-1]] = v
+        buf[..., r, : v.shape[-1]] = v
     blk = buf.reshape(*lead, d, nblk, m)
     pre = np.cumsum(blk, axis=-1).reshape(*lead, d, -1)  # prefix sums within each block
     suf = np.cumsum(blk[..., ::-1], axis=-1)[..., ::-1].reshape(*lead, d, -1)  # suffix sums
@@ -170,8 +182,9 @@ def _blocked(a: np.ndarray, axis: int, m: int, d: int, s: int, out: int) -> np.n
     return np.moveaxis(res, -1, axis)
 
 
-def error_scale(squares: np.ndarray, geoms: tuple[AxisGeometry, ...], first_axis: int,
-                reuse: bool = False) -> np.ndarray:
+def error_scale(
+    squares: np.ndarray, geoms: tuple[AxisGeometry, ...], first_axis: int, reuse: bool = False
+) -> np.ndarray:
     """Per window: the sum of ``squares`` (non-negative and finite: the metrics replace NaN
     and Inf before computing) over the region of two blocks of ``m * dilation``
     samples per axis that starts with the window's block. It bounds the inputs of every
@@ -188,11 +201,12 @@ def error_scale(squares: np.ndarray, geoms: tuple[AxisGeometry, ...], first_axis
         ax = first_axis + i
         block, n = g.m * g.dilation, a.shape[ax]
         full, nblk = n // block, -(-n // block) + 1
-        coarse = np.zeros((*a.shape[:ax], nblk, *a.shape[ax + 1:]), np.float64)
+        coarse = np.zeros((*a.shape[:ax], nblk, *a.shape[ax + 1 :]), np.float64)
         src, dst = [slice(None)] * a.ndim, [slice(None)] * a.ndim
         src[ax], dst[ax] = slice(0, full * block), slice(0, full)
-        coarse[tuple(dst)] = a[tuple(src)].reshape(*a.shape[:ax], full, block,
-                                                   *a.shape[ax + 1:]).sum(axis=ax + 1)
+        coarse[tuple(dst)] = (
+            a[tuple(src)].reshape(*a.shape[:ax], full, block, *a.shape[ax + 1 :]).sum(axis=ax + 1)
+        )
         if full * block < n:  # the partial last block
             src[ax], dst[ax] = slice(full * block, n), slice(full, full + 1)
             coarse[tuple(dst)] = a[tuple(src)].sum(axis=ax, keepdims=True)
@@ -200,7 +214,7 @@ def error_scale(squares: np.ndarray, geoms: tuple[AxisGeometry, ...], first_axis
         a = coarse[tuple(src)] + coarse[tuple(dst)]  # two blocks from each one on
     for i, g in enumerate(geoms):  # each window's region, axis by axis (the last at full size)
         ax, last = first_axis + i, i == len(geoms) - 1
-        shape = (*a.shape[:ax], g.out, *a.shape[ax + 1:])
+        shape = (*a.shape[:ax], g.out, *a.shape[ax + 1 :])
         out = work_buffer(shape, np.float64, "scale", _REUSE_BYTES) if last and reuse else None
         a = np.take(a, np.arange(g.out) * g.stride // (g.m * g.dilation), axis=ax, out=out)
     return a
@@ -214,14 +228,16 @@ def _noise_floor(p: Problem, scale: np.ndarray) -> np.ndarray:
     return 16 * np.finfo(np.float64).eps * sum(g.m for g in p.geoms) * scale
 
 
-def _set_windows(block: np.ndarray, where: np.ndarray, value: float,
-                 finite_filters: np.ndarray) -> None:
+def _set_windows(
+    block: np.ndarray, where: np.ndarray, value: float, finite_filters: np.ndarray
+) -> None:
     """Set ``block`` (b, k, P, *O) to ``value`` at the windows ``where`` (b, P, *O), for
     the filters that are finite (``finite_filters`` (k, P); the others are NaN
     everywhere already)."""
     if where.any():
-        mask = where[:, None] & finite_filters.reshape(1, *finite_filters.shape,
-                                                       *([1] * (where.ndim - 2)))
+        mask = where[:, None] & finite_filters.reshape(
+            1, *finite_filters.shape, *([1] * (where.ndim - 2))
+        )
         block[mask] = value
 
 
@@ -258,11 +274,22 @@ class MetricMethod:
         window sums and the per-filter combination temporaries."""
         padded = b * p.P * prod(g.padded + g.dilation for g in p.geoms)
         outs = b * p.P * prod(p.O)
-        return (self.method.workspace_bytes(inner_problem(p), b, k, budget)
-                + padded * p.C * p.dtype.itemsize + padded * 8 * 4 + outs * 8 * 4)
+        return (
+            self.method.workspace_bytes(inner_problem(p), b, k, budget)
+            + padded * p.C * p.dtype.itemsize
+            + padded * 8 * 4
+            + outs * 8 * 4
+        )
 
-    def compute(self, p: Problem, st: MetricState, xc: np.ndarray, k0: int, k1: int,
-                out: np.ndarray | None = None) -> np.ndarray:
+    def compute(
+        self,
+        p: Problem,
+        st: MetricState,
+        xc: np.ndarray,
+        k0: int,
+        k1: int,
+        out: np.ndarray | None = None,
+    ) -> np.ndarray:
         """The block ``(b, k1 - k0, P, *O)`` of the metric for the chunk ``xc``.
 
         NaN and Inf (in ``x`` or as ``cval``) are replaced by zeros for the computation,
@@ -293,8 +320,9 @@ class MetricMethod:
             _set_windows(block, any_w, np.nan, finite)
         return block
 
-    def _compute(self, p: Problem, st: MetricState, xc: np.ndarray, k0: int, k1: int,
-                 block: np.ndarray) -> np.ndarray:
+    def _compute(
+        self, p: Problem, st: MetricState, xc: np.ndarray, k0: int, k1: int, block: np.ndarray
+    ) -> np.ndarray:
         b = xc.shape[0]
         xp = pad_sliding(xc, p.geoms, p.padding, p.cval, first_axis=3)
         centre = np.zeros((b, 1, p.P, *([1] * p.ndim)), p.dtype)
@@ -306,8 +334,9 @@ class MetricMethod:
             xw = work_buffer(xp.shape, p.dtype, "centred", _REUSE_BYTES)
             np.subtract(xp, centre, out=xw)
         geoms = tuple(_valid_geometry(g) for g in p.geoms)
-        fused = (compiled.enabled() and p.ndim == 2 and geoms[0].dilation == 1
-                 and xw.flags.c_contiguous)
+        fused = (
+            compiled.enabled() and p.ndim == 2 and geoms[0].dilation == 1 and xw.flags.c_contiguous
+        )
         if fused:  # one compiled pass: channel sums, window sums, spread and flatness
             if p.metric == "ssd":
                 sums = work_buffer((2, b, p.P, *p.O), np.float64, "sums", _REUSE_BYTES)
@@ -344,8 +373,9 @@ class MetricMethod:
             v *= v
             s2 += v
         geoms = tuple(_valid_geometry(g) for g in p.geoms)
-        scale = (error_scale(sums[1], geoms, 2, reuse=True)
-                 if p.metric in ("ncc", "cosine") else None)
+        scale = (
+            error_scale(sums[1], geoms, 2, reuse=True) if p.metric in ("ncc", "cosine") else None
+        )
         s1, s2 = box_sums(sums, geoms, 3, reuse=True)
         return s1, s2, scale
 
@@ -390,6 +420,7 @@ class MetricMethod:
         for i in range(block.shape[1]):
             y = block[:, i]
             np.multiply(y, inv_a, out=y)
-            np.multiply(y, st.inv_norm[k0 + i].astype(p.dtype).reshape(
-                1, p.P, *([1] * p.ndim)), out=y)
+            np.multiply(
+                y, st.inv_norm[k0 + i].astype(p.dtype).reshape(1, p.P, *([1] * p.ndim)), out=y
+            )
             np.clip(y, -1, 1, out=y)

@@ -31,7 +31,7 @@ def affected_windows(p: Problem, bad: np.ndarray) -> np.ndarray:
     a = pad_sliding(bad[:, None], p.geoms, p.padding, cval_bad, 3)[:, 0]
     for i, g in enumerate(p.geoms):
         ax = 2 + i
-        out = np.zeros(a.shape[:ax] + (g.out,) + a.shape[ax + 1:], bool)
+        out = np.zeros(a.shape[:ax] + (g.out,) + a.shape[ax + 1 :], bool)
         for j in range(g.m):
             start = j * g.dilation
             sl = [slice(None)] * a.ndim
@@ -41,8 +41,16 @@ def affected_windows(p: Problem, bad: np.ndarray) -> np.ndarray:
     return a
 
 
-def recompute_windows(p: Problem, xb: np.ndarray, wc: np.ndarray, block: np.ndarray,
-                      where: np.ndarray, k0: int, k1: int, budget: int) -> None:
+def recompute_windows(
+    p: Problem,
+    xb: np.ndarray,
+    wc: np.ndarray,
+    block: np.ndarray,
+    where: np.ndarray,
+    k0: int,
+    k1: int,
+    budget: int,
+) -> None:
     """Overwrite ``block`` (b, k, P, *O) at the windows ``where`` (b, P, *O) with their
     plain sums over the taps of the canonical items ``xb`` (b, C, P, *S) and filters
     ``wc[k0:k1]``, a few windows at a time within ``budget`` bytes."""
@@ -58,14 +66,17 @@ def recompute_windows(p: Problem, xb: np.ndarray, wc: np.ndarray, block: np.ndar
     letters = "ABCDEFGHIJ"[:d]  # the taps; n, k, c are window, filter, channel
     expr = f"n{letters}c,kcn{letters}->nk"
     for s0 in range(0, n, step):
-        sel = [ix[s0:s0 + step] for ix in idx]
+        sel = [ix[s0 : s0 + step] for ix in idx]
         m = sel[0].size
         pos = []
         for i, g in enumerate(p.geoms):
             shape = [m] + [1] * d
             shape[1 + i] = g.m
-            pos.append((sel[2 + i][:, None] * g.stride
-                        + np.arange(g.m)[None, :] * g.dilation).reshape(shape))
+            pos.append(
+                (sel[2 + i][:, None] * g.stride + np.arange(g.m)[None, :] * g.dilation).reshape(
+                    shape
+                )
+            )
         lead = [ix.reshape([m] + [1] * d) for ix in sel[:2]]
         patches = xp[tuple(lead + pos)]  # (m, *T, C)
         wsel = wc[k0:k1][:, :, sel[1]]  # (k, C, m, *T)

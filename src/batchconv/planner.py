@@ -64,16 +64,26 @@ def parse_memory(memory, device: str | None = None) -> int:
     if isinstance(memory, str):
         m = re.fullmatch(r"\s*([0-9.eE+]+)\s*([kKmMgGtT]i?)?[bB]?\s*", memory)
         if m:
-            units = {"": 1, "k": 1e3, "m": 1e6, "g": 1e9, "t": 1e12,
-                     "ki": 1 << 10, "mi": 1 << 20, "gi": 1 << 30, "ti": 1 << 40}
+            units = {
+                "": 1,
+                "k": 1e3,
+                "m": 1e6,
+                "g": 1e9,
+                "t": 1e12,
+                "ki": 1 << 10,
+                "mi": 1 << 20,
+                "gi": 1 << 30,
+                "ti": 1 << 40,
+            }
             try:
                 value = float(m.group(1)) * units[(m.group(2) or "").lower()]
             except ValueError:
                 value = 0
             if value > 0:
                 return int(value)
-    raise ValueError(f"memory must be a byte count (int) or a string like '2GB' or '512MiB', "
-                     f"got {memory!r}")
+    raise ValueError(
+        f"memory must be a byte count (int) or a string like '2GB' or '512MiB', got {memory!r}"
+    )
 
 
 def format_bytes(n: float) -> str:
@@ -112,8 +122,11 @@ def _block_bytes(p: Problem, mod, b: int, k: int, budget: int) -> int:
     """Temporaries of one (b, k) block: the method's, plus the unreduced block itself when
     a reduction makes it a temporary that the method does not reduce unit by unit
     (without a reduction, it is written in the result)."""
-    unreduced = (b * k * p.P * prod(p.O) * p.dtype.itemsize
-                 if p.reduce is not None and not mod.fuses_reduce(p) else 0)
+    unreduced = (
+        b * k * p.P * prod(p.O) * p.dtype.itemsize
+        if p.reduce is not None and not mod.fuses_reduce(p)
+        else 0
+    )
     return mod.workspace_bytes(p, b, k, budget) + unreduced
 
 
@@ -161,7 +174,8 @@ def _check_result_fits(p: Problem, device: str | None = None) -> None:
         raise MemoryError(
             f"the result {p.out_shape} {p.out_dtype} needs {format_bytes(need)} but "
             f"{format_bytes(have)} are available; reduce over the sliding axes "
-            f"(reduce=...), use a stride, or process fewer items per call")
+            f"(reduce=...), use a stride, or process fewer items per call"
+        )
 
 
 @dataclass
@@ -206,7 +220,8 @@ class Plan:
         state)."""
         mod = method_for(self.problem, self.method, self.device)
         return _block_bytes(self.problem, mod, *self.chunk, self.memory) + _state_bytes(
-            self.problem, self.method)
+            self.problem, self.method
+        )
 
     @property
     def state_bytes(self) -> int:
@@ -234,8 +249,7 @@ class Plan:
         if canon is None:  # rare layouts: compute canonically, return a transposed view
             final, canon = None, np.empty(p.canonical_out_shape, dtype=p.out_dtype)
         axes = tuple(3 + i for i in p.reduced_axes)
-        reduce = (None if p.reduce is None else
-                  lambda block: apply_reduce(p.reduce, block, axes))
+        reduce = None if p.reduce is None else lambda block: apply_reduce(p.reduce, block, axes)
         cb, ck = chunk
         # FFT plans: items whose results are not all finite (a NaN or Inf in x) are
         # flagged by the method and redone exactly below
@@ -243,12 +257,12 @@ class Plan:
         flagged: set[int] = set()
         with set_workers(self.workers), blas_threads():
             for b0 in range(0, p.B, cb):
-                xb = xc[b0:b0 + cb].astype(p.dtype, copy=False)
+                xb = xc[b0 : b0 + cb].astype(p.dtype, copy=False)
                 for k0 in range(0, p.K, ck):
                     k1 = min(k0 + ck, p.K)
                     local: set[int] = set()
                     kw = {"nonfinite": local} if check else {}
-                    dest = canon[b0:b0 + cb, k0:k1]
+                    dest = canon[b0 : b0 + cb, k0:k1]
                     if reduce is None:  # the method writes straight into the result
                         mod.compute(p, self.state, xb, k0, k1, out=dest, **kw)
                     elif mod.fuses_reduce(p):  # ... reducing unit by unit
@@ -258,26 +272,40 @@ class Plan:
                     flagged.update(b0 + i for i in local)
             if check:
                 self._redo_nonfinite(p, xc, canon, reduce, flagged)
-        if (final is not None and reduce is None and self.workers is None
-                and cb >= p.B and ck >= p.K and len(self._shortcuts) < 8):
+        if (
+            final is not None
+            and reduce is None
+            and self.workers is None
+            and cb >= p.B
+            and ck >= p.K
+            and len(self._shortcuts) < 8
+        ):
             self._learn_shortcut(layout, p, mod, check, x, xc, final, canon)
         return final if final is not None else final_view(p, canon)
 
-    def _learn_shortcut(self, layout, p: Problem, mod, check: bool, x, xc, final,
-                        canon) -> None:
+    def _learn_shortcut(self, layout, p: Problem, mod, check: bool, x, xc, final, canon) -> None:
         """Remember the one-block call for this layout of ``x`` when its canonical view
         and the result's are plain views of ``x`` and of the result (no copy): a repeat
         call then makes them with :func:`_view` and runs the method directly (or the
         method's own ``bind`` call for the layout), past the resolution of problem,
         chunks and views (most of a small call's Python)."""
+
         def start(a, b) -> bool:  # a view of b from b's first element (a copy starts elsewhere)
-            return (a.dtype == b.dtype and
-                    a.__array_interface__["data"][0] == b.__array_interface__["data"][0])
+            return (
+                a.dtype == b.dtype
+                and a.__array_interface__["data"][0] == b.__array_interface__["data"][0]
+            )
+
         if start(xc, x) and start(canon, final) and min(xc.strides + canon.strides) >= 0:
             bind = getattr(mod, "bind", None)  # a method's own lean call for this layout
-            self._shortcuts[layout] = (p, mod, check, (xc.shape, xc.strides),
-                                       (canon.shape, canon.strides),
-                                       bind and bind(p, self.state, xc, canon))
+            self._shortcuts[layout] = (
+                p,
+                mod,
+                check,
+                (xc.shape, xc.strides),
+                (canon.shape, canon.strides),
+                bind and bind(p, self.state, xc, canon),
+            )
 
     def _run_shortcut(self, shortcut, x) -> np.ndarray:
         """Run a call remembered by :meth:`_learn_shortcut`."""
@@ -290,8 +318,15 @@ class Plan:
             if bound is not None:
                 bound(xc, canon, flagged)
             else:
-                mod.compute(p, self.state, xc, 0, p.K, out=canon,
-                            **({"nonfinite": flagged} if check else {}))
+                mod.compute(
+                    p,
+                    self.state,
+                    xc,
+                    0,
+                    p.K,
+                    out=canon,
+                    **({"nonfinite": flagged} if check else {}),
+                )
             if check and (flagged or self._bad_filters is None or self._bad_filters.size):
                 self._redo_nonfinite(p, xc, canon, None, flagged)
         return final
@@ -306,32 +341,39 @@ class Plan:
             p = p.with_batch_shape(shape)
             if p is None:
                 batch = "".join(self.problem.spec.batch) or "none"
-                raise ValueError(f"this plan was made for x of shape {self.problem.x_shape}, "
-                                 f"got {shape}; only the batch axes ({batch!r}) may differ")
+                raise ValueError(
+                    f"this plan was made for x of shape {self.problem.x_shape}, "
+                    f"got {shape}; only the batch axes ({batch!r}) may differ"
+                )
             chunk = _chunks(p, method_for(p, self.method, self.device), self.memory)
         if np.result_type(dtype, p.dtype) != p.dtype and not (
-                dtype.kind in "iu" and p.dtype == np.float64):
-            raise TypeError(f"this plan computes in {p.dtype}; x of dtype {dtype} would need "
-                            f"{np.result_type(dtype, p.dtype)}: make a new plan")
+            dtype.kind in "iu" and p.dtype == np.float64
+        ):
+            raise TypeError(
+                f"this plan computes in {p.dtype}; x of dtype {dtype} would need "
+                f"{np.result_type(dtype, p.dtype)}: make a new plan"
+            )
         return p, chunk
 
-    def _redo_nonfinite(self, p: Problem, xc: np.ndarray, canon: np.ndarray, reduce,
-                        flagged: set[int]) -> None:
+    def _redo_nonfinite(
+        self, p: Problem, xc: np.ndarray, canon: np.ndarray, reduce, flagged: set[int]
+    ) -> None:
         """Make non-finite values local (see ``nonfinite.py``): the flagged items (FFT
         results not all finite) are transformed again with zeros in place of NaN/Inf and
         the windows that cover one are summed directly; filters holding NaN/Inf (whose
         spectra were made with zeros there) are redone with the direct method."""
         if self._bad_filters is None:
             k = self.filters.shape[0]
-            self._bad_filters = np.flatnonzero(~np.isfinite(self.filters).reshape(
-                k, prod(self.filters.shape[1:])).all(axis=1))
+            self._bad_filters = np.flatnonzero(
+                ~np.isfinite(self.filters).reshape(k, prod(self.filters.shape[1:])).all(axis=1)
+            )
         cb, ck = self.chunk
         items = np.array(sorted(flagged), np.intp)
         # a NaN/Inf cval is zeros in the transform too (the state keeps its explicit
         # padding layout); the windows that reach into the padding are summed directly
         zeros = p if np.isfinite(p.cval) else replace(p, cval=0.0)
         for i in range(0, items.size, cb):
-            it = items[i:i + cb]
+            it = items[i : i + cb]
             xb = xc[it].astype(p.dtype, copy=False)
             bad = ~np.isfinite(xb)
             xz = np.where(bad, 0, xb)
@@ -347,9 +389,9 @@ class Plan:
             dcb = _chunks(p, direct_method, self.memory)[0]
             for k in self._bad_filters:
                 for b0 in range(0, p.B, dcb):
-                    xb = xc[b0:b0 + dcb].astype(p.dtype, copy=False)
+                    xb = xc[b0 : b0 + dcb].astype(p.dtype, copy=False)
                     r = direct_method.compute(p, self._direct_state, xb, k, k + 1)
-                    canon[b0:b0 + dcb, k:k + 1] = r if reduce is None else reduce(r)
+                    canon[b0 : b0 + dcb, k : k + 1] = r if reduce is None else reduce(r)
 
     def explain(self) -> str:
         """A readable account of the problem, the candidates and why the winner won."""
@@ -357,72 +399,110 @@ class Plan:
         lines = [
             f"batchconv plan: {p.spec}  ({'convolve' if p.flip else 'correlate'}, "
             f"metric={p.metric!r}, mode={p.mode!r}, padding={p.padding!r}, dtype={p.dtype})",
-            f"  x {p.x_shape} -> batch B={p.B}, summed C={p.C}, paired P={p.P}, "
-            f"sliding S={p.S}",
+            f"  x {p.x_shape} -> batch B={p.B}, summed C={p.C}, paired P={p.P}, sliding S={p.S}",
             f"  w {p.w_shape} -> bank K={p.K}, kernel T={p.T}; "
             f"stride={tuple(g.stride for g in p.geoms)}, "
             f"dilation={tuple(g.dilation for g in p.geoms)}",
-            f"  result {p.out_shape}" + (f", reduce={p.reduce!r} over "
-                                         f"{p.spec.reduced!r}" if p.spec.reduced else ""),
+            f"  result {p.out_shape}"
+            + (f", reduce={p.reduce!r} over {p.spec.reduced!r}" if p.spec.reduced else ""),
             "  candidates:",
         ]
         for c in self.candidates:
             mark = "*" if c.method == self.method else " "
-            lines.append(f"   {mark} {c.method:<12} ~{c.seconds * 1e3:10.2f} ms  "
-                         f"{c.flops / 1e9:9.3f} GFLOP  peak {c.peak_bytes / _MIB:9.1f} MiB  "
-                         f"chunk (batch {c.chunk[0]}, bank {c.chunk[1]})"
-                         + ("" if c.fits else "  over the memory budget"))
+            lines.append(
+                f"   {mark} {c.method:<12} ~{c.seconds * 1e3:10.2f} ms  "
+                f"{c.flops / 1e9:9.3f} GFLOP  peak {c.peak_bytes / _MIB:9.1f} MiB  "
+                f"chunk (batch {c.chunk[0]}, bank {c.chunk[1]})"
+                + ("" if c.fits else "  over the memory budget")
+            )
         if p.metric in ("ssd", "ncc", "cosine"):
-            lines.append(f"  {p.metric}: " + ("correlations of x with the filters"
-                                                if p.metric == "cosine" else
-                                                "correlations of the centred x with the "
-                                                "centred filters")
-                         + " + float64 window sums of x and x^2 (see metrics.py)")
+            lines.append(
+                f"  {p.metric}: "
+                + (
+                    "correlations of x with the filters"
+                    if p.metric == "cosine"
+                    else "correlations of the centred x with the centred filters"
+                )
+                + " + float64 window sums of x and x^2 (see metrics.py)"
+            )
             q = inner_problem(p)
         else:
             q = p
         if p.metric == "sad" and self.method == "torch_direct":
-            lines.append("  torch_direct: " + (
-                "SAD Triton kernel, one program per output tile"
-                if torch_sad_method.uses_triton(p, self.device) else
-                "SAD in plain torch ops, one pass per tap") + f" on {self.device}")
+            lines.append(
+                "  torch_direct: "
+                + (
+                    "SAD Triton kernel, one program per output tile"
+                    if torch_sad_method.uses_triton(p, self.device)
+                    else "SAD in plain torch ops, one pass per tap"
+                )
+                + f" on {self.device}"
+            )
         elif p.metric == "sad":
             compiled_rows = self.state.window_rows and sad_method.uses_numba()
-            lines.append("  direct: " + (
-                "compiled SAD kernel (numba), one task per output row" if compiled_rows else
-                "SAD shift-and-add on cache-sized output tiles (NumPy; "
-                + ("the compiled kernel's copy of an item does not fit the memory budget)"
-                   if sad_method.uses_numba() else "install numba for the compiled kernel)")))
+            lines.append(
+                "  direct: "
+                + (
+                    "compiled SAD kernel (numba), one task per output row"
+                    if compiled_rows
+                    else "SAD shift-and-add on cache-sized output tiles (NumPy; "
+                    + (
+                        "the compiled kernel's copy of an item does not fit the memory budget)"
+                        if sad_method.uses_numba()
+                        else "install numba for the compiled kernel)"
+                    )
+                )
+            )
         elif self.method == "torch_direct":
-            lines.append(f"  torch_direct: torch.nn.functional.conv{p.ndim}d on {self.device}"
-                         + (" (cuDNN, TF32 off)" if is_cuda(self.device) else ""))
+            lines.append(
+                f"  torch_direct: torch.nn.functional.conv{p.ndim}d on {self.device}"
+                + (" (cuDNN, TF32 off)" if is_cuda(self.device) else "")
+            )
         elif self.method == "torch_fft":
             sizes = torch_fft_method.fft_shape(q, self.device)
-            lines.append(f"  torch_fft: sizes {sizes} with torch.fft on {self.device}, "
-                         f"whole items" + (" (2^a 3^b lengths: cuFFT plans reused)"
-                                           if is_cuda(self.device) else ""))
+            lines.append(
+                f"  torch_fft: sizes {sizes} with torch.fft on {self.device}, "
+                f"whole items"
+                + (" (2^a 3^b lengths: cuFFT plans reused)" if is_cuda(self.device) else "")
+            )
         elif self.method == "fft":
             tiles = fft_method.tiling(q)
-            layout = ("whole items" if tiles is None else
-                      f"overlap-save tiles of {tiles} outputs, "
-                      f"{fft_method.tile_count(q)} per item")
-            lines.append(f"  fft sizes {fft_method.fft_shape(q)} on {fft_engine().name}.fft, "
-                         f"{layout}")
+            layout = (
+                "whole items"
+                if tiles is None
+                else f"overlap-save tiles of {tiles} outputs, {fft_method.tile_count(q)} per item"
+            )
+            lines.append(
+                f"  fft sizes {fft_method.fft_shape(q)} on {fft_engine().name}.fft, {layout}"
+            )
         else:
-            lines.append("  direct: " + (
-                "GEMM on cache-sized im2col tiles" if direct_method.use_gemm(q) else
-                "compiled window-rows kernel (numba), one task per output row"
-                if direct_method.uses_window_rows(q, self.memory) else
-                "shift-and-add on cache-sized output tiles"))
+            lines.append(
+                "  direct: "
+                + (
+                    "GEMM on cache-sized im2col tiles"
+                    if direct_method.use_gemm(q)
+                    else "compiled window-rows kernel (numba), one task per output row"
+                    if direct_method.uses_window_rows(q, self.memory)
+                    else "shift-and-add on cache-sized output tiles"
+                )
+            )
         n_blocks = -(-p.B // self.chunk[0]) * -(-p.K // self.chunk[1])
-        lines.append(f"  chosen: {self.method} ({self.reason}); {n_blocks} block(s) within "
-                     f"a budget of {format_bytes(self.memory)}")
+        lines.append(
+            f"  chosen: {self.method} ({self.reason}); {n_blocks} block(s) within "
+            f"a budget of {format_bytes(self.memory)}"
+        )
         return "\n".join(lines)
 
 
 @lru_cache(maxsize=512)
-def _candidates(p: Problem, names: tuple[str, ...], budget: int, workers: int,
-                compiled_kernels: bool, device: str | None) -> tuple[Candidate, ...]:
+def _candidates(
+    p: Problem,
+    names: tuple[str, ...],
+    budget: int,
+    workers: int,
+    compiled_kernels: bool,
+    device: str | None,
+) -> tuple[Candidate, ...]:
     """Estimates and chunks per method; they depend only on the problem, the budget, the
     thread count and whether the compiled kernels run, so repeated calls with the same
     shapes skip this work."""
@@ -432,8 +512,16 @@ def _candidates(p: Problem, names: tuple[str, ...], budget: int, workers: int,
             mod = method_for(p, n, device)
             chunk = _chunks(p, mod, budget)
             block = _block_bytes(p, mod, *chunk, budget)
-            cands.append(Candidate(n, estimate(p, n, device), flops(p, n),
-                                   block + _state_bytes(p, n), chunk, block <= budget))
+            cands.append(
+                Candidate(
+                    n,
+                    estimate(p, n, device),
+                    flops(p, n),
+                    block + _state_bytes(p, n),
+                    chunk,
+                    block <= budget,
+                )
+            )
     return tuple(cands)
 
 
@@ -446,8 +534,10 @@ def _method_names(p: Problem, method: str, device: str | None) -> tuple[str, ...
         if on_gpu and method in ("direct", "fft"):
             return ("torch_" + method,)
         if on_gpu and method not in TORCH_METHODS:
-            raise ValueError(f"method {method!r} runs on the CPU; x is on {device}: use "
-                             f"'auto', 'measure', 'direct', 'fft' or one of {TORCH_METHODS}")
+            raise ValueError(
+                f"method {method!r} runs on the CPU; x is on {device}: use "
+                f"'auto', 'measure', 'direct', 'fft' or one of {TORCH_METHODS}"
+            )
         return (method,)
     numpy_names = () if on_gpu else methods_for_metric(p.metric)
     if device is None or (callable(p.reduce) and not on_gpu):  # it gets NumPy blocks
@@ -456,8 +546,13 @@ def _method_names(p: Problem, method: str, device: str | None) -> tuple[str, ...
     return numpy_names + tuple(n for n in TORCH_METHODS if get_method(n).applies(p) is None)
 
 
-def choose_method(p: Problem, method: str = "auto", memory=None, workers: int | None = None,
-                  device: str | None = None):
+def choose_method(
+    p: Problem,
+    method: str = "auto",
+    memory=None,
+    workers: int | None = None,
+    device: str | None = None,
+):
     """``(method name, reason, candidates, budget)``: what :func:`plan_problem` picks for
     ``p``, without touching the filters. ``device``: where torch tensors live (None for
     NumPy data). Raises as it does (unknown method, bad ``memory``/``workers``,
@@ -473,12 +568,15 @@ def choose_method(p: Problem, method: str = "auto", memory=None, workers: int | 
     fitting = [c for c in cands if c.fits]
     if not fitting:
         with set_workers(workers):
-            need = ", ".join(f"{c.method} {format_bytes(_block_bytes(p, method_for(p, c.method, device), *c.chunk, budget))}"  # noqa: E501
-                             for c in cands)
+            need = ", ".join(
+                f"{c.method} {format_bytes(_block_bytes(p, method_for(p, c.method, device), *c.chunk, budget))}"  # noqa: E501
+                for c in cands
+            )
         raise MemoryError(
             f"no method fits a memory budget of {format_bytes(budget)} for x {p.x_shape} and "
             f"w {p.w_shape}, even one item against one filter at a time (temporaries "
-            f"needed: {need}); raise memory= or use a smaller problem")
+            f"needed: {need}); raise memory= or use a smaller problem"
+        )
     if method != "auto":
         chosen, reason = names[0], "asked for by method="
     elif p.integer_inputs and any(c.method in ("direct", "torch_direct") for c in fitting):
@@ -492,8 +590,14 @@ def choose_method(p: Problem, method: str = "auto", memory=None, workers: int | 
     return chosen, reason, cands, budget
 
 
-def plan_problem(p: Problem, w, method: str = "auto", memory=None,
-                 workers: int | None = None, device: str | None = None) -> Plan:
+def plan_problem(
+    p: Problem,
+    w,
+    method: str = "auto",
+    memory=None,
+    workers: int | None = None,
+    device: str | None = None,
+) -> Plan:
     """Choose the method and chunks for ``p`` and prepare the filters ``w`` (a NumPy
     array, or a tensor; ``device``: where torch tensors live, None for NumPy data).
     ``method="measure"``, and ``"auto"`` on a CUDA device, time the close candidates
@@ -501,17 +605,29 @@ def plan_problem(p: Problem, w, method: str = "auto", memory=None,
     timed = method == "measure" or (method == "auto" and is_cuda(device))
     chosen, reason, cands, budget = choose_method(p, method, memory, workers, device)
     if timed:
-        choice = timed_choice(p, [c for c in cands if c.fits],
-                              lambda name: _prepare(p, w, name, cands, budget, workers,
-                                                    device, reason), device, workers)
+        choice = timed_choice(
+            p,
+            [c for c in cands if c.fits],
+            lambda name: _prepare(p, w, name, cands, budget, workers, device, reason),
+            device,
+            workers,
+        )
         if choice is not None:
             plan, reason = choice
             return replace(plan, reason=reason)
     return _prepare(p, w, chosen, cands, budget, workers, device, reason)
 
 
-def _prepare(p: Problem, w, chosen: str, cands, budget: int, workers: int | None,
-             device: str | None, reason: str) -> Plan:
+def _prepare(
+    p: Problem,
+    w,
+    chosen: str,
+    cands,
+    budget: int,
+    workers: int | None,
+    device: str | None,
+    reason: str,
+) -> Plan:
     """The plan of method ``chosen``: the filters prepared on its device."""
     cand = next(c for c in cands if c.method == chosen)
     if chosen in TORCH_METHODS:
@@ -524,6 +640,16 @@ def _prepare(p: Problem, w, chosen: str, cands, budget: int, workers: int | None
     with set_workers(workers):  # filters with NaN/Inf: redone directly (see Plan)
         fft_dot = chosen == "fft" and p.metric == "dot"
         state = method_for(p, chosen).prepare(
-            p, wc if finite or not fft_dot else np.where(np.isfinite(wc), wc, 0), budget)
-    return Plan(p, chosen, cand.chunk, budget, workers, cands, reason, state,
-                filters=wc if fft_dot else None)
+            p, wc if finite or not fft_dot else np.where(np.isfinite(wc), wc, 0), budget
+        )
+    return Plan(
+        p,
+        chosen,
+        cand.chunk,
+        budget,
+        workers,
+        cands,
+        reason,
+        state,
+        filters=wc if fft_dot else None,
+    )

@@ -24,8 +24,15 @@ import numpy as np
 from .geometry import MODES, PADDINGS, AxisGeometry, axis_geometry
 from .spec import Spec, default_spec, parse_spec
 
-__all__ = ["Problem", "make_problem", "result_dtype", "canonical_x", "canonical_w", "final_view",
-           "canonical_out_view"]
+__all__ = [
+    "Problem",
+    "make_problem",
+    "result_dtype",
+    "canonical_x",
+    "canonical_w",
+    "final_view",
+    "canonical_out_view",
+]
 
 METRICS = ("dot", "ssd", "sad", "ncc", "cosine")  # see metrics.py
 REDUCES = ("sum", "mean", "max", "min", "argmax", "argmin")
@@ -62,8 +69,9 @@ class Problem:
         the batch)."""
         x_shape = tuple(int(n) for n in x_shape)
         if len(x_shape) != len(self.x_shape) or any(
-                a != b and c not in self.spec.batch
-                for a, b, c in zip(x_shape, self.x_shape, self.spec.x, strict=True)):
+            a != b and c not in self.spec.batch
+            for a, b, c in zip(x_shape, self.x_shape, self.spec.x, strict=True)
+        ):
             return None
         sizes = dict(zip(self.spec.x, x_shape, strict=True))
         batch_shape = tuple(sizes[c] for c in self.spec.batch)
@@ -93,8 +101,11 @@ class Problem:
 
     @cached_property
     def canonical_out_shape(self) -> tuple[int, ...]:
-        kept = tuple(g.out for g, c in zip(self.geoms, self.spec.sliding, strict=True)
-                     if c not in self.spec.reduced)
+        kept = tuple(
+            g.out
+            for g, c in zip(self.geoms, self.spec.sliding, strict=True)
+            if c not in self.spec.reduced
+        )
         tail = (len(self.reduced_axes),) if self.reduce in ("argmax", "argmin") else ()
         return (self.B, self.K, self.P, *kept, *tail)
 
@@ -133,15 +144,16 @@ def result_dtype(x_dtype, w_dtype) -> np.dtype:
     dts = [np.dtype(x_dtype), np.dtype(w_dtype)]
     for name, dt in zip(("x", "w"), dts, strict=True):
         if dt.kind not in "iufc":
-            hint = (f" Convert booleans with {name}.astype(np.float32)." if dt.kind == "b"
-                    else "")
+            hint = f" Convert booleans with {name}.astype(np.float32)." if dt.kind == "b" else ""
             raise TypeError(
                 f"{name} has dtype {dt}; batchconv accepts integer, float (16/32/64) and "
                 f"complex (64/128) arrays.{hint}"
             )
         if dt.kind in "fc" and dt.itemsize > (16 if dt.kind == "c" else 8):
-            raise TypeError(f"{name} has dtype {dt}; extended precision is not supported, "
-                            f"use float64 or complex128")
+            raise TypeError(
+                f"{name} has dtype {dt}; extended precision is not supported, "
+                f"use float64 or complex128"
+            )
     rt = np.result_type(*dts)
     if rt.kind in "iu":
         return np.dtype(np.float64)
@@ -153,46 +165,72 @@ def result_dtype(x_dtype, w_dtype) -> np.dtype:
 def _per_axis(value, n: int, name: str, sliding: str) -> tuple[int, ...]:
     vals = (value,) * n if np.ndim(value) == 0 else tuple(value)
     if len(vals) != n:
-        raise ValueError(f"{name} has {len(vals)} values but there are {n} sliding axes "
-                         f"{sliding!r}; give one int or one per sliding axis")
+        raise ValueError(
+            f"{name} has {len(vals)} values but there are {n} sliding axes "
+            f"{sliding!r}; give one int or one per sliding axis"
+        )
     out = []
     for c, v in zip(sliding, vals, strict=True):
         if isinstance(v, bool) or not isinstance(v, int | np.integer) or v < 1:
-            raise ValueError(f"{name} must be a positive int on every sliding axis; "
-                             f"axis {c!r} got {v!r}")
+            raise ValueError(
+                f"{name} must be a positive int on every sliding axis; axis {c!r} got {v!r}"
+            )
         out.append(int(v))
     return tuple(out)
 
 
-def make_problem(x_shape, x_dtype, w_shape, w_dtype, spec: str | None = None, *,
-                 mode: str = "valid", stride=1, dilation=1, padding: str = "constant",
-                 cval: float = 0.0, metric: str = "dot", reduce=None,
-                 flip: bool = False) -> Problem:
+def make_problem(
+    x_shape,
+    x_dtype,
+    w_shape,
+    w_dtype,
+    spec: str | None = None,
+    *,
+    mode: str = "valid",
+    stride=1,
+    dilation=1,
+    padding: str = "constant",
+    cval: float = 0.0,
+    metric: str = "dot",
+    reduce=None,
+    flip: bool = False,
+) -> Problem:
     """Validate every option against the shapes and build the :class:`Problem`."""
     x_shape, w_shape = tuple(int(s) for s in x_shape), tuple(int(s) for s in w_shape)
     dtype = result_dtype(x_dtype, w_dtype)
     if metric not in METRICS:
         raise ValueError(f"metric must be one of {METRICS}, got {metric!r}")
     if flip and metric != "dot":
-        raise ValueError(f"convolve computes metric 'dot' only (got metric={metric!r}); "
-                         f"use correlate for similarity metrics")
+        raise ValueError(
+            f"convolve computes metric 'dot' only (got metric={metric!r}); "
+            f"use correlate for similarity metrics"
+        )
     if metric != "dot" and dtype.kind == "c":
-        raise TypeError(f"metric {metric!r} needs real data (x and w give {dtype}); "
-                        f"complex data works with metric 'dot'")
+        raise TypeError(
+            f"metric {metric!r} needs real data (x and w give {dtype}); "
+            f"complex data works with metric 'dot'"
+        )
     if mode not in MODES:
         raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
     if padding not in PADDINGS:
-        raise ValueError(f"padding must be one of {PADDINGS} (numpy.pad's meaning), "
-                         f"got {padding!r}")
+        raise ValueError(
+            f"padding must be one of {PADDINGS} (numpy.pad's meaning), got {padding!r}"
+        )
     if padding != "constant" and cval != 0:
-        raise ValueError(f"cval={cval!r} applies to padding='constant' only; "
-                         f"padding={padding!r} takes its values from x")
+        raise ValueError(
+            f"cval={cval!r} applies to padding='constant' only; "
+            f"padding={padding!r} takes its values from x"
+        )
     if np.iscomplexobj(cval) and np.imag(cval) != 0 and dtype.kind != "c":
-        raise ValueError(f"cval={cval!r} is complex but x and w are real ({dtype}); make x "
-                         f"complex or use a real cval")
+        raise ValueError(
+            f"cval={cval!r} is complex but x and w are real ({dtype}); make x "
+            f"complex or use a real cval"
+        )
     if reduce is not None and not callable(reduce) and reduce not in REDUCES:
-        raise ValueError(f"reduce must be None, one of {REDUCES} or a callable "
-                         f"f(block, axis=tuple), got {reduce!r}")
+        raise ValueError(
+            f"reduce must be None, one of {REDUCES} or a callable "
+            f"f(block, axis=tuple), got {reduce!r}"
+        )
     if reduce in ("argmax", "argmin", "max", "min") and dtype.kind == "c":
         raise TypeError(f"reduce={reduce!r} needs real data; the result here is {dtype}")
     if spec is None:
@@ -205,35 +243,59 @@ def make_problem(x_shape, x_dtype, w_shape, w_dtype, spec: str | None = None, *,
     if reduce is None and sp.reduced:
         reduce = "sum"  # einsum rule: a letter missing from the output is summed
     if reduce is not None and not sp.reduced:
-        raise ValueError(f"reduce={reduce!r} but spec '{sp}' keeps every sliding axis in the "
-                         f"output; leave a sliding letter out of the output to reduce over it")
+        raise ValueError(
+            f"reduce={reduce!r} but spec '{sp}' keeps every sliding axis in the "
+            f"output; leave a sliding letter out of the output to reduce over it"
+        )
     for name, letters, shape in (("x", sp.x, x_shape), ("w", sp.w, w_shape)):
         if len(letters) != len(shape):
-            raise ValueError(f"spec '{sp}' gives {name} {len(letters)} axes ({letters!r}) but "
-                             f"{name} has shape {shape} ({len(shape)} axes)")
+            raise ValueError(
+                f"spec '{sp}' gives {name} {len(letters)} axes ({letters!r}) but "
+                f"{name} has shape {shape} ({len(shape)} axes)"
+            )
     xs = dict(zip(sp.x, x_shape, strict=True))
     ws = dict(zip(sp.w, w_shape, strict=True))
     for c in sp.summed + sp.paired:
         if xs[c] != ws[c]:
             role = "summed" if c in sp.summed else "paired"
-            raise ValueError(f"{role} axis {c!r} of spec '{sp}' has size {xs[c]} in x but "
-                             f"{ws[c]} in w; they must match")
+            raise ValueError(
+                f"{role} axis {c!r} of spec '{sp}' has size {xs[c]} in x but "
+                f"{ws[c]} in w; they must match"
+            )
     n = len(sp.sliding)
     strides = _per_axis(stride, n, "stride", sp.sliding)
     dils = _per_axis(dilation, n, "dilation", sp.sliding)
-    geoms = tuple(axis_geometry(xs[c], ws[c], mode, s, d, letter=c)
-                  for c, s, d in zip(sp.sliding, strides, dils, strict=True))
+    geoms = tuple(
+        axis_geometry(xs[c], ws[c], mode, s, d, letter=c)
+        for c, s, d in zip(sp.sliding, strides, dils, strict=True)
+    )
     # exact-integer results: integer data, and padding that adds only integers
-    integer_inputs = (np.dtype(x_dtype).kind in "iu" and np.dtype(w_dtype).kind in "iu"
-                      and (padding != "constant" or float(np.real(cval)).is_integer())
-                      and np.imag(cval) == 0)
+    integer_inputs = (
+        np.dtype(x_dtype).kind in "iu"
+        and np.dtype(w_dtype).kind in "iu"
+        and (padding != "constant" or float(np.real(cval)).is_integer())
+        and np.imag(cval) == 0
+    )
     return Problem(
-        spec=sp, x_shape=x_shape, w_shape=w_shape, dtype=dtype, integer_inputs=integer_inputs,
-        geoms=geoms, mode=mode, padding=padding, cval=cval, flip=flip,
-        conj=(not flip) and dtype.kind == "c", reduce=reduce, metric=metric,
-        B=prod(xs[c] for c in sp.batch), K=prod(ws[c] for c in sp.bank),
-        C=prod(xs[c] for c in sp.summed), P=prod(xs[c] for c in sp.paired),
-        batch_shape=tuple(xs[c] for c in sp.batch), bank_shape=tuple(ws[c] for c in sp.bank),
+        spec=sp,
+        x_shape=x_shape,
+        w_shape=w_shape,
+        dtype=dtype,
+        integer_inputs=integer_inputs,
+        geoms=geoms,
+        mode=mode,
+        padding=padding,
+        cval=cval,
+        flip=flip,
+        conj=(not flip) and dtype.kind == "c",
+        reduce=reduce,
+        metric=metric,
+        B=prod(xs[c] for c in sp.batch),
+        K=prod(ws[c] for c in sp.bank),
+        C=prod(xs[c] for c in sp.summed),
+        P=prod(xs[c] for c in sp.paired),
+        batch_shape=tuple(xs[c] for c in sp.batch),
+        bank_shape=tuple(ws[c] for c in sp.bank),
         paired_shape=tuple(xs[c] for c in sp.paired),
     )
 
@@ -243,8 +305,7 @@ def _permute(a, axes: list[int]):
     return a.permute(axes) if hasattr(a, "permute") else a.transpose(axes)
 
 
-def _canonical(a, letters: str, lead: str, summed: str, paired: str, sliding: str,
-               pre_summed: str):
+def _canonical(a, letters: str, lead: str, summed: str, paired: str, sliding: str, pre_summed: str):
     """``a`` (array or tensor) with its axes in ``lead, summed, paired, sliding`` order,
     each group merged into one axis (the sliding axes kept)."""
     if pre_summed:
@@ -254,8 +315,9 @@ def _canonical(a, letters: str, lead: str, summed: str, paired: str, sliding: st
     a = _permute(a, [letters.index(c) for c in order])
     s = a.shape
     nl, ns, npd = len(lead), len(summed), len(paired)
-    return a.reshape(prod(s[:nl]), prod(s[nl:nl + ns]), prod(s[nl + ns:nl + ns + npd]),
-                     *s[nl + ns + npd:])
+    return a.reshape(
+        prod(s[:nl]), prod(s[nl : nl + ns]), prod(s[nl + ns : nl + ns + npd]), *s[nl + ns + npd :]
+    )
 
 
 def canonical_x(p: Problem, x: np.ndarray) -> np.ndarray:
@@ -284,8 +346,8 @@ def final_view(p: Problem, canon):
     spec's output order."""
     sp = p.spec
     kept = sp.kept_sliding
-    kept_sizes = canon.shape[3:3 + len(kept)]
-    tail = canon.shape[3 + len(kept):]
+    kept_sizes = canon.shape[3 : 3 + len(kept)]
+    tail = canon.shape[3 + len(kept) :]
     a = canon.reshape((*p.batch_shape, *p.bank_shape, *p.paired_shape, *kept_sizes, *tail))
     order = sp.batch + sp.bank + sp.paired + kept
     perm = [order.index(c) for c in sp.out] + list(range(len(order), a.ndim))
@@ -300,6 +362,5 @@ def canonical_out_view(p: Problem, final: np.ndarray) -> np.ndarray | None:
     sp = p.spec
     order = sp.batch + sp.bank + sp.paired + sp.kept_sliding
     tail = list(range(len(sp.out), final.ndim))
-    v = final.transpose([sp.out.index(c) for c in order] + tail).reshape(
-        p.canonical_out_shape)
+    v = final.transpose([sp.out.index(c) for c in order] + tail).reshape(p.canonical_out_shape)
     return v if v.size == 0 or np.may_share_memory(v, final) else None

@@ -58,7 +58,9 @@ def check_reduced(result, block, axes: tuple[int, ...]):
     ``block`` with ``axes`` removed."""
     expected = tuple(s for i, s in enumerate(block.shape) if i not in axes)
     if tuple(result.shape) != expected:
-        raise ValueError(f"the reduce callable returned shape {tuple(result.shape)} for a "
-                         f"block of shape {tuple(block.shape)} reduced over axes {axes}; "
-                         f"expected {expected}")
+        raise ValueError(
+            f"the reduce callable returned shape {tuple(result.shape)} for a "
+            f"block of shape {tuple(block.shape)} reduced over axes {axes}; "
+            f"expected {expected}"
+        )
     return result

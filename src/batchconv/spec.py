@@ -98,8 +98,9 @@ def parse_spec(text: str) -> Spec:
             _fail(text, f"unknown character(s) {bad} in the {name} part; use ASCII letters only")
         dup = sorted({c for c in part if part.count(c) > 1})
         if dup:
-            _fail(text, f"letter(s) {dup} repeated in the {name} part; each axis needs its "
-                        f"own letter")
+            _fail(
+                text, f"letter(s) {dup} repeated in the {name} part; each axis needs its own letter"
+            )
     if not sliding:
         _fail(text, "names no sliding letter after '|'; at least one axis must slide")
     for c in sliding:

@@ -36,9 +36,23 @@ from .arrays import is_torch, numpy_dtype, plain_tensor
 from .problem import _canonical, final_view
 from .reduce import check_reduced
 
-__all__ = ["TORCH_METHODS", "all_finite", "device_of", "is_cuda", "torch_dtype", "to_device",
-           "canonical_x", "canonical_w", "pad_sliding", "apply_reduce", "allow_tf32", "precise",
-           "device_memory", "is_out_of_memory", "run_plan"]
+__all__ = [
+    "TORCH_METHODS",
+    "all_finite",
+    "device_of",
+    "is_cuda",
+    "torch_dtype",
+    "to_device",
+    "canonical_x",
+    "canonical_w",
+    "pad_sliding",
+    "apply_reduce",
+    "allow_tf32",
+    "precise",
+    "device_memory",
+    "is_out_of_memory",
+    "run_plan",
+]
 
 TORCH_METHODS = ("torch_direct", "torch_fft")
 # the default budget on a GPU: this share of its free memory (the rest for cuFFT's work
@@ -58,8 +72,10 @@ def device_of(a) -> str | None:
     if not is_torch(a):
         return None
     if a.device.type not in ("cpu", "cuda"):
-        raise TypeError(f"a torch tensor on {a.device}: batchconv computes on CPU and CUDA "
-                        f"tensors; move it with .cpu()")
+        raise TypeError(
+            f"a torch tensor on {a.device}: batchconv computes on CPU and CUDA "
+            f"tensors; move it with .cpu()"
+        )
     return str(a.device)
 
 
@@ -84,8 +100,11 @@ def to_device(a, device: str, dtype: np.dtype | None = None):
     torch = _torch()
     if not is_torch(a):
         a = np.asarray(a)
-        if (not a.flags.writeable or not a.dtype.isnative  # what torch.from_numpy refuses
-                or any(st < 0 or st % a.itemsize for st in a.strides)):
+        if (
+            not a.flags.writeable
+            or not a.dtype.isnative  # what torch.from_numpy refuses
+            or any(st < 0 or st % a.itemsize for st in a.strides)
+        ):
             a = np.array(a, dtype=a.dtype.newbyteorder("="), order="C")
         a = torch.from_numpy(a)
     else:
@@ -135,7 +154,7 @@ def _pad_index(n: int, lo: int, hi: int, padding: str) -> np.ndarray:
     """Indices into an axis of length ``n`` that give it ``lo``/``hi`` samples of
     ``padding`` (numpy.pad's meaning; a negative ``hi`` trims the tail)."""
     idx = np.pad(np.arange(n), (lo, max(hi, 0)), mode=padding)
-    return idx[:n + lo + hi]
+    return idx[: n + lo + hi]
 
 
 @lru_cache(maxsize=64)
@@ -161,7 +180,8 @@ def pad_sliding(x, p, first_axis: int = 3):
         if x.is_complex():
             return torch.complex(
                 torch.nn.functional.pad(x.real, widths, value=float(np.real(value))),
-                torch.nn.functional.pad(x.imag, widths, value=float(np.imag(value))))
+                torch.nn.functional.pad(x.imag, widths, value=float(np.imag(value))),
+            )
         return torch.nn.functional.pad(x, widths, value=float(np.real(value)))
     for i, g in enumerate(geoms):
         if g.lo or g.hi:
@@ -174,10 +194,10 @@ def _arg(block, axes: tuple[int, ...], find_max: bool):
     torch = _torch()
     keep = [i for i in range(block.ndim) if i not in axes]
     moved = block.permute(keep + list(axes))
-    flat = moved.reshape(*moved.shape[:len(keep)], -1)
+    flat = moved.reshape(*moved.shape[: len(keep)], -1)
     if block.dtype.is_floating_point:  # NaN counts as the extreme, first one wins (NumPy)
         nan = torch.isnan(flat)
-        idx = (torch.argmax(flat, dim=-1) if find_max else torch.argmin(flat, dim=-1))
+        idx = torch.argmax(flat, dim=-1) if find_max else torch.argmin(flat, dim=-1)
         # unconditionally: asking whether there is a NaN would wait for a GPU
         first_nan = torch.argmax(nan.to(torch.uint8), dim=-1)
         idx = torch.where(nan.any(dim=-1), first_nan, idx)
@@ -280,10 +300,14 @@ def _tf32_switches() -> tuple[tuple[object, str, object], ...]:
     torch = _torch()
     conv = getattr(torch.backends.cudnn, "conv", None)
     if conv is not None and hasattr(conv, "fp32_precision"):
-        return ((conv, "fp32_precision", "ieee"),
-                (torch.backends.cuda.matmul, "fp32_precision", "ieee"))
-    return ((torch.backends.cudnn, "allow_tf32", False),
-            (torch.backends.cuda.matmul, "allow_tf32", False))
+        return (
+            (conv, "fp32_precision", "ieee"),
+            (torch.backends.cuda.matmul, "fp32_precision", "ieee"),
+        )
+    return (
+        (torch.backends.cudnn, "allow_tf32", False),
+        (torch.backends.cuda.matmul, "allow_tf32", False),
+    )
 
 
 def all_finite(t) -> bool:
@@ -316,8 +340,7 @@ def device_memory(device: str) -> tuple[int, int]:
 
 def _out_of_memory():
     torch = _torch()
-    return getattr(torch, "OutOfMemoryError", getattr(torch.cuda, "OutOfMemoryError",
-                                                      MemoryError))
+    return getattr(torch, "OutOfMemoryError", getattr(torch.cuda, "OutOfMemoryError", MemoryError))
 
 
 def is_out_of_memory(e: BaseException) -> bool:
@@ -326,8 +349,9 @@ def is_out_of_memory(e: BaseException) -> bool:
     which torch raises as a plain RuntimeError."""
     if isinstance(e, _out_of_memory()):
         return True
-    return isinstance(e, RuntimeError) and ("ALLOC_FAILED" in str(e)
-                                            or "out of memory" in str(e).lower())
+    return isinstance(e, RuntimeError) and (
+        "ALLOC_FAILED" in str(e) or "out of memory" in str(e).lower()
+    )
 
 
 def _halve(cb: int, ck: int, device: str) -> tuple[int, int]:
@@ -359,9 +383,15 @@ def _learn_shortcut(plan, p, xt, xc, layout):
     from .methods import torch_direct, torch_fft
 
     st = plan.state
-    if (plan.method not in TORCH_METHODS or p.metric != "dot" or p.reduce is not None
-            or p.integer_inputs or xc.dtype != xt.dtype or p is not plan.problem
-            or (plan.method == "torch_direct" and st.padding is None)):
+    if (
+        plan.method not in TORCH_METHODS
+        or p.metric != "dot"
+        or p.reduce is not None
+        or p.integer_inputs
+        or xc.dtype != xt.dtype
+        or p is not plan.problem
+        or (plan.method == "torch_direct" and st.padding is None)
+    ):
         return None
     if plan.method == "torch_direct":
         src = torch_direct.grouped_input(p, st, xc)
@@ -379,6 +409,7 @@ def _learn_shortcut(plan, p, xt, xc, layout):
 
         def finish(y):
             return final_view(p, y)
+
         if not torch_fft.spectral_route(p, st, xc):
             # the exact route (a NaN in x) lays its output out otherwise: record the
             # FFT route's layout, from a finite call
@@ -387,8 +418,13 @@ def _learn_shortcut(plan, p, xt, xc, layout):
     final = finish(y)
     into, out = _offset_view(src, xt), _offset_view(final, y)
     if into is not None and out is not None and len(plan._shortcuts) < 8:
-        plan._shortcuts[layout] = (_unless_whole(into, xt), y.stride(),
-                                   _unless_whole(out, y), call, finish)
+        plan._shortcuts[layout] = (
+            _unless_whole(into, xt),
+            y.stride(),
+            _unless_whole(out, y),
+            call,
+            finish,
+        )
     return final.contiguous()
 
 
@@ -405,8 +441,9 @@ def _run_shortcut(plan, shortcut, xt):
     into, y_strides, out, call, finish = shortcut
     # no autograd scope needed: xt is detached, and the plan's weights never need grad
     with precise(plan.device):
-        y = call(xt if into is None else xt.as_strided(into[0], into[1],
-                                                       xt.storage_offset() + into[2]))
+        y = call(
+            xt if into is None else xt.as_strided(into[0], into[1], xt.storage_offset() + into[2])
+        )
     if y.stride() != y_strides:
         return finish(y).contiguous()
     if out is None:
@@ -422,8 +459,10 @@ def run_plan(plan, x):
     if numpy_in:
         xt = to_device(x, device)
     elif str(x.device) != device:
-        raise ValueError(f"this plan runs on {device}; x is on {x.device}: move it with "
-                         f"x.to({device!r}) or make a plan for {x.device}")
+        raise ValueError(
+            f"this plan runs on {device}; x is on {x.device}: move it with "
+            f"x.to({device!r}) or make a plan for {x.device}"
+        )
     else:
         xt = plain_tensor(x)
     layout = (xt.shape, xt.stride(), xt.dtype)
@@ -448,8 +487,13 @@ def run_plan(plan, x):
     if prod(p.out_shape) * p.out_dtype.itemsize > plan.memory // 4:  # else it fits
         _check_result_fits(p, device)
     retried = False
-    if not short_of_memory and (p.reduce is None and cb >= p.B and ck >= p.K
-                                and p.window_size and prod(p.canonical_out_shape)):
+    if not short_of_memory and (
+        p.reduce is None
+        and cb >= p.B
+        and ck >= p.K
+        and p.window_size
+        and prod(p.canonical_out_shape)
+    ):
         # one block: the method's own output, in the spec's order (C-contiguous, as an
         # NCHW or channels-last convolution's output usually is already)
         try:
@@ -467,8 +511,13 @@ def run_plan(plan, x):
     final, canon = out_views(p, device)
     axes = tuple(3 + i for i in p.reduced_axes)
     if canon.numel() and p.window_size == 0:  # sums over nothing
-        canon.copy_(apply_reduce(p.reduce, torch.zeros((p.B, p.K, p.P, *p.O),
-                                 dtype=torch_dtype(p.dtype), device=device), axes))
+        canon.copy_(
+            apply_reduce(
+                p.reduce,
+                torch.zeros((p.B, p.K, p.P, *p.O), dtype=torch_dtype(p.dtype), device=device),
+                axes,
+            )
+        )
     with precise(device), torch.no_grad():
         b0 = 0
         while b0 < p.B and canon.numel() and p.window_size:
@@ -480,8 +529,11 @@ def run_plan(plan, x):
                     if p.reduce is None:
                         mod.compute(p, plan.state, xc[b0:b1], k0, k1, out=dest)
                     else:
-                        dest.copy_(apply_reduce(p.reduce, mod.compute(
-                            p, plan.state, xc[b0:b1], k0, k1), axes))
+                        dest.copy_(
+                            apply_reduce(
+                                p.reduce, mod.compute(p, plan.state, xc[b0:b1], k0, k1), axes
+                            )
+                        )
                 except Exception as e:
                     if not is_out_of_memory(e) or retried or (cb == 1 and ck == 1):
                         raise

@@ -64,7 +64,7 @@ def window_sums(a, geoms, first_axis: int):
     for i in order:
         g = geoms[i]
         span = (g.m - 1) * g.dilation + 1
-        a = a.unfold(first_axis + i, span, g.stride)[..., ::g.dilation].sum(dim=-1)
+        a = a.unfold(first_axis + i, span, g.stride)[..., :: g.dilation].sum(dim=-1)
     return a
 
 
@@ -106,8 +106,12 @@ class TorchMetricMethod:
         the float64 combination temporaries."""
         padded = b * p.P * prod(g.padded + g.dilation for g in p.geoms)
         outs = b * k * p.P * prod(p.O)
-        return (self.method.workspace_bytes(inner_problem(p), b, k, budget)
-                + padded * p.C * (p.dtype.itemsize + 16) + padded * 8 * 4 + outs * 8 * 5)
+        return (
+            self.method.workspace_bytes(inner_problem(p), b, k, budget)
+            + padded * p.C * (p.dtype.itemsize + 16)
+            + padded * 8 * 4
+            + outs * 8 * 5
+        )
 
     def compute(self, p: Problem, st: TorchMetricState, xc, k0: int, k1: int, out=None):
         """The block ``(b, k1 - k0, P, *O)`` of the metric for the canonical chunk ``xc``.
@@ -154,8 +158,13 @@ class TorchMetricMethod:
         if p.metric == "ssd":
             n = p.window_size
             delta = (st.mean[k0:k1].unsqueeze(0) - c64.unsqueeze(1)).reshape(b, k, p.P, *ones)
-            y = (s2.unsqueeze(1) + st.sq[k0:k1].reshape(per_filter) + n * delta * delta
-                 - 2 * delta * s1.unsqueeze(1) - 2 * dot.to(torch.float64))
+            y = (
+                s2.unsqueeze(1)
+                + st.sq[k0:k1].reshape(per_filter)
+                + n * delta * delta
+                - 2 * delta * s1.unsqueeze(1)
+                - 2 * dot.to(torch.float64)
+            )
             y.clamp_(min=0)
             if p.integer_inputs:
                 y = torch.round(y)

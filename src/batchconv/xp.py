@@ -23,10 +23,23 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
-__all__ = ["fft_engine", "next_fast_len", "get_workers", "set_workers", "has_module",
-           "available_memory", "parallel_for", "blas_threads", "work_buffer",
-           "work_buffer_like", "memory_order", "user_callback",
-           "clear_work_buffers", "pocketfft", "ordered_like"]
+__all__ = [
+    "fft_engine",
+    "next_fast_len",
+    "get_workers",
+    "set_workers",
+    "has_module",
+    "available_memory",
+    "parallel_for",
+    "blas_threads",
+    "work_buffer",
+    "work_buffer_like",
+    "memory_order",
+    "user_callback",
+    "clear_work_buffers",
+    "pocketfft",
+    "ordered_like",
+]
 
 _state = threading.local()
 
@@ -66,10 +79,15 @@ class set_workers:
     """
 
     def __init__(self, workers: int | None):
-        if workers is not None and (isinstance(workers, bool) or not isinstance(workers, int)
-                                    or workers == 0 or workers < -1):
-            raise ValueError(f"workers must be a positive int, -1 (all cores) or None, "
-                             f"got {workers!r}")
+        if workers is not None and (
+            isinstance(workers, bool)
+            or not isinstance(workers, int)
+            or workers == 0
+            or workers < -1
+        ):
+            raise ValueError(
+                f"workers must be a positive int, -1 (all cores) or None, got {workers!r}"
+            )
         self._old = getattr(_state, "workers", None)
         if workers is not None:
             _state.workers = None if workers == -1 else workers
@@ -115,8 +133,12 @@ class _Engine:
         written into (no fresh pages per call); the result is returned either way."""
         w = workers or get_workers()
         pf = self.pocketfft
-        if pf is not None and a.dtype.char in "fd" and a.dtype.isnative and all(
-                a.shape[ax] == n for ax, n in zip(axes, s, strict=True)):
+        if (
+            pf is not None
+            and a.dtype.char in "fd"
+            and a.dtype.isnative
+            and all(a.shape[ax] == n for ax, n in zip(axes, s, strict=True))
+        ):
             # pocketfft's own entry points (no zero padding to do): 5-10 us less per
             # call than scipy.fft's dispatch, and the result goes into ``out``
             half = list(a.shape)
@@ -153,11 +175,14 @@ class _Engine:
         if others and pf is not None and all(a.shape[axes[i]] == s[i] for i in others):
             pf.c2c(a, [axes[i] for i in others], False, 2, a, w)
         elif len(others) == 1:  # the 1-D call, as in rfftn
-            a = self._mod.ifft(a, n=s[others[0]], axis=axes[others[0]],
-                               **self._kw(workers, True))
+            a = self._mod.ifft(a, n=s[others[0]], axis=axes[others[0]], **self._kw(workers, True))
         elif others:
-            a = self._mod.ifftn(a, s=[s[i] for i in others], axes=[axes[i] for i in others],
-                                **self._kw(workers, True))
+            a = self._mod.ifftn(
+                a,
+                s=[s[i] for i in others],
+                axes=[axes[i] for i in others],
+                **self._kw(workers, True),
+            )
         idx = [slice(None)] * a.ndim
         for i in others:
             idx[axes[i]] = keep[i]
@@ -165,16 +190,16 @@ class _Engine:
         ax = axes[real]
         idx = [slice(None)] * a.ndim
         idx[ax] = keep[real]
-        shape = a.shape[:ax] + (s[real],) + a.shape[ax + 1:]
+        shape = a.shape[:ax] + (s[real],) + a.shape[ax + 1 :]
         ordered, back = ordered_like(shape, like.strides if like is not None else None)
-        out = work_buffer(ordered, _REAL.get(a.dtype) or np.empty(0, a.dtype).real.dtype
-                          ).transpose(back)
+        out = work_buffer(ordered, _REAL.get(a.dtype) or np.empty(0, a.dtype).real.dtype).transpose(
+            back
+        )
         if pf is not None:  # any strides in and out, SIMD over neighbouring rows
             pf.c2r(a, [ax], s[real], False, 2, out, w)
             return out[tuple(idx)]
         if ax != a.ndim - 1 and self.name == "scipy":  # strided rows: scipy's SIMD lanes
-            return self._mod.irfft(a, n=s[real], axis=ax, **self._kw(workers, True))[
-                tuple(idx)]
+            return self._mod.irfft(a, n=s[real], axis=ax, **self._kw(workers, True))[tuple(idx)]
         split = max((i for i in range(a.ndim) if i != ax), key=lambda i: a.shape[i])
         rows = a.shape[split]
         n = min(w, rows) if a.size >= _THREADED_IRFFT_ELEMENTS else 1
@@ -183,9 +208,16 @@ class _Engine:
         else:  # NumPy's FFT has no threads: split the rows
             step = -(-rows // n)
             pre = (slice(None),) * split
-            parallel_for(lambda i: np.fft.irfft(a[pre + (slice(i, i + step),)], s[real],
-                                                axis=ax, out=out[pre + (slice(i, i + step),)]),
-                         range(0, rows, step), n)
+            parallel_for(
+                lambda i: np.fft.irfft(
+                    a[pre + (slice(i, i + step),)],
+                    s[real],
+                    axis=ax,
+                    out=out[pre + (slice(i, i + step),)],
+                ),
+                range(0, rows, step),
+                n,
+            )
         return out[tuple(idx)]
 
     def fftn(self, a, s, axes, workers=None):
@@ -195,8 +227,10 @@ class _Engine:
         return self._mod.ifftn(a, s=s, axes=axes, **self._kw(workers, overwrite))
 
 
-_REAL = {np.dtype(np.complex64): np.dtype(np.float32),
-         np.dtype(np.complex128): np.dtype(np.float64)}
+_REAL = {
+    np.dtype(np.complex64): np.dtype(np.float32),
+    np.dtype(np.complex128): np.dtype(np.float64),
+}
 
 
 @functools.lru_cache(maxsize=256)
@@ -237,8 +271,11 @@ def pocketfft():
         try:
             spec = pf.r2c(x, [1], True, 0, np.empty((3, 3, 2), cplx), 1)
             pf.c2c(spec, [0], True, 0, spec, 1)
-            ok = ok and spec.dtype == cplx and np.allclose(
-                spec, scipy.fft.rfftn(x, axes=(0, 1)), atol=1e-4)
+            ok = (
+                ok
+                and spec.dtype == cplx
+                and np.allclose(spec, scipy.fft.rfftn(x, axes=(0, 1)), atol=1e-4)
+            )
             pf.c2c(spec, [0], False, 2, spec, 1)
             back = np.empty((2, 3, 5), real).transpose(1, 2, 0)  # any strides
             pf.c2r(spec, [1], 5, False, 2, back, 1)
@@ -266,8 +303,9 @@ def clear_work_buffers() -> None:
             bufs.clear()
 
 
-def work_buffer(shape: tuple[int, ...], dtype, slot: str = "fft",
-                limit: int = _WORK_BUFFER_BYTES) -> np.ndarray:
+def work_buffer(
+    shape: tuple[int, ...], dtype, slot: str = "fft", limit: int = _WORK_BUFFER_BYTES
+) -> np.ndarray:
     """An uninitialised C-contiguous array of ``shape``: a view of this thread's reused
     buffer ``slot`` when it is at most ``limit`` bytes, else a fresh array. Valid until
     this thread asks for the same slot again. Reusing buffers saves the page faults of

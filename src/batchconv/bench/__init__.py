@@ -39,22 +39,22 @@ def machine() -> str:
     cpu = "unknown CPU"
     try:
         with open("/proc/cpuinfo") as f:
-            cpu = next(line.split(":", 1)[1].strip() for line in f
-                       if line.startswith("model name"))
+            cpu = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
     except (OSError, StopIteration):
         cpu = platform.processor() or cpu
     opt = config()["optional"]
     found = ", ".join(f"{k} {v}" for k, v in opt.items() if v)
-    return (f"{cpu}, {os.cpu_count()} cores, Python {platform.python_version()}, NumPy "
-            f"{np.__version__}, {found or 'no optional packages'}, batchconv {__version__}")
+    return (
+        f"{cpu}, {os.cpu_count()} cores, Python {platform.python_version()}, NumPy "
+        f"{np.__version__}, {found or 'no optional packages'}, batchconv {__version__}"
+    )
 
 
 def _log(msg: str) -> None:
     print(msg, file=sys.stderr, flush=True)
 
 
-def run_bench(quick: bool = True, only: list[str] | None = None,
-              log=_log) -> dict:
+def run_bench(quick: bool = True, only: list[str] | None = None, log=_log) -> dict:
     """Run the workloads (all, or ``only``); returns the report as a dict."""
     names = only or list(WORKLOADS)
     unknown = [n for n in names if n not in WORKLOADS]
@@ -75,9 +75,15 @@ def run_bench(quick: bool = True, only: list[str] | None = None,
     from ..cli import QUIET_THREAD_POOLS
 
     pools = ", ".join(f"{k}={os.environ.get(k, 'unset')}" for k in QUIET_THREAD_POOLS)
-    return {"machine": machine(), "date": time.strftime("%Y-%m-%d"),
-            "mode": "quick" if quick else "full", "seconds": time.perf_counter() - t_all,
-            "peaks": peaks, "thread_pools": pools, "sections": [asdict(s) for s in sections]}
+    return {
+        "machine": machine(),
+        "date": time.strftime("%Y-%m-%d"),
+        "mode": "quick" if quick else "full",
+        "seconds": time.perf_counter() - t_all,
+        "peaks": peaks,
+        "thread_pools": pools,
+        "sections": [asdict(s) for s in sections],
+    }
 
 
 def summary_table(report: dict) -> str:
@@ -89,11 +95,18 @@ def markdown(report: dict, command: str) -> str:
     """The whole report in Markdown: machine, command, peaks, the summary table, and each
     workload's detailed table."""
     peaks = ", ".join(f"{k} {v:.0f} GFLOP/s" for k, v in report["peaks"].items())
-    out = [f"Machine: {report['machine']}  ", f"Date: {report['date']}  ",
-           f"Command: `{command}` ({report['mode']}, {report['seconds']:.0f} s)  ",
-           f"Thread pools: {report.get('thread_pools', 'not recorded')}  ",
-           f"Measured peaks: {peaks}", "", "### Summary", "",
-           summary_table(report), ""]
+    out = [
+        f"Machine: {report['machine']}  ",
+        f"Date: {report['date']}  ",
+        f"Command: `{command}` ({report['mode']}, {report['seconds']:.0f} s)  ",
+        f"Thread pools: {report.get('thread_pools', 'not recorded')}  ",
+        f"Measured peaks: {peaks}",
+        "",
+        "### Summary",
+        "",
+        summary_table(report),
+        "",
+    ]
     for s in report["sections"]:
         out += [f"### {s['title']}", "", s["about"], "", table(s["rows"], s["columns"]), ""]
         out += [f"- {n}" for n in s["notes"]] + [""]
@@ -103,17 +116,28 @@ def markdown(report: dict, command: str) -> str:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="batchconv bench", description=__doc__.split("\n")[0])
     size = ap.add_mutually_exclusive_group()
-    size.add_argument("--quick", action="store_true", help="small sizes, under 2 minutes "
-                      "(the default)")
-    size.add_argument("--full", action="store_true", help="the workloads' full sizes (all "
-                      "pairs of 500 x 1000 images: several minutes)")
-    ap.add_argument("--only", action="append", metavar="NAME", choices=sorted(WORKLOADS),
-                    help="run only this workload (repeatable)")
+    size.add_argument(
+        "--quick", action="store_true", help="small sizes, under 2 minutes (the default)"
+    )
+    size.add_argument(
+        "--full",
+        action="store_true",
+        help="the workloads' full sizes (all pairs of 500 x 1000 images: several minutes)",
+    )
+    ap.add_argument(
+        "--only",
+        action="append",
+        metavar="NAME",
+        choices=sorted(WORKLOADS),
+        help="run only this workload (repeatable)",
+    )
     ap.add_argument("--json", metavar="FILE", help="write the raw numbers as JSON")
-    ap.add_argument("--plot", metavar="FILE.png", help="draw the method crossover chart "
-                    "(matplotlib)")
-    ap.add_argument("--markdown", metavar="FILE", help="write the report as Markdown "
-                    "(what BENCHMARKS.md holds)")
+    ap.add_argument(
+        "--plot", metavar="FILE.png", help="draw the method crossover chart (matplotlib)"
+    )
+    ap.add_argument(
+        "--markdown", metavar="FILE", help="write the report as Markdown (what BENCHMARKS.md holds)"
+    )
     args = ap.parse_args(argv)
     for path in (args.json, args.markdown, args.plot):  # fail now, not after the run
         folder = os.path.dirname(os.path.abspath(path)) if path else None

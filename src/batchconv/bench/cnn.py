@@ -18,26 +18,41 @@ from .harness import Context, Section, assert_agree, interleaved, summary_row
 NAME = "cnn"
 SPEC = "nhwc,hwco->nhwo|hw"
 # (name, N, H=W, C_in, C_out, kernel, stride)
-LAYERS = [("3x3 64->64 56x56", 8, 56, 64, 64, 3, 1),
-          ("3x3 128->128 28x28", 8, 28, 128, 128, 3, 1),
-          ("7x7 stem 3->64 224x224 s2", 4, 224, 3, 64, 7, 2),
-          ("7x7 32->32 64x64", 4, 64, 32, 32, 7, 1),
-          ("11x11 16->32 96x96", 4, 96, 16, 32, 11, 1)]
+LAYERS = [
+    ("3x3 64->64 56x56", 8, 56, 64, 64, 3, 1),
+    ("3x3 128->128 28x28", 8, 28, 128, 128, 3, 1),
+    ("7x7 stem 3->64 224x224 s2", 4, 224, 3, 64, 7, 2),
+    ("7x7 32->32 64x64", 4, 64, 32, 32, 7, 1),
+    ("11x11 16->32 96x96", 4, 96, 16, 32, 11, 1),
+]
 QUICK = {"3x3 128->128 28x28", "7x7 32->32 64x64"}
-COLUMNS = ["layer", "torch ms", "ours ms", "ours cold ms", "method", "ours GFLOP/s",
-           "torch / ours", "ours tensors ms", "tensors method", "torch / ours tensors"]
+COLUMNS = [
+    "layer",
+    "torch ms",
+    "ours ms",
+    "ours cold ms",
+    "method",
+    "ours GFLOP/s",
+    "torch / ours",
+    "ours tensors ms",
+    "tensors method",
+    "torch / ours tensors",
+]
 
 
 def run(ctx: Context) -> Section:
-    sec = Section(NAME, "seed 002: CNN layers, NHWC x HWIO, float32",
-                  "`bc.correlate(x, k, 'nhwc,hwco->nhwo|hw', stride=s)` (NumPy arrays; "
-                  "'ours tensors': the same call on torch CPU tensors, where the torch "
-                  "methods are candidates too) against "
-                  "`torch.nn.functional.conv2d` (CPU) on NCHW tensors made before timing; "
-                  "GFLOP/s count 2 flops per multiply-add. 'ours' calls `correlate` in a loop "
-                  "with the same filters (its plan cache keeps their spectra, as in an "
-                  "inference loop); 'ours cold' clears that cache before every call.",
-                  COLUMNS)
+    sec = Section(
+        NAME,
+        "seed 002: CNN layers, NHWC x HWIO, float32",
+        "`bc.correlate(x, k, 'nhwc,hwco->nhwo|hw', stride=s)` (NumPy arrays; "
+        "'ours tensors': the same call on torch CPU tensors, where the torch "
+        "methods are candidates too) against "
+        "`torch.nn.functional.conv2d` (CPU) on NCHW tensors made before timing; "
+        "GFLOP/s count 2 flops per multiply-add. 'ours' calls `correlate` in a loop "
+        "with the same filters (its plan cache keeps their spectra, as in an "
+        "inference loop); 'ours cold' clears that cache before every call.",
+        COLUMNS,
+    )
     try:
         import torch
         import torch.nn.functional as F
@@ -50,20 +65,22 @@ def run(ctx: Context) -> Section:
             continue
         x = rng.standard_normal((N, S, S, ci), dtype=np.float32)
         k = rng.standard_normal((kk, kk, ci, co), dtype=np.float32)
+
         def cold(x=x, k=k, s=s):
             bc.clear_plan_cache()
             return bc.correlate(x, k, SPEC, stride=s)
 
-        contenders = {"ours": lambda x=x, k=k, s=s: bc.correlate(x, k, SPEC, stride=s),
-                      "ours cold": cold}
+        contenders = {
+            "ours": lambda x=x, k=k, s=s: bc.correlate(x, k, SPEC, stride=s),
+            "ours cold": cold,
+        }
         ours = contenders["ours"]()
         tensors = {}
         if torch is not None:  # the same call on NHWC torch CPU tensors (issue #8's bar),
             # timed against torch apart from 'ours cold', whose clearing of the plan cache
             # would make it cold too
             xh, kh = torch.from_numpy(x), torch.from_numpy(k)
-            tensors["ours tensors"] = (lambda xh=xh, kh=kh, s=s:
-                                       bc.correlate(xh, kh, SPEC, stride=s))
+            tensors["ours tensors"] = lambda xh=xh, kh=kh, s=s: bc.correlate(xh, kh, SPEC, stride=s)
         if torch is not None:
             xt = torch.from_numpy(np.ascontiguousarray(x.transpose(0, 3, 1, 2)))
             kt = torch.from_numpy(np.ascontiguousarray(k.transpose(3, 2, 0, 1)))
@@ -79,28 +96,41 @@ def run(ctx: Context) -> Section:
                 tt = interleaved(tensors, rounds=5 if ctx.quick else 9)
         plan = bc.plan(x, k, SPEC, stride=s)
         flops = 2.0 * ours.size * kk * kk * ci
-        row = {"layer": name, "ours ms": t["ours"] * 1e3, "ours cold ms": t["ours cold"] * 1e3,
-               "method": plan.method,
-               "ours GFLOP/s": flops / t["ours"] / 1e9}
+        row = {
+            "layer": name,
+            "ours ms": t["ours"] * 1e3,
+            "ours cold ms": t["ours cold"] * 1e3,
+            "method": plan.method,
+            "ours GFLOP/s": flops / t["ours"] / 1e9,
+        }
         if "torch" in t:
             row["torch ms"] = t["torch"] * 1e3
             row["torch / ours"] = t["torch"] / t["ours"]
             row["ours tensors ms"] = tt["ours tensors"] * 1e3
             row["tensors method"] = bc.plan(xh, kh, SPEC, stride=s).method
             row["torch / ours tensors"] = tt["torch"] / tt["ours tensors"]
-            assert_agree(tensors["ours tensors"]().numpy(), ref, bound,
-                         f"cnn {name} (tensors)")
+            assert_agree(tensors["ours tensors"]().numpy(), ref, bound, f"cnn {name} (tensors)")
         sec.rows.append(row)
         bar = 1.0 if kk >= 7 else 0.8
-        sec.summary.append(summary_row(
-            NAME, f"{name}, N={N}", "torch conv2d (CPU)" if torch is not None else None,
-            t.get("torch"), t["ours"], bar, flops=flops,
-            peak=ctx.peaks.get("gemm_float32"),
-            note=f"{plan.method}; cold {t['ours cold'] * 1e3:.3g} ms; direct-equivalent "
-                 f"flops, % of the GEMM peak",
-            spread=(t.spread.get("torch"), t.spread["ours"])))
-        ctx.log(f"  {name}: ours {t['ours'] * 1e3:.3g} ms"
-                + (f", torch {t['torch'] * 1e3:.3g} ms" if "torch" in t else ""))
+        sec.summary.append(
+            summary_row(
+                NAME,
+                f"{name}, N={N}",
+                "torch conv2d (CPU)" if torch is not None else None,
+                t.get("torch"),
+                t["ours"],
+                bar,
+                flops=flops,
+                peak=ctx.peaks.get("gemm_float32"),
+                note=f"{plan.method}; cold {t['ours cold'] * 1e3:.3g} ms; direct-equivalent "
+                f"flops, % of the GEMM peak",
+                spread=(t.spread.get("torch"), t.spread["ours"]),
+            )
+        )
+        ctx.log(
+            f"  {name}: ours {t['ours'] * 1e3:.3g} ms"
+            + (f", torch {t['torch'] * 1e3:.3g} ms" if "torch" in t else "")
+        )
     return sec
 
 

@@ -15,8 +15,7 @@ import batchconv as bc
 from .harness import Context, Section, assert_agree, interleaved, summary_row
 
 NAME = "crossover"
-COLUMNS = ["sweep", "x", "direct ms", "fft ms", "auto ms", "auto chose", "best",
-           "auto / best"]
+COLUMNS = ["sweep", "x", "direct ms", "fft ms", "auto ms", "auto chose", "best", "auto / best"]
 KERNELS = [1, 2, 3, 5, 7, 9, 11, 15, 21, 31, 45]
 KERNELS_QUICK = [1, 3, 7, 15, 31]
 SIZES = [16, 32, 64, 128, 256, 512]
@@ -30,26 +29,35 @@ def _point(sweep: str, xval: int, x: np.ndarray, w: np.ndarray, rounds: int) -> 
     assert_agree(fs["fft"](), ref, bound, f"crossover {sweep} {xval} fft")
     t = interleaved(fs, rounds=rounds)
     best = min(("direct", "fft"), key=t.get)
-    return {"sweep": sweep, "x": xval, "direct ms": t["direct"] * 1e3,
-            "fft ms": t["fft"] * 1e3, "auto ms": t["auto"] * 1e3,
-            "auto chose": bc.plan(x, w).method, "best": best,
-            "auto / best": t["auto"] / t[best]}
+    return {
+        "sweep": sweep,
+        "x": xval,
+        "direct ms": t["direct"] * 1e3,
+        "fft ms": t["fft"] * 1e3,
+        "auto ms": t["auto"] * 1e3,
+        "auto chose": bc.plan(x, w).method,
+        "best": best,
+        "auto / best": t["auto"] / t[best],
+    }
 
 
 def run(ctx: Context) -> Section:
-    sec = Section(NAME, "method crossover: direct vs fft vs auto, 2-D float32, bank of 4",
-                  "Kernel sweep: 8 images 128x128 against 4 k x k filters. Image sweep: 4 "
-                  "images s x s against 4 filters 7x7. 'valid'; interleaved medians.",
-                  COLUMNS)
+    sec = Section(
+        NAME,
+        "method crossover: direct vs fft vs auto, 2-D float32, bank of 4",
+        "Kernel sweep: 8 images 128x128 against 4 k x k filters. Image sweep: 4 "
+        "images s x s against 4 filters 7x7. 'valid'; interleaved medians.",
+        COLUMNS,
+    )
     rng = np.random.default_rng(0)
     rounds = 3 if ctx.quick else 5
     x = rng.standard_normal((8, 128, 128), dtype=np.float32)
-    for kk in (KERNELS_QUICK if ctx.quick else KERNELS):
+    for kk in KERNELS_QUICK if ctx.quick else KERNELS:
         w = rng.standard_normal((4, kk, kk), dtype=np.float32)
         sec.rows.append(_point("kernel k (128x128)", kk, x, w, rounds))
         ctx.log(f"  kernel {kk}: auto chose {sec.rows[-1]['auto chose']}")
     w = rng.standard_normal((4, 7, 7), dtype=np.float32)
-    for size in (SIZES_QUICK if ctx.quick else SIZES):
+    for size in SIZES_QUICK if ctx.quick else SIZES:
         xs = rng.standard_normal((4, size, size), dtype=np.float32)
         sec.rows.append(_point("image s (7x7)", size, xs, w, rounds))
         ctx.log(f"  image {size}: auto chose {sec.rows[-1]['auto chose']}")
@@ -57,12 +65,19 @@ def run(ctx: Context) -> Section:
         rows = [r for r in sec.rows if r["sweep"] == sweep]
         worst = max(rows, key=lambda r: r["auto / best"])
         best_ms = worst[f"{worst['best']} ms"] / 1e3
-        sec.summary.append(summary_row(
-            NAME, f"{sweep}: worst point ({worst['x']})", "best forced method", best_ms,
-            worst["auto ms"] / 1e3, 1 / 1.5,
-            note=f"auto / best median {np.median([r['auto / best'] for r in rows]):.2f}, "
-                 f"right method at {sum(r['auto chose'] == r['best'] for r in rows)} of "
-                 f"{len(rows)} points"))
+        sec.summary.append(
+            summary_row(
+                NAME,
+                f"{sweep}: worst point ({worst['x']})",
+                "best forced method",
+                best_ms,
+                worst["auto ms"] / 1e3,
+                1 / 1.5,
+                note=f"auto / best median {np.median([r['auto / best'] for r in rows]):.2f}, "
+                f"right method at {sum(r['auto chose'] == r['best'] for r in rows)} of "
+                f"{len(rows)} points",
+            )
+        )
     return sec
 
 
@@ -87,8 +102,14 @@ def plot(sec: Section, path: str) -> str:
             ax.plot(xs, [r[f"{m} ms"] for r in rows], style, label=m, alpha=0.8)
         ax.plot(xs, [r["auto ms"] for r in rows], "k--", label="auto", linewidth=1)
         for r in rows:
-            ax.annotate(r["auto chose"][0], (r["x"], r["auto ms"]), textcoords="offset points",
-                        xytext=(0, 6), ha="center", fontsize=8)
+            ax.annotate(
+                r["auto chose"][0],
+                (r["x"], r["auto ms"]),
+                textcoords="offset points",
+                xytext=(0, 6),
+                ha="center",
+                fontsize=8,
+            )
         ax.set_xscale("log")
         ax.set_yscale("log")
         ax.set_xticks(xs, [str(v) for v in xs])

@@ -22,8 +22,9 @@ class Timings(dict):
     spread: dict[str, float]
 
 
-def interleaved(contenders: dict[str, Callable[[], object]], *, rounds: int = 7,
-                max_seconds: float = 60.0) -> Timings:
+def interleaved(
+    contenders: dict[str, Callable[[], object]], *, rounds: int = 7, max_seconds: float = 60.0
+) -> Timings:
     """Median seconds per contender over up to ``rounds`` interleaved rounds (fewer when a
     round is slow: at least 3 rounds, stopping once ``max_seconds`` have passed)."""
     for f in contenders.values():  # warm up: plans, FFT caches, page faults
@@ -42,14 +43,17 @@ def interleaved(contenders: dict[str, Callable[[], object]], *, rounds: int = 7,
         if r >= 2 and time.perf_counter() - start > max_seconds:
             break
     out = Timings({k: float(np.median(v)) for k, v in times.items()})
-    out.spread = {k: float(np.subtract(*np.percentile(v, [75, 25])) / max(np.median(v), 1e-12))
-                  for k, v in times.items()}
+    out.spread = {
+        k: float(np.subtract(*np.percentile(v, [75, 25])) / max(np.median(v), 1e-12))
+        for k, v in times.items()
+    }
     return out
 
 
 def numpy_only(f: Callable[[], object]) -> Callable[[], object]:
     """``f`` run with the compiled (numba) kernels switched off: what a user with NumPy
     alone gets."""
+
     def run():
         old = compiled.USE_NUMBA
         compiled.USE_NUMBA = False
@@ -57,20 +61,28 @@ def numpy_only(f: Callable[[], object]) -> Callable[[], object]:
             return f()
         finally:
             compiled.USE_NUMBA = old
+
     return run
 
 
 def assert_agree(ours, ref, bound: float, what: str) -> None:
     """A fast wrong answer must not win: ``|ours - ref| <= bound`` everywhere."""
-    err = float(np.max(np.abs(np.asarray(ours, dtype=np.complex128 if np.iscomplexobj(ours)
-                                         else np.float64) - ref)))
+    err = float(
+        np.max(
+            np.abs(
+                np.asarray(ours, dtype=np.complex128 if np.iscomplexobj(ours) else np.float64) - ref
+            )
+        )
+    )
     if not err <= bound:
-        raise AssertionError(f"{what}: result differs from the anchor by {err:.3g} "
-                             f"(allowed {bound:.3g})")
+        raise AssertionError(
+            f"{what}: result differs from the anchor by {err:.3g} (allowed {bound:.3g})"
+        )
 
 
 def table(rows: list[dict], columns: list[str]) -> str:
     """A GitHub-markdown table of ``rows`` (dicts) in ``columns`` order."""
+
     def fmt(v):
         if v is None:
             return ""
@@ -109,27 +121,55 @@ class Section:
     notes: list[str] = field(default_factory=list)
 
 
-def summary_row(workload: str, case: str, anchor: str | None, anchor_s: float | None,
-                ours_s: float, bar: float | None, *, flops: float | None = None,
-                peak: float | None = None, note: str = "",
-                spread: tuple[float | None, float | None] = (None, None)) -> dict:
+def summary_row(
+    workload: str,
+    case: str,
+    anchor: str | None,
+    anchor_s: float | None,
+    ours_s: float,
+    bar: float | None,
+    *,
+    flops: float | None = None,
+    peak: float | None = None,
+    note: str = "",
+    spread: tuple[float | None, float | None] = (None, None),
+) -> dict:
     """A line of the summary table: times, ratio anchor/ours, the bar on that ratio and
     whether it is met, and the achieved GFLOP/s with its fraction of the machine's peak
     (``peak`` in GFLOP/s, measured at the start of the run)."""
     ratio = anchor_s / ours_s if anchor_s else None
     gflops = flops / ours_s / 1e9 if flops else None
     noise = "/".join(f"{100 * v:.0f}%" for v in spread if v is not None)
-    return {"workload": workload, "case": case, "anchor": anchor or "not installed",
-            "anchor ms": anchor_s * 1e3 if anchor_s else None, "ours ms": ours_s * 1e3,
-            "anchor / ours": ratio, "bar": bar,
-            "met": None if ratio is None or bar is None else bool(ratio >= bar),
-            "GFLOP/s": gflops,
-            "% of peak": 100 * gflops / peak if gflops and peak else None,
-            "IQR anchor/ours": noise or None, "note": note}
+    return {
+        "workload": workload,
+        "case": case,
+        "anchor": anchor or "not installed",
+        "anchor ms": anchor_s * 1e3 if anchor_s else None,
+        "ours ms": ours_s * 1e3,
+        "anchor / ours": ratio,
+        "bar": bar,
+        "met": None if ratio is None or bar is None else bool(ratio >= bar),
+        "GFLOP/s": gflops,
+        "% of peak": 100 * gflops / peak if gflops and peak else None,
+        "IQR anchor/ours": noise or None,
+        "note": note,
+    }
 
 
-SUMMARY_COLUMNS = ["workload", "case", "anchor", "anchor ms", "ours ms", "anchor / ours",
-                   "bar", "met", "IQR anchor/ours", "GFLOP/s", "% of peak", "note"]
+SUMMARY_COLUMNS = [
+    "workload",
+    "case",
+    "anchor",
+    "anchor ms",
+    "ours ms",
+    "anchor / ours",
+    "bar",
+    "met",
+    "IQR anchor/ours",
+    "GFLOP/s",
+    "% of peak",
+    "note",
+]
 
 
 def measure_peaks(log: Callable[[str], None] = lambda s: None) -> dict[str, float]:
@@ -151,13 +191,12 @@ def measure_peaks(log: Callable[[str], None] = lambda s: None) -> dict[str, floa
     peaks = {}
     for dt in (np.float32, np.float64):
         a = np.random.default_rng(0).random((1024, 1024)).astype(dt)
-        peaks[f"gemm_{np.dtype(dt).name}"] = 2 * 1024 ** 3 / best(lambda a=a: a @ a) / 1e9
+        peaks[f"gemm_{np.dtype(dt).name}"] = 2 * 1024**3 / best(lambda a=a: a @ a) / 1e9
     eng, rates = fft_engine(), []
     for size in (512, 1024):
         for dt in (np.float32, np.float64):
             img = np.random.default_rng(0).random((size, size)).astype(dt)
-            t = best(lambda img=img, size=size: eng.rfftn(img, (size, size), (0, 1),
-                                                          get_workers()))
+            t = best(lambda img=img, size=size: eng.rfftn(img, (size, size), (0, 1), get_workers()))
             rates.append(2.5 * size * size * np.log2(size * size) / t / 1e9)
     peaks["fft"] = float(max(rates))
     log("peaks: " + ", ".join(f"{k} {v:.0f} GFLOP/s" for k, v in peaks.items()))

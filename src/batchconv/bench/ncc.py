@@ -17,27 +17,42 @@ import batchconv as bc
 from .harness import Context, Section, assert_agree, interleaved, plan_peak, summary_row
 
 NAME = "ncc"
-COLUMNS = ["templates", "image", "method", "opencv ms", "ours ms", "ours cold ms",
-           "opencv / ours", "opencv / ours cold"]
+COLUMNS = [
+    "templates",
+    "image",
+    "method",
+    "opencv ms",
+    "ours ms",
+    "ours cold ms",
+    "opencv / ours",
+    "opencv / ours cold",
+]
 
 
 def run(ctx: Context) -> Section:
     shape = (500, 450) if ctx.quick else (1000, 900)
-    sec = Section(NAME, f"NCC template matching, 48x40 templates on a {shape[0]}x{shape[1]} "
-                        "float32 image",
-                  "`bc.correlate(img[None], bank, metric='ncc')` against looped "
-                  "`cv2.matchTemplate(img, t, cv2.TM_CCOEFF_NORMED)`, checked within 2e-4.",
-                  COLUMNS)
+    sec = Section(
+        NAME,
+        f"NCC template matching, 48x40 templates on a {shape[0]}x{shape[1]} float32 image",
+        "`bc.correlate(img[None], bank, metric='ncc')` against looped "
+        "`cv2.matchTemplate(img, t, cv2.TM_CCOEFF_NORMED)`, checked within 2e-4.",
+        COLUMNS,
+    )
     rng = np.random.default_rng(0)
     img = rng.random(shape, dtype=np.float32)
-    bank = np.stack([img[y:y + 48, x:x + 40] + 0.1 * rng.random((48, 40), dtype=np.float32)
-                     for y, x in rng.integers(0, min(shape) - 60, size=(16, 2))])
+    bank = np.stack(
+        [
+            img[y : y + 48, x : x + 40] + 0.1 * rng.random((48, 40), dtype=np.float32)
+            for y, x in rng.integers(0, min(shape) - 60, size=(16, 2))
+        ]
+    )
     try:
         import cv2
     except ImportError:
         cv2 = None
-        sec.notes.append("OpenCV not installed (pip install opencv-python-headless): "
-                         "anchor skipped")
+        sec.notes.append(
+            "OpenCV not installed (pip install opencv-python-headless): anchor skipped"
+        )
     for n_tpl, bar in ((16, 2.0), (1, 1 / 1.5)):
         tpl = bank[:n_tpl]
 
@@ -45,13 +60,17 @@ def run(ctx: Context) -> Section:
             bc.clear_plan_cache()
             return bc.correlate(img[None], tpl, metric="ncc")
 
-        contenders = {"ours": lambda tpl=tpl: bc.correlate(img[None], tpl, metric="ncc"),
-                      "ours cold": cold}
+        contenders = {
+            "ours": lambda tpl=tpl: bc.correlate(img[None], tpl, metric="ncc"),
+            "ours cold": cold,
+        }
         if cv2 is not None:
             contenders["opencv"] = lambda tpl=tpl: [
-                cv2.matchTemplate(img, t, cv2.TM_CCOEFF_NORMED) for t in tpl]
-            assert_agree(contenders["ours"]()[0], np.stack(contenders["opencv"]()), 2e-4,
-                         "ncc vs OpenCV")
+                cv2.matchTemplate(img, t, cv2.TM_CCOEFF_NORMED) for t in tpl
+            ]
+            assert_agree(
+                contenders["ours"]()[0], np.stack(contenders["opencv"]()), 2e-4, "ncc vs OpenCV"
+            )
         t = interleaved(contenders, rounds=5 if ctx.quick else 7)
         plan = bc.plan(img[None], tpl, metric="ncc")
         row = {"templates": n_tpl, "image": f"{shape[0]}x{shape[1]}", "method": plan.method}
@@ -60,10 +79,18 @@ def run(ctx: Context) -> Section:
             row["opencv / ours"] = t["opencv"] / t["ours"]
             row["opencv / ours cold"] = t["opencv"] / t["ours cold"]
         sec.rows.append(row)
-        sec.summary.append(summary_row(
-            NAME, f"{n_tpl} template(s), {shape[0]}x{shape[1]}",
-            "cv2.matchTemplate" if cv2 is not None else None, t.get("opencv"), t["ours"],
-            bar, flops=plan.flops, peak=plan_peak(plan, ctx.peaks),
-            note=f"cold {t['ours cold'] * 1e3:.3g} ms",
-            spread=(t.spread.get("opencv"), t.spread["ours"])))
+        sec.summary.append(
+            summary_row(
+                NAME,
+                f"{n_tpl} template(s), {shape[0]}x{shape[1]}",
+                "cv2.matchTemplate" if cv2 is not None else None,
+                t.get("opencv"),
+                t["ours"],
+                bar,
+                flops=plan.flops,
+                peak=plan_peak(plan, ctx.peaks),
+                note=f"cold {t['ours cold'] * 1e3:.3g} ms",
+                spread=(t.spread.get("opencv"), t.spread["ours"]),
+            )
+        )
     return sec

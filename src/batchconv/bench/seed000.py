@@ -28,15 +28,23 @@ from .harness import Context, Section, plan_peak, summary_row
 NAME = "seed000"
 SPEC = "nhwd,khwd->nk|hwd"
 SHAPE = (96, 96, 3)
-COLUMNS = ["pairs", "memory", "budget MiB", "ours s", "ours us/pair", "anchor ms/pair",
-           "anchor / ours per pair", "peak extra RSS MiB", "plan peak MiB",
-           "max rel err (anchor pairs)"]
+COLUMNS = [
+    "pairs",
+    "memory",
+    "budget MiB",
+    "ours s",
+    "ours us/pair",
+    "anchor ms/pair",
+    "anchor / ours per pair",
+    "peak extra RSS MiB",
+    "plan peak MiB",
+    "max rel err (anchor pairs)",
+]
 
 
 def data(n: int, k: int):
     rng = np.random.default_rng(0)
-    return (rng.random((n, *SHAPE), dtype=np.float32),
-            rng.random((k, *SHAPE), dtype=np.float32))
+    return (rng.random((n, *SHAPE), dtype=np.float32), rng.random((k, *SHAPE), dtype=np.float32))
 
 
 def _ours_in_subprocess(n: int, k: int, memory) -> dict:
@@ -57,8 +65,7 @@ p = bc.plan(x, w, SPEC, mode="same", reduce="max", memory={memory!r})
 print(json.dumps(dict(seconds=t, peak_extra_mib=(peak - base) / 1024,
                       plan_peak_mib=p.peak_bytes / 2**20, budget_mib=p.memory / 2**20)))
 """
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                         check=True)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
@@ -69,16 +76,24 @@ def _in_process(n: int, k: int, memory) -> dict:
     bc.correlate(x, w, SPEC, mode="same", reduce="max", memory=memory)
     t = time.perf_counter() - t0
     p = bc.plan(x, w, SPEC, mode="same", reduce="max", memory=memory)
-    return dict(seconds=t, peak_extra_mib=None, plan_peak_mib=p.peak_bytes / 2**20,
-                budget_mib=p.memory / 2**20)
+    return dict(
+        seconds=t,
+        peak_extra_mib=None,
+        plan_peak_mib=p.peak_bytes / 2**20,
+        budget_mib=p.memory / 2**20,
+    )
 
 
 def run(ctx: Context) -> Section:
-    sec = Section(NAME, "seed 000: all pairs, 3-D 'same', max, 96x96x3 float32",
-                  "`bc.correlate(x, w, 'nhwd,khwd->nk|hwd', mode='same', reduce='max')` "
-                  "against the seed's `cdist` + `scipy.signal.correlate(method='fft')` + "
-                  "`max` (float64), timed per pair on a few pairs in the same run. The full "
-                  "scale runs in fresh subprocesses (peak extra RSS).", COLUMNS)
+    sec = Section(
+        NAME,
+        "seed 000: all pairs, 3-D 'same', max, 96x96x3 float32",
+        "`bc.correlate(x, w, 'nhwd,khwd->nk|hwd', mode='same', reduce='max')` "
+        "against the seed's `cdist` + `scipy.signal.correlate(method='fft')` + "
+        "`max` (float64), timed per pair on a few pairs in the same run. The full "
+        "scale runs in fresh subprocesses (peak extra RSS).",
+        COLUMNS,
+    )
     n, k = (100, 200) if ctx.quick else (500, 1000)
     na, ka = (3, 4) if ctx.quick else (8, 10)
     x, w = data(na, ka)
@@ -93,8 +108,7 @@ def run(ctx: Context) -> Section:
 
         def xcorr(u, v):  # the seed's function, float64 as the seed's np.random.random
             t0 = time.perf_counter()
-            r = np.max(correlate(u.reshape(SHAPE), v.reshape(SHAPE), mode="same",
-                                 method="fft"))
+            r = np.max(correlate(u.reshape(SHAPE), v.reshape(SHAPE), mode="same", method="fft"))
             pair_times.append(time.perf_counter() - t0)
             return r
 
@@ -106,26 +120,42 @@ def run(ctx: Context) -> Section:
         anchor, err = None, None
         sec.notes.append("SciPy not installed: the seed's code cannot run; ours timed alone")
     plan = bc.plan(*data(2, 2), SPEC, mode="same", reduce="max")  # the method and its peak
-    problem = make_problem((n, *SHAPE), np.float32, (k, *SHAPE), np.float32, SPEC,
-                           mode="same", reduce="max")
+    problem = make_problem(
+        (n, *SHAPE), np.float32, (k, *SHAPE), np.float32, SPEC, mode="same", reduce="max"
+    )
     flops_per_pair = flops(problem, plan.method) / (n * k)  # items' transforms shared
-    for memory in ((None,) if ctx.quick else (None, "2GB")):
+    for memory in (None,) if ctx.quick else (None, "2GB"):
         ctx.log(f"  {n} x {k} pairs, memory={memory or 'default'} ...")
         r = (_in_process if ctx.quick else _ours_in_subprocess)(n, k, memory)
         per_pair = r["seconds"] / (n * k)
-        sec.rows.append({"pairs": f"{n} x {k}", "memory": memory or "default",
-                         "budget MiB": r["budget_mib"], "ours s": r["seconds"],
-                         "ours us/pair": per_pair * 1e6,
-                         "anchor ms/pair": anchor * 1e3 if anchor else None,
-                         "anchor / ours per pair": anchor / per_pair if anchor else None,
-                         "peak extra RSS MiB": r["peak_extra_mib"],
-                         "plan peak MiB": r["plan_peak_mib"],
-                         "max rel err (anchor pairs)": err})
+        sec.rows.append(
+            {
+                "pairs": f"{n} x {k}",
+                "memory": memory or "default",
+                "budget MiB": r["budget_mib"],
+                "ours s": r["seconds"],
+                "ours us/pair": per_pair * 1e6,
+                "anchor ms/pair": anchor * 1e3 if anchor else None,
+                "anchor / ours per pair": anchor / per_pair if anchor else None,
+                "peak extra RSS MiB": r["peak_extra_mib"],
+                "plan peak MiB": r["plan_peak_mib"],
+                "max rel err (anchor pairs)": err,
+            }
+        )
         note = f"{r['seconds']:.0f} s for {n} x {k} pairs"
         if r["peak_extra_mib"] is not None:
             note += f", {r['peak_extra_mib']:.0f} MiB extra RSS (bars: 180 s, 2 GB)"
-        sec.summary.append(summary_row(
-            NAME, f"{n} x {k} pairs, per pair, memory={memory or 'default'}",
-            "cdist + signal.correlate" if anchor else None, anchor, per_pair, 30.0,
-            flops=flops_per_pair, peak=plan_peak(plan, ctx.peaks), note=note))
+        sec.summary.append(
+            summary_row(
+                NAME,
+                f"{n} x {k} pairs, per pair, memory={memory or 'default'}",
+                "cdist + signal.correlate" if anchor else None,
+                anchor,
+                per_pair,
+                30.0,
+                flops=flops_per_pair,
+                peak=plan_peak(plan, ctx.peaks),
+                note=note,
+            )
+        )
     return sec

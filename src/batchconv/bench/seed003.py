@@ -18,9 +18,17 @@ from .harness import Context, Section, assert_agree, interleaved, numpy_only, pl
 
 NAME = "seed003"
 SPEC = "bmn,mn->bmn|mn"
-COLUMNS = ["einsum + as_strided ms", "ours direct ms", "ours fft ms", "ours auto ms",
-           "auto chose", "einsum / ours auto", "extra memory / output", "ours auto numba ms",
-           "einsum / ours auto numba"]
+COLUMNS = [
+    "einsum + as_strided ms",
+    "ours direct ms",
+    "ours fft ms",
+    "ours auto ms",
+    "auto chose",
+    "einsum / ours auto",
+    "extra memory / output",
+    "ours auto numba ms",
+    "einsum / ours auto numba",
+]
 
 
 def einsum_answer(x, f):
@@ -31,9 +39,13 @@ def einsum_answer(x, f):
 
 
 def run(ctx: Context) -> Section:
-    sec = Section(NAME, "seed 003: 1000 images 64x64, one 5x5 filter, float64, NumPy only",
-                  "`bc.correlate(x, f, 'bmn,mn->bmn|mn')` against "
-                  "`einsum('pq,pqbmn->bmn', f, as_strided(x))`, interleaved.", COLUMNS)
+    sec = Section(
+        NAME,
+        "seed 003: 1000 images 64x64, one 5x5 filter, float64, NumPy only",
+        "`bc.correlate(x, f, 'bmn,mn->bmn|mn')` against "
+        "`einsum('pq,pqbmn->bmn', f, as_strided(x))`, interleaved.",
+        COLUMNS,
+    )
     rng = np.random.default_rng(0)
     x = rng.standard_normal((1000, 64, 64))
     f = rng.standard_normal((5, 5))
@@ -51,17 +63,39 @@ def run(ctx: Context) -> Section:
     tracemalloc.stop()
     plan = numpy_only(lambda: bc.plan(x, f, SPEC))()
     row = {f"{k} ms": v * 1e3 for k, v in t.items()}
-    row.update({"einsum / ours auto": t["einsum + as_strided"] / t["ours auto"],
-                "einsum / ours auto numba": t["einsum + as_strided"] / t["ours auto numba"],
-                "auto chose": plan.method, "extra memory / output": extra / out.nbytes})
+    row.update(
+        {
+            "einsum / ours auto": t["einsum + as_strided"] / t["ours auto"],
+            "einsum / ours auto numba": t["einsum + as_strided"] / t["ours auto numba"],
+            "auto chose": plan.method,
+            "extra memory / output": extra / out.nbytes,
+        }
+    )
     sec.rows.append(row)
-    sec.summary.append(summary_row(
-        NAME, "1000 x 64x64, 5x5", "einsum + as_strided", t["einsum + as_strided"],
-        t["ours auto"], 3.0, flops=plan.flops, peak=plan_peak(plan, ctx.peaks),
-        note=f"NumPy only; extra memory {extra / out.nbytes:.2f}x the output (bar 2)",
-        spread=(t.spread["einsum + as_strided"], t.spread["ours auto"])))
-    sec.summary.append(summary_row(
-        NAME, "1000 x 64x64, 5x5, with numba", "einsum + as_strided",
-        t["einsum + as_strided"], t["ours auto numba"], None, note="compiled kernel",
-        spread=(t.spread["einsum + as_strided"], t.spread["ours auto numba"])))
+    sec.summary.append(
+        summary_row(
+            NAME,
+            "1000 x 64x64, 5x5",
+            "einsum + as_strided",
+            t["einsum + as_strided"],
+            t["ours auto"],
+            3.0,
+            flops=plan.flops,
+            peak=plan_peak(plan, ctx.peaks),
+            note=f"NumPy only; extra memory {extra / out.nbytes:.2f}x the output (bar 2)",
+            spread=(t.spread["einsum + as_strided"], t.spread["ours auto"]),
+        )
+    )
+    sec.summary.append(
+        summary_row(
+            NAME,
+            "1000 x 64x64, 5x5, with numba",
+            "einsum + as_strided",
+            t["einsum + as_strided"],
+            t["ours auto numba"],
+            None,
+            note="compiled kernel",
+            spread=(t.spread["einsum + as_strided"], t.spread["ours auto numba"]),
+        )
+    )
     return sec

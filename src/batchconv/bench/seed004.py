@@ -18,8 +18,17 @@ from batchconv import compiled
 from .harness import Context, Section, assert_agree, interleaved, numpy_only, summary_row
 
 NAME = "seed004"
-COLUMNS = ["images", "anchor", "anchor ms", "ours ms", "ours numpy ms", "ours bank of 8 ms",
-           "ours Gterms/s", "anchor / ours", "anchor / ours numpy"]
+COLUMNS = [
+    "images",
+    "anchor",
+    "anchor ms",
+    "ours ms",
+    "ours numpy ms",
+    "ours bank of 8 ms",
+    "ours Gterms/s",
+    "anchor / ours",
+    "anchor / ours numpy",
+]
 
 
 def unfold_answer(torch, image, kernel, stride):
@@ -47,19 +56,26 @@ def ours_numpy(img, knl, stride):
 
 
 def run(ctx: Context) -> Section:
-    sec = Section(NAME, "seed 004: sliding SAD with stride 2, 3x256x256 images, 3x16x16 kernel",
-                  "`1 - bc.correlate(img, knl, 'bchw,chw->bhw|hw', metric='sad', stride=2) / "
-                  "knl.size` against the seed's torch `unfold` answer on the CPU; 'ours "
-                  "numpy' with the compiled kernel switched off.", COLUMNS)
+    sec = Section(
+        NAME,
+        "seed 004: sliding SAD with stride 2, 3x256x256 images, 3x16x16 kernel",
+        "`1 - bc.correlate(img, knl, 'bchw,chw->bhw|hw', metric='sad', stride=2) / "
+        "knl.size` against the seed's torch `unfold` answer on the CPU; 'ours "
+        "numpy' with the compiled kernel switched off.",
+        COLUMNS,
+    )
     rng = np.random.default_rng(0)
     n = 2 if ctx.quick else 8
     img = rng.random((n, 3, 256, 256), dtype=np.float32)
     knl = rng.random((3, 16, 16), dtype=np.float32)
     bank = rng.random((8, 3, 16, 16), dtype=np.float32)
-    contenders = {"ours": lambda: ours(img, knl, 2),
-                  "ours numpy": lambda: ours_numpy(img, knl, 2),
-                  "ours bank of 8": lambda: bc.correlate(img, bank, "bchw,kchw->bkhw|hw",
-                                                         metric="sad", stride=2)}
+    contenders = {
+        "ours": lambda: ours(img, knl, 2),
+        "ours numpy": lambda: ours_numpy(img, knl, 2),
+        "ours bank of 8": lambda: bc.correlate(
+            img, bank, "bchw,kchw->bkhw|hw", metric="sad", stride=2
+        ),
+    }
     try:
         import torch
 
@@ -76,17 +92,42 @@ def run(ctx: Context) -> Section:
     assert_agree(ours_numpy(img, knl, 2), ref, 1e-5, "seed004 sad numpy")
     t = interleaved(contenders, rounds=5 if ctx.quick else 7)
     terms = n * 121 * 121 * 3 * 16 * 16
-    sec.rows.append({"images": n, "anchor": anchor, "anchor ms": t[anchor] * 1e3,
-                     "ours ms": t["ours"] * 1e3, "ours numpy ms": t["ours numpy"] * 1e3,
-                     "ours bank of 8 ms": t["ours bank of 8"] * 1e3,
-                     "ours Gterms/s": terms / t["ours"] / 1e9,
-                     "anchor / ours": t[anchor] / t["ours"],
-                     "anchor / ours numpy": t[anchor] / t["ours numpy"]})
+    sec.rows.append(
+        {
+            "images": n,
+            "anchor": anchor,
+            "anchor ms": t[anchor] * 1e3,
+            "ours ms": t["ours"] * 1e3,
+            "ours numpy ms": t["ours numpy"] * 1e3,
+            "ours bank of 8 ms": t["ours bank of 8"] * 1e3,
+            "ours Gterms/s": terms / t["ours"] / 1e9,
+            "anchor / ours": t[anchor] / t["ours"],
+            "anchor / ours numpy": t[anchor] / t["ours numpy"],
+        }
+    )
     kernel = "compiled kernel" if compiled.enabled() else "NumPy (numba not installed)"
     bar = 30.0 if anchor == "torch unfold" else None  # the brief's bar is against torch
-    sec.summary.append(summary_row(NAME, f"{n} x 3x256x256, 16x16, stride 2", anchor,
-                                   t[anchor], t["ours"], bar, note=kernel,
-                                   spread=(t.spread[anchor], t.spread["ours"])))
-    sec.summary.append(summary_row(NAME, f"{n} x 3x256x256, NumPy alone", anchor, t[anchor],
-                                   t["ours numpy"], None, note="compiled kernel off"))
+    sec.summary.append(
+        summary_row(
+            NAME,
+            f"{n} x 3x256x256, 16x16, stride 2",
+            anchor,
+            t[anchor],
+            t["ours"],
+            bar,
+            note=kernel,
+            spread=(t.spread[anchor], t.spread["ours"]),
+        )
+    )
+    sec.summary.append(
+        summary_row(
+            NAME,
+            f"{n} x 3x256x256, NumPy alone",
+            anchor,
+            t[anchor],
+            t["ours numpy"],
+            None,
+            note="compiled kernel off",
+        )
+    )
     return sec

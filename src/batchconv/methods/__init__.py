@@ -30,8 +30,12 @@ __all__ = ["METHODS", "get_method"]
 
 # the torch methods run on torch tensors' own device (see tensors.py); they import torch
 # only when they run
-METHODS: dict[str, ModuleType] = {"direct": direct, "fft": fft, "torch_direct": torch_direct,
-                                  "torch_fft": torch_fft}
+METHODS: dict[str, ModuleType] = {
+    "direct": direct,
+    "fft": fft,
+    "torch_direct": torch_direct,
+    "torch_fft": torch_fft,
+}
 
 
 def get_method(name: str) -> ModuleType:
@@ -39,5 +43,6 @@ def get_method(name: str) -> ModuleType:
     try:
         return METHODS[name]
     except (KeyError, TypeError):
-        raise ValueError(f"method must be 'auto', 'measure' or one of {sorted(METHODS)}, "
-                         f"got {name!r}") from None
+        raise ValueError(
+            f"method must be 'auto', 'measure' or one of {sorted(METHODS)}, got {name!r}"
+        ) from None

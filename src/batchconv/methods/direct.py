@@ -61,8 +61,12 @@ def uses_window_rows(p: Problem, budget: int | None = None) -> bool:
     """True when the compiled window-rows kernel computes ``p`` (no GEMM, a real dtype:
     integers are computed in float64; numba installed and switched on) within
     ``budget``: the kernel copies a whole item, where shift-and-add's tiles shrink."""
-    return (not use_gemm(p) and p.dtype.kind == "f" and compiled.enabled()
-            and compiled.window_rows_fit(p, budget))
+    return (
+        not use_gemm(p)
+        and p.dtype.kind == "f"
+        and compiled.enabled()
+        and compiled.window_rows_fit(p, budget)
+    )
 
 
 def tile_elements(p: Problem, budget: int | None) -> int:
@@ -115,8 +119,13 @@ def _gemm(p: Problem, st: DirectState, xp: np.ndarray, block: np.ndarray, k0: in
     d = p.ndim
     axes = tuple(range(3, 3 + d))
     win = sliding_window_view(xp, tuple(g.extent for g in p.geoms), axis=axes)
-    win = win[(Ellipsis, *(slice(None, None, g.stride) for g in p.geoms),
-               *(slice(None, None, g.dilation) for g in p.geoms))]  # (b, C, P, *O, *T)
+    win = win[
+        (
+            Ellipsis,
+            *(slice(None, None, g.stride) for g in p.geoms),
+            *(slice(None, None, g.dilation) for g in p.geoms),
+        )
+    ]  # (b, C, P, *O, *T)
     b, C, P = xp.shape[:3]
     O = p.O  # noqa: E741 - output sizes, named as in the docs
     k = k1 - k0
@@ -142,21 +151,24 @@ def _gemm(p: Problem, st: DirectState, xp: np.ndarray, block: np.ndarray, k0: in
         if k_inner:
             nb, nr = tile.shape[1], tile.shape[2]
             patches = cols.reshape(P, nb * nr * prod(O[1:]), -1)
-            res = np.matmul(patches, weights, out=work_buffer(
-                (P, patches.shape[1], k), patches.dtype, "gemm"))
+            res = np.matmul(
+                patches, weights, out=work_buffer((P, patches.shape[1], k), patches.dtype, "gemm")
+            )
             res = res.reshape(P, nb, nr, *O[1:], k)
             block[bs, :, :, rs] = np.moveaxis(res, (0, -1), (2, 1))
         else:
             nb, nr = tile.shape[2 + d], tile.shape[3 + d]
             patches = cols.reshape(P, -1, nb * nr * prod(O[1:]))
-            res = np.matmul(weights.transpose(0, 2, 1), patches, out=work_buffer(
-                (P, k, patches.shape[2]), patches.dtype, "gemm"))
+            res = np.matmul(
+                weights.transpose(0, 2, 1),
+                patches,
+                out=work_buffer((P, k, patches.shape[2]), patches.dtype, "gemm"),
+            )
             res = res.reshape(P, k, nb, nr, *O[1:])
             block[bs, :, :, rs] = np.moveaxis(res, (0, 1), (2, 1))
 
 
-def _shift_add(p: Problem, st: DirectState, xp: np.ndarray, block: np.ndarray, k0: int,
-               k1: int):
+def _shift_add(p: Problem, st: DirectState, xp: np.ndarray, block: np.ndarray, k0: int, k1: int):
     d = p.ndim
     b, C, P = xp.shape[:3]
     kern = st.kernel[k0:k1]  # (k, C, P, *T)
@@ -191,8 +203,9 @@ def _shift_add(p: Problem, st: DirectState, xp: np.ndarray, block: np.ndarray, k
     parallel_for(run, _tiles(b, p.O[0], k * P * prod(p.O[1:]), st.tile, _batch_inner(xp)))
 
 
-def compute(p: Problem, st: DirectState, xc: np.ndarray, k0: int, k1: int,
-            out: np.ndarray | None = None) -> np.ndarray:
+def compute(
+    p: Problem, st: DirectState, xc: np.ndarray, k0: int, k1: int, out: np.ndarray | None = None
+) -> np.ndarray:
     """The block ``(b, k1 - k0, P, *O)`` for the canonical input chunk ``xc``, written into
     ``out`` when given (reductions are the planner's: see :func:`fuses_reduce`)."""
     xp = pad_sliding(xc, p.geoms, p.padding, p.cval, first_axis=3)

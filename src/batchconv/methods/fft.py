@@ -42,8 +42,17 @@ from ..xp import (
     work_buffer,
 )
 
-__all__ = ["FFTState", "fft_shape", "tiling", "tile_count", "prepare", "compute",
-           "workspace_bytes", "fuses_reduce", "bind"]
+__all__ = [
+    "FFTState",
+    "fft_shape",
+    "tiling",
+    "tile_count",
+    "prepare",
+    "compute",
+    "workspace_bytes",
+    "fuses_reduce",
+    "bind",
+]
 
 KERNEL_CHUNK_BYTES = 64 << 20  # filters are transformed in groups of at most this size
 _GROUP_BYTES = 4 << 20  # one work unit: fewer, larger calls beat L2-sized ones (seed001 sweep)
@@ -81,7 +90,8 @@ class FFTState:
 def implicit_zeros(p: Problem) -> bool:
     """True when the padding is zeros (or there is none), so the FFT buffer can supply it."""
     return (p.padding == "constant" and p.cval == 0) or all(
-        g.lo == 0 and g.hi <= 0 for g in p.geoms)
+        g.lo == 0 and g.hi <= 0 for g in p.geoms
+    )
 
 
 @lru_cache(maxsize=256)
@@ -145,7 +155,7 @@ def half_shape(shape: tuple[int, ...], is_complex: bool) -> tuple[int, ...]:
     if is_complex:
         return shape
     r = real_axis(shape)
-    return (*shape[:r], shape[r] // 2 + 1, *shape[r + 1:])
+    return (*shape[:r], shape[r] // 2 + 1, *shape[r + 1 :])
 
 
 @lru_cache(maxsize=256)
@@ -160,8 +170,10 @@ def ordered_axes(shape: tuple[int, ...], first_axis: int) -> tuple[tuple, tuple]
 def tap_positions(p: Problem, shape: tuple[int, ...], shift: bool) -> list[np.ndarray]:
     """Per sliding axis, where a kernel's taps go in an FFT buffer of ``shape``: tap j at
     (j * dilation - lo) mod F (``lo`` only with ``shift``, for implicit zero padding)."""
-    return [(np.arange(g.m) * g.dilation - (g.lo if shift else 0)) % n
-            for g, n in zip(p.geoms, shape, strict=True)]
+    return [
+        (np.arange(g.m) * g.dilation - (g.lo if shift else 0)) % n
+        for g, n in zip(p.geoms, shape, strict=True)
+    ]
 
 
 def filter_group_bytes(budget: int | None, cap: int | None) -> int:
@@ -259,14 +271,20 @@ def _channel_product(st: FFTState, X: np.ndarray, k0: int, k1: int) -> np.ndarra
     """Channel sums in the frequency domain: ``(P, *Fh, b, k)`` from the spectra ``X``
     (b, C, P, *Fh), one batched complex matmul over the bins."""
     b, C, P = X.shape[:3]
-    Xt = np.ascontiguousarray(np.moveaxis(X, (0, 1), (-2, -1))).reshape(
-        P, prod(X.shape[3:]), b, C)
+    Xt = np.ascontiguousarray(np.moveaxis(X, (0, 1), (-2, -1))).reshape(P, prod(X.shape[3:]), b, C)
     Y = np.matmul(Xt, st.spectrum[..., k0:k1])  # (P, F, b, k)
     return Y.reshape(P, *X.shape[3:], b, k1 - k0)
 
 
-def _inverse(p: Problem, st: FFTState, Y: np.ndarray, keep: tuple, workers: int,
-             channels_first: bool, like=None) -> np.ndarray:
+def _inverse(
+    p: Problem,
+    st: FFTState,
+    Y: np.ndarray,
+    keep: tuple,
+    workers: int,
+    channels_first: bool,
+    like=None,
+) -> np.ndarray:
     """Kept outputs ``(b, k, P, *kept)`` of the product spectra ``Y``: ``(b, k, P, *Fh)``,
     or ``(P, *Fh, b, k)`` when ``channels_first`` is False (after a channel product).
     ``like``: where the outputs go (``channels_first`` only), whose memory order the
@@ -278,8 +296,9 @@ def _inverse(p: Problem, st: FFTState, Y: np.ndarray, keep: tuple, workers: int,
     if st.is_complex:
         y = eng.ifftn(Y, shape, axes, workers, overwrite=True)[lead + keep]
     else:
-        y = eng.irfftn_kept(Y, shape, axes, keep, real_axis(shape), workers,
-                            like if channels_first else None)
+        y = eng.irfftn_kept(
+            Y, shape, axes, keep, real_axis(shape), workers, like if channels_first else None
+        )
     if not channels_first:
         y = np.moveaxis(y, (-2, -1), (0, 1))  # (b, k, P, *kept)
     if p.integer_inputs:
@@ -287,9 +306,17 @@ def _inverse(p: Problem, st: FFTState, Y: np.ndarray, keep: tuple, workers: int,
     return y
 
 
-def _product_inverse(p: Problem, st: FFTState, X: np.ndarray, k0: int, k1: int,
-                     keep: tuple, workers: int, in_place: bool = False,
-                     like=None) -> np.ndarray:
+def _product_inverse(
+    p: Problem,
+    st: FFTState,
+    X: np.ndarray,
+    k0: int,
+    k1: int,
+    keep: tuple,
+    workers: int,
+    in_place: bool = False,
+    like=None,
+) -> np.ndarray:
     """Kept outputs ``(b, k, P, *kept)`` of the spectra ``X`` (b, C, P, *Fh) against
     filters ``k0:k1``. ``in_place``: ``X`` may be overwritten (one filter, C == 1).
     ``like``: the outputs' destination (see :func:`_inverse`)."""
@@ -299,24 +326,29 @@ def _product_inverse(p: Problem, st: FFTState, X: np.ndarray, k0: int, k1: int,
         Y = np.multiply(X, st.spectrum[None, k0:k1], out=X)
     else:  # (b, k, P, *Fh) in this thread's reused buffer: no fresh pages per unit
         shape = (X.shape[0], k1 - k0, *X.shape[2:])
-        Y = np.multiply(X[:, 0][:, None], st.spectrum[None, k0:k1],
-                        out=work_buffer(shape, X.dtype, "product"))
+        Y = np.multiply(
+            X[:, 0][:, None], st.spectrum[None, k0:k1], out=work_buffer(shape, X.dtype, "product")
+        )
     return _inverse(p, st, Y, keep, workers, True, like)
 
 
-def _spectral(p: Problem, st: FFTState, x: np.ndarray, k0: int, k1: int, keep: tuple,
-              workers: int, like=None) -> np.ndarray:
+def _spectral(
+    p: Problem, st: FFTState, x: np.ndarray, k0: int, k1: int, keep: tuple, workers: int, like=None
+) -> np.ndarray:
     """Correlate the items ``x`` (b, C, P, *n <= F) with filters ``k0:k1`` through the
     cached spectra; return the kept outputs ``(b, k, P, *kept)`` (real data: a view of
     this thread's work buffer, laid out like ``like`` when given). The items' spectra go
     into this thread's reused buffer where the engine can write it there."""
     spectra = None
-    if (x.shape[3:] == st.fft_shape and not st.is_complex
-            and fft_engine().pocketfft is not None):
-        spectra = work_buffer((*x.shape[:3], *half_shape(st.fft_shape, False)),
-                              np.result_type(x.dtype, np.complex64), "spectra")
-    return _product_inverse(p, st, _forward(st, x, workers, spectra), k0, k1, keep,
-                            workers, in_place=True, like=like)
+    if x.shape[3:] == st.fft_shape and not st.is_complex and fft_engine().pocketfft is not None:
+        spectra = work_buffer(
+            (*x.shape[:3], *half_shape(st.fft_shape, False)),
+            np.result_type(x.dtype, np.complex64),
+            "spectra",
+        )
+    return _product_inverse(
+        p, st, _forward(st, x, workers, spectra), k0, k1, keep, workers, in_place=True, like=like
+    )
 
 
 class _OneFilterUnit:
@@ -330,11 +362,10 @@ class _OneFilterUnit:
     nothing to do), with SciPy's pocketfft (see :func:`xp.pocketfft`); other cases take
     the general route (:func:`_spectral`), which gives the same answers."""
 
-    def __init__(self, p: Problem, st: FFTState, x_shape: tuple,
-                 dest_strides: tuple | None):
+    def __init__(self, p: Problem, st: FFTState, x_shape: tuple, dest_strides: tuple | None):
         s, axes = ordered_axes(st.fft_shape, 3)
         self.real_axis, self.others, self.n_real = [axes[-1]], list(axes[:-1]), s[-1]
-        self.half = x_shape[:axes[-1]] + (s[-1] // 2 + 1,) + x_shape[axes[-1] + 1:]
+        self.half = x_shape[: axes[-1]] + (s[-1] // 2 + 1,) + x_shape[axes[-1] + 1 :]
         self.ctype = np.result_type(p.dtype, np.complex64)
         _, keep, _ = whole_items(p)
         rows = [slice(None)] * len(x_shape)  # the kept outputs of the other axes
@@ -346,25 +377,31 @@ class _OneFilterUnit:
         self.kept = tuple(out)
         inverse = [len(range(*r.indices(n))) for r, n in zip(self.rows, x_shape, strict=True)]
         inverse[axes[-1]] = s[-1]
-        kept_shape = [len(range(*k.indices(n))) for k, n in zip(self.kept, inverse,
-                                                                 strict=True)]
+        kept_shape = [len(range(*k.indices(n))) for k, n in zip(self.kept, inverse, strict=True)]
         # the real inverse's buffer, laid out like the destination (the copy there runs
         # along memory; strides of length-1 axes do not matter), or C-ordered
-        strides = None if dest_strides is None else tuple(
-            0 if n == 1 else st_ for n, st_ in zip(kept_shape, dest_strides, strict=True))
+        strides = (
+            None
+            if dest_strides is None
+            else tuple(
+                0 if n == 1 else st_ for n, st_ in zip(kept_shape, dest_strides, strict=True)
+            )
+        )
         self.ordered, self.back = ordered_like(tuple(inverse), strides)
         self.rtype = p.dtype
         self.integer = p.integer_inputs
 
-    def run(self, x: np.ndarray, spectrum: np.ndarray, threads: int, first: int,
-            nonfinite: set | None) -> np.ndarray:
+    def run(
+        self, x: np.ndarray, spectrum: np.ndarray, threads: int, first: int, nonfinite: set | None
+    ) -> np.ndarray:
         """The kept outputs ``(b, 1, P, *O)`` of the items ``x`` (b, 1, P, *F) against one
         filter's ``spectrum`` (1, 1, P, *Fh): a view of this thread's work buffer. Items
         (numbered from ``first``) whose outputs are not all finite go into ``nonfinite``
         (see :func:`_flag_nonfinite`)."""
         pf = fft_engine().pocketfft
-        X = pf.r2c(x, self.real_axis, True, 0, work_buffer(self.half, self.ctype, "spectra"),
-                   threads)
+        X = pf.r2c(
+            x, self.real_axis, True, 0, work_buffer(self.half, self.ctype, "spectra"), threads
+        )
         with np.errstate(invalid="ignore", over="ignore"):  # non-finite: redone
             if self.others:
                 pf.c2c(X, self.others, True, 0, X, threads)
@@ -381,8 +418,9 @@ class _OneFilterUnit:
         return y
 
 
-def _one_filter_unit(p: Problem, st: FFTState, x_shape: tuple,
-                     dest_strides: tuple | None) -> _OneFilterUnit | None:
+def _one_filter_unit(
+    p: Problem, st: FFTState, x_shape: tuple, dest_strides: tuple | None
+) -> _OneFilterUnit | None:
     """The :class:`_OneFilterUnit` for items of ``x_shape`` written to a destination of
     ``dest_strides`` (None: a reduce comes between; kept in the state), or None where
     the general route is needed."""
@@ -392,8 +430,12 @@ def _one_filter_unit(p: Problem, st: FFTState, x_shape: tuple,
     unit = st.units.get(key, False)
     if unit is False:
         unit = None
-        if (not st.is_complex and x_shape[1] == 1 and x_shape[3:] == st.fft_shape
-                and not any(g.untouched().size for g in p.geoms)):
+        if (
+            not st.is_complex
+            and x_shape[1] == 1
+            and x_shape[3:] == st.fft_shape
+            and not any(g.untouched().size for g in p.geoms)
+        ):
             unit = _OneFilterUnit(p, st, x_shape, dest_strides)
         if len(st.units) < 64:
             st.units[key] = unit
@@ -414,8 +456,11 @@ def _pair_units(b: int, k: int, pair_bytes: int, workers: int) -> list[tuple[sli
             gb = -(-gb // 2)
         else:
             gk = -(-gk // 2)
-    return [(slice(i, min(i + gb, b)), slice(j, min(j + gk, k)))
-            for i in range(0, b, gb) for j in range(0, k, gk)]
+    return [
+        (slice(i, min(i + gb, b)), slice(j, min(j + gk, k)))
+        for i in range(0, b, gb)
+        for j in range(0, k, gk)
+    ]
 
 
 @lru_cache(maxsize=256)
@@ -469,17 +514,23 @@ def _flag_nonfinite(y: np.ndarray, first: int, nonfinite: set | None) -> None:
         nonfinite.update((first + np.flatnonzero(bad)).tolist())
 
 
-def compute(p: Problem, st: FFTState, xc: np.ndarray, k0: int, k1: int,
-            out: np.ndarray | None = None, reduce=None,
-            nonfinite: set | None = None) -> np.ndarray:
+def compute(
+    p: Problem,
+    st: FFTState,
+    xc: np.ndarray,
+    k0: int,
+    k1: int,
+    out: np.ndarray | None = None,
+    reduce=None,
+    nonfinite: set | None = None,
+) -> np.ndarray:
     """The block ``(b, k1 - k0, P, *O)`` for the canonical input chunk ``xc``, written
     into ``out`` when given. With ``reduce`` (a function of a ``(b', k', P, *O)``
     sub-block; only where :func:`fuses_reduce`, and with ``out`` the reduced block's
     destination) each work unit is reduced while it is in cache. Items whose results are
     not all finite are added to the set ``nonfinite`` when given."""
     if reduce is not None and (out is None or st.tiles is not None):
-        raise ValueError("a fused reduce needs out= and whole-item transforms "
-                         "(see fuses_reduce)")
+        raise ValueError("a fused reduce needs out= and whole-item transforms (see fuses_reduce)")
     b = xc.shape[0]
     crop, keep, no_data = whole_items(p)
     if st.implicit_zeros and no_data:
@@ -504,22 +555,27 @@ def compute(p: Problem, st: FFTState, xc: np.ndarray, k0: int, k1: int,
 
             def run(sl: slice) -> None:
                 x, dest = src[sl], block[sl]
-                unit = _one_filter_unit(p, st, x.shape,
-                                        dest.strides if reduce is None else None)
+                unit = _one_filter_unit(p, st, x.shape, dest.strides if reduce is None else None)
                 if unit is not None:
                     y = unit.run(x, spectrum, inner, sl.start, nonfinite)
                 else:
                     with np.errstate(invalid="ignore", over="ignore"):  # non-finite: redone
-                        y = zero_untouched(p, _spectral(p, st, x, k0, k1, keep, inner,
-                                                        dest if reduce is None else None))
+                        y = zero_untouched(
+                            p,
+                            _spectral(
+                                p, st, x, k0, k1, keep, inner, dest if reduce is None else None
+                            ),
+                        )
                     _flag_nonfinite(y, sl.start, nonfinite)
                 dest[...] = y if reduce is None else reduce(y)
 
             parallel_for(run, groups, workers)
             return block
         # a bank: every item transformed once, then (batch, bank) units of pairs
-        X = np.empty((b, p.C, p.P, *half_shape(st.fft_shape, st.is_complex)),
-                     np.result_type(p.dtype, np.complex64))
+        X = np.empty(
+            (b, p.C, p.P, *half_shape(st.fft_shape, st.is_complex)),
+            np.result_type(p.dtype, np.complex64),
+        )
         per_item = _per_item_bytes(p, st.fft_shape, 0)
         groups = _groups(b, per_item, 1, workers)
         inner = 1 if len(groups) > 1 else _fft_threads(per_item * b, workers)
@@ -537,15 +593,13 @@ def compute(p: Problem, st: FFTState, xc: np.ndarray, k0: int, k1: int,
         # so splitting it by unit multiplies that cost), then the units' inverses
         Y = None
         if p.C > 1:  # ... laid out (b, k, P, *Fh) so that each unit's slice is contiguous
-            Y = np.ascontiguousarray(np.moveaxis(_channel_product(st, X, k0, k1),
-                                                 (-2, -1), (0, 1)))
+            Y = np.ascontiguousarray(np.moveaxis(_channel_product(st, X, k0, k1), (-2, -1), (0, 1)))
 
         def pairs(unit) -> None:
             bs, ks = unit
             with np.errstate(invalid="ignore", over="ignore"):  # non-finite: redone
                 if Y is None:
-                    y = _product_inverse(p, st, X[bs], k0 + ks.start, k0 + ks.stop, keep,
-                                         inner)
+                    y = _product_inverse(p, st, X[bs], k0 + ks.start, k0 + ks.stop, keep, inner)
                 else:
                     y = _inverse(p, st, Y[bs, ks], keep, inner, True)
             y = zero_untouched(p, y)
@@ -567,12 +621,14 @@ def compute(p: Problem, st: FFTState, xc: np.ndarray, k0: int, k1: int,
 
     def run_tile(unit) -> None:
         sl, starts = unit
-        buf = work_buffer((sl.stop - sl.start, *src.shape[1:3], *st.fft_shape), p.dtype,
-                          "tile")  # reused (no fresh pages per tile), zeroed: the padding
+        buf = work_buffer(
+            (sl.stop - sl.start, *src.shape[1:3], *st.fft_shape), p.dtype, "tile"
+        )  # reused (no fresh pages per tile), zeroed: the padding
         buf[...] = 0
         out_sl, dst, srcsl, keep = [], [], [], []
-        for g, t, i0, off, n_src in zip(p.geoms, st.tiles, starts, offsets, src.shape[3:],
-                                        strict=True):
+        for g, t, i0, off, n_src in zip(
+            p.geoms, st.tiles, starts, offsets, src.shape[3:], strict=True
+        ):
             i1 = min(i0 + t, g.out)
             r0 = i0 * g.stride - off
             r1 = r0 + (i1 - i0 - 1) * g.stride + g.extent

@@ -34,14 +34,20 @@ from ..geometry import pad_sliding, padded_copy_bytes
 from ..problem import Problem
 from ..xp import get_workers, parallel_for
 
-__all__ = ["SADState", "prepare", "compute", "fuses_reduce", "workspace_bytes",
-           "uses_numba", "uses_window_rows"]
+__all__ = [
+    "SADState",
+    "prepare",
+    "compute",
+    "fuses_reduce",
+    "workspace_bytes",
+    "uses_numba",
+    "uses_window_rows",
+]
 
 _TILE = 1 << 15  # NumPy fallback: output elements per tile (stays in L2 with temporaries)
 # NumPy's iterator buffers when a ufunc broadcasts over strided windows (two operands of
 # 8192 float64): measured with tracemalloc, part of every tile's temporaries
 _UFUNC_BUFFERS = 2 * 8192 * 8
-
 
 
 def uses_numba() -> bool:
@@ -67,8 +73,9 @@ def prepare(p: Problem, wc: np.ndarray, budget: int | None = None) -> SADState:
     return SADState(np.ascontiguousarray(wc), uses_window_rows(p, budget))
 
 
-def compute(p: Problem, st: SADState, xc: np.ndarray, k0: int, k1: int,
-            out: np.ndarray | None = None) -> np.ndarray:
+def compute(
+    p: Problem, st: SADState, xc: np.ndarray, k0: int, k1: int, out: np.ndarray | None = None
+) -> np.ndarray:
     """The block ``(b, k1 - k0, P, *O)`` of sums of absolute differences."""
     xp = pad_sliding(xc, p.geoms, p.padding, p.cval, first_axis=3)
     block = out if out is not None else np.empty((xc.shape[0], k1 - k0, p.P, *p.O), p.dtype)
@@ -101,11 +108,13 @@ def _sad_numpy(p: Problem, xp: np.ndarray, kern: np.ndarray, block: np.ndarray) 
     per_row = k * P * prod(p.O[1:]) * p.T[-1]  # |window - filter| terms of one output row
     step = max(1, _TILE // max(per_row, 1))
     items = max(1, step // max(p.O[0], 1))  # whole items per tile when they fit
-    tiles = [(slice(b0, b0 + items), slice(r0, min(r0 + step, p.O[0])))
-             for b0 in range(0, b, items) for r0 in range(0, p.O[0], step)]
+    tiles = [
+        (slice(b0, b0 + items), slice(r0, min(r0 + step, p.O[0])))
+        for b0 in range(0, b, items)
+        for r0 in range(0, p.O[0], step)
+    ]
     # the last axis' windows: (..., O_last, T_last)
-    win = sliding_window_view(xp, g_last.extent, axis=-1)[..., ::g_last.stride,
-                                                          ::g_last.dilation]
+    win = sliding_window_view(xp, g_last.extent, axis=-1)[..., :: g_last.stride, :: g_last.dilation]
     wide = p.dtype == np.float32  # float32: tap rows are added up in float64
 
     def run(tile) -> None:
@@ -120,10 +129,9 @@ def _sad_numpy(p: Problem, xp: np.ndarray, kern: np.ndarray, block: np.ndarray) 
             sl = [bs, slice(c, c + 1), slice(None)]
             for a, (g, ja) in enumerate(zip(p.geoms[:-1], lead, strict=True)):
                 start = ja * g.dilation + (r0 * g.stride if a == 0 else 0)
-                sl.append(slice(start, start + (dest.shape[3 + a] - 1) * g.stride + 1,
-                                g.stride))
+                sl.append(slice(start, start + (dest.shape[3 + a] - 1) * g.stride + 1, g.stride))
             # (n, 1, P, *O_tile, T_last); in 1-D the tile cuts the last axis itself
-            xs = win[bs, c:c + 1, :, rs] if d == 1 else win[tuple(sl)]
+            xs = win[bs, c : c + 1, :, rs] if d == 1 else win[tuple(sl)]
             wrow = kern[(slice(None), c, slice(None), *lead)]  # (k, P, T_last)
             diff = np.subtract(xs, wrow.reshape(1, k, P, *([1] * d), p.T[-1]), out=diff)
             np.abs(diff, out=diff)

@@ -23,8 +23,16 @@ from math import prod
 from ..problem import Problem
 from ..tensors import pad_sliding
 
-__all__ = ["applies", "prepare", "compute", "workspace_bytes", "fuses_reduce",
-           "grouped_input", "convolve_grouped", "as_block"]
+__all__ = [
+    "applies",
+    "prepare",
+    "compute",
+    "workspace_bytes",
+    "fuses_reduce",
+    "grouped_input",
+    "convolve_grouped",
+    "as_block",
+]
 
 
 @dataclass
@@ -56,20 +64,32 @@ def prepare(p: Problem, wc, budget: int | None = None) -> TorchDirectState:
     import torch
 
     weight = wc.transpose(0, 2).transpose(1, 2).contiguous()
-    conv = (torch.nn.functional.conv1d, torch.nn.functional.conv2d,
-            torch.nn.functional.conv3d)[p.ndim - 1] if 1 <= p.ndim <= 3 else None
-    return TorchDirectState(weight, _symmetric_zero_padding(p),
-                            tuple(g.stride for g in p.geoms),
-                            tuple(g.dilation for g in p.geoms),
-                            weight.reshape(p.P * p.K, p.C, *p.T), conv)
+    conv = (
+        (torch.nn.functional.conv1d, torch.nn.functional.conv2d, torch.nn.functional.conv3d)[
+            p.ndim - 1
+        ]
+        if 1 <= p.ndim <= 3
+        else None
+    )
+    return TorchDirectState(
+        weight,
+        _symmetric_zero_padding(p),
+        tuple(g.stride for g in p.geoms),
+        tuple(g.dilation for g in p.geoms),
+        weight.reshape(p.P * p.K, p.C, *p.T),
+        conv,
+    )
 
 
 def _symmetric_zero_padding(p: Problem) -> tuple[int, ...] | None:
     """The convolution's own padding where it gives the mode: zero padding, the same on
     both ends of each axis, or none at the start and a trimmed end (a 'valid' stride
     that leaves the last samples unused, which the convolution skips)."""
-    if p.padding == "constant" and p.cval == 0 and all(
-            g.lo == g.hi or (g.lo == 0 and g.hi < 0) for g in p.geoms):
+    if (
+        p.padding == "constant"
+        and p.cval == 0
+        and all(g.lo == g.hi or (g.lo == 0 and g.hi < 0) for g in p.geoms)
+    ):
         return tuple(g.lo for g in p.geoms)
     return None
 
@@ -92,18 +112,19 @@ def grouped_input(p: Problem, st: TorchDirectState, xc):
         # channels-last input as one only when the batch stride is the largest (else
         # oneDNN returned NCHW and the NHWC result was a copy: 7x7 stem 1.6 -> 4.5 ms)
         span = max((st * n for st, n in zip(grouped.stride(), grouped.shape)), default=1)
-        grouped = grouped.as_strided(grouped.shape, (span, *grouped.stride()[1:]),
-                                     grouped.storage_offset())
+        grouped = grouped.as_strided(
+            grouped.shape, (span, *grouped.stride()[1:]), grouped.storage_offset()
+        )
     return grouped
 
 
 def convolve_grouped(p: Problem, st: TorchDirectState, grouped, k0: int, k1: int):
     """The convolution's output ``(b, P*k, *O)`` for filters ``k0:k1``."""
     k = k1 - k0
-    weight = (st.bank_weight if k == p.K else
-              st.weight[:, k0:k1].reshape(p.P * k, p.C, *p.T))
-    return st.conv(grouped, weight, stride=st.stride, padding=st.padding or 0,
-                   dilation=st.dilation, groups=p.P)
+    weight = st.bank_weight if k == p.K else st.weight[:, k0:k1].reshape(p.P * k, p.C, *p.T)
+    return st.conv(
+        grouped, weight, stride=st.stride, padding=st.padding or 0, dilation=st.dilation, groups=p.P
+    )
 
 
 def as_block(p: Problem, y, k: int):
@@ -138,5 +159,4 @@ def workspace_bytes(p: Problem, b: int, k: int, budget: int | None = None) -> in
     r = p.dtype.itemsize
     padded = b * p.C * p.P * prod(g.padded for g in p.geoms) * r
     columns = b * p.P * p.C * prod(p.T) * prod(p.O) * r
-    return (2 * padded + p.P * k * p.C * prod(p.T) * r + b * k * p.P * prod(p.O) * r
-            + columns)
+    return 2 * padded + p.P * k * p.C * prod(p.T) * r + b * k * p.P * prod(p.O) * r + columns

@@ -26,8 +26,17 @@ from ..xp import next_fast_len
 from . import fft as numpy_fft
 from . import torch_direct
 
-__all__ = ["fft_shape", "cufft_len", "applies", "prepare", "compute", "workspace_bytes",
-           "fuses_reduce", "spectrum_bytes", "spectral_route"]
+__all__ = [
+    "fft_shape",
+    "cufft_len",
+    "applies",
+    "prepare",
+    "compute",
+    "workspace_bytes",
+    "fuses_reduce",
+    "spectrum_bytes",
+    "spectral_route",
+]
 
 
 @dataclass
@@ -106,12 +115,11 @@ def prepare(p: Problem, wc, budget: int | None = None) -> TorchFFTState:
     K, C, P = wc.shape[:3]
     finite = bool(torch.isfinite(wc).all()) if wc.numel() else True
     half = numpy_fft.half_shape(shape, is_complex)
-    cdt = {torch.float32: torch.complex64, torch.float64: torch.complex128}.get(
-        wc.dtype, wc.dtype)
-    spec = torch.zeros((K, P, *half) if C == 1 else (P, prod(half), C, K), dtype=cdt,
-                       device=wc.device)
-    idx = [torch.from_numpy(i).to(wc.device)
-           for i in numpy_fft.tap_positions(p, shape, implicit)]
+    cdt = {torch.float32: torch.complex64, torch.float64: torch.complex128}.get(wc.dtype, wc.dtype)
+    spec = torch.zeros(
+        (K, P, *half) if C == 1 else (P, prod(half), C, K), dtype=cdt, device=wc.device
+    )
+    idx = [torch.from_numpy(i).to(wc.device) for i in numpy_fft.tap_positions(p, shape, implicit)]
     taps = (slice(None),) * 3 + tuple(torch.meshgrid(*idx, indexing="ij") if idx else ())
     s, dims = numpy_fft.ordered_axes(shape, 3)  # the longest axis is the halved one
     per_filter = C * P * prod(shape) * spec.element_size()
@@ -171,8 +179,11 @@ def spectral_route(p: Problem, st: TorchFFTState, xc) -> bool:
     ``x`` (one sum: see ``tensors.all_finite``) or in a constant padding value (in an FFT
     a non-finite value reaches every output of its item; the exact route keeps it in the
     windows that hold it)."""
-    return (st.finite_filters and (p.padding != "constant" or bool(np.isfinite(p.cval)))
-            and all_finite(xc))
+    return (
+        st.finite_filters
+        and (p.padding != "constant" or bool(np.isfinite(p.cval)))
+        and all_finite(xc)
+    )
 
 
 def _spectral(p: Problem, st: TorchFFTState, xc, k0: int, k1: int):
@@ -192,8 +203,7 @@ def _spectral(p: Problem, st: TorchFFTState, xc, k0: int, k1: int):
         Y = torch.matmul(Xt, st.spectrum[..., k0:k1])
         Y = Y.permute(2, 3, 0, 1).reshape(b, k, p.P, *half)
     del X
-    y = (torch.fft.ifftn(Y, s=s, dim=dims) if is_complex
-         else torch.fft.irfftn(Y, s=s, dim=dims))
+    y = torch.fft.ifftn(Y, s=s, dim=dims) if is_complex else torch.fft.irfftn(Y, s=s, dim=dims)
     y = y[keep]
     if p.integer_inputs:
         y = torch.round(y)
@@ -235,8 +245,9 @@ def workspace_bytes(p: Problem, b: int, k: int, budget: int | None = None) -> in
     r = p.dtype.itemsize
     c = np.result_type(p.dtype, np.complex64).itemsize
     half = prod(numpy_fft.half_shape(shape, p.dtype.kind == "c"))
-    x_pad = 0 if numpy_fft.implicit_zeros(p) else b * p.C * p.P * prod(
-        g.padded for g in p.geoms) * r
+    x_pad = (
+        0 if numpy_fft.implicit_zeros(p) else b * p.C * p.P * prod(g.padded for g in p.geoms) * r
+    )
     spectra = b * p.C * p.P * half * c * (2 if p.C > 1 else 1)
     products = b * k * p.P * half * c * (2 if p.C > 1 else 1)
     inverse = b * k * p.P * prod(shape) * (c if p.dtype.kind == "c" else r)

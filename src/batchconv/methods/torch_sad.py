@@ -41,8 +41,10 @@ from ..xp import has_module
 
 __all__ = ["TorchSAD", "uses_triton", "INTERPRET"]
 
-INTERPRET = (os.environ.get("BATCHCONV_TRITON_INTERPRET", "") == "1"
-             and os.environ.get("TRITON_INTERPRET", "") == "1")
+INTERPRET = (
+    os.environ.get("BATCHCONV_TRITON_INTERPRET", "") == "1"
+    and os.environ.get("TRITON_INTERPRET", "") == "1"
+)
 _MAX_GRID_K = 65535  # CUDA's limit on the grid's second axis: filters per launch
 _triton_failed = False  # set when Triton could not compile or launch the kernel
 
@@ -54,8 +56,12 @@ class TorchSADState:
 
 def uses_triton(p: Problem, device: str | None) -> bool:
     """True when ``p`` runs on the Triton kernel on ``device``."""
-    return (p.ndim <= 3 and not _triton_failed and has_module("triton")
-            and (is_cuda(device) or (INTERPRET and device == "cpu")))
+    return (
+        p.ndim <= 3
+        and not _triton_failed
+        and has_module("triton")
+        and (is_cuda(device) or (INTERPRET and device == "cpu"))
+    )
 
 
 class TorchSAD:
@@ -96,8 +102,10 @@ class TorchSAD:
             block.zero_()
         elif block.numel():
             xp = pad_sliding(xc, p)
-            if not (uses_triton(p, str(xc.device))
-                    and _triton_sad(p, xp.contiguous(), st.kernel[k0:k1], block)):
+            if not (
+                uses_triton(p, str(xc.device))
+                and _triton_sad(p, xp.contiguous(), st.kernel[k0:k1], block)
+            ):
                 block.copy_(_torch_sad(p, xp, st.kernel[k0:k1]))
         if out is not None and block is not out:
             out.copy_(block)
@@ -134,18 +142,35 @@ def _triton_sad(p: Problem, xp, kern, block) -> bool:
                 dest = block[:, k0:k1] if k1 - k0 < w3.shape[0] else block
                 tmp = dest if dest.is_contiguous() else dest.contiguous()
                 grid = (b * p.P * outs[0] * tiles_h * tiles_w, k1 - k0)
-                sad_kernel()[grid](x3, w3[k0:k1], tmp, p.C, p.P, *x3.shape[3:], *T, *outs,
-                                   k1 - k0, *s, *d, tiles_h, tiles_w, BLOCK_H=bh,
-                                   BLOCK_W=bw)
+                sad_kernel()[grid](
+                    x3,
+                    w3[k0:k1],
+                    tmp,
+                    p.C,
+                    p.P,
+                    *x3.shape[3:],
+                    *T,
+                    *outs,
+                    k1 - k0,
+                    *s,
+                    *d,
+                    tiles_h,
+                    tiles_w,
+                    BLOCK_H=bh,
+                    BLOCK_W=bw,
+                )
                 if tmp is not dest:
                     dest.copy_(tmp)
     except Exception as e:  # noqa: BLE001 - compilation, an unsupported GPU, a toolchain
         if isinstance(e, MemoryError) or is_out_of_memory(e):  # the block loop retries
             raise
         _triton_failed = True
-        warnings.warn(f"batchconv: the Triton SAD kernel failed ({type(e).__name__}: "
-                      f"{e}); SAD runs in plain torch ops from now on", RuntimeWarning,
-                      stacklevel=3)
+        warnings.warn(
+            f"batchconv: the Triton SAD kernel failed ({type(e).__name__}: "
+            f"{e}); SAD runs in plain torch ops from now on",
+            RuntimeWarning,
+            stacklevel=3,
+        )
         return False
     return True
 
@@ -162,9 +187,11 @@ def _torch_sad(p: Problem, xp, kern):
     for lead in lead_taps:
         row = None
         for j in range(last):
-            tap = (*lead, j)[:p.ndim]
-            sl = tuple(slice(t * g.dilation, t * g.dilation + (g.out - 1) * g.stride + 1,
-                             g.stride) for t, g in zip(tap, p.geoms, strict=True))
+            tap = (*lead, j)[: p.ndim]
+            sl = tuple(
+                slice(t * g.dilation, t * g.dilation + (g.out - 1) * g.stride + 1, g.stride)
+                for t, g in zip(tap, p.geoms, strict=True)
+            )
             xs = xp[(slice(None),) * 3 + sl]  # (b, C, P, *O)
             wv = kern[(slice(None),) * 3 + tap].reshape(1, k, p.C, p.P, *([1] * p.ndim))
             term = (xs.unsqueeze(1) - wv).abs_().sum(dim=2)  # (b, k, P, *O)
