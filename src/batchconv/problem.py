@@ -330,7 +330,8 @@ def canonical_x(p: Problem, x: np.ndarray) -> np.ndarray:
 def canonical_w(p: Problem, w: np.ndarray) -> np.ndarray:
     """``w`` as ``(K, C, P, *T)`` in the compute dtype, flipped (convolve) or conjugated
     (correlate of complex data), so that every method computes
-    ``sum_j x[i * stride + j * dilation] * w[j]``."""
+    ``sum_j x[i * stride + j * dilation] * w[j]``. Always a new array, never a view of
+    ``w``: a plan owns its filters, so changing ``w`` afterwards changes no result."""
     sp = p.spec
     c = _canonical(w, sp.w, sp.bank, sp.summed, sp.paired, sp.sliding, sp.w_summed)
     c = c.astype(p.dtype, copy=False)
@@ -338,7 +339,8 @@ def canonical_w(p: Problem, w: np.ndarray) -> np.ndarray:
         c = c[(Ellipsis, *([slice(None, None, -1)] * p.ndim))]
     if p.conj:
         c = np.conj(c)
-    return np.ascontiguousarray(c)
+    c = np.ascontiguousarray(c)
+    return c.copy() if np.may_share_memory(c, w) else c
 
 
 def final_view(p: Problem, canon):

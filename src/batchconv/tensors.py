@@ -121,16 +121,20 @@ def canonical_x(p, x):
 
 def canonical_w(p, w, device: str):
     """``w`` as ``(K, C, P, *T)`` on ``device`` in the compute dtype, flipped (convolve)
-    or conjugated (complex correlate), contiguous: ``problem.canonical_w`` for tensors."""
+    or conjugated (complex correlate), contiguous: ``problem.canonical_w`` for tensors.
+    Never shares memory with ``w`` (a plan owns its filters)."""
     torch = _torch()
     sp = p.spec
-    w = to_device(w, device, p.dtype)  # summed w-only axes are summed in this dtype
-    c = _canonical(w, sp.w, sp.bank, sp.summed, sp.paired, sp.sliding, sp.w_summed)
+    t = to_device(w, device, p.dtype)  # summed w-only axes are summed in this dtype
+    c = _canonical(t, sp.w, sp.bank, sp.summed, sp.paired, sp.sliding, sp.w_summed)
     if p.flip:
         c = torch.flip(c, dims=tuple(range(3, 3 + p.ndim)))
     if p.conj:
         c = torch.conj(c).resolve_conj()
-    return c.contiguous()
+    c = c.contiguous()
+    # t is w itself or shares its memory (torch.from_numpy, .to() without a change)
+    shared = c.untyped_storage().data_ptr() == t.untyped_storage().data_ptr()
+    return c.clone() if shared else c
 
 
 def out_views(p, device: str):
