@@ -68,9 +68,21 @@ class AxisGeometry:
 
 @functools.lru_cache(maxsize=256)
 def _untouched(g: AxisGeometry) -> np.ndarray:
-    i = np.arange(g.out)[:, None] * g.stride
-    taps = i + (np.arange(g.m) * g.dilation - g.lo)[None, :]
-    idx = np.flatnonzero(~((taps >= 0) & (taps < g.n)).any(axis=1))
+    # Window i reads x at a + j * dilation (j < m) with a = i * stride - lo; it touches x
+    # when some j lies in [ceil(-a / d), floor((n - 1 - a) / d)]. Only windows that run
+    # off either end of x can miss it, so only those are tested: the memory is O(windows
+    # at the borders), never O(outputs x taps) (a long signal's 'same' correlation)
+    inner_lo = -(-g.lo // g.stride)  # the first window starting inside x
+    inner_hi = (g.n - g.extent + g.lo) // g.stride  # the last one ending inside x
+    if inner_lo <= inner_hi:  # windows inner_lo..inner_hi lie inside x: they touch it
+        edges = (np.arange(min(inner_lo, g.out)), np.arange(max(inner_hi + 1, 0), g.out))
+        i = np.concatenate(edges)
+    else:
+        i = np.arange(g.out)
+    a = i * g.stride - g.lo
+    first = np.maximum(0, -(a // g.dilation))  # ceil(-a / d), at least tap 0
+    last = np.minimum(g.m - 1, (g.n - 1 - a) // g.dilation)
+    idx = i[first > last].astype(np.intp)
     idx.flags.writeable = False  # shared by every caller
     return idx
 
