@@ -181,3 +181,28 @@ def test_cval_rules():
 def test_size_mismatches_name_the_axis_and_sizes(spec, xs, ws, match):
     with pytest.raises(ValueError, match=match):
         bc.correlate(np.ones(xs), np.ones(ws), spec)
+
+
+# issue: internal exceptions where a clear error naming the argument was due
+
+
+@pytest.mark.parametrize(
+    "kwargs,exc,needle",
+    [
+        (dict(mode="same", dilation=10**18), ValueError, "dilation 1000000000000000000 on"),
+        (dict(mode="full", dilation=10**12, method="fft"), ValueError, "use a smaller dilation"),
+        (dict(mode="same", cval=[1, 2]), TypeError, "cval must be one number"),
+        (dict(mode="same", cval="a"), TypeError, "cval must be one number"),
+        (dict(mode="same", cval=None), TypeError, "cval must be one number"),
+    ],
+)
+def test_bad_geometry_and_cval(kwargs, exc, needle):
+    with pytest.raises(exc) as e:
+        bc.correlate(np.ones((2, 10)), np.ones(3), **kwargs)
+    assert needle in str(e.value)
+
+
+@pytest.mark.parametrize("cval", [np.array(2.0), np.float32(2.0), 2])
+def test_cval_numpy_scalars_are_numbers(cval):
+    got = bc.correlate(np.ones((1, 4)), np.ones(3), mode="same", cval=cval)
+    np.testing.assert_array_equal(got, [[4.0, 3.0, 3.0, 4.0]])

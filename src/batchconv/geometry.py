@@ -66,6 +66,12 @@ class AxisGeometry:
         return self.n + self.lo + self.hi
 
 
+# the longest dilated kernel that 'same'/'full' pad x for (2^40 samples: a padded axis of
+# that length is already beyond any memory; larger spans overflow the FFT size search and
+# int64 index arithmetic)
+MAX_EXTENT = 1 << 40
+
+
 @functools.lru_cache(maxsize=256)
 def _untouched(g: AxisGeometry) -> np.ndarray:
     # Window i reads x at a + j * dilation (j < m) with a = i * stride - lo; it touches x
@@ -98,6 +104,12 @@ def axis_geometry(
     if m == 0:  # an empty kernel axis: no windows, whatever the mode
         return AxisGeometry(n, 0, stride, dilation, 0, 0, -n, 0)
     extent = (m - 1) * dilation + 1
+    if mode != "valid" and extent > MAX_EXTENT:
+        raise ValueError(
+            f"dilation {dilation} on sliding axis {letter!r} makes the kernel of {m} taps span "
+            f"{extent} samples, so mode={mode!r} would pad x by about that much; at most "
+            f"{MAX_EXTENT} is supported: use a smaller dilation"
+        )
     if mode == "full":
         length, lo = n + extent - 1, extent - 1
     elif mode == "same":

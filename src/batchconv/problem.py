@@ -216,6 +216,7 @@ def make_problem(
         raise ValueError(
             f"padding must be one of {PADDINGS} (numpy.pad's meaning), got {padding!r}"
         )
+    cval = _scalar_cval(cval)
     if padding != "constant" and cval != 0:
         raise ValueError(
             f"cval={cval!r} applies to padding='constant' only; "
@@ -298,6 +299,21 @@ def make_problem(
         bank_shape=tuple(ws[c] for c in sp.bank),
         paired_shape=tuple(xs[c] for c in sp.paired),
     )
+
+
+def _scalar_cval(cval) -> complex | float:
+    """``cval`` as a Python number (a NumPy scalar or 0-d array is one), or TypeError.
+
+    >>> _scalar_cval(np.float32(2.5)), _scalar_cval(np.array(1 + 2j))
+    (2.5, (1+2j))
+    """
+    if isinstance(cval, np.ndarray) and cval.ndim == 0:
+        cval = cval[()]
+    if not isinstance(cval, int | float | complex | np.number | np.bool_):
+        raise TypeError(
+            f"cval must be one number (the value outside x for padding='constant'), got {cval!r}"
+        )
+    return complex(cval) if np.iscomplexobj(cval) else float(cval)
 
 
 def _permute(a, axes: list[int]):
