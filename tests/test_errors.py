@@ -206,3 +206,11 @@ def test_bad_geometry_and_cval(kwargs, exc, needle):
 def test_cval_numpy_scalars_are_numbers(cval):
     got = bc.correlate(np.ones((1, 4)), np.ones(3), mode="same", cval=cval)
     np.testing.assert_array_equal(got, [[4.0, 3.0, 3.0, 4.0]])
+
+
+def test_plan_call_rejects_booleans_like_correlate():
+    xb = np.ones((2, 8)) > 0
+    p = bc.plan(np.ones((2, 8)), np.ones(3))
+    for f in (lambda: bc.correlate(xb, np.ones(3)), lambda: p(xb)):
+        with pytest.raises(TypeError, match="x has dtype bool"):
+            f()

@@ -37,7 +37,14 @@ from .methods import torch_fft as torch_fft_method
 from .methods import torch_sad as torch_sad_method
 from .metrics import inner_problem, method_for, methods_for_metric
 from .nonfinite import affected_windows, recompute_windows
-from .problem import Problem, canonical_out_view, canonical_w, canonical_x, final_view
+from .problem import (
+    Problem,
+    canonical_out_view,
+    canonical_w,
+    canonical_x,
+    final_view,
+    result_dtype,
+)
 from .reduce import apply_reduce
 from .tensors import TORCH_METHODS, device_memory, is_cuda, run_plan
 from .tensors import canonical_w as tensor_canonical_w
@@ -337,6 +344,8 @@ class Plan:
         batch axes. Raises for any other shape, or a dtype that needs a wider type."""
         p, chunk = self.problem, self.chunk
         shape, dtype = tuple(shape), np.dtype(dtype)
+        if dtype.kind not in "iufc":  # booleans, strings, objects: as correlate says
+            result_dtype(dtype, p.dtype)
         if shape != p.x_shape:
             p = p.with_batch_shape(shape)
             if p is None:
