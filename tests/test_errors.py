@@ -214,3 +214,22 @@ def test_plan_call_rejects_booleans_like_correlate():
     for f in (lambda: bc.correlate(xb, np.ones(3)), lambda: p(xb)):
         with pytest.raises(TypeError, match="x has dtype bool"):
             f()
+
+
+def test_nested_tuples_of_numbers_are_data_not_a_signature():
+    data = ((1.0, 2.0, 3.0), (4.0, 5.0, 6.0))
+    p = bc.plan(data, np.ones(2))
+    assert p.problem.x_shape == (2, 3)
+    np.testing.assert_array_equal(p(np.array(data)), [[3.0, 5.0], [9.0, 11.0]])
+    assert bc.plan(((2, 3), np.float32), np.ones(2)).problem.x_shape == (2, 3)
+    assert bc.plan(((2, 3), "float64"), np.ones(2)).problem.dtype == np.float64
+
+
+def test_masked_arrays_are_refused_not_unmasked():
+    m = np.ma.masked_array(np.ones((2, 8)), mask=np.eye(2, 8, dtype=bool))
+    with pytest.raises(TypeError, match="x is a NumPy masked array"):
+        bc.correlate(m, np.ones(3))
+    with pytest.raises(TypeError, match="x is a NumPy masked array"):
+        bc.plan(np.ones((2, 8)), np.ones(3))(m)
+    with pytest.raises(TypeError, match="w is a NumPy masked array"):
+        bc.correlate(np.ones((2, 8)), np.ma.masked_array(np.ones(3), [0, 1, 0]))

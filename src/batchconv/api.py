@@ -166,12 +166,20 @@ def _run(x, w, spec, flip: bool, options: dict):
 
 
 def _is_signature(x) -> bool:
-    return (
-        isinstance(x, tuple)
-        and len(x) == 2
-        and not isinstance(x[0], int | np.integer)
-        and isinstance(x[0], tuple | list)
-    )
+    """Whether ``x`` is a ``(shape, dtype)`` pair: a tuple of a shape (integers) and
+    something NumPy or torch reads as a dtype; nested tuples of numbers are data."""
+    if not (isinstance(x, tuple) and len(x) == 2 and isinstance(x[0], tuple | list)):
+        return False
+    shape, dtype = x
+    if not all(isinstance(s, int | np.integer) and not isinstance(s, bool) for s in shape):
+        return False
+    if isinstance(dtype, tuple | list | np.ndarray):  # a row of data, not a dtype
+        return False
+    try:
+        numpy_dtype(dtype)
+    except (TypeError, ValueError):
+        return False
+    return True
 
 
 def _x_signature(x):

@@ -74,6 +74,12 @@ def to_numpy(a, name: str):
     tensor (None otherwise). Raises TypeError for other array libraries and for CUDA
     tensors, with what to do instead."""
     if isinstance(a, np.ndarray):
+        if type(a) is not np.ndarray and isinstance(a, np.ma.MaskedArray):
+            raise TypeError(
+                f"{name} is a NumPy masked array; batchconv does not read masks, and "
+                f"would lose this one silently: pass {name}.filled(value) with the value "
+                f"masked samples should take, or {name}.data to ignore the mask"
+            )
         return a, None
     if is_torch(a):
         if a.device.type != "cpu":
