@@ -108,17 +108,18 @@ def _sad_numpy(p: Problem, xp: np.ndarray, kern: np.ndarray, block: np.ndarray) 
     per_row = k * P * prod(p.O[1:]) * p.T[-1]  # |window - filter| terms of one output row
     step = max(1, _TILE // max(per_row, 1))
     items = max(1, step // max(p.O[0], 1))  # whole items per tile when they fit
-    tiles = [
-        (slice(b0, b0 + items), slice(r0, min(r0 + step, p.O[0])))
-        for b0 in range(0, b, items)
-        for r0 in range(0, p.O[0], step)
-    ]
+    row_tiles = -(-p.O[0] // step)
+    # tiles by number (a long signal has 1e4-1e5 of them: as tuples of slices they were
+    # megabytes of Python objects beyond the budget)
+    tiles = range(-(-b // items) * row_tiles)
     # the last axis' windows: (..., O_last, T_last)
     win = sliding_window_view(xp, g_last.extent, axis=-1)[..., :: g_last.stride, :: g_last.dilation]
     wide = p.dtype == np.float32  # float32: tap rows are added up in float64
 
-    def run(tile) -> None:
-        bs, rs = tile
+    def run(tile: int) -> None:
+        b0, r0 = divmod(tile, row_tiles)
+        bs = slice(b0 * items, (b0 + 1) * items)
+        rs = slice(r0 * step, min((r0 + 1) * step, p.O[0]))
         dest = block[bs, :, :, rs]
         acc = np.zeros(dest.shape, np.float64) if wide else dest
         if not wide:

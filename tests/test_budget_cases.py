@@ -1,7 +1,12 @@
-"""The FFT path stays inside ``memory=`` on long signals: the outputs that never touch
-``x`` (zero padding) are found in memory proportional to the windows at the borders, not
-to outputs x taps (it built an int64 array of that size on every zero-padded call: 14.9
-GiB for a 1e6-sample signal against 2000 taps)."""
+"""Budget holes found one by one, each with the problem that found it (the drawn problems
+are in test_budget_property.py).
+
+- The FFT path on long signals: the outputs that never touch ``x`` (zero padding) are
+  found in memory proportional to the windows at the borders, not to outputs x taps (it
+  built an int64 array of that size on every zero-padded call: 14.9 GiB for a 1e6-sample
+  signal against 2000 taps).
+- SAD's NumPy tiles on long signals: tens of thousands of tiles, once a list of tuples
+  of slices (megabytes of Python objects beyond the budget)."""
 
 from __future__ import annotations
 
@@ -12,6 +17,7 @@ import numpy as np
 import pytest
 
 import batchconv as bc
+from batchconv import compiled
 from batchconv.geometry import AxisGeometry, axis_geometry
 
 
@@ -58,3 +64,22 @@ def test_long_signal_fft_within_budget(mode):
         tracemalloc.stop()
     assert peak <= p.memory
     assert peak <= 1.25 * p.peak_bytes + (1 << 20), (peak, p.peak_bytes)
+
+
+def _traced_peak(p, x) -> int:
+    """Bytes a call allocates beyond its result, from tracemalloc."""
+    p(x[:1])  # compiled kernels and first-call set-up are not the call's temporaries
+    tracemalloc.start()
+    try:
+        y = p(x)
+        return tracemalloc.get_traced_memory()[1] - y.nbytes
+    finally:
+        tracemalloc.stop()
+
+
+def test_sad_numpy_tiles_on_a_long_signal_within_budget(monkeypatch):
+    monkeypatch.setattr(compiled, "USE_NUMBA", False)
+    rng = np.random.default_rng(2)
+    x, w = rng.random((2, 186_194)), rng.random((3, 298))
+    p = bc.plan(x, w, metric="sad", memory="1MiB")
+    assert _traced_peak(p, x) <= p.memory + (512 << 10)
