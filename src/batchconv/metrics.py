@@ -7,7 +7,7 @@ For a window ``a`` of ``x`` (its summed axes included, ``n`` values) and a filte
 metric     value                                               computed as
 =========  ==================================================  =========================
 ssd        ``sum (a - b)^2``                                   ``A2 - 2 (a'.b^ + dA1)
-                                                               + B2 + n d^2``
+                                                               + B2 + d (n d + 2 B1)``
 sad        ``sum |a - b|``                                     its own kernel
 ncc        ``sum (a - mean a)(b - mean b) / (|a - mean a|      ``a'.b^ / sqrt((A2 - A1^2
            |b - mean b|)``, Pearson, in [-1, 1]                / n) B2)``
@@ -16,11 +16,21 @@ cosine     ``sum a b / (|a| |b|)``                             ``a.b / sqrt(A2 |
 
 where ``a' = a - c`` is ``x`` centred by the mean ``c`` of its item, ``b^ = b - mean b``
 the centred filter, ``d = mean b - c``, ``A1``/``A2`` the window sums of ``a'`` and
-``a'^2`` (float64 box sums, shared by the whole bank) and ``B2 = |b^|^2``. Centring first
-keeps the precision of the data's contrast rather than its brightness: 8-bit images with
-values 200..255 lose nothing to cancellation. The correlations ``a'.b^`` come from the
-``direct`` or ``fft`` method on a padded, centred copy of each chunk, so every spec role,
-mode, stride, dilation and padding of ``"dot"`` works here too.
+``a'^2`` (float64 box sums, shared by the whole bank), ``B1 = sum b^`` and
+``B2 = |b^|^2``. Centring first keeps the precision of the data's contrast rather than its
+brightness: 8-bit images with values 200..255 lose nothing to cancellation.
+
+``b^`` and ``mean b`` are the values as rounded (``b^`` in the compute dtype), so
+``B1`` is zero in exact arithmetic only: with a common offset (``b`` near 1e10, its mean
+off by about 1e-6) ``2 d B1`` alone was 1e4 times the float64 contract. ssd keeps the
+term, which makes its formula exact for whatever ``mean b`` and ``b^`` are. ncc's
+numerator would need ``- A1 B1 / n`` per window; instead its filters are centred twice
+(the second time by the mean of the first result, which is of the contrast's size), which
+leaves ``B1`` at the rounding of the contrast. cosine centres nothing.
+
+The correlations ``a'.b^`` come from the ``direct`` or ``fft`` method on a padded,
+centred copy of each chunk, so every spec role, mode, stride, dilation and padding of
+``"dot"`` works here too.
 
 A window is *flat* when its variance (ncc) or its sum of squares (cosine) is below the
 rounding noise of its own window sums (:func:`_noise_floor`, local to the window); flat
@@ -120,6 +130,7 @@ class MetricState:
     mean: np.ndarray  # (K, P) float64: filter means (ssd)
     sq: np.ndarray  # (K, P) float64: |b^|^2 (ssd, ncc) or |b|^2 (cosine)
     inv_norm: np.ndarray  # (K, P) float64: 1 / sqrt(sq), 0 for flat filters
+    total: np.ndarray  # (K, P) float64: sum b^ of the filters as correlated (ssd's B1)
 
 
 def box_sums(
@@ -258,13 +269,16 @@ class MetricMethod:
         else:  # centred; exactly zero for a flat filter
             flat = (np.ptp(wc, axis=axes, keepdims=True) == 0) if wc.size else True
             cen = w64 - mean.reshape(wc.shape[0], 1, wc.shape[2], *([1] * p.ndim))
+            if p.metric == "ncc" and wc.size:  # sum(cen) is n * the mean's rounding
+                cen -= cen.mean(axis=axes, keepdims=True)
             filters = np.where(flat, 0, cen).astype(p.dtype)
         sq = np.square(filters, dtype=np.float64).sum(axis=axes) if wc.size else mean * 0
+        total = filters.sum(axis=axes, dtype=np.float64) if wc.size else mean * 0
         with np.errstate(divide="ignore"):
             inv = np.where(sq > 0, 1 / np.sqrt(sq), 0.0)
         filters = np.ascontiguousarray(filters)
         state = self.method.prepare(inner, filters, budget) if p.window_size else None
-        return MetricState(inner, state, mean, sq, inv)
+        return MetricState(inner, state, mean, sq, inv, total)
 
     def fuses_reduce(self, p: Problem) -> bool:
         return False
@@ -385,7 +399,12 @@ class MetricMethod:
         for i in range(block.shape[1]):
             k = k0 + i
             delta = (st.mean[k] - c64).reshape(*c64.shape, *([1] * p.ndim))  # (b, P, 1..)
-            rest = sums2 + st.sq[k].reshape(1, p.P, *([1] * p.ndim)) + n * delta * delta
+            per_filter = (1, p.P, *([1] * p.ndim))
+            # sum (b^ + d)^2 = B2 + d (n d + 2 B1): B1 is not 0 once mean b is rounded
+            rest = sums2 + (
+                st.sq[k].reshape(per_filter)
+                + delta * (n * delta + 2 * st.total[k].reshape(per_filter))
+            )
             rest -= 2 * delta * sums1
             y = rest - 2 * block[:, i]
             np.maximum(y, 0, out=y)

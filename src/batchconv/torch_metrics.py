@@ -48,6 +48,7 @@ class TorchMetricState:
     mean: object  # (K, P) float64 tensor: the filters' means (ssd)
     sq: object  # (K, P) float64: |b^|^2 (ssd, ncc) or |b|^2 (cosine)
     inv_norm: object  # (K, P) float64: 1 / sqrt(sq), 0 for flat filters
+    total: object  # (K, P) float64: sum b^ of the filters as correlated (ssd's B1)
 
 
 def window_sums(a, geoms, first_axis: int):
@@ -85,18 +86,21 @@ class TorchMetricMethod:
         w64 = wc.to(torch.float64)
         if not wc.numel():
             zeros = torch.zeros((K, P), dtype=torch.float64, device=wc.device)
-            return TorchMetricState(inner, None, zeros, zeros, zeros)
+            return TorchMetricState(inner, None, zeros, zeros, zeros, zeros)
         mean = w64.mean(dim=axes)
         if p.metric == "cosine":
             filters = wc
         else:  # centred; exactly zero for a flat filter
             flat = (w64.amax(dim=axes, keepdim=True) - w64.amin(dim=axes, keepdim=True)) == 0
             cen = w64 - mean.reshape(K, 1, P, *([1] * p.ndim))
+            if p.metric == "ncc":  # sum(cen) is n * the mean's rounding (see metrics.py)
+                cen = cen - cen.mean(dim=axes, keepdim=True)
             filters = torch.where(flat, 0.0, cen).to(wc.dtype)
-        sq = filters.to(torch.float64).square().sum(dim=axes)
+        f64 = filters.to(torch.float64)
+        sq, total = f64.square().sum(dim=axes), f64.sum(dim=axes)
         inv = torch.where(sq > 0, sq.rsqrt(), 0.0)
         state = self.method.prepare(inner, filters.contiguous(), budget)
-        return TorchMetricState(inner, state, mean, sq, inv)
+        return TorchMetricState(inner, state, mean, sq, inv, total)
 
     def fuses_reduce(self, p: Problem) -> bool:
         return False
@@ -158,10 +162,10 @@ class TorchMetricMethod:
         if p.metric == "ssd":
             n = p.window_size
             delta = (st.mean[k0:k1].unsqueeze(0) - c64.unsqueeze(1)).reshape(b, k, p.P, *ones)
+            total = st.total[k0:k1].reshape(per_filter)  # B1: not 0 once mean b is rounded
             y = (
                 s2.unsqueeze(1)
-                + st.sq[k0:k1].reshape(per_filter)
-                + n * delta * delta
+                + (st.sq[k0:k1].reshape(per_filter) + delta * (n * delta + 2 * total))
                 - 2 * delta * s1.unsqueeze(1)
                 - 2 * dot.to(torch.float64)
             )
