@@ -15,10 +15,12 @@ from __future__ import annotations
 import contextlib
 import functools
 import importlib.util
+import itertools
 import math
 import os
 import threading
 import time
+import weakref
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
@@ -292,15 +294,27 @@ _WORK_BUFFER_BYTES = 8 << 20
 _work = threading.local()
 
 
-_registry: list[dict] = []  # every thread's buffers, for clear_work_buffers
+class _Buffers(dict):
+    """One thread's work buffers (slot -> bytes). Only the thread's ``_work`` holds it;
+    the registry refers to it weakly, so that the buffers go with the thread (a strong
+    list kept 3-10 MiB per finished thread: a thread-per-request server grew without
+    bound)."""
+
+    __slots__ = ("__weakref__",)
+
+
+# live threads' buffers, for clear_work_buffers
+_registry: weakref.WeakValueDictionary[int, _Buffers] = weakref.WeakValueDictionary()
+_registry_keys = itertools.count()
 _registry_lock = threading.Lock()
 
 
 def clear_work_buffers() -> None:
     """Free every thread's reused work buffers (arrays still using one keep it alive)."""
     with _registry_lock:
-        for bufs in _registry:
-            bufs.clear()
+        live = list(_registry.values())
+    for bufs in live:
+        bufs.clear()
 
 
 def work_buffer(
@@ -316,9 +330,9 @@ def work_buffer(
         return np.empty(shape, dtype)
     bufs = getattr(_work, "bufs", None)
     if bufs is None:
-        bufs = _work.bufs = {}
+        bufs = _work.bufs = _Buffers()
         with _registry_lock:
-            _registry.append(bufs)
+            _registry[next(_registry_keys)] = bufs
     buf = bufs.get(slot)
     if buf is None or buf.nbytes < nbytes:
         buf = bufs[slot] = np.empty(max(nbytes, 1 << 16), np.uint8)

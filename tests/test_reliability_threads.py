@@ -1,0 +1,88 @@
+"""Issue 20: what threads leave behind. A finished thread's work buffers go with it."""
+
+import subprocess
+import sys
+import textwrap
+import threading
+
+import numpy as np
+
+import batchconv as bc
+from batchconv import xp
+
+
+def _run_python(code: str, timeout: float = 120) -> str:
+    """Run ``code`` in a fresh interpreter (its memory and threads are its own)."""
+    done = subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(code)],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+    assert done.returncode == 0, done.stderr
+    return done.stdout
+
+
+# --- finding 3: work buffers of finished threads ---------------------------------------
+
+
+def test_a_finished_threads_work_buffers_are_released():
+    x = np.random.default_rng(0).standard_normal((2, 64, 64))
+    before = len(xp._registry)
+    t = threading.Thread(target=lambda: bc.correlate(x, np.ones((2, 5, 5)), method="fft"))
+    t.start()
+    t.join()
+    assert len(xp._registry) == before
+
+
+def test_clear_work_buffers_still_reaches_live_threads():
+    def use():
+        xp.work_buffer((1000,), np.float64, "test-slot")
+        used.set()
+        cleared.wait(10)
+        found.append(dict(xp._work.bufs))
+
+    used, cleared, found = threading.Event(), threading.Event(), []
+    t = threading.Thread(target=use)
+    t.start()
+    used.wait(10)
+    xp.clear_work_buffers()
+    cleared.set()
+    t.join()
+    assert found == [{}]
+
+
+def test_short_lived_threads_leave_rss_as_one_thread_does():
+    """100 threads calling correlate one after another (a thread-per-request server)
+    leave RSS within 50 MiB of one thread making the same calls. Measured in a
+    subprocess, so that other tests' memory does not count."""
+    out = _run_python(
+        """
+        import os, threading
+        import numpy as np
+        import batchconv as bc
+
+        def rss():
+            with open("/proc/self/statm") as f:
+                return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+        rng = np.random.default_rng(0)
+        x, w = rng.standard_normal((2, 128, 128)), rng.standard_normal((2, 9, 9))
+
+        def calls():
+            bc.correlate(x, w, method="fft")
+            bc.correlate(x, w, metric="ncc")
+
+        one = threading.Thread(target=lambda: [calls() for _ in range(100)])
+        one.start()
+        one.join()
+        base = rss()
+        for _ in range(100):
+            t = threading.Thread(target=calls)
+            t.start()
+            t.join()
+        print((rss() - base) / 2**20)
+        """
+    )
+    growth = float(out.split()[-1])
+    assert growth < 50, f"100 finished threads left {growth:.0f} MiB more than one thread"
