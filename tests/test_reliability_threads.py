@@ -1,14 +1,20 @@
-"""Issue 20: what threads leave behind. A finished thread's work buffers go with it."""
+"""Issue 20: what threads leave behind. A finished thread's work buffers go with it;
+``workers`` is capped at the cores and all calls share one bounded pool."""
 
+import os
 import subprocess
 import sys
 import textwrap
 import threading
 
 import numpy as np
+import pytest
 
 import batchconv as bc
 from batchconv import xp
+from batchconv.xp import get_workers, parallel_for, set_workers
+
+CORES = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
 
 
 def _run_python(code: str, timeout: float = 120) -> str:
@@ -86,3 +92,60 @@ def test_short_lived_threads_leave_rss_as_one_thread_does():
     )
     growth = float(out.split()[-1])
     assert growth < 50, f"100 finished threads left {growth:.0f} MiB more than one thread"
+
+
+# --- finding 8: workers beyond the cores -----------------------------------------------
+
+
+@pytest.mark.parametrize("workers", [CORES + 1, 10**6])
+def test_workers_beyond_the_cores_are_capped(workers):
+    with set_workers(workers):
+        assert get_workers() == CORES
+    with set_workers(1), set_workers(workers):
+        assert get_workers() == CORES
+
+
+def test_huge_workers_give_the_same_result_without_memory_error():
+    rng = np.random.default_rng(0)
+    x, w = rng.standard_normal((2, 20, 20)), rng.standard_normal((3, 3))
+    for method in ("fft", "direct", "auto"):
+        a = bc.correlate(x, w, method=method, workers=10**6)
+        b = bc.correlate(x, w, method=method, workers=CORES)
+        np.testing.assert_array_equal(a, b)
+        huge = bc.plan(x, w, method=method, workers=10**6).explain()
+        assert huge == bc.plan(x, w, method=method, workers=CORES).explain()
+
+
+def test_distinct_worker_counts_share_one_bounded_pool():
+    w = np.ones((3, 3))
+    x = np.random.default_rng(0).standard_normal((64, 64, 64))
+    for k in range(2, 24):
+        parallel_for(lambda i: None, range(100), k)
+        bc.correlate(x, w, workers=k)
+    ours = [t for t in threading.enumerate() if t.name.startswith("batchconv")]
+    assert len(ours) <= max(1, CORES - 1)
+
+
+@pytest.mark.parametrize("workers", [2, 3, 64])
+def test_parallel_for_nested_in_the_pool_finishes(workers):
+    """A parallel_for inside another one's items (the pool's threads busy) finishes:
+    helpers still queued when the caller has taken every item are dropped, not waited
+    for. In a subprocess, so that a deadlock fails the test instead of hanging it."""
+    out = _run_python(
+        f"""
+        import threading
+        from batchconv.xp import parallel_for
+
+        seen, lock = [], threading.Lock()
+
+        def inner(i):
+            with lock:
+                seen.append(i)
+
+        parallel_for(lambda j: parallel_for(inner, range(j * 10, j * 10 + 10), {workers}),
+                     range(8), {workers})
+        print(sorted(seen) == list(range(80)))
+        """,
+        timeout=60,
+    )
+    assert out.split()[-1] == "True"

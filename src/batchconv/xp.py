@@ -73,7 +73,9 @@ class set_workers:
     ``with`` block it is restored on exit.
 
     ``None`` keeps the current setting (all cores at the top level), ``-1`` means all
-    cores, a positive int that many threads.
+    cores, a positive int that many threads, at most the cores this process may run on
+    (``os.sched_getaffinity``): more threads would only take turns on them, and the
+    memory estimates, which count a work area per thread, would grow for nothing.
 
     >>> with set_workers(1):
     ...     get_workers()
@@ -91,8 +93,8 @@ class set_workers:
                 f"workers must be a positive int, -1 (all cores) or None, got {workers!r}"
             )
         self._old = getattr(_state, "workers", None)
-        if workers is not None:
-            _state.workers = None if workers == -1 else workers
+        if workers is not None:  # None: all cores
+            _state.workers = None if workers == -1 or workers >= _cpu_count() else workers
 
     def __enter__(self) -> set_workers:
         return self
@@ -393,34 +395,47 @@ def blas_threads():
 
 
 _engines: dict[str, _Engine] = {}
-_pools: dict[int, ThreadPoolExecutor] = {}
-_pools_lock = threading.Lock()
+# the one shared pool: at most cores - 1 threads (the caller is the last), started as needed
+_pool: list[ThreadPoolExecutor] = []
+_pool_lock = threading.Lock()
 
 
-def _forget_pools_after_fork() -> None:  # a forked child has none of the parent's threads
-    _pools.clear()
+def _after_fork_in_child() -> None:
+    global _pool_lock, _registry_lock
+    # a forked child has none of the parent's threads: not their pool, nor locks
+    _pool.clear()
+    _pool_lock, _registry_lock = threading.Lock(), threading.Lock()
 
 
-os.register_at_fork(after_in_child=_forget_pools_after_fork)
+os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
+def _shared_pool() -> ThreadPoolExecutor:
+    with _pool_lock:
+        if not _pool:
+            _pool.append(
+                ThreadPoolExecutor(max(1, _cpu_count() - 1), thread_name_prefix="batchconv")
+            )
+        return _pool[0]
 
 
 def parallel_for(fn, items, workers: int | None = None) -> None:
     """Call ``fn(item)`` for every item on up to ``workers`` threads (default: the current
-    :func:`get_workers`), re-raising the first error.
+    :func:`get_workers`; at most the cores), re-raising the first error.
 
-    The calling thread takes part: it and ``workers - 1`` threads of a shared pool pull
-    items from one queue, so a call costs a single thread hand-off (waking a sleeping
-    thread is slow on virtual machines) and the pool survives across calls."""
+    The calling thread takes part: it and ``workers - 1`` threads of the one shared pool
+    (cores - 1 threads at most, whatever the counts asked for) pull items from one queue,
+    so a call costs a single thread hand-off (waking a sleeping thread is slow on virtual
+    machines) and the pool survives across calls. Once the caller has taken the last
+    item it waits only for helpers that started: one still queued behind other calls'
+    work (or behind the caller itself, when ``fn`` calls parallel_for) is dropped."""
     items = list(items)
-    n = min(workers or get_workers(), len(items))
+    n = min(workers or get_workers(), len(items), _cpu_count())
     if n <= 1:
         for it in items:
             fn(it)
         return
-    with _pools_lock:
-        pool = _pools.get(n - 1)
-        if pool is None:
-            pool = _pools[n - 1] = ThreadPoolExecutor(n - 1, thread_name_prefix="batchconv")
+    pool = _pool[0] if _pool else _shared_pool()
     todo = iter(items)
     lock = threading.Lock()
     errors: list[BaseException] = []
@@ -438,8 +453,9 @@ def parallel_for(fn, items, workers: int | None = None) -> None:
 
     helpers = [pool.submit(drain) for _ in range(n - 1)]
     drain()
-    for h in helpers:
-        h.result()
+    for h in helpers:  # every item is taken: a helper still queued has nothing to do
+        if not h.cancel():
+            h.result()
     if errors:
         raise errors[0]
 
