@@ -1,5 +1,6 @@
-"""Issue 20: what threads leave behind. A finished thread's work buffers go with it;
-``workers`` is capped at the cores and all calls share one bounded pool."""
+"""Issue 20, findings 3, 7 and 8: what threads leave behind. A finished thread's work
+buffers go with it; overlapping calls give BLAS its own thread count back when the last
+ends; ``workers`` is capped at the cores and all calls share one bounded pool."""
 
 import os
 import subprocess
@@ -92,6 +93,116 @@ def test_short_lived_threads_leave_rss_as_one_thread_does():
     )
     growth = float(out.split()[-1])
     assert growth < 50, f"100 finished threads left {growth:.0f} MiB more than one thread"
+
+
+# --- finding 7: the BLAS limit after overlapping calls ---------------------------------
+
+
+def _blas_limits(threadpoolctl) -> list[int]:
+    return [i["num_threads"] for i in threadpoolctl.threadpool_info() if i["user_api"] == "blas"]
+
+
+@pytest.fixture
+def blas():
+    threadpoolctl = pytest.importorskip("threadpoolctl")
+    if CORES < 2:
+        pytest.skip("one core: workers=1 sets no BLAS limit")
+    info = [i for i in threadpoolctl.threadpool_info() if i["user_api"] == "blas"]
+    original = [i["num_threads"] for i in info]
+    if not original or max(original) < 2:
+        pytest.skip("BLAS runs one thread already")
+    yield threadpoolctl, original
+    if _blas_limits(threadpoolctl) != original:  # a failure here: not for the next tests
+        threadpoolctl.threadpool_limits(
+            [{"filepath": i["filepath"], "num_threads": i["num_threads"]} for i in info]
+        )
+
+
+def test_blas_limit_is_back_after_blocks_that_end_out_of_order(blas):
+    """8 threads open a workers=1 block one after another and close them in the same
+    order (overlapping, not nested): BLAS holds one thread while any is open and has
+    its own setting back after the last."""
+    threadpoolctl, original = blas
+    n = 8
+    entered = [threading.Event() for _ in range(n)]
+    leave = [threading.Event() for _ in range(n)]
+    left = [threading.Event() for _ in range(n)]
+    seen = []
+
+    def block(i):
+        with set_workers(1), xp.blas_threads():
+            entered[i].set()
+            leave[i].wait(10)
+        left[i].set()
+
+    threads = [threading.Thread(target=block, args=(i,)) for i in range(n)]
+    for i, t in enumerate(threads):
+        t.start()
+        entered[i].wait(10)
+    for i in range(n):
+        seen.append(_blas_limits(threadpoolctl))
+        leave[i].set()
+        left[i].wait(10)
+    for t in threads:
+        t.join()
+    assert all(s == [1] * len(original) for s in seen)
+    assert _blas_limits(threadpoolctl) == original
+
+
+def test_blas_limit_is_back_after_overlapping_correlate_calls(blas):
+    threadpoolctl, original = blas
+    rng = np.random.default_rng(0)
+    x, w = rng.standard_normal((4, 20, 20, 3)), rng.standard_normal((3, 3, 3, 5))
+    expected = bc.correlate(x, w, "nhwc,hwck->nhwk|hw", method="direct")
+    start = threading.Barrier(8)
+    results = []
+
+    def run():
+        start.wait(10)
+        for _ in range(50):
+            y = bc.correlate(x, w, "nhwc,hwck->nhwk|hw", method="direct", workers=1)
+        results.append(y)
+
+    threads = [threading.Thread(target=run) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(results) == 8
+    for y in results:
+        np.testing.assert_allclose(y, expected, rtol=1e-12, atol=1e-12)
+    assert _blas_limits(threadpoolctl) == original
+
+
+def _child_blas_limits() -> list[int]:
+    import threadpoolctl
+
+    return _blas_limits(threadpoolctl)
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="the fork start method")
+def test_a_child_forked_during_a_limit_gets_the_blas_setting_back(blas):
+    import multiprocessing as mp
+
+    threadpoolctl, original = blas
+    entered, leave = threading.Event(), threading.Event()
+
+    def block():
+        with set_workers(1), xp.blas_threads():
+            entered.set()
+            leave.wait(10)
+
+    t = threading.Thread(target=block)
+    t.start()
+    try:
+        entered.wait(10)
+        assert _blas_limits(threadpoolctl) == [1] * len(original)
+        with mp.get_context("fork").Pool(1) as pool:
+            in_child = pool.apply(_child_blas_limits)
+    finally:
+        leave.set()
+        t.join()
+    assert in_child == original
 
 
 # --- finding 8: workers beyond the cores -----------------------------------------------

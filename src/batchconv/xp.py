@@ -371,27 +371,140 @@ def work_buffer_like(a: np.ndarray, slot: str, limit: int = _WORK_BUFFER_BYTES) 
     return work_buffer(ordered, a.dtype, slot, limit).transpose(back)
 
 
-@functools.lru_cache(maxsize=1)
-def _blas_controller():
-    if not has_module("threadpoolctl"):
-        return None
-    from threadpoolctl import ThreadpoolController
+# The BLAS limit is counted, not saved and restored per block: blocks of several threads
+# overlap without nesting, and a block that restored what it found when it began left
+# BLAS at one thread for the process when it ended after another (issue 20).
+_blas_lock = threading.Lock()
+_blas_held: list[int] = []  # the limits of the blocks open now, in every thread
 
-    return ThreadpoolController()
+
+class _BlasLib:
+    """What :class:`_BlasLimit` knows of one BLAS library (changed under _blas_lock)."""
+
+    __slots__ = ("lib", "clear", "shared", "original", "applied")
+
+    def __init__(self, lib):
+        self.lib = lib
+        # threadpoolctl >= 3.8 lets one thread at a time set a process-wide OpenBLAS
+        # (the first to try, until it lets go) and ignores the others
+        self.clear = getattr(lib, "clear_controlling_thread", None)
+        self.shared: bool | None = None  # whether its setting is process-wide
+        self.original: int | None = None  # its setting before the first open block
+        self.applied: int | None = None  # the process-wide setting made last
+
+    def set(self, n: int) -> None:
+        if self.clear is not None:  # our calls are serialised: each may set it
+            self.clear(force=True)
+            self.lib.set_num_threads(n)
+            self.clear(force=True)
+        else:
+            self.lib.set_num_threads(n)
+
+    def process_wide(self, n: int) -> bool:
+        """Whether the setting ``n`` just made in this thread shows in another thread:
+        true for OpenBLAS with its own threads, false where threadpoolctl sets a
+        per-thread limit (OpenMP builds, MKL)."""
+        seen: list = []
+        probe = threading.Thread(target=lambda: seen.append(self.lib.get_num_threads()))
+        probe.start()
+        probe.join()
+        return seen == [n]
+
+
+_blas_found: list[tuple[_BlasLib, ...]] = []  # looked up once, under _blas_lock
+
+
+def _blas_libs() -> tuple[_BlasLib, ...]:
+    """The loaded BLAS libraries that threadpoolctl controls; none without it."""
+    if not _blas_found:
+        with _blas_lock:
+            if not _blas_found and has_module("threadpoolctl"):
+                from threadpoolctl import ThreadpoolController
+
+                blas = ThreadpoolController().select(user_api="blas").lib_controllers
+                _blas_found.append(tuple(map(_BlasLib, blas)))
+            elif not _blas_found:
+                _blas_found.append(())
+    return _blas_found[0]
+
+
+class _BlasLimit:
+    """The context manager of :func:`blas_threads`. A process-wide library is held at
+    the smallest limit of the blocks open in any thread (or its own setting when that is
+    smaller) and gets its own setting back when the last of them ends, whatever their
+    order; a per-thread one is set and restored by each block in its thread."""
+
+    __slots__ = ("n", "own")
+
+    def __init__(self, n: int):
+        self.n = n
+
+    def __enter__(self) -> _BlasLimit:
+        n, self.own = self.n, []
+        libs = _blas_libs()
+        with _blas_lock:
+            first = not _blas_held
+            _blas_held.append(n)
+            try:
+                for b in libs:
+                    self._limit(b, n, first)
+            except BaseException:
+                _blas_held.remove(n)
+                raise
+        return self
+
+    def _limit(self, b: _BlasLib, n: int, first: bool) -> None:
+        if b.shared is False:  # a per-thread setting: each block sets and restores its own
+            now = b.lib.get_num_threads()
+            if now is not None and now > n:
+                b.set(n)
+                self.own.append((b, now))
+            return
+        if first:
+            b.original = b.applied = b.lib.get_num_threads()
+        if b.original is None or b.applied <= n:
+            return
+        mine = b.lib.get_num_threads() if b.shared is None else None
+        b.set(n)
+        if b.shared is None:  # the first limit: does it show in another thread?
+            b.shared = b.process_wide(n)
+        if b.shared:
+            b.applied = n
+        else:
+            self.own.append((b, mine))
+
+    def __exit__(self, *exc) -> None:
+        with _blas_lock:
+            if self.n in _blas_held:  # (not after a fork in this block)
+                _blas_held.remove(self.n)
+            for b, was in self.own:
+                b.set(was)
+            least = min(_blas_held, default=None)
+            for b in _blas_found[0]:
+                if b.shared and b.original is not None:
+                    want = b.original if least is None else min(b.original, least)
+                    if b.applied != want:
+                        b.set(want)
+                        b.applied = want
+
+
+_NO_LIMIT = contextlib.nullcontext()
 
 
 def blas_threads():
     """A context manager: within the block, BLAS (NumPy's matmul) uses at most
     :func:`get_workers` threads, when that is fewer than the cores and ``threadpoolctl``
     is installed; otherwise BLAS keeps its own setting (all cores). This makes
-    ``workers=1`` mean one thread for the GEMM of the direct method too. The limit is
-    process-wide while it lasts (BLAS has no per-thread setting); use it as
-    ``with blas_threads(): ...`` (the limit starts when it is called)."""
+    ``workers=1`` mean one thread for the GEMM of the direct method too. Use it as
+    ``with blas_threads(): ...``.
+
+    BLAS libraries mostly have one process-wide setting: while blocks of several threads
+    overlap, it is the smallest of their limits, and when the last ends the library's own
+    setting is back (in any order of ending)."""
     n = get_workers()
-    ctl = _blas_controller() if n < _cpu_count() else None
-    if ctl is None:
-        return contextlib.nullcontext()
-    return ctl.limit(limits=n, user_api="blas")
+    if n >= _cpu_count() or not _blas_libs():
+        return _NO_LIMIT
+    return _BlasLimit(n)
 
 
 _engines: dict[str, _Engine] = {}
@@ -402,12 +515,25 @@ _pool_lock = threading.Lock()
 
 def _after_fork_in_child() -> None:
     global _pool_lock, _registry_lock
-    # a forked child has none of the parent's threads: not their pool, nor locks
+    # a forked child has none of the parent's threads: not their pool, locks, or blocks
+    # of blas_threads (_blas_lock is held across the fork, so no limit is half-made)
     _pool.clear()
     _pool_lock, _registry_lock = threading.Lock(), threading.Lock()
+    if _blas_held:  # give BLAS its own setting back
+        _blas_held.clear()
+        for b in _blas_found[0]:
+            if b.shared and b.original is not None and b.applied != b.original:
+                with contextlib.suppress(Exception):
+                    b.set(b.original)
+                    b.applied = b.original
+    _blas_lock.release()
 
 
-os.register_at_fork(after_in_child=_after_fork_in_child)
+os.register_at_fork(
+    before=_blas_lock.acquire,
+    after_in_parent=_blas_lock.release,
+    after_in_child=_after_fork_in_child,
+)
 
 
 def _shared_pool() -> ThreadPoolExecutor:
