@@ -159,6 +159,13 @@ def _state_bytes(p: Problem, name: str) -> int:
     return p.K * p.window_size * p.P * p.dtype.itemsize * 2
 
 
+def _room(p: Problem, name: str, budget: int) -> int:
+    """What the budget leaves for a call's temporaries once the plan holds the filter
+    state of method ``name`` (the budget counts everything beyond the inputs and the
+    result)."""
+    return max(budget - _state_bytes(p, name), 0)
+
+
 def _view(a: np.ndarray, shape: tuple, strides: tuple) -> np.ndarray:
     """``as_strided(a, shape, strides)`` from ``a``'s first element; for a C-contiguous
     ``a`` through the ndarray constructor (0.4 instead of 3 us)."""
@@ -226,7 +233,8 @@ class Plan:
         """Estimated peak bytes beyond the inputs and the result (temporaries + filter
         state)."""
         mod = method_for(self.problem, self.method, self.device)
-        return _block_bytes(self.problem, mod, *self.chunk, self.memory) + _state_bytes(
+        room = _room(self.problem, self.method, self.memory)
+        return _block_bytes(self.problem, mod, *self.chunk, room) + _state_bytes(
             self.problem, self.method
         )
 
@@ -354,7 +362,8 @@ class Plan:
                     f"this plan was made for x of shape {self.problem.x_shape}, "
                     f"got {shape}; only the batch axes ({batch!r}) may differ"
                 )
-            chunk = _chunks(p, method_for(p, self.method, self.device), self.memory)
+            room = _room(self.problem, self.method, self.memory)
+            chunk = _chunks(p, method_for(p, self.method, self.device), room)
         if np.result_type(dtype, p.dtype) != p.dtype and not (
             dtype.kind in "iu" and p.dtype == np.float64
         ):
@@ -491,7 +500,7 @@ class Plan:
                     "GEMM on cache-sized im2col tiles"
                     if direct_method.use_gemm(q)
                     else "compiled window-rows kernel (numba), one task per output row"
-                    if direct_method.uses_window_rows(q, self.memory)
+                    if direct_method.uses_window_rows(q, _room(p, "direct", self.memory))
                     else "shift-and-add on cache-sized output tiles"
                 )
             )
@@ -519,16 +528,18 @@ def _candidates(
     with set_workers(workers):
         for n in names:
             mod = method_for(p, n, device)
-            chunk = _chunks(p, mod, budget)
-            block = _block_bytes(p, mod, *chunk, budget)
+            room = _room(p, n, budget)  # for temporaries, beside the filter state
+            chunk = _chunks(p, mod, room)
+            block = _block_bytes(p, mod, *chunk, room)
+            state = _state_bytes(p, n)
             cands.append(
                 Candidate(
                     n,
                     estimate(p, n, device),
                     flops(p, n),
-                    block + _state_bytes(p, n),
+                    block + state,
                     chunk,
-                    block <= budget,
+                    block + state <= budget,
                 )
             )
     return tuple(cands)
@@ -576,15 +587,11 @@ def choose_method(
         cands = _candidates(p, names, budget, get_workers(), compiled.enabled(), device)
     fitting = [c for c in cands if c.fits]
     if not fitting:
-        with set_workers(workers):
-            need = ", ".join(
-                f"{c.method} {format_bytes(_block_bytes(p, method_for(p, c.method, device), *c.chunk, budget))}"  # noqa: E501
-                for c in cands
-            )
+        need = ", ".join(f"{c.method} {format_bytes(c.peak_bytes)}" for c in cands)
         raise MemoryError(
             f"no method fits a memory budget of {format_bytes(budget)} for x {p.x_shape} and "
-            f"w {p.w_shape}, even one item against one filter at a time (temporaries "
-            f"needed: {need}); raise memory= or use a smaller problem"
+            f"w {p.w_shape}, even one item against one filter at a time (filter state and "
+            f"temporaries needed: {need}); raise memory= or use a smaller problem"
         )
     if method != "auto":
         chosen, reason = names[0], "asked for by method="
@@ -641,7 +648,8 @@ def _prepare(
     cand = next(c for c in cands if c.method == chosen)
     if chosen in TORCH_METHODS:
         dev = device or "cpu"
-        state = method_for(p, chosen, dev).prepare(p, tensor_canonical_w(p, w, dev), budget)
+        room = _room(p, chosen, budget)
+        state = method_for(p, chosen, dev).prepare(p, tensor_canonical_w(p, w, dev), room)
         return Plan(p, chosen, cand.chunk, budget, workers, cands, reason, state, device=dev)
     w, _ = to_numpy(w, "w")
     wc = canonical_w(p, w)
@@ -649,7 +657,9 @@ def _prepare(
     with set_workers(workers):  # filters with NaN/Inf: redone directly (see Plan)
         fft_dot = chosen == "fft" and p.metric == "dot"
         state = method_for(p, chosen).prepare(
-            p, wc if finite or not fft_dot else np.where(np.isfinite(wc), wc, 0), budget
+            p,
+            wc if finite or not fft_dot else np.where(np.isfinite(wc), wc, 0),
+            _room(p, chosen, budget),
         )
     return Plan(
         p,
