@@ -87,6 +87,33 @@ def test_sad_numpy_tiles_on_a_long_signal_within_budget(monkeypatch):
 
 
 @pytest.mark.parametrize(
+    ("x_shape", "w_shape", "opts", "numba"),
+    [  # the NumPy window sums: blocked prefix sums made 8x their input in temporaries
+        ((2, 1, 188_647), (1, 1, 79), dict(metric="ncc", method="fft", mode="same"), False),
+        ((1, 1, 102_706), (2, 1, 145), dict(metric="ncc", method="direct", mode="full"), False),
+        # one-tap windows: the error scale's block sums are as large as x
+        ((2, 2, 386, 193), (1, 2, 1, 1), dict(metric="cosine", method="direct", stride=3), False),
+        # cosine on a trimmed (non-contiguous) x took the general path the estimate missed
+        ((2, 2, 213, 396), (2, 2, 1, 1), dict(metric="cosine", method="direct", stride=2), True),
+    ],
+)
+def test_metric_window_sums_within_budget(monkeypatch, x_shape, w_shape, opts, numba):
+    monkeypatch.setattr(compiled, "USE_NUMBA", numba and compiled.USE_NUMBA)
+    rng = np.random.default_rng(3)
+    x, w = rng.random(x_shape), rng.random(w_shape)
+    letters = "hw"[: len(x_shape) - 2]
+    spec = f"nc{letters},kc{letters}->nk{letters}|{letters}"
+    for memory in ("1MiB", "4MiB", "16MiB", "64MiB"):
+        try:
+            p = bc.plan(x, w, spec, memory=memory, **opts)
+        except MemoryError:
+            continue
+        peak = _traced_peak(p, x)
+        assert peak <= p.memory + (512 << 10), (memory, peak)
+        assert peak <= 1.25 * p.peak_bytes + (512 << 10), (memory, peak, p.peak_bytes)
+
+
+@pytest.mark.parametrize(
     ("x_shape", "w_shape", "opts"),
     [
         ((2, 130_328), (4, 151), dict(metric="ncc", method="fft")),

@@ -52,7 +52,7 @@ from types import ModuleType
 import numpy as np
 
 from . import compiled
-from .geometry import AxisGeometry, axis_geometry, pad_sliding
+from .geometry import AxisGeometry, axis_geometry, pad_sliding, padded_copy_bytes
 from .methods import get_method, sad, torch_sad
 from .nonfinite import affected_windows
 from .problem import Problem
@@ -174,23 +174,45 @@ def _box_sum(a: np.ndarray, axis: int, g: AxisGeometry, slot: str | None = None)
 
 
 def _blocked(a: np.ndarray, axis: int, m: int, d: int, s: int, out: int) -> np.ndarray:
-    """NumPy blocked prefix sums (see :func:`box_sums`)."""
+    """NumPy blocked prefix sums (see :func:`box_sums`). Temporaries: the blocked copy
+    (turned into prefix sums in place), the suffix sums, and two arrays of the result's
+    size (:func:`blocked_bytes`)."""
     a = np.moveaxis(a, axis, -1)
     lead, n = a.shape[:-1], a.shape[-1]
     per_residue = -(-n // d)
     nblk = -(-per_residue // m) + 1  # one block of zeros past the end
-    buf = np.zeros((*lead, d, nblk * m), np.float64)
+    pre = np.zeros((*lead, d, nblk * m), np.float64)
     for r in range(d):
         v = a[..., r::d]
-        buf[..., r, : v.shape[-1]] = v
-    blk = buf.reshape(*lead, d, nblk, m)
-    pre = np.cumsum(blk, axis=-1).reshape(*lead, d, -1)  # prefix sums within each block
-    suf = np.cumsum(blk[..., ::-1], axis=-1)[..., ::-1].reshape(*lead, d, -1)  # suffix sums
-    start = np.arange(out) * s
-    r, u0 = start % d, start // d
-    tail = np.minimum(u0 + m - 1, pre.shape[-1] - 1)
-    res = suf[..., r, u0] + np.where(u0 % m > 0, pre[..., r, tail], 0)
+        pre[..., r, : v.shape[-1]] = v
+    blk = pre.reshape(*lead, d, nblk, m)
+    suf = np.cumsum(blk[..., ::-1], axis=-1)  # suf[..., q]: the block's last q + 1 samples
+    np.cumsum(blk, axis=-1, out=blk)  # prefix sums within each block, in place
+    res = np.empty((*lead, out), np.float64)
+    flat = pre.reshape(*lead, d, -1)
+    step = max(1, _VALUES_PER_STEP // max(prod(lead), 1))
+    for o0 in range(0, out, step):  # gathers and index arrays of a bounded size
+        start = np.arange(o0, min(o0 + step, out)) * s
+        r, u0 = start % d, start // d
+        pos = u0 % m
+        seg = res[..., o0 : o0 + start.size]
+        seg[...] = suf[..., r, u0 // m, m - 1 - pos]  # the window's first sample to block end
+        part = pos > 0  # the window ends in the next block: add that block's prefix
+        tail = np.minimum(u0[part] + m - 1, flat.shape[-1] - 1)
+        seg[..., part] += flat[..., r[part], tail]
     return np.moveaxis(res, -1, axis)
+
+
+_VALUES_PER_STEP = 1 << 14
+
+
+def blocked_bytes(lead: int, n: int, m: int, d: int) -> int:
+    """Peak temporaries of :func:`_blocked` beyond its input and result: the blocked copy
+    (prefix sums in place) and the suffix sums, ``lead`` rows of an axis of ``n``
+    samples, ``m`` taps ``d`` apart; and one step's gathers and index arrays."""
+    per_residue = -(-n // d)
+    blocked = lead * d * (-(-per_residue // m) + 1) * m
+    return 8 * 2 * blocked + 8 * 8 * _VALUES_PER_STEP
 
 
 def error_scale(
@@ -229,6 +251,56 @@ def error_scale(
         out = work_buffer(shape, np.float64, "scale", _REUSE_BYTES) if last and reuse else None
         a = np.take(a, np.arange(g.out) * g.stride // (g.m * g.dilation), axis=ax, out=out)
     return a
+
+
+def statistics_bytes(p: Problem, b: int) -> tuple[int, int]:
+    """``(peak, held)``: the bytes of ``b`` items' window statistics while they are
+    computed (:meth:`MetricMethod._window_sums`: float64 sums of ``x'`` and ``x'^2``, a
+    channel's float64 copy, the error scale, the box sums axis by axis with their
+    temporaries), and those the combination then reads (the fused compiled kernel for
+    2-D: its output alone)."""
+    geoms = tuple(_valid_geometry(g) for g in p.geoms)
+    lead, outs = b * p.P, b * p.P * prod(p.O)
+    if compiled.enabled() and p.ndim == 2 and geoms[0].dilation == 1:  # window_stats_2d
+        # (MetricMethod._compute runs it on a contiguous x', copied where needed)
+        held = 2 * outs * 8 if p.metric == "ssd" else outs * p.dtype.itemsize
+        return held, held
+    sizes = [g.n for g in geoms]
+    sums = 2 * lead * prod(sizes) * 8
+    scale = outs * 8 if p.metric in ("ncc", "cosine") else 0
+    peak = sums + (sums // 2 if p.C > 1 else 0)  # a channel as float64
+    if scale:
+        peak = max(peak, sums + _error_scale_bytes(lead, list(sizes), geoms))
+    current = 0  # the box sums' previous result (the first step reads the sums)
+    for i in sorted(range(len(geoms)), key=lambda i: geoms[i].out / max(geoms[i].n, 1)):
+        g = geoms[i]
+        rows = 2 * lead * prod(sizes) // max(sizes[i], 1)
+        temps = 0
+        if g.m > _SHIFT_MAX and not compiled.enabled():
+            temps = blocked_bytes(rows, sizes[i], g.m, g.dilation)
+        sizes[i] = g.out
+        result = rows * g.out * 8
+        peak = max(peak, sums + scale + current + result + temps)
+        current = result
+    return peak, sums + scale + current
+
+
+def _error_scale_bytes(lead: int, sizes: list[int], geoms: tuple[AxisGeometry, ...]) -> int:
+    """Peak temporaries of :func:`error_scale` on ``lead`` rows of ``sizes`` (its block
+    sums, axis by axis: as large as the input for one-tap windows)."""
+    peak, current = 0, 0  # (the first step reads the caller's array)
+    for i, g in enumerate(geoms):
+        rows = lead * prod(sizes) // max(sizes[i], 1)
+        block = max(g.m * g.dilation, 1)
+        nblk = -(-sizes[i] // block) + 1
+        coarse, summed, result = rows * nblk, rows * (sizes[i] // block), rows * (nblk - 1)
+        peak = max(peak, 8 * (current + coarse + summed), 8 * (current + coarse + result))
+        current, sizes[i] = result, nblk - 1
+    for i, g in enumerate(geoms):  # each window's region: np.take, axis by axis
+        rows = lead * prod(sizes) // max(sizes[i], 1)
+        peak = max(peak, 8 * (current + rows * g.out))
+        current, sizes[i] = rows * g.out, g.out
+    return peak
 
 
 def _noise_floor(p: Problem, scale: np.ndarray) -> np.ndarray:
@@ -284,16 +356,18 @@ class MetricMethod:
         return False
 
     def workspace_bytes(self, p: Problem, b: int, k: int, budget: int | None = None) -> int:
-        """The correlation's temporaries, a padded centred copy of the chunk, float64
-        window sums and the per-filter combination temporaries."""
-        padded = b * p.P * prod(g.padded + g.dilation for g in p.geoms)
+        """The padded copy of the chunk and its centred copy, then the larger of: the
+        window statistics being computed (:func:`statistics_bytes`), or the statistics
+        held while the correlation runs (its own temporaries) and while they are
+        combined with it, filter by filter (three float64 maps of one filter's outputs)."""
+        r = p.dtype.itemsize
+        padded = b * p.C * p.P * prod(g.padded for g in p.geoms)
+        centred = padded * r  # (cosine: a contiguous copy, where x is not one)
+        computing, held = statistics_bytes(p, b)
         outs = b * p.P * prod(p.O)
-        return (
-            self.method.workspace_bytes(inner_problem(p), b, k, budget)
-            + padded * p.C * p.dtype.itemsize
-            + padded * 8 * 4
-            + outs * 8 * 4
-        )
+        combine = outs * (3 * 8 + r) if p.metric == "ssd" else outs * (8 + 1 + r)
+        inner = self.method.workspace_bytes(inner_problem(p), b, k, budget)
+        return padded_copy_bytes(p, b) + centred + max(computing, held + max(inner, combine))
 
     def compute(
         self,
@@ -340,8 +414,11 @@ class MetricMethod:
         b = xc.shape[0]
         xp = pad_sliding(xc, p.geoms, p.padding, p.cval, first_axis=3)
         centre = np.zeros((b, 1, p.P, *([1] * p.ndim)), p.dtype)
-        if p.metric == "cosine":  # not shift-invariant: x as it is
-            xw = xp.astype(p.dtype, copy=False)
+        if p.metric == "cosine":  # not shift-invariant: x as it is, contiguous
+            xw = xp
+            if not (xp.dtype == p.dtype and xp.flags.c_contiguous):
+                xw = work_buffer(xp.shape, p.dtype, "centred", _REUSE_BYTES)
+                np.copyto(xw, xp)
         else:
             axes = (1, *range(3, xc.ndim))
             centre = xc.mean(axis=axes, dtype=np.float64, keepdims=True).astype(p.dtype)
@@ -386,6 +463,7 @@ class MetricMethod:
             s1 += v
             v *= v
             s2 += v
+            del v  # (not alive beside the error scale's and the box sums' temporaries)
         geoms = tuple(_valid_geometry(g) for g in p.geoms)
         scale = (
             error_scale(sums[1], geoms, 2, reuse=True) if p.metric in ("ncc", "cosine") else None
