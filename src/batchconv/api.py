@@ -290,8 +290,12 @@ def correlate(
         problem and device, and keep the fastest (what "auto" does on CUDA).
     memory : int or str
         Budget for temporaries beyond the inputs and result, e.g. ``"2GB"``.
-    workers : int
-        Threads for the FFT engine (default: all cores).
+    workers : int or None
+        Threads for batchconv's pool, the FFT engine and, with threadpoolctl, BLAS.
+        None keeps the current ``set_workers`` setting (all cores by default); -1 means
+        all cores; a positive int means that many threads, capped at the cores this
+        process may run on (``os.sched_getaffinity``). 0, other negative values and
+        non-integers raise ValueError.
 
     Examples
     --------
