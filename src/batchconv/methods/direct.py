@@ -5,7 +5,10 @@ Two kernels, chosen by the shape of the contraction:
 * **GEMM** (a bank of several filters): the windows of a *tile* of outputs are gathered
   into a small patch matrix ``(M, C*T)`` (im2col on a cache-sized tile, never on the whole
   batch) and multiplied by the filters ``(C*T, k)`` with BLAS. Stride and dilation are
-  strides of the window view, so they cost nothing extra.
+  strides of the window view, so they cost nothing extra. A tile is a run of output
+  positions in memory order, cut along whichever axis it must be (items, rows, or
+  within a row: see :func:`_tiling`), so that its patches and product stay within an
+  eighth of the memory budget; :func:`workspace_bytes` counts them.
 * **window rows** (one filter, real dtypes, numba installed): the compiled kernel of
   ``_numba_kernels.py`` (shared with SAD), one task per output row, its inner loop
   vectorised along the row; written straight into the result, whatever its layout.
@@ -23,6 +26,7 @@ import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
 from .. import compiled
+from .. import xp as _xp
 from ..geometry import pad_sliding, padded_copy_bytes
 from ..problem import Problem
 from ..xp import get_workers, parallel_for, work_buffer, work_buffer_like
@@ -35,6 +39,12 @@ __all__ = ["DirectState", "prepare", "compute", "workspace_bytes"]
 # temporary.
 _GEMM_TILE = 1 << 20
 _SHIFT_TILE = 1 << 15
+# Under a memory budget, a GEMM tile's patches and product take at most this fraction
+# of it (the rest is for the padded copy of the chunk and an unreduced block)
+_GEMM_SHARE = 8
+# NumPy's iterator buffers, elements per operand: a ufunc on strided windows (the shifted
+# input times a tap) takes up to two (tracemalloc)
+_UFUNC_BUFFER = 8192
 
 
 @dataclass
@@ -45,7 +55,9 @@ class DirectState:
     kernel: np.ndarray  # (K, C, P, *T)
     gemm_weights: np.ndarray | None  # (P, C*T, K)
     gemm_weights_tc: np.ndarray | None  # (P, T*C, K)
-    tile: int  # elements per tile (patches for GEMM, outputs for shift-and-add)
+    # elements per tile: for GEMM, of its patches and product together (the budget's
+    # share; see gemm_positions), for shift-and-add, of its outputs
+    tile: int
     window_rows: bool = False  # the compiled kernel runs it (decided with the chunks)
     rows: object = None  # the compiled window-rows kernel made ready (on first use)
 
@@ -70,13 +82,26 @@ def uses_window_rows(p: Problem, budget: int | None = None) -> bool:
 
 
 def tile_elements(p: Problem, budget: int | None) -> int:
-    """Tile size: the measured default, smaller when the memory budget is tight (a tile
-    and its product, on every thread, within about a quarter of the budget)."""
-    default = _GEMM_TILE if use_gemm(p) else _SHIFT_TILE
+    """Tile size in elements. GEMM: its patches and product together, within an eighth
+    of the budget (unlimited without one; :func:`gemm_positions` also keeps the patches
+    at the measured default). Shift-and-add: its outputs, the measured default, smaller
+    when the budget is tight (a tile on every thread within about an eighth of it)."""
+    if use_gemm(p):
+        if budget is None:
+            return 1 << 62
+        return max(1, budget // (_GEMM_SHARE * p.dtype.itemsize))
     if budget is None:
-        return default
+        return _SHIFT_TILE
     per_element = p.dtype.itemsize * get_workers() * 8
-    return int(min(default, max(1024, budget // per_element)))
+    return int(min(_SHIFT_TILE, max(1024, budget // per_element)))
+
+
+def gemm_positions(p: Problem, tile: int, k: int) -> int:
+    """Output positions (of all ``P`` pairs) per GEMM tile against ``k`` filters: patches
+    of about ``_GEMM_TILE`` elements per pair, fewer when the patches ``(P, M, C*T)`` and
+    the product ``(P, M, k)`` would exceed ``tile`` elements; at least one."""
+    n = p.window_size
+    return max(1, min(_GEMM_TILE // max(n, 1), tile // max(p.P * (n + k), 1)))
 
 
 def prepare(p: Problem, wc: np.ndarray, budget: int | None = None) -> DirectState:
@@ -90,24 +115,87 @@ def prepare(p: Problem, wc: np.ndarray, budget: int | None = None) -> DirectStat
     return DirectState(wc, ct, tc, tile)
 
 
-def _tiles(n_batch: int, rows: int, per_row: int, budget: int, batch_inner: bool):
-    """Yield (batch slice, row slice) tiles of about ``budget`` elements, cut along the
-    axis that is outermost in memory (rows when the batch axis is innermost, as in
-    ``"hwn"`` layouts; the batch otherwise)."""
-    per_item = rows * per_row
-    if batch_inner:
-        step = max(1, budget // max(per_row * n_batch, 1))
-        for r0 in range(0, rows, step):
-            yield slice(None), slice(r0, min(r0 + step, rows))
-    elif per_item <= budget:
-        step = max(1, budget // max(per_item, 1))
-        for b0 in range(0, n_batch, step):
-            yield slice(b0, min(b0 + step, n_batch)), slice(None)
-    else:
-        step = max(1, budget // max(per_row, 1))
-        for b0 in range(n_batch):
-            for r0 in range(0, rows, step):
-                yield slice(b0, b0 + 1), slice(r0, min(r0 + step, rows))
+def _split(dims: tuple[int, ...], per_tile: int) -> tuple[int, int]:
+    """Where tiles of at most ``per_tile`` positions (at least one) cut an array of
+    positions of shape ``dims``: ``(axis, step)``; the axes after ``axis`` are whole, those
+    before it taken one index at a time, and ``axis`` in runs of ``step`` (balanced: the
+    fewest runs, of equal lengths up to one)."""
+    inner = 1
+    for a in range(len(dims) - 1, -1, -1):
+        if inner * dims[a] > per_tile:
+            step = max(1, per_tile // inner)
+            return a, -(-dims[a] // -(-dims[a] // step))
+        inner *= dims[a]
+    return 0, max(dims[0], 1)
+
+
+def _tiling(sizes: tuple[int, ...], per_tile: int, batch_inner: bool) -> tuple:
+    """How tiles of at most ``per_tile`` positions (at least one) cut the output positions
+    ``sizes = (b, *O)``: ``(order, dims, axis, step)``, the axes from outermost to
+    innermost (the rows outside the batch when the batch axis is innermost in memory, as in
+    ``"hwn"`` layouts), their sizes, and where they are cut (see :func:`_split`)."""
+    if prod(sizes) <= per_tile:  # one tile (axis -1)
+        return None, sizes, -1, 0
+    d = len(sizes) - 1
+    order = (1, 0, *range(2, d + 1)) if batch_inner and d else tuple(range(d + 1))
+    dims = tuple(sizes[a] for a in order)
+    return (order, dims, *_split(dims, per_tile))
+
+
+def _tiles(tiling: tuple):
+    """Yield the tiles of a :func:`_tiling`, as tuples of slices of ``(b, *O)``."""
+    order, dims, axis, step = tiling
+    sl = [slice(None)] * len(dims)
+    if axis < 0:
+        if 0 not in dims:
+            yield tuple(sl)
+        return
+    for outer in product(*(range(n) for n in dims[:axis])):
+        for a, i in zip(order[:axis], outer, strict=True):
+            sl[a] = slice(i, i + 1)
+        for s0 in range(0, dims[axis], step):
+            sl[order[axis]] = slice(s0, min(s0 + step, dims[axis]))
+            yield tuple(sl)
+
+
+def _most(tiling: tuple) -> int:
+    """The most positions in one tile of a :func:`_tiling`."""
+    _, dims, axis, step = tiling
+    return prod(dims) if axis < 0 else min(step, dims[axis]) * prod(dims[axis + 1 :])
+
+
+def _expected_batch_inner(p: Problem) -> bool:
+    """Whether the batch axis is inside the first sliding axis in memory (as
+    :func:`_batch_inner` finds at the call) for an ``x`` laid out in the spec's order."""
+    sp = p.spec
+    return bool(sp.batch and sp.sliding) and max(map(sp.x.index, sp.batch)) > sp.x.index(
+        sp.sliding[0]
+    )
+
+
+def _call_tiling(p: Problem | bool, sizes: tuple[int, ...], per_tile: int, actual: bool):
+    """The :func:`_tiling` of a call whose layout is ``actual`` (batch inner or not), in
+    tiles no larger than those of the layout expected for ``p`` (or given as a bool),
+    which :func:`workspace_bytes` counts."""
+    if prod(sizes) > per_tile:
+        expected = p if isinstance(p, bool) else _expected_batch_inner(p)
+        if actual != expected:
+            per_tile = min(per_tile, max(1, _most(_tiling(sizes, per_tile, expected))))
+    return _tiling(sizes, per_tile, actual)
+
+
+def _tile_max(sizes: tuple[int, ...], per_tile: int, expected: bool) -> tuple[int, int]:
+    """The most positions in one tile (those of the ``expected`` layout: as many or fewer
+    in the other), and the most tiles in either layout."""
+    most, count = 0, 0
+    if 0 in sizes:
+        return most, count
+    for actual in (expected, not expected):
+        tiling = _call_tiling(expected, sizes, per_tile, actual)
+        _, dims, axis, step = tiling
+        most = max(most, _most(tiling))
+        count = max(count, 1 if axis < 0 else prod(dims[:axis]) * -(-dims[axis] // step))
+    return most, count
 
 
 def _batch_inner(xp: np.ndarray) -> bool:
@@ -127,9 +215,7 @@ def _gemm(p: Problem, st: DirectState, xp: np.ndarray, block: np.ndarray, k0: in
         )
     ]  # (b, C, P, *O, *T)
     b, C, P = xp.shape[:3]
-    O = p.O  # noqa: E741 - output sizes, named as in the docs
     k = k1 - k0
-    per_row = C * prod(p.T) * prod(O[1:])
     # Orient the product like the destination: filters innermost (NHWO-like results) take
     # patches (M, C*T) @ W; filters outer (NKHW-like) take W^T @ patches^T (C*T, M). Either
     # way the result lands in the block with contiguous writes. The window's values are
@@ -142,30 +228,33 @@ def _gemm(p: Problem, st: DirectState, xp: np.ndarray, block: np.ndarray, k0: in
         order = (2, 0, *range(3, 3 + d), *window)
     else:  # (b, C, P, *O, *T) -> (P, window, b, *O)
         order = (2, *window, 0, *range(3, 3 + d))
-    for bs, rs in _tiles(b, O[0], per_row, st.tile, _batch_inner(xp)):
-        tile = win[bs, :, :, rs].transpose(order)
-        # im2col of this tile only, and the product, in this thread's reused buffers: fresh
-        # pages for every tile made the method up to 4x slower in a new process
-        cols = work_buffer(tile.shape, tile.dtype, "im2col")
+    tiling = _call_tiling(p, (b, *p.O), gemm_positions(p, st.tile, k), _batch_inner(xp))
+    most = _most(tiling)
+    # im2col of one tile at a time, and the product, in this thread's reused buffers (fresh
+    # pages for every tile made the method up to 4x slower in a new process), taken once
+    # for the largest tile: one of each is alive at a time (workspace_bytes counts them)
+    n = p.window_size
+    cols_buf = work_buffer((P * most * n,), xp.dtype, "im2col")
+    gemm_buf = work_buffer((P * most * k,), xp.dtype, "gemm")
+    wt = weights.transpose(0, 2, 1)
+    # the product (P, tile..., k) or (P, k, tile...) -> the block's (nb, k, P, tile...)
+    back = (1, d + 2, 0, *range(2, d + 2)) if k_inner else (2, 1, 0, *range(3, d + 3))
+    every = slice(None)
+    for sl in _tiles(tiling):
+        at = (sl[0], every, every, *sl[1:])
+        tile = win[at].transpose(order)
+        m = tile.size // (P * n)  # positions in this tile
+        cols = cols_buf[: tile.size].reshape(tile.shape)
         np.copyto(cols, tile)
         if k_inner:
-            nb, nr = tile.shape[1], tile.shape[2]
-            patches = cols.reshape(P, nb * nr * prod(O[1:]), -1)
             res = np.matmul(
-                patches, weights, out=work_buffer((P, patches.shape[1], k), patches.dtype, "gemm")
+                cols.reshape(P, m, n), weights, out=gemm_buf[: P * m * k].reshape(P, m, k)
             )
-            res = res.reshape(P, nb, nr, *O[1:], k)
-            block[bs, :, :, rs] = np.moveaxis(res, (0, -1), (2, 1))
+            res = res.reshape(P, *tile.shape[1 : 2 + d], k)
         else:
-            nb, nr = tile.shape[2 + d], tile.shape[3 + d]
-            patches = cols.reshape(P, -1, nb * nr * prod(O[1:]))
-            res = np.matmul(
-                weights.transpose(0, 2, 1),
-                patches,
-                out=work_buffer((P, k, patches.shape[2]), patches.dtype, "gemm"),
-            )
-            res = res.reshape(P, k, nb, nr, *O[1:])
-            block[bs, :, :, rs] = np.moveaxis(res, (0, 1), (2, 1))
+            res = np.matmul(wt, cols.reshape(P, n, m), out=gemm_buf[: P * k * m].reshape(P, k, m))
+            res = res.reshape(P, k, *tile.shape[-1 - d :])
+        block[at] = res.transpose(back)
 
 
 def _shift_add(p: Problem, st: DirectState, xp: np.ndarray, block: np.ndarray, k0: int, k1: int):
@@ -173,24 +262,31 @@ def _shift_add(p: Problem, st: DirectState, xp: np.ndarray, block: np.ndarray, k
     b, C, P = xp.shape[:3]
     kern = st.kernel[k0:k1]  # (k, C, P, *T)
     k = k1 - k0
-    taps = list(product(*(range(m) for m in p.T)))
+    every = slice(None)
+    # the taps' offsets along the sliding axes, in the kernel's C order, and the filters
+    # seen so that weights[:, :, c, :, tap] is (1, k, P, 1, ...) (a view)
+    taps = list(product(*(range(0, m * g.dilation, g.dilation) for m, g in zip(p.T, p.geoms))))
+    weights = kern.reshape(1, k, C, P, len(taps), *([1] * d))
+    strides = [g.stride for g in p.geoms]
 
     def run(tile) -> None:  # tiles are independent; NumPy releases the GIL in the ufuncs
-        bs, rs = tile
-        acc = block[bs, :, :, rs]
+        bs, *os = tile
+        acc = block[(bs, every, every, *os)]
         t = work_buffer_like(acc, "shift-add")  # reused: no fresh pages per tile
-        r0 = rs.start or 0
         xb = xp[bs]
+        # per axis: the tile's first input sample, the span of its outputs' inputs, stride
+        spans = [
+            ((o.start or 0) * s, (n - 1) * s + 1, s)
+            for o, s, n in zip(os, strides, acc.shape[3:], strict=True)
+        ]
         first = True  # the first product is written, not added (one pass less; 1x1: 1 of 3)
-        for j in taps:
-            sl = [slice(None), slice(None), slice(None)]
-            for a, (g, ja) in enumerate(zip(p.geoms, j, strict=True)):
-                start = ja * g.dilation + (r0 * g.stride if a == 0 else 0)
-                n_out = acc.shape[3 + a]
-                sl.append(slice(start, start + (n_out - 1) * g.stride + 1, g.stride))
-            xs = xb[tuple(sl)]  # (nb, C, P, *O_tile)
+        for i, offsets in enumerate(taps):
+            at = [every, every, every]
+            for off, (start, span, s) in zip(offsets, spans, strict=True):
+                at.append(slice(start + off, start + off + span, s))
+            xs = xb[tuple(at)]  # (nb, C, P, *O_tile)
             for c in range(C):
-                wj = kern[(slice(None), c, slice(None), *j)].reshape(1, k, P, *([1] * d))
+                wj = weights[:, :, c, :, i]
                 if first:
                     np.multiply(xs[:, None, c], wj, out=acc)
                     first = False
@@ -200,7 +296,8 @@ def _shift_add(p: Problem, st: DirectState, xp: np.ndarray, block: np.ndarray, k
         if first:  # no taps at all (an empty summed axis): every window sums to 0
             acc[...] = 0
 
-    parallel_for(run, _tiles(b, p.O[0], k * P * prod(p.O[1:]), st.tile, _batch_inner(xp)))
+    per_tile = max(1, st.tile // max(k * P, 1))
+    parallel_for(run, _tiles(_call_tiling(p, (b, *p.O), per_tile, _batch_inner(xp))))
 
 
 def compute(
@@ -231,11 +328,25 @@ def fuses_reduce(p: Problem) -> bool:
 
 def workspace_bytes(p: Problem, b: int, k: int, budget: int | None = None) -> int:
     """Peak bytes of temporaries for one ``(b, k)`` block, not counting the block itself:
-    a padded copy of the chunk (when padding is needed) and the tiles in flight."""
+    a padded copy of the chunk (when padding is needed) and the largest tile's: for GEMM
+    its patches and product (one tile at a time), for shift-and-add its temporary on
+    each thread with a tile."""
     if uses_window_rows(p, budget):
         return compiled.window_rows_bytes(p, b)
     pad = padded_copy_bytes(p, b)
     r = p.dtype.itemsize
-    tile = min(tile_elements(p, budget), b * p.P * prod(p.O) * p.window_size)
-    per_tile = tile + tile // max(1, p.window_size) * k if use_gemm(p) else 2 * tile
-    return pad + per_tile * r * get_workers()
+    tile = tile_elements(p, budget)
+    sizes, inner = (b, *p.O), _expected_batch_inner(p)
+    if use_gemm(p):
+        most = _tile_max(sizes, gemm_positions(p, tile, k), inner)[0] * p.P
+        return pad + _held(most * p.window_size * r) + _held(most * k * r)
+    most, count = _tile_max(sizes, max(1, tile // max(k * p.P, 1)), inner)
+    outputs = most * k * p.P
+    per_thread = _held(outputs * r) + 2 * min(outputs, _UFUNC_BUFFER) * r
+    return pad + per_thread * min(get_workers(), count)
+
+
+def _held(nbytes: int) -> int:
+    """Bytes that :func:`xp.work_buffer` allocates for ``nbytes`` (at least 64 KiB for a
+    buffer it keeps)."""
+    return max(nbytes, 1 << 16) if 0 < nbytes <= _xp._WORK_BUFFER_BYTES else nbytes
