@@ -91,6 +91,8 @@ def test_sad_numpy_tiles_on_a_long_signal_within_budget(monkeypatch):
     [  # the NumPy window sums: blocked prefix sums made 8x their input in temporaries
         ((2, 1, 188_647), (1, 1, 79), dict(metric="ncc", method="fft", mode="same"), False),
         ((1, 1, 102_706), (2, 1, 145), dict(metric="ncc", method="direct", mode="full"), False),
+        # the correlation's work buffers stay alive while the results are combined
+        ((2, 1, 107_121), (3, 1, 74), dict(metric="ssd", method="direct"), True),
         # one-tap windows: the error scale's block sums are as large as x
         ((2, 2, 386, 193), (1, 2, 1, 1), dict(metric="cosine", method="direct", stride=3), False),
         # cosine on a trimmed (non-contiguous) x took the general path the estimate missed

@@ -358,8 +358,9 @@ class MetricMethod:
     def workspace_bytes(self, p: Problem, b: int, k: int, budget: int | None = None) -> int:
         """The padded copy of the chunk and its centred copy, then the larger of: the
         window statistics being computed (:func:`statistics_bytes`), or the statistics
-        held while the correlation runs (its own temporaries) and while they are
-        combined with it, filter by filter (three float64 maps of one filter's outputs)."""
+        held with the correlation's temporaries (its work buffers stay with the thread)
+        and the combination, filter by filter (three float64 maps of one filter's
+        outputs)."""
         r = p.dtype.itemsize
         padded = b * p.C * p.P * prod(g.padded for g in p.geoms)
         centred = padded * r  # (cosine: a contiguous copy, where x is not one)
@@ -367,7 +368,9 @@ class MetricMethod:
         outs = b * p.P * prod(p.O)
         combine = outs * (3 * 8 + r) if p.metric == "ssd" else outs * (8 + 1 + r)
         inner = self.method.workspace_bytes(inner_problem(p), b, k, budget)
-        return padded_copy_bytes(p, b) + centred + max(computing, held + max(inner, combine))
+        # the correlation's work buffers (xp.work_buffer) stay with the thread while the
+        # results are combined
+        return padded_copy_bytes(p, b) + centred + max(computing, held + inner + combine)
 
     def compute(
         self,
