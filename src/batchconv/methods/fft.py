@@ -24,14 +24,15 @@ array run at memory speed.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import lru_cache
 from itertools import product
-from math import prod
+from math import isnan, log2, prod
 
 import numpy as np
 
 from ..geometry import pad_sliding
+from ..nonfinite import recompute_windows
 from ..problem import Problem
 from ..xp import (
     fft_engine,
@@ -64,6 +65,7 @@ _TILE_EXTENTS = 4  # a tile's FFT spans at least this many kernel extents (halo 
 # pocketfft's own threads slow down transforms smaller than this (dev machine: 100x100 x5
 # took 1.11 ms on one thread, 1.44 ms on two); below it, one thread per transform
 _THREADED_FFT_BYTES = 4 << 20
+_REDO_BYTES = 16 << 20  # inputs and outputs of the overflowed items redone at once
 
 
 def _fft_threads(nbytes: int, workers: int) -> int:
@@ -79,6 +81,15 @@ class FFTState:
     implicit_zeros: bool  # zero padding supplied by the FFT buffer / the tile buffers
     is_complex: bool
     spectrum: np.ndarray  # C == 1: (K, P, *Fh); C > 1: (P, prod(Fh), C, K)
+    # filters so large that their spectra would overflow are transformed divided by a
+    # power of two: per filter (K,) the factor their outputs are multiplied back by, or
+    # None when there is none (see filter_scaling)
+    shifts: np.ndarray | None = None
+    # log2 of a bound on the spectra's magnitudes (filters holding NaN/Inf left out)
+    peak: float = float("-inf")
+    # the canonical filters transformed (a reference), for the windows of items whose
+    # scaled transforms still do not give finite results (see _redo_overflow)
+    filters: np.ndarray | None = field(default=None, repr=False, compare=False)
     # per (input group shape, destination strides): the one-filter unit's constants
     # (not pickled: they depend on the FFT engine of the process that made them)
     units: dict = field(default_factory=dict, repr=False, compare=False)
@@ -191,6 +202,72 @@ def filter_group_bytes(budget: int | None, cap: int | None) -> int:
     return budget // 16 if cap is None else min(cap, budget // 16)
 
 
+def log2_limit(dtype) -> int:
+    """log2 of the largest magnitude a transform of ``dtype`` data may reach: 8x below
+    the largest finite value (float32: 2**125, float64: 2**1021), a margin for the
+    round-off on a bound that is already loose.
+
+    >>> log2_limit(np.float32), log2_limit(np.complex128)
+    (125, 1021)
+    """
+    return int(np.finfo(dtype).maxexp) - 3
+
+
+def log2_abs(v: float) -> float:
+    """log2 of ``|v|``: -inf for 0, NaN for NaN (float32 data reach 2**128, float64
+    data 2**1024: no product of such bounds is formed, only sums of their logs)."""
+    v = abs(v)
+    return log2(v) if v > 0 else (v if isnan(v) else float("-inf"))
+
+
+def filter_scaling(tops: np.ndarray, count: int, dtype) -> tuple[np.ndarray | None, float]:
+    """``(exponents, peak)`` for filters whose largest magnitudes are ``tops`` (K,) over
+    ``count`` taps each (channels and pairs included): a filter's spectrum is at most
+    the sum of its magnitudes, so where ``top * count`` passes :func:`log2_limit` the
+    filter is transformed divided by ``2**a`` (``a`` brings the bound to the square root
+    of the range, so that its products with the items' spectra seldom overflow either)
+    and its outputs multiplied back (exponents None where no filter needs it). ``peak``:
+    log2 of a bound on every spectrum as transformed (filters holding NaN or Inf left
+    out: their outputs are not finite either way; -inf with no taps).
+
+    >>> exps, peak = filter_scaling(np.array([1.0, 1e36]), 961, np.float32)
+    >>> exps, round(peak, 1)
+    (array([ 0, 66]), 63.5)
+    """
+    limit = log2_limit(dtype)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        logs = np.log2(tops.astype(np.float64)) + (log2(count) if count else float("-inf"))
+    finite = np.isfinite(logs)
+    over = finite & (logs > limit)
+    exps = None
+    if over.any():
+        half = (limit + 3) // 2
+        exps = np.where(over, np.ceil(np.where(over, logs, 0)) - half, 0).astype(np.int64)
+        logs = logs - exps
+    known = logs[finite | (logs == float("-inf"))]
+    return exps, float(known.max()) if known.size else float("-inf")
+
+
+def _filter_tops(wc: np.ndarray) -> np.ndarray:
+    """Each filter's largest magnitude (K,) (NaN where it holds a NaN)."""
+    K = wc.shape[0]
+    a = np.abs(wc if wc.dtype.kind in "fc" else wc.astype(np.float64))  # |int8 -128|
+    return a.reshape(K, wc.size // K if K else 0).max(axis=1, initial=0.0)
+
+
+def _ldexp(a: np.ndarray, e) -> np.ndarray:
+    """``a * 2**e`` in place (``e``: an int, or ints broadcasting against ``a``), by
+    multiplications with powers of two of at most ``2**100`` (normal numbers in float32;
+    ``np.ldexp`` is 5-10x slower): exact wherever the result is a normal number."""
+    real = np.finfo(a.dtype).dtype
+    e = np.asarray(e, np.int64)
+    while e.any():
+        step = np.clip(e, -100, 100)
+        np.multiply(a, np.ldexp(1.0, step).astype(real), out=a)
+        e = e - step
+    return a
+
+
 def _kernel_buffer(p: Problem, wc: np.ndarray, shape: tuple[int, ...], shift: bool):
     """Dilated kernels placed in FFT-sized buffers (:func:`tap_positions`)."""
     buf = np.zeros(wc.shape[:3] + shape, dtype=p.dtype)
@@ -208,6 +285,7 @@ def prepare(p: Problem, wc: np.ndarray, budget: int | None = None) -> FFTState:
     axes = tuple(range(3, 3 + p.ndim))
     cdtype = np.result_type(p.dtype, np.complex64)
     K, C, P = wc.shape[:3]
+    exps, peak = filter_scaling(_filter_tops(wc), prod(wc.shape[1:]), p.dtype)
     half = half_shape(shape, is_complex)
     # one channel: (K, P, *Fh); channels: frequency-major for one batched matmul per bin,
     # (P, F, C, K). Each group of filters goes straight into that layout, so the
@@ -218,7 +296,10 @@ def prepare(p: Problem, wc: np.ndarray, budget: int | None = None) -> FFTState:
     for k0 in range(0, K, step):
         k1 = min(k0 + step, K)
         # whole items: roll by -lo so kept outputs start at 0; tiles start at their window
-        buf = _kernel_buffer(p, wc[k0:k1], shape, shift=implicit and tiles is None)
+        w = wc[k0:k1]
+        if exps is not None:  # filters whose spectra would overflow, divided by 2**a
+            w = _ldexp(w.copy(), -exps[k0:k1].reshape(-1, *[1] * (w.ndim - 1)))
+        buf = _kernel_buffer(p, w, shape, shift=implicit and tiles is None)
         threads = _fft_threads(buf.nbytes, get_workers())
         if is_complex:  # sum_j x[t+j] v[j]  <=>  X * conj(FFT(conj(v)))
             group = eng.fftn(np.conjugate(buf, out=buf), shape, axes, threads)
@@ -231,7 +312,11 @@ def prepare(p: Problem, wc: np.ndarray, budget: int | None = None) -> FFTState:
         else:
             spec[..., k0:k1] = group.reshape(k1 - k0, C, P, prod(half)).transpose(2, 3, 1, 0)
         del group  # before the next group's buffers
-    return FFTState(shape, tiles, implicit, is_complex, spec)
+    shifts = None
+    if exps is not None:
+        real = np.finfo(p.dtype).dtype
+        shifts = np.ldexp(np.ones(K, real), exps.astype(np.int32))
+    return FFTState(shape, tiles, implicit, is_complex, spec, shifts, peak, wc)
 
 
 def _forward(st: FFTState, x: np.ndarray, workers: int, out=None) -> np.ndarray:
@@ -410,9 +495,10 @@ class _OneFilterUnit:
                 pf.c2c(X, self.others, False, 2, X, threads)
             buf = work_buffer(self.ordered, self.rtype).transpose(self.back)
             pf.c2r(X[self.rows], self.real_axis, self.n_real, False, 2, buf, threads)
-        y = buf[self.kept]
-        if nonfinite is not None and not np.isfinite(buf.sum()):  # contiguous: fast
-            _flag_nonfinite(y, first, nonfinite)
+            y = buf[self.kept]
+            # (a sum of large finite outputs may overflow: then the exact test finds none)
+            if nonfinite is not None and not np.isfinite(buf.sum()):  # contiguous: fast
+                _flag_nonfinite(y, first, nonfinite)
         if self.integer:
             np.rint(y, out=y)
         return y
@@ -505,8 +591,10 @@ def _pair_bytes(p: Problem, shape: tuple[int, ...]) -> int:
 
 def _flag_nonfinite(y: np.ndarray, first: int, nonfinite: set | None) -> None:
     """Add to ``nonfinite`` the items (numbered from ``first``) whose outputs in ``y``
-    are not all finite: an FFT spreads a NaN or Inf over the whole item, so the caller
-    redoes those items exactly. The check runs on data still in cache."""
+    are not all finite: an FFT spreads a NaN or Inf (of the input, or of an overflow in
+    a transform) over the whole item, so those items are redone (scaled, or exactly by
+    the caller). The check runs on data still in cache, under the caller's
+    ``np.errstate`` (the sum of large finite outputs may overflow)."""
     # a sum is NaN/Inf when an element is (or on overflow: then the exact test below
     # finds nothing), and unlike isfinite() it allocates no array of y's size
     if nonfinite is not None and not np.isfinite(y.sum()):
@@ -528,7 +616,115 @@ def compute(
     into ``out`` when given. With ``reduce`` (a function of a ``(b', k', P, *O)``
     sub-block; only where :func:`fuses_reduce`, and with ``out`` the reduced block's
     destination) each work unit is reduced while it is in cache. Items whose results are
-    not all finite are added to the set ``nonfinite`` when given."""
+    not all finite although their inputs are (a transform overflowed) are computed again
+    scaled (:func:`_redo_overflow`); the others (a NaN or Inf in ``x``) are added to the
+    set ``nonfinite`` when given."""
+    shifts = None if st.shifts is None else st.shifts[k0:k1]
+    if shifts is not None and reduce is not None:
+        # outputs of filters transformed divided by 2**a are multiplied back before the
+        # reduce: the unreduced block is held (only for filters near the float's limit)
+        out[...] = reduce(compute(p, st, xc, k0, k1, nonfinite=nonfinite))
+        return out
+    found: set[int] = set()
+    block = _compute(p, st, xc, k0, k1, out, reduce, found)
+    if found:
+        _redo_overflow(p, st, xc, k0, k1, block, reduce, found)
+        if nonfinite is not None:
+            nonfinite.update(found)
+    if shifts is not None:
+        with np.errstate(over="ignore"):
+            np.multiply(block, shifts.reshape(1, -1, *[1] * (block.ndim - 2)), out=block)
+    return block
+
+
+def _redo_overflow(
+    p: Problem,
+    st: FFTState,
+    xc: np.ndarray,
+    k0: int,
+    k1: int,
+    block: np.ndarray,
+    reduce,
+    found: set[int],
+) -> None:
+    """Compute again the items of ``found`` (indices into ``xc``) whose inputs are all
+    finite: their results are not because a transform overflowed (float32 past 3.4e38:
+    an item's spectrum reaches ``sum |x|``, its product with a filter's
+    ``sum |x| * sum |w|``, while each output is a sum over one window only). Each is
+    divided by ``2**e``, ``e`` chosen from a bound on every value its transforms reach
+    (``max |x|`` times the item's size, times :attr:`FFTState.peak`, times the FFT size
+    for an inverse normalised only at the end), transformed, and its outputs multiplied
+    back by ``2**e``: exact scalings (save for values that become subnormal, far below
+    the round-off), so the results are the FFT's usual ones. An item whose results are
+    still not all finite (an output past the float's range, or the round-off of one: a
+    sample no kept window covers, so large that ``eps`` times its products overflow) has
+    its windows summed directly (``nonfinite.recompute_windows``): only outputs that do
+    not fit the float are infinite. Those items leave ``found``; the rest (a NaN or Inf
+    in ``x`` or in a constant padding value) stay, for the caller's exact redo.
+
+    Integer inputs (computed in float64) cannot overflow: nothing to do."""
+    if p.integer_inputs:
+        return
+    pad = p.padding == "constant" and p.cval != 0
+    if pad and not np.isfinite(p.cval):
+        return
+    items = np.array(sorted(found), np.intp)
+    x = xc[items].astype(p.dtype, copy=False)  # a copy (scaled in place below)
+    flat = x.reshape(items.size, -1)
+    finite = np.isfinite(flat).all(axis=1)
+    found.difference_update(items[finite].tolist())  # nothing exact would do better
+    tops = np.abs(flat).max(axis=1, initial=0.0).astype(np.float64)
+    if pad:
+        tops = np.maximum(tops, abs(p.cval))
+    count = p.C * p.P * prod(max(g.padded, g.n) for g in p.geoms)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        forward = np.log2(tops) + log2(max(count, 1))  # an item's spectrum
+    # the product and (unnormalised until its end) the inverse transform
+    inverse = forward + st.peak + log2(prod(st.fft_shape))
+    need = np.fmax(forward, inverse) - log2_limit(p.dtype)
+    exps = np.where(finite & (need > 0), np.ceil(np.where(need > 0, need, 0)), 0)
+    exps = exps.astype(np.int64)
+    per_item = (flat.shape[1] + (k1 - k0) * p.P * prod(p.O)) * p.dtype.itemsize
+    step = max(1, _REDO_BYTES // max(per_item, 1))
+    for e in np.unique(exps[exps > 0]).tolist():
+        q = p if not pad else replace(p, cval=_ldexp(np.array(p.cval), -e)[()].item())
+        where = np.flatnonzero(exps == e)
+        for i in range(0, where.size, step):
+            sel = where[i : i + step]
+            with np.errstate(invalid="ignore", over="ignore"):
+                y = _compute(q, st, _ldexp(x[sel], -e), k0, k1, None, None, set())
+                _ldexp(y, e)
+                still = np.flatnonzero(~np.isfinite(y.reshape(sel.size, -1)).all(axis=1))
+                if still.size and st.filters is not None:
+                    _sum_windows(p, st, x[sel[still]], y, still, k0, k1)
+            block[items[sel]] = y if reduce is None else reduce(y)
+
+
+def _sum_windows(
+    p: Problem, st: FFTState, x: np.ndarray, y: np.ndarray, rows: np.ndarray, k0: int, k1: int
+) -> None:
+    """Overwrite ``y[rows]`` (its items ``x``) with every window summed directly, in the
+    units of the spectra (outputs of filters divided by ``2**a`` divided too)."""
+    exact = y[rows]
+    every = np.ones((rows.size, p.P, *p.O), bool)
+    recompute_windows(p, x, st.filters, exact, every, k0, k1, _REDO_BYTES)
+    if st.shifts is not None:
+        exact /= st.shifts[k0:k1].reshape(1, -1, *[1] * (exact.ndim - 2))  # powers of two
+    y[rows] = exact
+
+
+def _compute(
+    p: Problem,
+    st: FFTState,
+    xc: np.ndarray,
+    k0: int,
+    k1: int,
+    out: np.ndarray | None,
+    reduce,
+    nonfinite: set,
+) -> np.ndarray:
+    """:func:`compute` before the redo of overflowed items and the filters' factors:
+    every item whose results are not all finite goes into ``nonfinite``."""
     if reduce is not None and (out is None or st.tiles is not None):
         raise ValueError("a fused reduce needs out= and whole-item transforms (see fuses_reduce)")
     b = xc.shape[0]
@@ -566,7 +762,7 @@ def compute(
                                 p, st, x, k0, k1, keep, inner, dest if reduce is None else None
                             ),
                         )
-                    _flag_nonfinite(y, sl.start, nonfinite)
+                        _flag_nonfinite(y, sl.start, nonfinite)
                 dest[...] = y if reduce is None else reduce(y)
 
             parallel_for(run, groups, workers)
@@ -593,7 +789,9 @@ def compute(
         # so splitting it by unit multiplies that cost), then the units' inverses
         Y = None
         if p.C > 1:  # ... laid out (b, k, P, *Fh) so that each unit's slice is contiguous
-            Y = np.ascontiguousarray(np.moveaxis(_channel_product(st, X, k0, k1), (-2, -1), (0, 1)))
+            with np.errstate(invalid="ignore", over="ignore"):  # non-finite: redone
+                Y = _channel_product(st, X, k0, k1)
+            Y = np.ascontiguousarray(np.moveaxis(Y, (-2, -1), (0, 1)))
 
         def pairs(unit) -> None:
             bs, ks = unit
@@ -602,8 +800,8 @@ def compute(
                     y = _product_inverse(p, st, X[bs], k0 + ks.start, k0 + ks.stop, keep, inner)
                 else:
                     y = _inverse(p, st, Y[bs, ks], keep, inner, True)
-            y = zero_untouched(p, y)
-            _flag_nonfinite(y, bs.start, nonfinite)
+                y = zero_untouched(p, y)
+                _flag_nonfinite(y, bs.start, nonfinite)
             block[bs, ks] = y if reduce is None else reduce(y)
 
         parallel_for(pairs, units, workers)
@@ -640,7 +838,7 @@ def compute(
         buf[(slice(None),) * 3 + tuple(dst)] = src[(sl, slice(None), slice(None), *srcsl)]
         with np.errstate(invalid="ignore", over="ignore"):  # non-finite: redone
             y = _spectral(p, st, buf, k0, k1, tuple(keep), inner)
-        _flag_nonfinite(y, sl.start, nonfinite)
+            _flag_nonfinite(y, sl.start, nonfinite)
         block[(sl, slice(None), slice(None), *out_sl)] = y
 
     parallel_for(run_tile, [(sl, s) for sl in groups for s in tiles], workers)
@@ -653,7 +851,7 @@ def bind(p: Problem, st: FFTState, xc: np.ndarray, out: np.ndarray):
     one filter and a block small enough for one work unit on one thread, where
     :func:`compute` would run a single :class:`_OneFilterUnit` (its own set-up is a
     tenth of seed 001's smallest problem in a cold call)."""
-    if p.K != 1 or st.tiles is not None or not st.implicit_zeros:
+    if p.K != 1 or st.tiles is not None or not st.implicit_zeros or st.shifts is not None:
         return None
     crop, _, no_data = whole_items(p)
     if no_data or xc.shape[0] * _per_item_bytes(p, st.fft_shape, 1) >= _PARALLEL_BYTES:
@@ -668,7 +866,12 @@ def bind(p: Problem, st: FFTState, xc: np.ndarray, out: np.ndarray):
         if unit is None:  # the FFT engine changed since: the general route
             compute(p, st, xc, 0, 1, out=out, nonfinite=nonfinite)
         else:
-            out[...] = unit.run(xc[crop], spectrum, 1, 0, nonfinite)
+            found: set[int] = set()
+            out[...] = unit.run(xc[crop], spectrum, 1, 0, found)
+            if found:  # see compute
+                _redo_overflow(p, st, xc, 0, 1, out, None, found)
+                if nonfinite is not None:
+                    nonfinite.update(found)
 
     return run
 

@@ -9,19 +9,22 @@ inverse transform), each item transformed once per block. Any number of sliding 
 
 An FFT spreads a NaN or Inf over its whole item, so a block whose input holds one (and
 every block, when a filter does) is computed exactly by ``torch_direct`` instead (on
-the host's NumPy direct method beyond three sliding axes).
+the host's NumPy direct method beyond three sliding axes). Finite data so large that a
+spectrum could overflow (float32 past 3.4e38, while every output fits) go through the
+FFT scaled by powers of two: filters in ``prepare`` (``fft.filter_scaling``), the items
+of a chunk when the bound that routes it says so (:func:`_route`).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from functools import lru_cache
-from math import prod
+from math import ceil, isfinite, ldexp, log2, prod
 
 import numpy as np
 
 from ..problem import Problem
-from ..tensors import all_finite, is_cuda, pad_sliding
+from ..tensors import is_cuda, pad_sliding
 from ..xp import next_fast_len
 from . import fft as numpy_fft
 from . import torch_direct
@@ -48,6 +51,11 @@ class TorchFFTState:
     spectrum: object  # C == 1: (K, P, *Fh); C > 1: (P, prod(Fh), C, K)
     finite_filters: bool
     filters: object  # the canonical filters (K, C, P, *T), for the exact fallback
+    # per filter (K,) on the device, the power of two its outputs are multiplied by (its
+    # taps were divided by it: the spectrum would overflow), or None; log2 of a bound on
+    # the spectra (see fft.filter_scaling)
+    shifts: object = None
+    peak: float = float("-inf")
     fallback: object = None  # torch_direct's (or NumPy direct's) state, made when needed
     # per geometry (the problem's, shared by every batch size): the crop, keep and
     # untouched indices of fft.whole_items / fft.untouched_indices, looked up once (two
@@ -113,7 +121,16 @@ def prepare(p: Problem, wc, budget: int | None = None) -> TorchFFTState:
     implicit = numpy_fft.implicit_zeros(p)
     is_complex = p.dtype.kind == "c"
     K, C, P = wc.shape[:3]
-    finite = bool(torch.isfinite(wc).all()) if wc.numel() else True
+    tops = _filter_tops(wc)  # one sync: each filter's largest magnitude (NaN, Inf kept)
+    finite = bool(np.isfinite(tops).all())
+    exps, peak = numpy_fft.filter_scaling(tops, prod(wc.shape[1:]), p.dtype)
+    shifts = scale = None
+    if exps is not None:  # filters whose spectra would overflow: divided by 2**a
+        real = {torch.complex64: torch.float32, torch.complex128: torch.float64}.get(
+            wc.dtype, wc.dtype
+        )
+        shifts = torch.tensor([ldexp(1.0, int(a)) for a in exps], dtype=real, device=wc.device)
+        scale = torch.tensor([ldexp(1.0, -int(a)) for a in exps], dtype=real, device=wc.device)
     half = numpy_fft.half_shape(shape, is_complex)
     cdt = {torch.float32: torch.complex64, torch.float64: torch.complex128}.get(wc.dtype, wc.dtype)
     spec = torch.zeros(
@@ -124,14 +141,17 @@ def prepare(p: Problem, wc, budget: int | None = None) -> TorchFFTState:
     s, dims = numpy_fft.ordered_axes(shape, 3)  # the longest axis is the halved one
     per_filter = C * P * prod(shape) * spec.element_size()
     if per_filter == 0:  # no channels or an empty axis: nothing to transform
-        return TorchFFTState(shape, implicit, spec, finite, wc)
+        return TorchFFTState(shape, implicit, spec, finite, wc, shifts, peak)
     cap = None if budget else numpy_fft.KERNEL_CHUNK_BYTES
     step = max(1, numpy_fft.filter_group_bytes(budget, cap) // per_filter)
     for k0 in range(0, K, step):
         k1 = min(k0 + step, K)
         buf = torch.zeros((k1 - k0, C, P, *shape), dtype=wc.dtype, device=wc.device)
         w = wc[k0:k1]
-        buf[taps] = torch.where(torch.isfinite(w), w, 0)
+        w = torch.where(torch.isfinite(w), w, 0)
+        if scale is not None:
+            w = w * scale[k0:k1].reshape(-1, *[1] * (w.ndim - 1))
+        buf[taps] = w
         if is_complex:  # sum_j x[t+j] v[j]  <=>  X * conj(FFT(conj(v)))
             group = torch.fft.fftn(buf.conj_physical_(), s=s, dim=dims)
         else:
@@ -143,7 +163,26 @@ def prepare(p: Problem, wc, budget: int | None = None) -> TorchFFTState:
         else:
             spec[..., k0:k1] = group.reshape(k1 - k0, C, P, prod(half)).permute(2, 3, 1, 0)
         del group  # before the next group's buffers
-    return TorchFFTState(shape, implicit, spec, finite, wc)
+    return TorchFFTState(shape, implicit, spec, finite, wc, shifts, peak)
+
+
+def _filter_tops(wc) -> np.ndarray:
+    """Each filter's largest magnitude, (K,) on the host (NaN where it holds a NaN, Inf
+    where an Inf): one reduction, one sync."""
+    import torch
+
+    K = wc.shape[0]
+    if wc.numel() == 0:
+        return np.zeros(K)
+    flat = wc.reshape(K, -1)
+    if not (flat.is_floating_point() or flat.is_complex()):
+        flat = flat.double()  # (-(-128) is -128 in int8)
+    if flat.is_complex():
+        tops = flat.abs().amax(dim=1)
+    else:
+        lo, hi = torch.aminmax(flat, dim=1)
+        tops = torch.maximum(hi, -lo)  # NaN propagates
+    return tops.double().cpu().numpy()
 
 
 def _exact(p: Problem, st: TorchFFTState, xc, k0: int, k1: int):
@@ -164,10 +203,16 @@ def _exact(p: Problem, st: TorchFFTState, xc, k0: int, k1: int):
 
 def compute(p: Problem, st: TorchFFTState, xc, k0: int, k1: int, out=None):
     """The block ``(b, k1 - k0, P, *O)`` for the canonical chunk ``xc`` (a tensor)."""
-    if not spectral_route(p, st, xc):
+    route = _route(p, st, xc)
+    if route is None:
         y = _exact(p, st, xc, k0, k1)
     else:
-        y = _spectral(p, st, xc, k0, k1)
+        y = _spectral(p, st, xc, k0, k1, route)
+        if route and not _finite(y):
+            # scaled and still not finite: an output past the float's range, or the
+            # round-off of one (a sample no kept window covers, so large that eps times
+            # its products overflow); the exact route keeps them to their windows
+            y = _exact(p, st, xc, k0, k1)
     if out is None:
         return y
     out.copy_(y)
@@ -175,24 +220,103 @@ def compute(p: Problem, st: TorchFFTState, xc, k0: int, k1: int, out=None):
 
 
 def spectral_route(p: Problem, st: TorchFFTState, xc) -> bool:
-    """Whether the chunk ``xc`` may go through the FFT: no NaN or Inf in the filters, in
-    ``x`` (one sum: see ``tensors.all_finite``) or in a constant padding value (in an FFT
-    a non-finite value reaches every output of its item; the exact route keeps it in the
-    windows that hold it)."""
-    return (
-        st.finite_filters
-        and (p.padding != "constant" or bool(np.isfinite(p.cval)))
-        and all_finite(xc)
+    """Whether the chunk ``xc`` goes through the FFT (see :func:`_route`)."""
+    return _route(p, st, xc) is not None
+
+
+def _route(p: Problem, st: TorchFFTState, xc):
+    """How the chunk ``xc`` is computed: None for the exact route, where the filters,
+    ``x`` or a constant padding value hold a NaN or Inf (in an FFT a non-finite value
+    reaches every output of its item; the exact route keeps it in the windows that hold
+    it); ``()`` for the FFT as it is; else the items' exponents ``e`` (a list), each
+    item going through the FFT divided by ``2**e`` and its outputs multiplied back
+    (exact scalings), where a bound on what its transforms reach passes the float's
+    range (see ``fft._redo_overflow``). One reduction over ``x`` (its largest magnitude,
+    NaN or Inf when it holds one), one sync on a GPU; the items' own bounds only when
+    the chunk's is too large."""
+    if not st.finite_filters:
+        return None
+    cval = abs(p.cval) if p.padding == "constant" else 0.0
+    if not isfinite(cval):
+        return None
+    if xc.numel() == 0:
+        return ()
+    top = float(_abs_max(xc))
+    if not isfinite(top):
+        return None
+    log_count, log_fft = (st.indices.get(p.geoms) or _indices(p, st))[3]
+    limit = numpy_fft.log2_limit(p.dtype)
+    forward = numpy_fft.log2_abs(max(top, cval)) + log_count  # an item's spectrum
+    if max(forward, forward + st.peak + log_fft) <= limit:  # ... the product, the inverse
+        return ()
+    tops = np.maximum(_abs_max(xc, items=True), cval)
+    with np.errstate(divide="ignore"):
+        forward = np.log2(tops) + log_count
+    need = np.fmax(forward, forward + st.peak + log_fft) - limit
+    return [int(ceil(e)) if e > 0 else 0 for e in need.tolist()]
+
+
+def _finite(y) -> bool:
+    """Whether the tensor ``y`` holds no NaN or Inf (one sync on a GPU)."""
+    import torch
+
+    return bool(torch.isfinite(y).all())
+
+
+def _abs_max(xc, items: bool = False):
+    """The largest magnitude in ``xc`` (a 0-d tensor), or per item (b,) on the host
+    (``items``); NaN where a NaN is, Inf where an Inf is. Complex: the larger part,
+    times sqrt(2) (a bound on the modulus)."""
+    import torch
+
+    t = xc.reshape(xc.shape[0], -1) if items else xc
+    if t.is_complex():
+        t = torch.view_as_real(t)
+    if items:
+        t = t.reshape(t.shape[0], -1)
+        lo, hi = torch.aminmax(t, dim=1) if t.shape[1] else (t.new_zeros(t.shape[0]),) * 2
+    else:
+        lo, hi = torch.aminmax(t)
+    if not t.is_floating_point():
+        lo, hi = lo.double(), hi.double()  # (-(-128) is -128 in int8)
+    top = torch.maximum(hi, -lo)  # NaN propagates
+    if xc.is_complex():
+        top = top * 2**0.5
+    return top.double().cpu().numpy() if items else top
+
+
+def _pow2(exps: list[int], sign: int, like) -> list:
+    """Factors ``2**(sign * e)`` per item as tensors ``(b, 1, ...)`` of ``like``'s real
+    dtype and device, whose product is the whole factor: each step at most ``2**100``,
+    a normal number in float32."""
+    import torch
+
+    real = {torch.complex64: torch.float32, torch.complex128: torch.float64}.get(
+        like.dtype, like.dtype
     )
+    steps, left = [], list(exps)
+    while any(left):
+        step = [min(e, 100) for e in left]
+        factors = [ldexp(1.0, sign * e) for e in step]
+        steps.append(
+            torch.tensor(factors, dtype=real, device=like.device).reshape(
+                -1, *[1] * (like.ndim - 1)
+            )
+        )
+        left = [e - d for e, d in zip(left, step, strict=True)]
+    return steps
 
 
-def _spectral(p: Problem, st: TorchFFTState, xc, k0: int, k1: int):
+def _spectral(p: Problem, st: TorchFFTState, xc, k0: int, k1: int, exps=()):
+    """The block by the FFT; ``exps``: the items' scalings (see :func:`_route`)."""
     import torch
 
     b, k = xc.shape[0], k1 - k0
     s, dims = numpy_fft.ordered_axes(st.fft_shape, 3)
-    crop, keep, untouched = st.indices.get(p.geoms) or _indices(p, st)
+    crop, keep, untouched, _ = st.indices.get(p.geoms) or _indices(p, st)
     src = xc[crop] if st.implicit_zeros else pad_sliding(xc, p)
+    for f in _pow2(exps, -1, src) if exps else ():  # the padding value is scaled too
+        src = src * f
     is_complex = p.dtype.kind == "c"
     X = (torch.fft.fftn if is_complex else torch.fft.rfftn)(src, s=s, dim=dims)
     half = X.shape[3:]
@@ -205,6 +329,10 @@ def _spectral(p: Problem, st: TorchFFTState, xc, k0: int, k1: int):
     del X
     y = torch.fft.ifftn(Y, s=s, dim=dims) if is_complex else torch.fft.irfftn(Y, s=s, dim=dims)
     y = y[keep]
+    for f in _pow2(exps, 1, y) if exps else ():
+        y = y * f
+    if st.shifts is not None:  # filters transformed divided by 2**a
+        y = y * st.shifts[k0:k1].reshape(1, k, *[1] * (y.ndim - 2))
     if p.integer_inputs:
         y = torch.round(y)
     for index in untouched:  # windows that never touch x are exactly 0
@@ -213,12 +341,15 @@ def _spectral(p: Problem, st: TorchFFTState, xc, k0: int, k1: int):
 
 
 def _indices(p: Problem, st: TorchFFTState) -> tuple:
-    """``(crop, keep, untouched)`` for ``p``'s geometry, remembered in ``st``: the crop
-    of ``x`` and the kept outputs of the inverse (:func:`fft.whole_items`, with the
-    leading axes), and the outputs that never touch ``x`` (:func:`fft.untouched_indices`,
-    set to exactly 0)."""
+    """``(crop, keep, untouched, sizes)`` for ``p``'s geometry, remembered in ``st``: the
+    crop of ``x`` and the kept outputs of the inverse (:func:`fft.whole_items`, with the
+    leading axes), the outputs that never touch ``x`` (:func:`fft.untouched_indices`,
+    set to exactly 0), and log2 of the values an item's transform reads and of the FFT
+    size (:func:`_route`'s bound)."""
     crop, keep, _ = numpy_fft.whole_items(p)
-    found = (crop, (slice(None),) * 3 + keep, numpy_fft.untouched_indices(p, True))
+    count = p.C * p.P * prod(max(g.padded, g.n) for g in p.geoms)  # values an item reads
+    sizes = (log2(max(count, 1)), log2(max(prod(st.fft_shape), 1)))
+    found = (crop, (slice(None),) * 3 + keep, numpy_fft.untouched_indices(p, True), sizes)
     st.indices[p.geoms] = found
     return found
 
