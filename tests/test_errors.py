@@ -233,3 +233,14 @@ def test_masked_arrays_are_refused_not_unmasked():
         bc.plan(np.ones((2, 8)), np.ones(3))(m)
     with pytest.raises(TypeError, match="w is a NumPy masked array"):
         bc.correlate(np.ones((2, 8)), np.ma.masked_array(np.ones(3), [0, 1, 0]))
+
+
+def test_many_sliding_axes_with_a_nan_under_fft():
+    """11 sliding axes and a NaN: the FFT plan's exact redo of the windows over the NaN
+    named its taps with 10 letters and failed inside np.einsum."""
+    rng = np.random.default_rng(0)
+    x, w = rng.random((1, *([2] * 11))), rng.random([1] * 11)
+    x.flat[3] = np.nan
+    got, ref = bc.correlate(x, w, method="fft"), bc.correlate(x, w, method="direct")
+    np.testing.assert_array_equal(np.isnan(got), np.isnan(ref))
+    np.testing.assert_allclose(got, ref, rtol=0, atol=1e-12, equal_nan=True)  # S <= 1

@@ -63,8 +63,6 @@ def recompute_windows(
     d, k = p.ndim, k1 - k0
     per_window = (k + 1) * p.C * prod(p.T) * p.dtype.itemsize * 2
     step = max(1, budget // max(per_window, 1))
-    letters = "ABCDEFGHIJ"[:d]  # the taps; n, k, c are window, filter, channel
-    expr = f"n{letters}c,kcn{letters}->nk"
     for s0 in range(0, n, step):
         sel = [ix[s0 : s0 + step] for ix in idx]
         m = sel[0].size
@@ -78,6 +76,7 @@ def recompute_windows(
                 )
             )
         lead = [ix.reshape([m] + [1] * d) for ix in sel[:2]]
-        patches = xp[tuple(lead + pos)]  # (m, *T, C)
-        wsel = wc[k0:k1][:, :, sel[1]]  # (k, C, m, *T)
-        block[(sel[0], slice(None), *sel[1:])] = np.einsum(expr, patches, wsel)
+        patches = xp[tuple(lead + pos)].reshape(m, -1, p.C)  # (m, taps, C)
+        wsel = wc[k0:k1][:, :, sel[1]].reshape(k, p.C, m, -1)  # (k, C, m, taps)
+        # the taps flattened: any number of sliding axes (einsum has 52 letters)
+        block[(sel[0], slice(None), *sel[1:])] = np.einsum("ntc,kcnt->nk", patches, wsel)
