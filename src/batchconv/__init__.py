@@ -6,13 +6,12 @@ filter, fast and within a memory budget.
 (2, 3, 4)
 """
 
+from ._version import __version__
 from .api import clear_plan_cache, convolve, correlate, plan
 from .config import show_config
 from .planner import Plan
 from .tensors import allow_tf32
 from .xp import next_fast_len, set_workers
-
-__version__ = "0.1.0"
 
 __all__ = [
     "correlate",

@@ -27,7 +27,10 @@ def main(argv: list[str] | None = None) -> int:
         from .bench import main as bench_main
 
         return bench_main(argv[1:])
+    from ._version import __version__
+
     ap = argparse.ArgumentParser(prog="batchconv", description=__doc__)
+    ap.add_argument("--version", action="version", version=f"batchconv {__version__}")
     sub = ap.add_subparsers(dest="command", required=True)
     sub.add_parser("demo", help="the five seed problems at small scale, checked and timed")
     sub.add_parser("config", help="versions, FFT engine, optional packages, threads")

@@ -1,0 +1,23 @@
+"""What the package says about itself: its version, from one source."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from importlib import metadata
+
+import batchconv
+from batchconv._version import __version__
+
+
+def test_version_has_one_source():
+    assert batchconv.__version__ == __version__
+    assert metadata.version("batchconv") == __version__  # pyproject reads _version.py
+
+
+def test_cli_version():
+    out = subprocess.run(
+        [sys.executable, "-m", "batchconv", "--version"], capture_output=True, text=True
+    )
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == f"batchconv {__version__}"
