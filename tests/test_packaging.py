@@ -21,3 +21,11 @@ def test_cli_version():
     )
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == f"batchconv {__version__}"
+
+
+def test_typed_package():
+    """py.typed marks the annotations as meant for type checkers (PEP 561); the wheel
+    carries it (pyproject's package-data; .ci/package_check.sh checks the wheel)."""
+    from pathlib import Path
+
+    assert (Path(batchconv.__file__).parent / "py.typed").is_file()

@@ -12,6 +12,7 @@ import hashlib
 import threading
 import weakref
 from collections import OrderedDict
+from typing import TYPE_CHECKING, Any, overload
 
 import numpy as np
 
@@ -22,6 +23,13 @@ from .planner import Plan, plan_problem
 from .problem import make_problem
 from .tensors import TORCH_METHODS, device_of
 from .xp import clear_work_buffers
+
+if TYPE_CHECKING:  # optional packages: named in annotations only
+    from collections.abc import Callable, Sequence
+
+    from dask.array import Array as DaskArray
+    from numpy.typing import ArrayLike
+    from torch import Tensor
 
 __all__ = ["correlate", "convolve", "plan", "clear_plan_cache"]
 
@@ -238,22 +246,117 @@ def _make_plan(
     return plan_problem(p, w, method=method, memory=memory, workers=workers, device=device)
 
 
+@overload
 def correlate(
-    x,
-    w,
+    x: np.ndarray,
+    w: np.ndarray,
+    spec: str | None = ...,
+    *,
+    mode: str = ...,
+    stride: int | Sequence[int] = ...,
+    dilation: int | Sequence[int] = ...,
+    padding: str = ...,
+    cval: complex = ...,
+    metric: str = ...,
+    reduce: str | Callable[..., Any] | None = ...,
+    method: str = ...,
+    memory: int | str | None = ...,
+    workers: int | None = ...,
+) -> np.ndarray: ...
+
+
+@overload
+def correlate(
+    x: DaskArray,
+    w: Any,
+    spec: str | None = ...,
+    *,
+    mode: str = ...,
+    stride: int | Sequence[int] = ...,
+    dilation: int | Sequence[int] = ...,
+    padding: str = ...,
+    cval: complex = ...,
+    metric: str = ...,
+    reduce: str | Callable[..., Any] | None = ...,
+    method: str = ...,
+    memory: int | str | None = ...,
+    workers: int | None = ...,
+) -> DaskArray: ...
+
+
+@overload
+def correlate(
+    x: Any,
+    w: DaskArray,
+    spec: str | None = ...,
+    *,
+    mode: str = ...,
+    stride: int | Sequence[int] = ...,
+    dilation: int | Sequence[int] = ...,
+    padding: str = ...,
+    cval: complex = ...,
+    metric: str = ...,
+    reduce: str | Callable[..., Any] | None = ...,
+    method: str = ...,
+    memory: int | str | None = ...,
+    workers: int | None = ...,
+) -> DaskArray: ...
+
+
+@overload
+def correlate(
+    x: Tensor,
+    w: Any,
+    spec: str | None = ...,
+    *,
+    mode: str = ...,
+    stride: int | Sequence[int] = ...,
+    dilation: int | Sequence[int] = ...,
+    padding: str = ...,
+    cval: complex = ...,
+    metric: str = ...,
+    reduce: str | Callable[..., Any] | None = ...,
+    method: str = ...,
+    memory: int | str | None = ...,
+    workers: int | None = ...,
+) -> Tensor: ...
+
+
+@overload
+def correlate(
+    x: ArrayLike,
+    w: Any,
+    spec: str | None = ...,
+    *,
+    mode: str = ...,
+    stride: int | Sequence[int] = ...,
+    dilation: int | Sequence[int] = ...,
+    padding: str = ...,
+    cval: complex = ...,
+    metric: str = ...,
+    reduce: str | Callable[..., Any] | None = ...,
+    method: str = ...,
+    memory: int | str | None = ...,
+    workers: int | None = ...,
+) -> np.ndarray: ...
+
+
+def correlate(
+    x: Any,
+    w: Any,
     spec: str | None = None,
     *,
     mode: str = "valid",
-    stride=1,
-    dilation=1,
+    stride: int | Sequence[int] = 1,
+    dilation: int | Sequence[int] = 1,
     padding: str = "constant",
-    cval: float = 0.0,
+    cval: complex = 0.0,
     metric: str = "dot",
-    reduce=None,
+    reduce: str | Callable[..., Any] | None = None,
     method: str = "auto",
-    memory=None,
+    memory: int | str | None = None,
     workers: int | None = None,
-) -> np.ndarray:
+) -> np.ndarray | Tensor | DaskArray:
     """Cross-correlate every item of ``x`` with every filter of ``w``.
 
     ``out[n, k, i] = sum_j x[n, i * stride + j * dilation] * conj(w[k, j])`` over the sliding
@@ -297,6 +400,12 @@ def correlate(
         process may run on (``os.sched_getaffinity``). 0, other negative values and
         non-integers raise ValueError.
 
+    Returns
+    -------
+    numpy.ndarray, torch.Tensor or dask.array.Array
+        The inputs' array type: a lazy Dask array when ``x`` or ``w`` is one; else a
+        tensor on ``x``'s device when ``x`` is a torch tensor; else a NumPy array.
+
     Examples
     --------
     >>> import numpy as np, batchconv as bc
@@ -329,24 +438,120 @@ def correlate(
     )
 
 
+@overload
 def convolve(
-    x,
-    w,
+    x: np.ndarray,
+    w: np.ndarray,
+    spec: str | None = ...,
+    *,
+    mode: str = ...,
+    stride: int | Sequence[int] = ...,
+    dilation: int | Sequence[int] = ...,
+    padding: str = ...,
+    cval: complex = ...,
+    metric: str = ...,
+    reduce: str | Callable[..., Any] | None = ...,
+    method: str = ...,
+    memory: int | str | None = ...,
+    workers: int | None = ...,
+) -> np.ndarray: ...
+
+
+@overload
+def convolve(
+    x: DaskArray,
+    w: Any,
+    spec: str | None = ...,
+    *,
+    mode: str = ...,
+    stride: int | Sequence[int] = ...,
+    dilation: int | Sequence[int] = ...,
+    padding: str = ...,
+    cval: complex = ...,
+    metric: str = ...,
+    reduce: str | Callable[..., Any] | None = ...,
+    method: str = ...,
+    memory: int | str | None = ...,
+    workers: int | None = ...,
+) -> DaskArray: ...
+
+
+@overload
+def convolve(
+    x: Any,
+    w: DaskArray,
+    spec: str | None = ...,
+    *,
+    mode: str = ...,
+    stride: int | Sequence[int] = ...,
+    dilation: int | Sequence[int] = ...,
+    padding: str = ...,
+    cval: complex = ...,
+    metric: str = ...,
+    reduce: str | Callable[..., Any] | None = ...,
+    method: str = ...,
+    memory: int | str | None = ...,
+    workers: int | None = ...,
+) -> DaskArray: ...
+
+
+@overload
+def convolve(
+    x: Tensor,
+    w: Any,
+    spec: str | None = ...,
+    *,
+    mode: str = ...,
+    stride: int | Sequence[int] = ...,
+    dilation: int | Sequence[int] = ...,
+    padding: str = ...,
+    cval: complex = ...,
+    metric: str = ...,
+    reduce: str | Callable[..., Any] | None = ...,
+    method: str = ...,
+    memory: int | str | None = ...,
+    workers: int | None = ...,
+) -> Tensor: ...
+
+
+@overload
+def convolve(
+    x: ArrayLike,
+    w: Any,
+    spec: str | None = ...,
+    *,
+    mode: str = ...,
+    stride: int | Sequence[int] = ...,
+    dilation: int | Sequence[int] = ...,
+    padding: str = ...,
+    cval: complex = ...,
+    metric: str = ...,
+    reduce: str | Callable[..., Any] | None = ...,
+    method: str = ...,
+    memory: int | str | None = ...,
+    workers: int | None = ...,
+) -> np.ndarray: ...
+
+
+def convolve(
+    x: Any,
+    w: Any,
     spec: str | None = None,
     *,
     mode: str = "valid",
-    stride=1,
-    dilation=1,
+    stride: int | Sequence[int] = 1,
+    dilation: int | Sequence[int] = 1,
     padding: str = "constant",
-    cval: float = 0.0,
+    cval: complex = 0.0,
     metric: str = "dot",
-    reduce=None,
+    reduce: str | Callable[..., Any] | None = None,
     method: str = "auto",
-    memory=None,
+    memory: int | str | None = None,
     workers: int | None = None,
-) -> np.ndarray:
+) -> np.ndarray | Tensor | DaskArray:
     """Convolve every item of ``x`` with every filter of ``w``: :func:`correlate` with ``w``
     reversed along the sliding axes (and not conjugated), as ``scipy.signal.convolve``.
+    The result's array type follows the inputs' as in :func:`correlate`.
 
     >>> import numpy as np, batchconv as bc
     >>> bc.convolve(np.array([[1., 2., 3., 4., 5.]]), np.array([1., 1.]), mode="same")
@@ -372,7 +577,9 @@ def convolve(
     )
 
 
-def plan(x, w, spec: str | None = None, *, convolve: bool = False, **options) -> Plan:
+def plan(
+    x: Any, w: Any, spec: str | None = None, *, convolve: bool = False, **options: Any
+) -> Plan:
     """Prepare a correlation (or convolution) once and run it on many inputs.
 
     ``x`` is an array or a ``(shape, dtype)`` pair; ``options`` are those of

@@ -21,6 +21,7 @@ import re
 from dataclasses import dataclass, field, replace
 from functools import lru_cache
 from math import prod
+from typing import TYPE_CHECKING, Any, overload
 
 import numpy as np
 from numpy.lib.stride_tricks import as_strided
@@ -49,6 +50,10 @@ from .reduce import apply_reduce
 from .tensors import TORCH_METHODS, device_memory, is_cuda, run_plan
 from .tensors import canonical_w as tensor_canonical_w
 from .xp import available_memory, blas_threads, fft_engine, get_workers, set_workers
+
+if TYPE_CHECKING:  # torch is optional: named in annotations only
+    from numpy.typing import ArrayLike
+    from torch import Tensor
 
 __all__ = ["Plan", "plan_problem", "choose_method", "parse_memory"]
 
@@ -243,9 +248,16 @@ class Plan:
         """Bytes the plan holds for the filters (e.g. their spectra)."""
         return _state_bytes(self.problem, self.method)
 
-    def __call__(self, x) -> np.ndarray:
+    @overload
+    def __call__(self, x: Tensor) -> Tensor: ...
+
+    @overload
+    def __call__(self, x: ArrayLike) -> np.ndarray: ...
+
+    def __call__(self, x: Any) -> np.ndarray | Tensor:
         """Run the plan on ``x``: the planned shape, or another size of the batch axes
-        (e.g. a last, smaller minibatch); a dtype that does not need a wider type."""
+        (e.g. a last, smaller minibatch); a dtype that does not need a wider type. A
+        tensor gives a tensor (on ``x``'s device), anything else a NumPy array."""
         if self.method in TORCH_METHODS:  # on the tensors' device
             return run_plan(self, x)
         x, kind = to_numpy(x, "x")
