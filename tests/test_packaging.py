@@ -29,3 +29,17 @@ def test_typed_package():
     from pathlib import Path
 
     assert (Path(batchconv.__file__).parent / "py.typed").is_file()
+
+
+def test_config_json(capsys):
+    """``batchconv config --json``: what ``batchconv config`` prints, machine-readable."""
+    import json
+
+    from batchconv.cli import main
+    from batchconv.config import config
+
+    assert main(["config", "--json"]) == 0
+    got = json.loads(capsys.readouterr().out)
+    assert got["batchconv"] == __version__
+    assert set(got) == set(config())
+    assert got["optional"].keys() == config()["optional"].keys()

@@ -33,7 +33,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--version", action="version", version=f"batchconv {__version__}")
     sub = ap.add_subparsers(dest="command", required=True)
     sub.add_parser("demo", help="the five seed problems at small scale, checked and timed")
-    sub.add_parser("config", help="versions, FFT engine, optional packages, threads")
+    cfg = sub.add_parser("config", help="versions, FFT engine, optional packages, threads")
+    cfg.add_argument("--json", action="store_true", help="print it as JSON (machine-readable)")
     sub.add_parser(
         "bench",
         help="the brief's workloads against SciPy, torch, OpenCV: "
@@ -44,6 +45,13 @@ def main(argv: list[str] | None = None) -> int:
         from .demo import run_demo
 
         return 0 if run_demo() else 1
+    if args.json:
+        import json
+
+        from .config import config
+
+        print(json.dumps(config(), indent=2))
+        return 0
     from .config import show_config
 
     show_config()
