@@ -33,6 +33,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--version", action="version", version=f"batchconv {__version__}")
     sub = ap.add_subparsers(dest="command", required=True)
     sub.add_parser("demo", help="the five seed problems at small scale, checked and timed")
+    sub.add_parser(
+        "warmup",
+        help="compile the numba kernels once and cache them, so that the first call of each "
+        "kind in later processes does not wait for the compiler",
+    )
     cfg = sub.add_parser("config", help="versions, FFT engine, optional packages, threads")
     cfg.add_argument("--json", action="store_true", help="print it as JSON (machine-readable)")
     sub.add_parser(
@@ -45,6 +50,11 @@ def main(argv: list[str] | None = None) -> int:
         from .demo import run_demo
 
         return 0 if run_demo() else 1
+    if args.command == "warmup":
+        from .compiled import warmup
+
+        warmup()
+        return 0
     if args.json:
         import json
 

@@ -4,7 +4,10 @@ there is nothing for a GEMM to contract) and window sums.
 They are used when numba is installed and ``USE_NUMBA`` is true (set the environment
 variable ``BATCHCONV_DISABLE_NUMBA=1``, or assign ``batchconv.compiled.USE_NUMBA = False``,
 to run the NumPy code instead; the tests run both). numba is imported, and the kernels
-compiled (once per dtype, cached on disk), only on first use.
+compiled, only on first use: once per dtype, a few seconds each, then cached on disk
+(:func:`cache_dir`), so that later processes load them in a fraction of a second.
+:func:`warmup` (``batchconv warmup``) compiles them all at once, e.g. when a machine or
+a container image is set up.
 
 >>> import batchconv.compiled as compiled
 >>> compiled.enabled() in (True, False)
@@ -14,6 +17,13 @@ True
 from __future__ import annotations
 
 import os
+import stat
+import sys
+import tempfile
+import threading
+import time
+import warnings
+from collections.abc import Callable
 from math import prod
 
 from .geometry import padded_copy_bytes
@@ -24,6 +34,8 @@ __all__ = [
     "USE_NUMBA",
     "enabled",
     "kernels",
+    "cache_dir",
+    "warmup",
     "long_axis_last",
     "window_rows_bytes",
     "window_rows_fit",
@@ -31,17 +43,194 @@ __all__ = [
 
 USE_NUMBA = os.environ.get("BATCHCONV_DISABLE_NUMBA", "") in ("", "0")
 
+_UNSET = object()
+_cache_dir: object = _UNSET  # cache_dir()'s answer, found once per process
+_kernels = None
+_kernels_lock = threading.Lock()
+
 
 def enabled() -> bool:
-    """True when the compiled kernels run (numba installed and not switched off)."""
-    return USE_NUMBA and has_module("numba")
+    """True when the compiled kernels run: numba installed, not switched off, and a
+    folder to cache them in (:func:`cache_dir`; without one, the NumPy code runs)."""
+    return USE_NUMBA and has_module("numba") and cache_dir() is not None
 
 
 def kernels():
-    """The module of compiled kernels (imports numba)."""
-    from . import _numba_kernels
+    """The module of compiled kernels (imports numba). Where the package's folder is
+    read-only, the kernels are cached in :func:`cache_dir`'s folder: numba's
+    ``CACHE_DIR`` is set to it while the module is imported (numba chooses a function's
+    cache folder when the function is defined), so numba code of your own keeps numba's
+    own rules."""
+    global _kernels
+    if _kernels is not None:
+        return _kernels
+    with _kernels_lock:
+        if _kernels is None:
+            from numba.core import config as numba_config
 
-    return _numba_kernels
+            folder = cache_dir()
+            here = os.path.join(os.path.dirname(__file__), "__pycache__")
+            redirect = folder not in (None, here) and not numba_config.CACHE_DIR
+            old = numba_config.CACHE_DIR
+            if redirect:
+                numba_config.CACHE_DIR = folder
+            try:
+                from . import _numba_kernels
+            finally:
+                numba_config.CACHE_DIR = old
+            _kernels = _numba_kernels
+    return _kernels
+
+
+def _writable(path: str) -> bool:
+    """Whether the folder ``path`` exists or can be made, and takes a new file (numba's
+    own test of a cache folder)."""
+    try:
+        os.makedirs(path, exist_ok=True)
+        tempfile.TemporaryFile(dir=path).close()
+    except OSError:
+        return False
+    return True
+
+
+def _user_cache() -> str:
+    """batchconv's folder in the user's cache: ``$XDG_CACHE_HOME/batchconv/numba``
+    (``~/.cache/...``); ``~/Library/Caches/...`` on macOS, ``%LOCALAPPDATA%/...`` on
+    Windows."""
+    home = os.path.expanduser("~")
+    if sys.platform == "win32":
+        base = os.environ.get("LOCALAPPDATA") or os.path.join(home, "AppData", "Local")
+    elif sys.platform == "darwin":
+        base = os.path.join(home, "Library", "Caches")
+    else:
+        base = os.environ.get("XDG_CACHE_HOME") or os.path.join(home, ".cache")
+    return os.path.join(base, "batchconv", "numba")
+
+
+def _private_temp() -> str | None:
+    """``batchconv-<user id>/numba`` in the temporary folder, when that folder is this
+    user's alone (numba loads compiled code from its cache: a folder others can write to
+    must not be one)."""
+    uid = os.getuid() if hasattr(os, "getuid") else None
+    try:  # (gettempdir raises when no temporary folder is writable)
+        root = os.path.join(tempfile.gettempdir(), f"batchconv-{'user' if uid is None else uid}")
+        os.makedirs(root, mode=0o700, exist_ok=True)
+        st = os.lstat(root)
+    except OSError:
+        return None
+    if uid is not None and (not stat.S_ISDIR(st.st_mode) or st.st_uid != uid or st.st_mode & 0o077):
+        return None
+    path = os.path.join(root, "numba")
+    return path if _writable(path) else None
+
+
+def cache_dir() -> str | None:
+    """The folder numba caches the compiled kernels in, found once per process:
+
+    1. ``NUMBA_CACHE_DIR`` when set (numba's own setting);
+    2. else the package's ``__pycache__`` when it is writable (numba's default);
+    3. else batchconv's folder in the user's cache (``~/.cache/batchconv/numba``,
+       ``$XDG_CACHE_HOME`` when set): a read-only installation (a system or container
+       image's site-packages);
+    4. else ``batchconv-<user id>/numba`` in the temporary folder (a read-only home, as
+       in some containers and serverless functions).
+
+    None when none of them is writable: numba then cannot define the kernels at all
+    (it raises RuntimeError), so the NumPy code runs instead, with a warning."""
+    global _cache_dir
+    if _cache_dir is _UNSET:
+        found = os.environ.get("NUMBA_CACHE_DIR") or None
+        if found is None:
+            here = os.path.join(os.path.dirname(__file__), "__pycache__")
+            if _writable(here):
+                found = here
+            elif _writable(_user_cache()):
+                found = _user_cache()
+            else:
+                found = _private_temp()
+        if found is None and USE_NUMBA and has_module("numba"):
+            warnings.warn(
+                "batchconv runs its NumPy code instead of the compiled kernels: no "
+                "folder to cache them in is writable (the package's, the user's cache, "
+                "the temporary folder); set NUMBA_CACHE_DIR to a writable folder",
+                RuntimeWarning,
+                stacklevel=2,
+            )
+        _cache_dir = found
+    return _cache_dir  # type: ignore[return-value]
+
+
+def warmup(log: Callable[[str], object] | None = print) -> dict:
+    """Compile every kernel once, for float32 and float64, through the calls that use
+    them (one-filter correlations, SAD, the window statistics of ssd/ncc/cosine, window
+    sums in 1-D and 3-D), so that the first call of each kind in later processes loads
+    them from :func:`cache_dir` instead of compiling (seconds each). Kernels already in
+    the cache are loaded, not compiled again. ``batchconv warmup`` runs it; so does
+    ``batchconv demo``.
+
+    Returns what it did: ``compiled`` and ``loaded`` (the kernels, one per function and
+    argument types, that numba compiled, or loaded from its cache), ``seconds`` and
+    ``cache_dir``.
+    """
+    import numpy as np
+
+    from .api import correlate
+
+    say = log or (lambda s: None)
+    if not enabled():
+        reason = (
+            "switched off (BATCHCONV_DISABLE_NUMBA)"
+            if not USE_NUMBA
+            else "numba is not installed"
+            if not has_module("numba")
+            else "no writable folder to cache them in"
+        )
+        say(f"batchconv warmup: nothing to compile, the NumPy code runs ({reason})")
+        return {"compiled": 0, "loaded": 0, "seconds": 0.0, "cache_dir": cache_dir()}
+    say(f"batchconv warmup: compiling the kernels, or loading them from {cache_dir()}")
+    t0 = time.perf_counter()
+    before = _compile_counts()
+    rng = np.random.default_rng(0)
+    for dtype in (np.float32, np.float64):
+        x = rng.random((2, 24, 24)).astype(dtype)
+        read_only = x.copy()
+        read_only.flags.writeable = False  # read in place: a type of its own for numba
+        one = rng.random((5, 5)).astype(dtype)
+        bank = rng.random((2, 5, 5)).astype(dtype)
+        t = time.perf_counter()
+        correlate(x, one, method="direct")  # one filter: the window-rows kernel
+        correlate(read_only, one, method="direct")
+        correlate(x, bank, metric="sad")  # the same kernel's absolute differences
+        correlate(x, bank, metric="ssd")  # 2-D window statistics (sums) ...
+        correlate(x, bank, metric="ncc")  # ... and their inverse spread (ncc, cosine)
+        took = time.perf_counter() - t
+        say(f"  {np.dtype(dtype).name}: one filter, sad, ssd/ncc/cosine  {took:.1f} s")
+    t = time.perf_counter()
+    correlate(rng.random((2, 64)), rng.random((2, 16)), metric="ssd")  # window sums, 1-D
+    correlate(rng.random((2, 12, 12, 12)), rng.random((2, 10, 10, 10)), metric="ssd")  # 3-D
+    say(f"  window sums (1-D, 3-D)  {time.perf_counter() - t:.1f} s")
+    made, loaded = (a - b for a, b in zip(_compile_counts(), before))
+    seconds = time.perf_counter() - t0
+    say(
+        f"batchconv warmup: {made} kernels compiled, {loaded} loaded from the cache, "
+        f"in {seconds:.1f} s"
+    )
+    return {
+        "compiled": made,
+        "loaded": loaded,
+        "seconds": seconds,
+        "cache_dir": cache_dir(),
+    }
+
+
+def _compile_counts() -> tuple[int, int]:
+    """``(compiled, loaded)``: the kernels' signatures numba compiled in this process (not
+    found in its cache), and those it loaded from the cache."""
+    funcs = [f for f in vars(kernels()).values() if hasattr(f, "stats")]  # the dispatchers
+    return (
+        sum(sum(f.stats.cache_misses.values()) for f in funcs),
+        sum(sum(f.stats.cache_hits.values()) for f in funcs),
+    )
 
 
 def long_axis_last(p: Problem) -> tuple[int, ...] | None:

@@ -47,6 +47,16 @@ def _torch_details() -> dict | None:
     }
 
 
+def _compiled() -> str:
+    if compiled.enabled():
+        return "numba"
+    if not has_module("numba"):
+        return "none (NumPy code)"
+    if not compiled.USE_NUMBA:
+        return "off (BATCHCONV_DISABLE_NUMBA)"
+    return "off (no writable folder to cache them in: set NUMBA_CACHE_DIR)"
+
+
 def config() -> dict:
     """The configuration as a dict (what :func:`show_config` prints)."""
     import numpy as np
@@ -61,9 +71,8 @@ def config() -> dict:
         "optional": {name: _version(name) for name in _OPTIONAL},
         "torch": _torch_details(),
         "fft_engine": fft_engine().name + ".fft",
-        "compiled_kernels": "numba"
-        if compiled.enabled()
-        else ("off (BATCHCONV_DISABLE_NUMBA)" if has_module("numba") else "none (NumPy code)"),
+        "compiled_kernels": _compiled(),
+        "kernel_cache": compiled.cache_dir() if has_module("numba") else None,
         "threads": get_workers(),
         "available_memory_gib": round(available_memory() / (1 << 30), 1),
     }
@@ -87,6 +96,8 @@ def show_config() -> None:
             f"{t['triton'] or 'not installed'}: {t['used_for']}"
         )
     print(f"  fft engine    {c['fft_engine']}")
-    print(f"  compiled      {c['compiled_kernels']}  (SAD and window sums)")
+    print(f"  compiled      {c['compiled_kernels']}  (one-filter correlation, SAD, window sums)")
+    if c["kernel_cache"]:
+        print(f"  kernel cache  {c['kernel_cache']}  (batchconv warmup fills it)")
     print(f"  threads       {c['threads']}")
     print(f"  memory        {c['available_memory_gib']} GiB available")

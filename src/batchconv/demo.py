@@ -161,7 +161,12 @@ SEEDS = {"000": seed000, "001": seed001, "002": seed002, "003": seed003, "004": 
 
 
 def run_demo() -> bool:
-    """Run every seed; print a table; return True when every result matched."""
+    """Compile the kernels (:func:`~batchconv.compiled.warmup`; cached for later runs),
+    then run every seed; print a table; return True when every result matched."""
+    from .compiled import warmup
+
+    warmup()
+    print()
     rng = np.random.default_rng(0)
     print("batchconv demo: each seed's own slow code vs one batchconv call (small scale)\n")
     print(
