@@ -23,13 +23,13 @@ Short rows waste the vector width, so three things lengthen them:
   length) is computed and the ``L - O[-1]`` after each row's end are dropped (5 x
   100x100 against 11x11, one thread: 0.46 against 0.56 ms a call);
 * where the items are innermost in memory (``"hwn"``), a row is a line of the last axis
-  times the items, read in the input itself (seed 001, 100x100x500 against 11x11: 29
-  against 45 ms through a copy).
+  times the items, read in the input itself (500 images of 100x100 stored as (H, W, N)
+  against one 11x11 filter: 29 against 45 ms through a copy).
 
 For products, a task computes two rows of the last leading axis at once where their
 taps overlap (row ``i + 1`` reads with tap row ``r`` what row ``i`` reads with ``r + 1``):
-each shared input value is loaded once for both (seed 001's 5 x 100x100 against 11x11,
-one thread: 0.29 against 0.37 ms).
+each shared input value is loaded once for both (5 images of 100x100 against one 11x11
+filter, one thread: 0.29 against 0.37 ms).
 
 The result is written through its own strides: any layout of the caller's output (e.g.
 the batch innermost, ``"hwn"``) without a temporary.

@@ -1,5 +1,5 @@
-"""The ``batchconv`` command: ``batchconv demo``, ``batchconv config`` and
-``batchconv bench`` (see ``batchconv bench --help``)."""
+"""batchconv's command line: a demo, the compiled kernels' warm-up, the configuration,
+and the benchmarks (batchconv bench --help)."""
 
 from __future__ import annotations
 
@@ -32,7 +32,11 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="batchconv", description=__doc__)
     ap.add_argument("--version", action="version", version=f"batchconv {__version__}")
     sub = ap.add_subparsers(dest="command", required=True)
-    sub.add_parser("demo", help="the five seed problems at small scale, checked and timed")
+    sub.add_parser(
+        "demo",
+        help="five users' problems at small scale: their own code against one batchconv "
+        "call, checked and timed",
+    )
     sub.add_parser(
         "warmup",
         help="compile the numba kernels once and cache them, so that the first call of each "
@@ -42,8 +46,9 @@ def main(argv: list[str] | None = None) -> int:
     cfg.add_argument("--json", action="store_true", help="print it as JSON (machine-readable)")
     sub.add_parser(
         "bench",
-        help="the brief's workloads against SciPy, torch, OpenCV: "
-        "--quick, --full, --only NAME, --json, --plot, --markdown",
+        help="benchmarks against SciPy, torch and OpenCV (the users' problems, CNN layers, "
+        "template matching, the methods' crossover): --quick, --full, --only NAME, --json, "
+        "--plot, --markdown",
     )
     args = ap.parse_args(argv)
     if args.command == "demo":

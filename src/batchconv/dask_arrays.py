@@ -8,7 +8,8 @@ under any Dask scheduler: threads, processes or a ``distributed`` cluster.
 How the blocks map:
 
 - batch axes of ``x`` and bank axes of ``w`` keep their chunks: output block ``(i, j)``
-  comes from ``x`` block ``i`` and ``w`` block ``j`` (seed 000's table is a grid of tasks);
+  comes from ``x`` block ``i`` and ``w`` block ``j`` (a table of every image's best match
+  against every filter is a grid of tasks);
   summed, paired and one-sided summed axes are rechunked whole;
 - a chunked sliding axis: its output is cut where the input's chunks are cut (aligned to
   the stride; 'same' keeps the chunks), and each output block reads the input samples its

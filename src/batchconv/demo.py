@@ -168,7 +168,10 @@ def run_demo() -> bool:
     warmup()
     print()
     rng = np.random.default_rng(0)
-    print("batchconv demo: each seed's own slow code vs one batchconv call (small scale)\n")
+    print(
+        "batchconv demo: five users' problems (seeds 000-004 in the README), each user's "
+        "own slow code against one batchconv call, at small scale\n"
+    )
     print(
         f"{'seed':<5} {'their code':<38} {'theirs':>10} {'batchconv':>10} {'speedup':>8}  "
         f"{'max rel err':>11}  ok"

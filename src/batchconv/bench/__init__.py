@@ -1,4 +1,5 @@
-"""``batchconv bench``: the brief's workloads against their anchors, on this machine.
+"""batchconv bench: the users' problems, CNN layers, template matching and the methods'
+crossover, timed against SciPy, torch and OpenCV on this machine.
 
 Each workload module (``seed000`` ... ``crossover``) has a ``run(ctx)`` that times
 batchconv and the anchor(s) interleaved in this process, checks that the answers agree,
@@ -114,7 +115,9 @@ def markdown(report: dict, command: str) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="batchconv bench", description=__doc__.split("\n")[0])
+    ap = argparse.ArgumentParser(
+        prog="batchconv bench", description=" ".join(__doc__.split("\n\n")[0].split())
+    )
     size = ap.add_mutually_exclusive_group()
     size.add_argument(
         "--quick", action="store_true", help="small sizes, under 2 minutes (the default)"

@@ -3,7 +3,7 @@
 ``torch.nn.functional.conv2d`` on the CPU (oneDNN), given its own best layout (NCHW
 tensors, made before timing). Both with every core.
 
-Bars (brief): at least 0.8x torch's speed with NumPy + SciPy alone; faster than torch
+Targets: at least 0.8x torch's speed with NumPy + SciPy alone; faster than torch
 for kernels 7x7 and up.
 """
 
@@ -76,7 +76,7 @@ def run(ctx: Context) -> Section:
         }
         ours = contenders["ours"]()
         tensors = {}
-        if torch is not None:  # the same call on NHWC torch CPU tensors (issue #8's bar),
+        if torch is not None:  # the same call on NHWC torch CPU tensors (target: 0.8x),
             # timed against torch apart from 'ours cold', whose clearing of the plan cache
             # would make it cold too
             xh, kh = torch.from_numpy(x), torch.from_numpy(k)

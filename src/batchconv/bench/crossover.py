@@ -2,7 +2,7 @@
 method and for ``auto`` (2-D, float32, a batch against a bank of 4 filters, 'valid'),
 with a chart (``batchconv bench --plot FILE.png``, matplotlib needed).
 
-Bar (issue #3): ``auto`` never more than 1.5x the best forced method (ratio best / auto
+Target: ``auto`` never more than 1.5x the best forced method (ratio best / auto
 at least 0.67).
 """
 

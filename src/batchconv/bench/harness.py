@@ -175,7 +175,7 @@ SUMMARY_COLUMNS = [
 def measure_peaks(log: Callable[[str], None] = lambda s: None) -> dict[str, float]:
     """This machine's peaks, measured now with every core: float32 and float64 GEMM
     (NumPy's BLAS, 1024x1024) and a real 2-D FFT (the best of 512x512 and 1024x1024, float32
-    and float64, on the engine batchconv uses, counted as 2.5 N log2 N flops, the brief's
+    and float64, on the engine batchconv uses, counted as 2.5 N log2 N flops, the usual
     convention)."""
     from ..xp import fft_engine, get_workers
 

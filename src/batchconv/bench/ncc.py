@@ -2,7 +2,7 @@
 and against one template, 'valid': OpenCV's ``matchTemplate(TM_CCOEFF_NORMED)`` (looped
 over the bank) against ``bc.correlate(img[None], bank, metric="ncc")``.
 
-Bars (brief, issue #4): at least 2x OpenCV for the bank; within 1.5x of it (ratio at
+Targets: at least 2x OpenCV for the bank; within 1.5x of it (ratio at
 least 0.67) for one template. Our timings include the whole call; ``correlate`` remembers
 the plans (and template spectra) of its last calls, as in a loop over frames with fixed
 templates, and "cold" clears that cache before every call.

@@ -6,7 +6,7 @@ fresh subprocess so that its peak resident memory can be reported); ``--quick`` 
 
 The anchor is the seed's own code (``cdist`` with ``scipy.signal.correlate(method='fft')``
 and ``max``, float64), timed pair by pair on 8 x 10 pairs in the same run (the median
-pair); its answers there are checked against ours. Bars (brief, issue #3): at least 30x
+pair); its answers there are checked against ours. Targets: at least 30x
 per pair; the full scale in under 3 minutes within 2 GB.
 """
 

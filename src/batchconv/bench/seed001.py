@@ -1,8 +1,8 @@
 """Seed 001: a minibatch of images (S, S, N) convolved with one K x K kernel, 'valid',
 float64, against SciPy's three ways (the seed's own timing table).
 
-Bars: ``method="fft"`` at least 1.5x ``fftconvolve`` (issue #2) and ``auto`` at least 2x
-the best of the three (the brief), on every config. ``--quick`` skips S = 1000.
+Targets: ``method="fft"`` at least 1.5x ``fftconvolve`` and ``auto`` at least 2x the best
+of the three, on every config. ``--quick`` skips S = 1000.
 """
 
 from __future__ import annotations
@@ -100,7 +100,7 @@ def run(ctx: Context) -> Section:
                 t.get("fftconvolve"),
                 t["ours fft"],
                 1.5,
-                note="issue #2's bar",
+                note="fft vs fftconvolve",
                 spread=(t.spread.get("fftconvolve"), t.spread["ours fft"]),
             )
         )

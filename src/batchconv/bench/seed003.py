@@ -2,7 +2,7 @@
 accepted answer's single ``einsum`` over an ``as_strided`` view, against one call with
 the compiled kernels switched off (and, apart, with them).
 
-Bar (brief): at least 3x faster, extra memory under 2x the output (traced with
+Target: at least 3x faster, extra memory under 2x the output (traced with
 ``tracemalloc`` in a separate, untimed call).
 """
 

@@ -4,7 +4,7 @@ against one 3x16x16 kernel, stride 2, float32: the seed's accepted answer (torch
 ``1 - bc.correlate(img, knl, "bchw,chw->bhw|hw", metric="sad", stride=2) / knl.size``,
 with the compiled kernel and with NumPy alone, and a bank of 8 kernels.
 
-Bar (brief, issue #4): at least 30x the ``unfold`` recipe. Without torch, the anchor is
+Target: at least 30x the ``unfold`` recipe. Without torch, the anchor is
 the same recipe in NumPy (``sliding_window_view``).
 """
 
@@ -106,7 +106,7 @@ def run(ctx: Context) -> Section:
         }
     )
     kernel = "compiled kernel" if compiled.enabled() else "NumPy (numba not installed)"
-    bar = 30.0 if anchor == "torch unfold" else None  # the brief's bar is against torch
+    bar = 30.0 if anchor == "torch unfold" else None  # the target is torch's recipe
     sec.summary.append(
         summary_row(
             NAME,
