@@ -132,3 +132,81 @@ def test_filter_state_counts_in_the_budget(x_shape, w_shape, opts):
         except MemoryError:
             continue
         assert p.peak_bytes <= p.memory, (memory, p.peak_bytes, p.explain())
+
+
+def _traced_plan_and_call(x, w, opts) -> tuple:
+    """(plan, bytes that making the plan and calling it allocate beyond the result)."""
+    bc.plan(x[:1], w, **opts)(x[:1])  # compiled kernels and first-call set-up
+    bc.clear_plan_cache()  # (and the work buffers that call left to its thread)
+    tracemalloc.start()
+    try:
+        p = bc.plan(x, w, **opts)
+        y = p(x)
+        return p, tracemalloc.get_traced_memory()[1] - y.nbytes
+    finally:
+        tracemalloc.stop()
+
+
+@pytest.mark.parametrize(
+    ("x_shape", "w_shape", "opts", "numba", "workers"),
+    [  # one filter on one large image: one work unit, not a thread's worth each
+        ((1, 1, 325, 352), (1, 1, 3, 1), dict(), False, 1),  # was estimated 2.4x the peak
+        # a bank of one channel in units of 3, 3 and 2 items
+        ((8, 1, 63, 99), (12, 1, 5, 4), dict(mode="same", stride=3), False, 1),
+        # two blocks of one unit: the unit's work buffers stay through the next block's
+        # transforms (2 threads: the estimate counted a thread's worth, not what stays)
+        ((2, 1, 46_529), (2, 1, 42), dict(mode="same", stride=2, memory="4MiB"), False, 2),
+        # channels: the block's channel product, then its copy laid out per pair
+        ((3, 4, 79, 95), (10, 4, 14, 5), dict(stride=2), False, 1),
+        # overlap-save tiles against a bank
+        ((1, 1, 300_001), (3, 1, 9), dict(mode="same"), False, 1),
+        # ncc: the last block's FFT buffers beside the next block's window sums (compiled
+        # box sums: a transposed copy of the rows)
+        (
+            (2, 1, 182_860),
+            (2, 1, 279),
+            dict(mode="same", stride=3, metric="ncc", memory="16MiB"),
+            True,
+            1,
+        ),
+        # cosine on a trimmed 'same' padding: numpy.pad's copy is larger than the trim
+        ((1, 3, 405, 291), (2, 3, 1, 7), dict(mode="same", stride=3, metric="cosine"), False, 1),
+    ],
+)
+def test_fft_estimate_follows_the_allocations(monkeypatch, x_shape, w_shape, opts, numba, workers):
+    """The FFT method's estimate counts what it allocates, as it allocates it: an upper
+    bound (the planner sizes blocks from it), within 25 % of the measured peak (units
+    run in a fixed order: one thread, or one unit per block)."""
+    monkeypatch.setattr(compiled, "USE_NUMBA", numba and compiled.USE_NUMBA)
+    rng = np.random.default_rng(4)
+    x, w = rng.standard_normal(x_shape), rng.standard_normal(w_shape)
+    letters = "hw"[: len(x_shape) - 2]
+    opts = dict(spec=f"nc{letters},kc{letters}->nk{letters}|{letters}", method="fft") | opts
+    opts.setdefault("memory", "64MiB")
+    with bc.set_workers(workers):
+        p, peak = _traced_plan_and_call(x, w, opts)
+        assert p.method == "fft"
+        assert peak <= p.memory + (512 << 10), peak
+        # (Python objects and NumPy's reduction buffers: not counted)
+        assert peak <= p.peak_bytes + (256 << 10), (peak, p.peak_bytes)
+        assert p.peak_bytes <= 1.25 * peak + (512 << 10), (peak, p.peak_bytes)
+
+
+def test_fft_estimate_with_numpy_fft(monkeypatch):
+    """Without SciPy: NumPy's FFT makes a new array per axis, and its forward transforms
+    of float32 data run in float64 (the input and the result copied): making the plan,
+    which transforms the filters, took 2x the estimate."""
+    from batchconv import xp
+
+    has_module = xp.has_module
+    monkeypatch.setattr(xp, "has_module", lambda name: name != "scipy" and has_module(name))
+    assert xp.fft_engine().name == "numpy"
+    rng = np.random.default_rng(5)
+    x = rng.standard_normal((1, 3, 274, 289)).astype(np.float32)
+    w = rng.standard_normal((2, 3, 4, 6)).astype(np.float32)
+    opts = dict(spec="nchw,kchw->nkhw|hw", method="fft", stride=2, memory="64MiB")
+    with bc.set_workers(1):
+        p, peak = _traced_plan_and_call(x, w, opts)
+        assert peak <= p.memory + (512 << 10), peak
+        assert peak <= p.peak_bytes + (256 << 10), (peak, p.peak_bytes)
+        assert p.peak_bytes <= 1.25 * peak + (512 << 10), (peak, p.peak_bytes)

@@ -57,7 +57,7 @@ from .methods import get_method, sad, torch_sad
 from .nonfinite import affected_windows
 from .problem import Problem
 from .spec import parse_spec
-from .xp import work_buffer
+from .xp import get_workers, work_buffer
 
 __all__ = ["method_for", "MetricMethod", "box_sums", "inner_problem"]
 
@@ -278,6 +278,18 @@ def statistics_bytes(p: Problem, b: int) -> tuple[int, int]:
         temps = 0
         if g.m > _SHIFT_MAX and not compiled.enabled():
             temps = blocked_bytes(rows, sizes[i], g.m, g.dilation)
+        elif g.m > _SHIFT_MAX:  # the compiled kernel's scratch, per task in flight
+            post = prod(sizes[i + 1 :])
+            if post == 1:  # rows of 32 (_numba_kernels._ROWS) transposed in and out
+                w = min(rows, 32)
+                tasks = -(-rows // 32)
+                temps = w * (sizes[i] + g.out + 2 * g.m) * 8
+            else:  # per leading index (or block of the trailing axis): m x width, twice
+                pre = rows // post
+                blocks = 1 if pre >= 4 else max(1, min(64, post // 256))
+                tasks = pre * blocks
+                temps = 2 * g.m * -(-post // blocks) * 8
+            temps *= min(get_workers(), tasks)
         sizes[i] = g.out
         result = rows * g.out * 8
         peak = max(peak, sums + scale + current + result + temps)
@@ -360,17 +372,43 @@ class MetricMethod:
         window statistics being computed (:func:`statistics_bytes`), or the statistics
         held with the correlation's temporaries (its work buffers stay with the thread)
         and the combination, filter by filter (three float64 maps of one filter's
-        outputs)."""
+        outputs).
+
+        With the FFT (whose ``block_bytes`` tells its work buffers apart): the mask of
+        non-finite inputs besides; the correlation's peak or its work buffers with the
+        combination (none for ncc and cosine when the compiled kernel gave the inverse
+        spreads; else the noise floor, the flat mask and the inverse spreads in the
+        compute dtype); with more blocks, its work buffers held while the next block's
+        statistics are computed; and at least the filters' transform (``prepare``)."""
         r = p.dtype.itemsize
         padded = b * p.C * p.P * prod(g.padded for g in p.geoms)
         centred = padded * r  # (cosine: a contiguous copy, where x is not one)
         computing, held = statistics_bytes(p, b)
         outs = b * p.P * prod(p.O)
-        combine = outs * (3 * 8 + r) if p.metric == "ssd" else outs * (8 + 1 + r)
-        inner = self.method.workspace_bytes(inner_problem(p), b, k, budget)
-        # the correlation's work buffers (xp.work_buffer) stay with the thread while the
-        # results are combined
-        return padded_copy_bytes(p, b) + centred + max(computing, held + inner + combine)
+        block_bytes = getattr(self.method, "block_bytes", None)
+        if block_bytes is None:
+            combine = outs * (3 * 8 + r) if p.metric == "ssd" else outs * (8 + 1 + r)
+            inner = self.method.workspace_bytes(inner_problem(p), b, k, budget)
+            # the correlation's work buffers (xp.work_buffer) stay with the thread while
+            # the results are combined
+            return padded_copy_bytes(p, b) + centred + max(computing, held + inner + combine)
+        q = inner_problem(p)
+        inner, kept = block_bytes(q, b, k)
+        geoms = tuple(_valid_geometry(g) for g in p.geoms)
+        if p.metric == "ssd":  # rest and y (and the previous filter's), 2 x a block column
+            combine = outs * ((3 if k > 1 else 2) * 8 + r)
+        elif compiled.enabled() and p.ndim == 2 and geoms[0].dilation == 1:
+            combine = 0  # normalised in place by the fused kernel's inverse spreads
+        else:  # _inverse_spread: the noise floor, the flat mask, the inverse in p.dtype
+            combine = outs * (8 + 1 + (r if p.dtype != np.float64 else 0))
+        again = kept if b < p.B or k < p.K else 0  # the last block's work buffers
+        bad = b * p.C * p.P * prod(g.n for g in p.geoms)  # ~isfinite(x)
+        pad = 0  # np.pad's copy (before the trim of windows past the last output)
+        if any(g.lo or g.hi > 0 for g in p.geoms):
+            pad = b * p.C * p.P * prod(g.lo + g.n + max(g.hi, 0) for g in p.geoms) * r
+        call = bad + pad + centred
+        call += max(computing + again, held + max(inner, kept + combine))
+        return max(call, self.method.prepare_bytes(q, budget))
 
     def compute(
         self,

@@ -51,6 +51,8 @@ __all__ = [
     "prepare",
     "compute",
     "workspace_bytes",
+    "block_bytes",
+    "prepare_bytes",
     "fuses_reduce",
     "bind",
 ]
@@ -532,6 +534,16 @@ def _pair_units(b: int, k: int, pair_bytes: int, workers: int) -> list[tuple[sli
     """(batch, bank) work units of about ``_GROUP_BYTES`` of spectra and outputs each,
     bank first (so that one item's spectrum meets a group of filters in cache), and at
     least one per thread when the block is large."""
+    gb, gk = _pair_group(b, k, pair_bytes, workers)
+    return [
+        (slice(i, min(i + gb, b)), slice(j, min(j + gk, k)))
+        for i in range(0, b, gb)
+        for j in range(0, k, gk)
+    ]
+
+
+def _pair_group(b: int, k: int, pair_bytes: int, workers: int) -> tuple[int, int]:
+    """Items and filters per unit of :func:`_pair_units` (the first, largest one)."""
     if b * k * pair_bytes < _PARALLEL_BYTES:
         workers = 1
     pairs = max(1, _GROUP_BYTES // max(pair_bytes, 1))
@@ -542,11 +554,7 @@ def _pair_units(b: int, k: int, pair_bytes: int, workers: int) -> list[tuple[sli
             gb = -(-gb // 2)
         else:
             gk = -(-gk // 2)
-    return [
-        (slice(i, min(i + gb, b)), slice(j, min(j + gk, k)))
-        for i in range(0, b, gb)
-        for j in range(0, k, gk)
-    ]
+    return gb, gk
 
 
 @lru_cache(maxsize=256)
@@ -563,13 +571,18 @@ def _groups(b: int, per_item: int, n_tiles: int, workers: int) -> tuple[slice, .
     """Batch groups of about ``_GROUP_BYTES`` each; enough of them (times the tiles) to give
     every thread work in every round, all of about the same size. Small blocks stay on
     one thread."""
+    g = _group_size(b, per_item, n_tiles, workers)
+    return tuple(slice(i, min(i + g, b)) for i in range(0, b, g))
+
+
+def _group_size(b: int, per_item: int, n_tiles: int, workers: int) -> int:
+    """Items per group of :func:`_groups` (the first, largest one)."""
     if b * per_item * n_tiles < _PARALLEL_BYTES:
         workers = 1
     n = -(-b // max(1, _GROUP_BYTES // max(per_item, 1)))
     units = -(-(n * n_tiles) // workers) * workers  # rounded up to a multiple of workers
     n = min(b, max(n, -(-units // n_tiles)))
-    g = -(-b // max(n, 1))
-    return tuple(slice(i, min(i + g, b)) for i in range(0, b, g))
+    return -(-b // max(n, 1))
 
 
 @lru_cache(maxsize=256)
@@ -884,26 +897,252 @@ def fuses_reduce(p: Problem) -> bool:
 
 def workspace_bytes(p: Problem, b: int, k: int, budget: int | None = None) -> int:
     """Peak bytes of temporaries for one ``(b, k)`` block, not counting the block itself
-    or the cached spectra: a padded copy of the chunk where the padding is not zeros, the
-    spectra of the chunk's items (with a bank), and the work units in flight (one per
-    thread)."""
+    or the cached spectra (:func:`block_bytes`); at least those of :func:`prepare`
+    (:func:`prepare_bytes`), so that the plan's estimated peak covers its making too."""
+    return max(block_bytes(p, b, k)[0], prepare_bytes(p, budget))
+
+
+def block_bytes(p: Problem, b: int, k: int) -> tuple[int, int]:
+    """``(peak, held)``: the peak bytes of what :func:`compute` allocates for one
+    ``(b, k)`` block beyond the block itself and the cached spectra, and the bytes of
+    the work buffers (``xp.work_buffer``) it leaves with its threads (held while the
+    caller goes on: a metric's combination, the next block).
+
+    A padded copy of the chunk where the padding is not zeros. Whole items with one
+    filter, and overlap-save tiles: the units in flight, one per thread (the largest of
+    those :func:`_groups` makes; as many threads as units, at most :func:`get_workers`),
+    each as :func:`_unit_bytes` counts it. Whole items with a bank: the items' spectra
+    (written straight into place where the engine can), with channels their product
+    with the filters for the whole block (and its copy laid out per pair), then the
+    pair units in flight (:func:`_pair_units`): their product spectra (one channel) and
+    real inverses in the threads' buffers. Work buffers stay with their thread, so each
+    counts once at its largest, and from a thread's second unit or block on they are
+    held through every stage."""
+    eng = fft_engine()
+    return _block_bytes(p, b, k, get_workers(), eng.name, eng.pocketfft is not None, _knobs())
+
+
+def _knobs() -> tuple:
+    """The module's sizes that steer units and tiles (tests change them): part of the
+    keys of the remembered estimates."""
+    return _GROUP_BYTES, _PARALLEL_BYTES, _TILE_POINTS, _TILE_EXTENTS, KERNEL_CHUNK_BYTES
+
+
+@lru_cache(maxsize=1024)
+def _block_bytes(
+    p: Problem, b: int, k: int, workers: int, engine: str, pf: bool, knobs: tuple
+) -> tuple[int, int]:
+    if b == 0 or k == 0:
+        return 0, 0
     shape = fft_shape(p)
-    is_complex = p.dtype.kind == "c"
     r = p.dtype.itemsize
     c = np.result_type(p.dtype, np.complex64).itemsize
-    x_pad = 0 if implicit_zeros(p) else b * p.C * p.P * prod(g.padded for g in p.geoms) * r
-    half = prod(half_shape(shape, is_complex))
-    per_item = p.P * (half * c * (p.C + k) * 2 + prod(shape) * r * (k + p.C))
-    if k == 1 or tiling(p) is not None:
-        per_unit = per_item * min(b, max(1, _GROUP_BYTES // per_item))
-        return x_pad + get_workers() * per_unit
+    half = prod(half_shape(shape, p.dtype.kind == "c"))
+    implicit = implicit_zeros(p)
+    pad = 0  # np.pad's copy where the padding is not zeros (before the trim)
+    if not implicit and any(g.lo or g.hi > 0 for g in p.geoms):
+        pad = b * p.C * p.P * prod(g.lo + g.n + max(g.hi, 0) for g in p.geoms) * r
+    repeat = b < p.B or k < p.K  # more blocks: work buffers held from the last one
+    tiles = tiling(p)
+    if tiles is not None:  # overlap-save: a tile buffer per thread, then _spectral
+        n_tiles = tile_count(p)
+        g = _group_size(b, _per_item_bytes(p, shape, k), n_tiles, workers)
+        sizes = _unit_sizes(b, g, n_tiles, workers)
+        later = repeat or len(sizes) < -(-b // g) * n_tiles
+        units = [
+            _unit_bytes(p, shape, shape, n, k, tiles, False, engine, pf, prod(shape) * r)
+            for n in sizes
+        ]
+        return pad + sum(u[later] for u in units), sum(u[2] for u in units)
+    _, _, no_data = whole_items(p)
+    fused = p.reduce is not None
+    if implicit and no_data:  # the block of zeros (and its reduction)
+        return b * k * p.P * prod(p.O) * r * (1 + fused), 0
+    src = tuple(g.n + min(g.hi, 0) if implicit else g.padded for g in p.geoms)
+    if k == 1:  # _OneFilterUnit or _spectral per group of items
+        g = _group_size(b, _per_item_bytes(p, shape, 1), 1, workers)
+        sizes = _unit_sizes(b, g, 1, workers)
+        later = repeat or len(sizes) < -(-b // g)
+        units = [_unit_bytes(p, shape, src, n, 1, p.O, fused, engine, pf) for n in sizes]
+        return pad + sum(u[later] for u in units), sum(u[2] for u in units)
+    # a bank: the items' spectra X, written straight into X where the engine can
     spectra = b * p.C * p.P * half * c
-    item = p.P * (half * c * p.C * 2 + prod(shape) * r * p.C)  # forward stage, per item
-    forward = item * min(b, max(1, _GROUP_BYTES // max(item, 1)))  # item: 0 with no channels
-    pair = _pair_bytes(p, shape)
-    unit = 2 * pair * min(b * k, max(1, _GROUP_BYTES // pair))
-    channels = (2 * b * k + b * p.C) * p.P * half * c if p.C > 1 else 0  # block product
-    return x_pad + spectra + channels + get_workers() * max(forward, unit)
+    forward = 0
+    if not (pf and src == shape and p.dtype.kind != "c"):
+        g = _group_size(b, _per_item_bytes(p, shape, 0), 1, workers)
+        forward = sum(
+            _forward_bytes(p, shape, src, n * p.C * p.P, engine)[0]
+            for n in _unit_sizes(b, g, 1, workers)
+        )
+    gb, gk = _pair_group(b, k, _pair_bytes(p, shape), workers)
+    counts: dict[int, int] = {}  # pairs per unit -> units
+    for nb, ib in ((gb, b // gb), (b % gb, 1)):
+        for nk, ik in ((gk, k // gk), (k % gk, 1)):
+            if nb and nk:
+                counts[nb * nk] = counts.get(nb * nk, 0) + ib * ik
+    flight: list[int] = []  # the largest units, one per thread
+    for n in sorted(counts, reverse=True):
+        flight += [n] * min(counts[n], workers - len(flight))
+    products = b * k * p.P * half * c
+    product = ordered = slots = unit = 0
+    if p.C > 1:  # _channel_product for the block, then its copy laid out (b, k, P, *Fh)
+        product = max(spectra + products, 2 * products)
+        ordered = products
+    for n in flight:
+        pairs = n * p.P
+        if p.C == 1:  # each unit's product spectra in its thread's "product" buffer
+            slots += _slot(pairs * half * c)
+        slot, fresh = _inverse_bytes(p, shape, pairs, p.O, engine, pf)
+        slots += slot
+        unit += fresh + pairs * prod(p.O) * r * (int(p.integer_inputs) + int(fused))
+    kept = slots if repeat else 0
+    peak = max(kept + forward, kept + product, ordered + slots + unit)
+    return pad + spectra + peak, slots
+
+
+def prepare_bytes(p: Problem, budget: int | None = None) -> int:
+    """Peak bytes of :func:`prepare`'s temporaries beside the spectra: one group of
+    filters placed in FFT-sized buffers, and its transform."""
+    return _prepare_bytes(p, budget, fft_engine().name, _knobs())
+
+
+@lru_cache(maxsize=256)
+def _prepare_bytes(p: Problem, budget: int | None, engine: str, knobs: tuple) -> int:
+    shape = fft_shape(p)
+    c = np.result_type(p.dtype, np.complex64).itemsize
+    per_filter = max(1, p.C * p.P * prod(shape) * c)
+    step = min(p.K, max(1, filter_group_bytes(budget, KERNEL_CHUNK_BYTES) // per_filter))
+    lead = step * p.C * p.P
+    buffers = lead * prod(shape) * p.dtype.itemsize
+    return buffers + _forward_bytes(p, shape, shape, lead, engine)[0]
+
+
+def _unit_sizes(b: int, g: int, n_tiles: int, workers: int) -> list[int]:
+    """Items per work unit for the units in flight (the largest, one per thread) of
+    :func:`_groups` of ``g`` items, each times ``n_tiles`` tiles."""
+    full, rest = b // g, b % g
+    sizes = [g] * min(workers, full * n_tiles)
+    return sizes + [rest] * min(workers - len(sizes), n_tiles if rest else 0)
+
+
+_WORK_BUFFER_MIN = 1 << 16  # the smallest buffer xp.work_buffer allocates
+
+
+def _slot(nbytes: int) -> int:
+    """Bytes a thread's work buffer of ``nbytes`` occupies (``xp.work_buffer``: at least
+    64 KiB; past its limit a fresh array of that size, held just as long)."""
+    return max(nbytes, _WORK_BUFFER_MIN)
+
+
+def _forward_bytes(p: Problem, shape: tuple, src: tuple, lead: int, engine: str) -> tuple[int, int]:
+    """``(peak, result)``: fresh bytes of :func:`_forward` on ``lead`` rows (items x
+    channels x pairs) of ``src`` samples each, transformed to ``shape`` by the engine's
+    own functions (not into a given buffer). SciPy: zero padding copies the input, the
+    other axes are transformed in place (or in a padded copy). NumPy: every axis'
+    transform is a new array, and its forward transforms of single precision data run
+    in double precision (the input and the result copied: NumPy 2.4)."""
+    numpy_engine = engine != "scipy"
+    r = p.dtype.itemsize
+    c = np.result_type(p.dtype, np.complex64).itemsize
+    single = numpy_engine and c == 8  # float32, complex64
+
+    def call(inp: int, out: int) -> int:  # one transform: its result, and NumPy's copies
+        return out + (2 * inp + 2 * out if single else 0)
+
+    d = len(shape)
+    if p.dtype.kind == "c":
+        full = lead * prod(shape) * c
+        if not numpy_engine:  # a padded copy transformed in place, or a new array
+            return full, full
+        return (full if d > 1 else 0) + call(full, full), full
+    ra = real_axis(shape)
+    others = prod(n for i, n in enumerate(src) if i != ra)
+    first = lead * others * (shape[ra] // 2 + 1) * c  # the real axis' transform
+    if numpy_engine:
+        peak = call(lead * prod(src) * r, first)
+    else:
+        peak = first + (lead * others * shape[ra] * r if src[ra] < shape[ra] else 0)
+    if d == 1:
+        return peak, first
+    whole = lead * prod(half_shape(shape, False)) * c
+    if numpy_engine:  # the other axes one at a time (fftn: the one before alive)
+        return max(peak, first + (whole if d > 2 else 0) + call(whole, whole)), whole
+    if any(src[i] < n for i, n in enumerate(shape) if i != ra):  # a padded copy
+        return max(peak, first + whole), whole
+    return peak, first  # transformed in place
+
+
+def _inverse_bytes(
+    p: Problem, shape: tuple, pairs: int, kept: tuple, engine: str, pf: bool
+) -> tuple[int, int]:
+    """``(slot, fresh)`` of the inverse transform of ``pairs`` (items x filters x pairs)
+    product spectra keeping ``kept`` outputs per axis: the real inverse's work buffer
+    (the kept rows of the other axes, the real axis whole), and what the engine
+    allocates beside it where it cannot transform in place (NumPy: a new array per
+    axis, the one before alive; SciPy without its pocketfft functions: the real inverse
+    along a strided axis)."""
+    d = len(shape)
+    spectra = pairs * prod(half_shape(shape, p.dtype.kind == "c"))
+    spectra *= np.result_type(p.dtype, np.complex64).itemsize
+    if p.dtype.kind == "c":
+        return 0, 0 if engine == "scipy" else spectra * min(d, 2)
+    ra = real_axis(shape)
+    rows = pairs * prod(n for i, n in enumerate(kept) if i != ra) * shape[ra]
+    rows *= p.dtype.itemsize
+    if engine != "scipy":
+        fresh = spectra * min(d - 1, 2)
+    else:
+        fresh = 0 if pf else rows
+    return _slot(rows), fresh
+
+
+def _unit_bytes(
+    p: Problem,
+    shape: tuple,
+    src: tuple,
+    g: int,
+    k: int,
+    kept: tuple,
+    fused: bool,
+    engine: str,
+    pf: bool,
+    tile: int = 0,
+) -> tuple[int, int, int]:
+    """``(first, later, slots)``: peak bytes of a thread's first :func:`_spectral` (or
+    :class:`_OneFilterUnit`) unit, of a later one, which finds the thread's work buffers
+    held, and of those buffers. A unit: ``g`` items of ``src`` samples per axis against
+    ``k`` filters, keeping ``kept`` outputs per axis; ``tile``: the bytes per item,
+    channel and pair of its overlap-save tile buffer (0: whole items).
+
+    Work buffers: the tile, the items' spectra (where the engine writes them there), the
+    product spectra (a bank of one channel), the real inverse's. Fresh arrays: the
+    spectra where the engine cannot write them into the buffer, with channels the
+    spectra reordered and their product with the filters, the rounded outputs of
+    integer inputs and with ``fused`` the reduce's copy of the outputs."""
+    c = np.result_type(p.dtype, np.complex64).itemsize
+    half = prod(half_shape(shape, p.dtype.kind == "c"))
+    lead, pairs = g * p.C * p.P, g * k * p.P
+    held = _slot(lead * tile) if tile else 0
+    if pf and src == shape and p.dtype.kind != "c":
+        held, forward, X = held + _slot(lead * half * c), 0, 0
+    else:
+        forward, X = _forward_bytes(p, shape, src, lead, engine)
+    products = pairs * half * c
+    product = multiplied = Y = 0
+    if p.C > 1:  # _channel_product: the spectra reordered, then the matmul's result
+        multiplied, Y = lead * half * c + products, products
+    elif k > 1:  # into the "product" buffer (one filter: multiplied in place)
+        product = _slot(products)
+    inverse_slot, inverse = _inverse_bytes(p, shape, pairs, kept, engine, pf)
+    after = pairs * prod(kept) * p.dtype.itemsize * (int(p.integer_inputs) + int(fused))
+    first = max(
+        held + forward,
+        held + product + X + multiplied,
+        held + product + inverse_slot + X + Y + inverse + after,
+    )
+    slots = held + product + inverse_slot
+    later = slots + max(forward, X + multiplied, X + Y + inverse + after)
+    return first, later, slots
 
 
 def spectrum_bytes(p: Problem) -> int:
