@@ -120,6 +120,7 @@ def inner_problem(p: Problem) -> Problem:
         reduce=None,
         metric="dot",
         integer_inputs=False,
+        x_dtype=None,  # the padded, centred copy is in the compute dtype
     )
 
 

@@ -139,7 +139,9 @@ def _block_bytes(p: Problem, mod, b: int, k: int, budget: int) -> int:
         if p.reduce is not None and not mod.fuses_reduce(p)
         else 0
     )
-    return mod.workspace_bytes(p, b, k, budget) + unreduced
+    # x's block converted to the compute dtype (integers, float16) is alive meanwhile
+    converted = b * p.C * p.P * prod(p.S) * p.dtype.itemsize if p.x_dtype is not None else 0
+    return mod.workspace_bytes(p, b, k, budget) + unreduced + converted
 
 
 def _chunks(p: Problem, mod, budget: int) -> tuple[int, int]:
@@ -239,9 +241,9 @@ class Plan:
         state)."""
         mod = method_for(self.problem, self.method, self.device)
         room = _room(self.problem, self.method, self.memory)
-        return _block_bytes(self.problem, mod, *self.chunk, room) + _state_bytes(
-            self.problem, self.method
-        )
+        with set_workers(self.workers):  # (the estimates count work per thread)
+            block = _block_bytes(self.problem, mod, *self.chunk, room)
+        return block + _state_bytes(self.problem, self.method)
 
     @property
     def state_bytes(self) -> int:
@@ -366,6 +368,13 @@ class Plan:
         shape, dtype = tuple(shape), np.dtype(dtype)
         if dtype.kind not in "iufc":  # booleans, strings, objects: as correlate says
             result_dtype(dtype, p.dtype)
+        x_dtype = None if dtype == p.dtype else dtype
+        if x_dtype != p.x_dtype:  # another conversion copy (or none): other blocks
+            p = replace(p, x_dtype=x_dtype)
+            if shape == p.x_shape:
+                room = _room(self.problem, self.method, self.memory)
+                with set_workers(self.workers):
+                    chunk = _chunks(p, method_for(p, self.method, self.device), room)
         if shape != p.x_shape:
             p = p.with_batch_shape(shape)
             if p is None:
@@ -375,7 +384,8 @@ class Plan:
                     f"got {shape}; only the batch axes ({batch!r}) may differ"
                 )
             room = _room(self.problem, self.method, self.memory)
-            chunk = _chunks(p, method_for(p, self.method, self.device), room)
+            with set_workers(self.workers):
+                chunk = _chunks(p, method_for(p, self.method, self.device), room)
         if np.result_type(dtype, p.dtype) != p.dtype and not (
             dtype.kind in "iu" and p.dtype == np.float64
         ):

@@ -62,6 +62,9 @@ class Problem:
     batch_shape: tuple[int, ...]
     bank_shape: tuple[int, ...]
     paired_shape: tuple[int, ...]
+    # x's own dtype where it differs from the compute dtype (integers, float16): each
+    # block of x is then converted, a copy the memory budget counts; None otherwise
+    x_dtype: np.dtype | None = None
 
     def with_batch_shape(self, x_shape: tuple[int, ...]) -> Problem | None:
         """This problem for an ``x`` of ``x_shape`` that differs only in its batch axes, or
@@ -298,6 +301,7 @@ def make_problem(
         batch_shape=tuple(xs[c] for c in sp.batch),
         bank_shape=tuple(ws[c] for c in sp.bank),
         paired_shape=tuple(xs[c] for c in sp.paired),
+        x_dtype=None if np.dtype(x_dtype) == dtype else np.dtype(x_dtype),
     )
 
 
