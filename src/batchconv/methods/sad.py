@@ -158,6 +158,11 @@ def workspace_bytes(p: Problem, b: int, k: int, budget: int | None = None) -> in
     if uses_window_rows(p, budget):
         return compiled.window_rows_bytes(p, b)
     copy = padded_copy_bytes(p, b)
-    per_row = k * p.P * prod(p.O[1:])  # outputs in one row of the first output axis
-    tile_out = min(b * p.O[0] * per_row, max(_TILE // max(p.T[-1], 1), per_row))
-    return copy + get_workers() * (tile_out * (p.T[-1] * r + 8 + 2 * r) + _UFUNC_BUFFERS)
+    # the tiles of _sad_numpy: their outputs, and how many run at once
+    row = k * p.P * prod(p.O[1:])  # outputs in one row of the first output axis
+    step = max(1, _TILE // max(row * p.T[-1], 1))
+    items = max(1, step // max(p.O[0], 1))
+    tiles = -(-b // items) * -(-p.O[0] // step)
+    tile_out = min(items, b) * min(step, p.O[0]) * row
+    in_flight = min(get_workers(), tiles)
+    return copy + in_flight * (tile_out * (p.T[-1] * r + 8 + 2 * r) + _UFUNC_BUFFERS)
