@@ -52,7 +52,7 @@ from types import ModuleType
 import numpy as np
 
 from . import compiled
-from .geometry import AxisGeometry, axis_geometry, pad_sliding, padded_copy_bytes
+from .geometry import AxisGeometry, axis_geometry, pad_sliding
 from .methods import get_method, sad, torch_sad
 from .nonfinite import affected_windows
 from .problem import Problem
@@ -369,32 +369,23 @@ class MetricMethod:
         return False
 
     def workspace_bytes(self, p: Problem, b: int, k: int, budget: int | None = None) -> int:
-        """The padded copy of the chunk and its centred copy, then the larger of: the
-        window statistics being computed (:func:`statistics_bytes`), or the statistics
-        held with the correlation's temporaries (its work buffers stay with the thread)
-        and the combination, filter by filter (three float64 maps of one filter's
-        outputs).
+        """The mask of non-finite inputs, the padded copy of the chunk and its centred
+        copy, then the larger of: the window statistics being computed
+        (:func:`statistics_bytes`), or the statistics held with the correlation's
+        temporaries and the combination (ssd: two or three float64 maps of one filter's
+        outputs; ncc and cosine: none when the compiled kernel gave the inverse spreads,
+        else the noise floor, the flat mask and the inverse spreads in the compute dtype).
 
-        With the FFT (whose ``block_bytes`` tells its work buffers apart): the mask of
-        non-finite inputs besides; the correlation's peak or its work buffers with the
-        combination (none for ncc and cosine when the compiled kernel gave the inverse
-        spreads; else the noise floor, the flat mask and the inverse spreads in the
-        compute dtype); with more blocks, its work buffers held while the next block's
-        statistics are computed; and at least the filters' transform (``prepare``)."""
+        The direct method's temporaries are work buffers, which stay with the thread:
+        they count beside the combination. The FFT's ``block_bytes`` tells its work
+        buffers apart: its peak, or its work buffers with the combination; with more
+        blocks, its work buffers held while the next block's statistics are computed; and
+        at least the filters' transform (``prepare``)."""
         r = p.dtype.itemsize
         padded = b * p.C * p.P * prod(g.padded for g in p.geoms)
         centred = padded * r  # (cosine: a contiguous copy, where x is not one)
         computing, held = statistics_bytes(p, b)
         outs = b * p.P * prod(p.O)
-        block_bytes = getattr(self.method, "block_bytes", None)
-        if block_bytes is None:
-            combine = outs * (3 * 8 + r) if p.metric == "ssd" else outs * (8 + 1 + r)
-            inner = self.method.workspace_bytes(inner_problem(p), b, k, budget)
-            # the correlation's work buffers (xp.work_buffer) stay with the thread while
-            # the results are combined
-            return padded_copy_bytes(p, b) + centred + max(computing, held + inner + combine)
-        q = inner_problem(p)
-        inner, kept = block_bytes(q, b, k)
         geoms = tuple(_valid_geometry(g) for g in p.geoms)
         if p.metric == "ssd":  # rest and y (and the previous filter's), 2 x a block column
             combine = outs * ((3 if k > 1 else 2) * 8 + r)
@@ -402,12 +393,18 @@ class MetricMethod:
             combine = 0  # normalised in place by the fused kernel's inverse spreads
         else:  # _inverse_spread: the noise floor, the flat mask, the inverse in p.dtype
             combine = outs * (8 + 1 + (r if p.dtype != np.float64 else 0))
-        again = kept if b < p.B or k < p.K else 0  # the last block's work buffers
         bad = b * p.C * p.P * prod(g.n for g in p.geoms)  # ~isfinite(x)
         pad = 0  # np.pad's copy (before the trim of windows past the last output)
         if any(g.lo or g.hi > 0 for g in p.geoms):
             pad = b * p.C * p.P * prod(g.lo + g.n + max(g.hi, 0) for g in p.geoms) * r
         call = bad + pad + centred
+        q = inner_problem(p)
+        block_bytes = getattr(self.method, "block_bytes", None)
+        if block_bytes is None:  # its temporaries are work buffers: they stay
+            inner = self.method.workspace_bytes(q, b, k, budget)
+            return call + max(computing, held + inner + combine)
+        inner, kept = block_bytes(q, b, k)
+        again = kept if b < p.B or k < p.K else 0  # the last block's work buffers
         call += max(computing + again, held + max(inner, kept + combine))
         return max(call, self.method.prepare_bytes(q, budget))
 
