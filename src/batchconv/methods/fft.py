@@ -158,9 +158,10 @@ def fft_shape(p: Problem) -> tuple[int, ...]:
 @lru_cache(maxsize=256)
 def real_axis(shape: tuple[int, ...]) -> int:
     """The sliding axis that carries the real-to-complex transform: the longest (the last
-    of equals), so that the half spectrum is smallest. Seed 000's (144, 144, 4) keeps
-    144 x 73 x 4 bins rather than 144 x 144 x 3, and the short axis is never the one
-    whose inverse writes the output rows."""
+    of equals), so that the half spectrum is smallest. RGB images of 96x96 against 96x96
+    filters, 'same' (FFT shape (144, 144, 4)), keep 144 x 73 x 4 bins rather than
+    144 x 144 x 3, and the short axis is never the one whose inverse writes the output
+    rows."""
     return max(range(len(shape)), key=lambda i: (shape[i], i))
 
 
