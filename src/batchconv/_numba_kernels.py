@@ -46,8 +46,7 @@ import numba
 import numpy as np
 from numpy.lib.stride_tricks import as_strided
 
-from .compiled import long_axis_last
-from .problem import Problem
+from .problem import Problem, long_axis_last
 from .xp import get_workers, parallel_for
 
 _V = 16  # the output row is rounded up to a multiple of this (one AVX-512 register)

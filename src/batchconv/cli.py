@@ -7,17 +7,13 @@ import argparse
 import os
 import sys
 
-# Idle threads of one library's pool spin for a while after each parallel call (OpenMP:
-# torch, numba's omp layer; OpenBLAS), taking the cores from whatever runs next: on the
-# 2-core dev VM, alternating F.conv2d with a NumPy GEMM made each 1.5-3x slower. The
-# benchmark compares libraries call by call, so its process lets idle threads sleep.
-QUIET_THREAD_POOLS = {"OMP_WAIT_POLICY": "PASSIVE", "OPENBLAS_THREAD_TIMEOUT": "4"}
-
 
 def main(argv: list[str] | None = None) -> int:
     from_command_line = argv is None
     argv = sys.argv[1:] if argv is None else list(argv)
     if argv[:1] == ["bench"]:  # its own options: batchconv bench --help
+        from .xp import QUIET_THREAD_POOLS
+
         missing = {k: v for k, v in QUIET_THREAD_POOLS.items() if k not in os.environ}
         if from_command_line and missing and "-h" not in argv and "--help" not in argv:
             # the thread libraries read these when loaded: start again with them set
@@ -56,7 +52,7 @@ def main(argv: list[str] | None = None) -> int:
 
         return 0 if run_demo() else 1
     if args.command == "warmup":
-        from .compiled import warmup
+        from .warmup import warmup
 
         warmup()
         return 0

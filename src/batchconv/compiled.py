@@ -21,13 +21,11 @@ import stat
 import sys
 import tempfile
 import threading
-import time
 import warnings
-from collections.abc import Callable
 from math import prod
 
 from .geometry import padded_copy_bytes
-from .problem import Problem
+from .problem import Problem, long_axis_last
 from .xp import get_workers, has_module
 
 __all__ = [
@@ -35,7 +33,6 @@ __all__ = [
     "enabled",
     "kernels",
     "cache_dir",
-    "warmup",
     "long_axis_last",
     "window_rows_bytes",
     "window_rows_fit",
@@ -160,69 +157,6 @@ def cache_dir() -> str | None:
     return _cache_dir  # type: ignore[return-value]
 
 
-def warmup(log: Callable[[str], object] | None = print) -> dict:
-    """Compile every kernel once, for float32 and float64, through the calls that use
-    them (one-filter correlations, SAD, the window statistics of ssd/ncc/cosine, window
-    sums in 1-D and 3-D), so that the first call of each kind in later processes loads
-    them from :func:`cache_dir` instead of compiling (seconds each). Kernels already in
-    the cache are loaded, not compiled again. ``batchconv warmup`` runs it; so does
-    ``batchconv demo``.
-
-    Returns what it did: ``compiled`` and ``loaded`` (the kernels, one per function and
-    argument types, that numba compiled, or loaded from its cache), ``seconds`` and
-    ``cache_dir``.
-    """
-    import numpy as np
-
-    from .api import correlate
-
-    say = log or (lambda s: None)
-    if not enabled():
-        reason = (
-            "switched off (BATCHCONV_DISABLE_NUMBA)"
-            if not USE_NUMBA
-            else "numba is not installed"
-            if not has_module("numba")
-            else "no writable folder to cache them in"
-        )
-        say(f"batchconv warmup: nothing to compile, the NumPy code runs ({reason})")
-        return {"compiled": 0, "loaded": 0, "seconds": 0.0, "cache_dir": cache_dir()}
-    say(f"batchconv warmup: compiling the kernels, or loading them from {cache_dir()}")
-    t0 = time.perf_counter()
-    before = _compile_counts()
-    rng = np.random.default_rng(0)
-    for dtype in (np.float32, np.float64):
-        x = rng.random((2, 24, 24)).astype(dtype)
-        read_only = x.copy()
-        read_only.flags.writeable = False  # read in place: a type of its own for numba
-        one = rng.random((5, 5)).astype(dtype)
-        bank = rng.random((2, 5, 5)).astype(dtype)
-        t = time.perf_counter()
-        correlate(x, one, method="direct")  # one filter: the window-rows kernel
-        correlate(read_only, one, method="direct")
-        correlate(x, bank, metric="sad")  # the same kernel's absolute differences
-        correlate(x, bank, metric="ssd")  # 2-D window statistics (sums) ...
-        correlate(x, bank, metric="ncc")  # ... and their inverse spread (ncc, cosine)
-        took = time.perf_counter() - t
-        say(f"  {np.dtype(dtype).name}: one filter, sad, ssd/ncc/cosine  {took:.1f} s")
-    t = time.perf_counter()
-    correlate(rng.random((2, 64)), rng.random((2, 16)), metric="ssd")  # window sums, 1-D
-    correlate(rng.random((2, 12, 12, 12)), rng.random((2, 10, 10, 10)), metric="ssd")  # 3-D
-    say(f"  window sums (1-D, 3-D)  {time.perf_counter() - t:.1f} s")
-    made, loaded = (a - b for a, b in zip(_compile_counts(), before))
-    seconds = time.perf_counter() - t0
-    say(
-        f"batchconv warmup: {made} kernels compiled, {loaded} loaded from the cache, "
-        f"in {seconds:.1f} s"
-    )
-    return {
-        "compiled": made,
-        "loaded": loaded,
-        "seconds": seconds,
-        "cache_dir": cache_dir(),
-    }
-
-
 def _compile_counts() -> tuple[int, int]:
     """``(compiled, loaded)``: the kernels' signatures numba compiled in this process (not
     found in its cache), and those it loaded from the cache."""
@@ -231,16 +165,6 @@ def _compile_counts() -> tuple[int, int]:
         sum(sum(f.stats.cache_misses.values()) for f in funcs),
         sum(sum(f.stats.cache_hits.values()) for f in funcs),
     )
-
-
-def long_axis_last(p: Problem) -> tuple[int, ...] | None:
-    """The order of the sliding axes in which the window-rows kernel runs ``p``: the
-    longest output axis last when the last one is short (its rows would be mostly padding
-    to the vector width), else None (as they are)."""
-    longest = max(range(p.ndim), key=lambda i: p.O[i])
-    if p.O[-1] >= 64 or p.O[longest] < 4 * p.O[-1]:
-        return None
-    return tuple(i for i in range(p.ndim) if i != longest) + (longest,)
 
 
 def window_rows_bytes(p: Problem, b: int) -> int:

@@ -61,7 +61,7 @@ def config() -> dict:
     """The configuration as a dict (what :func:`show_config` prints)."""
     import numpy as np
 
-    from . import __version__
+    from ._version import __version__
 
     return {
         "batchconv": __version__,

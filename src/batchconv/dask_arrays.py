@@ -430,17 +430,8 @@ def lazy_correlate(
         pass
     xd, wd = (a if is_dask(a) else _as_dask(a) for a in (x, w))
     if 0 in xd.shape or 0 in wd.shape or 0 in p.out_shape:  # nothing to compute lazily
-        from .api import plan
-
-        empty = plan(
-            (xd.shape, xd.dtype),
-            np.zeros(wd.shape, wd.dtype),
-            spec,
-            convolve=flip,
-            method=method,
-            memory=memory,
-            workers=workers,
-            **options,
+        empty = plan_problem(
+            p, np.zeros(wd.shape, wd.dtype), method=method, memory=memory, workers=workers
         )(np.zeros(xd.shape, xd.dtype))
         return da.from_array(empty, chunks=empty.shape or ())
     sp = p.spec

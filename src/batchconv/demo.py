@@ -161,9 +161,9 @@ SEEDS = {"000": seed000, "001": seed001, "002": seed002, "003": seed003, "004": 
 
 
 def run_demo() -> bool:
-    """Compile the kernels (:func:`~batchconv.compiled.warmup`; cached for later runs),
+    """Compile the kernels (:func:`~batchconv.warmup.warmup`; cached for later runs),
     then run every seed; print a table; return True when every result matched."""
-    from .compiled import warmup
+    from .warmup import warmup
 
     warmup()
     print()

@@ -32,6 +32,7 @@ __all__ = [
     "canonical_w",
     "final_view",
     "canonical_out_view",
+    "long_axis_last",
 ]
 
 METRICS = ("dot", "ssd", "sad", "ncc", "cosine")  # see metrics.py
@@ -361,6 +362,16 @@ def canonical_w(p: Problem, w: np.ndarray) -> np.ndarray:
         c = np.conj(c)
     c = np.ascontiguousarray(c)
     return c.copy() if np.may_share_memory(c, w) else c
+
+
+def long_axis_last(p: Problem) -> tuple[int, ...] | None:
+    """The order of the sliding axes in which the window-rows kernel runs ``p``: the
+    longest output axis last when the last one is short (its rows would be mostly padding
+    to the vector width), else None (as they are)."""
+    longest = max(range(p.ndim), key=lambda i: p.O[i])
+    if p.O[-1] >= 64 or p.O[longest] < 4 * p.O[-1]:
+        return None
+    return tuple(i for i in range(p.ndim) if i != longest) + (longest,)
 
 
 def final_view(p: Problem, canon):

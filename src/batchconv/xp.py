@@ -508,6 +508,13 @@ def blas_threads():
     return _BlasLimit(n)
 
 
+# Idle threads of one library's pool spin for a while after each parallel call (OpenMP:
+# torch, numba's omp layer; OpenBLAS), taking the cores from whatever runs next: on the
+# 2-core dev VM, alternating F.conv2d with a NumPy GEMM made each 1.5-3x slower. The
+# benchmark (batchconv bench, which restarts itself with these set) compares libraries
+# call by call, so its process lets idle threads sleep.
+QUIET_THREAD_POOLS = {"OMP_WAIT_POLICY": "PASSIVE", "OPENBLAS_THREAD_TIMEOUT": "4"}
+
 _engines: dict[str, _Engine] = {}
 # the one shared pool: at most cores - 1 threads (the caller is the last), started as needed
 _pool: list[ThreadPoolExecutor] = []

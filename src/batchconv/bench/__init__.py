@@ -34,7 +34,7 @@ WORKLOADS = {m.NAME: m for m in (seed000, seed001, cnn, seed003, seed004, ncc, c
 
 def machine() -> str:
     """The CPU, cores and versions, in one line."""
-    from .. import __version__
+    from .._version import __version__
     from ..config import config
 
     cpu = "unknown CPU"
@@ -73,7 +73,7 @@ def run_bench(quick: bool = True, only: list[str] | None = None, log=_log) -> di
         sec.notes.append(f"ran in {time.perf_counter() - t0:.0f} s")
         sections.append(sec)
         log(f"[{i}/{len(names)}] {name} done in {time.perf_counter() - t0:.0f} s")
-    from ..cli import QUIET_THREAD_POOLS
+    from ..xp import QUIET_THREAD_POOLS
 
     pools = ", ".join(f"{k}={os.environ.get(k, 'unset')}" for k in QUIET_THREAD_POOLS)
     return {
