@@ -12,7 +12,8 @@ import hashlib
 import threading
 import weakref
 from collections import OrderedDict
-from typing import TYPE_CHECKING, Any, overload
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any, TypedDict, overload
 
 import numpy as np
 
@@ -25,13 +26,29 @@ from .tensors import TORCH_METHODS, device_of
 from .xp import clear_work_buffers
 
 if TYPE_CHECKING:  # optional packages: named in annotations only
-    from collections.abc import Callable, Sequence
-
     from dask.array import Array as DaskArray
     from numpy.typing import ArrayLike
     from torch import Tensor
+    from typing_extensions import Unpack  # (typing's own from Python 3.12)
 
 __all__ = ["correlate", "convolve", "plan", "clear_plan_cache"]
+
+
+class Options(TypedDict, total=False):
+    """The keyword options of :func:`correlate` and :func:`convolve`, for the type
+    checker: one list for every typed form (overload) of the two."""
+
+    mode: str
+    stride: int | Sequence[int]
+    dilation: int | Sequence[int]
+    padding: str
+    cval: complex
+    metric: str
+    reduce: str | Callable[..., Any] | None
+    method: str
+    memory: int | str | None
+    workers: int | None
+
 
 # correlate/convolve remember their last few plans, keyed by every argument and a digest of
 # w's bytes (for filters on a GPU: the tensor's identity and version): calling again with
@@ -248,96 +265,29 @@ def _make_plan(
 
 @overload
 def correlate(
-    x: np.ndarray,
-    w: np.ndarray,
-    spec: str | None = ...,
-    *,
-    mode: str = ...,
-    stride: int | Sequence[int] = ...,
-    dilation: int | Sequence[int] = ...,
-    padding: str = ...,
-    cval: complex = ...,
-    metric: str = ...,
-    reduce: str | Callable[..., Any] | None = ...,
-    method: str = ...,
-    memory: int | str | None = ...,
-    workers: int | None = ...,
+    x: np.ndarray, w: np.ndarray, spec: str | None = ..., **options: Unpack[Options]
 ) -> np.ndarray: ...
 
 
 @overload
 def correlate(
-    x: DaskArray,
-    w: Any,
-    spec: str | None = ...,
-    *,
-    mode: str = ...,
-    stride: int | Sequence[int] = ...,
-    dilation: int | Sequence[int] = ...,
-    padding: str = ...,
-    cval: complex = ...,
-    metric: str = ...,
-    reduce: str | Callable[..., Any] | None = ...,
-    method: str = ...,
-    memory: int | str | None = ...,
-    workers: int | None = ...,
+    x: DaskArray, w: Any, spec: str | None = ..., **options: Unpack[Options]
 ) -> DaskArray: ...
 
 
 @overload
 def correlate(
-    x: Any,
-    w: DaskArray,
-    spec: str | None = ...,
-    *,
-    mode: str = ...,
-    stride: int | Sequence[int] = ...,
-    dilation: int | Sequence[int] = ...,
-    padding: str = ...,
-    cval: complex = ...,
-    metric: str = ...,
-    reduce: str | Callable[..., Any] | None = ...,
-    method: str = ...,
-    memory: int | str | None = ...,
-    workers: int | None = ...,
+    x: Any, w: DaskArray, spec: str | None = ..., **options: Unpack[Options]
 ) -> DaskArray: ...
 
 
 @overload
-def correlate(
-    x: Tensor,
-    w: Any,
-    spec: str | None = ...,
-    *,
-    mode: str = ...,
-    stride: int | Sequence[int] = ...,
-    dilation: int | Sequence[int] = ...,
-    padding: str = ...,
-    cval: complex = ...,
-    metric: str = ...,
-    reduce: str | Callable[..., Any] | None = ...,
-    method: str = ...,
-    memory: int | str | None = ...,
-    workers: int | None = ...,
-) -> Tensor: ...
+def correlate(x: Tensor, w: Any, spec: str | None = ..., **options: Unpack[Options]) -> Tensor: ...
 
 
 @overload
 def correlate(
-    x: ArrayLike,
-    w: Any,
-    spec: str | None = ...,
-    *,
-    mode: str = ...,
-    stride: int | Sequence[int] = ...,
-    dilation: int | Sequence[int] = ...,
-    padding: str = ...,
-    cval: complex = ...,
-    metric: str = ...,
-    reduce: str | Callable[..., Any] | None = ...,
-    method: str = ...,
-    memory: int | str | None = ...,
-    workers: int | None = ...,
+    x: ArrayLike, w: Any, spec: str | None = ..., **options: Unpack[Options]
 ) -> np.ndarray: ...
 
 
@@ -440,96 +390,29 @@ def correlate(
 
 @overload
 def convolve(
-    x: np.ndarray,
-    w: np.ndarray,
-    spec: str | None = ...,
-    *,
-    mode: str = ...,
-    stride: int | Sequence[int] = ...,
-    dilation: int | Sequence[int] = ...,
-    padding: str = ...,
-    cval: complex = ...,
-    metric: str = ...,
-    reduce: str | Callable[..., Any] | None = ...,
-    method: str = ...,
-    memory: int | str | None = ...,
-    workers: int | None = ...,
+    x: np.ndarray, w: np.ndarray, spec: str | None = ..., **options: Unpack[Options]
 ) -> np.ndarray: ...
 
 
 @overload
 def convolve(
-    x: DaskArray,
-    w: Any,
-    spec: str | None = ...,
-    *,
-    mode: str = ...,
-    stride: int | Sequence[int] = ...,
-    dilation: int | Sequence[int] = ...,
-    padding: str = ...,
-    cval: complex = ...,
-    metric: str = ...,
-    reduce: str | Callable[..., Any] | None = ...,
-    method: str = ...,
-    memory: int | str | None = ...,
-    workers: int | None = ...,
+    x: DaskArray, w: Any, spec: str | None = ..., **options: Unpack[Options]
 ) -> DaskArray: ...
 
 
 @overload
 def convolve(
-    x: Any,
-    w: DaskArray,
-    spec: str | None = ...,
-    *,
-    mode: str = ...,
-    stride: int | Sequence[int] = ...,
-    dilation: int | Sequence[int] = ...,
-    padding: str = ...,
-    cval: complex = ...,
-    metric: str = ...,
-    reduce: str | Callable[..., Any] | None = ...,
-    method: str = ...,
-    memory: int | str | None = ...,
-    workers: int | None = ...,
+    x: Any, w: DaskArray, spec: str | None = ..., **options: Unpack[Options]
 ) -> DaskArray: ...
 
 
 @overload
-def convolve(
-    x: Tensor,
-    w: Any,
-    spec: str | None = ...,
-    *,
-    mode: str = ...,
-    stride: int | Sequence[int] = ...,
-    dilation: int | Sequence[int] = ...,
-    padding: str = ...,
-    cval: complex = ...,
-    metric: str = ...,
-    reduce: str | Callable[..., Any] | None = ...,
-    method: str = ...,
-    memory: int | str | None = ...,
-    workers: int | None = ...,
-) -> Tensor: ...
+def convolve(x: Tensor, w: Any, spec: str | None = ..., **options: Unpack[Options]) -> Tensor: ...
 
 
 @overload
 def convolve(
-    x: ArrayLike,
-    w: Any,
-    spec: str | None = ...,
-    *,
-    mode: str = ...,
-    stride: int | Sequence[int] = ...,
-    dilation: int | Sequence[int] = ...,
-    padding: str = ...,
-    cval: complex = ...,
-    metric: str = ...,
-    reduce: str | Callable[..., Any] | None = ...,
-    method: str = ...,
-    memory: int | str | None = ...,
-    workers: int | None = ...,
+    x: ArrayLike, w: Any, spec: str | None = ..., **options: Unpack[Options]
 ) -> np.ndarray: ...
 
 
