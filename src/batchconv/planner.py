@@ -369,12 +369,8 @@ class Plan:
         if dtype.kind not in "iufc":  # booleans, strings, objects: as correlate says
             result_dtype(dtype, p.dtype)
         x_dtype = None if dtype == p.dtype else dtype
-        if x_dtype != p.x_dtype:  # another conversion copy (or none): other blocks
+        if x_dtype != p.x_dtype:  # another conversion copy (or none)
             p = replace(p, x_dtype=x_dtype)
-            if shape == p.x_shape:
-                room = _room(self.problem, self.method, self.memory)
-                with set_workers(self.workers):
-                    chunk = _chunks(p, method_for(p, self.method, self.device), room)
         if shape != p.x_shape:
             p = p.with_batch_shape(shape)
             if p is None:
@@ -383,6 +379,7 @@ class Plan:
                     f"this plan was made for x of shape {self.problem.x_shape}, "
                     f"got {shape}; only the batch axes ({batch!r}) may differ"
                 )
+        if p is not self.problem:  # other blocks for it
             room = _room(self.problem, self.method, self.memory)
             with set_workers(self.workers):
                 chunk = _chunks(p, method_for(p, self.method, self.device), room)
