@@ -6,8 +6,8 @@ the inputs and the result — the filter state made by ``bc.plan`` and the tempo
 call — stays within ``memory=`` plus ``SLACK``, or ``bc.plan`` refuses with MemoryError
 before computing anything. ``explain()``'s peak (``Plan.peak_bytes``) is within 25 % of the
 measured peak, plus ``SLACK``: never below it, and not above it either where one thread
-runs (with several, the peak depends on how their work overlaps in time) and the plan
-does not run the compiled window-rows kernel (see ``_window_rows``).
+runs (with several, the peak depends on how their work overlaps in time). (The x here
+is C-ordered; other layouts: ``test_layouts.py``.)
 
 NumPy arrays are measured with tracemalloc (NumPy reports its allocations to it); torch
 CPU tensors and the compiled kernels, whose memory tracemalloc does not see, by the
@@ -147,19 +147,10 @@ def test_plan_and_call_stay_within_the_budget(case, numba):
     )
     # with threads the peak depends on how their work overlaps in time (the estimate is
     # the worst case, which a run may or may not reach): one thread measures it exactly
-    if opts["workers"] == 1 and not _window_rows(explain):
+    if opts["workers"] == 1:
         assert estimate <= 1.25 * peak + SLACK, (
             f"explain()'s peak {estimate} over {peak} measured\n{explain}"
         )
-
-
-def _window_rows(explain: str) -> bool:
-    """Whether the plan runs the compiled window-rows kernel (one-filter direct, SAD).
-    Its estimate counts the copy the kernel makes of inputs it cannot read in place (a
-    stride, or a last axis that is not contiguous): whether it can depends on the
-    layout of the x of each call, which a plan does not know, so for contiguous inputs
-    the estimate is an upper bound only (README, "memory")."""
-    return "compiled window-rows kernel" in explain or "compiled SAD kernel" in explain
 
 
 _RSS_SCRIPT = textwrap.dedent(

@@ -547,13 +547,14 @@ def _rows_in_place(
     p: Problem, xp: np.ndarray, xstrides: tuple[int, ...] | None, fold: bool
 ) -> bool:
     """The kernel reads ``xp`` itself when its last axis is contiguous and has stride 1
-    (no phases to split), folded rows being one row stride apart; segments then end
-    exactly where the outputs do, so nothing past the windows is read."""
+    (no phases to split), folded rows being one row stride apart (the stride of a single
+    row means nothing); segments then end exactly where the outputs do, so nothing past
+    the windows is read."""
     return (
         xstrides is not None
         and p.geoms[-1].stride == 1
         and xstrides[-1] == 1
-        and (not fold or p.ndim < 2 or xstrides[-2] >= xp.shape[-1])
+        and (not fold or p.ndim < 2 or xp.shape[-2] == 1 or xstrides[-2] >= xp.shape[-1])
     )
 
 

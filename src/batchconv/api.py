@@ -23,7 +23,7 @@ from .dask_arrays import lazy_correlate
 from .planner import Plan, plan_problem
 from .problem import make_problem
 from .tensors import TORCH_METHODS, device_of
-from .xp import clear_work_buffers
+from .xp import clear_work_buffers, element_strides
 
 if TYPE_CHECKING:  # optional packages: named in annotations only
     from dask.array import Array as DaskArray
@@ -101,6 +101,7 @@ def _cache_key(x, w, spec, options: dict):
             return None
     if type(x) is np.ndarray and type(w) is np.ndarray and w.dtype.kind in "iufc":
         shape, dtype, device = x.shape, x.dtype, None  # the common case, in fewer steps
+        layout = x.strides
     elif device_of(w) not in (None, "cpu"):  # filters on a GPU: the tensor itself
         signature = (
             (x.shape, x.dtype, x.device)
@@ -123,6 +124,7 @@ def _cache_key(x, w, spec, options: dict):
     else:
         shape, dtype = _x_signature(x)
         device = device_of(x)
+        layout = _x_strides(x)
         w = _as_array(w, "w")
     if w.nbytes > _PLAN_CACHE_MAX_W_BYTES:
         return None
@@ -131,7 +133,7 @@ def _cache_key(x, w, spec, options: dict):
     digest = hashlib.sha1(
         np.ascontiguousarray(w).view(np.uint8).ravel(), usedforsecurity=False
     ).digest()
-    return (shape, dtype.str, device, w.shape, w.dtype.str, spec, opts, digest)
+    return (shape, dtype.str, layout, device, w.shape, w.dtype.str, spec, opts, digest)
 
 
 def _cached_plan(x, w, spec, flip: bool, options: dict) -> Plan:
@@ -215,6 +217,14 @@ def _x_signature(x):
     return _shape_dtype(x, "x")
 
 
+def _x_strides(x) -> tuple[float, ...] | None:
+    """x's strides in elements (None for a ``(shape, dtype)`` pair or nested lists: C
+    order), which tell a plan how its kernels can read x (:func:`problem.x_layout`)."""
+    if _is_signature(x) or not (isinstance(x, np.ndarray) or device_of(x) is not None):
+        return None
+    return element_strides(x)
+
+
 def _shape_dtype(a, name: str):
     """(shape, dtype) of an array or a tensor (on any device, not copied)."""
     if device_of(a) is not None:
@@ -259,6 +269,7 @@ def _make_plan(
         metric=metric,
         reduce=reduce,
         flip=flip,
+        x_strides=_x_strides(x),
     )
     return plan_problem(p, w, method=method, memory=memory, workers=workers, device=device)
 

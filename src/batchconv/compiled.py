@@ -36,9 +36,12 @@ __all__ = [
     "long_axis_last",
     "window_rows_bytes",
     "window_rows_fit",
+    "reads_in_place",
 ]
 
 USE_NUMBA = os.environ.get("BATCHCONV_DISABLE_NUMBA", "") in ("", "0")
+
+_ROW_SEGMENT = 4096  # outputs per task of a row at most, when rows are few (_numba_kernels)
 
 _UNSET = object()
 _cache_dir: object = _UNSET  # cache_dir()'s answer, found once per process
@@ -167,25 +170,41 @@ def _compile_counts() -> tuple[int, int]:
     )
 
 
-def window_rows_bytes(p: Problem, b: int) -> int:
+def window_rows_bytes(p: Problem, b: int, layout: bool = True) -> int:
     """Temporaries of a method running the window-rows kernel on ``b`` items, at most:
     the padded copy of the chunk (:func:`geometry.padded_copy_bytes`), then the kernel's
     own: the padded chunk split into ``stride`` phases along the kernel's last axis (each
-    row padded by 16 samples; no copy at all where stride 1 and a contiguous last axis let
-    the kernel read the input in place, which depends on the layout, not on the problem),
-    and a row of float64 sums per thread."""
+    row padded by 16 samples), unless it reads x's rows in place (:func:`reads_in_place`;
+    with ``layout=False``, whatever x's layout), and a row of float64 sums per thread."""
     order = long_axis_last(p) or tuple(range(p.ndim))
     geoms = [p.geoms[i] for i in order]
     g = geoms[-1]
     lead = b * p.C * p.P * prod(q.padded for q in geoms[:-1])
+    phases = lead * g.stride * (-(-g.padded // g.stride) + 16) * p.dtype.itemsize
+    in_place = layout and reads_in_place(p)
+    # each thread's sums of the segment of a row it computes (float64 and the compute
+    # dtype, two rows at a time): whole rows where rows are many and copied, else
+    # segments of at most _ROW_SEGMENT outputs
+    rows = b * p.K * p.P * prod(p.O[i] for i in order[:-1])
+    seg = g.out if rows >= 4 * get_workers() and not in_place else min(g.out, _ROW_SEGMENT)
     return (
         padded_copy_bytes(p, b)
-        + lead * g.stride * (-(-g.padded // g.stride) + 16) * p.dtype.itemsize
-        + get_workers() * 16 * (p.O[order[-1]] + 64)
+        + (0 if in_place else phases)
+        + get_workers() * 2 * (8 + p.dtype.itemsize) * (seg + 16)
     )
 
 
+def reads_in_place(p: Problem) -> bool:
+    """Whether the window-rows kernel reads the rows of ``p``'s x (or of its padded copy,
+    which keeps x's memory order) where they are, with no copy in stride phases: stride 1
+    along the axis it runs last (:func:`problem.long_axis_last`), and x's samples
+    adjacent along it (``p.x_unit_axis``)."""
+    last = (long_axis_last(p) or (p.ndim - 1,))[-1]
+    return p.geoms[last].stride == 1 and p.x_unit_axis == last
+
+
 def window_rows_fit(p: Problem, budget: int | None) -> bool:
-    """True when one item's window-rows temporaries fit ``budget`` (None: no budget):
-    the kernel copies whole items, where the NumPy fallbacks' tiles need less."""
-    return budget is None or window_rows_bytes(p, 1) <= budget
+    """True when one item's window-rows temporaries fit ``budget`` (None: no budget)
+    whatever x's layout (a plan's later calls may bring another): the kernel copies
+    whole items, where the NumPy fallbacks' tiles need less."""
+    return budget is None or window_rows_bytes(p, 1, layout=False) <= budget

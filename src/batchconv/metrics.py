@@ -120,7 +120,10 @@ def inner_problem(p: Problem) -> Problem:
         reduce=None,
         metric="dot",
         integer_inputs=False,
-        x_dtype=None,  # the padded, centred copy is in the compute dtype
+        x_dtype=None,  # the padded, centred copy is in the compute dtype ...
+        # ... and in C order (b, C, P, *padded): the last sliding axis is contiguous
+        x_unit_axis=p.ndim - 1 if p.geoms[-1].padded > 1 else None,
+        x_contiguous=True,
     )
 
 
@@ -383,7 +386,10 @@ class MetricMethod:
         at least the filters' transform (``prepare``)."""
         r = p.dtype.itemsize
         padded = b * p.C * p.P * prod(g.padded for g in p.geoms)
-        centred = padded * r  # (cosine: a contiguous copy, where x is not one)
+        # cosine reads the (padded) chunk in place where it is C-contiguous: x is, and no
+        # windows past the last output are trimmed off
+        in_place = p.metric == "cosine" and p.x_contiguous and all(g.hi >= 0 for g in p.geoms)
+        centred = 0 if in_place else padded * r
         computing, held = statistics_bytes(p, b)
         outs = b * p.P * prod(p.O)
         geoms = tuple(_valid_geometry(g) for g in p.geoms)

@@ -45,11 +45,19 @@ from .problem import (
     canonical_x,
     final_view,
     result_dtype,
+    x_layout,
 )
 from .reduce import apply_reduce
 from .tensors import TORCH_METHODS, device_memory, is_cuda, run_plan
 from .tensors import canonical_w as tensor_canonical_w
-from .xp import available_memory, blas_threads, fft_engine, get_workers, set_workers
+from .xp import (
+    available_memory,
+    blas_threads,
+    element_strides,
+    fft_engine,
+    get_workers,
+    set_workers,
+)
 
 if TYPE_CHECKING:  # torch is optional: named in annotations only
     from numpy.typing import ArrayLike
@@ -269,7 +277,7 @@ class Plan:
         shortcut = self._shortcuts.get(layout)
         if shortcut is not None:
             return self._run_shortcut(shortcut, x)
-        p, chunk = self.problem_for(x.shape, x.dtype)
+        p, chunk = self.problem_for(x.shape, x.dtype, element_strides(x))
         mod = method_for(p, self.method)
         xc = canonical_x(p, x)
         _check_result_fits(p)
@@ -360,10 +368,14 @@ class Plan:
                 self._redo_nonfinite(p, xc, canon, None, flagged)
         return final
 
-    def problem_for(self, shape: tuple[int, ...], dtype) -> tuple[Problem, tuple[int, int]]:
-        """The problem and (batch, bank) block size for an ``x`` of ``shape`` and
-        ``dtype`` (a NumPy dtype): the planned one, or the same with other sizes of the
-        batch axes. Raises for any other shape, or a dtype that needs a wider type."""
+    def problem_for(
+        self, shape: tuple[int, ...], dtype, strides: tuple[int, ...] | None = None
+    ) -> tuple[Problem, tuple[int, int]]:
+        """The problem and (batch, bank) block size for an ``x`` of ``shape``, ``dtype``
+        (a NumPy dtype) and element ``strides`` (None: laid out as planned; the torch
+        methods do not depend on it): the planned one, or the same with other sizes of
+        the batch axes, or another layout. Raises for any other shape, or a dtype that
+        needs a wider type."""
         p, chunk = self.problem, self.chunk
         shape, dtype = tuple(shape), np.dtype(dtype)
         if dtype.kind not in "iufc":  # booleans, strings, objects: as correlate says
@@ -371,6 +383,10 @@ class Plan:
         x_dtype = None if dtype == p.dtype else dtype
         if x_dtype != p.x_dtype:  # another conversion copy (or none)
             p = replace(p, x_dtype=x_dtype)
+        if strides is not None and len(shape) == len(p.x_shape):  # (else refused below)
+            unit, contiguous = x_layout(p.spec, shape, strides)
+            if (unit, contiguous) != (p.x_unit_axis, p.x_contiguous):  # other copies
+                p = replace(p, x_unit_axis=unit, x_contiguous=contiguous)
         if shape != p.x_shape:
             p = p.with_batch_shape(shape)
             if p is None:

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, replace
-from functools import cached_property
+from functools import cached_property, lru_cache
 from math import prod
 
 import numpy as np
@@ -33,6 +33,7 @@ __all__ = [
     "final_view",
     "canonical_out_view",
     "long_axis_last",
+    "x_layout",
 ]
 
 METRICS = ("dot", "ssd", "sad", "ncc", "cosine")  # see metrics.py
@@ -66,6 +67,12 @@ class Problem:
     # x's own dtype where it differs from the compute dtype (integers, float16): each
     # block of x is then converted, a copy the memory budget counts; None otherwise
     x_dtype: np.dtype | None = None
+    # how x is laid out (x_layout; kept per call, like x_dtype): the sliding axis (its
+    # index in spec.sliding) whose samples are adjacent in memory, where the compiled
+    # kernels read x's rows in place (None: no such axis); whether x's canonical view is
+    # C-contiguous, where the metrics read it in place
+    x_unit_axis: int | None = None
+    x_contiguous: bool = False
 
     def with_batch_shape(self, x_shape: tuple[int, ...]) -> Problem | None:
         """This problem for an ``x`` of ``x_shape`` that differs only in its batch axes, or
@@ -198,8 +205,10 @@ def make_problem(
     metric: str = "dot",
     reduce=None,
     flip: bool = False,
+    x_strides: tuple[float, ...] | None = None,
 ) -> Problem:
-    """Validate every option against the shapes and build the :class:`Problem`."""
+    """Validate every option against the shapes and build the :class:`Problem`; x's
+    element strides ``x_strides`` (None: C order) tell how the kernels can read it."""
     x_shape, w_shape = tuple(int(s) for s in x_shape), tuple(int(s) for s in w_shape)
     dtype = result_dtype(x_dtype, w_dtype)
     if metric not in METRICS:
@@ -275,6 +284,7 @@ def make_problem(
         for c, s, d in zip(sp.sliding, strides, dils, strict=True)
     )
     # exact-integer results: integer data, and padding that adds only integers
+    unit, contiguous = x_layout(sp, x_shape, x_strides)
     integer_inputs = (
         np.dtype(x_dtype).kind in "iu"
         and np.dtype(w_dtype).kind in "iu"
@@ -303,6 +313,8 @@ def make_problem(
         bank_shape=tuple(ws[c] for c in sp.bank),
         paired_shape=tuple(xs[c] for c in sp.paired),
         x_dtype=None if np.dtype(x_dtype) == dtype else np.dtype(x_dtype),
+        x_unit_axis=unit,
+        x_contiguous=contiguous,
     )
 
 
@@ -362,6 +374,56 @@ def canonical_w(p: Problem, w: np.ndarray) -> np.ndarray:
         c = np.conj(c)
     c = np.ascontiguousarray(c)
     return c.copy() if np.may_share_memory(c, w) else c
+
+
+@lru_cache(maxsize=256)  # (once per layout: it runs on every call of a plan)
+def x_layout(
+    sp: Spec, shape: tuple[int, ...], strides: tuple[float, ...] | None = None
+) -> tuple[int | None, bool]:
+    """How methods can read an x of ``shape`` and element ``strides`` (None: C order)
+    in its canonical view ``(B, C, P, *S)`` and in copies of it in memory order (padded,
+    converted), as ``(unit axis, contiguous)``:
+
+    - the sliding axis (index in ``sp.sliding``) along which samples are adjacent:
+      stride 1 and more than one sample, every other axis of more than one sample further
+      apart than its length; no negative stride, and no axes merged by a copy
+      (:func:`canonical_x`). None when no sliding axis is, or when that cannot be told
+      from the layout (then a kernel may copy the rows);
+    - whether the canonical view is C-contiguous.
+
+    >>> sp = parse_spec("nchw,kchw->nkhw|hw")
+    >>> x_layout(sp, (2, 3, 8, 9)), x_layout(sp, (2, 3, 8, 9), (216, 1, 27, 3))
+    ((1, True), (None, False))
+    """
+    letters = sp.x
+    if sp.x_summed or strides is None:  # (a sum is a new array, in C order)
+        letters = "".join(c for c in sp.x if c not in sp.x_summed)
+        shape = tuple(n for n, c in zip(shape, sp.x, strict=True) if c not in sp.x_summed)
+        strides = tuple(prod(shape[i + 1 :]) for i in range(len(shape)))
+    size, step = dict(zip(letters, shape, strict=True)), dict(zip(letters, strides, strict=True))
+    if any(st < 0 for st in strides):
+        return None, False
+    expected, contiguous = 1, True
+    for c in reversed(sp.batch + sp.summed + sp.paired + sp.sliding):
+        if size[c] > 1:
+            contiguous &= step[c] == expected
+            expected *= size[c]
+    return _unit_axis(sp, letters, size, step), contiguous
+
+
+def _unit_axis(sp: Spec, letters: str, size: dict, step: dict) -> int | None:
+    """:func:`x_layout`'s unit axis, for the ``size`` and ``step`` of each letter."""
+    for group in (sp.batch, sp.summed, sp.paired):  # merged by a reshape: a view only if
+        big = [c for c in group if size[c] > 1]  # each is one stride of the next apart
+        if any(step[a] != step[b] * size[b] for a, b in zip(big, big[1:], strict=False)):
+            return None
+    unit = [i for i, c in enumerate(sp.sliding) if size[c] > 1 and step[c] == 1]
+    if len(unit) != 1:
+        return None
+    j, n = unit[0], size[sp.sliding[unit[0]]]
+    if any(step[c] < n for c in letters if c != sp.sliding[j] and size[c] > 1):
+        return None  # (rows that overlap: only made by as_strided)
+    return j
 
 
 def long_axis_last(p: Problem) -> tuple[int, ...] | None:

@@ -37,6 +37,7 @@ __all__ = [
     "work_buffer",
     "work_buffer_like",
     "memory_order",
+    "element_strides",
     "user_callback",
     "clear_work_buffers",
     "pocketfft",
@@ -250,9 +251,13 @@ def ordered_like(shape: tuple[int, ...], strides: tuple[int, ...] | None):
     return tuple(shape[i] for i in order), tuple(np.argsort(order).tolist())
 
 
-def _stride_order(strides: tuple[int, ...]) -> list[int]:
-    """Axes from the largest stride to the smallest (the one rule of memory order)."""
-    return sorted(range(len(strides)), key=lambda i: -abs(strides[i]))
+def _stride_order(strides: tuple[int, ...], shape: tuple[int, ...] | None = None) -> list[int]:
+    """Axes from the largest stride to the smallest (the one rule of memory order); where
+    ``shape`` is given, axes of one element first: their strides mean nothing (a reshape
+    sets them as it likes)."""
+    return sorted(
+        range(len(strides)), key=lambda i: (shape is None or shape[i] != 1, -abs(strides[i]))
+    )
 
 
 @functools.lru_cache(maxsize=1)
@@ -354,14 +359,27 @@ def user_callback():
         _work.callbacks -= 1
 
 
+def element_strides(a) -> tuple[float, ...]:
+    """The strides of ``a`` (a NumPy array, or a tensor: ``a.stride()``) in elements; a
+    fraction where one is not a whole number of elements (a field of a record array).
+
+    >>> element_strides(np.zeros((2, 3, 4)).transpose(2, 0, 1))
+    (1, 12, 4)
+    """
+    if not isinstance(a, np.ndarray):
+        return tuple(a.stride())
+    r = a.itemsize
+    return tuple(s // r if s % r == 0 else s / r for s in a.strides)
+
+
 def memory_order(a: np.ndarray) -> list[int]:
-    """``a``'s axes from the largest stride to the smallest: ``a.transpose(order)`` walks
-    memory in order.
+    """``a``'s axes from the largest stride to the smallest, those of one element first:
+    ``a.transpose(order)`` walks memory in order.
 
     >>> memory_order(np.zeros((2, 3, 4)).transpose(2, 0, 1))
     [1, 2, 0]
     """
-    return _stride_order(a.strides)
+    return _stride_order(a.strides, a.shape)
 
 
 def work_buffer_like(a: np.ndarray, slot: str, limit: int = _WORK_BUFFER_BYTES) -> np.ndarray:
