@@ -379,8 +379,9 @@ class MetricMethod:
         outputs; ncc and cosine: none when the compiled kernel gave the inverse spreads,
         else the noise floor, the flat mask and the inverse spreads in the compute dtype).
 
-        The direct method's temporaries are work buffers, which stay with the thread:
-        they count beside the combination. The FFT's ``block_bytes`` tells its work
+        The direct method's temporaries count beside the combination, and its work
+        buffers (``held_bytes``), which stay with the thread, beside the next block's
+        statistics. The FFT's ``block_bytes`` tells its work
         buffers apart: its peak, or its work buffers with the combination; with more
         blocks, its work buffers held while the next block's statistics are computed; and
         at least the filters' transform (``prepare``)."""
@@ -406,11 +407,13 @@ class MetricMethod:
         call = bad + pad + centred
         q = inner_problem(p)
         block_bytes = getattr(self.method, "block_bytes", None)
-        if block_bytes is None:  # its temporaries are work buffers: they stay
+        more = b < p.B or k < p.K  # (the previous block's work buffers are still held)
+        if block_bytes is None:  # direct: its temporaries, held beside the combination
             inner = self.method.workspace_bytes(q, b, k, budget)
-            return call + max(computing, held + inner + combine)
+            again = self.method.held_bytes(q, b, k, budget) if more else 0
+            return call + max(computing + again, held + inner + combine)
         inner, kept = block_bytes(q, b, k)
-        again = kept if b < p.B or k < p.K else 0  # the last block's work buffers
+        again = kept if more else 0
         call += max(computing + again, held + max(inner, kept + combine))
         return max(call, self.method.prepare_bytes(q, budget))
 

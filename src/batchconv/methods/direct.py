@@ -31,7 +31,7 @@ from ..geometry import pad_sliding, padded_copy_bytes
 from ..problem import Problem
 from ..xp import get_workers, parallel_for, work_buffer, work_buffer_like
 
-__all__ = ["DirectState", "prepare", "compute", "workspace_bytes"]
+__all__ = ["DirectState", "prepare", "compute", "workspace_bytes", "held_bytes"]
 
 # Tile sizes, in elements. GEMM patch tiles of 2^20 (4-8 MB): a 16x32x32x64 3x3 layer
 # ran at 67 / 105 GFLOP/s (NCHW / NHWC, float32) with 2^18 and 85 / 106 with 2^20 on the
@@ -333,17 +333,31 @@ def workspace_bytes(p: Problem, b: int, k: int, budget: int | None = None) -> in
     each thread with a tile."""
     if uses_window_rows(p, budget):
         return compiled.window_rows_bytes(p, b)
-    pad = padded_copy_bytes(p, b)
+    return padded_copy_bytes(p, b) + _tile_bytes(p, b, k, budget)[0]
+
+
+def held_bytes(p: Problem, b: int, k: int, budget: int | None = None) -> int:
+    """Bytes of the work buffers (``xp.work_buffer``) that one ``(b, k)`` block leaves
+    with its threads, held while the caller goes on (a metric's next block): the GEMM
+    tile's patches and product, shift-and-add's temporary per thread; none for the
+    compiled kernel."""
+    return 0 if uses_window_rows(p, budget) else _tile_bytes(p, b, k, budget)[1]
+
+
+def _tile_bytes(p: Problem, b: int, k: int, budget: int | None) -> tuple[int, int]:
+    """``(peak, held)`` of the NumPy tiles' temporaries for one ``(b, k)`` block."""
     r = p.dtype.itemsize
     tile = tile_elements(p, budget)
     sizes, inner = (b, *p.O), _expected_batch_inner(p)
     if use_gemm(p):
         most = _tile_max(sizes, gemm_positions(p, tile, k), inner)[0] * p.P
-        return pad + _held(most * p.window_size * r) + _held(most * k * r)
+        held = _held(most * p.window_size * r) + _held(most * k * r)
+        return held, held
     most, count = _tile_max(sizes, max(1, tile // max(k * p.P, 1)), inner)
     outputs = most * k * p.P
-    per_thread = _held(outputs * r) + 2 * min(outputs, _UFUNC_BUFFER) * r
-    return pad + per_thread * min(get_workers(), count)
+    threads = min(get_workers(), count)
+    held = _held(outputs * r) * threads
+    return held + 2 * min(outputs, _UFUNC_BUFFER) * r * threads, held
 
 
 def _held(nbytes: int) -> int:
