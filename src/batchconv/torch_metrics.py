@@ -106,16 +106,36 @@ class TorchMetricMethod:
         return False
 
     def workspace_bytes(self, p: Problem, b: int, k: int, budget: int | None = None) -> int:
-        """The correlation's temporaries, the padded centred chunk, its float64 sums and
-        the float64 combination temporaries."""
-        padded = b * p.P * prod(g.padded + g.dilation for g in p.geoms)
-        outs = b * k * p.P * prod(p.O)
-        return (
-            self.method.workspace_bytes(inner_problem(p), b, k, budget)
-            + padded * p.C * (p.dtype.itemsize + 16)
-            + padded * 8 * 4
-            + outs * 8 * 5
-        )
+        """What :meth:`_compute` holds, in its order: the mask of non-finite inputs, the
+        padded chunk (where there is padding) and its centred copy (ssd, ncc), the
+        correlation (with its own temporaries while it runs); then beside it the float64
+        window statistics: the channel sums of ``x'`` and ``x'^2`` as they are made,
+        then the window sums axis by axis, then the combination (ssd: three float64
+        blocks; ncc, cosine: two blocks in the compute dtype beside the float64 spread
+        of the items)."""
+        r = p.dtype.itemsize
+        pad_b = b * p.P * prod(g.padded for g in p.geoms)  # one channel of the chunk
+        outs_b, outs = b * p.P * prod(p.O), b * k * p.P * prod(p.O)
+        held = b * p.C * p.P * prod(p.S)  # ~isfinite(x)
+        if any(g.lo or g.hi for g in p.geoms):
+            held += p.C * pad_b * r  # pad_sliding's copy (a negative width too)
+        if p.metric != "cosine":
+            held += p.C * pad_b * r  # x - centre
+        dot = outs * r
+        correlate = self.method.workspace_bytes(inner_problem(p), b, k, budget)
+        # x' as float64, its channel sum, its square and theirs; then both stacked
+        stats = pad_b * 8 * max(2 * p.C + 2, p.C + 4)
+        sums, sizes, current, boxes = 2 * pad_b * 8, [g.padded for g in p.geoms], 0, 0
+        geoms = [_valid_geometry(g) for g in p.geoms]
+        for i in sorted(range(p.ndim), key=lambda i: geoms[i].out / max(geoms[i].n, 1)):
+            sizes[i] = geoms[i].out
+            result = 2 * b * p.P * prod(sizes) * 8
+            boxes, current = max(boxes, current + result), result
+        if p.metric == "ssd":
+            combine = 3 * outs * 8
+        else:  # the spread, s1^2 (ncc) or rsqrt, the inverse; the block times both
+            combine = 2 * outs * r + 3 * outs_b * 8
+        return held + dot + max(correlate, stats, sums + boxes, sums + 2 * outs_b * 8 + combine)
 
     def compute(self, p: Problem, st: TorchMetricState, xc, k0: int, k1: int, out=None):
         """The block ``(b, k1 - k0, P, *O)`` of the metric for the canonical chunk ``xc``.

@@ -79,15 +79,17 @@ class TorchSAD:
         return False
 
     def workspace_bytes(self, p: Problem, b: int, k: int, budget: int | None = None) -> int:
-        """The padded chunk (and its contiguous copy); for the plain-torch kernel also
-        the per-tap difference ``(b, k, C, P, *O)``, its channel sum, the row sum, its
-        float64 cast and the float64 accumulator."""
+        """The padded chunk (and its contiguous copy, for the Triton kernel); for the
+        plain-torch kernel, the padded chunk where there is padding, the float64
+        accumulator, the row sum, and the per-tap difference ``(b, k, C, P, *O)`` with
+        its channel sum (torch adds the row to the accumulator without a cast copy)."""
         r = p.dtype.itemsize
         padded = b * p.C * p.P * prod(g.padded for g in p.geoms) * r
         outs = b * k * p.P * prod(p.O)
         if uses_triton(p, self.device):
             return 2 * padded + outs * r  # + a contiguous block for a strided destination
-        return 2 * padded + outs * ((p.C + 3) * r + 16)
+        copy = padded if any(g.lo or g.hi for g in p.geoms) else 0
+        return copy + outs * (8 + (p.C + 2) * r)
 
     def compute(self, p: Problem, st: TorchSADState, xc, k0: int, k1: int, out=None):
         """The block ``(b, k1 - k0, P, *O)`` of sums of absolute differences."""
