@@ -22,7 +22,7 @@ from .arrays import from_numpy, is_dask, is_torch, numpy_dtype, to_numpy
 from .dask_arrays import lazy_correlate
 from .planner import Plan, plan_problem
 from .problem import make_problem
-from .tensors import TORCH_METHODS, device_of
+from .tensors import device_of
 from .xp import clear_work_buffers, element_strides
 
 if TYPE_CHECKING:  # optional packages: named in annotations only
@@ -186,7 +186,7 @@ def _run(x, w, spec, flip: bool, options: dict):
     x, kind = _array_and_kind(x, "x")
     if kind == "torch":  # a CPU tensor: the plan may run a NumPy or a torch method
         plan = _cached_plan(x, w, spec, flip, {**options, "device": "cpu"})
-        if plan.method in TORCH_METHODS:  # tensors in, a tensor out, no NumPy between
+        if plan.module.ON_TENSORS:  # tensors in, a tensor out, no NumPy between
             return plan(tensor)
         return from_numpy(plan(x), kind)
     return _cached_plan(x, w, spec, flip, options)(x)

@@ -18,14 +18,10 @@ True
 
 from __future__ import annotations
 
-from math import log2, prod
+from math import prod
 
-import numpy as np
-
-from .methods import direct as direct_method
-from .methods import fft as fft_method
+from .methods import get_method
 from .methods import sad as sad_method
-from .methods import torch_fft as torch_fft_method
 from .methods import torch_sad as torch_sad_method
 from .metrics import inner_problem
 from .problem import Problem
@@ -132,91 +128,21 @@ _SAD_CALL_CUDA = 3e-5
 _METRIC_PASS_CUDA = 1e-11
 
 
-def _single(p: Problem) -> bool:
-    return p.dtype in (np.float32, np.complex64)
-
-
 def flops(p: Problem, method: str) -> float:
     """Floating-point operations of one call (FFT: transforms of the items and of every
     pair's product, and the products; the filters' transforms are in the plan; SAD: a
     subtraction and an addition per tap; ssd/ncc/cosine: those of their correlation)."""
     if p.metric not in ("dot", "sad"):
         return flops(inner_problem(p), method)
-    if method in ("direct", "torch_direct"):
-        return 2.0 * p.B * p.K * p.P * prod(p.O) * p.window_size
-    f = _fft_parts(p, method)
-    return f["fft_flops"] + f["product_flops"] + f["channel_flops"]
-
-
-def _fft_parts(p: Problem, method: str = "fft", device: str | None = None) -> dict[str, float]:
-    if method == "torch_fft":  # whole items, at the device's lengths
-        shape, tiles = torch_fft_method.fft_shape(p, device), 1
-    else:
-        shape, tiles = fft_method.fft_shape(p), fft_method.tile_count(p)
-    n = prod(shape)
-    # the items' and the pairs' transforms, and the filters' own (made once per plan: a
-    # one-shot correlate pays them, and with many channels and filters they dominate,
-    # e.g. a 7x7 32->32 layer on 4 images: 1024 filter transforms against 256 others)
-    transforms = (p.B * p.C + p.B * p.K) * p.P * tiles + p.K * p.C * p.P
-    half = n if p.dtype.kind == "c" else n / 2
-    products = 8.0 * half * p.B * p.K * p.C * p.P * tiles
-    return {
-        "fft_flops": 2.5 * n * log2(max(n, 2)) * transforms,
-        # 1-D lines transformed: short axes cost more per point than flops say
-        "fft_lines": float(transforms * sum(n // f for f in shape)),
-        "product_flops": products if p.C == 1 else 0.0,
-        "channel_flops": products if p.C > 1 else 0.0,  # batched matmul per bin
-        "tile_items": float(p.B * p.C * p.P * tiles) if tiles > 1 else 0.0,
-        # bytes through memory, one pass per axis: large 3-D transforms are
-        # bandwidth-bound on their strided axes
-        "fft_pass_bytes": float(transforms * half * 2 * p.dtype.itemsize * len(shape)),
-    }
+    return get_method(method).flops(p)
 
 
 def features(p: Problem, method: str, device: str | None = None) -> tuple[str, dict[str, float]]:
-    """The model that applies (``"fft"``, ``"gemm"``, ``"window_rows"`` (compiled),
-    ``"shift_add"`` (NumPy), ``"torch_conv"`` or ``"torch_fft"``) and its features for
-    ``p`` (``device``: where torch tensors live)."""
-    prec = "single" if _single(p) else "double"
-    out_bytes = float(p.B * p.K * p.P * prod(p.O) * p.dtype.itemsize)
-    if method == "torch_direct":
-        in_bytes = float(p.B * p.C * p.P * prod(g.padded for g in p.geoms) * p.dtype.itemsize)
-        return "torch_conv", {
-            "calls": 1.0,
-            f"flops_{prec}": flops(p, method),
-            "in_bytes": in_bytes,
-            "out_bytes": out_bytes,
-        }
-    if method in ("fft", "torch_fft"):
-        f = _fft_parts(p, method, device)
-        return method, {
-            "calls": 1.0,
-            f"fft_flops_{prec}": f["fft_flops"],
-            "fft_lines": f["fft_lines"],
-            "product_flops": f["product_flops"],
-            "channel_flops": f["channel_flops"],
-            "tile_items": f["tile_items"],
-            "fft_pass_bytes": f["fft_pass_bytes"],
-            "out_bytes": out_bytes,
-        }
-    fl = flops(p, "direct")
-    if direct_method.uses_window_rows(p):
-        in_bytes = float(p.B * p.C * p.P * prod(g.padded for g in p.geoms) * p.dtype.itemsize)
-        return "window_rows", {
-            "calls": 1.0,
-            f"terms_{prec}": fl / 2,
-            "in_bytes": in_bytes,
-            "out_bytes": out_bytes,
-        }
-    if direct_method.use_gemm(p):
-        patch = float(p.B * p.P * prod(p.O) * p.window_size * p.dtype.itemsize)
-        return "gemm", {
-            "calls": 1.0,
-            f"gemm_flops_{prec}": fl,
-            "patch_bytes": patch,
-            "out_bytes": out_bytes,
-        }
-    return "shift_add", {"calls": 1.0, f"flops_{prec}": fl, "out_bytes": out_bytes}
+    """The model that applies (a row of :data:`COEFFICIENTS`: ``"fft"``, ``"gemm"``,
+    ``"window_rows"`` (compiled), ``"shift_add"`` (NumPy), ``"torch_conv"`` or
+    ``"torch_fft"``: the method's ``cost_features`` say) and its features for ``p``
+    (``device``: where torch tensors live)."""
+    return get_method(method).cost_features(p, device)
 
 
 def estimate(p: Problem, method: str, device: str | None = None) -> float:
@@ -225,7 +151,7 @@ def estimate(p: Problem, method: str, device: str | None = None) -> float:
     them; a plan called again does not, so there the FFT is cheaper than this says);
     ``device``: where torch tensors live (a CUDA device has its own table)."""
     terms = flops(p, method) / 2
-    if p.metric == "sad" and method == "torch_direct":
+    if p.metric == "sad" and get_method(method).ON_TENSORS:
         if torch_sad_method.uses_triton(p, device) and is_cuda(device):
             return _SAD_CALL_CUDA + terms * _SAD_ELEMENT_TRITON
         return _SAD_CALL + terms * (
@@ -244,5 +170,7 @@ def estimate(p: Problem, method: str, device: str | None = None) -> float:
             _METRIC_PASS_CUDA if is_cuda(device) else _METRIC_PASS
         )
     model, feats = features(p, method, device)
-    coef = (CUDA_COEFFICIENTS if is_cuda(device) else COEFFICIENTS)[model]
+    # a registered method may bring its own model (its COEFFICIENTS, keyed like ours)
+    own = getattr(get_method(method), "COEFFICIENTS", {})
+    coef = own.get(model) or (CUDA_COEFFICIENTS if is_cuda(device) else COEFFICIENTS)[model]
     return sum(coef.get(k, 0.0) * v for k, v in feats.items())

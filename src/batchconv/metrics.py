@@ -53,7 +53,7 @@ import numpy as np
 
 from . import compiled
 from .geometry import AxisGeometry, axis_geometry, pad_sliding
-from .methods import get_method, sad, torch_sad
+from .methods import METHODS, get_method, sad, torch_sad
 from .nonfinite import affected_windows
 from .problem import Problem
 from .spec import parse_spec
@@ -73,30 +73,51 @@ def method_for(p: Problem, name: str, device: str | None = None):
     ``device``); otherwise a :class:`MetricMethod` around the method (for a torch
     method, a ``torch_metrics.TorchMetricMethod``)."""
     mod = get_method(name)
-    if hasattr(mod, "applies"):  # a torch method: the problems it maps onto
-        why = mod.applies(p)
-        if why is not None:
-            raise ValueError(f"method {name!r} cannot compute this problem: {why}")
-        if p.metric not in ("dot", "sad"):
-            from .torch_metrics import TorchMetricMethod
-
-            return TorchMetricMethod(mod)
-        return torch_sad.TorchSAD(device) if p.metric == "sad" else mod
+    why = mod.applies(p, device)
+    if why is not None:
+        raise ValueError(f"method {name!r} cannot compute this problem: {why}")
+    if p.metric == "sad" and not mod.COMPUTES_SAD:
+        raise ValueError(
+            f"metric 'sad' has no {name!r} form (an absolute value does not "
+            f"factor through a product); use method='direct' or 'auto'"
+        )
     if p.metric == "dot":
         return mod
-    if p.metric == "sad":
-        if name != "direct":
-            raise ValueError(
-                f"metric 'sad' has no {name!r} form (an absolute value does not "
-                f"factor through a product); use method='direct' or 'auto'"
-            )
-        return sad
-    return MetricMethod(mod)
+    if mod.ON_TENSORS:  # on the tensors' device
+        if p.metric == "sad":
+            return torch_sad.TorchSAD(device)
+        from .torch_metrics import TorchMetricMethod
+
+        return TorchMetricMethod(mod)
+    return sad if p.metric == "sad" else MetricMethod(mod)
 
 
-def methods_for_metric(metric: str) -> tuple[str, ...]:
-    """The method names that can compute ``metric``."""
-    return ("direct",) if metric == "sad" else ("direct", "fft")
+def methods_for_metric(metric: str, on_tensors: bool = False) -> tuple[str, ...]:
+    """The registered methods that can compute ``metric`` (on torch tensors' device, or
+    on NumPy arrays), in registration order."""
+    return tuple(
+        name
+        for name, mod in METHODS.items()
+        if mod.ON_TENSORS == on_tensors and (metric != "sad" or mod.COMPUTES_SAD)
+    )
+
+
+def state_bytes(p: Problem, method) -> int:
+    """The filter state a plan of ``method`` (a module) keeps for ``p``: the method's
+    own, of the centred filters for ssd/ncc/cosine with their float64 statistics."""
+    if p.metric in ("dot", "sad"):
+        return method.state_bytes(p)
+    return method.state_bytes(inner_problem(p)) + p.K * p.P * 24
+
+
+def metric_line(p: Problem) -> str:
+    """How ssd, ncc and cosine are computed, for ``explain()``."""
+    what = (
+        "correlations of x with the filters"
+        if p.metric == "cosine"
+        else "correlations of the centred x with the centred filters"
+    )
+    return f"{p.metric}: {what} + float64 window sums of x and x^2 (see metrics.py)"
 
 
 def _valid_geometry(g: AxisGeometry) -> AxisGeometry:
@@ -370,6 +391,11 @@ class MetricMethod:
 
     def fuses_reduce(self, p: Problem) -> bool:
         return False
+
+    def describe(self, p: Problem, st: MetricState, budget: int | None, device=None) -> str:
+        """The metric's formula, then the correlation method's own line."""
+        inner = self.method.describe(st.inner, st.state, budget, device)
+        return f"{metric_line(p)}\n{inner}"
 
     def workspace_bytes(self, p: Problem, b: int, k: int, budget: int | None = None) -> int:
         """The mask of non-finite inputs, the padded copy of the chunk and its centred

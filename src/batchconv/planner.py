@@ -30,13 +30,10 @@ from . import compiled
 from .arrays import from_numpy, to_numpy
 from .costs import estimate, flops
 from .measure import timed_choice
+from .methods import METHODS, get_method
 from .methods import direct as direct_method
-from .methods import fft as fft_method
-from .methods import get_method
-from .methods import sad as sad_method
-from .methods import torch_fft as torch_fft_method
-from .methods import torch_sad as torch_sad_method
-from .metrics import inner_problem, method_for, methods_for_metric
+from .metrics import method_for, methods_for_metric
+from .metrics import state_bytes as metric_state_bytes
 from .nonfinite import affected_windows, recompute_windows
 from .problem import (
     Problem,
@@ -48,13 +45,12 @@ from .problem import (
     x_layout,
 )
 from .reduce import apply_reduce
-from .tensors import TORCH_METHODS, device_memory, is_cuda, run_plan
 from .tensors import canonical_w as tensor_canonical_w
+from .tensors import device_memory, is_cuda, run_plan
 from .xp import (
     available_memory,
     blas_threads,
     element_strides,
-    fft_engine,
     get_workers,
     set_workers,
 )
@@ -165,13 +161,7 @@ def _chunks(p: Problem, mod, budget: int) -> tuple[int, int]:
 
 
 def _state_bytes(p: Problem, name: str) -> int:
-    if p.metric not in ("dot", "sad"):  # the correlation's state, of centred filters
-        return _state_bytes(inner_problem(p), name) + p.K * p.P * 24
-    if name == "fft":
-        return fft_method.spectrum_bytes(p)
-    if name == "torch_fft":
-        return torch_fft_method.spectrum_bytes(p) + p.K * p.window_size * p.P * p.dtype.itemsize
-    return p.K * p.window_size * p.P * p.dtype.itemsize * 2
+    return metric_state_bytes(p, get_method(name))
 
 
 def _room(p: Problem, name: str, budget: int) -> int:
@@ -239,6 +229,11 @@ class Plan:
         return {**self.__dict__, "_shortcuts": {}}
 
     @property
+    def module(self):
+        """The registered method module that computes this plan (``methods.METHODS``)."""
+        return get_method(self.method)
+
+    @property
     def flops(self) -> float:
         """Estimated floating-point operations of one call."""
         return flops(self.problem, self.method)
@@ -268,7 +263,7 @@ class Plan:
         """Run the plan on ``x``: the planned shape, or another size of the batch axes
         (e.g. a last, smaller minibatch); a dtype that does not need a wider type. A
         tensor gives a tensor (on ``x``'s device), anything else a NumPy array."""
-        if self.method in TORCH_METHODS:  # on the tensors' device
+        if self.module.ON_TENSORS:  # on the tensors' device
             return run_plan(self, x)
         x, kind = to_numpy(x, "x")
         if kind is not None:
@@ -433,7 +428,7 @@ class Plan:
             where = affected_windows(p, bad.any(axis=1))
             for k0 in range(0, p.K, ck):
                 k1 = min(k0 + ck, p.K)
-                block = fft_method.compute(zeros, self.state, xz, k0, k1)
+                block = get_method(self.method).compute(zeros, self.state, xz, k0, k1)
                 recompute_windows(p, xb, self.filters, block, where, k0, k1, self.memory)
                 canon[it, k0:k1] = block if reduce is None else reduce(block)
         if self._bad_filters.size:
@@ -468,77 +463,10 @@ class Plan:
                 f"chunk (batch {c.chunk[0]}, bank {c.chunk[1]})"
                 + ("" if c.fits else "  over the memory budget")
             )
-        if p.metric in ("ssd", "ncc", "cosine"):
-            lines.append(
-                f"  {p.metric}: "
-                + (
-                    "correlations of x with the filters"
-                    if p.metric == "cosine"
-                    else "correlations of the centred x with the centred filters"
-                )
-                + " + float64 window sums of x and x^2 (see metrics.py)"
-            )
-            q = inner_problem(p)
-        else:
-            q = p
-        if p.metric == "sad" and self.method == "torch_direct":
-            lines.append(
-                "  torch_direct: "
-                + (
-                    "SAD Triton kernel, one program per output tile"
-                    if torch_sad_method.uses_triton(p, self.device)
-                    else "SAD in plain torch ops, one pass per tap"
-                )
-                + f" on {self.device}"
-            )
-        elif p.metric == "sad":
-            compiled_rows = self.state.window_rows and sad_method.uses_numba()
-            lines.append(
-                "  direct: "
-                + (
-                    "compiled SAD kernel (numba), one task per output row"
-                    if compiled_rows
-                    else "SAD shift-and-add on cache-sized output tiles (NumPy; "
-                    + (
-                        "the compiled kernel's copy of an item does not fit the memory budget)"
-                        if sad_method.uses_numba()
-                        else "install numba for the compiled kernel)"
-                    )
-                )
-            )
-        elif self.method == "torch_direct":
-            lines.append(
-                f"  torch_direct: torch.nn.functional.conv{p.ndim}d on {self.device}"
-                + (" (cuDNN, TF32 off)" if is_cuda(self.device) else "")
-            )
-        elif self.method == "torch_fft":
-            sizes = torch_fft_method.fft_shape(q, self.device)
-            lines.append(
-                f"  torch_fft: sizes {sizes} with torch.fft on {self.device}, "
-                f"whole items"
-                + (" (2^a 3^b lengths: cuFFT plans reused)" if is_cuda(self.device) else "")
-            )
-        elif self.method == "fft":
-            tiles = fft_method.tiling(q)
-            layout = (
-                "whole items"
-                if tiles is None
-                else f"overlap-save tiles of {tiles} outputs, {fft_method.tile_count(q)} per item"
-            )
-            lines.append(
-                f"  fft sizes {fft_method.fft_shape(q)} on {fft_engine().name}.fft, {layout}"
-            )
-        else:
-            lines.append(
-                "  direct: "
-                + (
-                    "GEMM on cache-sized im2col tiles"
-                    if direct_method.use_gemm(q)
-                    else "compiled window-rows kernel (numba), one task per output row"
-                    if direct_method.uses_window_rows(q, _room(p, "direct", self.memory))
-                    else "shift-and-add on cache-sized output tiles"
-                )
-            )
+        computing = method_for(p, self.method, self.device)
+        room = _room(p, self.method, self.memory)
+        described = computing.describe(p, self.state, room, self.device)
+        lines += ["  " + line for line in described.splitlines()]
         n_blocks = -(-p.B // self.chunk[0]) * -(-p.K // self.chunk[1])
         lines.append(
             f"  chosen: {self.method} ({self.reason}); {n_blocks} block(s) within "
@@ -586,19 +514,23 @@ def _method_names(p: Problem, method: str, device: str | None) -> tuple[str, ...
     only, where "direct" and "fft" mean their torch forms)."""
     on_gpu = is_cuda(device)
     if method != "auto":
-        if on_gpu and method in ("direct", "fft"):
-            return ("torch_" + method,)
-        if on_gpu and method not in TORCH_METHODS:
+        if on_gpu and not getattr(METHODS.get(method), "ON_TENSORS", False):
+            twin = [n for n, m in METHODS.items() if m.ON_TENSORS and m.STANDS_FOR == method]
+            if twin:
+                return (twin[0],)
+            on_tensors = [n for n, m in METHODS.items() if m.ON_TENSORS]
             raise ValueError(
-                f"method {method!r} runs on the CPU; x is on {device}: use "
-                f"'auto', 'measure', 'direct', 'fft' or one of {TORCH_METHODS}"
+                f"method {method!r} runs on the CPU; x is on {device}: use 'auto', "
+                f"'measure', one of {on_tensors} or the names they stand for there"
             )
         return (method,)
     numpy_names = () if on_gpu else methods_for_metric(p.metric)
+    numpy_names = tuple(n for n in numpy_names if get_method(n).applies(p, device) is None)
     if device is None or (callable(p.reduce) and not on_gpu):  # it gets NumPy blocks
         return numpy_names
     # every problem has a torch method: torch_fft all but SAD, torch_direct SAD
-    return numpy_names + tuple(n for n in TORCH_METHODS if get_method(n).applies(p) is None)
+    on_tensors = methods_for_metric(p.metric, on_tensors=True)
+    return numpy_names + tuple(n for n in on_tensors if get_method(n).applies(p, device) is None)
 
 
 def choose_method(
@@ -630,9 +562,9 @@ def choose_method(
         )
     if method != "auto":
         chosen, reason = names[0], "asked for by method="
-    elif p.integer_inputs and any(c.method in ("direct", "torch_direct") for c in fitting):
-        chosen = next(c.method for c in fitting if c.method in ("direct", "torch_direct"))
-        reason = "integer inputs: direct is exact"
+    elif p.integer_inputs and any(get_method(c.method).EXACT_FOR_INTEGERS for c in fitting):
+        chosen = next(c.method for c in fitting if get_method(c.method).EXACT_FOR_INTEGERS)
+        reason = f"integer inputs: {chosen} is exact"
     else:
         chosen = min(fitting, key=lambda c: c.seconds).method
         reason = "lowest estimated time"
@@ -681,7 +613,7 @@ def _prepare(
 ) -> Plan:
     """The plan of method ``chosen``: the filters prepared on its device."""
     cand = next(c for c in cands if c.method == chosen)
-    if chosen in TORCH_METHODS:
+    if get_method(chosen).ON_TENSORS:
         dev = device or "cpu"
         room = _room(p, chosen, budget)
         state = method_for(p, chosen, dev).prepare(p, tensor_canonical_w(p, w, dev), room)
@@ -689,11 +621,14 @@ def _prepare(
     w, _ = to_numpy(w, "w")
     wc = canonical_w(p, w)
     finite = wc.dtype.kind not in "fc" or np.isfinite(wc).all()
-    with set_workers(workers):  # filters with NaN/Inf: redone directly (see Plan)
-        fft_dot = chosen == "fft" and p.metric == "dot"
-        state = method_for(p, chosen).prepare(
+    computing = method_for(p, chosen)
+    # where a NaN/Inf would spread over the items' results, the plan redoes them directly
+    # (see Plan): the method gets zeros in place of the filters' NaN/Inf
+    spreads = getattr(computing, "SPREADS_NONFINITE", False)
+    with set_workers(workers):
+        state = computing.prepare(
             p,
-            wc if finite or not fft_dot else np.where(np.isfinite(wc), wc, 0),
+            wc if finite or not spreads else np.where(np.isfinite(wc), wc, 0),
             _room(p, chosen, budget),
         )
     return Plan(
@@ -705,5 +640,5 @@ def _prepare(
         cands,
         reason,
         state,
-        filters=wc if fft_dot else None,
+        filters=wc if spreads else None,
     )

@@ -37,7 +37,6 @@ from .problem import _canonical, final_view
 from .reduce import check_reduced
 
 __all__ = [
-    "TORCH_METHODS",
     "all_finite",
     "device_of",
     "is_cuda",
@@ -54,7 +53,6 @@ __all__ = [
     "run_plan",
 ]
 
-TORCH_METHODS = ("torch_direct", "torch_fft")
 # the default budget on a GPU: this share of its free memory (the rest for cuFFT's work
 # areas, the allocator's cache and whatever else the process holds)
 _CUDA_BUDGET_SHARE = 0.5
@@ -377,47 +375,32 @@ def _offset_view(view, base):
 
 
 def _learn_shortcut(plan, p, xt, xc, layout):
-    """One block of ``torch_direct`` or ``torch_fft`` with no reduction, padding copy (for
-    the convolution), dtype change or rounding: compute it, and record the method's input
-    as a strided view of ``x`` and the result as a strided view of the method's output,
-    so that the next call with this layout is ``as_strided``, the convolution (or the
-    FFT method's compute), ``as_strided`` (40-60 us less Python per call: what matters
-    for small problems on a GPU). Returns the result, or None when this block is not of
-    that kind (the caller computes it)."""
-    from .methods import torch_direct, torch_fft
-
-    st = plan.state
+    """One block of a tensor method with a one-call form (``one_call``: torch_direct's
+    convolution, torch_fft's transforms), no reduction, dtype change or rounding: compute
+    it, and record the method's input as a strided view of ``x`` and the result as a
+    strided view of the method's output, so that the next call with this layout is
+    ``as_strided``, the method's call, ``as_strided`` (40-60 us less Python per call:
+    what matters for small problems on a GPU). Returns the result, or None when this
+    block is not of that kind (the caller computes it)."""
+    mod = plan.module
+    one_call = getattr(mod, "one_call", None)
     if (
-        plan.method not in TORCH_METHODS
+        one_call is None
         or p.metric != "dot"
         or p.reduce is not None
         or p.integer_inputs
         or xc.dtype != xt.dtype
         or p is not plan.problem
-        or (plan.method == "torch_direct" and st.padding is None)
     ):
         return None
-    if plan.method == "torch_direct":
-        src = torch_direct.grouped_input(p, st, xc)
+    parts = one_call(p, plan.state, xc)
+    if parts is None:
+        return None
+    src, call, as_canonical = parts
 
-        def call(src):
-            return torch_direct.convolve_grouped(p, st, src, 0, p.K)
+    def finish(y):
+        return final_view(p, as_canonical(y))
 
-        def finish(y):
-            return final_view(p, torch_direct.as_block(p, y, p.K))
-    else:
-        src = xc
-
-        def call(src):
-            return torch_fft.compute(p, st, src, 0, p.K)
-
-        def finish(y):
-            return final_view(p, y)
-
-        if not torch_fft.spectral_route(p, st, xc):
-            # the exact route (a NaN in x) lays its output out otherwise: record the
-            # FFT route's layout, from a finite call
-            return finish(call(src)).contiguous()
     y = call(src)
     final = finish(y)
     into, out = _offset_view(src, xt), _offset_view(final, y)

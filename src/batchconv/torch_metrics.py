@@ -27,7 +27,7 @@ from types import ModuleType
 
 import numpy as np
 
-from .metrics import _noise_floor, _valid_geometry, inner_problem
+from .metrics import _noise_floor, _valid_geometry, inner_problem, metric_line
 from .nonfinite import affected_windows
 from .problem import Problem
 from .tensors import pad_sliding
@@ -75,6 +75,10 @@ class TorchMetricMethod:
 
     def __init__(self, method: ModuleType):
         self.method = method
+
+    def describe(self, p: Problem, st: TorchMetricState, budget: int | None, device=None) -> str:
+        """The metric's formula, then the correlation method's own line."""
+        return f"{metric_line(p)}\n{self.method.describe(st.inner, st.state, budget, device)}"
 
     def prepare(self, p: Problem, wc, budget: int | None = None) -> TorchMetricState:
         """Centre the canonical filters ``wc`` (K, C, P, *T) and prepare the torch

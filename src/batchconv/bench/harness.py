@@ -204,8 +204,9 @@ def measure_peaks(log: Callable[[str], None] = lambda s: None) -> dict[str, floa
 
 
 def plan_peak(plan, peaks: dict[str, float]) -> float | None:
-    """The peak that bounds a plan's method: GEMM of its dtype (direct) or FFT."""
-    if plan.method == "fft":
+    """The peak that bounds a plan's method: FFT for the methods whose cost model is
+    an FFT's, else GEMM of its dtype."""
+    if plan.module.cost_features(plan.problem, plan.device)[0] in ("fft", "torch_fft"):
         return peaks.get("fft")
     single = plan.problem.dtype in (np.float32, np.complex64)
     return peaks.get("gemm_float32" if single else "gemm_float64")

@@ -1,7 +1,22 @@
-"""Method kernels, one module each, all on the canonical layout (see ``problem.py``).
+"""Method kernels, one module each, all on the canonical layout (see ``problem.py``), and
+their registry: the planner, the cost model and ``explain()`` ask the registered modules,
+never compare their names.
 
-Each method module provides
+A method module declares what it is (the :class:`Method` protocol):
 
+* ``NAME``: the ``method=`` name;
+* ``ON_TENSORS``: it computes on torch tensors on their own device (else NumPy arrays);
+  ``STANDS_FOR``: for such a method, the NumPy method's name that means it on a GPU
+  (``method="fft"`` with CUDA tensors is ``torch_fft``), or None;
+* ``COMPUTES_SAD``: metric ``'sad'`` may use it (an absolute value has no product form:
+  the SAD kernels of ``metrics.py`` run in its place);
+* ``EXACT_FOR_INTEGERS``: integer inputs give exact integers (``auto`` prefers it there);
+* ``SPREADS_NONFINITE``: a NaN/Inf in ``x`` can spread over the whole item's result (an
+  FFT), so the planner redoes the flagged items exactly (see ``nonfinite.py``);
+
+and computes:
+
+* ``applies(problem, device=None) -> str | None``: None, or why it cannot compute it;
 * ``prepare(problem, w_canonical, budget) -> state``: everything that depends only on
   the filters;
 * ``compute(problem, state, x_chunk, k0, k1, out=None) -> block``: the
@@ -10,35 +25,75 @@ Each method module provides
   ``(b', k', P, *O)`` sub-block) and writes the reduced block into ``out``, reducing
   unit by unit while the data is in cache;
 * ``workspace_bytes(problem, b, k, budget)``: peak temporaries for one block, not
-  counting the block;
+  counting the block; ``state_bytes(problem)``: the filter state a plan keeps;
 * ``fuses_reduce(problem)``: True when ``compute`` reduces unit by unit, so the
-  unreduced block is never a temporary (otherwise the planner reduces each block).
+  unreduced block is never a temporary (otherwise the planner reduces each block);
+* ``flops(problem)`` and ``cost_features(problem, device=None) -> (model, features)``:
+  the cost model's name (a row of ``costs.COEFFICIENTS``, or of the module's own
+  ``COEFFICIENTS``, an optional dict of the same form) and its features;
+* ``describe(problem, state, budget, device=None) -> str``: its line in ``explain()``.
 
-The torch methods (``torch_direct``, ``torch_fft``) have the same four functions on
-tensors, plus ``applies(problem)`` (None, or why they cannot compute it). As for the
-NumPy methods, the metrics wrap them (``metrics.method_for``): SAD with
-``torch_direct`` is ``torch_sad.py``, ssd/ncc/cosine ``torch_metrics.TorchMetricMethod``.
+The metrics wrap the methods (``metrics.method_for``): ssd/ncc/cosine compute a
+correlation with the method, SAD runs its own kernels. Adding a method is its module
+plus one call of :func:`register_method` (``tests/test_method_registry.py`` does it from
+a test file).
 """
 
 from __future__ import annotations
 
 from types import ModuleType
+from typing import Any, Protocol, runtime_checkable
 
 from . import direct, fft, torch_direct, torch_fft
 
-__all__ = ["METHODS", "get_method"]
+__all__ = ["METHODS", "Method", "get_method", "register_method", "unregister_method"]
+
+
+@runtime_checkable
+class Method(Protocol):
+    """What a method module declares and computes (see the module docstring)."""
+
+    NAME: str
+    ON_TENSORS: bool
+    STANDS_FOR: str | None
+    COMPUTES_SAD: bool
+    EXACT_FOR_INTEGERS: bool
+    SPREADS_NONFINITE: bool
+
+    def applies(self, p: Any, device: str | None = None) -> str | None: ...
+    def prepare(self, p: Any, wc: Any, budget: int | None = None) -> Any: ...
+    def compute(self, p: Any, st: Any, xc: Any, k0: int, k1: int, out: Any = None) -> Any: ...
+    def workspace_bytes(self, p: Any, b: int, k: int, budget: int | None = None) -> int: ...
+    def state_bytes(self, p: Any) -> int: ...
+    def fuses_reduce(self, p: Any) -> bool: ...
+    def flops(self, p: Any) -> float: ...
+    def cost_features(self, p: Any, device: str | None = None) -> tuple[str, dict]: ...
+    def describe(self, p: Any, st: Any, budget: int | None, device: str | None = None) -> str: ...
+
 
 # the torch methods run on torch tensors' own device (see tensors.py); they import torch
 # only when they run
-METHODS: dict[str, ModuleType] = {
-    "direct": direct,
-    "fft": fft,
-    "torch_direct": torch_direct,
-    "torch_fft": torch_fft,
-}
+METHODS: dict[str, ModuleType | Method] = {}
 
 
-def get_method(name: str) -> ModuleType:
+def register_method(method: ModuleType | Method) -> None:
+    """Make ``method`` (a module, or any object with the :class:`Method` attributes) a
+    candidate of ``method="auto"`` and a valid ``method=`` name; raises ValueError when
+    the name is taken or an attribute is missing."""
+    missing = [a for a in _ATTRIBUTES if not hasattr(method, a)]
+    if missing:
+        raise ValueError(f"a method needs {', '.join(missing)}; see batchconv.methods.Method")
+    if method.NAME in METHODS or method.NAME in ("auto", "measure"):
+        raise ValueError(f"method name {method.NAME!r} is taken")
+    METHODS[method.NAME] = method
+
+
+def unregister_method(name: str) -> None:
+    """Forget the method called ``name`` (plans already made with it keep it)."""
+    METHODS.pop(name, None)
+
+
+def get_method(name: str) -> Any:
     """The method module called ``name``; unknown names list the valid ones."""
     try:
         return METHODS[name]
@@ -46,3 +101,9 @@ def get_method(name: str) -> ModuleType:
         raise ValueError(
             f"method must be 'auto', 'measure' or one of {sorted(METHODS)}, got {name!r}"
         ) from None
+
+
+_ATTRIBUTES = tuple(a for a in (*Method.__annotations__, *vars(Method)) if not a.startswith("_"))
+
+for _module in (direct, fft, torch_direct, torch_fft):
+    register_method(_module)

@@ -31,7 +31,25 @@ from ..geometry import pad_sliding, padded_copy_bytes
 from ..problem import Problem
 from ..xp import get_workers, parallel_for, work_buffer, work_buffer_like
 
-__all__ = ["DirectState", "prepare", "compute", "workspace_bytes", "held_bytes"]
+__all__ = [
+    "DirectState",
+    "prepare",
+    "compute",
+    "workspace_bytes",
+    "held_bytes",
+    "state_bytes",
+    "flops",
+    "cost_features",
+    "describe",
+]
+
+# what the method is (see methods/__init__.py)
+NAME = "direct"
+ON_TENSORS = False
+STANDS_FOR = None
+COMPUTES_SAD = True
+EXACT_FOR_INTEGERS = True
+SPREADS_NONFINITE = False
 
 # Tile sizes, in elements. GEMM patch tiles of 2^20 (4-8 MB): a 16x32x32x64 3x3 layer
 # ran at 67 / 105 GFLOP/s (NCHW / NHWC, float32) with 2^18 and 85 / 106 with 2^20 on the
@@ -364,3 +382,52 @@ def _held(nbytes: int) -> int:
     """Bytes that :func:`xp.work_buffer` allocates for ``nbytes`` (at least 64 KiB for a
     buffer it keeps)."""
     return max(nbytes, 1 << 16) if 0 < nbytes <= _xp._WORK_BUFFER_BYTES else nbytes
+
+
+def applies(p: Problem, device: str | None = None) -> str | None:
+    """Every problem (None)."""
+    return None
+
+
+def state_bytes(p: Problem) -> int:
+    """The canonical filters and their GEMM layout."""
+    return p.K * p.window_size * p.P * p.dtype.itemsize * 2
+
+
+def flops(p: Problem) -> float:
+    """A multiplication and an addition per tap of every window."""
+    return 2.0 * p.B * p.K * p.P * prod(p.O) * p.window_size
+
+
+def cost_features(p: Problem, device: str | None = None) -> tuple[str, dict[str, float]]:
+    """The kernel's cost model (``"window_rows"``, ``"gemm"`` or ``"shift_add"``) and its
+    features."""
+    prec = "single" if p.dtype in (np.float32, np.complex64) else "double"
+    out_bytes = float(p.B * p.K * p.P * prod(p.O) * p.dtype.itemsize)
+    fl = flops(p)
+    if uses_window_rows(p):
+        in_bytes = float(p.B * p.C * p.P * prod(g.padded for g in p.geoms) * p.dtype.itemsize)
+        return "window_rows", {
+            "calls": 1.0,
+            f"terms_{prec}": fl / 2,
+            "in_bytes": in_bytes,
+            "out_bytes": out_bytes,
+        }
+    if use_gemm(p):
+        patch = float(p.B * p.P * prod(p.O) * p.window_size * p.dtype.itemsize)
+        return "gemm", {
+            "calls": 1.0,
+            f"gemm_flops_{prec}": fl,
+            "patch_bytes": patch,
+            "out_bytes": out_bytes,
+        }
+    return "shift_add", {"calls": 1.0, f"flops_{prec}": fl, "out_bytes": out_bytes}
+
+
+def describe(p: Problem, st: DirectState, budget: int | None, device: str | None = None) -> str:
+    """The kernel that runs ``p`` within ``budget``."""
+    if use_gemm(p):
+        return "direct: GEMM on cache-sized im2col tiles"
+    if uses_window_rows(p, budget):
+        return "direct: compiled window-rows kernel (numba), one task per output row"
+    return "direct: shift-and-add on cache-sized output tiles"

@@ -55,7 +55,20 @@ __all__ = [
     "prepare_bytes",
     "fuses_reduce",
     "bind",
+    "state_bytes",
+    "flops",
+    "cost_features",
+    "cost_parts",
+    "describe",
 ]
+
+# what the method is (see methods/__init__.py)
+NAME = "fft"
+ON_TENSORS = False
+STANDS_FOR = None
+COMPUTES_SAD = False
+EXACT_FOR_INTEGERS = False
+SPREADS_NONFINITE = True  # a NaN/Inf spreads over the item's transform: redone exactly
 
 KERNEL_CHUNK_BYTES = 64 << 20  # filters are transformed in groups of at most this size
 # one work unit: fewer, larger calls beat L2-sized ones (a sweep over batches of images
@@ -1153,3 +1166,77 @@ def spectrum_bytes(p: Problem) -> int:
     shape = fft_shape(p)
     c = np.result_type(p.dtype, np.complex64).itemsize
     return p.K * p.C * p.P * prod(half_shape(shape, p.dtype.kind == "c")) * c
+
+
+def applies(p: Problem, device: str | None = None) -> str | None:
+    """Every problem of the metrics it computes (None; see ``COMPUTES_SAD``)."""
+    return None
+
+
+def state_bytes(p: Problem) -> int:
+    """The filters' spectra."""
+    return spectrum_bytes(p)
+
+
+def cost_parts(p: Problem, shape: tuple[int, ...], tiles: int) -> dict[str, float]:
+    """The work of a call with FFTs of ``shape``, ``tiles`` per item (shared with
+    ``torch_fft``): the items' and the pairs' transforms, and the filters' own (made
+    once per plan: a one-shot correlate pays them, and with many channels and filters
+    they dominate, e.g. a 7x7 32->32 layer on 4 images: 1024 filter transforms against
+    256 others), and the products."""
+    n = prod(shape)
+    transforms = (p.B * p.C + p.B * p.K) * p.P * tiles + p.K * p.C * p.P
+    half = n if p.dtype.kind == "c" else n / 2
+    products = 8.0 * half * p.B * p.K * p.C * p.P * tiles
+    return {
+        "fft_flops": 2.5 * n * log2(max(n, 2)) * transforms,
+        # 1-D lines transformed: short axes cost more per point than flops say
+        "fft_lines": float(transforms * sum(n // f for f in shape)),
+        "product_flops": products if p.C == 1 else 0.0,
+        "channel_flops": products if p.C > 1 else 0.0,  # batched matmul per bin
+        "tile_items": float(p.B * p.C * p.P * tiles) if tiles > 1 else 0.0,
+        # bytes through memory, one pass per axis: large 3-D transforms are
+        # bandwidth-bound on their strided axes
+        "fft_pass_bytes": float(transforms * half * 2 * p.dtype.itemsize * len(shape)),
+    }
+
+
+def parts_flops(f: dict[str, float]) -> float:
+    """Floating-point operations of :func:`cost_parts`."""
+    return f["fft_flops"] + f["product_flops"] + f["channel_flops"]
+
+
+def parts_features(p: Problem, f: dict[str, float]) -> dict[str, float]:
+    """The cost model's features from :func:`cost_parts`."""
+    prec = "single" if p.dtype in (np.float32, np.complex64) else "double"
+    return {
+        "calls": 1.0,
+        f"fft_flops_{prec}": f["fft_flops"],
+        "fft_lines": f["fft_lines"],
+        "product_flops": f["product_flops"],
+        "channel_flops": f["channel_flops"],
+        "tile_items": f["tile_items"],
+        "fft_pass_bytes": f["fft_pass_bytes"],
+        "out_bytes": float(p.B * p.K * p.P * prod(p.O) * p.dtype.itemsize),
+    }
+
+
+def flops(p: Problem) -> float:
+    """Transforms of the items and of every pair's product, and the products."""
+    return parts_flops(cost_parts(p, fft_shape(p), tile_count(p)))
+
+
+def cost_features(p: Problem, device: str | None = None) -> tuple[str, dict[str, float]]:
+    """The ``"fft"`` cost model and its features."""
+    return "fft", parts_features(p, cost_parts(p, fft_shape(p), tile_count(p)))
+
+
+def describe(p: Problem, st: FFTState, budget: int | None, device: str | None = None) -> str:
+    """The transforms' sizes and engine, and whether items are tiled."""
+    tiles = tiling(p)
+    layout = (
+        "whole items"
+        if tiles is None
+        else f"overlap-save tiles of {tiles} outputs, {tile_count(p)} per item"
+    )
+    return f"fft sizes {fft_shape(p)} on {fft_engine().name}.fft, {layout}"

@@ -42,6 +42,7 @@ __all__ = [
     "workspace_bytes",
     "uses_numba",
     "uses_window_rows",
+    "describe",
 ]
 
 _TILE = 1 << 15  # NumPy fallback: output elements per tile (stays in L2 with temporaries)
@@ -166,3 +167,15 @@ def workspace_bytes(p: Problem, b: int, k: int, budget: int | None = None) -> in
     tile_out = min(items, b) * min(step, p.O[0]) * row
     in_flight = min(get_workers(), tiles)
     return copy + in_flight * (tile_out * (p.T[-1] * r + 8 + 2 * r) + _UFUNC_BUFFERS)
+
+
+def describe(p: Problem, st: SADState, budget: int | None, device: str | None = None) -> str:
+    """The kernel that runs (the compiled one, or NumPy's tiles and why)."""
+    if st.window_rows and uses_numba():
+        return "direct: compiled SAD kernel (numba), one task per output row"
+    why = (
+        "the compiled kernel's copy of an item does not fit the memory budget"
+        if uses_numba()
+        else "install numba for the compiled kernel"
+    )
+    return f"direct: SAD shift-and-add on cache-sized output tiles (NumPy; {why})"

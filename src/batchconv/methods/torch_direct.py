@@ -20,8 +20,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from math import prod
 
+import numpy as np
+
 from ..problem import Problem
-from ..tensors import pad_sliding
+from ..tensors import is_cuda, pad_sliding
+from . import direct
 
 __all__ = [
     "applies",
@@ -32,7 +35,19 @@ __all__ = [
     "grouped_input",
     "convolve_grouped",
     "as_block",
+    "state_bytes",
+    "flops",
+    "cost_features",
+    "describe",
 ]
+
+# what the method is (see methods/__init__.py)
+NAME = "torch_direct"
+ON_TENSORS = True
+STANDS_FOR = "direct"  # method="direct" with CUDA tensors
+COMPUTES_SAD = True
+EXACT_FOR_INTEGERS = True
+SPREADS_NONFINITE = False
 
 
 @dataclass
@@ -50,7 +65,7 @@ class TorchDirectState:
     conv: object = None
 
 
-def applies(p: Problem) -> str | None:
+def applies(p: Problem, device: str | None = None) -> str | None:
     """None when the method can compute ``p``, else why not."""
     if p.metric == "sad":  # methods/torch_sad.py: any number of sliding axes
         return None
@@ -160,3 +175,47 @@ def workspace_bytes(p: Problem, b: int, k: int, budget: int | None = None) -> in
     padded = b * p.C * p.P * prod(g.padded for g in p.geoms) * r
     columns = b * p.P * p.C * prod(p.T) * prod(p.O) * r
     return 2 * padded + p.P * k * p.C * prod(p.T) * r + b * k * p.P * prod(p.O) * r + columns
+
+
+def state_bytes(p: Problem) -> int:
+    """The canonical filters and their grouped layout (as much as ``direct``'s)."""
+    return direct.state_bytes(p)
+
+
+def flops(p: Problem) -> float:
+    """A multiplication and an addition per tap of every window (as ``direct``)."""
+    return direct.flops(p)
+
+
+def cost_features(p: Problem, device: str | None = None) -> tuple[str, dict[str, float]]:
+    """The ``"torch_conv"`` cost model and its features."""
+    prec = "single" if p.dtype in (np.float32, np.complex64) else "double"
+    r = p.dtype.itemsize
+    return "torch_conv", {
+        "calls": 1.0,
+        f"flops_{prec}": flops(p),
+        "in_bytes": float(p.B * p.C * p.P * prod(g.padded for g in p.geoms) * r),
+        "out_bytes": float(p.B * p.K * p.P * prod(p.O) * r),
+    }
+
+
+def describe(
+    p: Problem, st: TorchDirectState, budget: int | None, device: str | None = None
+) -> str:
+    """torch's convolution on ``device``."""
+    return f"torch_direct: torch.nn.functional.conv{p.ndim}d on {device}" + (
+        " (cuDNN, TF32 off)" if is_cuda(device) else ""
+    )
+
+
+def one_call(p: Problem, st: TorchDirectState, xc):
+    """``(input, call, as_canonical)``: a whole block as one convolution of the grouped
+    input (tensors.py records it per input layout), or None where the input is padded
+    first (a copy per call)."""
+    if st.padding is None:
+        return None
+    return (
+        grouped_input(p, st, xc),
+        lambda src: convolve_grouped(p, st, src, 0, p.K),
+        lambda y: as_block(p, y, p.K),
+    )

@@ -39,7 +39,19 @@ __all__ = [
     "fuses_reduce",
     "spectrum_bytes",
     "spectral_route",
+    "state_bytes",
+    "flops",
+    "cost_features",
+    "describe",
 ]
+
+# what the method is (see methods/__init__.py)
+NAME = "torch_fft"
+ON_TENSORS = True
+STANDS_FOR = "fft"  # method="fft" with CUDA tensors
+COMPUTES_SAD = False
+EXACT_FOR_INTEGERS = False
+SPREADS_NONFINITE = False  # blocks with a NaN/Inf take the exact route here (compute)
 
 
 @dataclass
@@ -63,7 +75,7 @@ class TorchFFTState:
     indices: dict = field(default_factory=dict, repr=False)
 
 
-def applies(p: Problem) -> str | None:
+def applies(p: Problem, device: str | None = None) -> str | None:
     """None when the method can compute ``p``, else why not."""
     if p.metric == "sad":
         return "metric 'sad' has no FFT form (an absolute value does not factor through a product)"
@@ -383,3 +395,37 @@ def workspace_bytes(p: Problem, b: int, k: int, budget: int | None = None) -> in
     products = b * k * p.P * half * c * (2 if p.C > 1 else 1)
     inverse = b * k * p.P * prod(shape) * (c if p.dtype.kind == "c" else r)
     return x_pad + spectra + products + inverse
+
+
+def state_bytes(p: Problem) -> int:
+    """The filters' spectra, and the canonical filters for the exact route."""
+    return spectrum_bytes(p) + p.K * p.window_size * p.P * p.dtype.itemsize
+
+
+def flops(p: Problem, device: str | None = None) -> float:
+    """As the NumPy FFT's, at this method's lengths (whole items)."""
+    return numpy_fft.parts_flops(numpy_fft.cost_parts(p, fft_shape(p, device), 1))
+
+
+def cost_features(p: Problem, device: str | None = None) -> tuple[str, dict[str, float]]:
+    """The ``"torch_fft"`` cost model and its features: whole items, at the device's
+    lengths."""
+    return "torch_fft", numpy_fft.parts_features(
+        p, numpy_fft.cost_parts(p, fft_shape(p, device), 1)
+    )
+
+
+def describe(p: Problem, st: TorchFFTState, budget: int | None, device: str | None = None) -> str:
+    """The transforms' sizes on ``device``."""
+    return f"torch_fft: sizes {fft_shape(p, device)} with torch.fft on {device}, whole items" + (
+        " (2^a 3^b lengths: cuFFT plans reused)" if is_cuda(device) else ""
+    )
+
+
+def one_call(p: Problem, st: TorchFFTState, xc):
+    """``(input, call, as_canonical)``: a whole block as one :func:`compute` (tensors.py
+    records it per input layout), or None where the block takes the exact route (a NaN
+    in x: its output is laid out otherwise)."""
+    if not spectral_route(p, st, xc):
+        return None
+    return xc, lambda src: compute(p, st, src, 0, p.K), lambda y: y

@@ -78,6 +78,15 @@ class TorchSAD:
         """The planner reduces each block."""
         return False
 
+    def describe(self, p: Problem, st: TorchSADState, budget: int | None, device=None) -> str:
+        """The kernel that runs on ``device``."""
+        how = (
+            "SAD Triton kernel, one program per output tile"
+            if uses_triton(p, device)
+            else "SAD in plain torch ops, one pass per tap"
+        )
+        return f"torch_direct: {how} on {device}"
+
     def workspace_bytes(self, p: Problem, b: int, k: int, budget: int | None = None) -> int:
         """The padded chunk (and its contiguous copy, for the Triton kernel); for the
         plain-torch kernel, the padded chunk where there is padding, the float64
