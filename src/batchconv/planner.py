@@ -30,6 +30,7 @@ from . import compiled
 from .arrays import from_numpy, to_numpy
 from .costs import estimate, flops
 from .measure import timed_choice
+from .memo import memo
 from .methods import METHODS, get_method
 from .methods import direct as direct_method
 from .metrics import method_for, methods_for_metric
@@ -216,17 +217,18 @@ class Plan:
     # FFT plans keep the canonical filters to make NaN/Inf local (see _redo_nonfinite):
     # an FFT would spread one over the whole item
     filters: np.ndarray | None = field(default=None, repr=False)
-    _direct_state: object = field(default=None, repr=False, compare=False)
-    _bad_filters: np.ndarray | None = field(default=None, repr=False, compare=False)
     # where a torch method runs ("cpu", "cuda:0"); None for the NumPy methods
     device: str | None = None
-    # one-call paths per input layout: torch_direct's (tensors.run_plan), and the
-    # one-block NumPy call's (_learn_shortcut); not pickled (they hold modules and
-    # bound calls), relearned on the first call
-    _shortcuts: dict = field(default_factory=dict, repr=False, compare=False)
+    # the filters holding a NaN/Inf (indices; with ``filters``): redone directly
+    bad_filters: np.ndarray | None = field(default=None, repr=False, compare=False)
 
-    def __getstate__(self) -> dict:
-        return {**self.__dict__, "_shortcuts": {}}
+    @property
+    def _shortcuts(self) -> dict:
+        """One-call paths per input layout: a tensor method's (tensors.run_plan), and the
+        one-block NumPy call's (:meth:`_learn_shortcut`). Kept in the plan's memo
+        (``memo.py``), not in the plan: a plan is a value that calls do not change; not
+        pickled (they hold modules and bound calls), relearned on the first call."""
+        return memo(self).setdefault("shortcuts", {})
 
     @property
     def module(self):
@@ -359,7 +361,7 @@ class Plan:
                     out=canon,
                     **({"nonfinite": flagged} if check else {}),
                 )
-            if check and (flagged or self._bad_filters is None or self._bad_filters.size):
+            if check and (flagged or self.bad_filters.size):
                 self._redo_nonfinite(p, xc, canon, None, flagged)
         return final
 
@@ -410,11 +412,6 @@ class Plan:
         results not all finite) are transformed again with zeros in place of NaN/Inf and
         the windows that cover one are summed directly; filters holding NaN/Inf (whose
         spectra were made with zeros there) are redone with the direct method."""
-        if self._bad_filters is None:
-            k = self.filters.shape[0]
-            self._bad_filters = np.flatnonzero(
-                ~np.isfinite(self.filters).reshape(k, prod(self.filters.shape[1:])).all(axis=1)
-            )
         cb, ck = self.chunk
         items = np.array(sorted(flagged), np.intp)
         # a NaN/Inf cval is zeros in the transform too (the state keeps its explicit
@@ -431,14 +428,15 @@ class Plan:
                 block = get_method(self.method).compute(zeros, self.state, xz, k0, k1)
                 recompute_windows(p, xb, self.filters, block, where, k0, k1, self.memory)
                 canon[it, k0:k1] = block if reduce is None else reduce(block)
-        if self._bad_filters.size:
-            if self._direct_state is None:
-                self._direct_state = direct_method.prepare(p, self.filters, self.memory)
+        if self.bad_filters.size:
+            seen = memo(self)  # the direct method's state, made when first needed
+            if "direct" not in seen:
+                seen.setdefault("direct", direct_method.prepare(p, self.filters, self.memory))
             dcb = _chunks(p, direct_method, self.memory)[0]
-            for k in self._bad_filters:
+            for k in self.bad_filters:
                 for b0 in range(0, p.B, dcb):
                     xb = xc[b0 : b0 + dcb].astype(p.dtype, copy=False)
-                    r = direct_method.compute(p, self._direct_state, xb, k, k + 1)
+                    r = direct_method.compute(p, seen["direct"], xb, k, k + 1)
                     canon[b0 : b0 + dcb, k : k + 1] = r if reduce is None else reduce(r)
 
     def explain(self) -> str:
@@ -601,6 +599,14 @@ def plan_problem(
     return _prepare(p, w, chosen, cands, budget, workers, device, reason)
 
 
+def _nonfinite_filters(wc: np.ndarray) -> np.ndarray:
+    """Indices of the canonical filters ``wc`` (K, C, P, *T) holding a NaN or Inf."""
+    k = wc.shape[0]
+    if wc.dtype.kind not in "fc":
+        return np.zeros(0, np.intp)
+    return np.flatnonzero(~np.isfinite(wc).reshape(k, prod(wc.shape[1:])).all(axis=1))
+
+
 def _prepare(
     p: Problem,
     w,
@@ -641,4 +647,5 @@ def _prepare(
         reason,
         state,
         filters=wc if spreads else None,
+        bad_filters=_nonfinite_filters(wc) if spreads else None,
     )

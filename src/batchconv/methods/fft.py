@@ -32,6 +32,7 @@ from math import isnan, log2, prod
 import numpy as np
 
 from ..geometry import pad_sliding
+from ..memo import memo
 from ..nonfinite import recompute_windows
 from ..problem import Problem
 from ..xp import (
@@ -107,12 +108,12 @@ class FFTState:
     # the canonical filters transformed (a reference), for the windows of items whose
     # scaled transforms still do not give finite results (see _redo_overflow)
     filters: np.ndarray | None = field(default=None, repr=False, compare=False)
-    # per (input group shape, destination strides): the one-filter unit's constants
-    # (not pickled: they depend on the FFT engine of the process that made them)
-    units: dict = field(default_factory=dict, repr=False, compare=False)
 
-    def __getstate__(self) -> dict:
-        return {**self.__dict__, "units": {}}
+    @property
+    def units(self) -> dict:
+        """The one-filter units' constants per input group shape and destination
+        strides (:func:`_one_filter_unit`), kept in the state's memo (``memo.py``)."""
+        return memo(self).get("units", {})
 
 
 def implicit_zeros(p: Problem) -> bool:
@@ -530,8 +531,11 @@ def _one_filter_unit(
     the general route is needed."""
     if fft_engine().pocketfft is None:  # (checked on every call: the engine may change)
         return None
+    # kept in the state's memo (not pickled: the constants depend on the FFT engine of
+    # the process that made them)
+    units = memo(st).setdefault("units", {})
     key = (x_shape, dest_strides)
-    unit = st.units.get(key, False)
+    unit = units.get(key, False)
     if unit is False:
         unit = None
         if (
@@ -541,8 +545,8 @@ def _one_filter_unit(
             and not any(g.untouched().size for g in p.geoms)
         ):
             unit = _OneFilterUnit(p, st, x_shape, dest_strides)
-        if len(st.units) < 64:
-            st.units[key] = unit
+        if len(units) < 64:
+            units[key] = unit
     return unit
 
 

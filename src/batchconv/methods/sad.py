@@ -31,6 +31,7 @@ from numpy.lib.stride_tricks import sliding_window_view
 
 from .. import compiled
 from ..geometry import pad_sliding, padded_copy_bytes
+from ..memo import memo
 from ..problem import Problem
 from ..xp import get_workers, parallel_for
 
@@ -67,7 +68,6 @@ def uses_window_rows(p: Problem, budget: int | None = None) -> bool:
 class SADState:
     kernel: np.ndarray  # (K, C, P, *T), C-contiguous
     window_rows: bool = False  # the compiled kernel runs it (decided with the chunks)
-    rows: object = None  # the compiled kernel made ready (on first use)
 
 
 def prepare(p: Problem, wc: np.ndarray, budget: int | None = None) -> SADState:
@@ -86,9 +86,10 @@ def compute(
         block[...] = 0
         return block
     if st.window_rows and uses_numba():  # (chunks were sized for it)
-        if st.rows is None:
-            st.rows = compiled.kernels().WindowRows(p, st.kernel, "sad")
-        st.rows(xp, k0, k1, block)
+        rows = memo(st).get("rows")  # the kernel made ready, kept beside the state
+        if rows is None:
+            rows = memo(st).setdefault("rows", compiled.kernels().WindowRows(p, st.kernel, "sad"))
+        rows(xp, k0, k1, block)
     else:
         _sad_numpy(p, xp, st.kernel[k0:k1], block)
     if p.integer_inputs:

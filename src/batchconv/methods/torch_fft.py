@@ -17,12 +17,13 @@ of a chunk when the bound that routes it says so (:func:`_route`).
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import lru_cache
 from math import ceil, isfinite, ldexp, log2, prod
 
 import numpy as np
 
+from ..memo import memo
 from ..problem import Problem
 from ..tensors import is_cuda, pad_sliding
 from ..xp import next_fast_len
@@ -68,11 +69,11 @@ class TorchFFTState:
     # the spectra (see fft.filter_scaling)
     shifts: object = None
     peak: float = float("-inf")
-    fallback: object = None  # torch_direct's (or NumPy direct's) state, made when needed
-    # per geometry (the problem's, shared by every batch size): the crop, keep and
-    # untouched indices of fft.whole_items / fft.untouched_indices, looked up once (two
-    # lru_cache lookups keyed by the problem cost 10-15 us a call)
-    indices: dict = field(default_factory=dict, repr=False)
+    # in the state's memo (memo.py): the exact route's state ("fallback": torch_direct's
+    # or NumPy direct's, made when first needed) and, per geometry (the problem's, shared
+    # by every batch size), the crop, keep and untouched indices of fft.whole_items /
+    # fft.untouched_indices, looked up once ("indices": two lru_cache lookups keyed by
+    # the problem cost 10-15 us a call)
 
 
 def applies(p: Problem, device: str | None = None) -> str | None:
@@ -199,17 +200,18 @@ def _filter_tops(wc) -> np.ndarray:
 
 def _exact(p: Problem, st: TorchFFTState, xc, k0: int, k1: int):
     """The block computed without an FFT: NaN and Inf stay in their own windows."""
+    seen = memo(st)  # the fallback's state, made when first needed, kept beside st
     if torch_direct.applies(p) is None:
-        if st.fallback is None:
-            st.fallback = torch_direct.prepare(p, st.filters)
-        return torch_direct.compute(p, st.fallback, xc, k0, k1)
+        if "fallback" not in seen:
+            seen.setdefault("fallback", torch_direct.prepare(p, st.filters))
+        return torch_direct.compute(p, seen["fallback"], xc, k0, k1)
     import torch
 
     from . import direct
 
-    if st.fallback is None:
-        st.fallback = direct.prepare(p, st.filters.cpu().numpy())
-    y = direct.compute(p, st.fallback, xc.cpu().numpy(), k0, k1)
+    if "fallback" not in seen:
+        seen.setdefault("fallback", direct.prepare(p, st.filters.cpu().numpy()))
+    y = direct.compute(p, seen["fallback"], xc.cpu().numpy(), k0, k1)
     return torch.from_numpy(y).to(xc.device)
 
 
@@ -256,7 +258,7 @@ def _route(p: Problem, st: TorchFFTState, xc):
     top = float(_abs_max(xc))
     if not isfinite(top):
         return None
-    log_count, log_fft = (st.indices.get(p.geoms) or _indices(p, st))[3]
+    log_count, log_fft = (memo(st).get("indices", {}).get(p.geoms) or _indices(p, st))[3]
     limit = numpy_fft.log2_limit(p.dtype)
     forward = numpy_fft.log2_abs(max(top, cval)) + log_count  # an item's spectrum
     if max(forward, forward + st.peak + log_fft) <= limit:  # ... the product, the inverse
@@ -325,7 +327,7 @@ def _spectral(p: Problem, st: TorchFFTState, xc, k0: int, k1: int, exps=()):
 
     b, k = xc.shape[0], k1 - k0
     s, dims = numpy_fft.ordered_axes(st.fft_shape, 3)
-    crop, keep, untouched, _ = st.indices.get(p.geoms) or _indices(p, st)
+    crop, keep, untouched, _ = memo(st).get("indices", {}).get(p.geoms) or _indices(p, st)
     src = xc[crop] if st.implicit_zeros else pad_sliding(xc, p)
     for f in _pow2(exps, -1, src) if exps else ():  # the padding value is scaled too
         src = src * f
@@ -362,7 +364,7 @@ def _indices(p: Problem, st: TorchFFTState) -> tuple:
     count = p.C * p.P * prod(max(g.padded, g.n) for g in p.geoms)  # values an item reads
     sizes = (log2(max(count, 1)), log2(max(prod(st.fft_shape), 1)))
     found = (crop, (slice(None),) * 3 + keep, numpy_fft.untouched_indices(p, True), sizes)
-    st.indices[p.geoms] = found
+    memo(st).setdefault("indices", {})[p.geoms] = found
     return found
 
 
