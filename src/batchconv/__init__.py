@@ -8,6 +8,7 @@ filter, fast and within a memory budget.
 
 from ._version import __version__
 from .api import clear_plan_cache, convolve, correlate, plan
+from .compiled import use_numba
 from .config import show_config
 from .planner import Plan
 from .tensors import allow_tf32
@@ -21,6 +22,7 @@ __all__ = [
     "show_config",
     "next_fast_len",
     "set_workers",
+    "use_numba",
     "clear_plan_cache",
     "allow_tf32",
     "__version__",

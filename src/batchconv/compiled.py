@@ -1,9 +1,11 @@
 """Optional compiled kernels (numba): window rows (SAD, and the direct correlation where
 there is nothing for a GEMM to contract) and window sums.
 
-They are used when numba is installed and ``USE_NUMBA`` is true (set the environment
-variable ``BATCHCONV_DISABLE_NUMBA=1``, or assign ``batchconv.compiled.USE_NUMBA = False``,
-to run the NumPy code instead; the tests run both). numba is imported, and the kernels
+They are used when numba is installed and switched on: :func:`use_numba` switches them
+for the calling thread (``with batchconv.use_numba(False): ...`` runs the NumPy code in
+that block), else ``USE_NUMBA``, the process's default (set the environment variable
+``BATCHCONV_DISABLE_NUMBA=1``, or assign ``batchconv.compiled.USE_NUMBA = False``, to run
+the NumPy code instead; the tests run both). numba is imported, and the kernels
 compiled, only on first use: once per dtype, a few seconds each, then cached on disk
 (:func:`cache_dir`), so that later processes load them in a fraction of a second.
 :func:`warmup` (``batchconv warmup``) compiles them all at once, e.g. when a machine or
@@ -12,6 +14,9 @@ a container image is set up.
 >>> import batchconv.compiled as compiled
 >>> compiled.enabled() in (True, False)
 True
+>>> with compiled.use_numba(False):
+...     compiled.enabled()
+False
 """
 
 from __future__ import annotations
@@ -30,6 +35,8 @@ from .xp import get_workers, has_module
 
 __all__ = [
     "USE_NUMBA",
+    "use_numba",
+    "numba_switch",
     "enabled",
     "kernels",
     "cache_dir",
@@ -49,9 +56,80 @@ _kernels = None
 _kernels_lock = threading.Lock()
 
 
+class _Switch(threading.local):
+    numba: bool | None = None  # this thread's innermost use_numba; None: USE_NUMBA
+
+
+_switch = _Switch()
+# use_numba settings in force, all threads together: while there are none (the usual
+# case) enabled() reads USE_NUMBA alone (a thread-local read costs 80-100 ns here)
+_switched = 0
+_switched_lock = threading.Lock()
+
+
+class use_numba:
+    """Switch the compiled kernels on or off for this thread, over ``USE_NUMBA`` (the
+    process's default): as a plain call it lasts until changed, as a ``with`` block it
+    is restored on exit (an exception too). Blocks nest; ``None`` keeps the current
+    setting; other threads keep theirs, as with :func:`batchconv.set_workers`. On, the
+    kernels still need numba and a folder to cache them in (:func:`enabled`).
+
+    A plan's method and chunks are chosen for the setting it is made in: make (and
+    explain) plans inside the block.
+
+    >>> import numpy as np, batchconv as bc
+    >>> x, w = np.random.rand(2, 300), np.random.rand(31)
+    >>> with bc.use_numba(False):  # one filter: the NumPy shift-and-add
+    ...     "shift-and-add" in bc.plan(x, w, method="direct").explain()
+    True
+    >>> with bc.use_numba(False):
+    ...     with bc.use_numba(True):
+    ...         inner = numba_switch()
+    ...     (inner, numba_switch())
+    (True, False)
+    """
+
+    def __init__(self, flag: bool | None):
+        global _switched
+        if flag is not None and not isinstance(flag, bool):
+            raise TypeError(f"use_numba takes True, False or None, got {flag!r}")
+        self._old = _switch.numba
+        self._counted = flag is not None
+        if flag is not None:
+            with _switched_lock:
+                _switched += 1
+            _switch.numba = flag
+
+    def __enter__(self) -> use_numba:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        global _switched
+        _switch.numba = self._old
+        if self._counted:  # once per setting, however often the block is left
+            self._counted = False
+            with _switched_lock:
+                _switched -= 1
+
+
+def numba_switch() -> bool:
+    """Whether the compiled kernels are switched on for this thread: its innermost
+    :func:`use_numba`, else ``USE_NUMBA`` (installed or not: see :func:`enabled`)."""
+    if _switched:
+        flag = _switch.numba
+        if flag is not None:
+            return flag
+    return USE_NUMBA
+
+
 def enabled() -> bool:
-    """True when the compiled kernels run: numba installed, not switched off, and a
-    folder to cache them in (:func:`cache_dir`; without one, the NumPy code runs)."""
+    """True when the compiled kernels run: numba installed, switched on for this thread
+    (:func:`numba_switch`), and a folder to cache them in (:func:`cache_dir`; without
+    one, the NumPy code runs)."""
+    if _switched:  # (numba_switch inlined: this is read on every call)
+        flag = _switch.numba
+        if flag is not None:
+            return flag and has_module("numba") and cache_dir() is not None
     return USE_NUMBA and has_module("numba") and cache_dir() is not None
 
 

@@ -52,7 +52,7 @@ def _compiled() -> str:
         return "numba"
     if not has_module("numba"):
         return "none (NumPy code)"
-    if not compiled.USE_NUMBA:
+    if not compiled.numba_switch():
         return "off (BATCHCONV_DISABLE_NUMBA)"
     return "off (no writable folder to cache them in: set NUMBA_CACHE_DIR)"
 

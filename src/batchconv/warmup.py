@@ -34,7 +34,7 @@ def warmup(log: Callable[[str], object] | None = print) -> dict:
     if not compiled.enabled():
         reason = (
             "switched off (BATCHCONV_DISABLE_NUMBA)"
-            if not compiled.USE_NUMBA
+            if not compiled.numba_switch()
             else "numba is not installed"
             if not has_module("numba")
             else "no writable folder to cache them in"

@@ -55,12 +55,8 @@ def numpy_only(f: Callable[[], object]) -> Callable[[], object]:
     alone gets."""
 
     def run():
-        old = compiled.USE_NUMBA
-        compiled.USE_NUMBA = False
-        try:
+        with compiled.use_numba(False):  # this thread only: the others' calls keep numba
             return f()
-        finally:
-            compiled.USE_NUMBA = old
 
     return run
 
