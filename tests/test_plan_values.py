@@ -141,3 +141,28 @@ def test_the_snapshot_sees_a_change(rng):
     before = snapshot(plan)
     plan.state.spectrum.flat[0] += 1
     assert snapshot(plan) != before
+
+
+def test_no_cache_keeps_a_reduce_callable_alive(rng):
+    """Module-level caches key on what they depend on: whether ``reduce`` is a callable,
+    not which one (a callable would otherwise live as long as the process)."""
+    import gc
+    import weakref
+
+    class Top:  # a user's reduce, holding its own data
+        def __init__(self):
+            self.data = np.zeros(1000)
+
+        def __call__(self, block, axis):
+            return block.max(axis=axis)
+
+    x, w = rng.standard_normal((2, 64, 64)), rng.standard_normal((3, 9, 9))
+    want = bc.correlate(x, w, "nhw,khw->nk|hw", reduce="max")
+    for method in ("direct", "fft"):
+        top = Top()
+        gone = weakref.ref(top)
+        plan = bc.plan(x, w, "nhw,khw->nk|hw", reduce=top, method=method)
+        np.testing.assert_allclose(plan(x), want, rtol=1e-10)
+        del plan, top
+        gc.collect()
+        assert gone() is None, f"{method}: a cache keeps the callable alive"

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field, replace
-from functools import lru_cache
 from math import prod
 from typing import TYPE_CHECKING, Any, overload
 
@@ -42,6 +41,7 @@ from .problem import (
     canonical_w,
     canonical_x,
     final_view,
+    problem_cache,
     result_dtype,
     x_layout,
 )
@@ -473,7 +473,7 @@ class Plan:
         return "\n".join(lines)
 
 
-@lru_cache(maxsize=512)
+@problem_cache(maxsize=512)
 def _candidates(
     p: Problem,
     names: tuple[str, ...],

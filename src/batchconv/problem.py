@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, replace
-from functools import cached_property, lru_cache
+from functools import cached_property, lru_cache, wraps
 from math import prod
 
 import numpy as np
@@ -34,6 +34,7 @@ __all__ = [
     "canonical_out_view",
     "long_axis_last",
     "x_layout",
+    "problem_cache",
 ]
 
 METRICS = ("dot", "ssd", "sad", "ncc", "cosine")  # see metrics.py
@@ -424,6 +425,31 @@ def _unit_axis(sp: Spec, letters: str, size: dict, step: dict) -> int | None:
     if any(step[c] < n for c in letters if c != sp.sliding[j] and size[c] > 1):
         return None  # (rows that overlap: only made by as_strided)
     return j
+
+
+def _a_callable(block, axis):  # stands for any user callable in the caches' keys
+    raise NotImplementedError("a placeholder for a reduce callable")
+
+
+def problem_cache(maxsize: int):
+    """``functools.lru_cache`` for functions of a :class:`Problem` (first argument) that
+    depend on whether its ``reduce`` is a callable, never on which one: the key holds a
+    placeholder instead, so a cache never keeps a user's callable alive (and every
+    callable shares the entry). ``cache_clear`` clears it."""
+
+    def decorate(f):
+        cached = lru_cache(maxsize=maxsize)(f)
+
+        @wraps(f)
+        def call(p, *args, **kwargs):
+            if callable(p.reduce):
+                p = replace(p, reduce=_a_callable)
+            return cached(p, *args, **kwargs)
+
+        call.cache_clear = cached.cache_clear  # type: ignore[attr-defined]
+        return call
+
+    return decorate
 
 
 def long_axis_last(p: Problem) -> tuple[int, ...] | None:

@@ -34,7 +34,7 @@ import numpy as np
 from ..geometry import pad_sliding
 from ..memo import memo
 from ..nonfinite import recompute_windows
-from ..problem import Problem
+from ..problem import Problem, problem_cache
 from ..xp import (
     fft_engine,
     get_workers,
@@ -123,7 +123,7 @@ def implicit_zeros(p: Problem) -> bool:
     )
 
 
-@lru_cache(maxsize=256)
+@problem_cache(maxsize=256)
 def tiling(p: Problem) -> tuple[int, ...] | None:
     """Outputs per overlap-save tile along each axis, or None to transform whole items.
 
@@ -154,7 +154,7 @@ def tile_count(p: Problem) -> int:
     return prod(-(-g.out // t) for g, t in zip(p.geoms, tiles, strict=True))
 
 
-@lru_cache(maxsize=256)
+@problem_cache(maxsize=256)
 def fft_shape(p: Problem) -> tuple[int, ...]:
     """FFT length per sliding axis: the smallest fast length without wrap-around in any
     kept output (and at least the dilated kernel's extent)."""
@@ -355,7 +355,7 @@ def zero_untouched(p: Problem, y):
     return y
 
 
-@lru_cache(maxsize=256)
+@problem_cache(maxsize=256)
 def untouched_indices(p: Problem, as_lists: bool = False) -> tuple[tuple, ...]:
     """Indices into a block ``(b, k, P, *O)`` of the windows that never touch ``x``
     (with zero padding; none otherwise), one per sliding axis that has some; ``as_lists``
@@ -577,7 +577,7 @@ def _pair_group(b: int, k: int, pair_bytes: int, workers: int) -> tuple[int, int
     return gb, gk
 
 
-@lru_cache(maxsize=256)
+@problem_cache(maxsize=256)
 def whole_items(p: Problem) -> tuple[tuple, tuple, bool]:
     """``(crop, keep, no_data)`` for whole-item transforms: the part of a canonical input
     that reaches the kept outputs with implicit zero padding, the kept outputs' slices in
@@ -605,7 +605,7 @@ def _group_size(b: int, per_item: int, n_tiles: int, workers: int) -> int:
     return -(-b // max(n, 1))
 
 
-@lru_cache(maxsize=256)
+@problem_cache(maxsize=256)
 def _per_item_bytes(p: Problem, shape: tuple[int, ...], k: int) -> int:
     """Bytes of one item's spectra and inverse transforms against ``k`` filters (FFT
     ``shape``)."""
@@ -948,7 +948,7 @@ def _knobs() -> tuple:
     return _GROUP_BYTES, _PARALLEL_BYTES, _TILE_POINTS, _TILE_EXTENTS, KERNEL_CHUNK_BYTES
 
 
-@lru_cache(maxsize=1024)
+@problem_cache(maxsize=1024)
 def _block_bytes(
     p: Problem, b: int, k: int, workers: int, engine: str, pf: bool, knobs: tuple
 ) -> tuple[int, int]:
@@ -1026,7 +1026,7 @@ def prepare_bytes(p: Problem, budget: int | None = None) -> int:
     return _prepare_bytes(p, budget, fft_engine().name, _knobs())
 
 
-@lru_cache(maxsize=256)
+@problem_cache(maxsize=256)
 def _prepare_bytes(p: Problem, budget: int | None, engine: str, knobs: tuple) -> int:
     shape = fft_shape(p)
     c = np.result_type(p.dtype, np.complex64).itemsize
