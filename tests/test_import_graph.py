@@ -1,7 +1,5 @@
 """Imports point downward: the import graph of ``src/batchconv`` (module-level imports and
-those inside functions, read with ``ast``) has no cycle, except the one knot of the core
-that the backend redesign is to untie (planner, tensors, the torch methods and metrics,
-costs, measure): that one may only shrink, and no other may appear."""
+those inside functions, read with ``ast``) has no cycle."""
 
 from __future__ import annotations
 
@@ -11,21 +9,6 @@ from pathlib import Path
 import batchconv
 
 ROOT = Path(batchconv.__file__).parent
-
-# the core's cycle today (tensors <-> planner, tensors <-> methods/torch_*, tensors ->
-# metrics -> torch_metrics -> tensors, ...): remove names as the redesign cuts them
-KNOWN_KNOT = {
-    "batchconv.costs",
-    "batchconv.measure",
-    "batchconv.methods",
-    "batchconv.methods.torch_direct",
-    "batchconv.methods.torch_fft",
-    "batchconv.methods.torch_sad",
-    "batchconv.metrics",
-    "batchconv.planner",
-    "batchconv.tensors",
-    "batchconv.torch_metrics",
-}
 
 
 def _modules() -> dict[str, Path]:
@@ -98,8 +81,7 @@ def test_the_cycle_finder_finds_a_cycle():
     assert _cycles(graph) == [{"a", "b", "c"}]
 
 
-def test_no_import_cycle_but_the_known_knot():
+def test_no_import_cycle():
     modules = _modules()
     graph = {name: _imported(name, path, modules) for name, path in modules.items()}
-    for cycle in _cycles(graph):
-        assert cycle <= KNOWN_KNOT, f"an import cycle: {sorted(cycle)}"
+    assert [sorted(c) for c in _cycles(graph)] == []

@@ -23,7 +23,7 @@ from math import prod
 from .methods import get_method
 from .methods import sad as sad_method
 from .methods import torch_sad as torch_sad_method
-from .metrics import inner_problem
+from .metric_rules import inner_problem
 from .problem import Problem
 from .tensors import is_cuda
 

@@ -52,11 +52,13 @@ from types import ModuleType
 import numpy as np
 
 from . import compiled
-from .geometry import AxisGeometry, axis_geometry, pad_sliding
+from .geometry import AxisGeometry, pad_sliding
 from .methods import METHODS, get_method, sad, torch_sad
+from .metric_rules import inner_problem, metric_line
+from .metric_rules import noise_floor as _noise_floor
+from .metric_rules import valid_geometry as _valid_geometry
 from .nonfinite import affected_windows
 from .problem import Problem
-from .spec import parse_spec
 from .xp import get_workers, work_buffer
 
 __all__ = ["method_for", "MetricMethod", "box_sums", "inner_problem"]
@@ -108,44 +110,6 @@ def state_bytes(p: Problem, method) -> int:
     if p.metric in ("dot", "sad"):
         return method.state_bytes(p)
     return method.state_bytes(inner_problem(p)) + p.K * p.P * 24
-
-
-def metric_line(p: Problem) -> str:
-    """How ssd, ncc and cosine are computed, for ``explain()``."""
-    what = (
-        "correlations of x with the filters"
-        if p.metric == "cosine"
-        else "correlations of the centred x with the centred filters"
-    )
-    return f"{p.metric}: {what} + float64 window sums of x and x^2 (see metrics.py)"
-
-
-def _valid_geometry(g: AxisGeometry) -> AxisGeometry:
-    return g if g.out == 0 else axis_geometry(g.padded, g.m, "valid", g.stride, g.dilation)
-
-
-def inner_problem(p: Problem) -> Problem:
-    """The plain correlation ("dot", 'valid', no reduction, every sliding axis kept) of a
-    padded copy of ``x`` that gives ``p``'s windows."""
-    sp = p.spec
-    spec = parse_spec(f"{sp.x},{sp.w}->{sp.out}{sp.reduced}|{sp.sliding}")
-    return replace(
-        p,
-        spec=spec,
-        geoms=tuple(_valid_geometry(g) for g in p.geoms),
-        mode="valid",
-        padding="constant",
-        cval=0.0,
-        flip=False,
-        conj=False,
-        reduce=None,
-        metric="dot",
-        integer_inputs=False,
-        x_dtype=None,  # the padded, centred copy is in the compute dtype ...
-        # ... and in C order (b, C, P, *padded): the last sliding axis is contiguous
-        x_unit_axis=p.ndim - 1 if p.geoms[-1].padded > 1 else None,
-        x_contiguous=True,
-    )
 
 
 @dataclass
@@ -338,14 +302,6 @@ def _error_scale_bytes(lead: int, sizes: list[int], geoms: tuple[AxisGeometry, .
         peak = max(peak, 8 * (current + rows * g.out))
         current, sizes[i] = rows * g.out, g.out
     return peak
-
-
-def _noise_floor(p: Problem, scale: np.ndarray) -> np.ndarray:
-    """Per window: a spread (n times the variance, or the sum of squares) at or below this
-    is rounding noise of the window sums, whose error is a few ``eps * sum(m)`` times
-    ``scale`` (:func:`error_scale`). Local: a loud event elsewhere on the axis does not
-    raise it."""
-    return 16 * np.finfo(np.float64).eps * sum(g.m for g in p.geoms) * scale
 
 
 def _set_windows(

@@ -17,7 +17,6 @@ the candidates the model cannot tell apart, once per problem (``measure.py``).
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field, replace
 from math import prod
 from typing import TYPE_CHECKING, Any, overload
@@ -27,6 +26,8 @@ from numpy.lib.stride_tricks import as_strided
 
 from . import compiled
 from .arrays import from_numpy, to_numpy
+from .budget import check_result_fits as _check_result_fits
+from .budget import format_bytes, parse_memory
 from .costs import estimate, flops
 from .measure import timed_choice
 from .memo import memo
@@ -46,10 +47,10 @@ from .problem import (
     x_layout,
 )
 from .reduce import apply_reduce
+from .tensor_plans import run_plan
 from .tensors import canonical_w as tensor_canonical_w
-from .tensors import device_memory, is_cuda, run_plan
+from .tensors import is_cuda
 from .xp import (
-    available_memory,
     blas_threads,
     element_strides,
     get_workers,
@@ -63,64 +64,6 @@ if TYPE_CHECKING:  # torch is optional: named in annotations only
 __all__ = ["Plan", "plan_problem", "choose_method", "parse_memory"]
 
 _MIB = 1 << 20
-
-
-def parse_memory(memory, device: str | None = None) -> int:
-    """A byte budget from an int or a string like ``"2GB"``, ``"512MiB"``, ``"1.5e9"``;
-    None gives the default for ``device`` (see :func:`default_memory`).
-
-    >>> parse_memory("2GB"), parse_memory("1KiB")
-    (2000000000, 1024)
-    """
-    if memory is None:
-        return default_memory(device)
-    if isinstance(memory, int | np.integer) and not isinstance(memory, bool):
-        if memory <= 0:
-            raise ValueError(f"memory must be a positive number of bytes, got {memory}")
-        return int(memory)
-    if isinstance(memory, str):
-        m = re.fullmatch(r"\s*([0-9.eE+]+)\s*([kKmMgGtT]i?)?[bB]?\s*", memory)
-        if m:
-            units = {
-                "": 1,
-                "k": 1e3,
-                "m": 1e6,
-                "g": 1e9,
-                "t": 1e12,
-                "ki": 1 << 10,
-                "mi": 1 << 20,
-                "gi": 1 << 30,
-                "ti": 1 << 40,
-            }
-            try:
-                value = float(m.group(1)) * units[(m.group(2) or "").lower()]
-            except ValueError:
-                value = 0
-            if value > 0:
-                return int(value)
-    raise ValueError(
-        f"memory must be a byte count (int) or a string like '2GB' or '512MiB', got {memory!r}"
-    )
-
-
-def format_bytes(n: float) -> str:
-    """``n`` bytes for people: ``"512 B"``, ``"3.2 KiB"``, ``"1.5 GiB"``.
-
-    >>> format_bytes(100), format_bytes(200_000), format_bytes(3 << 30)
-    ('100 B', '195.3 KiB', '3.0 GiB')
-    """
-    for unit, size in (("TiB", 1 << 40), ("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)):
-        if n >= size:
-            return f"{n / size:.1f} {unit}"
-    return f"{int(n)} B"
-
-
-def default_memory(device: str | None = None) -> int:
-    """Default budget: a quarter of the RAM available now, at most 4 GiB; on a CUDA
-    device half of its free memory (``tensors.device_memory``)."""
-    if is_cuda(device):
-        return device_memory(device)[0]
-    return int(min(available_memory() // 4, 4 << 30))
 
 
 @dataclass(frozen=True)
@@ -180,24 +123,6 @@ def _view(a: np.ndarray, shape: tuple, strides: tuple) -> np.ndarray:
     return as_strided(a, shape, strides)
 
 
-_RESULT_ALWAYS_FITS = 16 << 20
-
-
-def _check_result_fits(p: Problem, device: str | None = None) -> None:
-    """Raise MemoryError, before allocating anything, when the result alone exceeds the
-    memory available now (on ``device``'s memory for a CUDA device)."""
-    need = prod(p.out_shape) * p.out_dtype.itemsize
-    if need <= _RESULT_ALWAYS_FITS:  # (reading the free memory costs a cold call ~5 us)
-        return
-    have = device_memory(device)[1] if is_cuda(device) else available_memory()
-    if need > have:
-        raise MemoryError(
-            f"the result {p.out_shape} {p.out_dtype} needs {format_bytes(need)} but "
-            f"{format_bytes(have)} are available; reduce over the sliding axes "
-            f"(reduce=...), use a stride, or process fewer items per call"
-        )
-
-
 @dataclass
 class Plan:
     """A prepared correlation: call it with ``x`` to get the result.
@@ -224,7 +149,7 @@ class Plan:
 
     @property
     def _shortcuts(self) -> dict:
-        """One-call paths per input layout: a tensor method's (tensors.run_plan), and the
+        """One-call paths per input layout: a tensor method's (tensor_plans.run_plan), and the
         one-block NumPy call's (:meth:`_learn_shortcut`). Kept in the plan's memo
         (``memo.py``), not in the plan: a plan is a value that calls do not change; not
         pickled (they hold modules and bound calls), relearned on the first call."""

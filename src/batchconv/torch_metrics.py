@@ -27,7 +27,9 @@ from types import ModuleType
 
 import numpy as np
 
-from .metrics import _noise_floor, _valid_geometry, inner_problem, metric_line
+from .metric_rules import inner_problem, metric_line
+from .metric_rules import noise_floor as _noise_floor
+from .metric_rules import valid_geometry as _valid_geometry
 from .nonfinite import affected_windows
 from .problem import Problem
 from .tensors import pad_sliding
