@@ -158,10 +158,10 @@ def test_the_choice_is_kept_when_the_default_budget_drifts(monkeypatch, rng):
     remembered choice depends on the chunks it allows, not on its bytes."""
     import itertools
 
-    from batchconv import planner
+    from batchconv import budget
 
     free = itertools.count(8_000_000_000, 4096)
-    monkeypatch.setattr(planner, "available_memory", lambda: next(free))
+    monkeypatch.setattr(budget, "available_memory", lambda: next(free))  # (read there)
     timed = _fake_times(monkeypatch, {"direct": 1.0, "fft": 2.0})
     x, w = rand(rng, (8, 64, 64), np.float32), rand(rng, (4, 9, 9), np.float32)
     for _ in range(3):
