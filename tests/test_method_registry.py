@@ -151,3 +151,35 @@ def test_a_registration_must_be_complete_and_new(toy):
 
     with pytest.raises(ValueError, match="a method needs ON_TENSORS"):
         register_method(Half())
+
+
+def test_unregistering_forgets_cached_choices_but_not_made_plans(rng):
+    """correlate's plan cache and the planner's candidates name methods: both forget
+    them when the registry changes; a plan made with a method keeps running it."""
+    x, w = rng.standard_normal((3, 2, 500)), rng.standard_normal((4, 2, 9))
+    spec = "ncl,kcl->nkl|l"
+    register_method(ToyFFT())
+    try:
+        made = bc.plan(x, w, spec, mode="same")
+        first = bc.correlate(x, w, spec, mode="same")  # (cached: a toy_fft plan)
+        assert made.method == "toy_fft"
+    finally:
+        unregister_method("toy_fft")
+    again = bc.correlate(x, w, spec, mode="same")  # planned anew, without toy_fft
+    assert bc.plan(x, w, spec, mode="same").method != "toy_fft"
+    np.testing.assert_allclose(again, first, rtol=1e-9, atol=1e-9)
+    np.testing.assert_allclose(made(x), first, rtol=1e-9, atol=1e-9)  # still runs
+    assert "toy_fft: numpy.fft" in made.explain()
+    with pytest.raises(ValueError, match="got 'toy_fft'"):
+        bc.plan(x, w, spec, method="toy_fft")
+
+
+def test_a_metric_over_it_in_several_blocks(toy, rng):
+    """Without held_bytes (optional), a metric's estimate counts all of the method's
+    temporaries as held between blocks; the blocks still agree with the loop."""
+    x, w = rng.standard_normal((16, 2, 800)), rng.standard_normal((6, 2, 9))
+    spec = "ncl,kcl->nkl|l"
+    p = bc.plan(x, w, spec, metric="ncc", method="toy_fft", mode="same", memory="2MB")
+    assert p.chunk != (16, 6)  # several blocks
+    want = naive_correlate(x, w, spec, metric="ncc", mode="same")
+    np.testing.assert_allclose(p(x), want, rtol=1e-9, atol=1e-9)

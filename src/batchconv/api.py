@@ -20,6 +20,7 @@ import numpy as np
 from . import compiled
 from .arrays import from_numpy, is_dask, is_torch, numpy_dtype, to_numpy
 from .dask_arrays import lazy_correlate
+from .methods import ON_CHANGE
 from .planner import Plan, plan_problem
 from .problem import make_problem
 from .tensors import device_of
@@ -486,3 +487,6 @@ def plan(
     (8, 4, 32, 32)
     """
     return _make_plan(x, w, spec, flip=convolve, **options)
+
+
+ON_CHANGE.append(clear_plan_cache)  # a method registered or unregistered: plans name them

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from math import prod
 
-from .methods import get_method
+from .methods import module_of
 from .methods import sad as sad_method
 from .methods import torch_sad as torch_sad_method
 from .metric_rules import inner_problem
@@ -134,7 +134,7 @@ def flops(p: Problem, method: str) -> float:
     subtraction and an addition per tap; ssd/ncc/cosine: those of their correlation)."""
     if p.metric not in ("dot", "sad"):
         return flops(inner_problem(p), method)
-    return get_method(method).flops(p)
+    return module_of(method).flops(p)
 
 
 def features(p: Problem, method: str, device: str | None = None) -> tuple[str, dict[str, float]]:
@@ -142,7 +142,7 @@ def features(p: Problem, method: str, device: str | None = None) -> tuple[str, d
     ``"window_rows"`` (compiled), ``"shift_add"`` (NumPy), ``"torch_conv"`` or
     ``"torch_fft"``: the method's ``cost_features`` say) and its features for ``p``
     (``device``: where torch tensors live)."""
-    return get_method(method).cost_features(p, device)
+    return module_of(method).cost_features(p, device)
 
 
 def estimate(p: Problem, method: str, device: str | None = None) -> float:
@@ -151,7 +151,7 @@ def estimate(p: Problem, method: str, device: str | None = None) -> float:
     them; a plan called again does not, so there the FFT is cheaper than this says);
     ``device``: where torch tensors live (a CUDA device has its own table)."""
     terms = flops(p, method) / 2
-    if p.metric == "sad" and get_method(method).ON_TENSORS:
+    if p.metric == "sad" and module_of(method).ON_TENSORS:
         if torch_sad_method.uses_triton(p, device) and is_cuda(device):
             return _SAD_CALL_CUDA + terms * _SAD_ELEMENT_TRITON
         return _SAD_CALL + terms * (
@@ -171,6 +171,6 @@ def estimate(p: Problem, method: str, device: str | None = None) -> float:
         )
     model, feats = features(p, method, device)
     # a registered method may bring its own model (its COEFFICIENTS, keyed like ours)
-    own = getattr(get_method(method), "COEFFICIENTS", {})
+    own = getattr(module_of(method), "COEFFICIENTS", {})
     coef = own.get(model) or (CUDA_COEFFICIENTS if is_cuda(device) else COEFFICIENTS)[model]
     return sum(coef.get(k, 0.0) * v for k, v in feats.items())

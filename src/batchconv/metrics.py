@@ -53,7 +53,7 @@ import numpy as np
 
 from . import compiled
 from .geometry import AxisGeometry, pad_sliding
-from .methods import METHODS, get_method, sad, torch_sad
+from .methods import METHODS, module_of, sad, torch_sad
 from .metric_rules import inner_problem, metric_line
 from .metric_rules import noise_floor as _noise_floor
 from .metric_rules import valid_geometry as _valid_geometry
@@ -74,7 +74,7 @@ def method_for(p: Problem, name: str, device: str | None = None):
     "dot"; the SAD kernels for "sad" (``name`` "direct", or "torch_direct" for tensors on
     ``device``); otherwise a :class:`MetricMethod` around the method (for a torch
     method, a ``torch_metrics.TorchMetricMethod``)."""
-    mod = get_method(name)
+    mod = module_of(name)
     why = mod.applies(p, device)
     if why is not None:
         raise ValueError(f"method {name!r} cannot compute this problem: {why}")
@@ -392,7 +392,8 @@ class MetricMethod:
         more = b < p.B or k < p.K  # (the previous block's work buffers are still held)
         if block_bytes is None:  # direct: its temporaries, held beside the combination
             inner = self.method.workspace_bytes(q, b, k, budget)
-            again = self.method.held_bytes(q, b, k, budget) if more else 0
+            held_bytes = getattr(self.method, "held_bytes", self.method.workspace_bytes)
+            again = held_bytes(q, b, k, budget) if more else 0  # (all, unless told)
             return call + max(computing + again, held + inner + combine)
         inner, kept = block_bytes(q, b, k)
         again = kept if more else 0

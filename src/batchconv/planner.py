@@ -31,7 +31,7 @@ from .budget import format_bytes, parse_memory
 from .costs import estimate, flops
 from .measure import timed_choice
 from .memo import memo
-from .methods import METHODS, get_method
+from .methods import METHODS, ON_CHANGE, get_method, module_of
 from .methods import direct as direct_method
 from .metrics import method_for, methods_for_metric
 from .metrics import state_bytes as metric_state_bytes
@@ -105,7 +105,7 @@ def _chunks(p: Problem, mod, budget: int) -> tuple[int, int]:
 
 
 def _state_bytes(p: Problem, name: str) -> int:
-    return metric_state_bytes(p, get_method(name))
+    return metric_state_bytes(p, module_of(name))
 
 
 def _room(p: Problem, name: str, budget: int) -> int:
@@ -157,8 +157,9 @@ class Plan:
 
     @property
     def module(self):
-        """The registered method module that computes this plan (``methods.METHODS``)."""
-        return get_method(self.method)
+        """The method module that computes this plan (registered, or since unregistered:
+        ``methods.module_of``)."""
+        return module_of(self.method)
 
     @property
     def flops(self) -> float:
@@ -350,7 +351,7 @@ class Plan:
             where = affected_windows(p, bad.any(axis=1))
             for k0 in range(0, p.K, ck):
                 k1 = min(k0 + ck, p.K)
-                block = get_method(self.method).compute(zeros, self.state, xz, k0, k1)
+                block = self.module.compute(zeros, self.state, xz, k0, k1)
                 recompute_windows(p, xb, self.filters, block, where, k0, k1, self.memory)
                 canon[it, k0:k1] = block if reduce is None else reduce(block)
         if self.bad_filters.size:
@@ -431,12 +432,17 @@ def _candidates(
     return tuple(cands)
 
 
+ON_CHANGE.append(_candidates.cache_clear)  # (its keys name methods)
+
+
 def _method_names(p: Problem, method: str, device: str | None) -> tuple[str, ...]:
     """The candidates for ``method`` on ``device`` (None: NumPy data; "cpu": torch CPU
     tensors, which the NumPy methods read without a copy; "cuda...": torch methods
     only, where "direct" and "fft" mean their torch forms)."""
     on_gpu = is_cuda(device)
     if method != "auto":
+        if not on_gpu:
+            get_method(method)  # a registered name (unknown names list the valid ones)
         if on_gpu and not getattr(METHODS.get(method), "ON_TENSORS", False):
             twin = [n for n, m in METHODS.items() if m.ON_TENSORS and m.STANDS_FOR == method]
             if twin:

@@ -12,7 +12,11 @@ A method module declares what it is (the :class:`Method` protocol):
   the SAD kernels of ``metrics.py`` run in its place);
 * ``EXACT_FOR_INTEGERS``: integer inputs give exact integers (``auto`` prefers it there);
 * ``SPREADS_NONFINITE``: a NaN/Inf in ``x`` can spread over the whole item's result (an
-  FFT), so the planner redoes the flagged items exactly (see ``nonfinite.py``);
+  FFT), so the planner redoes the flagged items exactly (see ``nonfinite.py``): such a
+  method's ``compute`` takes ``nonfinite=`` (a set) and adds to it the indices, within
+  the chunk, of the items whose results are not all finite; it gets zeros in place of
+  the filters' NaN/Inf, and the planner redoes those filters directly (NumPy methods;
+  a tensor method handles NaN/Inf itself);
 
 and computes:
 
@@ -30,8 +34,20 @@ and computes:
   unreduced block is never a temporary (otherwise the planner reduces each block);
 * ``flops(problem)`` and ``cost_features(problem, device=None) -> (model, features)``:
   the cost model's name (a row of ``costs.COEFFICIENTS``, or of the module's own
-  ``COEFFICIENTS``, an optional dict of the same form) and its features;
-* ``describe(problem, state, budget, device=None) -> str``: its line in ``explain()``.
+  ``COEFFICIENTS``) and its features;
+* ``describe(problem, state, budget, device=None) -> str``: its line in ``explain()``;
+
+and optionally:
+
+* ``held_bytes(problem, b, k, budget)``: the part of ``workspace_bytes`` that stays with
+  the threads after a block (``xp.work_buffer``), which a metric's next block finds
+  still held (all of it when absent);
+* ``block_bytes(problem, b, k) -> (peak, held)`` with ``prepare_bytes(problem, budget)``:
+  the same split where the method's temporaries are not all work buffers (the FFT);
+* ``bind(problem, state, x_chunk, out)``: a lean call for a repeat call with the same
+  input layout (NumPy methods), or ``one_call(problem, state, x_chunk)`` (tensor
+  methods: ``(input, call, as_canonical)``, or None);
+* ``COEFFICIENTS``: the cost model of its own ``cost_features`` model names.
 
 The metrics wrap the methods (``metrics.method_for``): ssd/ncc/cosine compute a
 correlation with the method, SAD runs its own kernels. Adding a method is its module
@@ -46,7 +62,14 @@ from typing import Any, Protocol, runtime_checkable
 
 from . import direct, fft, torch_direct, torch_fft
 
-__all__ = ["METHODS", "Method", "get_method", "register_method", "unregister_method"]
+__all__ = [
+    "METHODS",
+    "Method",
+    "get_method",
+    "module_of",
+    "register_method",
+    "unregister_method",
+]
 
 
 @runtime_checkable
@@ -74,6 +97,10 @@ class Method(Protocol):
 # the torch methods run on torch tensors' own device (see tensors.py); they import torch
 # only when they run
 METHODS: dict[str, ModuleType | Method] = {}
+# unregistered methods, for the plans made with them (module_of), and what must forget
+# the registry's old contents when it changes (the planner's and correlate's caches)
+_RETIRED: dict[str, ModuleType | Method] = {}
+ON_CHANGE: list = []
 
 
 def register_method(method: ModuleType | Method) -> None:
@@ -86,11 +113,27 @@ def register_method(method: ModuleType | Method) -> None:
     if method.NAME in METHODS or method.NAME in ("auto", "measure"):
         raise ValueError(f"method name {method.NAME!r} is taken")
     METHODS[method.NAME] = method
+    _RETIRED.pop(method.NAME, None)
+    _changed()
 
 
 def unregister_method(name: str) -> None:
-    """Forget the method called ``name`` (plans already made with it keep it)."""
-    METHODS.pop(name, None)
+    """Forget the method called ``name``: no new plan uses it; plans already made with it
+    keep it (:func:`module_of`)."""
+    if name in METHODS:
+        _RETIRED[name] = METHODS.pop(name)
+        _changed()
+
+
+def _changed() -> None:
+    for forget in ON_CHANGE:  # cached candidates and plans name methods
+        forget()
+
+
+def module_of(name: str) -> Any:
+    """The module of a plan's method ``name``: registered, or unregistered since."""
+    found = METHODS.get(name) or _RETIRED.get(name)
+    return found if found is not None else get_method(name)
 
 
 def get_method(name: str) -> Any:
