@@ -34,7 +34,7 @@ def memo(obj) -> dict:
         return found
     with _lock:
         found = _memos.get(id(obj))
-        if found is None:
-            found = _memos[id(obj)] = {}
+        if found is None:  # (the finalizer first: an object it cannot watch gets no memo)
             weakref.finalize(obj, _memos.pop, id(obj), None)
+            found = _memos[id(obj)] = {}
     return found
