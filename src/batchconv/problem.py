@@ -89,6 +89,13 @@ class Problem:
         batch_shape = tuple(sizes[c] for c in self.spec.batch)
         return replace(self, x_shape=x_shape, B=prod(batch_shape), batch_shape=batch_shape)
 
+    @cached_property
+    def cache_key(self) -> Problem:
+        """This problem with a callable ``reduce`` replaced by a placeholder (itself when
+        ``reduce`` is not a callable): what module-level caches key on
+        (:func:`problem_cache`), so that none keeps a user's callable alive."""
+        return replace(self, reduce=_a_callable) if callable(self.reduce) else self
+
     @property
     def ndim(self) -> int:
         """Number of sliding axes."""
@@ -442,11 +449,10 @@ def problem_cache(maxsize: int):
 
         @wraps(f)
         def call(p, *args, **kwargs):
-            if callable(p.reduce):
-                p = replace(p, reduce=_a_callable)
-            return cached(p, *args, **kwargs)
+            return cached(p.cache_key if callable(p.reduce) else p, *args, **kwargs)
 
         call.cache_clear = cached.cache_clear  # type: ignore[attr-defined]
+        call.cache_info = cached.cache_info  # type: ignore[attr-defined]
         return call
 
     return decorate
