@@ -147,6 +147,10 @@ class Plan:
     # the filters holding a NaN/Inf (indices; with ``filters``): redone directly
     bad_filters: np.ndarray | None = field(default=None, repr=False, compare=False)
 
+    def __post_init__(self) -> None:
+        if self.filters is not None and self.bad_filters is None:
+            self.bad_filters = _nonfinite_filters(self.filters)
+
     @property
     def _shortcuts(self) -> dict:
         """One-call paths per input layout: a tensor method's (tensor_plans.run_plan), and the
@@ -578,5 +582,4 @@ def _prepare(
         reason,
         state,
         filters=wc if spreads else None,
-        bad_filters=_nonfinite_filters(wc) if spreads else None,
     )
