@@ -588,26 +588,35 @@ def parallel_for(fn, items, workers: int | None = None) -> None:
             fn(it)
         return
     pool = _pool[0] if _pool else _shared_pool()
-    todo = iter(items)
+    # the work, in a box emptied before returning: a cancelled helper stays queued in
+    # the pool until a thread pops it, and must not keep fn's arrays alive until then
+    work = [fn, iter(items)]
     lock = threading.Lock()
     errors: list[BaseException] = []
 
     def drain() -> None:
         while not errors:
             with lock:
-                it = next(todo, _DONE)
+                if not work:
+                    return
+                it = next(work[1], _DONE)
+                f = work[0]
             if it is _DONE:
                 return
             try:
-                fn(it)
+                f(it)
             except BaseException as e:  # noqa: BLE001 - re-raised in the caller
                 errors.append(e)
+            del f, it
 
     helpers = [pool.submit(drain) for _ in range(n - 1)]
+    del fn, items
     drain()
     for h in helpers:  # every item is taken: a helper still queued has nothing to do
         if not h.cancel():
             h.result()
+    with lock:
+        work.clear()
     if errors:
         raise errors[0]
 
