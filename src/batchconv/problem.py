@@ -97,6 +97,12 @@ class Problem:
         return replace(self, reduce=_a_callable) if callable(self.reduce) else self
 
     @property
+    def precision(self) -> str:
+        """``"single"`` (float32, complex64) or ``"double"``: the cost model's features
+        are counted per precision."""
+        return "single" if self.dtype in (np.float32, np.complex64) else "double"
+
+    @property
     def ndim(self) -> int:
         """Number of sliding axes."""
         return len(self.geoms)

@@ -403,7 +403,7 @@ def flops(p: Problem) -> float:
 def cost_features(p: Problem, device: str | None = None) -> tuple[str, dict[str, float]]:
     """The kernel's cost model (``"window_rows"``, ``"gemm"`` or ``"shift_add"``) and its
     features."""
-    prec = "single" if p.dtype in (np.float32, np.complex64) else "double"
+    prec = p.precision
     out_bytes = float(p.B * p.K * p.P * prod(p.O) * p.dtype.itemsize)
     fl = flops(p)
     if uses_window_rows(p):

@@ -1212,7 +1212,7 @@ def parts_flops(f: dict[str, float]) -> float:
 
 def parts_features(p: Problem, f: dict[str, float]) -> dict[str, float]:
     """The cost model's features from :func:`cost_parts`."""
-    prec = "single" if p.dtype in (np.float32, np.complex64) else "double"
+    prec = p.precision
     return {
         "calls": 1.0,
         f"fft_flops_{prec}": f["fft_flops"],

@@ -20,8 +20,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from math import prod
 
-import numpy as np
-
 from ..problem import Problem
 from ..tensors import is_cuda, pad_sliding
 from . import direct
@@ -189,7 +187,7 @@ def flops(p: Problem) -> float:
 
 def cost_features(p: Problem, device: str | None = None) -> tuple[str, dict[str, float]]:
     """The ``"torch_conv"`` cost model and its features."""
-    prec = "single" if p.dtype in (np.float32, np.complex64) else "double"
+    prec = p.precision
     r = p.dtype.itemsize
     return "torch_conv", {
         "calls": 1.0,
