@@ -18,7 +18,7 @@ from __future__ import annotations
 import threading
 import weakref
 
-__all__ = ["memo"]
+__all__ = ["memo", "remembered"]
 
 _memos: dict[int, dict] = {}
 _lock = threading.Lock()
@@ -38,3 +38,22 @@ def memo(obj) -> dict:
             weakref.finalize(obj, _memos.pop, id(obj), None)
             found = _memos[id(obj)] = {}
     return found
+
+
+def remembered(obj, key: str, make):
+    """``memo(obj)[key]``, made by ``make()`` the first time it is asked for (two threads
+    asking at once may both make it; the first one stored is kept and returned to both).
+
+    >>> class State:
+    ...     pass
+    >>> st = State()
+    >>> remembered(st, "n", lambda: 1), remembered(st, "n", lambda: 2)
+    (1, 1)
+    """
+    found = memo(obj).get(key, _MISSING)
+    if found is _MISSING:
+        found = memo(obj).setdefault(key, make())
+    return found
+
+
+_MISSING = object()

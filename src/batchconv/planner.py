@@ -30,7 +30,7 @@ from .budget import check_result_fits as _check_result_fits
 from .budget import format_bytes, parse_memory
 from .costs import estimate, flops
 from .measure import timed_choice
-from .memo import memo
+from .memo import memo, remembered
 from .methods import METHODS, ON_CHANGE, get_method, module_of
 from .methods import direct as direct_method
 from .metrics import method_for, methods_for_metric
@@ -359,14 +359,15 @@ class Plan:
                 recompute_windows(p, xb, self.filters, block, where, k0, k1, self.memory)
                 canon[it, k0:k1] = block if reduce is None else reduce(block)
         if self.bad_filters.size:
-            seen = memo(self)  # the direct method's state, made when first needed
-            if "direct" not in seen:
-                seen.setdefault("direct", direct_method.prepare(p, self.filters, self.memory))
+            # the direct method's state, made when first needed, kept beside the plan
+            direct = remembered(
+                self, "direct", lambda: direct_method.prepare(p, self.filters, self.memory)
+            )
             dcb = _chunks(p, direct_method, self.memory)[0]
             for k in self.bad_filters:
                 for b0 in range(0, p.B, dcb):
                     xb = xc[b0 : b0 + dcb].astype(p.dtype, copy=False)
-                    r = direct_method.compute(p, seen["direct"], xb, k, k + 1)
+                    r = direct_method.compute(p, direct, xb, k, k + 1)
                     canon[b0 : b0 + dcb, k : k + 1] = r if reduce is None else reduce(r)
 
     def explain(self) -> str:

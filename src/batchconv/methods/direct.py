@@ -28,7 +28,7 @@ from numpy.lib.stride_tricks import sliding_window_view
 from .. import compiled
 from .. import xp as _xp
 from ..geometry import pad_sliding, padded_copy_bytes
-from ..memo import memo
+from ..memo import remembered
 from ..problem import Problem
 from ..xp import get_workers, parallel_for, work_buffer, work_buffer_like
 
@@ -331,9 +331,8 @@ def compute(
     if st.gemm_weights is not None:
         _gemm(p, st, xp, block, k0, k1)
     elif st.window_rows and compiled.enabled():  # (chunks were sized for it)
-        rows = memo(st).get("rows")  # the kernel made ready, kept beside the state
-        if rows is None:
-            rows = memo(st).setdefault("rows", compiled.kernels().WindowRows(p, st.kernel, "dot"))
+        # the kernel made ready, kept beside the state
+        rows = remembered(st, "rows", lambda: compiled.kernels().WindowRows(p, st.kernel, "dot"))
         rows(xp, k0, k1, block)
     else:
         _shift_add(p, st, xp, block, k0, k1)

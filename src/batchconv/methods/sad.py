@@ -31,7 +31,7 @@ from numpy.lib.stride_tricks import sliding_window_view
 
 from .. import compiled
 from ..geometry import pad_sliding, padded_copy_bytes
-from ..memo import memo
+from ..memo import remembered
 from ..problem import Problem
 from ..xp import get_workers, parallel_for
 
@@ -86,9 +86,8 @@ def compute(
         block[...] = 0
         return block
     if st.window_rows and uses_numba():  # (chunks were sized for it)
-        rows = memo(st).get("rows")  # the kernel made ready, kept beside the state
-        if rows is None:
-            rows = memo(st).setdefault("rows", compiled.kernels().WindowRows(p, st.kernel, "sad"))
+        # the kernel made ready, kept beside the state
+        rows = remembered(st, "rows", lambda: compiled.kernels().WindowRows(p, st.kernel, "sad"))
         rows(xp, k0, k1, block)
     else:
         _sad_numpy(p, xp, st.kernel[k0:k1], block)

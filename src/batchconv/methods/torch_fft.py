@@ -23,7 +23,7 @@ from math import ceil, isfinite, ldexp, log2, prod
 
 import numpy as np
 
-from ..memo import memo
+from ..memo import memo, remembered
 from ..problem import Problem
 from ..tensors import is_cuda, pad_sliding
 from ..xp import next_fast_len
@@ -200,18 +200,16 @@ def _filter_tops(wc) -> np.ndarray:
 
 def _exact(p: Problem, st: TorchFFTState, xc, k0: int, k1: int):
     """The block computed without an FFT: NaN and Inf stay in their own windows."""
-    seen = memo(st)  # the fallback's state, made when first needed, kept beside st
+    # the fallback's state, made when first needed, kept beside st
     if torch_direct.applies(p) is None:
-        if "fallback" not in seen:
-            seen.setdefault("fallback", torch_direct.prepare(p, st.filters))
-        return torch_direct.compute(p, seen["fallback"], xc, k0, k1)
+        fallback = remembered(st, "fallback", lambda: torch_direct.prepare(p, st.filters))
+        return torch_direct.compute(p, fallback, xc, k0, k1)
     import torch
 
     from . import direct
 
-    if "fallback" not in seen:
-        seen.setdefault("fallback", direct.prepare(p, st.filters.cpu().numpy()))
-    y = direct.compute(p, seen["fallback"], xc.cpu().numpy(), k0, k1)
+    fallback = remembered(st, "fallback", lambda: direct.prepare(p, st.filters.cpu().numpy()))
+    y = direct.compute(p, fallback, xc.cpu().numpy(), k0, k1)
     return torch.from_numpy(y).to(xc.device)
 
 
