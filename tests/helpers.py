@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import tracemalloc
 from contextlib import contextmanager
 
 import numpy as np
@@ -10,6 +11,7 @@ from naive import _parse, default_spec_string, naive_correlate, tolerance, windo
 
 import batchconv as bc
 from batchconv import compiled
+from batchconv.xp import clear_work_buffers
 
 
 def expected_dtype(x, w) -> np.dtype:
@@ -233,3 +235,26 @@ def check_metric(x, w, spec=None, *, metric, method, call=_call, **kw):
     if normalised and reduce in (None, "max", "min"):  # a sum or mean of them may exceed 1
         assert (np.abs(y) <= 1).all()
     return y
+
+
+def traced_plan_and_call(x, w, spec=None, **kw):
+    """(plan, result, peak bytes of plan + call beyond the result), after a first plan
+    and call (imports, compiled kernels) and with the threads' work buffers freed (a first
+    call pays for them); (None, None, 0) when the plan refuses the budget."""
+    try:
+        bc.plan(x, w, spec, **kw)(x)
+    except MemoryError:
+        return None, None, 0
+    bc.clear_plan_cache()
+    clear_work_buffers()
+    tracemalloc.start()
+    try:
+        try:
+            p = bc.plan(x, w, spec, **kw)
+        except MemoryError:
+            return None, None, 0
+        y = p(x)
+        peak = tracemalloc.get_traced_memory()[1] - y.nbytes
+    finally:
+        tracemalloc.stop()
+    return p, y, peak

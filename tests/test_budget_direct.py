@@ -13,44 +13,18 @@ and the result, filter state included.
 
 from __future__ import annotations
 
-import tracemalloc
-
 import numpy as np
 import pytest
-from helpers import check
+from helpers import check, traced_plan_and_call
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import batchconv as bc
 from batchconv.methods import direct
-from batchconv.xp import clear_work_buffers
 
 # Python objects and NumPy's small per-call arrays (views, index tuples): what a call
 # allocates beyond its estimate whatever the problem's size
 SLACK = 256 << 10
-
-
-def traced_plan_and_call(x, w, spec=None, **kw):
-    """(plan, result, peak bytes of plan + call beyond the result), after a first plan
-    and call (imports, compiled kernels) and with the threads' work buffers freed (a first
-    call pays for them); (None, None, 0) when the plan refuses the budget."""
-    try:
-        bc.plan(x, w, spec, **kw)(x)
-    except MemoryError:
-        return None, None, 0
-    bc.clear_plan_cache()
-    clear_work_buffers()
-    tracemalloc.start()
-    try:
-        try:
-            p = bc.plan(x, w, spec, **kw)
-        except MemoryError:
-            return None, None, 0
-        y = p(x)
-        peak = tracemalloc.get_traced_memory()[1] - y.nbytes
-    finally:
-        tracemalloc.stop()
-    return p, y, peak
 
 
 def assert_within_budget(p, peak):

@@ -13,17 +13,17 @@ copy. A plan learns x's layout from the x it is made with (``Problem.x_unit_axis
 
 from __future__ import annotations
 
-import tracemalloc
 from unittest import mock
 
 import numpy as np
 import pytest
+from helpers import traced_plan_and_call
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
 import batchconv as bc
 from batchconv import compiled
-from batchconv.xp import clear_work_buffers, element_strides
+from batchconv.xp import element_strides
 
 # Python objects, index arrays of a few windows, small per-call buffers (as in
 # test_budget_property.py)
@@ -69,13 +69,8 @@ def laid_out(draw):
 
 
 def _traced(x, w, opts):
-    """(plan, result, peak of plan + call beyond the result, phase copies made)."""
-    try:
-        bc.plan(x, w, **opts)(x)  # compiled kernels, first-call set-up
-    except MemoryError:
-        return None, None, 0, 0
-    bc.clear_plan_cache()
-    clear_work_buffers()
+    """(plan, result, peak of plan + call beyond the result, phase copies made by the
+    warm-up call and the measured one: the same x, so both or neither copy)."""
     kernels = compiled.kernels() if compiled.enabled() else None
     phases = getattr(kernels, "_phases", None)
     copies = []
@@ -86,16 +81,7 @@ def _traced(x, w, opts):
 
     patch = mock.patch.object(kernels, "_phases", counted) if phases else mock.MagicMock()
     with patch:
-        tracemalloc.start()
-        try:
-            try:
-                p = bc.plan(x, w, **opts)
-            except MemoryError:
-                return None, None, 0, 0
-            y = p(x)
-            peak = tracemalloc.get_traced_memory()[1] - y.nbytes
-        finally:
-            tracemalloc.stop()
+        p, y, peak = traced_plan_and_call(x, w, **opts)
     return p, y, peak, len(copies)
 
 
