@@ -30,7 +30,7 @@ from .budget import check_result_fits as _check_result_fits
 from .budget import format_bytes, parse_memory
 from .costs import estimate, flops
 from .measure import timed_choice
-from .memo import memo, remembered
+from .memo import remembered
 from .methods import METHODS, ON_CHANGE, get_method, module_of
 from .methods import direct as direct_method
 from .metrics import method_for, methods_for_metric
@@ -157,7 +157,7 @@ class Plan:
         one-block NumPy call's (:meth:`_learn_shortcut`). Kept in the plan's memo
         (``memo.py``), not in the plan: a plan is a value that calls do not change; not
         pickled (they hold modules and bound calls), relearned on the first call."""
-        return memo(self).setdefault("shortcuts", {})
+        return remembered(self, "shortcuts", dict)
 
     @property
     def module(self):

@@ -32,7 +32,7 @@ from math import isnan, log2, prod
 import numpy as np
 
 from ..geometry import pad_sliding
-from ..memo import memo
+from ..memo import memo, remembered
 from ..nonfinite import recompute_windows
 from ..problem import Problem, problem_cache
 from ..xp import (
@@ -533,7 +533,7 @@ def _one_filter_unit(
         return None
     # kept in the state's memo (not pickled: the constants depend on the FFT engine of
     # the process that made them)
-    units = memo(st).setdefault("units", {})
+    units = remembered(st, "units", dict)
     key = (x_shape, dest_strides)
     unit = units.get(key, False)
     if unit is False:
