@@ -36,7 +36,7 @@ def _torch_method(
 ) -> str:
     """``method`` as its torch form ("direct" -> "torch_direct", "fft" -> "torch_fft")
     where that form computes the problem; elsewhere ``otherwise`` (default: ``method``)."""
-    from batchconv.metrics import method_for
+    from batchconv.metrics.dispatch import method_for
     from batchconv.problem import make_problem
 
     if method not in ("direct", "fft"):

@@ -157,7 +157,7 @@ def test_window_rows_writes_any_layout(rng):
 
     x, w = rand(rng, (3, 10, 9), np.float64), rand(rng, (3, 4), np.float64)
     p = make_problem(x.shape, x.dtype, w.shape, w.dtype)
-    rows = compiled.kernels().WindowRows(p, w.reshape(1, 1, 1, 3, 4), "dot")
+    rows = compiled.kernels().WindowRows(p, w.reshape(1, 1, 1, 3, 4), absolute=False)
     ref = naive_correlate(x, w)[:, None, None]  # (b, k, P, *O)
     for block in (
         np.empty((8, 6, 1, 1, 3)).transpose(4, 3, 2, 0, 1),  # batch innermost

@@ -1,7 +1,7 @@
 """ssd and ncc on data with a common offset (issue #20, finding 6), against exact rational
 arithmetic (``fractions.Fraction``) under the metrics' accuracy contract.
 
-The metrics centre ``x`` by its item's mean and the filters by theirs (``metrics.py``).
+The metrics centre ``x`` by its item's mean and the filters by theirs (``metrics/windowed.py``).
 With an offset of 1e10 the filter's float64 mean is off by about 1e-6, so the centred
 filter no longer sums to zero; the formulas dropped that sum, which put float64 ssd 1e5x
 and ncc 4e5x beyond the contract. Both NumPy methods (``direct``, with and without the
@@ -192,7 +192,7 @@ def test_common_offset_2d_channels(metric, method):
     ids=[f"float64-{o:g}" for o in FLOAT64_OFFSETS] + ["float32-1e3"],
 )
 def test_common_offset_torch(dtype, offset, metric, method):
-    """``torch_metrics.py`` has the same formulas: the same case on CPU tensors."""
+    """``metrics/windowed_torch.py`` has the same formulas: the same case on CPU tensors."""
     rng = np.random.default_rng(22)
     x, w = _offset_problem(rng, offset, dtype)
     _assert_contract(_torch_call(x, w, method, metric=metric), x, w, metric=metric)

@@ -1,6 +1,6 @@
 """The metrics on torch tensors (issue #8): SAD (``methods/torch_sad.py``: plain torch
 ops, and the Triton kernel under Triton's interpreter) and ssd/ncc/cosine
-(``torch_metrics.py`` over ``torch_direct`` and ``torch_fft``), run here on CPU tensors
+(``metrics/windowed_torch.py`` over ``torch_direct`` and ``torch_fft``), run here on CPU tensors
 with the metrics' accuracy contract against the float64 loop (``helpers.check_metric``),
 over the cases of ``test_metrics.py``. The same code runs on CUDA tensors
 (``tests/test_cuda.py``). Skipped without torch."""

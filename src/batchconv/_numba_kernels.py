@@ -329,21 +329,21 @@ def _flat_view(block: np.ndarray) -> tuple[np.ndarray, tuple[int, ...]] | None:
 
 
 class WindowRows:
-    """The window-rows kernel made ready for one problem and filter bank: the metric
-    ("sad", or "dot": the correlation), the order of the axes it runs in, the filters'
-    taps (k, P, taps) and, per input layout, the taps' offsets. Call it on a padded
+    """The window-rows kernel made ready for one problem and filter bank: what it sums
+    (``absolute``: ``|x - w|``, else the products ``x w``), the order of the axes it runs
+    in, the filters' taps (k, P, taps) and, per input layout, the taps' offsets. Call it on a padded
     chunk ``xp`` (b, C, P, *padded) to fill a block (b, k1 - k0, P, *O; any layout).
 
     A short last output axis is moved inward first (its rows would be mostly padding to
     the vector width); short rows of two stride-1 axes are folded (laid end to end)."""
 
-    def __init__(self, p: Problem, kern: np.ndarray, metric: str):
+    def __init__(self, p: Problem, kern: np.ndarray, absolute: bool):
         order = long_axis_last(p)
         self.perm = None if order is None else (0, 1, 2, *(3 + i for i in order))
         if order is not None:
             p = replace(p, geoms=tuple(p.geoms[i] for i in order))
             kern = kern.transpose(self.perm)
-        self.p, self.sad = p, metric == "sad"
+        self.p, self.sad = p, absolute
         self.fold = _folds(p)
         k, C, P = kern.shape[:3]
         self.weights = np.ascontiguousarray(np.moveaxis(kern, 1, 2)).reshape(k, P, -1)
@@ -834,12 +834,13 @@ def _stats_2d(x, out, n, m0, s0, m1, d1, s1, mode, eps16, t_begin, t_end, rows_p
                 pp, pc = pc, pp
 
 
-def window_stats_2d(xw: np.ndarray, geoms, n: int, metric: str, out: np.ndarray) -> None:
+def window_stats_2d(xw: np.ndarray, geoms, n: int, metric, out: np.ndarray) -> None:
     """Fill ``out`` with the window statistics of the 2-D items ``xw`` (b, C, P, H, W),
-    contiguous (see :func:`_stats_2d`); ``geoms``: the two 'valid' axis geometries, the
-    first without dilation."""
+    contiguous (see :func:`_stats_2d`) for ``metric`` (a ``metrics.Metric``: the sums for
+    a distance, the inverse spread, centred or not, for a normalised metric); ``geoms``:
+    the two 'valid' axis geometries, the first without dilation."""
     g0, g1 = geoms
-    mode = {"ssd": 0, "ncc": 1, "cosine": 2}[metric]
+    mode = 0 if not metric.normalised else (1 if metric.centred else 2)
     b, P = xw.shape[0], xw.shape[2]
     rows = g0.out
     per_task = max(1, -(-rows // max(1, 2 * get_workers())))

@@ -17,10 +17,9 @@ from typing import TYPE_CHECKING, Any, TypedDict, overload
 
 import numpy as np
 
-from . import compiled
+from . import compiled, methods, metrics
 from .arrays import from_numpy, is_dask, is_torch, numpy_dtype, to_numpy
 from .dask_arrays import lazy_correlate
-from .methods import ON_CHANGE
 from .planner import Plan, plan_problem
 from .problem import make_problem
 from .tensors import device_of
@@ -489,4 +488,6 @@ def plan(
     return _make_plan(x, w, spec, flip=convolve, **options)
 
 
-ON_CHANGE.append(clear_plan_cache)  # a method registered or unregistered: plans name them
+# a method or metric registered or unregistered: cached plans name them
+methods.ON_CHANGE.append(clear_plan_cache)
+metrics.ON_CHANGE.append(clear_plan_cache)

@@ -21,9 +21,8 @@ from __future__ import annotations
 from math import prod
 
 from .methods import module_of
-from .methods import sad as sad_method
-from .methods import torch_sad as torch_sad_method
-from .metric_rules import inner_problem
+from .metrics import metric_of
+from .metrics.rules import inner_problem
 from .problem import Problem
 from .tensors import is_cuda
 
@@ -111,20 +110,11 @@ CUDA_COEFFICIENTS: dict[str, dict[str, float]] = {
 }
 
 
-# metrics (measured on the dev machine, not fitted): SAD seconds per |a - b| term with the
-# compiled kernel and with the NumPy fallback, a fixed cost per call, and the seconds per
-# element of one memory pass (window sums and the combination with the correlations)
-_SAD_ELEMENT_NUMBA = 8e-11
-_SAD_ELEMENT_NUMPY = 1.5e-9
-_SAD_CALL = 1e-4
+# windowed metrics (measured on the dev machine, not fitted): seconds per element of one
+# memory pass (window sums and the combination with the correlations); on CUDA (not
+# measured: no GPU here) a pass at 100 GB/s. A metric with no product form (sad) is
+# costed by its kernel (``estimate`` of the method's ``sad_kernel``).
 _METRIC_PASS = 1e-9
-# torch: the plain-torch SAD (a pass over the block per tap) on the CPU, measured on the
-# dev machine; on CUDA (not measured: no GPU here) the Triton kernel at about 1e12 terms
-# a second, the plain-torch passes at memory speed, a metric pass at 100 GB/s
-_SAD_ELEMENT_TORCH = 1e-9
-_SAD_ELEMENT_TORCH_CUDA = 2e-11
-_SAD_ELEMENT_TRITON = 1e-12
-_SAD_CALL_CUDA = 3e-5
 _METRIC_PASS_CUDA = 1e-11
 
 
@@ -132,7 +122,7 @@ def flops(p: Problem, method: str) -> float:
     """Floating-point operations of one call (FFT: transforms of the items and of every
     pair's product, and the products; the filters' transforms are in the plan; SAD: a
     subtraction and an addition per tap; ssd/ncc/cosine: those of their correlation)."""
-    if p.metric not in ("dot", "sad"):
+    if metric_of(p.metric).window_sums:
         return flops(inner_problem(p), method)
     return module_of(method).flops(p)
 
@@ -150,18 +140,10 @@ def estimate(p: Problem, method: str, device: str | None = None) -> float:
     methods' filter transforms, which a plan makes once (a one-shot ``correlate`` pays
     them; a plan called again does not, so there the FFT is cheaper than this says);
     ``device``: where torch tensors live (a CUDA device has its own table)."""
-    terms = flops(p, method) / 2
-    if p.metric == "sad" and module_of(method).ON_TENSORS:
-        if torch_sad_method.uses_triton(p, device) and is_cuda(device):
-            return _SAD_CALL_CUDA + terms * _SAD_ELEMENT_TRITON
-        return _SAD_CALL + terms * (
-            _SAD_ELEMENT_TORCH_CUDA if is_cuda(device) else _SAD_ELEMENT_TORCH
-        )
-    if p.metric == "sad":
-        return _SAD_CALL + terms * (
-            _SAD_ELEMENT_NUMBA if sad_method.uses_numba() else _SAD_ELEMENT_NUMPY
-        )
-    if p.metric != "dot":  # the correlation, plus window sums and combination passes
+    metric = metric_of(p.metric)
+    if not metric.product_form:  # the method's own kernel
+        return module_of(method).sad_kernel(device).estimate(p, device)
+    if metric.window_sums:  # the correlation, plus window sums and combination passes
         q = inner_problem(p)
         passes = (
             p.B * p.C * p.P * prod(g.padded for g in p.geoms) * 6 + p.B * p.K * p.P * prod(p.O) * 3

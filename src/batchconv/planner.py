@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any, overload
 import numpy as np
 from numpy.lib.stride_tricks import as_strided
 
-from . import compiled
+from . import compiled, metrics
 from .arrays import from_numpy, to_numpy
 from .budget import check_result_fits as _check_result_fits
 from .budget import format_bytes, parse_memory
@@ -33,8 +33,8 @@ from .measure import timed_choice
 from .memo import remembered
 from .methods import METHODS, ON_CHANGE, get_method, module_of
 from .methods import direct as direct_method
-from .metrics import method_for, methods_for_metric
-from .metrics import state_bytes as metric_state_bytes
+from .metrics.dispatch import method_for, methods_for_metric
+from .metrics.dispatch import state_bytes as metric_state_bytes
 from .nonfinite import affected_windows, recompute_windows
 from .problem import (
     Problem,
@@ -437,7 +437,8 @@ def _candidates(
     return tuple(cands)
 
 
-ON_CHANGE.append(_candidates.cache_clear)  # (its keys name methods)
+ON_CHANGE.append(_candidates.cache_clear)  # (its keys name methods and metrics)
+metrics.ON_CHANGE.append(_candidates.cache_clear)
 
 
 def _method_names(p: Problem, method: str, device: str | None) -> tuple[str, ...]:

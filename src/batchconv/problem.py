@@ -22,6 +22,7 @@ from math import prod
 import numpy as np
 
 from .geometry import MODES, PADDINGS, AxisGeometry, axis_geometry
+from .metrics import METRICS, metric_of
 from .spec import Spec, default_spec, parse_spec
 
 __all__ = [
@@ -37,7 +38,6 @@ __all__ = [
     "problem_cache",
 ]
 
-METRICS = ("dot", "ssd", "sad", "ncc", "cosine")  # see metrics.py
 REDUCES = ("sum", "mean", "max", "min", "argmax", "argmin")
 
 
@@ -57,7 +57,7 @@ class Problem:
     flip: bool  # convolve: the kernel is reversed along the sliding axes
     conj: bool  # correlate of complex data: the kernel is conjugated
     reduce: str | Callable | None
-    metric: str  # "dot" (plain correlation) or a similarity metric (see metrics.py)
+    metric: str  # "dot" (plain correlation) or a similarity metric (see metrics/)
     B: int
     K: int
     C: int
@@ -225,17 +225,18 @@ def make_problem(
     element strides ``x_strides`` (None: C order) tell how the kernels can read it."""
     x_shape, w_shape = tuple(int(s) for s in x_shape), tuple(int(s) for s in w_shape)
     dtype = result_dtype(x_dtype, w_dtype)
-    if metric not in METRICS:
-        raise ValueError(f"metric must be one of {METRICS}, got {metric!r}")
-    if flip and metric != "dot":
+    known = metric_of(metric)  # (a ValueError naming the valid ones)
+    if flip and not known.convolves:
+        valid = [m.name for m in METRICS.values() if m.convolves]
         raise ValueError(
-            f"convolve computes metric 'dot' only (got metric={metric!r}); "
-            f"use correlate for similarity metrics"
+            f"convolve computes metric {' or '.join(map(repr, valid))} only (got "
+            f"metric={metric!r}); use correlate for similarity metrics"
         )
-    if metric != "dot" and dtype.kind == "c":
+    if not known.complex and dtype.kind == "c":
+        valid = [m.name for m in METRICS.values() if m.complex]
         raise TypeError(
             f"metric {metric!r} needs real data (x and w give {dtype}); "
-            f"complex data works with metric 'dot'"
+            f"complex data works with metric {' or '.join(map(repr, valid))}"
         )
     if mode not in MODES:
         raise ValueError(f"mode must be one of {MODES}, got {mode!r}")

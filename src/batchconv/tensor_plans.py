@@ -12,7 +12,8 @@ from math import prod
 from . import tensors
 from .arrays import is_torch, numpy_dtype, plain_tensor
 from .budget import check_result_fits
-from .metrics import method_for
+from .metrics import metric_of
+from .metrics.dispatch import method_for
 from .problem import final_view
 from .tensors import (
     _torch,
@@ -58,7 +59,7 @@ def _learn_shortcut(plan, p, xt, xc, layout):
     one_call = getattr(mod, "one_call", None)
     if (
         one_call is None
-        or p.metric != "dot"
+        or not metric_of(p.metric).plain
         or p.reduce is not None
         or p.integer_inputs
         or xc.dtype != xt.dtype

@@ -8,8 +8,10 @@ A method module declares what it is (the :class:`Method` protocol):
 * ``ON_TENSORS``: it computes on torch tensors on their own device (else NumPy arrays);
   ``STANDS_FOR``: for such a method, the NumPy method's name that means it on a GPU
   (``method="fft"`` with CUDA tensors is ``torch_fft``), or None;
-* ``COMPUTES_SAD``: metric ``'sad'`` may use it (an absolute value has no product form:
-  the SAD kernels of ``metrics.py`` run in its place);
+* ``COMPUTES_SAD``: the metrics with no product form (``'sad'``: an absolute value) may
+  use it: its ``sad_kernel(device)`` gives the object that computes them in its place
+  (``sad.py``, ``torch_sad.py``), with the method interface and ``estimate(problem,
+  device)``, its seconds for the cost model;
 * ``EXACT_FOR_INTEGERS``: integer inputs give exact integers (``auto`` prefers it there);
 * ``SPREADS_NONFINITE``: a NaN/Inf in ``x`` can spread over the whole item's result (an
   FFT), so the planner redoes the flagged items exactly (see ``nonfinite.py``): such a
@@ -49,7 +51,7 @@ and optionally:
   methods: ``(input, call, as_canonical)``, or None);
 * ``COEFFICIENTS``: the cost model of its own ``cost_features`` model names.
 
-The metrics wrap the methods (``metrics.method_for``): ssd/ncc/cosine compute a
+The metrics wrap the methods (``metrics.dispatch.method_for``): ssd/ncc/cosine compute a
 correlation with the method, SAD runs its own kernels. Adding a method is its module
 plus one call of :func:`register_method` (``tests/test_method_registry.py`` does it from
 a test file).

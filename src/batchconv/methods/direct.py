@@ -38,6 +38,7 @@ __all__ = [
     "compute",
     "workspace_bytes",
     "held_bytes",
+    "sad_kernel",
     "state_bytes",
     "flops",
     "cost_features",
@@ -332,7 +333,7 @@ def compute(
         _gemm(p, st, xp, block, k0, k1)
     elif st.window_rows and compiled.enabled():  # (chunks were sized for it)
         # the kernel made ready, kept beside the state
-        rows = remembered(st, "rows", lambda: compiled.kernels().WindowRows(p, st.kernel, "dot"))
+        rows = remembered(st, "rows", lambda: compiled.kernels().WindowRows(p, st.kernel, False))
         rows(xp, k0, k1, block)
     else:
         _shift_add(p, st, xp, block, k0, k1)
@@ -382,6 +383,13 @@ def _held(nbytes: int) -> int:
     """Bytes that :func:`xp.work_buffer` allocates for ``nbytes`` (at least 64 KiB for a
     buffer it keeps)."""
     return max(nbytes, 1 << 16) if 0 < nbytes <= _xp._WORK_BUFFER_BYTES else nbytes
+
+
+def sad_kernel(device: str | None = None):
+    """The kernel that computes the metrics with no product form (sad): ``sad.py``."""
+    from . import sad
+
+    return sad
 
 
 def applies(p: Problem, device: str | None = None) -> str | None:

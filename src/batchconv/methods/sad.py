@@ -42,6 +42,7 @@ __all__ = [
     "fuses_reduce",
     "workspace_bytes",
     "uses_numba",
+    "estimate",
     "uses_window_rows",
     "describe",
 ]
@@ -50,6 +51,19 @@ _TILE = 1 << 15  # NumPy fallback: output elements per tile (stays in L2 with te
 # NumPy's iterator buffers when a ufunc broadcasts over strided windows (two operands of
 # 8192 float64): measured with tracemalloc, part of every tile's temporaries
 _UFUNC_BUFFERS = 2 * 8192 * 8
+
+
+# measured on the dev machine, not fitted: seconds per |a - b| term with the compiled
+# kernel and with the NumPy fallback, and a fixed cost per call
+_TERM_NUMBA = 8e-11
+_TERM_NUMPY = 1.5e-9
+_CALL = 1e-4
+
+
+def estimate(p: Problem, device: str | None = None) -> float:
+    """Estimated seconds of one call (the cost model's SAD row)."""
+    terms = p.B * p.K * p.P * prod(p.O) * p.window_size
+    return _CALL + terms * (_TERM_NUMBA if uses_numba() else _TERM_NUMPY)
 
 
 def uses_numba() -> bool:
@@ -87,7 +101,7 @@ def compute(
         return block
     if st.window_rows and uses_numba():  # (chunks were sized for it)
         # the kernel made ready, kept beside the state
-        rows = remembered(st, "rows", lambda: compiled.kernels().WindowRows(p, st.kernel, "sad"))
+        rows = remembered(st, "rows", lambda: compiled.kernels().WindowRows(p, st.kernel, True))
         rows(xp, k0, k1, block)
     else:
         _sad_numpy(p, xp, st.kernel[k0:k1], block)

@@ -20,6 +20,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from math import prod
 
+from ..metrics import metric_of
 from ..problem import Problem
 from ..tensors import is_cuda, pad_sliding
 from . import direct
@@ -33,6 +34,7 @@ __all__ = [
     "grouped_input",
     "convolve_grouped",
     "as_block",
+    "sad_kernel",
     "state_bytes",
     "flops",
     "cost_features",
@@ -63,9 +65,17 @@ class TorchDirectState:
     conv: object = None
 
 
+def sad_kernel(device: str | None = None):
+    """The kernel that computes the metrics with no product form (sad) on ``device``:
+    ``torch_sad.py``."""
+    from .torch_sad import TorchSAD
+
+    return TorchSAD(device)
+
+
 def applies(p: Problem, device: str | None = None) -> str | None:
     """None when the method can compute ``p``, else why not."""
-    if p.metric == "sad":  # methods/torch_sad.py: any number of sliding axes
+    if not metric_of(p.metric).product_form:  # torch_sad.py: any number of sliding axes
         return None
     if not 1 <= p.ndim <= 3:
         return f"{p.ndim} sliding axes (torch convolutions take 1 to 3)"

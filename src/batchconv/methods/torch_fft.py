@@ -24,6 +24,7 @@ from math import ceil, isfinite, ldexp, log2, prod
 import numpy as np
 
 from ..memo import memo, remembered
+from ..metrics import metric_of
 from ..problem import Problem
 from ..tensors import is_cuda, pad_sliding
 from ..xp import next_fast_len
@@ -78,8 +79,8 @@ class TorchFFTState:
 
 def applies(p: Problem, device: str | None = None) -> str | None:
     """None when the method can compute ``p``, else why not."""
-    if p.metric == "sad":
-        return "metric 'sad' has no FFT form (an absolute value does not factor through a product)"
+    if not metric_of(p.metric).product_form:
+        return f"metric {p.metric!r} has no FFT form (it does not factor through a product)"
     return None
 
 

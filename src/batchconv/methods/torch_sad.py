@@ -54,6 +54,16 @@ class TorchSADState:
     kernel: object  # the canonical filters (K, C, P, *T), contiguous, on the device
 
 
+# the plain-torch SAD (a pass over the block per tap) on the CPU, measured on the dev
+# machine; on CUDA (not measured: no GPU here) the Triton kernel at about 1e12 terms a
+# second, the plain-torch passes at memory speed
+_TERM_CPU = 1e-9
+_TERM_CUDA = 2e-11
+_TERM_TRITON = 1e-12
+_CALL = 1e-4
+_CALL_CUDA = 3e-5
+
+
 def uses_triton(p: Problem, device: str | None) -> bool:
     """True when ``p`` runs on the Triton kernel on ``device``."""
     return (
@@ -77,6 +87,13 @@ class TorchSAD:
     def fuses_reduce(self, p: Problem) -> bool:
         """The planner reduces each block."""
         return False
+
+    def estimate(self, p: Problem, device: str | None = None) -> float:
+        """Estimated seconds of one call on ``device`` (the cost model's SAD row)."""
+        terms = p.B * p.K * p.P * prod(p.O) * p.window_size
+        if uses_triton(p, device) and is_cuda(device):
+            return _CALL_CUDA + terms * _TERM_TRITON
+        return _CALL + terms * (_TERM_CUDA if is_cuda(device) else _TERM_CPU)
 
     def describe(self, p: Problem, st: TorchSADState, budget: int | None, device=None) -> str:
         """The kernel that runs on ``device``."""

@@ -1,5 +1,5 @@
-"""What every implementation of ssd, ncc and cosine shares (``metrics.py`` on NumPy
-arrays, ``torch_metrics.py`` on tensors): the plain correlation they are computed from
+"""What every implementation of the windowed metrics shares (``windowed.py`` on NumPy
+arrays, ``windowed_torch.py`` on tensors): the plain correlation they are computed from
 (:func:`inner_problem`), the flat-window rule (:func:`noise_floor`), and their line in
 ``explain()``.
 """
@@ -10,21 +10,22 @@ from dataclasses import replace
 
 import numpy as np
 
-from .geometry import AxisGeometry, axis_geometry
-from .problem import Problem
-from .spec import parse_spec
+from ..geometry import AxisGeometry, axis_geometry
+from ..problem import Problem
+from ..spec import parse_spec
+from . import metric_of
 
 __all__ = ["inner_problem", "valid_geometry", "noise_floor", "metric_line"]
 
 
 def metric_line(p: Problem) -> str:
-    """How ssd, ncc and cosine are computed, for ``explain()``."""
+    """How a windowed metric is computed, for ``explain()``."""
     what = (
-        "correlations of x with the filters"
-        if p.metric == "cosine"
-        else "correlations of the centred x with the centred filters"
+        "correlations of the centred x with the centred filters"
+        if metric_of(p.metric).centred
+        else "correlations of x with the filters"
     )
-    return f"{p.metric}: {what} + float64 window sums of x and x^2 (see metrics.py)"
+    return f"{p.metric}: {what} + float64 window sums of x and x^2 (see metrics/windowed.py)"
 
 
 def valid_geometry(g: AxisGeometry) -> AxisGeometry:

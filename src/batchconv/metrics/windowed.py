@@ -51,65 +51,22 @@ from types import ModuleType
 
 import numpy as np
 
-from . import compiled
-from .geometry import AxisGeometry, pad_sliding
-from .methods import METHODS, module_of, sad, torch_sad
-from .metric_rules import inner_problem, metric_line
-from .metric_rules import noise_floor as _noise_floor
-from .metric_rules import valid_geometry as _valid_geometry
-from .nonfinite import affected_windows
-from .problem import Problem
-from .xp import get_workers, work_buffer
+from .. import compiled
+from ..geometry import AxisGeometry, pad_sliding
+from ..nonfinite import affected_windows
+from ..problem import Problem
+from ..xp import get_workers, work_buffer
+from . import metric_of
+from .rules import inner_problem, metric_line
+from .rules import noise_floor as _noise_floor
+from .rules import valid_geometry as _valid_geometry
 
-__all__ = ["method_for", "MetricMethod", "box_sums", "inner_problem"]
+__all__ = ["MetricMethod", "box_sums", "inner_problem"]
 
 _SHIFT_MAX = 8  # box sums over at most this many taps add shifted slices; longer: cumsum
 # temporaries up to this size live in per-thread reused buffers (xp.work_buffer): fresh
 # pages cost more than the window sums themselves (2 us per 4 KiB page on the dev VM)
 _REUSE_BYTES = 16 << 20
-
-
-def method_for(p: Problem, name: str, device: str | None = None):
-    """The object that computes ``p`` with method ``name``: the method module itself for
-    "dot"; the SAD kernels for "sad" (``name`` "direct", or "torch_direct" for tensors on
-    ``device``); otherwise a :class:`MetricMethod` around the method (for a torch
-    method, a ``torch_metrics.TorchMetricMethod``)."""
-    mod = module_of(name)
-    why = mod.applies(p, device)
-    if why is not None:
-        raise ValueError(f"method {name!r} cannot compute this problem: {why}")
-    if p.metric == "sad" and not mod.COMPUTES_SAD:
-        raise ValueError(
-            f"metric 'sad' has no {name!r} form (an absolute value does not "
-            f"factor through a product); use method='direct' or 'auto'"
-        )
-    if p.metric == "dot":
-        return mod
-    if mod.ON_TENSORS:  # on the tensors' device
-        if p.metric == "sad":
-            return torch_sad.TorchSAD(device)
-        from .torch_metrics import TorchMetricMethod
-
-        return TorchMetricMethod(mod)
-    return sad if p.metric == "sad" else MetricMethod(mod)
-
-
-def methods_for_metric(metric: str, on_tensors: bool = False) -> tuple[str, ...]:
-    """The registered methods that can compute ``metric`` (on torch tensors' device, or
-    on NumPy arrays), in registration order."""
-    return tuple(
-        name
-        for name, mod in METHODS.items()
-        if mod.ON_TENSORS == on_tensors and (metric != "sad" or mod.COMPUTES_SAD)
-    )
-
-
-def state_bytes(p: Problem, method) -> int:
-    """The filter state a plan of ``method`` (a module) keeps for ``p``: the method's
-    own, of the centred filters for ssd/ncc/cosine with their float64 statistics."""
-    if p.metric in ("dot", "sad"):
-        return method.state_bytes(p)
-    return method.state_bytes(inner_problem(p)) + p.K * p.P * 24
 
 
 @dataclass
@@ -248,15 +205,16 @@ def statistics_bytes(p: Problem, b: int) -> tuple[int, int]:
     channel's float64 copy, the error scale, the box sums axis by axis with their
     temporaries), and those the combination then reads (the fused compiled kernel for
     2-D: its output alone)."""
+    metric = metric_of(p.metric)
     geoms = tuple(_valid_geometry(g) for g in p.geoms)
     lead, outs = b * p.P, b * p.P * prod(p.O)
     if compiled.enabled() and p.ndim == 2 and geoms[0].dilation == 1:  # window_stats_2d
         # (MetricMethod._compute runs it on a contiguous x', copied where needed)
-        held = 2 * outs * 8 if p.metric == "ssd" else outs * p.dtype.itemsize
+        held = outs * p.dtype.itemsize if metric.normalised else 2 * outs * 8
         return held, held
     sizes = [g.n for g in geoms]
     sums = 2 * lead * prod(sizes) * 8
-    scale = outs * 8 if p.metric in ("ncc", "cosine") else 0
+    scale = outs * 8 if metric.normalised else 0
     peak = sums + (sums // 2 if p.C > 1 else 0)  # a channel as float64
     if scale:
         peak = max(peak, sums + _error_scale_bytes(lead, list(sizes), geoms))
@@ -325,16 +283,17 @@ class MetricMethod:
         self.method = method
 
     def prepare(self, p: Problem, wc: np.ndarray, budget: int | None = None) -> MetricState:
+        metric = metric_of(p.metric)
         inner = inner_problem(p)
         axes = (1, *range(3, wc.ndim))
         w64 = wc.astype(np.float64)
         mean = w64.mean(axis=axes) if wc.size else np.zeros(wc.shape[0:3:2])
-        if p.metric == "cosine":
+        if not metric.centred:
             filters = wc
         else:  # centred; exactly zero for a flat filter
             flat = (np.ptp(wc, axis=axes, keepdims=True) == 0) if wc.size else True
             cen = w64 - mean.reshape(wc.shape[0], 1, wc.shape[2], *([1] * p.ndim))
-            if p.metric == "ncc" and wc.size:  # sum(cen) is n * the mean's rounding
+            if metric.recentre_filters and wc.size:  # sum(cen) is n * the mean's rounding
                 cen -= cen.mean(axis=axes, keepdims=True)
             filters = np.where(flat, 0, cen).astype(p.dtype)
         sq = np.square(filters, dtype=np.float64).sum(axis=axes) if wc.size else mean * 0
@@ -367,16 +326,17 @@ class MetricMethod:
         buffers apart: its peak, or its work buffers with the combination; with more
         blocks, its work buffers held while the next block's statistics are computed; and
         at least the filters' transform (``prepare``)."""
+        metric = metric_of(p.metric)
         r = p.dtype.itemsize
         padded = b * p.C * p.P * prod(g.padded for g in p.geoms)
         # cosine reads the (padded) chunk in place where it is C-contiguous: x is, and no
         # windows past the last output are trimmed off
-        in_place = p.metric == "cosine" and p.x_contiguous and all(g.hi >= 0 for g in p.geoms)
+        in_place = not metric.centred and p.x_contiguous and all(g.hi >= 0 for g in p.geoms)
         centred = 0 if in_place else padded * r
         computing, held = statistics_bytes(p, b)
         outs = b * p.P * prod(p.O)
         geoms = tuple(_valid_geometry(g) for g in p.geoms)
-        if p.metric == "ssd":  # rest and y (and the previous filter's), 2 x a block column
+        if not metric.normalised:  # rest and y (and the previous filter's), 2 x a block column
             combine = outs * ((3 if k > 1 else 2) * 8 + r)
         elif compiled.enabled() and p.ndim == 2 and geoms[0].dilation == 1:
             combine = 0  # normalised in place by the fused kernel's inverse spreads
@@ -432,7 +392,7 @@ class MetricMethod:
         nan_w = affected_windows(replace(p, cval=p.cval if nan_cval else 0.0), nan_in)
         any_w = affected_windows(p, bad.any(axis=1))
         finite = np.isfinite(st.mean[k0:k1])  # a filter's mean: NaN/Inf if one tap is
-        if p.metric == "ssd":
+        if metric_of(p.metric).inf_gives_inf:
             _set_windows(block, any_w & ~nan_w, np.inf, finite)
             _set_windows(block, nan_w, np.nan, finite)
         else:
@@ -445,7 +405,8 @@ class MetricMethod:
         b = xc.shape[0]
         xp = pad_sliding(xc, p.geoms, p.padding, p.cval, first_axis=3)
         centre = np.zeros((b, 1, p.P, *([1] * p.ndim)), p.dtype)
-        if p.metric == "cosine":  # not shift-invariant: x as it is, contiguous
+        metric = metric_of(p.metric)
+        if not metric.centred:  # (cosine) not shift-invariant: x as it is, contiguous
             xw = xp
             if not (xp.dtype == p.dtype and xp.flags.c_contiguous):
                 xw = work_buffer(xp.shape, p.dtype, "centred", _REUSE_BYTES)
@@ -460,19 +421,19 @@ class MetricMethod:
             compiled.enabled() and p.ndim == 2 and geoms[0].dilation == 1 and xw.flags.c_contiguous
         )
         if fused:  # one compiled pass: channel sums, window sums, spread and flatness
-            if p.metric == "ssd":
+            if not metric.normalised:
                 sums = work_buffer((2, b, p.P, *p.O), np.float64, "sums", _REUSE_BYTES)
-                compiled.kernels().window_stats_2d(xw, geoms, p.window_size, p.metric, sums)
+                compiled.kernels().window_stats_2d(xw, geoms, p.window_size, metric, sums)
                 sums1, sums2 = sums
             else:
                 inv_a = work_buffer((b, p.P, *p.O), p.dtype, "inv", _REUSE_BYTES)
-                compiled.kernels().window_stats_2d(xw, geoms, p.window_size, p.metric, inv_a)
+                compiled.kernels().window_stats_2d(xw, geoms, p.window_size, metric, inv_a)
         else:
             sums1, sums2, scale = self._window_sums(p, xw)
         self.method.compute(st.inner, st.state, xw, k0, k1, out=block)
         c64 = centre.reshape(b, p.P).astype(np.float64)
         with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
-            if p.metric == "ssd":
+            if not metric.normalised:
                 self._ssd(p, st, block, sums1, sums2, c64, k0)
             else:
                 if not fused:
@@ -497,7 +458,7 @@ class MetricMethod:
             del v  # (not alive beside the error scale's and the box sums' temporaries)
         geoms = tuple(_valid_geometry(g) for g in p.geoms)
         scale = (
-            error_scale(sums[1], geoms, 2, reuse=True) if p.metric in ("ncc", "cosine") else None
+            error_scale(sums[1], geoms, 2, reuse=True) if metric_of(p.metric).normalised else None
         )
         s1, s2 = box_sums(sums, geoms, 3, reuse=True)
         return s1, s2, scale
@@ -517,7 +478,7 @@ class MetricMethod:
             rest -= 2 * delta * sums1
             y = rest - 2 * block[:, i]
             np.maximum(y, 0, out=y)
-            if p.integer_inputs:
+            if p.integer_inputs and metric_of(p.metric).rounds_integers:
                 np.rint(y, out=y)
             block[:, i] = y
 
@@ -526,7 +487,7 @@ class MetricMethod:
         """``1 / sqrt(spread)`` per window in the compute dtype (0 for flat windows), the
         spread being n times the variance (ncc) or the sum of squares (cosine)."""
         floor = _noise_floor(p, scale)
-        if p.metric == "ncc":  # n * the window's variance (in place: sums are temporaries)
+        if metric_of(p.metric).centred:  # n * the variance (in place: sums are temporaries)
             spread = np.multiply(sums1, sums1, out=sums1)
             spread *= -1.0 / p.window_size
             spread += sums2

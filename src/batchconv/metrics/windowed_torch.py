@@ -1,12 +1,12 @@
-"""ssd, ncc and cosine on torch tensors, on their own device: ``metrics.py``'s formulas
+"""ssd, ncc and cosine on torch tensors, on their own device: ``windowed.py``'s formulas
 on top of a torch correlation method (``torch_direct`` or ``torch_fft``).
 
-The same decomposition as the NumPy metrics (see ``metrics.py`` for the table): ``x``
+The same decomposition as the NumPy metrics (see ``windowed.py`` for the table): ``x``
 centred by its item's mean and the centred filters correlated by the torch method, plus
 float64 window sums ``A1``, ``A2`` of ``x'`` and ``x'^2``. Here the window sums add each
 window's own samples (``Tensor.unfold`` then a sum, one sliding axis at a time), so their
 rounding error is local to the window by construction and the flatness floor
-(``metrics._noise_floor``) takes the window's own ``A2`` as its scale. Flat windows and
+(``rules.noise_floor``) takes the window's own ``A2`` as its scale. Flat windows and
 flat filters give exactly 0, ncc and cosine are clipped to [-1, 1], and windows that
 cover a NaN or Inf get the loop's value (found on the host from the chunk's mask, which
 is only read when the chunk holds one).
@@ -27,12 +27,13 @@ from types import ModuleType
 
 import numpy as np
 
-from .metric_rules import inner_problem, metric_line
-from .metric_rules import noise_floor as _noise_floor
-from .metric_rules import valid_geometry as _valid_geometry
-from .nonfinite import affected_windows
-from .problem import Problem
-from .tensors import pad_sliding
+from ..nonfinite import affected_windows
+from ..problem import Problem
+from ..tensors import pad_sliding
+from . import metric_of
+from .rules import inner_problem, metric_line
+from .rules import noise_floor as _noise_floor
+from .rules import valid_geometry as _valid_geometry
 
 __all__ = ["TorchMetricMethod", "window_sums"]
 
@@ -86,6 +87,7 @@ class TorchMetricMethod:
         """Centre the canonical filters ``wc`` (K, C, P, *T) and prepare the torch
         method on them."""
         torch = _torch()
+        metric = metric_of(p.metric)
         inner = inner_problem(p)
         K, _, P = wc.shape[:3]
         axes = (1, *range(3, wc.ndim))
@@ -94,12 +96,12 @@ class TorchMetricMethod:
             zeros = torch.zeros((K, P), dtype=torch.float64, device=wc.device)
             return TorchMetricState(inner, None, zeros, zeros, zeros, zeros)
         mean = w64.mean(dim=axes)
-        if p.metric == "cosine":
+        if not metric.centred:
             filters = wc
         else:  # centred; exactly zero for a flat filter
             flat = (w64.amax(dim=axes, keepdim=True) - w64.amin(dim=axes, keepdim=True)) == 0
             cen = w64 - mean.reshape(K, 1, P, *([1] * p.ndim))
-            if p.metric == "ncc":  # sum(cen) is n * the mean's rounding (see metrics.py)
+            if metric.recentre_filters:  # sum(cen) is n * the mean's rounding (windowed.py)
                 cen = cen - cen.mean(dim=axes, keepdim=True)
             filters = torch.where(flat, 0.0, cen).to(wc.dtype)
         f64 = filters.to(torch.float64)
@@ -119,13 +121,14 @@ class TorchMetricMethod:
         then the window sums axis by axis, then the combination (ssd: three float64
         blocks; ncc, cosine: two blocks in the compute dtype beside the float64 spread
         of the items)."""
+        metric = metric_of(p.metric)
         r = p.dtype.itemsize
         pad_b = b * p.P * prod(g.padded for g in p.geoms)  # one channel of the chunk
         outs_b, outs = b * p.P * prod(p.O), b * k * p.P * prod(p.O)
         held = b * p.C * p.P * prod(p.S)  # ~isfinite(x)
         if any(g.lo or g.hi for g in p.geoms):
             held += p.C * pad_b * r  # pad_sliding's copy (a negative width too)
-        if p.metric != "cosine":
+        if metric.centred:
             held += p.C * pad_b * r  # x - centre
         dot = outs * r
         correlate = self.method.workspace_bytes(inner_problem(p), b, k, budget)
@@ -137,7 +140,7 @@ class TorchMetricMethod:
             sizes[i] = geoms[i].out
             result = 2 * b * p.P * prod(sizes) * 8
             boxes, current = max(boxes, current + result), result
-        if p.metric == "ssd":
+        if not metric.normalised:
             combine = 3 * outs * 8
         else:  # the spread, s1^2 (ncc) or rsqrt, the inverse; the block times both
             combine = 2 * outs * r + 3 * outs_b * 8
@@ -169,9 +172,10 @@ class TorchMetricMethod:
     def _compute(self, p: Problem, st: TorchMetricState, xc, k0: int, k1: int):
         torch = _torch()
         b, k = xc.shape[0], k1 - k0
+        metric = metric_of(p.metric)
         xp = pad_sliding(xc, p)
         ones = (1,) * p.ndim
-        if p.metric == "cosine":  # not shift-invariant: x as it is
+        if not metric.centred:  # (cosine) not shift-invariant: x as it is
             xw, c64 = xp, torch.zeros((b, p.P), dtype=torch.float64, device=xc.device)
         else:
             axes = (1, *range(3, xc.ndim))
@@ -185,7 +189,7 @@ class TorchMetricMethod:
         del x64
         s1, s2 = window_sums(sums, tuple(_valid_geometry(g) for g in p.geoms), 3)
         per_filter = (1, k, p.P, *ones)
-        if p.metric == "ssd":
+        if not metric.normalised:
             n = p.window_size
             delta = (st.mean[k0:k1].unsqueeze(0) - c64.unsqueeze(1)).reshape(b, k, p.P, *ones)
             total = st.total[k0:k1].reshape(per_filter)  # B1: not 0 once mean b is rounded
@@ -196,10 +200,10 @@ class TorchMetricMethod:
                 - 2 * dot.to(torch.float64)
             )
             y.clamp_(min=0)
-            if p.integer_inputs:
+            if p.integer_inputs and metric.rounds_integers:
                 y = torch.round(y)
             return y.to(xc.dtype)
-        spread = s2 - s1 * s1 / p.window_size if p.metric == "ncc" else s2
+        spread = s2 - s1 * s1 / p.window_size if metric.centred else s2
         flat = spread <= _noise_floor(p, s2)  # False for NaN: those windows stay NaN
         inv_a = torch.where(flat, 0.0, spread.rsqrt()).to(xc.dtype)
         y = dot * inv_a.unsqueeze(1) * st.inv_norm[k0:k1].to(xc.dtype).reshape(per_filter)
@@ -219,7 +223,7 @@ class TorchMetricMethod:
         def where(mask):
             return torch.from_numpy(mask).to(y.device).unsqueeze(1) & finite
 
-        if p.metric == "ssd":
+        if metric_of(p.metric).inf_gives_inf:
             y[where(any_w & ~nan_w)] = float("inf")
             y[where(nan_w)] = float("nan")
         else:
