@@ -156,17 +156,27 @@ def tile_count(p: Problem) -> int:
 
 @problem_cache(maxsize=256)
 def fft_shape(p: Problem) -> tuple[int, ...]:
-    """FFT length per sliding axis: the smallest fast length without wrap-around in any
-    kept output (and at least the dilated kernel's extent)."""
+    """FFT length per sliding axis: the engine's next fast length (``xp.next_fast_len``)
+    of :func:`needed_lengths`."""
     real = p.dtype.kind != "c"
-    tiles = tiling(p)
+    return tuple(next_fast_len(n, real=real) for n in needed_lengths(p, tiling(p)))
+
+
+def needed_lengths(p: Problem, tiles: tuple[int, ...] | None) -> list[int]:
+    """The FFT size rule, for every FFT method (each rounds it up to a length its engine
+    transforms fast): per sliding axis, the shortest transform without wrap-around in any
+    kept output (and at least the dilated kernel's extent), for overlap-save ``tiles`` of
+    that many outputs or for whole items (None).
+
+    >>> from batchconv.problem import make_problem
+    >>> needed_lengths(make_problem((1, 100), "f8", (1, 9), "f8", mode="same"), None)
+    [104]
+    """
     if tiles is not None:
-        need = [(t - 1) * g.stride + g.extent for t, g in zip(tiles, p.geoms, strict=True)]
-    elif implicit_zeros(p):
-        need = [max(g.n + min(g.hi, 0) + max(g.lo, g.hi, 0), g.extent) for g in p.geoms]
-    else:
-        need = [g.padded for g in p.geoms]
-    return tuple(next_fast_len(n, real=real) for n in need)
+        return [(t - 1) * g.stride + g.extent for t, g in zip(tiles, p.geoms, strict=True)]
+    if implicit_zeros(p):
+        return [max(g.n + min(g.hi, 0) + max(g.lo, g.hi, 0), g.extent) for g in p.geoms]
+    return [g.padded for g in p.geoms]
 
 
 @lru_cache(maxsize=256)

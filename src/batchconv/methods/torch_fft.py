@@ -85,13 +85,11 @@ def applies(p: Problem, device: str | None = None) -> str | None:
 
 
 def fft_shape(p: Problem, device: str | None = None) -> tuple[int, ...]:
-    """FFT length per sliding axis (whole items): as ``methods/fft.py`` without tiles. On
-    a CUDA device the lengths come from a smaller set (:func:`cufft_len`)."""
+    """FFT length per sliding axis (whole items): ``methods/fft.py``'s size rule
+    (``needed_lengths``), rounded up to torch.fft's fast lengths; on a CUDA device to a
+    smaller set (:func:`cufft_len`)."""
     real = p.dtype.kind != "c"
-    if numpy_fft.implicit_zeros(p):
-        need = [max(g.n + min(g.hi, 0) + max(g.lo, g.hi, 0), g.extent) for g in p.geoms]
-    else:
-        need = [g.padded for g in p.geoms]
+    need = numpy_fft.needed_lengths(p, None)
     if _rounded_sizes(device):
         return tuple(cufft_len(n) for n in need)
     return tuple(next_fast_len(n, real=real) for n in need)
