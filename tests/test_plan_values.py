@@ -119,6 +119,10 @@ def test_calls_do_not_change_a_numpy_plan(case, rng):
     before = snapshot(plan)
     _call_from_threads(plan, inputs)
     assert snapshot(plan) == before
+    bound = [plan.bind(a) for a in inputs]  # and bound to each layout
+    with ThreadPoolExecutor(4) as pool:
+        list(pool.map(lambda fa: fa[0](fa[1]), zip(bound * 2, inputs * 2)))
+    assert snapshot(plan) == before
 
 
 @pytest.mark.parametrize("method", ["torch_direct", "torch_fft"])

@@ -10,7 +10,7 @@ from ._version import __version__
 from .api import clear_plan_cache, convolve, correlate, plan
 from .compiled import use_numba
 from .config import show_config
-from .planner import Plan
+from .planner import BoundPlan, Plan
 from .tensors import allow_tf32
 from .xp import next_fast_len, set_workers
 
@@ -19,6 +19,7 @@ __all__ = [
     "convolve",
     "plan",
     "Plan",
+    "BoundPlan",
     "show_config",
     "next_fast_len",
     "set_workers",

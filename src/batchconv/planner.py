@@ -25,7 +25,7 @@ import numpy as np
 from numpy.lib.stride_tricks import as_strided
 
 from . import compiled, metrics
-from .arrays import from_numpy, to_numpy
+from .arrays import from_numpy, is_torch, numpy_dtype, to_numpy
 from .budget import check_result_fits as _check_result_fits
 from .budget import format_bytes, parse_memory
 from .costs import estimate, flops
@@ -61,7 +61,7 @@ if TYPE_CHECKING:  # torch is optional: named in annotations only
     from numpy.typing import ArrayLike
     from torch import Tensor
 
-__all__ = ["Plan", "plan_problem", "choose_method", "parse_memory"]
+__all__ = ["Plan", "BoundPlan", "plan_problem", "choose_method", "parse_memory"]
 
 _MIB = 1 << 20
 
@@ -200,11 +200,42 @@ class Plan:
         x, kind = to_numpy(x, "x")
         if kind is not None:
             return from_numpy(self(x), kind)
-        layout = ("numpy", x.shape, x.strides, x.dtype.str)
+        return self._run(x, ("numpy", x.shape, x.strides, x.dtype.str))
+
+    def bind(self, x_like: Any) -> BoundPlan:
+        """This plan made ready for inputs laid out as ``x_like`` (an array or tensor, or
+        ``(shape, dtype)`` for a C-ordered one): the problem for that shape, dtype and
+        strides, and its block sizes, are worked out here once instead of on every call
+        (see :class:`BoundPlan`). Raises as a call with such an ``x`` would.
+
+        >>> import numpy as np, batchconv as bc
+        >>> x = np.ones((4, 100))
+        >>> f = bc.plan(x, np.ones((3, 5)), reduce="max").bind(x)
+        >>> f(x).shape, f.chunk
+        ((4, 3), (4, 3))
+        """
+        if isinstance(x_like, tuple):  # (shape, dtype)
+            shape, dtype = tuple(int(n) for n in x_like[0]), np.dtype(x_like[1])
+            layout = ("numpy", shape, _c_strides(shape, dtype.itemsize), dtype.str)
+        elif self.module.ON_TENSORS and is_torch(x_like):
+            layout = _tensor_layout(x_like)
+            shape, dtype = layout[1], numpy_dtype(x_like.dtype)
+        else:  # (a torch CPU tensor: as the NumPy array it is read as)
+            a, _ = to_numpy(x_like, "x_like")
+            shape, dtype = a.shape, a.dtype
+            layout = ("numpy", shape, a.strides, dtype.str)
+        elements = None if layout[0] == "torch" else tuple(n // dtype.itemsize for n in layout[2])
+        problem, chunk = self.problem_for(shape, dtype, elements)
+        return BoundPlan(self, layout, problem, chunk)
+
+    def _run(self, x: np.ndarray, layout: tuple, resolved=None) -> np.ndarray:
+        """A call on the NumPy array ``x`` laid out as ``layout``: the remembered one-block
+        path for that layout, or the block loop (``resolved``: its problem and block
+        sizes, when a :class:`BoundPlan` has them)."""
         shortcut = self._shortcuts.get(layout)
         if shortcut is not None:
             return self._run_shortcut(shortcut, x)
-        p, chunk = self.problem_for(x.shape, x.dtype, element_strides(x))
+        p, chunk = resolved or self.problem_for(x.shape, x.dtype, element_strides(x))
         mod = method_for(p, self.method)
         xc = canonical_x(p, x)
         _check_result_fits(p)
@@ -402,6 +433,76 @@ class Plan:
             f"a budget of {format_bytes(self.memory)}"
         )
         return "\n".join(lines)
+
+
+def _tensor_layout(t) -> tuple:
+    """A torch tensor's layout, as a :class:`BoundPlan` records it."""
+    return ("torch", tuple(t.shape), tuple(t.stride()), str(t.dtype))
+
+
+def _c_strides(shape: tuple[int, ...], itemsize: int) -> tuple[int, ...]:
+    """Byte strides of a C-ordered array of ``shape``."""
+    strides, step = [], itemsize
+    for n in reversed(shape):
+        strides.append(step)
+        step *= max(n, 1)
+    return tuple(reversed(strides))
+
+
+@dataclass(frozen=True, eq=False)
+class BoundPlan:
+    """A :class:`Plan` bound to one input layout (:meth:`Plan.bind`), like opt_einsum's
+    ``ContractExpression``: calling it skips working out the problem and the block sizes
+    for ``x``, which a plan does on each call that takes no remembered one-block path
+    (e.g. with a reduction). ``x`` must have the bound shape, strides and dtype (call
+    the plan itself for others). A value, as the plan is.
+
+    Attributes: ``plan``, ``layout`` (the array library, shape, strides, dtype),
+    ``problem`` (the :class:`~batchconv.problem.Problem` for that layout) and ``chunk``
+    (batch and bank items per block).
+    """
+
+    plan: Plan
+    layout: tuple
+    problem: Problem
+    chunk: tuple[int, int]
+
+    @overload
+    def __call__(self, x: Tensor) -> Tensor: ...
+
+    @overload
+    def __call__(self, x: ArrayLike) -> np.ndarray: ...
+
+    def __call__(self, x: Any) -> np.ndarray | Tensor:
+        """The plan's result for ``x``, laid out as bound."""
+        if self.layout[0] == "torch":
+            self._check(_tensor_layout(x) if is_torch(x) else ("other", type(x).__name__))
+            return run_plan(self.plan, x)
+        a, kind = to_numpy(x, "x")
+        layout = ("numpy", a.shape, a.strides, a.dtype.str)
+        self._check(layout)
+        y = self.plan._run(a, layout, (self.problem, self.chunk))
+        return y if kind is None else from_numpy(y, kind)
+
+    def _check(self, layout: tuple) -> None:
+        if layout != self.layout:
+            _, shape, strides, dtype = self.layout
+            got = layout[1:] if len(layout) == 4 else (layout[1], "?", "?")
+            raise ValueError(
+                f"this plan is bound to x of shape {shape}, strides {strides} and dtype "
+                f"{dtype}; got shape {got[0]}, strides {got[1]}, dtype {got[2]}: call the "
+                f"plan itself, or bind it to this layout"
+            )
+
+    def explain(self) -> str:
+        """The plan's :meth:`Plan.explain`, and the problem and blocks of this layout."""
+        p = self.problem
+        blocks = -(-p.B // self.chunk[0]) * -(-p.K // self.chunk[1])
+        return (
+            f"{self.plan.explain()}\n  bound to x {p.x_shape} ({self.layout[0]}, "
+            f"strides {self.layout[2]}, {self.layout[3]}): {blocks} block(s) of "
+            f"(batch {self.chunk[0]}, bank {self.chunk[1]})"
+        )
 
 
 @problem_cache(maxsize=512)
