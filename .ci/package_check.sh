@@ -19,7 +19,8 @@ sdist=$(echo "$work"/dist/*.tar.gz)
 wheel=$(echo "$work"/dist/*.whl)
 python3 -m twine check --strict "$sdist" "$wheel"
 
-# what they hold: the package with py.typed and its version; no caches of compiled code
+# what they hold: the package with py.typed, its version and the LICENSE; no caches of
+# compiled code
 python3 - "$sdist" "$wheel" <<'PY'
 import re
 import sys
@@ -35,6 +36,10 @@ for need in ("batchconv/__init__.py", "batchconv/py.typed", "batchconv/_version.
         problems.append(f"the wheel lacks {need}")
 if not any(n.endswith("src/batchconv/py.typed") for n in in_sdist):
     problems.append("the sdist lacks src/batchconv/py.typed")
+if not any(n.endswith(".dist-info/licenses/LICENSE") for n in in_wheel):
+    problems.append("the wheel lacks the LICENSE file")
+if not any(n.endswith("/LICENSE") for n in in_sdist):
+    problems.append("the sdist lacks the LICENSE file")
 for name in in_wheel + in_sdist:
     if re.search(r"__pycache__|\.(pyc|nbi|nbc)$", name):
         problems.append(f"a cache file is packaged: {name}")
