@@ -73,3 +73,10 @@ def test_bound_plan_on_torch_tensors(rng):
         np.testing.assert_allclose(y.numpy(), ref, atol=1e-12)
         with pytest.raises(ValueError, match="bound to x of shape"):
             f(torch.from_numpy(rng.standard_normal((2, 40))))
+
+
+def test_plans_compare_by_identity(rng):
+    """(An array field made ``==`` raise before.)"""
+    x, w = rng.standard_normal((2, 16)), rng.standard_normal((3, 4))
+    p, q = bc.plan(x, w, method="fft"), bc.plan(x, w, method="fft")
+    assert p == p and p != q and len({p, q, p}) == 2

@@ -123,12 +123,15 @@ def _view(a: np.ndarray, shape: tuple, strides: tuple) -> np.ndarray:
     return as_strided(a, shape, strides)
 
 
-@dataclass
+@dataclass(eq=False)
 class Plan:
     """A prepared correlation: call it with ``x`` to get the result.
 
     Attributes: ``problem``, ``method`` (the chosen method's name), ``chunk`` (batch and
     bank items per block), ``memory`` (the budget in bytes), ``candidates``.
+
+    Plans compare and hash by identity (comparing filter states would mean comparing
+    their arrays), so they can be dictionary keys and set members.
     """
 
     problem: Problem
