@@ -184,3 +184,50 @@ def test_plan_cache_does_not_serve_the_compiled_plan_in_the_block(monkeypatch):
     np.testing.assert_allclose(y_in, y_out, rtol=1e-12)
     np.testing.assert_array_equal(y_in_again, y_in)
     np.testing.assert_array_equal(y_out_again, y_out)
+
+
+def test_a_plan_runs_with_the_kernels_it_was_planned_for(rng):
+    """A plan's method and blocks are sized for the kernels on when it was made: a call
+    under another use_numba setting still runs those kernels (here: the compiled
+    one-filter kernel, whose explain() line it kept), with the same answer."""
+    pytest.importorskip("numba")
+    from naive import naive_correlate
+
+    from batchconv.methods import direct
+
+    x, w = rng.standard_normal((2, 300)), rng.standard_normal(31)
+    with bc.use_numba(True):
+        plan = bc.plan(x, w, method="direct")
+    described = plan.explain()
+    assert plan.compiled and "(numba)" in described
+    seen = []
+    real = direct.compute
+
+    def spy(*a, **k):
+        seen.append(compiled.enabled())
+        return real(*a, **k)
+
+    direct_compute = direct.compute
+    direct.compute = spy
+    try:
+        with bc.use_numba(False):
+            y = plan(x)
+            assert not compiled.enabled()  # (the caller's setting is left as it was)
+            assert plan.explain() == described
+    finally:
+        direct.compute = direct_compute
+    assert seen == [True]
+    np.testing.assert_allclose(y, naive_correlate(x, w), atol=1e-12)
+
+
+def test_a_compiled_plan_runs_the_numpy_code_where_numba_is_gone(rng, monkeypatch):
+    """E.g. a plan pickled to a Dask worker without numba: the NumPy kernels, no loop."""
+    pytest.importorskip("numba")
+    from naive import naive_correlate
+
+    x, w = rng.standard_normal((2, 300)), rng.standard_normal(31)
+    with bc.use_numba(True):
+        plan = bc.plan(x, w, method="direct")
+    monkeypatch.setattr(compiled, "cache_dir", lambda: None)
+    assert plan.compiled and not compiled.enabled()
+    np.testing.assert_allclose(plan(x), naive_correlate(x, w), atol=1e-12)

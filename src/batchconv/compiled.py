@@ -74,8 +74,9 @@ class use_numba:
     setting; other threads keep theirs, as with :func:`batchconv.set_workers`. On, the
     kernels still need numba and a folder to cache them in (:func:`enabled`).
 
-    A plan's method and chunks are chosen for the setting it is made in: make (and
-    explain) plans inside the block.
+    A plan's method and chunks are chosen for the setting it is made in, and its calls
+    (and ``explain()``) keep that setting wherever they run: make plans inside the
+    block.
 
     >>> import numpy as np, batchconv as bc
     >>> x, w = np.random.rand(2, 300), np.random.rand(31)

@@ -149,6 +149,10 @@ class Plan:
     device: str | None = None
     # the filters holding a NaN/Inf (indices; with ``filters``): redone directly
     bad_filters: np.ndarray | None = field(default=None, repr=False, compare=False)
+    # the compiled kernels were on when it was planned (compiled.enabled()): its calls
+    # run with the same setting, whatever use_numba says then, since the method's
+    # choices and the blocks were sized for those kernels; None: not recorded
+    compiled: bool | None = None
 
     def __post_init__(self) -> None:
         if self.filters is not None and self.bad_filters is None:
@@ -234,7 +238,13 @@ class Plan:
     def _run(self, x: np.ndarray, layout: tuple, resolved=None) -> np.ndarray:
         """A call on the NumPy array ``x`` laid out as ``layout``: the remembered one-block
         path for that layout, or the block loop (``resolved``: its problem and block
-        sizes, when a :class:`BoundPlan` has them)."""
+        sizes, when a :class:`BoundPlan` has them), with the kernels it was planned for."""
+        if self.compiled is not None and self.compiled != compiled.enabled():
+            with self._planned_kernels():  # (where numba is gone, the NumPy code runs)
+                return self._run_blocks(x, layout, resolved)
+        return self._run_blocks(x, layout, resolved)
+
+    def _run_blocks(self, x: np.ndarray, layout: tuple, resolved) -> np.ndarray:
         shortcut = self._shortcuts.get(layout)
         if shortcut is not None:
             return self._run_shortcut(shortcut, x)
@@ -404,8 +414,16 @@ class Plan:
                     r = direct_method.compute(p, direct, xb, k, k + 1)
                     canon[b0 : b0 + dcb, k : k + 1] = r if reduce is None else reduce(r)
 
+    def _planned_kernels(self) -> compiled.use_numba:
+        """The compiled kernels switched as they were when the plan was made."""
+        return compiled.use_numba(self.compiled)
+
     def explain(self) -> str:
         """A readable account of the problem, the candidates and why the winner won."""
+        with self._planned_kernels():
+            return self._explain()
+
+    def _explain(self) -> str:
         p = self.problem
         lines = [
             f"batchconv plan: {p.spec}  ({'convolve' if p.flip else 'correlate'}, "
@@ -664,7 +682,18 @@ def _prepare(
         dev = device or "cpu"
         room = _room(p, chosen, budget)
         state = method_for(p, chosen, dev).prepare(p, tensor_canonical_w(p, w, dev), room)
-        return Plan(p, chosen, cand.chunk, budget, workers, cands, reason, state, device=dev)
+        return Plan(
+            p,
+            chosen,
+            cand.chunk,
+            budget,
+            workers,
+            cands,
+            reason,
+            state,
+            device=dev,
+            compiled=compiled.enabled(),
+        )
     w, _ = to_numpy(w, "w")
     wc = canonical_w(p, w)
     finite = wc.dtype.kind not in "fc" or np.isfinite(wc).all()
@@ -688,4 +717,5 @@ def _prepare(
         reason,
         state,
         filters=wc if spreads else None,
+        compiled=compiled.enabled(),
     )
