@@ -678,22 +678,12 @@ def _prepare(
 ) -> Plan:
     """The plan of method ``chosen``: the filters prepared on its device."""
     cand = next(c for c in cands if c.method == chosen)
+    made = (p, chosen, cand.chunk, budget, workers, cands, reason)
     if get_method(chosen).ON_TENSORS:
         dev = device or "cpu"
         room = _room(p, chosen, budget)
         state = method_for(p, chosen, dev).prepare(p, tensor_canonical_w(p, w, dev), room)
-        return Plan(
-            p,
-            chosen,
-            cand.chunk,
-            budget,
-            workers,
-            cands,
-            reason,
-            state,
-            device=dev,
-            compiled=compiled.enabled(),
-        )
+        return Plan(*made, state, device=dev, compiled=compiled.enabled())
     w, _ = to_numpy(w, "w")
     wc = canonical_w(p, w)
     finite = wc.dtype.kind not in "fc" or np.isfinite(wc).all()
@@ -707,15 +697,4 @@ def _prepare(
             wc if finite or not spreads else np.where(np.isfinite(wc), wc, 0),
             _room(p, chosen, budget),
         )
-    return Plan(
-        p,
-        chosen,
-        cand.chunk,
-        budget,
-        workers,
-        cands,
-        reason,
-        state,
-        filters=wc if spreads else None,
-        compiled=compiled.enabled(),
-    )
+    return Plan(*made, state, filters=wc if spreads else None, compiled=compiled.enabled())
