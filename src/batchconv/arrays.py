@@ -1,5 +1,6 @@
 """Array types at the boundary: NumPy arrays, torch tensors on the CPU, and how Dask arrays
-are recognised (``dask_arrays.py`` handles them).
+(``dask_arrays.py`` handles them) and array-API arrays (JAX, CuPy, array-api-strict:
+``portable/`` computes on them) are recognised.
 
 A torch CPU tensor is viewed as a NumPy array without a copy (``Tensor.numpy()``; bfloat16
 is widened to float32 first, since NumPy has no bfloat16), and a result computed for one
@@ -20,7 +21,15 @@ from functools import lru_cache
 
 import numpy as np
 
-__all__ = ["to_numpy", "from_numpy", "is_torch", "is_dask", "numpy_dtype", "plain_tensor"]
+__all__ = [
+    "to_numpy",
+    "from_numpy",
+    "is_torch",
+    "is_dask",
+    "is_array_api",
+    "numpy_dtype",
+    "plain_tensor",
+]
 
 
 def _library(obj) -> str:
@@ -58,6 +67,32 @@ def is_dask(a) -> bool:
     return _library(a) == "dask" and hasattr(a, "chunks") and hasattr(a, "dask")
 
 
+# libraries whose arrays go to the portable engine (portable/), by their type's top-level
+# module; besides them, any type with __array_namespace__ that has no path of its own
+_ARRAY_API_LIBRARIES = frozenset({"jax", "jaxlib", "cupy", "array_api_strict"})
+_OWN_PATHS = frozenset({"numpy", "torch", "dask", "builtins"})
+
+
+def is_array_api(a) -> bool:
+    """True for an array that batchconv computes on with its portable engine: a JAX,
+    CuPy or array-api-strict array, or any other array whose type has
+    ``__array_namespace__`` (NumPy arrays, torch tensors and Dask arrays have paths of
+    their own). Recognised by its type, without importing anything.
+
+    >>> is_array_api(np.ones(3)), is_array_api([1.0, 2.0])
+    (False, False)
+    """
+    return _is_array_api_type(type(a))
+
+
+@lru_cache(maxsize=256)
+def _is_array_api_type(cls: type) -> bool:
+    lib = _library_of_type(cls)
+    if lib in _OWN_PATHS:
+        return False
+    return lib in _ARRAY_API_LIBRARIES or hasattr(cls, "__array_namespace__")
+
+
 def plain_tensor(t):
     """The tensor ``t`` detached from autograd, with its lazy conjugate or negation (views
     such as ``c.conj().imag``) applied."""
@@ -71,8 +106,9 @@ def plain_tensor(t):
 
 def to_numpy(a, name: str):
     """``(array, kind)``: ``a`` as a NumPy array, and ``"torch"`` when it was a torch CPU
-    tensor (None otherwise). Raises TypeError for other array libraries and for CUDA
-    tensors, with what to do instead."""
+    tensor (None otherwise). Raises TypeError for CUDA tensors and for an array-API
+    array (JAX, CuPy...) other than the filters ``w`` (read through DLPack), with what to
+    do instead."""
     if isinstance(a, np.ndarray):
         if type(a) is not np.ndarray and isinstance(a, np.ma.MaskedArray):
             raise TypeError(
@@ -104,13 +140,32 @@ def to_numpy(a, name: str):
             f"{name} is a Dask array: pass it to bc.correlate or bc.convolve, "
             f"which return a lazy Dask array; a Plan runs on in-memory arrays"
         )
-    if lib in ("cupy", "jax", "jaxlib"):
-        raise TypeError(
-            f"{name} is a {type(a).__module__}.{type(a).__name__}; this release "
-            f"accepts NumPy arrays, torch CPU tensors and Dask arrays. Convert "
-            f"with np.asarray({name})."
-        )
+    if is_array_api(a):
+        return _array_api_to_numpy(a, name), None
     return np.asarray(a), None
+
+
+def _array_api_to_numpy(a, name: str) -> np.ndarray:
+    """The filters ``w`` of another array library read once into NumPy (through DLPack)
+    when ``x`` is a NumPy array (x's library decides where a call runs); any other
+    argument of such a type is refused: the portable engine computes on it when it is
+    ``x``, and a plan made for NumPy arrays computes on NumPy arrays."""
+    what = f"{type(a).__module__}.{type(a).__name__}"
+    if name != "w":
+        raise TypeError(
+            f"{name} is a {what}, but this plan computes on NumPy arrays: give the array "
+            f"to bc.correlate, bc.convolve or bc.plan as x, which compute on its own "
+            f"library (see the README's 'JAX and array-API arrays'), or pass "
+            f"np.asarray({name})"
+        )
+    try:
+        return np.from_dlpack(a)
+    except (BufferError, TypeError, ValueError, RuntimeError) as e:
+        raise TypeError(
+            f"w is a {what} that NumPy cannot read in place ({e}); x is a NumPy array "
+            f"and x's library decides where the call runs: pass w as a NumPy array, or "
+            f"x as an array of w's library"
+        ) from None
 
 
 def from_numpy(result: np.ndarray, kind: str | None):
