@@ -1,0 +1,278 @@
+"""The similarity metrics on array-API arrays: the windowed ones (ssd, ncc, cosine: a
+correlation by a portable method plus float64 window sums) and those with no product
+form (sad: ``|x - w|`` summed over the taps, gathered a group at a time). The registry's flags
+(``metrics.Metric``) select the formula; no name is compared.
+
+The formulas are ``metrics/windowed.py``'s (see its table): ``x`` centred by its item's
+mean (``centred`` metrics), the filters centred (``recentre_filters``: twice), the
+correlation ``a'.b^`` of the padded, centred block by the wrapped method on the *inner
+problem* (``rules.inner_problem``), and float64 window sums ``A1``, ``A2`` of ``x'`` and
+``x'^2`` (the backend's shift-and-add, local to each window). Normalised metrics give
+exactly 0 for flat windows (``rules.noise_floor`` of the window's own ``A2``) and flat
+filters, and are clipped to the metric's range. Windows that cover a NaN or Inf (or a
+non-finite ``cval``) get the float64 loop's value: NaN, or for ``inf_gives_inf``
+metrics +Inf where no NaN is covered; they are found by window sums of indicators,
+on the device.
+
+>>> import numpy as np, batchconv as bc
+>>> jnp = __import__("pytest").importorskip("jax.numpy")
+>>> x = jnp.asarray([[0.0, 1.0, 2.0, 1.0, 1.0, 1.0]], dtype=jnp.float32)
+>>> w = jnp.asarray([1.0, 2.0, 3.0], dtype=jnp.float32)
+>>> np.asarray(bc.correlate(x, w, metric="ncc")).round(3)
+array([[ 1.   ,  0.   , -0.866,  0.   ]], dtype=float32)
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from math import prod
+from typing import Any, NamedTuple
+
+import numpy as np
+
+from ..metrics import metric_of
+from ..metrics.rules import inner_problem, noise_floor, valid_geometry
+from ..problem import Problem, problem_cache
+from .methods import DIRECT, _offsets, _outputs, compute
+
+__all__ = ["Windowed", "SAD"]
+
+_F64 = np.dtype(np.float64)
+_SAD_TAPS = 64  # SAD sums at most this many taps in the compute dtype, then in float64
+
+
+# the plain correlation of the padded, centred chunk (one per problem: it is asked for
+# on every block)
+_inner = problem_cache(maxsize=64)(inner_problem)
+
+
+class WindowedState(NamedTuple):
+    state: Any  # the method's state for the centred (or, for cosine, plain) filters
+    mean: Any  # (K, P) float64: the filters' means
+    sq: Any  # (K, P) float64: |b^|^2 (or |b|^2 when not centred)
+    inv_norm: Any  # (K, P) float64: 1 / sqrt(sq), 0 for flat filters
+    total: Any  # (K, P) float64: sum b^ as correlated (ssd's B1)
+
+
+def _per_filter(xp, a, k0: int, k1: int, p: Problem, dtype=None):
+    """``a[k0:k1]`` ((k, P) statistics) shaped to broadcast against ``(b, k, P, *O)``."""
+    v = xp.reshape(a[k0:k1, ...], (1, k1 - k0, p.P, *([1] * p.ndim)))
+    return v if dtype is None else xp.astype(v, dtype)
+
+
+class Windowed:
+    """ssd, ncc, cosine around a portable correlation method."""
+
+    def __init__(self, method):
+        self.method = method
+        self.name = method.name
+
+    def prepare(self, be, p: Problem, wc) -> WindowedState:
+        xp = be.xp
+        metric, inner, f64 = metric_of(p.metric), _inner(p), be.dtype(_F64)
+        axes = (1, *range(3, 3 + p.ndim))
+        w64 = xp.astype(wc, f64)
+        mean = xp.mean(w64, axis=axes)  # (K, P)
+        filters = wc
+        if metric.centred:  # exactly zero for a flat filter
+            flat = (
+                xp.max(w64, axis=axes, keepdims=True) - xp.min(w64, axis=axes, keepdims=True)
+            ) == 0
+            cen = w64 - xp.reshape(mean, (p.K, 1, p.P, *([1] * p.ndim)))
+            if metric.recentre_filters:  # sum(cen) is n * the mean's rounding (windowed.py)
+                cen = cen - xp.mean(cen, axis=axes, keepdims=True)
+            filters = xp.astype(xp.where(flat, xp.zeros_like(cen), cen), wc.dtype)
+        f64s = xp.astype(filters, f64)
+        sq, total = xp.sum(f64s * f64s, axis=axes), xp.sum(f64s, axis=axes)
+        positive = sq > 0
+        inv = xp.where(positive, 1 / xp.sqrt(xp.where(positive, sq, 1)), xp.zeros_like(sq))
+        return WindowedState(self.method.prepare(be, inner, filters), mean, sq, inv, total)
+
+    def pure(self, be, p: Problem, st: WindowedState, xb, k0: int, k1: int, budget: int):
+        """The block where ``x`` and ``cval`` are finite (``ok`` says so)."""
+        xp = be.xp
+        y, ok = self._compute(be, p, st, xb, k0, k1, budget, pure=True)
+        finite = xp.all(xp.isfinite(xb))
+        if p.padding == "constant" and not np.isfinite(p.cval):
+            finite = be.scalar(False, xp.bool)
+        return y, finite if ok is None else finite & ok
+
+    def fix(self, be, p: Problem, st: WindowedState, xb, k0: int, k1: int, budget: int):
+        """NaN and Inf (of ``x`` or ``cval``) replaced by zeros for the computation, then
+        the windows that cover one set to the loop's value."""
+        xp = be.xp
+        bad = ~xp.isfinite(xb)
+        q = replace(p, cval=0.0) if p.padding == "constant" and not np.isfinite(p.cval) else p
+        y, _ = self._compute(be, q, st, xp.where(bad, xp.zeros_like(xb), xb), k0, k1, budget)
+        return self._nonfinite(be, p, st, y, xb, bad, k0, k1)
+
+    def _compute(
+        self, be, p: Problem, st: WindowedState, xb, k0: int, k1: int, budget: int, pure=False
+    ):
+        """``(block, ok)``: the metric from the wrapped method's correlation (its pure
+        block and ``ok`` when ``pure``, else its exact block and None)."""
+        xp, f64, dt = be.xp, be.dtype(_F64), be.dtype(p.dtype)
+        metric = metric_of(p.metric)
+        b, k, ones = xb.shape[0], k1 - k0, (1,) * p.ndim
+        xpad = be.pad(xb, p.geoms, p.padding, p.cval, 3)
+        if not metric.centred:  # (cosine) not shift-invariant: x as it is
+            xw, c64 = xpad, be.zeros((b, p.P), f64)
+        else:
+            axes = (1, *range(3, 3 + p.ndim))
+            centre = xp.astype(xp.mean(xp.astype(xb, f64), axis=axes), dt)  # (b, P)
+            c64 = xp.astype(centre, f64)  # the centre actually used
+            xw = xpad - xp.reshape(centre, (b, 1, p.P, *ones))
+        inner = _inner(p)
+        if pure:
+            dot, ok = self.method.pure(be, inner, st.state, xw, k0, k1, budget)
+        else:
+            dot, ok = compute(self.method, be, inner, st.state, xw, k0, k1, budget), None
+        x64 = xp.astype(xw, f64)
+        geoms = tuple(valid_geometry(g) for g in p.geoms)
+        s1 = be.window_sums(xp.sum(x64, axis=1), geoms, 2)  # (b, P, *O)
+        s2 = be.window_sums(xp.sum(x64 * x64, axis=1), geoms, 2)
+        del x64
+        s1, s2 = xp.expand_dims(s1, axis=1), xp.expand_dims(s2, axis=1)  # (b, 1, P, *O)
+        if not metric.normalised:  # sum (a - b)^2 from the centred terms (windowed.py)
+            n = p.window_size
+            mean = xp.reshape(st.mean[k0:k1, ...], (1, k, p.P))
+            delta = xp.reshape(mean - xp.reshape(c64, (b, 1, p.P)), (b, k, p.P, *ones))
+            y = (
+                s2
+                + (
+                    _per_filter(xp, st.sq, k0, k1, p)
+                    + delta * (n * delta + 2 * _per_filter(xp, st.total, k0, k1, p))
+                )
+                - 2 * delta * s1
+                - 2 * xp.astype(dot, f64)
+            )
+            y = xp.clip(y, min=0)
+            if p.integer_inputs and metric.rounds_integers:
+                y = xp.round(y)
+            return xp.astype(y, dt), ok
+        spread = s2 - s1 * s1 / p.window_size if metric.centred else s2
+        flat = spread <= float(noise_floor(p, 1.0)) * s2  # False for NaN: those stay NaN
+        safe = xp.where(flat, xp.ones_like(spread), spread)
+        inv_a = xp.astype(xp.where(flat, xp.zeros_like(spread), 1 / xp.sqrt(safe)), dt)
+        y = dot * inv_a * _per_filter(xp, st.inv_norm, k0, k1, p, dt)
+        low, high = metric.range
+        return xp.clip(y, min=low, max=high), ok
+
+    def _nonfinite(self, be, p: Problem, st: WindowedState, y, xb, bad, k0: int, k1: int):
+        """``y`` with the windows that cover a NaN/Inf of ``xb`` (or of ``cval``) set to
+        the loop's value, for the finite filters (the others are NaN everywhere)."""
+        xp = be.xp
+        nan_cval = p.padding == "constant" and bool(np.isnan(p.cval))
+        cval_bad = p.padding == "constant" and not np.isfinite(p.cval)
+        nan_w = _covered(be, p, xp.any(xp.isnan(xb), axis=1), nan_cval)
+        any_w = _covered(be, p, xp.any(bad, axis=1), cval_bad)
+        finite = xp.reshape(xp.isfinite(st.mean[k0:k1, ...]), (1, k1 - k0, p.P, *([1] * p.ndim)))
+        nan_w, any_w = (
+            xp.expand_dims(nan_w, axis=1) & finite,
+            xp.expand_dims(any_w, axis=1) & finite,
+        )
+        nan, inf = be.scalar(float("nan"), y.dtype), be.scalar(float("inf"), y.dtype)
+        if metric_of(p.metric).inf_gives_inf:
+            y = xp.where(any_w & ~nan_w, inf, y)
+            return xp.where(nan_w, nan, y)
+        return xp.where(any_w, nan, y)
+
+    def workspace_bytes(self, p: Problem, b: int, k: int, budget: int) -> int:
+        r = p.dtype.itemsize
+        padded = b * p.C * p.P * prod(g.padded for g in p.geoms)
+        outs_b, outs = b * p.P * _outputs(p), b * k * p.P * _outputs(p)
+        held = b * p.C * p.P * prod(p.S) * (1 + r)  # the NaN/Inf mask, a zeroed copy
+        held += 2 * padded * r  # the padded chunk and its centred copy
+        sums = padded * 8 * 3 + 2 * b * p.P * prod(g.padded for g in p.geoms) * 8
+        correlate = self.method.workspace_bytes(_inner(p), b, k, budget)
+        combine = outs * (r + 4 * 8) + 4 * outs_b * 8
+        return held + max(correlate, sums) + outs * r + combine
+
+    def state_bytes(self, p: Problem) -> int:
+        return self.method.state_bytes(_inner(p)) + p.K * p.P * 32
+
+    def flops(self, p: Problem) -> float:
+        return self.method.flops(_inner(p))
+
+    def describe(self, be, p: Problem, st: WindowedState, budget: int, b: int) -> str:
+        what = (
+            "the centred x with the centred filters"
+            if metric_of(p.metric).centred
+            else "x with the filters"
+        )
+        return (
+            f"{p.metric}: correlations of {what} + float64 window sums of x and x^2 "
+            f"(shift and add, portable/metrics.py)\n"
+            + self.method.describe(be, _inner(p), st.state, budget, b)
+        )
+
+
+def _covered(be, p: Problem, mask, padded_bad: bool):
+    """``(b, P, *O)`` booleans: the windows that cover a True of ``mask`` ``(b, P, *S)``,
+    the padding included (True there when ``padded_bad``)."""
+    xp = be.xp
+    ind = xp.astype(mask, be.dtype(np.dtype(np.float32)))
+    ind = be.pad(ind, p.geoms, p.padding, 1.0 if padded_bad else 0.0, 2)
+    return be.window_sums(ind, p.geoms, 2) > 0
+
+
+class SAD:
+    """sum |x - w| over each window (no product form): the windows' samples gathered a
+    group of taps at a time (as ``direct`` gathers them), ``|x - w|`` summed over the
+    group and the channels, the groups added in float64."""
+
+    name = "direct"
+    exact_for_integers = True
+
+    def prepare(self, be, p: Problem, wc):
+        return be.xp.reshape(wc, (p.K, p.C, p.P, prod(p.T)))  # (K, C, P, taps)
+
+    def group(self, p: Problem, budget: int) -> int:
+        """Taps per group: as ``direct``'s, and at most ``_SAD_TAPS``."""
+        return min(DIRECT.group(p, budget), _SAD_TAPS)
+
+    def pure(self, be, p: Problem, wt, xb, k0: int, k1: int, budget: int):
+        return self.fix(be, p, wt, xb, k0, k1, budget), None  # (exact: NaN/Inf stay local)
+
+    def fix(self, be, p: Problem, wt, xb, k0: int, k1: int, budget: int):
+        xp, f64, dt = be.xp, be.dtype(_F64), be.dtype(p.dtype)
+        b, k, C, P = xb.shape[0], k1 - k0, p.C, p.P
+        xpad = be.pad(xb, p.geoms, p.padding, p.cval, 3)
+        tap_at, out_at, n = _offsets(p)
+        flat = xp.reshape(xpad, (b, C, P, n))
+        g, total = self.group(p, budget), None
+        for t0 in range(0, tap_at.size, g):
+            t1 = min(t0 + g, tap_at.size)
+            where = xp.reshape(be.index(tap_at[t0:t1, None] + out_at[None, :]), (-1,))
+            cols = xp.reshape(xp.take(flat, where, axis=3), (b, 1, C, P, t1 - t0, out_at.size))
+            w = xp.reshape(wt[k0:k1, :, :, t0:t1], (1, k, C, P, t1 - t0, 1))
+            d = xp.astype(xp.sum(xp.abs(cols - w), axis=(2, 4)), f64)  # (b, k, P, O)
+            total = d if total is None else total + d
+        if p.integer_inputs:  # (exact already: float64 sums of integers)
+            total = xp.round(total)
+        return xp.astype(xp.reshape(total, (b, k, P, *p.O)), dt)
+
+    def workspace_bytes(self, p: Problem, b: int, k: int, budget: int) -> int:
+        r = p.dtype.itemsize
+        padded = b * p.C * p.P * prod(g.padded for g in p.geoms) * r
+        outs = b * k * p.P * _outputs(p)
+        group = b * p.C * p.P * self.group(p, budget) * _outputs(p) * r
+        # the padded block, a group's samples, their differences with the filters (and
+        # their absolute values); the group's sums and the float64 total
+        return padded + group + 2 * k * group + outs * (r + 16)
+
+    def state_bytes(self, p: Problem) -> int:
+        return p.K * p.C * p.P * prod(p.T) * p.dtype.itemsize
+
+    def flops(self, p: Problem) -> float:
+        return 3.0 * p.B * p.K * p.P * p.C * prod(p.T) * _outputs(p)
+
+    def describe(self, be, p: Problem, st, budget: int, b: int) -> str:
+        return (
+            f"{p.metric}: no product form: |x - w| summed over {prod(p.T)} taps, "
+            f"{self.group(p, budget)} gathered at a time, the groups added in float64 "
+            f"({be.name})"
+        )
+
+
+SAD_KERNEL = SAD()
