@@ -18,9 +18,11 @@ from typing import TYPE_CHECKING, Any, TypedDict, overload
 import numpy as np
 
 from . import compiled, methods, metrics
-from .arrays import from_numpy, is_dask, is_torch, numpy_dtype, to_numpy
+from .arrays import from_numpy, is_array_api, is_dask, is_torch, numpy_dtype, to_numpy
 from .dask_arrays import lazy_correlate
 from .planner import Plan, plan_problem
+from .portable import PortablePlan, make_plan
+from .portable import correlate as portable_correlate
 from .problem import make_problem
 from .tensors import device_of
 from .xp import clear_work_buffers, element_strides
@@ -180,6 +182,8 @@ def _run(x, w, spec, flip: bool, options: dict):
         return _cached_plan(x, w, spec, flip, options)(x)
     if is_dask(x) or is_dask(w):
         return lazy_correlate(x, w, spec, flip, **options)
+    if is_array_api(x):  # JAX, CuPy...: computed on x's own library (portable/)
+        return portable_correlate(x, w, spec, flip=flip, **options)
     if device_of(x) not in (None, "cpu"):  # a GPU tensor: it stays there (tensors.py)
         return _cached_plan(x, w, spec, flip, options)(x)
     tensor = x
@@ -325,11 +329,12 @@ def correlate(
 
     Parameters
     ----------
-    x, w : array_like or torch tensors (CPU or CUDA)
+    x, w : array_like, torch tensors (CPU or CUDA), or JAX / array-API arrays
         With ``spec=None``: ``x`` is ``(N, *S)``; ``w`` is a bank ``(K, *T)`` (result
         ``(N, K, *S_out)``) or one filter ``T`` (result ``(N, *S_out)``). When ``x`` is a
         torch tensor the result is one too, on ``x``'s device (see the README's "Array
-        types").
+        types"); when it is a JAX (or CuPy, or other array-API) array, the result is an
+        array of that library, computed by it (the portable engine).
     spec : str, optional
         ``"xaxes,waxes->outaxes|sliding"``, e.g. ``"nhwc,hwco->nhwo|hw"``: einsum letters,
         with the sliding (correlated) axes after the bar. See the README.
@@ -363,9 +368,10 @@ def correlate(
 
     Returns
     -------
-    numpy.ndarray, torch.Tensor or dask.array.Array
+    numpy.ndarray, torch.Tensor, dask.array.Array, or an array-API array
         The inputs' array type: a lazy Dask array when ``x`` or ``w`` is one; else a
-        tensor on ``x``'s device when ``x`` is a torch tensor; else a NumPy array.
+        tensor on ``x``'s device when ``x`` is a torch tensor; else an array of ``x``'s
+        library (JAX...) when it is one; else a NumPy array.
 
     Examples
     --------
@@ -473,18 +479,22 @@ def convolve(
 
 def plan(
     x: Any, w: Any, spec: str | None = None, *, convolve: bool = False, **options: Any
-) -> Plan:
+) -> Plan | PortablePlan:
     """Prepare a correlation (or convolution) once and run it on many inputs.
 
     ``x`` is an array or a ``(shape, dtype)`` pair; ``options`` are those of
     :func:`correlate`. The plan keeps everything that depends only on ``w`` (e.g. the
-    filter spectra) and reuses it on every call.
+    filter spectra) and reuses it on every call. For a JAX (or other array-API) ``x``,
+    or a ``(shape, dtype)`` pair with such a ``w``, it is a
+    :class:`~batchconv.portable.PortablePlan` computing on that library.
 
     >>> import numpy as np, batchconv as bc
     >>> p = bc.plan(((8, 32, 32), np.float32), np.ones((4, 3, 3), np.float32), mode="same")
     >>> p(np.ones((8, 32, 32), np.float32)).shape
     (8, 4, 32, 32)
     """
+    if is_array_api(x) or (is_array_api(w) and _is_signature(x)):
+        return make_plan(x, w, spec, flip=convolve, **options)
     return _make_plan(x, w, spec, flip=convolve, **options)
 
 
