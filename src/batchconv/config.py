@@ -11,7 +11,19 @@ from .xp import available_memory, fft_engine, get_workers, has_module
 
 __all__ = ["show_config", "config"]
 
-_OPTIONAL = ("scipy", "numba", "torch", "dask", "distributed", "threadpoolctl")
+_OPTIONAL = (
+    "scipy",
+    "numba",
+    "torch",
+    "dask",
+    "distributed",
+    "threadpoolctl",
+    # array-API libraries: the portable engine computes on their arrays
+    "jax",
+    "array_api_strict",
+    "array_api_compat",
+    "cupy",
+)
 
 
 def _version(name: str) -> str | None:
@@ -21,6 +33,18 @@ def _version(name: str) -> str | None:
         return metadata.version(name)
     except metadata.PackageNotFoundError:
         return "installed"
+
+
+def _array_api() -> str:
+    """What the portable engine (JAX, CuPy, any array-API namespace) has here, found
+    without importing anything."""
+    found = [name for name in ("jax", "cupy", "array_api_strict") if has_module(name)]
+    how = (
+        "namespaces through array-api-compat"
+        if has_module("array_api_compat")
+        else "namespaces from x.__array_namespace__() (array-api-compat not installed)"
+    )
+    return f"{', '.join(found) or 'none installed'}; {how}"
 
 
 def _torch_details() -> dict | None:
@@ -70,6 +94,7 @@ def config() -> dict:
         "numpy": np.__version__,
         "optional": {name: _version(name) for name in _OPTIONAL},
         "torch": _torch_details(),
+        "array_api": _array_api(),
         "fft_engine": fft_engine().name + ".fft",
         "compiled_kernels": _compiled(),
         "kernel_cache": compiled.cache_dir() if has_module("numba") else None,
@@ -87,7 +112,7 @@ def show_config() -> None:
     print(f"batchconv {c['batchconv']}  (python {c['python']}, {c['platform']})")
     print(f"  numpy         {c['numpy']}")
     for name, v in c["optional"].items():
-        print(f"  {name:<14}{v or 'not installed'}")
+        print(f"  {name:<13} {v or 'not installed'}")
     if c["torch"]:
         t = c["torch"]
         print(
@@ -95,6 +120,7 @@ def show_config() -> None:
             f"{t['device'] or 'none'}, cudnn {t['cudnn'] or '-'}, triton "
             f"{t['triton'] or 'not installed'}: {t['used_for']}"
         )
+    print(f"  array API     {c['array_api']}  (arrays in, arrays of their library out)")
     print(f"  fft engine    {c['fft_engine']}")
     print(f"  compiled      {c['compiled_kernels']}  (one-filter correlation, SAD, window sums)")
     if c["kernel_cache"]:
