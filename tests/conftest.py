@@ -12,6 +12,25 @@ settings.register_profile("long", max_examples=2000, deadline=None)
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
 
+# BATCHCONV_TEST_SUBSAMPLE=n: of each parametrised test, run every n-th case by position
+# (so that each parameter's values take turns; every test function runs at least once);
+# tests/test_array_api.py reruns whole suites on other array libraries that way
+_SUBSAMPLE = int(os.environ.get("BATCHCONV_TEST_SUBSAMPLE", "1"))
+
+
+def pytest_collection_modifyitems(config, items):
+    if _SUBSAMPLE <= 1:
+        return
+    seen: dict = {}
+    kept, dropped = [], []
+    for item in items:
+        group = (item.module.__name__, getattr(item, "originalname", item.name))
+        n = seen[group] = seen.get(group, -1) + 1
+        (kept if n % _SUBSAMPLE == 0 else dropped).append(item)
+    config.hook.pytest_deselected(items=dropped)
+    items[:] = kept
+
+
 @pytest.fixture
 def rng():
     return np.random.default_rng(12345)

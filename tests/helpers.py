@@ -29,6 +29,50 @@ def expected_dtype(x, w) -> np.dtype:
 # metric and property tests that way); =cuda: CUDA tensors, the torch methods, "auto"
 # where neither torch form computes the problem (tests/test_cuda.py)
 ARRAYS = os.environ.get("BATCHCONV_TEST_ARRAYS", "numpy")
+# =jax / =array_api_strict: x and w as that library's arrays (JAX with x64 on), computed
+# by the portable engine (portable/), the result that library's array on x's device
+# (tests/test_array_api.py runs the core, metric and property tests that way)
+ARRAY_API = ("jax", "array_api_strict")
+
+
+def array_namespace():
+    """The namespace of ``ARRAYS`` when it names an array-API library (JAX: x64 on)."""
+    if ARRAYS == "jax":
+        import jax
+
+        jax.config.update("jax_enable_x64", True)
+        import jax.numpy as jnp
+
+        return jnp
+    import array_api_strict
+
+    return array_api_strict
+
+
+def _call_array_api(f, x, w, spec=None, **kw):
+    """``f`` on ``x`` and ``w`` as arrays of ``ARRAYS``' namespace; the result, checked to
+    be one on x's device, as a NumPy array. A reduce callable written for NumPy blocks
+    gets them as NumPy arrays (an adapter of this harness: the engine passes the
+    namespace's blocks)."""
+    import pytest
+
+    from batchconv.backends.array_api import device_of, namespace_of
+
+    xp = array_namespace()
+
+    def convert(a):
+        a = np.ascontiguousarray(a)
+        if getattr(xp, a.dtype.name, None) is None:
+            pytest.skip(f"{ARRAYS} has no {a.dtype}")
+        return xp.asarray(a)
+
+    reduce = kw.get("reduce")
+    if callable(reduce):
+        kw["reduce"] = lambda block, axis: xp.asarray(reduce(np.from_dlpack(block), axis=axis))
+    xa = convert(x)
+    y = f(xa, convert(w), spec, **kw)
+    assert namespace_of(y) is xp and device_of(y) == device_of(xa), type(y)
+    return np.from_dlpack(y)
 
 
 def _torch_method(
@@ -61,6 +105,8 @@ def _torch_method(
 def _call(f, x, w, spec=None, **kw):
     if ARRAYS == "numpy":
         return f(x, w, spec, **kw)
+    if ARRAYS in ARRAY_API:
+        return _call_array_api(f, x, w, spec, **kw)
     import torch
 
     device = "cuda" if ARRAYS == "cuda" else "cpu"

@@ -84,8 +84,12 @@ def problems(draw):
 
 
 # the fuzz test: at least 500 random problems in CI (about 7 s), 2000 with the "long"
-# profile (HYPOTHESIS_PROFILE=long)
-FUZZ_EXAMPLES = 2000 if os.environ.get("HYPOTHESIS_PROFILE") == "long" else 500
+# profile (HYPOTHESIS_PROFILE=long); BATCHCONV_FUZZ_SHARE (default 1) scales both fuzz
+# tests' counts (tests/test_array_api.py runs them on other array libraries with less)
+FUZZ_SHARE = float(os.environ.get("BATCHCONV_FUZZ_SHARE", "1"))
+FUZZ_EXAMPLES = max(
+    1, round((2000 if os.environ.get("HYPOTHESIS_PROFILE") == "long" else 500) * FUZZ_SHARE)
+)
 
 
 def random_arrays(pr):
@@ -126,7 +130,9 @@ def test_random_problems_match_naive(pr):
             check(x, w, pr["spec"], **kw)
 
 
-METRIC_EXAMPLES = 800 if os.environ.get("HYPOTHESIS_PROFILE") == "long" else 200
+METRIC_EXAMPLES = max(
+    1, round((800 if os.environ.get("HYPOTHESIS_PROFILE") == "long" else 200) * FUZZ_SHARE)
+)
 
 
 @settings(max_examples=METRIC_EXAMPLES, suppress_health_check=[HealthCheck.too_slow])
