@@ -15,7 +15,7 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 os.environ.setdefault("OPENBLAS_THREAD_TIMEOUT", "4")
 
 NEEDS = {
-    "arrays.rst": ["torch", "dask"],
+    "arrays.rst": ["torch", "dask", "jax"],
     "scipy_signal.rst": ["scipy"],
     "scipy_ndimage.rst": ["scipy"],
     "opencv.rst": ["cv2"],
