@@ -23,6 +23,7 @@ from .dask_arrays import lazy_correlate
 from .planner import Plan, plan_problem
 from .portable import PortablePlan, make_plan
 from .portable import correlate as portable_correlate
+from .portable.blocks import clear as clear_compiled
 from .problem import make_problem
 from .tensors import device_of
 from .xp import clear_work_buffers, element_strides
@@ -70,10 +71,12 @@ _plan_cache_lock = threading.Lock()
 
 
 def clear_plan_cache() -> None:
-    """Forget the plans that :func:`correlate` and :func:`convolve` remembered, and free
-    the work buffers that threads keep between calls."""
+    """Forget the plans that :func:`correlate` and :func:`convolve` remembered and the
+    portable engine's compiled functions (JAX programs), and free the work buffers that
+    threads keep between calls."""
     with _plan_cache_lock:
         _plan_cache.clear()
+    clear_compiled()
     clear_work_buffers()
 
 
