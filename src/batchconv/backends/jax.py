@@ -13,10 +13,8 @@ float64 needs ``jax.config.update("jax_enable_x64", True)`` (or ``JAX_ENABLE_X64
 without it JAX has no float64, and the backend computes float64 problems (integer
 inputs included) in float32 (``ArrayAPIBackend.dtype``).
 
->>> jnp = __import__("pytest").importorskip("jax.numpy")
->>> be = JaxBackend.of(jnp.ones(3))
->>> be.name, be.compile(lambda a: a + 1)(jnp.ones(2, dtype=jnp.float32))
-('jax.numpy', Array([2., 2.], dtype=float32))
+>>> issubclass(JaxBackend, ArrayAPIBackend)   # (no JAX array made here: see the tests)
+True
 """
 
 from __future__ import annotations

@@ -7,8 +7,8 @@ They take the filters' state as an argument, never as a constant, so ``correlate
 called again with other filters of the same shapes reuses them.
 
 >>> import numpy as np, batchconv as bc
->>> jnp = __import__("pytest").importorskip("jax.numpy")
->>> x, w = jnp.ones((2, 16)), jnp.ones((3, 4))
+>>> xps = __import__("pytest").importorskip("array_api_strict")
+>>> x, w = xps.ones((2, 16)), xps.ones((3, 4))
 >>> before = len(_cache)
 >>> _ = bc.correlate(x, w); _ = bc.correlate(x, 2 * w)
 >>> len(_cache) - before   # (one program: the filters' preparation and the call)

@@ -2,11 +2,12 @@
 the canonical layout (x ``(b, C, P, *S)``, filters ``(K, C, P, *T)``, blocks
 ``(b, k, P, *O)``; see ``problem.py``).
 
-* ``direct``: shift and add over the filter taps, each group of ``g`` taps one batched
-  matmul over channels ``(P, 1, k, C g) @ (P, b, C g, O)``: the group's samples of every
-  window gathered from the padded block by one ``take`` (at most ``_GROUP_BYTES`` of
-  them per item), never an unfold of the whole batch. Exact for integer inputs
-  (computed in float64).
+* ``direct``: shift and add over the filter taps. With few (filter, channel) pairs
+  (``_SHIFT_ADD_MAX``), each tap's slice of the padded block times the filters' tap,
+  elementwise; otherwise each group of ``g`` taps is one batched matmul over channels
+  ``(P, 1, k, C g) @ (P, b, C g, O)``, the group's samples of every window gathered from
+  the padded block by one ``take`` (at most ``_GROUP_BYTES`` of them per item), never an
+  unfold of the whole batch. Exact for integer inputs (computed in float64).
 * ``fft``: real FFTs (complex ones for complex data) of the padded items and of the
   filters, at the smallest fast lengths that hold the padded item (no wrap-around in
   any kept output), the channel sum as one batched matmul per frequency
@@ -26,9 +27,10 @@ the exact block where ``ok`` was False (NaN/Inf); and ``workspace_bytes``,
 :data:`METHODS` maps the ``method=`` names to the methods.
 
 >>> import numpy as np, batchconv as bc
->>> jnp = __import__("pytest").importorskip("jax.numpy")
->>> x = jnp.asarray([[1.0, 2.0, 3.0, 4.0]], dtype=jnp.float32)
->>> np.asarray(bc.correlate(x, jnp.asarray([1.0, 1.0], dtype=jnp.float32), method="fft"))
+>>> xps = __import__("pytest").importorskip("array_api_strict")
+>>> x = xps.asarray([[1.0, 2.0, 3.0, 4.0]], dtype=xps.float32)
+>>> y = bc.correlate(x, xps.asarray([1.0, 1.0], dtype=xps.float32), method="fft")
+>>> np.from_dlpack(y).round(5)
 array([[3., 5., 7.]], dtype=float32)
 """
 
@@ -100,7 +102,8 @@ def _offsets(p: Problem) -> tuple[np.ndarray, np.ndarray, int]:
 
 
 class Direct:
-    """Windows gathered a group of taps at a time, a matmul over channels per group."""
+    """Shift and add over the taps: elementwise for few filters and channels, else the
+    windows gathered a group of taps at a time and a matmul over channels per group."""
 
     name = "direct"
     exact_for_integers = True
