@@ -5,13 +5,17 @@ mode, padding, stride/dilation and dtype rule; plus the core, metric and propert
 suites rerun on each library in a subprocess (``helpers.ARRAYS``), subsampled.
 
 JAX runs with x64 on (``jax_enable_x64``), as the brief's float64 rules need; the
-behaviour without it is tested in a subprocess.
+behaviour without it is tested in a subprocess. JAX starts its threads when its first
+array is made, and later tests of the suite fork (Dask's processes scheduler, ...), which
+JAX warns may deadlock: so the JAX cases run in a subprocess of their own
+(:func:`test_jax_cases_in_a_subprocess`), never in the suite's process.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+import re
 import subprocess
 import sys
 import textwrap
@@ -30,10 +34,14 @@ from batchconv.backends.array_api import device_of, namespace_of
 from batchconv.portable import FFT_FLOP_WEIGHT, PortablePlan
 
 LIBRARIES = ["jax", "array_api_strict"]
+# set in the subprocess that runs the JAX cases (test_jax_cases_in_a_subprocess)
+JAX_HERE = os.environ.get("BATCHCONV_TEST_JAX_HERE") == "1"
 
 
 def _namespace(name: str):
     if name == "jax":
+        if not JAX_HERE:
+            pytest.skip("JAX cases run in a subprocess (test_jax_cases_in_a_subprocess)")
         jax = pytest.importorskip("jax")
         jax.config.update("jax_enable_x64", True)  # the brief's float64 rules
         return pytest.importorskip("jax.numpy")
@@ -520,6 +528,49 @@ def test_config_reports_the_array_libraries(capsys):
     assert metadata.version("jax") in out
 
 
+def test_readme_jax_example():
+    """The README's JAX example (a plain code block: it makes JAX arrays)."""
+    jnp = _namespace("jax")
+    readme = (Path(__file__).parents[1] / "README.md").read_text()
+    block = re.search(r"### JAX and array-API arrays.*?```python\n(.*?)```", readme, re.S)
+    scope = {"np": np, "bc": bc}
+    exec(block.group(1), scope)
+    assert namespace_of(scope["y"]) is jnp and tuple(scope["y"].shape) == (8, 4, 64, 64)
+    assert tuple(scope["where"].shape) == (8, 4, 2)
+    assert isinstance(scope["p"], PortablePlan)
+
+
+def test_jax_cases_in_a_subprocess():
+    """Every JAX case of this file, in a process that forks nothing afterwards."""
+    if JAX_HERE:
+        pytest.skip("(this is that subprocess)")
+    pytest.importorskip("jax")
+    env = {**os.environ, "BATCHCONV_TEST_JAX_HERE": "1", "JAX_ENABLE_X64": "1"}
+    selected = "(jax or mixed_libraries) and not suites and not in_a_subprocess"
+    r = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "-q",
+            "-x",
+            "-p",
+            "no:cacheprovider",
+            "-k",
+            selected,
+            __file__,
+        ],
+        cwd=Path(__file__).parents[1],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+    assert r.returncode == 0, r.stdout[-4000:] + r.stderr[-2000:]
+    assert " passed" in r.stdout.splitlines()[-1]
+    assert "run in a subprocess" not in r.stdout  # (the JAX cases did run there)
+
+
 # the core, metric and property suites on each library
 
 
@@ -540,7 +591,7 @@ def test_core_metric_and_property_suites(library):
     """test_correlate.py, test_metrics.py and test_properties.py with x and w as arrays
     of ``library`` (``helpers.ARRAYS``), in a subprocess so that the switch is set
     before collection; JAX with x64 on."""
-    _namespace(library)
+    pytest.importorskip(library)  # (imported only: the subprocess makes the arrays)
     tests = Path(__file__).parent
     env = {"BATCHCONV_TEST_ARRAYS": library, "JAX_ENABLE_X64": "1", **SUITES[library]}
     files = [str(tests / f) for f in ("test_correlate.py", "test_metrics.py", "test_properties.py")]
