@@ -17,7 +17,13 @@ from .problem import Problem
 from .tensors import device_memory, is_cuda
 from .xp import available_memory
 
-__all__ = ["parse_memory", "format_bytes", "default_memory", "check_result_fits"]
+__all__ = [
+    "parse_memory",
+    "format_bytes",
+    "default_memory",
+    "check_result_fits",
+    "largest_block",
+]
 
 
 def parse_memory(memory, device: str | None = None) -> int:
@@ -94,3 +100,20 @@ def check_result_fits(p: Problem, device: str | None = None) -> None:
             f"{format_bytes(have)} are available; reduce over the sliding axes "
             f"(reduce=...), use a stride, or process fewer items per call"
         )
+
+
+def largest_block(B: int, K: int, block_bytes, room: int) -> tuple[int, int]:
+    """The largest (batch, bank) block whose ``block_bytes(b, k)`` fit ``room``: the
+    batch halved first (the filter state serves every batch block), then the bank; (1, 1)
+    at the least, fitting or not (the caller decides what then).
+
+    >>> largest_block(8, 4, lambda b, k: 10 * b * k, 40)
+    (1, 4)
+    """
+    b, k = max(B, 1), max(K, 1)
+    while block_bytes(b, k) > room and (b > 1 or k > 1):
+        if b > 1:
+            b = -(-b // 2)
+        else:
+            k = -(-k // 2)
+    return b, k

@@ -27,7 +27,7 @@ from numpy.lib.stride_tricks import as_strided
 from . import compiled, metrics
 from .arrays import from_numpy, is_torch, numpy_dtype, to_numpy
 from .budget import check_result_fits as _check_result_fits
-from .budget import format_bytes, parse_memory
+from .budget import format_bytes, largest_block, parse_memory
 from .costs import estimate, flops
 from .measure import timed_choice
 from .memo import remembered
@@ -95,13 +95,7 @@ def _block_bytes(p: Problem, mod, b: int, k: int, budget: int) -> int:
 def _chunks(p: Problem, mod, budget: int) -> tuple[int, int]:
     """Largest (batch, bank) block whose temporaries fit the budget: halve the batch
     first (filter state is reused across batch chunks), then the bank."""
-    b, k = max(p.B, 1), max(p.K, 1)
-    while _block_bytes(p, mod, b, k, budget) > budget and (b > 1 or k > 1):
-        if b > 1:
-            b = -(-b // 2)
-        else:
-            k = -(-k // 2)
-    return b, k
+    return largest_block(p.B, p.K, lambda b, k: _block_bytes(p, mod, b, k, budget), budget)
 
 
 def _state_bytes(p: Problem, name: str) -> int:

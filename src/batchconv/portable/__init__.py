@@ -33,7 +33,7 @@ import numpy as np
 
 from ..arrays import is_array_api
 from ..backends import Backend, backend_of
-from ..budget import format_bytes
+from ..budget import format_bytes, largest_block
 from ..methods import METHODS as REGISTERED
 from ..metrics import metric_of
 from ..problem import Problem, make_problem, result_dtype
@@ -92,12 +92,7 @@ def _block_bytes(p: Problem, computer, b: int, k: int, budget: int) -> int:
 def _chunks(p: Problem, computer, room: int) -> tuple[int, int]:
     """The largest (batch, bank) block whose temporaries fit ``room``: the batch halved
     first, then the bank; MemoryError when one item and one filter do not fit."""
-    b, k = max(p.B, 1), max(p.K, 1)
-    while _block_bytes(p, computer, b, k, room) > room and (b > 1 or k > 1):
-        if b > 1:
-            b = -(-b // 2)
-        else:
-            k = -(-k // 2)
+    b, k = largest_block(p.B, p.K, lambda b, k: _block_bytes(p, computer, b, k, room), room)
     if _block_bytes(p, computer, b, k, room) > room:
         need = _block_bytes(p, computer, b, k, room) + computer.state_bytes(p)
         raise MemoryError(
