@@ -377,7 +377,8 @@ def test_cuda_planning_without_a_gpu(monkeypatch):
     """The planner's CUDA rules, with torch.cuda.mem_get_info faked: the budget is half
     the free memory, only torch methods are candidates, a result larger than the free
     memory raises MemoryError before anything is allocated."""
-    from batchconv.planner import _check_result_fits, choose_method
+    from batchconv.budget import check_result_fits as _check_result_fits
+    from batchconv.planner import choose_method
 
     monkeypatch.setattr(torch.cuda, "mem_get_info", lambda device=None: (8 << 30, 80 << 30))
     p = make_problem(

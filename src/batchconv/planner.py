@@ -22,11 +22,11 @@ from math import prod
 from typing import TYPE_CHECKING, Any, overload
 
 import numpy as np
-from numpy.lib.stride_tricks import as_strided
 
 from . import compiled, metrics
 from .arrays import from_numpy, is_torch, numpy_dtype, to_numpy
-from .budget import check_result_fits as _check_result_fits
+from .backends.numpy import NUMPY
+from .backends.torch import TorchBackend
 from .budget import format_bytes, largest_block, parse_memory
 from .costs import estimate, flops
 from .measure import timed_choice
@@ -38,24 +38,14 @@ from .metrics.dispatch import state_bytes as metric_state_bytes
 from .nonfinite import affected_windows, recompute_windows
 from .problem import (
     Problem,
-    canonical_out_view,
     canonical_w,
-    canonical_x,
-    final_view,
     problem_cache,
     result_dtype,
     x_layout,
 )
-from .reduce import apply_reduce
-from .tensor_plans import run_plan
 from .tensors import canonical_w as tensor_canonical_w
 from .tensors import is_cuda
-from .xp import (
-    blas_threads,
-    element_strides,
-    get_workers,
-    set_workers,
-)
+from .xp import get_workers, set_workers
 
 if TYPE_CHECKING:  # torch is optional: named in annotations only
     from numpy.typing import ArrayLike
@@ -109,14 +99,6 @@ def _room(p: Problem, name: str, budget: int) -> int:
     return max(budget - _state_bytes(p, name), 0)
 
 
-def _view(a: np.ndarray, shape: tuple, strides: tuple) -> np.ndarray:
-    """``as_strided(a, shape, strides)`` from ``a``'s first element; for a C-contiguous
-    ``a`` through the ndarray constructor (0.4 instead of 3 us)."""
-    if a.flags.c_contiguous:
-        return np.ndarray(shape, a.dtype, a, 0, strides)
-    return as_strided(a, shape, strides)
-
-
 @dataclass(eq=False)
 class Plan:
     """A prepared correlation: call it with ``x`` to get the result.
@@ -154,8 +136,8 @@ class Plan:
 
     @property
     def _shortcuts(self) -> dict:
-        """One-call paths per input layout: a tensor method's (tensor_plans.run_plan), and the
-        one-block NumPy call's (:meth:`_learn_shortcut`). Kept in the plan's memo
+        """One-call paths per input layout, learned and run by the plan's backend
+        (``one_block``, ``run_shortcut``). Kept in the plan's memo
         (``memo.py``), not in the plan: a plan is a value that calls do not change; not
         pickled (they hold modules and bound calls), relearned on the first call."""
         return remembered(self, "shortcuts", dict)
@@ -197,11 +179,14 @@ class Plan:
         (e.g. a last, smaller minibatch); a dtype that does not need a wider type. A
         tensor gives a tensor (on ``x``'s device), anything else a NumPy array."""
         if self.module.ON_TENSORS:  # on the tensors' device
-            return run_plan(self, x)
+            be = self.backend
+            xt, give_back = be.take(x)
+            y = self._run(xt, be.layout_of(xt))
+            return y if give_back is None else give_back(y)
         x, kind = to_numpy(x, "x")
         if kind is not None:
             return from_numpy(self(x), kind)
-        return self._run(x, ("numpy", x.shape, x.strides, x.dtype.str))
+        return self._run(x, NUMPY.layout_of(x))
 
     def bind(self, x_like: Any) -> BoundPlan:
         """This plan made ready for inputs laid out as ``x_like`` (an array or tensor, or
@@ -219,7 +204,7 @@ class Plan:
             shape, dtype = tuple(int(n) for n in x_like[0]), np.dtype(x_like[1])
             layout = ("numpy", shape, _c_strides(shape, dtype.itemsize), dtype.str)
         elif self.module.ON_TENSORS and is_torch(x_like):
-            layout = _tensor_layout(x_like)
+            layout = self.backend.layout_of(x_like)
             shape, dtype = layout[1], numpy_dtype(x_like.dtype)
         else:  # (a torch CPU tensor: as the NumPy array it is read as)
             a, _ = to_numpy(x_like, "x_like")
@@ -229,109 +214,102 @@ class Plan:
         problem, chunk = self.problem_for(shape, dtype, elements)
         return BoundPlan(self, layout, problem, chunk)
 
-    def _run(self, x: np.ndarray, layout: tuple, resolved=None) -> np.ndarray:
-        """A call on the NumPy array ``x`` laid out as ``layout``: the remembered one-block
-        path for that layout, or the block loop (``resolved``: its problem and block
-        sizes, when a :class:`BoundPlan` has them), with the kernels it was planned for."""
+    @property
+    def backend(self):
+        """The backend its calls run on: torch tensors on the plan's device for a torch
+        method, else NumPy arrays (``backends/numpy.py``, ``backends/torch.py``)."""
+        if self.module.ON_TENSORS:
+            return remembered(self, "backend", lambda: TorchBackend(self.device))
+        return NUMPY
+
+    def _run(self, x, layout: tuple, resolved=None):
+        """A call on ``x`` (an array or tensor of the plan's backend) laid out as
+        ``layout``: the remembered one-block path for that layout, or the block loop
+        (``resolved``: its problem and block sizes, when a :class:`BoundPlan` has them),
+        with the kernels it was planned for."""
         if self.compiled is not None and self.compiled != compiled.enabled():
             with self._planned_kernels():  # (where numba is gone, the NumPy code runs)
                 return self._run_blocks(x, layout, resolved)
         return self._run_blocks(x, layout, resolved)
 
-    def _run_blocks(self, x: np.ndarray, layout: tuple, resolved) -> np.ndarray:
+    def _run_blocks(self, x, layout: tuple, resolved):
+        """The block loop, for every backend: blocks of (items, filters) sized to the
+        budget, each computed into the result or reduced into it; the items whose FFT
+        results a NaN/Inf spread over redone exactly; one retry with half the block where
+        the backend ran out of device memory, never a partial result."""
+        be = self.backend
+        retried = False
         shortcut = self._shortcuts.get(layout)
         if shortcut is not None:
-            return self._run_shortcut(shortcut, x)
-        p, chunk = resolved or self.problem_for(x.shape, x.dtype, element_strides(x))
-        mod = method_for(p, self.method)
-        xc = canonical_x(p, x)
-        _check_result_fits(p)
-        final = np.empty(p.out_shape, dtype=p.out_dtype)
-        canon = canonical_out_view(p, final)
-        if canon is None:  # rare layouts: compute canonically, return a transposed view
-            final, canon = None, np.empty(p.canonical_out_shape, dtype=p.out_dtype)
+            try:
+                return be.run_shortcut(self, shortcut, x)
+            except Exception as e:  # out of memory: the loop below runs half blocks
+                if not be.is_out_of_memory(e):
+                    raise
+                retried = True
+        p, (cb, ck) = resolved or self.problem_for(*be.problem_args(x))
+        mod = method_for(p, self.method, self.device)
+        xc = be.canonical_x(p, x)
+        be.check_result_fits(p, self.memory)
+        computes = p.window_size and prod(p.canonical_out_shape)
+        if not retried and p.reduce is None and cb >= p.B and ck >= p.K and computes:
+            try:
+                y = be.one_block(self, layout, p, mod, x, xc)
+            except Exception as e:
+                if not be.is_out_of_memory(e):
+                    raise
+                y, retried = None, True
+            if y is not None:
+                return y
+        if retried:  # the one block did not fit: halve it, once
+            cb, ck = be.halved(cb, ck)
+        final, canon = be.result(p)
         axes = tuple(3 + i for i in p.reduced_axes)
-        reduce = None if p.reduce is None else lambda block: apply_reduce(p.reduce, block, axes)
-        cb, ck = chunk
+        reduce = None if p.reduce is None else lambda block: be.reduce(p.reduce, block, axes)
+        if prod(canon.shape) and not p.window_size:  # sums over nothing
+            zeros = be.zeros((p.B, p.K, p.P, *p.O), p.dtype)
+            canon[...] = zeros if reduce is None else reduce(zeros)
         # FFT plans: items whose results are not all finite (a NaN or Inf in x) are
         # flagged by the method and redone exactly below
         check = self.filters is not None and p.dtype.kind in "fc"
         flagged: set[int] = set()
-        with set_workers(self.workers), blas_threads():
-            for b0 in range(0, p.B, cb):
-                xb = xc[b0 : b0 + cb].astype(p.dtype, copy=False)
-                for k0 in range(0, p.K, ck):
+        with be.scope(self.workers):
+            b0 = 0
+            while b0 < p.B and computes:
+                xb = be.batch_block(p, xc, b0, b0 + cb)
+                k0 = 0
+                while k0 < p.K:
                     k1 = min(k0 + ck, p.K)
-                    local: set[int] = set()
-                    kw = {"nonfinite": local} if check else {}
                     dest = canon[b0 : b0 + cb, k0:k1]
-                    if reduce is None:  # the method writes straight into the result
-                        mod.compute(p, self.state, xb, k0, k1, out=dest, **kw)
-                    elif mod.fuses_reduce(p):  # ... reducing unit by unit
-                        mod.compute(p, self.state, xb, k0, k1, out=dest, reduce=reduce, **kw)
-                    else:  # the unreduced block is a temporary, freed before the next
-                        dest[...] = reduce(mod.compute(p, self.state, xb, k0, k1, **kw))
+                    try:
+                        local = self._compute_block(p, mod, xb, k0, k1, dest, reduce, check)
+                    except Exception as e:
+                        if not be.is_out_of_memory(e) or retried or (cb == 1 and ck == 1):
+                            raise
+                        retried = True  # never a partial result: a second failure raises
+                        cb, ck = be.halved(cb, ck)
+                        xb = be.batch_block(p, xc, b0, b0 + cb)
+                        continue
                     flagged.update(b0 + i for i in local)
+                    k0 = k1
+                b0 = min(b0 + cb, p.B)
             if check:
                 self._redo_nonfinite(p, xc, canon, reduce, flagged)
-        if (
-            final is not None
-            and reduce is None
-            and self.workers is None
-            and cb >= p.B
-            and ck >= p.K
-            and len(self._shortcuts) < 8
-        ):
-            self._learn_shortcut(layout, p, mod, check, x, xc, final, canon)
-        return final if final is not None else final_view(p, canon)
+        return final if final is not None else be.final_view(p, canon)
 
-    def _learn_shortcut(self, layout, p: Problem, mod, check: bool, x, xc, final, canon) -> None:
-        """Remember the one-block call for this layout of ``x`` when its canonical view
-        and the result's are plain views of ``x`` and of the result (no copy): a repeat
-        call then makes them with :func:`_view` and runs the method directly (or the
-        method's own ``bind`` call for the layout), past the resolution of problem,
-        chunks and views (most of a small call's Python)."""
-
-        def start(a, b) -> bool:  # a view of b from b's first element (a copy starts elsewhere)
-            return (
-                a.dtype == b.dtype
-                and a.__array_interface__["data"][0] == b.__array_interface__["data"][0]
-            )
-
-        if start(xc, x) and start(canon, final) and min(xc.strides + canon.strides) >= 0:
-            bind = getattr(mod, "bind", None)  # a method's own lean call for this layout
-            self._shortcuts[layout] = (
-                p,
-                mod,
-                check,
-                (xc.shape, xc.strides),
-                (canon.shape, canon.strides),
-                bind and bind(p, self.state, xc, canon),
-            )
-
-    def _run_shortcut(self, shortcut, x) -> np.ndarray:
-        """Run a call remembered by :meth:`_learn_shortcut`."""
-        p, mod, check, (xs, xst), (cs, cst), bound = shortcut
-        _check_result_fits(p)
-        final = np.empty(p.out_shape, dtype=p.out_dtype)
-        xc, canon = _view(x, xs, xst), _view(final, cs, cst)
-        flagged: set[int] | None = set() if check else None
-        with blas_threads():
-            if bound is not None:
-                bound(xc, canon, flagged)
-            else:
-                mod.compute(
-                    p,
-                    self.state,
-                    xc,
-                    0,
-                    p.K,
-                    out=canon,
-                    **({"nonfinite": flagged} if check else {}),
-                )
-            if check and (flagged or self.bad_filters.size):
-                self._redo_nonfinite(p, xc, canon, None, flagged)
-        return final
+    def _compute_block(self, p, mod, xb, k0: int, k1: int, dest, reduce, check) -> set[int]:
+        """One (items, filters) block into ``dest``: written by the method, reduced unit
+        by unit by it (a method that fuses the reduction), or reduced here. Returns the
+        items (block positions) whose results a NaN/Inf spread over (``check``)."""
+        local: set[int] = set()
+        kw = {"nonfinite": local} if check else {}
+        if reduce is None:  # the method writes straight into the result
+            mod.compute(p, self.state, xb, k0, k1, out=dest, **kw)
+        elif mod.fuses_reduce(p):  # ... reducing unit by unit
+            mod.compute(p, self.state, xb, k0, k1, out=dest, reduce=reduce, **kw)
+        else:  # the unreduced block is a temporary, freed before the next
+            dest[...] = reduce(mod.compute(p, self.state, xb, k0, k1, **kw))
+        return local
 
     def problem_for(
         self, shape: tuple[int, ...], dtype, strides: tuple[int, ...] | None = None
@@ -450,11 +428,6 @@ class Plan:
         return "\n".join(lines)
 
 
-def _tensor_layout(t) -> tuple:
-    """A torch tensor's layout, as a :class:`BoundPlan` records it."""
-    return ("torch", tuple(t.shape), tuple(t.stride()), str(t.dtype))
-
-
 def _c_strides(shape: tuple[int, ...], itemsize: int) -> tuple[int, ...]:
     """Byte strides of a C-ordered array of ``shape``."""
     strides, step = [], itemsize
@@ -491,10 +464,12 @@ class BoundPlan:
     def __call__(self, x: Any) -> np.ndarray | Tensor:
         """The plan's result for ``x``, laid out as bound."""
         if self.layout[0] == "torch":
-            self._check(_tensor_layout(x) if is_torch(x) else ("other", type(x).__name__))
-            return run_plan(self.plan, x)
+            be = self.plan.backend
+            self._check(be.layout_of(x) if is_torch(x) else ("other", type(x).__name__))
+            xt, _ = be.take(x)
+            return self.plan._run(xt, self.layout, (self.problem, self.chunk))
         a, kind = to_numpy(x, "x")
-        layout = ("numpy", a.shape, a.strides, a.dtype.str)
+        layout = NUMPY.layout_of(a)
         self._check(layout)
         y = self.plan._run(a, layout, (self.problem, self.chunk))
         return y if kind is None else from_numpy(y, kind)

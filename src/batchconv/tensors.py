@@ -1,11 +1,12 @@
-"""torch tensors on their own device: what the torch methods share, and the block loop.
+"""torch tensors on their own device: what the torch methods and backend share.
 
 A plan whose method is a torch method (``torch_direct``: ``torch.nn.functional.conv*``,
-``torch_fft``: ``torch.fft``) runs here, on the device of its tensors (CPU or CUDA), with
-no round trip through host memory: the canonical views are ``permute``/``reshape`` of
-the user's tensors, padding is ``F.pad`` or an ``index_select`` built from
-``numpy.pad``'s own index rule, the result is allocated on the device in the spec's
-output order, and the fused reductions are torch reductions on each block.
+``torch_fft``: ``torch.fft``) runs with these (through ``backends/torch.py``), on the
+device of its tensors (CPU or CUDA), with no round trip through host memory: the
+canonical views are ``permute``/``reshape`` of the user's tensors, padding is ``F.pad``
+or an ``index_select`` built from ``numpy.pad``'s own index rule, the result is
+allocated on the device in the spec's output order, and the fused reductions are torch
+reductions on each block.
 
 On CUDA the calls run with TF32 off (scoped: the user's setting is restored when the
 last call running in the process ends), since TF32 breaks the float32 accuracy contract

@@ -9,8 +9,10 @@ result assembly (``concat``: JAX arrays cannot be written in place), the FFT eng
 its fast lengths, window sums, the memory budget of its device and the precision scope.
 :class:`Backend` lists them; ``array_api.py`` implements them for any array-API
 namespace (JAX, CuPy, array-api-strict, ...), and ``jax.py`` adds JAX's compiler
-(``jax.jit``) and matmul precision. NumPy arrays and torch tensors have their
-own engines (``planner.py``, ``tensor_plans.py``) and no backend here.
+(``jax.jit``) and matmul precision. NumPy arrays and torch tensors run in the
+planner's block loop (``Plan._run_blocks``), whose backends are ``numpy.py`` and
+``torch.py`` here: views, result allocation, the scope of a call, reductions, the
+out-of-memory retry and the one-call path per input layout.
 
 Nothing here imports an array library: :func:`backend_of` recognises an array by its
 type's module (``arrays.is_array_api``), and the namespace comes from the array itself.
