@@ -1,9 +1,14 @@
-"""Fused reductions over the reduced sliding axes, applied to one block at a time.
+"""Fused reductions over the reduced sliding axes, applied to one block at a time, for
+every array library: one dispatch, written against the array-API standard's functions
+(``xp``: NumPy itself, ``array_api_compat.torch`` for torch tensors, the portable
+engine's namespace for JAX and the others).
 
 A block is ``(b, k, P, *O)``; ``axes`` are the positions of the reduced sliding axes in
 it. Because chunks split only batch and bank axes, each block holds every window of its
 pairs, so reducing block by block gives the final answer while the unreduced result is
-never held whole.
+never held whole. The rules are NumPy's everywhere: NaN propagates through max/min and
+is the extreme for argmax/argmin, and the first occurrence wins; argmax/argmin give the
+reduced axes' coordinates as a trailing axis.
 
 >>> import numpy as np
 >>> block = np.arange(12.0).reshape(1, 1, 1, 3, 4)
@@ -13,6 +18,8 @@ array([[[[2, 3]]]])
 
 from __future__ import annotations
 
+from math import prod
+
 import numpy as np
 
 from .xp import user_callback
@@ -20,37 +27,51 @@ from .xp import user_callback
 __all__ = ["apply_reduce", "check_reduced"]
 
 
-def _arg(block: np.ndarray, axes: tuple[int, ...], find_max: bool) -> np.ndarray:
+def _arg(xp, block, axes: tuple[int, ...], find_max: bool, index_dtype):
     keep = [i for i in range(block.ndim) if i not in axes]
-    moved = block.transpose(keep + list(axes))
-    lead = moved.shape[: len(keep)]
-    flat = moved.reshape(*lead, -1)
-    idx = np.argmax(flat, axis=-1) if find_max else np.argmin(flat, axis=-1)
-    coords = np.unravel_index(idx, tuple(block.shape[a] for a in axes))
-    return np.stack(coords, axis=-1).astype(np.intp, copy=False)
+    moved = xp.permute_dims(block, (*keep, *axes))
+    flat = xp.reshape(moved, (*moved.shape[: len(keep)], -1))
+    idx = xp.argmax(flat, axis=-1) if find_max else xp.argmin(flat, axis=-1)
+    # a NaN is the extreme and the first one wins (NumPy's own argmax/argmin do so; the
+    # standard leaves it open), asked unconditionally: asking would wait for a GPU
+    if xp is not np and xp.isdtype(flat.dtype, "real floating"):
+        nan = xp.isnan(flat)
+        first_nan = xp.argmax(xp.astype(nan, xp.int8), axis=-1)
+        idx = xp.where(xp.any(nan, axis=-1), first_nan, idx)
+    sizes = tuple(block.shape[a] for a in axes)
+    unravel = getattr(xp, "unravel_index", None)  # (NumPy, torch, JAX; not the standard)
+    if unravel is not None:
+        return xp.astype(xp.stack(unravel(idx, sizes), axis=-1), index_dtype, copy=False)
+    idx = xp.astype(idx, index_dtype)
+    coords = [(idx // prod(sizes[i + 1 :])) % n for i, n in enumerate(sizes)]
+    return xp.stack(coords, axis=-1)
 
 
-def apply_reduce(reduce, block: np.ndarray, axes: tuple[int, ...]) -> np.ndarray:
-    """Reduce ``block`` over ``axes``: a name from ``REDUCES`` or a callable
-    ``f(block, axis=tuple)``. ``argmax``/``argmin`` give the reduced axes' coordinates
-    as a trailing axis."""
+_NAMED = {
+    "sum": lambda xp, block, axes, _: xp.sum(block, axis=axes),
+    "mean": lambda xp, block, axes, _: xp.mean(block, axis=axes),
+    "max": lambda xp, block, axes, _: xp.max(block, axis=axes),
+    "min": lambda xp, block, axes, _: xp.min(block, axis=axes),
+    "argmax": lambda xp, block, axes, dt: _arg(xp, block, axes, True, dt),
+    "argmin": lambda xp, block, axes, dt: _arg(xp, block, axes, False, dt),
+}
+
+
+def apply_reduce(reduce, block, axes: tuple[int, ...], xp=np, index_dtype=None):
+    """``block`` (an array of the namespace ``xp``) reduced over ``axes`` by ``reduce``:
+    a name from ``REDUCES``, or a callable ``f(block, axis=tuple)``, which gets the
+    block as it is. argmax/argmin give the coordinates along ``axes`` as a trailing
+    axis, in ``index_dtype`` (default: ``numpy.intp`` for NumPy, else the namespace's
+    int64)."""
     if reduce is None:
         return block
-    if reduce == "sum":
-        return block.sum(axis=axes)
-    if reduce == "mean":
-        return block.mean(axis=axes)
-    if reduce == "max":
-        return block.max(axis=axes)
-    if reduce == "min":
-        return block.min(axis=axes)
-    if reduce == "argmax":
-        return _arg(block, axes, True)
-    if reduce == "argmin":
-        return _arg(block, axes, False)
-    with user_callback():  # it may call batchconv: not into buffers holding `block`
-        result = np.asarray(reduce(block, axis=axes))
-    return check_reduced(result, block, axes)
+    if callable(reduce):
+        with user_callback():  # it may call batchconv: not into buffers holding `block`
+            result = reduce(block, axis=axes)
+        return check_reduced(np.asarray(result) if xp is np else result, block, axes)
+    if index_dtype is None:
+        index_dtype = np.intp if xp is np else xp.int64
+    return _NAMED[reduce](xp, block, axes, index_dtype)
 
 
 def check_reduced(result, block, axes: tuple[int, ...]):

@@ -5,8 +5,7 @@ A plan whose method is a torch method (``torch_direct``: ``torch.nn.functional.c
 device of its tensors (CPU or CUDA), with no round trip through host memory: the
 canonical views are ``permute``/``reshape`` of the user's tensors, padding is ``F.pad``
 or an ``index_select`` built from ``numpy.pad``'s own index rule, the result is
-allocated on the device in the spec's output order, and the fused reductions are torch
-reductions on each block.
+allocated on the device in the spec's output order.
 
 On CUDA the calls run with TF32 off (scoped: the user's setting is restored when the
 last call running in the process ends), since TF32 breaks the float32 accuracy contract
@@ -34,7 +33,6 @@ import numpy as np
 
 from .arrays import is_torch, plain_tensor
 from .problem import _canonical
-from .reduce import check_reduced
 
 __all__ = [
     "all_finite",
@@ -45,7 +43,6 @@ __all__ = [
     "canonical_x",
     "canonical_w",
     "pad_sliding",
-    "apply_reduce",
     "allow_tf32",
     "precise",
     "device_memory",
@@ -189,42 +186,6 @@ def pad_sliding(x, p, first_axis: int = 3):
             idx = _pad_index_on(g.n, g.lo, g.hi, p.padding, x.device)
             x = x.index_select(first_axis + i, idx)
     return x
-
-
-def _arg(block, axes: tuple[int, ...], find_max: bool):
-    torch = _torch()
-    keep = [i for i in range(block.ndim) if i not in axes]
-    moved = block.permute(keep + list(axes))
-    flat = moved.reshape(*moved.shape[: len(keep)], -1)
-    if block.dtype.is_floating_point:  # NaN counts as the extreme, first one wins (NumPy)
-        nan = torch.isnan(flat)
-        idx = torch.argmax(flat, dim=-1) if find_max else torch.argmin(flat, dim=-1)
-        # unconditionally: asking whether there is a NaN would wait for a GPU
-        first_nan = torch.argmax(nan.to(torch.uint8), dim=-1)
-        idx = torch.where(nan.any(dim=-1), first_nan, idx)
-    else:
-        idx = torch.argmax(flat, dim=-1) if find_max else torch.argmin(flat, dim=-1)
-    coords = torch.unravel_index(idx, tuple(block.shape[a] for a in axes))
-    return torch.stack(coords, dim=-1).to(torch.int64)
-
-
-def apply_reduce(reduce, block, axes: tuple[int, ...]):
-    """``reduce.apply_reduce`` for a tensor block: the same names, the same rules (NaN
-    propagates through max/min and is the extreme for argmax/argmin, first occurrence
-    wins); a callable gets the tensor."""
-    if reduce is None:
-        return block
-    if reduce == "sum":
-        return block.sum(dim=axes)
-    if reduce == "mean":
-        return block.mean(dim=axes)
-    if reduce == "max":
-        return block.amax(dim=axes)
-    if reduce == "min":
-        return block.amin(dim=axes)
-    if reduce in ("argmax", "argmin"):
-        return _arg(block, axes, reduce == "argmax")
-    return check_reduced(reduce(block, axis=axes), block, axes)
 
 
 _tf32 = threading.local()

@@ -23,7 +23,7 @@ from collections import OrderedDict
 import numpy as np
 
 from ..problem import Problem
-from .reduce import apply_reduce
+from ..reduce import apply_reduce
 
 __all__ = ["prepare_fn", "whole_fn", "oneshot_fn", "block_fn", "reduce_block", "clear"]
 
@@ -62,7 +62,7 @@ def reduce_block(be, p: Problem, block):
     """``block`` reduced over the problem's reduced sliding axes (indices in the
     namespace's int64)."""
     axes = tuple(3 + i for i in p.reduced_axes)
-    return apply_reduce(be.xp, p.reduce, block, axes, be.dtype(np.dtype(np.int64)))
+    return apply_reduce(p.reduce, block, axes, be.xp, be.dtype(np.dtype(np.int64)))
 
 
 def prepare_fn(be, computer, p: Problem):
