@@ -38,7 +38,7 @@ from ..methods import METHODS as REGISTERED
 from ..metrics import metric_of
 from ..problem import Problem, make_problem, result_dtype
 from ..xp import set_workers
-from .blocks import block_fn, oneshot_fn, prepare_fn, reduce_block, whole_fn
+from .blocks import block_fn, finish_mean, oneshot_fn, prepare_fn, reduce_block, whole_fn
 from .methods import DIRECT, FFT_METHOD, METHODS, work_budget
 from .metrics import SAD_KERNEL, Windowed
 
@@ -164,8 +164,9 @@ class PortablePlan:
             if self._computes(p) and chunk == (p.B, p.K) and not callable(p.reduce):
                 y, ok = whole_fn(be, self.computer, p, budget)(x, self.state)  # one block
                 if ok is None or bool(ok):
-                    return y  # (else NaN/Inf: the blocks again, exactly)
-            return be.final_view(p, self._blocks(p, chunk, be.canonical_x(p, x)))
+                    return finish_mean(p, y)  # (else NaN/Inf: the blocks again, exactly)
+            y = be.final_view(p, self._blocks(p, chunk, be.canonical_x(p, x)))
+            return finish_mean(p, y)
 
     def _problem_for(self, shape: tuple[int, ...], dtype: np.dtype) -> tuple[Problem, tuple]:
         p, chunk = self.problem, self.chunk
@@ -336,5 +337,5 @@ def correlate(x, w, spec: str | None = None, *, flip: bool = False, **options) -
         with be.precise():
             y, ok = run(x, parts.w)
         if ok is None or bool(ok):
-            return y
+            return finish_mean(p, y)
     return _plan(parts)(x)

@@ -19,13 +19,22 @@ from __future__ import annotations
 
 import threading
 from collections import OrderedDict
+from math import prod
 
 import numpy as np
 
 from ..problem import Problem
 from ..reduce import apply_reduce
 
-__all__ = ["prepare_fn", "whole_fn", "oneshot_fn", "block_fn", "reduce_block", "clear"]
+__all__ = [
+    "prepare_fn",
+    "whole_fn",
+    "oneshot_fn",
+    "block_fn",
+    "reduce_block",
+    "finish_mean",
+    "clear",
+]
 
 _CACHE_SIZE = 256  # compiled functions kept (JAX keeps their programs per input shape)
 _cache: OrderedDict = OrderedDict()
@@ -60,9 +69,21 @@ def _key(kind: str, be, computer, p: Problem, *rest):
 
 def reduce_block(be, p: Problem, block):
     """``block`` reduced over the problem's reduced sliding axes (indices in the
-    namespace's int64)."""
+    namespace's int64). A mean gives the sum here, divided by :func:`finish_mean` after
+    the compiled code: inside ``jax.jit`` XLA turns a division by a constant into a
+    product with its reciprocal, one ulp off the correctly rounded mean (which integer
+    inputs must give exactly)."""
     axes = tuple(3 + i for i in p.reduced_axes)
-    return apply_reduce(p.reduce, block, axes, be.xp, be.dtype(np.dtype(np.int64)))
+    reduce = "sum" if p.reduce == "mean" else p.reduce
+    return apply_reduce(reduce, block, axes, be.xp, be.dtype(np.dtype(np.int64)))
+
+
+def finish_mean(p: Problem, y):
+    """The result ``y`` of blocks reduced by :func:`reduce_block`, with a mean's sums
+    divided by their count (eagerly: a correctly rounded quotient)."""
+    if p.reduce != "mean":
+        return y
+    return y / prod(p.O[i] for i in p.reduced_axes)
 
 
 def prepare_fn(be, computer, p: Problem):
