@@ -189,6 +189,22 @@ def test_integer_inputs_exact(xp, rng):
         check_metric(x, w, metric=metric, method="auto", mode="same", call=call)
 
 
+def test_integer_mean_is_correctly_rounded(xp):
+    """The mean of integer inputs' exact sums is their correctly rounded quotient, as
+    NumPy's: under jax.jit XLA turns a division by a constant into a product with the
+    reciprocal, one ulp off (-350 / 3: ...666 instead of ...667; found by the property
+    suite on JAX)."""
+    x = np.array([[[-100, -50, -200]]], np.int16)
+    w = np.array([[[[1]]]], np.int16)
+    spec = "cgh,kcgh->kg|h"
+    call = _caller(xp)
+    for method in ("direct", "fft"):
+        y = check(x, w, spec, method=method, reduce="mean", call=call)  # exact
+        assert y[0, 0] == -350 / 3
+        plan = bc.plan(xp.asarray(x), xp.asarray(w), spec, method=method, reduce="mean")
+        assert _to_numpy(plan(xp.asarray(x)))[0, 0] == -350 / 3
+
+
 @pytest.mark.parametrize("metric", ["ssd", "sad", "ncc", "cosine"])
 def test_every_metric(xp, metric, rng):
     call = _caller(xp)
