@@ -178,7 +178,7 @@ class Plan:
         """Run the plan on ``x``: the planned shape, or another size of the batch axes
         (e.g. a last, smaller minibatch); a dtype that does not need a wider type. A
         tensor gives a tensor (on ``x``'s device), anything else a NumPy array."""
-        if self.module.ON_TENSORS:  # on the tensors' device
+        if self.device is not None:  # a torch method, on the tensors' device
             be = self.backend
             xt, give_back = be.take(x)
             y = self._run(xt, be.layout_of(xt))
@@ -217,10 +217,9 @@ class Plan:
     @property
     def backend(self):
         """The backend its calls run on: torch tensors on the plan's device for a torch
-        method, else NumPy arrays (``backends/numpy.py``, ``backends/torch.py``)."""
-        if self.module.ON_TENSORS:
-            return remembered(self, "backend", lambda: TorchBackend(self.device))
-        return NUMPY
+        method (only those have a device), else NumPy arrays (``backends/numpy.py``,
+        ``backends/torch.py``)."""
+        return NUMPY if self.device is None else TorchBackend.on(self.device)
 
     def _run(self, x, layout: tuple, resolved=None):
         """A call on ``x`` (an array or tensor of the plan's backend) laid out as

@@ -23,6 +23,7 @@ torch is imported inside the functions only.
 
 from __future__ import annotations
 
+from functools import lru_cache
 from math import prod
 
 from .. import tensors
@@ -60,6 +61,12 @@ class TorchBackend:
 
     def __init__(self, device: str):
         self.device = device
+
+    @staticmethod
+    @lru_cache(maxsize=64)
+    def on(device: str) -> TorchBackend:
+        """The backend of ``device`` (one per device)."""
+        return TorchBackend(device)
 
     def take(self, x):
         """``x`` as a plain tensor on this device, and the function that gives a result
