@@ -189,20 +189,25 @@ def test_integer_inputs_exact(xp, rng):
         check_metric(x, w, metric=metric, method="auto", mode="same", call=call)
 
 
-def test_integer_mean_is_correctly_rounded(xp):
+def test_integer_mean_is_correctly_rounded(xp, rng):
     """The mean of integer inputs' exact sums is their correctly rounded quotient, as
-    NumPy's: under jax.jit XLA turns a division by a constant into a product with the
-    reciprocal, one ulp off (-350 / 3: ...666 instead of ...667; found by the property
-    suite on JAX)."""
-    x = np.array([[[-100, -50, -200]]], np.int16)
-    w = np.array([[[[1]]]], np.int16)
+    NumPy's: XLA turns a division by a constant or a broadcast scalar into a product
+    with the reciprocal, one ulp off (-350 / 3 under jax.jit, 90134 / 3 even eagerly:
+    ...664 instead of ...668; found by the property suite on JAX)."""
     spec = "cgh,kcgh->kg|h"
     call = _caller(xp)
+    x = np.array([[[-100, -50, -200]]], np.int16)
+    w = np.array([[[[1]]]], np.int16)
     for method in ("direct", "fft"):
         y = check(x, w, spec, method=method, reduce="mean", call=call)  # exact
         assert y[0, 0] == -350 / 3
         plan = bc.plan(xp.asarray(x), xp.asarray(w), spec, method=method, reduce="mean")
         assert _to_numpy(plan(xp.asarray(x)))[0, 0] == -350 / 3
+    for _ in range(10):  # two outputs, each the mean of three exact integers
+        x = rng.integers(-300, 300, (1, 2, 1)).astype(np.int16)
+        w = rng.integers(-300, 300, (1, 1, 2, 3)).astype(np.int16)
+        for method in ("direct", "fft"):
+            check(x, w, spec, method=method, mode="full", reduce="mean", call=call)
 
 
 @pytest.mark.parametrize("metric", ["ssd", "sad", "ncc", "cosine"])

@@ -48,9 +48,10 @@ def _arg(xp, block, axes: tuple[int, ...], find_max: bool, index_dtype):
 
 
 def _mean(xp, block, axes: tuple[int, ...], _):
-    # the sum divided by the count: a correctly rounded quotient, so that the mean of
-    # integer inputs' exact sums is exact to the last bit (jax.numpy.mean multiplies by
-    # 1 / n, 1 ulp off: -116.66666666666666 for (-100 - 50 - 200) / 3)
+    # the sum divided by the count, as NumPy's mean does: a correctly rounded quotient,
+    # so that the mean of integer inputs' exact sums is exact to the last bit (JAX's
+    # mean multiplies by 1 / n; the portable engine divides outside the compiled code,
+    # portable/blocks.finish_mean)
     return xp.sum(block, axis=axes) / prod(block.shape[a] for a in axes)
 
 

@@ -164,9 +164,9 @@ class PortablePlan:
             if self._computes(p) and chunk == (p.B, p.K) and not callable(p.reduce):
                 y, ok = whole_fn(be, self.computer, p, budget)(x, self.state)  # one block
                 if ok is None or bool(ok):
-                    return finish_mean(p, y)  # (else NaN/Inf: the blocks again, exactly)
+                    return finish_mean(be, p, y)  # (else NaN/Inf: the blocks again, exactly)
             y = be.final_view(p, self._blocks(p, chunk, be.canonical_x(p, x)))
-            return finish_mean(p, y)
+            return finish_mean(be, p, y)
 
     def _problem_for(self, shape: tuple[int, ...], dtype: np.dtype) -> tuple[Problem, tuple]:
         p, chunk = self.problem, self.chunk
@@ -337,5 +337,5 @@ def correlate(x, w, spec: str | None = None, *, flip: bool = False, **options) -
         with be.precise():
             y, ok = run(x, parts.w)
         if ok is None or bool(ok):
-            return finish_mean(p, y)
+            return finish_mean(be, p, y)
     return _plan(parts)(x)

@@ -70,20 +70,21 @@ def _key(kind: str, be, computer, p: Problem, *rest):
 def reduce_block(be, p: Problem, block):
     """``block`` reduced over the problem's reduced sliding axes (indices in the
     namespace's int64). A mean gives the sum here, divided by :func:`finish_mean` after
-    the compiled code: inside ``jax.jit`` XLA turns a division by a constant into a
-    product with its reciprocal, one ulp off the correctly rounded mean (which integer
-    inputs must give exactly)."""
+    the compiled code (see there)."""
     axes = tuple(3 + i for i in p.reduced_axes)
     reduce = "sum" if p.reduce == "mean" else p.reduce
     return apply_reduce(reduce, block, axes, be.xp, be.dtype(np.dtype(np.int64)))
 
 
-def finish_mean(p: Problem, y):
+def finish_mean(be, p: Problem, y):
     """The result ``y`` of blocks reduced by :func:`reduce_block`, with a mean's sums
-    divided by their count (eagerly: a correctly rounded quotient)."""
+    divided by their count: eagerly, by an array of ``y``'s shape. XLA (JAX on the CPU)
+    turns a division by a constant or by a broadcast scalar into a product with its
+    reciprocal, one ulp off the correctly rounded quotient (30044.666666666664 for
+    90134 / 3), and integer inputs' means must be exact to the last bit."""
     if p.reduce != "mean":
         return y
-    return y / prod(p.O[i] for i in p.reduced_axes)
+    return y / be.full(tuple(y.shape), prod(p.O[i] for i in p.reduced_axes), y.dtype)
 
 
 def prepare_fn(be, computer, p: Problem):
