@@ -35,6 +35,7 @@ from .arrays import is_torch, plain_tensor
 from .problem import _canonical
 
 __all__ = [
+    "namespace",
     "all_finite",
     "device_of",
     "is_cuda",
@@ -58,6 +59,21 @@ def _torch():
     import torch
 
     return torch
+
+
+def namespace():
+    """The array-API namespace of torch tensors: ``array_api_compat.torch`` (an optional
+    dependency, in the ``torch`` extra; torch's own functions differ from the standard's,
+    e.g. ``amax`` for a maximum over several axes). The reductions and the windowed
+    metrics' formulas are written against it."""
+    try:
+        import array_api_compat.torch as xp
+    except ImportError as e:
+        raise ImportError(
+            "batchconv computes on torch tensors through array-api-compat's torch "
+            "namespace: pip install array-api-compat (batchconv[torch] installs it)"
+        ) from e
+    return xp
 
 
 def device_of(a) -> str | None:

@@ -32,7 +32,15 @@ from ..budget import check_result_fits
 from ..metrics import metric_of
 from ..problem import Problem, final_view
 from ..reduce import apply_reduce
-from ..tensors import _torch, is_cuda, is_out_of_memory, precise, to_device, torch_dtype
+from ..tensors import (
+    _torch,
+    is_cuda,
+    is_out_of_memory,
+    namespace,
+    precise,
+    to_device,
+    torch_dtype,
+)
 
 __all__ = ["TorchBackend"]
 
@@ -212,20 +220,6 @@ class _Precise:
             self.no_grad.__exit__(*exc)
         finally:
             self.precise.__exit__(*exc)
-
-
-def namespace():
-    """The array-API namespace of torch tensors: ``array_api_compat.torch`` (an optional
-    dependency, in the ``torch`` extra: torch's own functions differ from the standard's,
-    e.g. ``amax`` for ``max`` over several axes)."""
-    try:
-        import array_api_compat.torch as xp
-    except ImportError as e:
-        raise ImportError(
-            "batchconv computes on torch tensors through array-api-compat's torch "
-            "namespace: pip install array-api-compat (batchconv[torch] installs it)"
-        ) from e
-    return xp
 
 
 def _to_numpy(y):

@@ -1,7 +1,7 @@
 """What every implementation of the windowed metrics shares (``windowed.py`` on NumPy
-arrays, ``windowed_torch.py`` on tensors): the plain correlation they are computed from
-(:func:`inner_problem`), the flat-window rule (:func:`noise_floor`), and their line in
-``explain()``.
+arrays, ``formula.py`` for torch tensors and the portable engine): the plain correlation
+they are computed from (:func:`inner_problem`), the flat-window rule
+(:func:`noise_floor`), and their line in ``explain()``.
 """
 
 from __future__ import annotations

@@ -1,5 +1,6 @@
-"""ssd, ncc and cosine on torch tensors, on their own device: ``windowed.py``'s formulas
-on top of a torch correlation method (``torch_direct`` or ``torch_fft``).
+"""ssd, ncc and cosine on torch tensors, on their own device: ``formula.py``'s formulas
+(array-api-compat's torch namespace) on top of a torch correlation method
+(``torch_direct`` or ``torch_fft``).
 
 The same decomposition as the NumPy metrics (see ``windowed.py`` for the table): ``x``
 centred by its item's mean and the centred filters correlated by the torch method, plus
@@ -29,10 +30,10 @@ import numpy as np
 
 from ..nonfinite import affected_windows
 from ..problem import Problem
-from ..tensors import pad_sliding
+from ..tensors import namespace, pad_sliding
 from . import metric_of
+from .formula import centre, combine, filter_statistics
 from .rules import inner_problem, metric_line
-from .rules import noise_floor as _noise_floor
 from .rules import valid_geometry as _valid_geometry
 
 __all__ = ["TorchMetricMethod", "window_sums"]
@@ -87,26 +88,12 @@ class TorchMetricMethod:
         """Centre the canonical filters ``wc`` (K, C, P, *T) and prepare the torch
         method on them."""
         torch = _torch()
-        metric = metric_of(p.metric)
         inner = inner_problem(p)
         K, _, P = wc.shape[:3]
-        axes = (1, *range(3, wc.ndim))
-        w64 = wc.to(torch.float64)
         if not wc.numel():
             zeros = torch.zeros((K, P), dtype=torch.float64, device=wc.device)
             return TorchMetricState(inner, None, zeros, zeros, zeros, zeros)
-        mean = w64.mean(dim=axes)
-        if not metric.centred:
-            filters = wc
-        else:  # centred; exactly zero for a flat filter
-            flat = (w64.amax(dim=axes, keepdim=True) - w64.amin(dim=axes, keepdim=True)) == 0
-            cen = w64 - mean.reshape(K, 1, P, *([1] * p.ndim))
-            if metric.recentre_filters:  # sum(cen) is n * the mean's rounding (windowed.py)
-                cen = cen - cen.mean(dim=axes, keepdim=True)
-            filters = torch.where(flat, 0.0, cen).to(wc.dtype)
-        f64 = filters.to(torch.float64)
-        sq, total = f64.square().sum(dim=axes), f64.sum(dim=axes)
-        inv = torch.where(sq > 0, sq.rsqrt(), 0.0)
+        filters, mean, sq, inv, total = filter_statistics(namespace(), p, wc, torch.float64)
         state = self.method.prepare(inner, filters.contiguous(), budget)
         return TorchMetricState(inner, state, mean, sq, inv, total)
 
@@ -171,43 +158,17 @@ class TorchMetricMethod:
 
     def _compute(self, p: Problem, st: TorchMetricState, xc, k0: int, k1: int):
         torch = _torch()
-        b, k = xc.shape[0], k1 - k0
-        metric = metric_of(p.metric)
-        xp = pad_sliding(xc, p)
-        ones = (1,) * p.ndim
-        if not metric.centred:  # (cosine) not shift-invariant: x as it is
-            xw, c64 = xp, torch.zeros((b, p.P), dtype=torch.float64, device=xc.device)
-        else:
-            axes = (1, *range(3, xc.ndim))
-            c64 = xc.to(torch.float64).mean(dim=axes)  # (b, P)
-            centre = c64.to(xc.dtype).reshape(b, 1, p.P, *ones)
-            c64 = centre.reshape(b, p.P).to(torch.float64)  # the centre actually used
-            xw = xp - centre
+        xp = namespace()
+        xw, c = centre(xp, p, xc, pad_sliding(xc, p), torch.float64)
         dot = self.method.compute(st.inner, st.state, xw, k0, k1)  # (b, k, P, *O)
         x64 = xw.to(torch.float64)
         sums = torch.stack((x64.sum(dim=1), x64.square().sum(dim=1)))  # (2, b, P, *Sp)
         del x64
         s1, s2 = window_sums(sums, tuple(_valid_geometry(g) for g in p.geoms), 3)
-        per_filter = (1, k, p.P, *ones)
-        if not metric.normalised:
-            n = p.window_size
-            delta = (st.mean[k0:k1].unsqueeze(0) - c64.unsqueeze(1)).reshape(b, k, p.P, *ones)
-            total = st.total[k0:k1].reshape(per_filter)  # B1: not 0 once mean b is rounded
-            y = (
-                s2.unsqueeze(1)
-                + (st.sq[k0:k1].reshape(per_filter) + delta * (n * delta + 2 * total))
-                - 2 * delta * s1.unsqueeze(1)
-                - 2 * dot.to(torch.float64)
-            )
-            y.clamp_(min=0)
-            if p.integer_inputs and metric.rounds_integers:
-                y = torch.round(y)
-            return y.to(xc.dtype)
-        spread = s2 - s1 * s1 / p.window_size if metric.centred else s2
-        flat = spread <= _noise_floor(p, s2)  # False for NaN: those windows stay NaN
-        inv_a = torch.where(flat, 0.0, spread.rsqrt()).to(xc.dtype)
-        y = dot * inv_a.unsqueeze(1) * st.inv_norm[k0:k1].to(xc.dtype).reshape(per_filter)
-        return y.clamp_(-1, 1)
+        stats = (st.mean, st.sq, st.inv_norm, st.total)
+        return combine(
+            xp, p, dot, s1.unsqueeze(1), s2.unsqueeze(1), c, stats, k0, k1, torch.float64
+        )
 
     @staticmethod
     def _set_nonfinite(p: Problem, y, xc, bad, cval_bad: bool, mean) -> None:

@@ -3,7 +3,7 @@ correlation by a portable method plus float64 window sums) and those with no pro
 form (sad: ``|x - w|`` summed over the taps, gathered a group at a time). The registry's flags
 (``metrics.Metric``) select the formula; no name is compared.
 
-The formulas are ``metrics/windowed.py``'s (see its table): ``x`` centred by its item's
+The formulas are ``metrics/formula.py``'s (shared with torch tensors): ``x`` centred by its item's
 mean (``centred`` metrics), the filters centred (``recentre_filters``: twice), the
 correlation ``a'.b^`` of the padded, centred block by the wrapped method on the *inner
 problem* (``rules.inner_problem``), and float64 window sums ``A1``, ``A2`` of ``x'`` and
@@ -30,7 +30,8 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from ..metrics import metric_of
-from ..metrics.rules import inner_problem, noise_floor, valid_geometry
+from ..metrics.formula import centre, combine, filter_statistics
+from ..metrics.rules import inner_problem, valid_geometry
 from ..problem import Problem, problem_cache
 from .methods import DIRECT, _offsets, _outputs, compute
 
@@ -67,25 +68,8 @@ class Windowed:
         self.name = method.name
 
     def prepare(self, be, p: Problem, wc) -> WindowedState:
-        xp = be.xp
-        metric, inner, f64 = metric_of(p.metric), _inner(p), be.dtype(_F64)
-        axes = (1, *range(3, 3 + p.ndim))
-        w64 = xp.astype(wc, f64)
-        mean = xp.mean(w64, axis=axes)  # (K, P)
-        filters = wc
-        if metric.centred:  # exactly zero for a flat filter
-            flat = (
-                xp.max(w64, axis=axes, keepdims=True) - xp.min(w64, axis=axes, keepdims=True)
-            ) == 0
-            cen = w64 - xp.reshape(mean, (p.K, 1, p.P, *([1] * p.ndim)))
-            if metric.recentre_filters:  # sum(cen) is n * the mean's rounding (windowed.py)
-                cen = cen - xp.mean(cen, axis=axes, keepdims=True)
-            filters = xp.astype(xp.where(flat, xp.zeros_like(cen), cen), wc.dtype)
-        f64s = xp.astype(filters, f64)
-        sq, total = xp.sum(f64s * f64s, axis=axes), xp.sum(f64s, axis=axes)
-        positive = sq > 0
-        inv = xp.where(positive, 1 / xp.sqrt(xp.where(positive, sq, 1)), xp.zeros_like(sq))
-        return WindowedState(self.method.prepare(be, inner, filters), mean, sq, inv, total)
+        filters, mean, sq, inv, total = filter_statistics(be.xp, p, wc, be.dtype(_F64))
+        return WindowedState(self.method.prepare(be, _inner(p), filters), mean, sq, inv, total)
 
     def pure(self, be, p: Problem, st: WindowedState, xb, k0: int, k1: int, budget: int):
         """The block where ``x`` and ``cval`` are finite (``ok`` says so)."""
@@ -110,17 +94,8 @@ class Windowed:
     ):
         """``(block, ok)``: the metric from the wrapped method's correlation (its pure
         block and ``ok`` when ``pure``, else its exact block and None)."""
-        xp, f64, dt = be.xp, be.dtype(_F64), be.dtype(p.dtype)
-        metric = metric_of(p.metric)
-        b, k, ones = xb.shape[0], k1 - k0, (1,) * p.ndim
-        xpad = be.pad(xb, p.geoms, p.padding, p.cval, 3)
-        if not metric.centred:  # (cosine) not shift-invariant: x as it is
-            xw, c64 = xpad, be.zeros((b, p.P), f64)
-        else:
-            axes = (1, *range(3, 3 + p.ndim))
-            centre = xp.astype(xp.mean(xp.astype(xb, f64), axis=axes), dt)  # (b, P)
-            c64 = xp.astype(centre, f64)  # the centre actually used
-            xw = xpad - xp.reshape(centre, (b, 1, p.P, *ones))
+        xp, f64 = be.xp, be.dtype(_F64)
+        xw, c = centre(xp, p, xb, be.pad(xb, p.geoms, p.padding, p.cval, 3), f64)
         inner = _inner(p)
         if pure:
             dot, ok = self.method.pure(be, inner, st.state, xw, k0, k1, budget)
@@ -132,30 +107,8 @@ class Windowed:
         s2 = be.window_sums(xp.sum(x64 * x64, axis=1), geoms, 2)
         del x64
         s1, s2 = xp.expand_dims(s1, axis=1), xp.expand_dims(s2, axis=1)  # (b, 1, P, *O)
-        if not metric.normalised:  # sum (a - b)^2 from the centred terms (windowed.py)
-            n = p.window_size
-            mean = xp.reshape(st.mean[k0:k1, ...], (1, k, p.P))
-            delta = xp.reshape(mean - xp.reshape(c64, (b, 1, p.P)), (b, k, p.P, *ones))
-            y = (
-                s2
-                + (
-                    _per_filter(xp, st.sq, k0, k1, p)
-                    + delta * (n * delta + 2 * _per_filter(xp, st.total, k0, k1, p))
-                )
-                - 2 * delta * s1
-                - 2 * xp.astype(dot, f64)
-            )
-            y = xp.clip(y, min=0)
-            if p.integer_inputs and metric.rounds_integers:
-                y = xp.round(y)
-            return xp.astype(y, dt), ok
-        spread = s2 - s1 * s1 / p.window_size if metric.centred else s2
-        flat = spread <= float(noise_floor(p, 1.0)) * s2  # False for NaN: those stay NaN
-        safe = xp.where(flat, xp.ones_like(spread), spread)
-        inv_a = xp.astype(xp.where(flat, xp.zeros_like(spread), 1 / xp.sqrt(safe)), dt)
-        y = dot * inv_a * _per_filter(xp, st.inv_norm, k0, k1, p, dt)
-        low, high = metric.range
-        return xp.clip(y, min=low, max=high), ok
+        stats = (st.mean, st.sq, st.inv_norm, st.total)
+        return combine(xp, p, dot, s1, s2, c, stats, k0, k1, f64), ok
 
     def _nonfinite(self, be, p: Problem, st: WindowedState, y, xb, bad, k0: int, k1: int):
         """``y`` with the windows that cover a NaN/Inf of ``xb`` (or of ``cval``) set to
