@@ -407,6 +407,28 @@ def _snapshot(obj, seen=None):
     return (type(obj).__name__, _snapshot(getattr(obj, "__dict__", repr(obj)), seen))
 
 
+@pytest.mark.parametrize("reduce", [None, "max", "mean"])
+def test_bind(xp, reduce, rng):
+    """PortablePlan.bind: the plan's answers for the bound shape and dtype (an array, or
+    (shape, dtype)), worked out once; another shape or dtype raises and names both."""
+    x, w = rand(rng, (4, 30, 20), np.float64), rand(rng, (3, 5, 4), np.float64)
+    xa, wa = xp.asarray(x), xp.asarray(w)
+    plan = bc.plan(xa, wa, reduce=reduce, memory="64KB")  # several blocks
+    bound = plan.bind(xa)
+    assert bound.chunk == plan.chunk and bound.problem is plan.problem
+    np.testing.assert_array_equal(_to_numpy(bound(xa)), _to_numpy(plan(xa)))
+    smaller = xp.asarray(x[:2])
+    by_signature = plan.bind(((2, 30, 20), np.float64))
+    np.testing.assert_array_equal(_to_numpy(by_signature(smaller)), _to_numpy(plan(smaller)))
+    assert "bound to x (2, 30, 20)" in by_signature.explain()
+    with pytest.raises(ValueError, match=r"bound to x of shape \(4, 30, 20\)"):
+        bound(smaller)
+    with pytest.raises(ValueError, match="only the batch axes"):
+        plan.bind(((4, 31, 20), np.float64))
+    with pytest.raises(TypeError):
+        bound(x)  # a NumPy array: the plan's own error
+
+
 @pytest.mark.parametrize("method", ["direct", "fft"])
 @pytest.mark.parametrize("metric", ["dot", "ssd", "sad"])
 def test_calls_do_not_change_a_plan(xp, method, metric, rng):

@@ -42,7 +42,7 @@ from .blocks import block_fn, finish_mean, oneshot_fn, prepare_fn, reduce_block,
 from .methods import DIRECT, FFT_METHOD, METHODS, work_budget
 from .metrics import SAD_KERNEL, Windowed
 
-__all__ = ["PortablePlan", "make_plan", "correlate", "FFT_FLOP_WEIGHT"]
+__all__ = ["PortablePlan", "BoundPortablePlan", "make_plan", "correlate", "FFT_FLOP_WEIGHT"]
 
 # "auto" takes fft when its flops times this are fewer than direct's: a matmul's flop is
 # cheaper than an FFT's (measured with JAX on the 2-core dev machine: see the README's
@@ -158,7 +158,22 @@ class PortablePlan:
                 f"{type(x).__module__}.{type(x).__name__}: make a plan for it with "
                 f"bc.plan(x, w, ...)"
             )
-        p, chunk = self._problem_for(tuple(x.shape), be.numpy_dtype(x.dtype))
+        return self._run(x, *self._problem_for(tuple(x.shape), be.numpy_dtype(x.dtype)))
+
+    def bind(self, x_like: Any) -> BoundPortablePlan:
+        """This plan made ready for inputs of ``x_like``'s shape and dtype (an array of
+        the plan's namespace, or ``(shape, dtype)`` with a NumPy dtype): their problem and
+        block sizes are worked out once (as :meth:`batchconv.Plan.bind` does). Raises as a
+        call with such an ``x`` would."""
+        if isinstance(x_like, tuple):
+            shape, dtype = tuple(int(n) for n in x_like[0]), np.dtype(x_like[1])
+        else:
+            shape, dtype = tuple(x_like.shape), self.backend.numpy_dtype(x_like.dtype)
+        return BoundPortablePlan(self, shape, dtype, *self._problem_for(shape, dtype))
+
+    def _run(self, x: Any, p: Problem, chunk: tuple[int, int]) -> Any:
+        """A call on ``x``, whose problem and block sizes are ``p`` and ``chunk``."""
+        be = self.backend
         budget = work_budget(self.memory)
         with be.precise():
             if self._computes(p) and chunk == (p.B, p.K) and not callable(p.reduce):
@@ -276,6 +291,43 @@ class _Parts(NamedTuple):
     computer: Any
     chunk: tuple[int, int]
     memory: int
+
+
+@dataclass(frozen=True, eq=False)
+class BoundPortablePlan:
+    """A :class:`PortablePlan` bound to one input shape and dtype
+    (:meth:`PortablePlan.bind`): calls skip working out the problem and the blocks.
+
+    Attributes: ``plan``, ``shape``, ``dtype`` (NumPy's name for it), ``problem``,
+    ``chunk``."""
+
+    plan: PortablePlan
+    shape: tuple[int, ...]
+    dtype: np.dtype
+    problem: Problem
+    chunk: tuple[int, int]
+
+    def __call__(self, x: Any) -> Any:
+        """The plan's result for ``x``, of the bound shape and dtype."""
+        be = self.plan.backend
+        if not be.owns(x):
+            return self.plan(x)  # (the plan's own error)
+        shape, dtype = tuple(x.shape), be.numpy_dtype(x.dtype)
+        if (shape, dtype) != (self.shape, self.dtype):
+            raise ValueError(
+                f"this plan is bound to x of shape {self.shape} and dtype {self.dtype}; got "
+                f"shape {shape}, dtype {dtype}: call the plan itself, or bind it to this x"
+            )
+        return self.plan._run(x, self.problem, self.chunk)
+
+    def explain(self) -> str:
+        """The plan's explain(), and the problem and blocks of the bound shape."""
+        p, (cb, ck) = self.problem, self.chunk
+        blocks = -(-p.B // cb) * -(-p.K // ck)
+        return (
+            f"{self.plan.explain()}\n  bound to x {p.x_shape} ({self.dtype}): {blocks} "
+            f"block(s) of (batch {cb}, bank {ck})"
+        )
 
 
 def _parts(x, w, spec, flip: bool, options: dict) -> _Parts:
