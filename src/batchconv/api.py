@@ -227,6 +227,8 @@ def _x_signature(x):
 def _x_strides(x) -> tuple[float, ...] | None:
     """x's strides in elements (None for a ``(shape, dtype)`` pair or nested lists: C
     order), which tell a plan how its kernels can read x (:func:`problem.x_layout`)."""
+    if type(x) is np.ndarray:  # (the common case first)
+        return element_strides(x)
     if _is_signature(x) or not (isinstance(x, np.ndarray) or device_of(x) is not None):
         return None
     return element_strides(x)

@@ -181,7 +181,7 @@ class Plan:
         if self.device is not None:  # a torch method, on the tensors' device
             be = self.backend
             xt, give_back = be.take(x)
-            y = self._run(xt, be.layout_of(xt))
+            y = self._run(xt, be.layout_of(xt), None, be)
             return y if give_back is None else give_back(y)
         x, kind = to_numpy(x, "x")
         if kind is not None:
@@ -221,22 +221,22 @@ class Plan:
         ``backends/torch.py``)."""
         return NUMPY if self.device is None else TorchBackend.on(self.device)
 
-    def _run(self, x, layout: tuple, resolved=None):
+    def _run(self, x, layout: tuple, resolved=None, be=None):
         """A call on ``x`` (an array or tensor of the plan's backend) laid out as
         ``layout``: the remembered one-block path for that layout, or the block loop
         (``resolved``: its problem and block sizes, when a :class:`BoundPlan` has them),
         with the kernels it was planned for."""
+        be = be or self.backend
         if self.compiled is not None and self.compiled != compiled.enabled():
             with self._planned_kernels():  # (where numba is gone, the NumPy code runs)
-                return self._run_blocks(x, layout, resolved)
-        return self._run_blocks(x, layout, resolved)
+                return self._run_blocks(x, layout, resolved, be)
+        return self._run_blocks(x, layout, resolved, be)
 
-    def _run_blocks(self, x, layout: tuple, resolved):
+    def _run_blocks(self, x, layout: tuple, resolved, be):
         """The block loop, for every backend: blocks of (items, filters) sized to the
         budget, each computed into the result or reduced into it; the items whose FFT
         results a NaN/Inf spread over redone exactly; one retry with half the block where
         the backend ran out of device memory, never a partial result."""
-        be = self.backend
         retried = False
         shortcut = self._shortcuts.get(layout)
         if shortcut is not None:

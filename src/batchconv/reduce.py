@@ -55,6 +55,7 @@ def _mean(xp, block, axes: tuple[int, ...], _):
     return xp.sum(block, axis=axes) / prod(block.shape[a] for a in axes)
 
 
+_NDARRAY_METHODS = frozenset({"sum", "max", "min"})  # the same functions as xp's
 _NAMED = {
     "sum": lambda xp, block, axes, _: xp.sum(block, axis=axes),
     "mean": _mean,
@@ -77,6 +78,8 @@ def apply_reduce(reduce, block, axes: tuple[int, ...], xp=np, index_dtype=None):
         with user_callback():  # it may call batchconv: not into buffers holding `block`
             result = reduce(block, axis=axes)
         return check_reduced(np.asarray(result) if xp is np else result, block, axes)
+    if xp is np and reduce in _NDARRAY_METHODS:  # (NumPy's methods: 1-2 us less a call)
+        return getattr(block, reduce)(axis=axes)
     if index_dtype is None:
         index_dtype = np.intp if xp is np else xp.int64
     return _NAMED[reduce](xp, block, axes, index_dtype)

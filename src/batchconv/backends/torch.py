@@ -18,7 +18,7 @@ torch is imported inside the functions only.
 
 >>> torch = __import__("pytest").importorskip("torch")
 >>> TorchBackend("cpu").layout_of(torch.ones(2, 3))
-('torch', (2, 3), (3, 1), 'torch.float32')
+('torch', torch.Size([2, 3]), (3, 1), torch.float32)
 """
 
 from __future__ import annotations
@@ -91,7 +91,7 @@ class TorchBackend:
 
     def layout_of(self, x) -> tuple:
         """The key of ``x``'s layout (what a plan's one-call paths are remembered by)."""
-        return ("torch", tuple(x.shape), tuple(x.stride()), str(x.dtype))
+        return ("torch", x.shape, x.stride(), x.dtype)  # (torch.Size is a tuple)
 
     def problem_args(self, x) -> tuple:
         """``(shape, dtype, strides)`` for ``Plan.problem_for`` (the torch methods do not
