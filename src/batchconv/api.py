@@ -126,6 +126,9 @@ def _cache_key(x, w, spec, options: dict):
             spec,
             opts,
         )
+    elif type(x) is np.ndarray:  # (a CPU tensor's x arrives here as NumPy)
+        shape, dtype, device, layout = x.shape, x.dtype, None, x.strides
+        w = _as_array(w, "w")
     else:
         shape, dtype = _x_signature(x)
         device = device_of(x)
