@@ -16,6 +16,18 @@ cd "$(dirname "$0")/.."
 out=${OUT:-gpu-check}
 mkdir -p "$out"
 export PYTHONPATH="$PWD/src${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
+# array-api-compat gives torch's array namespace (reductions, windowed metrics): where the
+# machine lacks it and cannot reach an index, install it from wheels/ carried beside the
+# tree (here: pip download --no-deps array-api-compat -d wheels)
+python3 -c "import array_api_compat" 2>/dev/null || {
+    if ls wheels/array_api_compat-*.whl >/dev/null 2>&1; then
+        python3 -m pip install -q --no-index --find-links wheels array-api-compat
+    else
+        echo "array-api-compat is missing: torch reductions and metrics will fail" \
+            "(carry wheels/: pip download --no-deps array-api-compat -d wheels)" |
+            tee "$out/missing.txt"
+    fi
+}
 python3 -c "import batchconv as bc; bc.show_config()" 2>&1 | tee "$out/config.txt"
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv >> "$out/config.txt" 2>&1
 suite=tests/test_cuda.py::test_core_metric_and_property_suites_on_cuda
