@@ -493,3 +493,16 @@ def test_one_filter_memory_budget(mode, stride, spec, rng):
         np.testing.assert_allclose(
             y, naive_correlate(x, w, spec, mode=mode, stride=stride), atol=1e-10
         )
+
+
+@pytest.mark.parametrize("method", ["direct", "fft"])
+def test_one_operand_axes_are_summed_in_the_compute_dtype(method):
+    """Letters of x only or w only are summed before the correlation, in the compute
+    dtype: float32 for float16 inputs (a float16 sum of 3000 values near 1 was off by
+    775 where the contract allows 0.07)."""
+    rng = np.random.default_rng(0)
+    x = (rng.random((2, 3000, 16)) + 1).astype(np.float16)
+    w = rng.random((3, 4)).astype(np.float16)
+    check(x, w, "nah,kh->nkh|h", method=method)
+    x, w = x[:, 0], (rng.random((3, 3000, 4)) + 1).astype(np.float16)
+    check(x, w, "nh,kah->nkh|h", method=method)

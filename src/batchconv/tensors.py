@@ -125,7 +125,8 @@ def to_device(a, device: str, dtype: np.dtype | None = None):
 def canonical_x(p, x):
     """``x`` (a tensor) as ``(B, C, P, *S)`` in the compute dtype."""
     sp = p.spec
-    c = _canonical(x, sp.x, sp.batch, sp.summed, sp.paired, sp.sliding, sp.x_summed)
+    dt = torch_dtype(p.dtype)  # (x-only axes summed in it)
+    c = _canonical(x, sp.x, sp.batch, sp.summed, sp.paired, sp.sliding, sp.x_summed, dt)
     return c.to(torch_dtype(p.dtype))
 
 
@@ -136,7 +137,7 @@ def canonical_w(p, w, device: str):
     torch = _torch()
     sp = p.spec
     t = to_device(w, device, p.dtype)  # summed w-only axes are summed in this dtype
-    c = _canonical(t, sp.w, sp.bank, sp.summed, sp.paired, sp.sliding, sp.w_summed)
+    c = _canonical(t, sp.w, sp.bank, sp.summed, sp.paired, sp.sliding, sp.w_summed, t.dtype)
     if p.flip:
         c = torch.flip(c, dims=tuple(range(3, 3 + p.ndim)))
     if p.conj:
