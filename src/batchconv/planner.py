@@ -39,6 +39,7 @@ from .nonfinite import affected_windows, recompute_windows
 from .problem import (
     Problem,
     canonical_w,
+    final_view,
     problem_cache,
     result_dtype,
     x_layout,
@@ -294,7 +295,7 @@ class Plan:
                 b0 = min(b0 + cb, p.B)
             if check:
                 self._redo_nonfinite(p, xc, canon, reduce, flagged)
-        return final if final is not None else be.final_view(p, canon)
+        return final if final is not None else final_view(p, canon)
 
     def _compute_block(self, p, mod, xb, k0: int, k1: int, dest, reduce, check) -> set[int]:
         """One (items, filters) block into ``dest``: written by the method, reduced unit

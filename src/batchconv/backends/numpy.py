@@ -22,7 +22,7 @@ import numpy as np
 from numpy.lib.stride_tricks import as_strided
 
 from ..budget import check_result_fits
-from ..problem import Problem, canonical_out_view, canonical_x, final_view
+from ..problem import Problem, canonical_out_view, canonical_x
 from ..reduce import apply_reduce
 from ..xp import blas_threads, element_strides, set_workers
 
@@ -106,9 +106,6 @@ class NumPyBackend:
     def zeros(self, shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
         return np.zeros(shape, dtype)
 
-    def final_view(self, p: Problem, canon: np.ndarray) -> np.ndarray:
-        return final_view(p, canon)
-
     def scope(self, workers: int | None) -> _Threads:
         """The scope of one call's blocks: ``workers`` threads, BLAS held to them."""
         return _Threads(workers)
@@ -169,9 +166,6 @@ class NumPyBackend:
             if check and (flagged or plan.bad_filters.size):
                 plan._redo_nonfinite(p, xc, canon, None, flagged)
         return final
-
-    def give_back(self, y):
-        return y
 
 
 NUMPY = NumPyBackend()

@@ -116,9 +116,6 @@ class TorchBackend:
     def zeros(self, shape: tuple[int, ...], dtype):
         return _torch().zeros(shape, dtype=torch_dtype(dtype), device=self.device)
 
-    def final_view(self, p: Problem, canon):
-        return final_view(p, canon)
-
     def scope(self, workers: int | None) -> _Precise:
         """TF32 off on CUDA (``tensors.precise``), no autograd (torch's own threads)."""
         return _Precise(self.device)

@@ -54,12 +54,6 @@ class WindowedState(NamedTuple):
     total: Any  # (K, P) float64: sum b^ as correlated (ssd's B1)
 
 
-def _per_filter(xp, a, k0: int, k1: int, p: Problem, dtype=None):
-    """``a[k0:k1]`` ((k, P) statistics) shaped to broadcast against ``(b, k, P, *O)``."""
-    v = xp.reshape(a[k0:k1, ...], (1, k1 - k0, p.P, *([1] * p.ndim)))
-    return v if dtype is None else xp.astype(v, dtype)
-
-
 class Windowed:
     """ssd, ncc, cosine around a portable correlation method."""
 
