@@ -25,6 +25,7 @@ from ..budget import check_result_fits
 from ..problem import Problem, canonical_out_view, canonical_x
 from ..reduce import apply_reduce
 from ..xp import blas_threads, element_strides, set_workers
+from . import Scopes
 
 __all__ = ["NUMPY", "NumPyBackend"]
 
@@ -45,28 +46,6 @@ def _starts_at(a: np.ndarray, b: np.ndarray) -> bool:
     return (
         a.dtype == b.dtype and a.__array_interface__["data"][0] == b.__array_interface__["data"][0]
     )
-
-
-class _Threads:
-    """``set_workers(workers)`` and ``blas_threads()`` as one scope (a class: an
-    ``ExitStack`` costs a small call 5 us)."""
-
-    __slots__ = ("workers", "blas")
-
-    def __init__(self, workers: int | None):
-        self.workers = set_workers(workers)
-        self.blas = blas_threads()
-
-    def __enter__(self) -> _Threads:
-        self.workers.__enter__()
-        self.blas.__enter__()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        try:
-            self.blas.__exit__(*exc)
-        finally:
-            self.workers.__exit__(*exc)
 
 
 class NumPyBackend:
@@ -106,9 +85,10 @@ class NumPyBackend:
     def zeros(self, shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
         return np.zeros(shape, dtype)
 
-    def scope(self, workers: int | None) -> _Threads:
-        """The scope of one call's blocks: ``workers`` threads, BLAS held to them."""
-        return _Threads(workers)
+    def scope(self, workers: int | None) -> Scopes:
+        """The scope of one call's blocks: ``workers`` threads, BLAS held to them
+        (``blas_threads`` reads the count that ``set_workers`` has set)."""
+        return Scopes(set_workers(workers), blas_threads())
 
     def reduce(self, reduce, block: np.ndarray, axes: tuple[int, ...]) -> np.ndarray:
         return apply_reduce(reduce, block, axes)

@@ -41,6 +41,7 @@ from ..tensors import (
     to_device,
     torch_dtype,
 )
+from . import Scopes
 
 __all__ = ["TorchBackend"]
 
@@ -116,9 +117,9 @@ class TorchBackend:
     def zeros(self, shape: tuple[int, ...], dtype):
         return _torch().zeros(shape, dtype=torch_dtype(dtype), device=self.device)
 
-    def scope(self, workers: int | None) -> _Precise:
+    def scope(self, workers: int | None) -> Scopes:
         """TF32 off on CUDA (``tensors.precise``), no autograd (torch's own threads)."""
-        return _Precise(self.device)
+        return Scopes(precise(self.device), _torch().no_grad())
 
     def reduce(self, reduce, block, axes: tuple[int, ...]):
         """``reduce.apply_reduce`` with array-api-compat's torch namespace."""
@@ -196,27 +197,6 @@ class TorchBackend:
         if out is None:
             return y.contiguous()
         return y.as_strided(out[0], out[1], y.storage_offset() + out[2]).contiguous()
-
-
-class _Precise:
-    """``tensors.precise(device)`` and ``torch.no_grad()`` as one scope."""
-
-    __slots__ = ("precise", "no_grad")
-
-    def __init__(self, device: str):
-        self.precise = precise(device)
-        self.no_grad = _torch().no_grad()
-
-    def __enter__(self) -> _Precise:
-        self.precise.__enter__()
-        self.no_grad.__enter__()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        try:
-            self.no_grad.__exit__(*exc)
-        finally:
-            self.precise.__exit__(*exc)
 
 
 def _to_numpy(y):
