@@ -39,6 +39,7 @@ from .nonfinite import affected_windows, recompute_windows
 from .problem import (
     Problem,
     canonical_w,
+    explain_lines,
     final_view,
     problem_cache,
     result_dtype,
@@ -397,17 +398,7 @@ class Plan:
 
     def _explain(self) -> str:
         p = self.problem
-        lines = [
-            f"batchconv plan: {p.spec}  ({'convolve' if p.flip else 'correlate'}, "
-            f"metric={p.metric!r}, mode={p.mode!r}, padding={p.padding!r}, dtype={p.dtype})",
-            f"  x {p.x_shape} -> batch B={p.B}, summed C={p.C}, paired P={p.P}, sliding S={p.S}",
-            f"  w {p.w_shape} -> bank K={p.K}, kernel T={p.T}; "
-            f"stride={tuple(g.stride for g in p.geoms)}, "
-            f"dilation={tuple(g.dilation for g in p.geoms)}",
-            f"  result {p.out_shape}"
-            + (f", reduce={p.reduce!r} over {p.spec.reduced!r}" if p.spec.reduced else ""),
-            "  candidates:",
-        ]
+        lines = [*explain_lines(p, "batchconv plan"), "  candidates:"]
         for c in self.candidates:
             mark = "*" if c.method == self.method else " "
             lines.append(

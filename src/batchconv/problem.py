@@ -479,6 +479,21 @@ def long_axis_last(p: Problem) -> tuple[int, ...] | None:
     return tuple(i for i in range(p.ndim) if i != longest) + (longest,)
 
 
+def explain_lines(p: Problem, title: str) -> list[str]:
+    """The lines that open every plan's ``explain()``: ``title`` with the spec and the
+    options, then x, w (with stride and dilation) and the result."""
+    return [
+        f"{title}: {p.spec}  ({'convolve' if p.flip else 'correlate'}, "
+        f"metric={p.metric!r}, mode={p.mode!r}, padding={p.padding!r}, dtype={p.dtype})",
+        f"  x {p.x_shape} -> batch B={p.B}, summed C={p.C}, paired P={p.P}, sliding S={p.S}",
+        f"  w {p.w_shape} -> bank K={p.K}, kernel T={p.T}; "
+        f"stride={tuple(g.stride for g in p.geoms)}, "
+        f"dilation={tuple(g.dilation for g in p.geoms)}",
+        f"  result {p.out_shape}"
+        + (f", reduce={p.reduce!r} over {p.spec.reduced!r}" if p.spec.reduced else ""),
+    ]
+
+
 def final_view(p: Problem, canon):
     """The canonical result ``(B, K, P, *O_kept[, r])`` (array or tensor) seen in the
     spec's output order."""

@@ -36,7 +36,7 @@ from ..backends import Backend, backend_of
 from ..budget import format_bytes, largest_block
 from ..methods import METHODS as REGISTERED
 from ..metrics import metric_of
-from ..problem import Problem, make_problem, result_dtype
+from ..problem import Problem, explain_lines, make_problem, result_dtype
 from ..xp import set_workers
 from .blocks import block_fn, finish_mean, oneshot_fn, prepare_fn, reduce_block, whole_fn
 from .methods import DIRECT, FFT_METHOD, METHODS, work_budget
@@ -242,9 +242,9 @@ class PortablePlan:
         p, be = self.problem, self.backend
         cb, ck = self.chunk
         narrowed = be.narrowed(p.dtype)
+        title, *problem = explain_lines(p, "batchconv portable plan")
         lines = [
-            f"batchconv portable plan: {p.spec}  ({'convolve' if p.flip else 'correlate'}, "
-            f"metric={p.metric!r}, mode={p.mode!r}, padding={p.padding!r}, dtype={p.dtype})",
+            title,
             f"  arrays: {be.name} on {be.device} (the portable engine: array-API functions)"
             + (
                 f"; {p.dtype} computes in {be.numpy_dtype(be.dtype(p.dtype))} (the "
@@ -252,12 +252,7 @@ class PortablePlan:
                 if narrowed
                 else ""
             ),
-            f"  x {p.x_shape} -> batch B={p.B}, summed C={p.C}, paired P={p.P}, sliding S={p.S}",
-            f"  w {p.w_shape} -> bank K={p.K}, kernel T={p.T}; "
-            f"stride={tuple(g.stride for g in p.geoms)}, "
-            f"dilation={tuple(g.dilation for g in p.geoms)}",
-            f"  result {p.out_shape}"
-            + (f", reduce={p.reduce!r} over {p.spec.reduced!r}" if p.spec.reduced else ""),
+            *problem,
             f"  flops: direct ~{DIRECT.flops(p) / 1e9:.3f} GFLOP, "
             f"fft ~{FFT_METHOD.flops(p) / 1e9:.3f} GFLOP",
         ]
