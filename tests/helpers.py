@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 import tracemalloc
 from contextlib import contextmanager
+from pathlib import Path
 
 import numpy as np
 from naive import _parse, default_spec_string, naive_correlate, tolerance, window_abs_bound
@@ -304,3 +307,22 @@ def traced_plan_and_call(x, w, spec=None, **kw):
     finally:
         tracemalloc.stop()
     return p, y, peak
+
+
+def run_suites(arrays: str, env: dict[str, str], timeout: int) -> None:
+    """The core matrix (test_correlate.py), the metrics (test_metrics.py) and the
+    hypothesis fuzz (test_properties.py) in a subprocess with ``BATCHCONV_TEST_ARRAYS``
+    set to ``arrays`` before collection (see ``ARRAYS``) and ``env`` added; fails
+    unless they pass."""
+    tests = Path(__file__).parent
+    files = [str(tests / f) for f in ("test_correlate.py", "test_metrics.py", "test_properties.py")]
+    r = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-x", "-p", "no:cacheprovider", *files],
+        cwd=tests.parent,
+        env={**os.environ, "BATCHCONV_TEST_ARRAYS": arrays, **env},
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+    assert r.returncode == 0, r.stdout[-4000:] + r.stderr[-2000:]
+    assert " passed" in r.stdout.splitlines()[-1]

@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from conftest import rand
-from helpers import check, check_metric
+from helpers import check, check_metric, run_suites
 from naive import naive_correlate
 
 import batchconv as bc
@@ -635,16 +635,4 @@ def test_core_metric_and_property_suites(library):
     of ``library`` (``helpers.ARRAYS``), in a subprocess so that the switch is set
     before collection; JAX with x64 on."""
     pytest.importorskip(library)  # (imported only: the subprocess makes the arrays)
-    tests = Path(__file__).parent
-    env = {"BATCHCONV_TEST_ARRAYS": library, "JAX_ENABLE_X64": "1", **SUITES[library]}
-    files = [str(tests / f) for f in ("test_correlate.py", "test_metrics.py", "test_properties.py")]
-    r = subprocess.run(
-        [sys.executable, "-m", "pytest", "-q", "-x", "-p", "no:cacheprovider", *files],
-        cwd=tests.parent,
-        env={**os.environ, **env},
-        capture_output=True,
-        text=True,
-        timeout=900,
-    )
-    assert r.returncode == 0, r.stdout[-4000:] + r.stderr[-2000:]
-    assert " passed" in r.stdout.splitlines()[-1]
+    run_suites(library, {"JAX_ENABLE_X64": "1", **SUITES[library]}, timeout=900)

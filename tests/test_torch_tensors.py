@@ -4,15 +4,10 @@ other tests check against the naive loop). Skipped without torch."""
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
-from pathlib import Path
-
 import numpy as np
 import pytest
 from conftest import rand
-from helpers import check_metric
+from helpers import check_metric, run_suites
 from test_correlate import CASES
 from test_metrics import CASES as METRIC_CASES
 
@@ -137,16 +132,4 @@ def test_core_metric_and_property_suites_on_tensors():
     and the hypothesis fuzz (test_properties.py) again with CPU tensors in and out, and
     "direct"/"fft" read as torch_direct/torch_fft wherever those compute the problem
     (``helpers.ARRAYS``), in a subprocess so that the switch is set before collection."""
-    tests = Path(__file__).parent
-    env = {**os.environ, "BATCHCONV_TEST_ARRAYS": "torch_methods"}
-    files = [str(tests / f) for f in ("test_correlate.py", "test_metrics.py", "test_properties.py")]
-    r = subprocess.run(
-        [sys.executable, "-m", "pytest", "-q", "-x", "-p", "no:cacheprovider", *files],
-        cwd=tests.parent,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=1800,
-    )
-    assert r.returncode == 0, r.stdout[-4000:] + r.stderr[-2000:]
-    assert " passed" in r.stdout.splitlines()[-1]
+    run_suites("torch_methods", {}, timeout=1800)
