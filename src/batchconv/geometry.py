@@ -26,7 +26,15 @@ import numpy as np
 
 from .xp import memory_order
 
-__all__ = ["MODES", "PADDINGS", "AxisGeometry", "axis_geometry", "pad_sliding"]
+__all__ = [
+    "MODES",
+    "PADDINGS",
+    "AxisGeometry",
+    "axis_geometry",
+    "pad_sliding",
+    "summing_order",
+    "window_sums",
+]
 
 MODES = ("valid", "same", "full")
 PADDINGS = ("constant", "reflect", "symmetric", "edge", "wrap")
@@ -166,3 +174,30 @@ def pad_sliding(
     if any(t != slice(None) for t in trims):
         x = x[tuple(trims)]
     return x
+
+
+def summing_order(geoms: tuple[AxisGeometry, ...]) -> list[int]:
+    """The order in which :func:`window_sums` sums the sliding axes: the one that shrinks
+    the data most first (fewest outputs per input sample)."""
+    return sorted(range(len(geoms)), key=lambda i: geoms[i].out / max(geoms[i].n, 1))
+
+
+def window_sums(a, geoms: tuple[AxisGeometry, ...], first_axis: int, axis_sums):
+    """Sums of ``a`` over the 'valid' windows of ``geoms`` (stride and dilation included)
+    on the axes ``first_axis, ...``, one sliding axis at a time in
+    :func:`summing_order`. ``axis_sums(a, axis, g, step)`` is the backend's sum along one
+    axis (``step``: its place in the order, 0, 1, ...): NumPy's blocked prefix sums or
+    numba kernel (``metrics/windowed.py``), ``Tensor.unfold`` (``tensors.py``), shift
+    and add for any array-API namespace (``backends/array_api.py``). Each window adds
+    its own samples (or, blocked, two blocks' partial sums), so the rounding is local.
+
+    >>> import numpy as np
+    >>> def shift_add(a, axis, g, step):  # (a 1-D sketch of one axis)
+    ...     return sum(a[j * g.dilation :][: (g.out - 1) * g.stride + 1 : g.stride]
+    ...                for j in range(g.m))
+    >>> window_sums(np.arange(6.0), (axis_geometry(6, 3),), 0, shift_add)
+    array([ 3.,  6.,  9., 12.])
+    """
+    for step, i in enumerate(summing_order(geoms)):
+        a = axis_sums(a, first_axis + i, geoms[i], step)
+    return a

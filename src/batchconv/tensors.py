@@ -31,6 +31,7 @@ from functools import lru_cache
 
 import numpy as np
 
+from . import geometry
 from .arrays import is_torch, plain_tensor
 from .problem import _canonical
 
@@ -203,6 +204,24 @@ def pad_sliding(x, p, first_axis: int = 3):
             idx = _pad_index_on(g.n, g.lo, g.hi, p.padding, x.device)
             x = x.index_select(first_axis + i, idx)
     return x
+
+
+def window_sums(a, geoms, first_axis: int):
+    """Sums of the tensor ``a`` over the 'valid' windows of ``geoms`` (stride and dilation
+    included) on the axes ``first_axis, ...`` (``geometry.window_sums``): along each
+    axis, ``Tensor.unfold`` then a sum, each window's own samples.
+
+    >>> from batchconv.geometry import axis_geometry
+    >>> torch = __import__("pytest").importorskip("torch")
+    >>> window_sums(torch.arange(6.0), (axis_geometry(6, 3),), 0)
+    tensor([ 3.,  6.,  9., 12.])
+    """
+    return geometry.window_sums(a, geoms, first_axis, _unfold_sums)
+
+
+def _unfold_sums(a, axis: int, g, step: int):
+    span = (g.m - 1) * g.dilation + 1
+    return a.unfold(axis, span, g.stride)[..., :: g.dilation].sum(dim=-1)
 
 
 _tf32 = threading.local()

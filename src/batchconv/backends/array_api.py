@@ -24,7 +24,7 @@ import numpy as np
 
 from ..arrays import is_array_api, is_dask, is_torch, to_numpy
 from ..budget import parse_memory
-from ..geometry import AxisGeometry
+from ..geometry import AxisGeometry, window_sums
 from ..problem import Problem
 from ..tensors import _pad_index
 from ..xp import has_module, next_fast_len
@@ -245,17 +245,8 @@ class ArrayAPIBackend:
         return self.xp.fft
 
     def window_sums(self, a: Any, geoms: tuple[AxisGeometry, ...], first: int) -> Any:
-        # shift and add, one sliding axis at a time (the one that shrinks the data most
-        # first): each window adds its own samples, so the rounding error is local
-        order = sorted(range(len(geoms)), key=lambda i: geoms[i].out / max(geoms[i].n, 1))
-        for i in order:
-            g = geoms[i]
-            total = None
-            for j in range(g.m):
-                part = tap(a, first + i, g, j)
-                total = part if total is None else total + part
-            a = total
-        return a
+        # shift and add along each axis: each window adds its own samples
+        return window_sums(a, geoms, first, _shift_add)
 
     # the device
 
@@ -288,6 +279,14 @@ class ArrayAPIBackend:
 def _slice(a, axis: int, start: int, stop: int, step: int = 1):
     """``a[..., start:stop:step, ...]`` along ``axis``."""
     return a[(slice(None),) * axis + (slice(start, stop, step), ...)]
+
+
+def _shift_add(a, axis: int, g: AxisGeometry, step: int):
+    """Window sums along one ``axis``: the taps' samples added."""
+    total = tap(a, axis, g, 0)
+    for j in range(1, g.m):
+        total = total + tap(a, axis, g, j)
+    return total
 
 
 def tap(a, axis: int, g: AxisGeometry, j: int):

@@ -22,6 +22,8 @@ import numpy as np
 from numpy.lib.stride_tricks import as_strided
 
 from ..budget import check_result_fits
+from ..geometry import AxisGeometry
+from ..metrics.windowed import box_sums
 from ..problem import Problem, canonical_out_view, canonical_x
 from ..reduce import apply_reduce
 from ..xp import blas_threads, element_strides, set_workers
@@ -84,6 +86,12 @@ class NumPyBackend:
 
     def zeros(self, shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
         return np.zeros(shape, dtype)
+
+    def window_sums(self, a: np.ndarray, geoms: tuple[AxisGeometry, ...], first: int):
+        """Sums of ``a`` (float64) over the 'valid' windows of ``geoms`` on the axes
+        ``first, ...`` (``metrics.windowed.box_sums``: shifted slices, blocked prefix
+        sums or the numba kernel)."""
+        return box_sums(a, geoms, first)
 
     def scope(self, workers: int | None) -> Scopes:
         """The scope of one call's blocks: ``workers`` threads, BLAS held to them

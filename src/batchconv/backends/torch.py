@@ -117,6 +117,11 @@ class TorchBackend:
     def zeros(self, shape: tuple[int, ...], dtype):
         return _torch().zeros(shape, dtype=torch_dtype(dtype), device=self.device)
 
+    def window_sums(self, a, geoms, first: int):
+        """Sums of the tensor ``a`` over the 'valid' windows of ``geoms`` on the axes
+        ``first, ...`` (``tensors.window_sums``: ``Tensor.unfold`` and a sum per axis)."""
+        return tensors.window_sums(a, geoms, first)
+
     def scope(self, workers: int | None) -> Scopes:
         """TF32 off on CUDA (``tensors.precise``), no autograd (torch's own threads)."""
         return Scopes(precise(self.device), _torch().no_grad())

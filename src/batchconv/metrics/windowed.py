@@ -52,7 +52,7 @@ from types import ModuleType
 import numpy as np
 
 from .. import compiled
-from ..geometry import AxisGeometry, pad_sliding
+from ..geometry import AxisGeometry, pad_sliding, summing_order, window_sums
 from ..nonfinite import affected_windows
 from ..problem import Problem
 from ..xp import get_workers, work_buffer
@@ -96,13 +96,18 @@ def box_sums(
     >>> box_sums(np.arange(6.0), (axis_geometry(6, 3),), 0)
     array([ 3.,  6.,  9., 12.])
     """
-    order = sorted(range(len(geoms)), key=lambda i: geoms[i].out / max(geoms[i].n, 1))
-    for step, i in enumerate(order):
-        a = _box_sum(a, first_axis + i, geoms[i], f"box{step % 2}" if reuse else None)
-    return a
+    return window_sums(a, geoms, first_axis, _box_sums_reused if reuse else _box_sum)
 
 
-def _box_sum(a: np.ndarray, axis: int, g: AxisGeometry, slot: str | None = None) -> np.ndarray:
+def _box_sums_reused(a: np.ndarray, axis: int, g: AxisGeometry, step: int) -> np.ndarray:
+    return _box_sum(a, axis, g, step, f"box{step % 2}")  # the buffers alternate
+
+
+def _box_sum(
+    a: np.ndarray, axis: int, g: AxisGeometry, step: int = 0, slot: str | None = None
+) -> np.ndarray:
+    """Window sums along one ``axis`` (``geometry.window_sums``'s ``axis_sums``), in the
+    work buffer ``slot`` when given."""
     m, d, s, out = g.m, g.dilation, g.stride, g.out
     if m <= _SHIFT_MAX:
         sl = [slice(None)] * a.ndim
@@ -219,7 +224,7 @@ def statistics_bytes(p: Problem, b: int) -> tuple[int, int]:
     if scale:
         peak = max(peak, sums + _error_scale_bytes(lead, list(sizes), geoms))
     current = 0  # the box sums' previous result (the first step reads the sums)
-    for i in sorted(range(len(geoms)), key=lambda i: geoms[i].out / max(geoms[i].n, 1)):
+    for i in summing_order(geoms):
         g = geoms[i]
         rows = 2 * lead * prod(sizes) // max(sizes[i], 1)
         temps = 0

@@ -28,15 +28,16 @@ from types import ModuleType
 
 import numpy as np
 
+from ..geometry import summing_order
 from ..nonfinite import affected_windows
 from ..problem import Problem
-from ..tensors import namespace, pad_sliding
+from ..tensors import namespace, pad_sliding, window_sums
 from . import metric_of
 from .formula import centre, combine, filter_statistics
 from .rules import inner_problem, metric_line
 from .rules import valid_geometry as _valid_geometry
 
-__all__ = ["TorchMetricMethod", "window_sums"]
+__all__ = ["TorchMetricMethod"]
 
 
 def _torch():
@@ -53,24 +54,6 @@ class TorchMetricState:
     sq: object  # (K, P) float64: |b^|^2 (ssd, ncc) or |b|^2 (cosine)
     inv_norm: object  # (K, P) float64: 1 / sqrt(sq), 0 for flat filters
     total: object  # (K, P) float64: sum b^ of the filters as correlated (ssd's B1)
-
-
-def window_sums(a, geoms, first_axis: int):
-    """Sums of ``a`` over the 'valid' windows of ``geoms`` (stride and dilation included)
-    on the axes ``first_axis, ...``: each window's own samples, added by torch (the axis
-    that shrinks the data most goes first).
-
-    >>> from batchconv.geometry import axis_geometry
-    >>> torch = __import__("pytest").importorskip("torch")
-    >>> window_sums(torch.arange(6.0), (axis_geometry(6, 3),), 0)
-    tensor([ 3.,  6.,  9., 12.])
-    """
-    order = sorted(range(len(geoms)), key=lambda i: geoms[i].out / max(geoms[i].n, 1))
-    for i in order:
-        g = geoms[i]
-        span = (g.m - 1) * g.dilation + 1
-        a = a.unfold(first_axis + i, span, g.stride)[..., :: g.dilation].sum(dim=-1)
-    return a
 
 
 class TorchMetricMethod:
@@ -123,7 +106,7 @@ class TorchMetricMethod:
         stats = pad_b * 8 * max(2 * p.C + 2, p.C + 4)
         sums, sizes, current, boxes = 2 * pad_b * 8, [g.padded for g in p.geoms], 0, 0
         geoms = [_valid_geometry(g) for g in p.geoms]
-        for i in sorted(range(p.ndim), key=lambda i: geoms[i].out / max(geoms[i].n, 1)):
+        for i in summing_order(geoms):
             sizes[i] = geoms[i].out
             result = 2 * b * p.P * prod(sizes) * 8
             boxes, current = max(boxes, current + result), result
