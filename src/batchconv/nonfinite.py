@@ -24,10 +24,13 @@ from .problem import Problem
 __all__ = ["affected_windows", "recompute_windows"]
 
 
-def affected_windows(p: Problem, bad: np.ndarray) -> np.ndarray:
+def affected_windows(p: Problem, bad: np.ndarray, padded: bool | None = None) -> np.ndarray:
     """``(b, P, *O)`` booleans: the windows that cover a True of ``bad`` ``(b, P, *S)``,
-    the padding included. One pass per tap and axis (the window is a product of taps)."""
+    the padding included (True where ``padded``; None: where a constant padding value is
+    NaN or Inf). One pass per tap and axis (the window is a product of taps)."""
     cval_bad = p.padding == "constant" and not np.isfinite(p.cval)
+    if padded is not None:
+        cval_bad = padded
     a = pad_sliding(bad[:, None], p.geoms, p.padding, cval_bad, 3)[:, 0]
     for i, g in enumerate(p.geoms):
         ax = 2 + i

@@ -27,6 +27,7 @@ torch is imported only inside these functions.
 from __future__ import annotations
 
 import threading
+from dataclasses import replace
 from functools import lru_cache
 
 import numpy as np
@@ -217,6 +218,15 @@ def window_sums(a, geoms, first_axis: int):
     tensor([ 3.,  6.,  9., 12.])
     """
     return geometry.window_sums(a, geoms, first_axis, _unfold_sums)
+
+
+def covered_windows(p, mask, padded: bool):
+    """``(b, P, *O)`` booleans on ``mask``'s device: the windows of ``p`` that cover a
+    True of ``mask`` ``(b, P, *S)``, the padding True where ``padded`` (window sums of
+    the padded indicator; ``nonfinite.affected_windows`` on the host)."""
+    torch = _torch()
+    ind = pad_sliding(mask.to(torch.float32), replace(p, cval=1.0 if padded else 0.0), 2)
+    return window_sums(ind, p.geoms, 2) > 0
 
 
 def _unfold_sums(a, axis: int, g, step: int):

@@ -20,6 +20,12 @@ filters ``b^``, and per filter its mean ``mu``, ``B1 = sum b^``, ``B2 = sum b^^2
   ``s2``; a flat window (spread at the rounding noise of the sums) or a flat filter
   gives 0; clipped to the metric's range.
 
+The NaN/Inf policy of the windowed metrics, the same for every array library and also
+written once here: NaN and Inf in ``x`` (or as ``cval``) are replaced by zeros for the
+computation (:func:`zeroed`), then the windows that cover one get the float64 loop's
+value (:func:`loop_values`): NaN, or for ``inf_gives_inf`` metrics (ssd) +Inf where the
+window covers no NaN. NumPy's ``windowed.py`` uses these two as well.
+
 >>> import numpy as np
 >>> from batchconv.problem import make_problem
 >>> p = make_problem((1, 8), np.float64, (1, 3), np.float64, metric="ncc")
@@ -31,13 +37,15 @@ filters ``b^``, and per filter its mean ``mu``, ``B1 = sum b^``, ``B2 = sum b^^2
 
 from __future__ import annotations
 
+import cmath
+from dataclasses import replace
 from typing import Any
 
 from ..problem import Problem
 from . import metric_of
 from .rules import noise_floor
 
-__all__ = ["filter_statistics", "centre", "combine"]
+__all__ = ["filter_statistics", "centre", "combine", "loop_values", "put_in_place", "zeroed"]
 
 
 def filter_statistics(xp, p: Problem, wc, f64) -> tuple[Any, Any, Any, Any, Any]:
@@ -112,3 +120,47 @@ def combine(xp, p: Problem, dot, s1, s2, c, stats, k0: int, k1: int, f64):
     y *= xp.astype(per_filter(inv_norm), dot.dtype)  # (in place where arrays are mutable)
     low, high = metric.range
     return xp.clip(y, min=low, max=high)
+
+
+def zeroed(xp, p: Problem, xb, check: bool = True) -> tuple[Problem | None, Any]:
+    """``(q, xz)``: the problem and chunk to compute with when ``xb`` ``(b, C, P, *S)`` or
+    a constant padding value holds a NaN or Inf: ``cval`` 0 and zeros in their places;
+    ``(None, xb)`` when all is finite (``check``: one host synchronisation; without it,
+    for compiled code, the zeros are always put in)."""
+    bad = ~xp.isfinite(xb)
+    cval_bad = p.padding == "constant" and not cmath.isfinite(p.cval)
+    if check and not (cval_bad or bool(xp.any(bad))):
+        return None, xb
+    q = replace(p, cval=0.0) if cval_bad else p
+    return q, xp.where(bad, xp.zeros_like(xb), xb)
+
+
+def loop_values(xp, p: Problem, y, xb, mean, covered, put):
+    """``y`` ``(b, k, P, *O)`` with the windows that cover a NaN or Inf of ``xb``
+    ``(b, C, P, *S)`` (or of a constant padding value) set to the float64 loop's value:
+    NaN, or +Inf for an ``inf_gives_inf`` metric where the window covers no NaN. Only
+    for the finite filters (``mean`` ``(k, P)``, NaN or Inf where a filter holds one:
+    those give NaN everywhere already).
+
+    ``covered(mask, padded)``: the backend's windows ``(b, P, *O)`` that cover a True of
+    ``mask`` ``(b, P, *S)``, with the padding True when ``padded``
+    (``nonfinite.affected_windows`` for NumPy, ``tensors.covered_windows``, the
+    portable engine's window sums of indicators); ``put(y, where, value)``: ``y`` with
+    ``value`` at ``where`` (:func:`put_in_place` for mutable arrays)."""
+    constant = p.padding == "constant"
+    ones = (1,) * p.ndim
+    finite = xp.reshape(xp.isfinite(mean), (1, *mean.shape, *ones))
+    bad = xp.any(~xp.isfinite(xb), axis=1)
+    any_w = xp.expand_dims(covered(bad, constant and not cmath.isfinite(p.cval)), axis=1)
+    if not metric_of(p.metric).inf_gives_inf:
+        return put(y, any_w & finite, float("nan"))
+    nan = xp.any(xp.isnan(xb), axis=1)
+    nan_w = xp.expand_dims(covered(nan, constant and cmath.isnan(p.cval)), axis=1)
+    y = put(y, any_w & ~nan_w & finite, float("inf"))
+    return put(y, nan_w & finite, float("nan"))
+
+
+def put_in_place(y, where, value: float):
+    """``y`` with ``value`` written at ``where`` (NumPy arrays and torch tensors)."""
+    y[where] = value
+    return y

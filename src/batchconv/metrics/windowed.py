@@ -45,7 +45,8 @@ array([[ 1.   ,  0.   , -0.866,  0.   ]])
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
+from functools import partial
 from math import prod
 from types import ModuleType
 
@@ -57,6 +58,7 @@ from ..nonfinite import affected_windows
 from ..problem import Problem
 from ..xp import get_workers, work_buffer
 from . import metric_of
+from .formula import loop_values, put_in_place, zeroed
 from .rules import inner_problem, metric_line
 from .rules import noise_floor as _noise_floor
 from .rules import valid_geometry as _valid_geometry
@@ -267,19 +269,6 @@ def _error_scale_bytes(lead: int, sizes: list[int], geoms: tuple[AxisGeometry, .
     return peak
 
 
-def _set_windows(
-    block: np.ndarray, where: np.ndarray, value: float, finite_filters: np.ndarray
-) -> None:
-    """Set ``block`` (b, k, P, *O) to ``value`` at the windows ``where`` (b, P, *O), for
-    the filters that are finite (``finite_filters`` (k, P); the others are NaN
-    everywhere already)."""
-    if where.any():
-        mask = where[:, None] & finite_filters.reshape(
-            1, *finite_filters.shape, *([1] * (where.ndim - 2))
-        )
-        block[mask] = value
-
-
 class MetricMethod:
     """ssd, ncc or cosine on top of a correlation method (the method interface of
     ``methods/__init__.py``: prepare, compute, fuses_reduce, workspace_bytes)."""
@@ -386,23 +375,12 @@ class MetricMethod:
         if p.window_size == 0:  # an empty summed axis: every window is empty
             block[...] = 0
             return block
-        bad = ~np.isfinite(xc)
-        cval_bad = p.padding == "constant" and not np.isfinite(p.cval)
-        if not (cval_bad or bad.any()):
+        q, xz = zeroed(np, p, xc)
+        if q is None:
             return self._compute(p, st, xc, k0, k1, block)
-        q = replace(p, cval=0.0) if cval_bad else p
-        self._compute(q, st, np.where(bad, 0, xc), k0, k1, block)
-        nan_in = np.isnan(xc).any(axis=1)
-        nan_cval = cval_bad and np.isnan(p.cval)
-        nan_w = affected_windows(replace(p, cval=p.cval if nan_cval else 0.0), nan_in)
-        any_w = affected_windows(p, bad.any(axis=1))
-        finite = np.isfinite(st.mean[k0:k1])  # a filter's mean: NaN/Inf if one tap is
-        if metric_of(p.metric).inf_gives_inf:
-            _set_windows(block, any_w & ~nan_w, np.inf, finite)
-            _set_windows(block, nan_w, np.nan, finite)
-        else:
-            _set_windows(block, any_w, np.nan, finite)
-        return block
+        self._compute(q, st, xz, k0, k1, block)
+        covered = partial(affected_windows, p)
+        return loop_values(np, p, block, xc, st.mean[k0:k1], covered, put_in_place)
 
     def _compute(
         self, p: Problem, st: MetricState, xc: np.ndarray, k0: int, k1: int, block: np.ndarray

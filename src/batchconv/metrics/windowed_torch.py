@@ -9,8 +9,8 @@ window's own samples (``Tensor.unfold`` then a sum, one sliding axis at a time),
 rounding error is local to the window by construction and the flatness floor
 (``rules.noise_floor``) takes the window's own ``A2`` as its scale. Flat windows and
 flat filters give exactly 0, ncc and cosine are clipped to [-1, 1], and windows that
-cover a NaN or Inf get the loop's value (found on the host from the chunk's mask, which
-is only read when the chunk holds one).
+cover a NaN or Inf get the loop's value (``formula.zeroed`` and ``loop_values``, the
+windows found on the device by ``tensors.covered_windows``).
 
 >>> import batchconv as bc
 >>> torch = __import__("pytest").importorskip("torch")
@@ -22,18 +22,16 @@ tensor([[ 1.0000,  0.0000, -0.8660,  0.0000]], dtype=torch.float64)
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
+from functools import partial
 from math import prod
 from types import ModuleType
 
-import numpy as np
-
 from ..geometry import summing_order
-from ..nonfinite import affected_windows
 from ..problem import Problem
-from ..tensors import namespace, pad_sliding, window_sums
+from ..tensors import covered_windows, namespace, pad_sliding, window_sums
 from . import metric_of
-from .formula import centre, combine, filter_statistics
+from .formula import centre, combine, filter_statistics, loop_values, put_in_place, zeroed
 from .rules import inner_problem, metric_line
 from .rules import valid_geometry as _valid_geometry
 
@@ -126,14 +124,12 @@ class TorchMetricMethod:
         if not b * k * p.P * prod(p.O) or p.window_size == 0:
             y = torch.zeros((b, k, p.P, *p.O), dtype=xc.dtype, device=xc.device)
         else:
-            bad = ~torch.isfinite(xc)
-            cval_bad = p.padding == "constant" and not np.isfinite(p.cval)
-            if not (cval_bad or bool(bad.any())):
-                y = self._compute(p, st, xc, k0, k1)
-            else:
-                q = replace(p, cval=0.0) if cval_bad else p
-                y = self._compute(q, st, torch.where(bad, 0, xc), k0, k1)
-                self._set_nonfinite(p, y, xc, bad, cval_bad, st.mean[k0:k1])
+            xp = namespace()
+            q, xz = zeroed(xp, p, xc)
+            y = self._compute(q or p, st, xz, k0, k1)
+            if q is not None:
+                covered = partial(covered_windows, p)
+                y = loop_values(xp, p, y, xc, st.mean[k0:k1], covered, put_in_place)
         if out is None:
             return y
         out.copy_(y)
@@ -152,23 +148,3 @@ class TorchMetricMethod:
         return combine(
             xp, p, dot, s1.unsqueeze(1), s2.unsqueeze(1), c, stats, k0, k1, torch.float64
         )
-
-    @staticmethod
-    def _set_nonfinite(p: Problem, y, xc, bad, cval_bad: bool, mean) -> None:
-        """Windows covering a NaN/Inf of ``xc`` (or of ``cval``) get the loop's value, for
-        the finite filters (``mean``: theirs, (k, P); the others are NaN everywhere)."""
-        torch = _torch()
-        nan_cval = cval_bad and np.isnan(p.cval)
-        nan_in = torch.isnan(xc).any(dim=1).cpu().numpy()
-        nan_w = affected_windows(replace(p, cval=p.cval if nan_cval else 0.0), nan_in)
-        any_w = affected_windows(p, bad.any(dim=1).cpu().numpy())
-        finite = torch.isfinite(mean).reshape(1, *mean.shape, *([1] * p.ndim))
-
-        def where(mask):
-            return torch.from_numpy(mask).to(y.device).unsqueeze(1) & finite
-
-        if metric_of(p.metric).inf_gives_inf:
-            y[where(any_w & ~nan_w)] = float("inf")
-            y[where(nan_w)] = float("nan")
-        else:
-            y[where(any_w)] = float("nan")

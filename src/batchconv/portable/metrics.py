@@ -23,14 +23,14 @@ array([[ 1.   ,  0.   , -0.866,  0.   ]])
 
 from __future__ import annotations
 
-from dataclasses import replace
+from functools import partial
 from math import prod
 from typing import Any, NamedTuple
 
 import numpy as np
 
 from ..metrics import metric_of
-from ..metrics.formula import centre, combine, filter_statistics
+from ..metrics.formula import centre, combine, filter_statistics, loop_values, zeroed
 from ..metrics.rules import inner_problem, valid_geometry
 from ..problem import Problem, problem_cache
 from .methods import DIRECT, _offsets, _outputs, compute
@@ -76,12 +76,16 @@ class Windowed:
 
     def fix(self, be, p: Problem, st: WindowedState, xb, k0: int, k1: int, budget: int):
         """NaN and Inf (of ``x`` or ``cval``) replaced by zeros for the computation, then
-        the windows that cover one set to the loop's value."""
+        the windows that cover one set to the loop's value (``formula.py``'s policy)."""
         xp = be.xp
-        bad = ~xp.isfinite(xb)
-        q = replace(p, cval=0.0) if p.padding == "constant" and not np.isfinite(p.cval) else p
-        y, _ = self._compute(be, q, st, xp.where(bad, xp.zeros_like(xb), xb), k0, k1, budget)
-        return self._nonfinite(be, p, st, y, xb, bad, k0, k1)
+        q, xz = zeroed(xp, p, xb, check=False)
+        y, _ = self._compute(be, q, st, xz, k0, k1, budget)
+
+        def put(y, where, value):
+            return xp.where(where, be.scalar(value, y.dtype), y)
+
+        covered = partial(_covered, be, p)
+        return loop_values(xp, p, y, xb, st.mean[k0:k1, ...], covered, put)
 
     def _compute(
         self, be, p: Problem, st: WindowedState, xb, k0: int, k1: int, budget: int, pure=False
@@ -103,25 +107,6 @@ class Windowed:
         s1, s2 = xp.expand_dims(s1, axis=1), xp.expand_dims(s2, axis=1)  # (b, 1, P, *O)
         stats = (st.mean, st.sq, st.inv_norm, st.total)
         return combine(xp, p, dot, s1, s2, c, stats, k0, k1, f64), ok
-
-    def _nonfinite(self, be, p: Problem, st: WindowedState, y, xb, bad, k0: int, k1: int):
-        """``y`` with the windows that cover a NaN/Inf of ``xb`` (or of ``cval``) set to
-        the loop's value, for the finite filters (the others are NaN everywhere)."""
-        xp = be.xp
-        nan_cval = p.padding == "constant" and bool(np.isnan(p.cval))
-        cval_bad = p.padding == "constant" and not np.isfinite(p.cval)
-        nan_w = _covered(be, p, xp.any(xp.isnan(xb), axis=1), nan_cval)
-        any_w = _covered(be, p, xp.any(bad, axis=1), cval_bad)
-        finite = xp.reshape(xp.isfinite(st.mean[k0:k1, ...]), (1, k1 - k0, p.P, *([1] * p.ndim)))
-        nan_w, any_w = (
-            xp.expand_dims(nan_w, axis=1) & finite,
-            xp.expand_dims(any_w, axis=1) & finite,
-        )
-        nan, inf = be.scalar(float("nan"), y.dtype), be.scalar(float("inf"), y.dtype)
-        if metric_of(p.metric).inf_gives_inf:
-            y = xp.where(any_w & ~nan_w, inf, y)
-            return xp.where(nan_w, nan, y)
-        return xp.where(any_w, nan, y)
 
     def workspace_bytes(self, p: Problem, b: int, k: int, budget: int) -> int:
         r = p.dtype.itemsize
