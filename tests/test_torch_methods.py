@@ -176,6 +176,60 @@ def test_nonfinite_stays_local(method, rng):
     np.testing.assert_array_equal(np.isnan(y.numpy()), np.isnan(ref))
 
 
+@pytest.mark.parametrize("reduce", [None, "max", "argmin"])
+@pytest.mark.parametrize("memory", [None, 12000])
+def test_fft_plan_redoes_only_the_flagged_windows_and_bad_filters(reduce, memory, rng, monkeypatch):
+    """The plan's NaN/Inf policy on torch_fft, as on NumPy's fft: the windows that cover
+    a NaN of x are summed directly, the filters holding one are redone by the exact
+    method as a bank of their own, the rest keeps the FFT's results; in one block or
+    many, with a reduction or none."""
+    from batchconv import planner
+    from batchconv.methods import torch_fft
+
+    x, w = rand(rng, (6, 2, 40), np.float64), rand(rng, (5, 2, 4), np.float64)
+    x[4, 1, 17] = np.nan
+    w[2, 0, 1] = np.inf
+    ref = naive_correlate(x, w, "ncs,kcs->nks|s", mode="same")
+    want = ref if reduce is None else bc.reduce.apply_reduce(reduce, ref, (2,))
+    spec = "ncs,kcs->nks|s" if reduce is None else "ncs,kcs->nk|s"
+    exact = torch_fft.exact_method(
+        make_problem((6, 2, 40), np.float64, (5, 2, 4), np.float64, spec), "cpu"
+    )
+    calls, windows = [], []
+    real_compute, real_values = exact.compute, planner.window_values
+    monkeypatch.setattr(
+        exact,
+        "compute",
+        lambda p, st, xc, k0, k1, **kw: (
+            calls.append((xc.shape[0], k1 - k0)),
+            real_compute(p, st, xc, k0, k1, **kw),
+        )[1],
+    )
+    monkeypatch.setattr(
+        planner,
+        "window_values",
+        lambda p, xb, wc, where, *a: (
+            windows.append(int(where.sum())),
+            real_values(p, xb, wc, where, *a),
+        )[1],
+    )
+    plan = bc.plan(
+        torch.from_numpy(x),
+        torch.from_numpy(w),
+        spec,
+        method="torch_fft",
+        mode="same",
+        reduce=reduce,
+        memory=memory,
+    )
+    y = plan(torch.from_numpy(x)).numpy()
+    np.testing.assert_array_equal(np.isnan(y), np.isnan(want))
+    ok = ~np.isnan(want)
+    np.testing.assert_allclose(y[ok], want[ok], rtol=1e-10, atol=1e-10)
+    assert sum(b * k for b, k in calls) == 6 * 1, calls  # the bad filter, every item
+    assert set(windows) == {4}, windows  # the 4 windows over the NaN, per filter block
+
+
 def test_4d_nonfinite_fallback(rng):
     x, w = rand(rng, (2, 5, 4, 4, 3), np.float64), rand(rng, (2, 2, 3, 2, 2), np.float64)
     x[0, 1, 1, 1, 1] = np.nan

@@ -21,7 +21,7 @@ import numpy as np
 from .geometry import pad_sliding
 from .problem import Problem
 
-__all__ = ["affected_windows", "recompute_windows"]
+__all__ = ["affected_windows", "recompute_windows", "window_values"]
 
 
 def affected_windows(p: Problem, bad: np.ndarray, padded: bool | None = None) -> np.ndarray:
@@ -57,6 +57,17 @@ def recompute_windows(
     """Overwrite ``block`` (b, k, P, *O) at the windows ``where`` (b, P, *O) with their
     plain sums over the taps of the canonical items ``xb`` (b, C, P, *S) and filters
     ``wc[k0:k1]``, a few windows at a time within ``budget`` bytes."""
+    for index, values in window_values(p, xb, wc, where, k0, k1, budget):
+        block[index] = values
+
+
+def window_values(
+    p: Problem, xb: np.ndarray, wc: np.ndarray, where: np.ndarray, k0: int, k1: int, budget: int
+):
+    """The plain sums over the taps of the windows ``where`` (b, P, *O) of the canonical
+    items ``xb`` (b, C, P, *S) with the filters ``wc[k0:k1]``, a few windows at a time
+    within ``budget`` bytes: yields ``(index, values)``, ``values`` (n, k) to be written
+    at ``block[index]`` of a (b, k, P, *O) block (index arrays and a slice)."""
     idx = np.nonzero(where)  # (b, p, o_1, ..., o_d)
     n = idx[0].size
     if n == 0:
@@ -82,4 +93,4 @@ def recompute_windows(
         patches = xp[tuple(lead + pos)].reshape(m, -1, p.C)  # (m, taps, C)
         wsel = wc[k0:k1][:, :, sel[1]].reshape(k, p.C, m, -1)  # (k, C, m, taps)
         # the taps flattened: any number of sliding axes (einsum has 52 letters)
-        block[(sel[0], slice(None), *sel[1:])] = np.einsum("ntc,kcnt->nk", patches, wsel)
+        yield (sel[0], slice(None), *sel[1:]), np.einsum("ntc,kcnt->nk", patches, wsel)

@@ -35,7 +35,7 @@ from .methods import METHODS, ON_CHANGE, get_method, module_of
 from .methods import direct as direct_method
 from .metrics.dispatch import method_for, methods_for_metric
 from .metrics.dispatch import state_bytes as metric_state_bytes
-from .nonfinite import affected_windows, recompute_windows
+from .nonfinite import affected_windows, window_values
 from .problem import (
     Problem,
     canonical_w,
@@ -120,9 +120,10 @@ class Plan:
     candidates: tuple[Candidate, ...]
     reason: str
     state: object = field(repr=False)
-    # FFT plans keep the canonical filters to make NaN/Inf local (see _redo_nonfinite):
-    # an FFT would spread one over the whole item
-    filters: np.ndarray | None = field(default=None, repr=False)
+    # the canonical filters (an array, or a tensor on the plan's device), kept by plans
+    # whose method spreads a NaN/Inf over whole items (an FFT) to keep them local (see
+    # _redo_nonfinite)
+    filters: Any = field(default=None, repr=False)
     # where a torch method runs ("cpu", "cuda:0"); None for the NumPy methods
     device: str | None = None
     # the filters holding a NaN/Inf (indices; with ``filters``): redone directly
@@ -134,7 +135,7 @@ class Plan:
 
     def __post_init__(self) -> None:
         if self.filters is not None and self.bad_filters is None:
-            self.bad_filters = _nonfinite_filters(self.filters)
+            self.bad_filters = self.backend.nonfinite_filters(self.filters)
 
     @property
     def _shortcuts(self) -> dict:
@@ -295,7 +296,7 @@ class Plan:
                     k0 = k1
                 b0 = min(b0 + cb, p.B)
             if check:
-                self._redo_nonfinite(p, xc, canon, reduce, flagged)
+                self._redo_nonfinite(be, p, xc, canon, reduce, flagged)
         return final if final is not None else final_view(p, canon)
 
     def _compute_block(self, p, mod, xb, k0: int, k1: int, dest, reduce, check) -> set[int]:
@@ -352,40 +353,49 @@ class Plan:
             )
         return p, chunk
 
-    def _redo_nonfinite(
-        self, p: Problem, xc: np.ndarray, canon: np.ndarray, reduce, flagged: set[int]
-    ) -> None:
-        """Make non-finite values local (see ``nonfinite.py``): the flagged items (FFT
-        results not all finite) are transformed again with zeros in place of NaN/Inf and
-        the windows that cover one are summed directly; filters holding NaN/Inf (whose
-        spectra were made with zeros there) are redone with the direct method."""
+    def _redo_nonfinite(self, be, p: Problem, xc, canon, reduce, flagged: set[int]) -> None:
+        """The NaN/Inf policy of a method that declares ``SPREADS_NONFINITE`` (an FFT, in
+        which one NaN or Inf reaches every output of its item), for every backend: the
+        items it flagged are transformed again with zeros in place of their NaN/Inf
+        (and of a non-finite ``cval``), and the windows that cover one are summed
+        directly on the host (``nonfinite.py``: a few short sums); the filters that hold
+        a NaN or Inf (the method's spectra were made with zeros there) are redone by the
+        method's ``exact_method`` (direct; on CUDA torch_direct)."""
+        if flagged:
+            self._redo_items(be, p, xc, canon, reduce, np.array(sorted(flagged), np.intp))
+        if self.bad_filters.size:  # a bank of their own: the exact method's best kernel
+            exact = getattr(self.module, "exact_method", None)
+            exact = direct_method if exact is None else exact(p, self.device)
+            bad = self.bad_filters
+            q = replace(p, K=bad.size, bank_shape=(bad.size,))
+            state = remembered(
+                self, "exact", lambda: exact.prepare(q, self.filters[be.index(bad)], self.memory)
+            )
+            dcb, dck = _chunks(q, exact, self.memory)
+            for b0 in range(0, p.B, dcb):
+                xb = be.batch_block(p, xc, b0, b0 + dcb)
+                for k0 in range(0, q.K, dck):
+                    r = exact.compute(q, state, xb, k0, min(k0 + dck, q.K))
+                    where = be.index(bad[k0 : k0 + dck])
+                    canon[b0 : b0 + dcb, where] = r if reduce is None else reduce(r)
+
+    def _redo_items(self, be, p: Problem, xc, canon, reduce, items: np.ndarray) -> None:
+        """The flagged ``items`` (see :meth:`_redo_nonfinite`), ``chunk`` at a time."""
         cb, ck = self.chunk
-        items = np.array(sorted(flagged), np.intp)
-        # a NaN/Inf cval is zeros in the transform too (the state keeps its explicit
-        # padding layout); the windows that reach into the padding are summed directly
         zeros = p if np.isfinite(p.cval) else replace(p, cval=0.0)
+        filters = remembered(self, "host filters", lambda: be.to_host(self.filters))
         for i in range(0, items.size, cb):
-            it = items[i : i + cb]
-            xb = xc[it].astype(p.dtype, copy=False)
-            bad = ~np.isfinite(xb)
-            xz = np.where(bad, 0, xb)
-            where = affected_windows(p, bad.any(axis=1))
+            it = be.index(items[i : i + cb])
+            xb = be.batch_block(p, xc[it], 0, len(it))
+            xh = be.to_host(xb)
+            where = affected_windows(p, (~np.isfinite(xh)).any(axis=1))
+            xz = be.zero_nonfinite(xb)
             for k0 in range(0, p.K, ck):
                 k1 = min(k0 + ck, p.K)
                 block = self.module.compute(zeros, self.state, xz, k0, k1)
-                recompute_windows(p, xb, self.filters, block, where, k0, k1, self.memory)
+                for index, values in window_values(p, xh, filters, where, k0, k1, self.memory):
+                    be.put(block, index, values)
                 canon[it, k0:k1] = block if reduce is None else reduce(block)
-        if self.bad_filters.size:
-            # the direct method's state, made when first needed, kept beside the plan
-            direct = remembered(
-                self, "direct", lambda: direct_method.prepare(p, self.filters, self.memory)
-            )
-            dcb = _chunks(p, direct_method, self.memory)[0]
-            for k in self.bad_filters:
-                for b0 in range(0, p.B, dcb):
-                    xb = xc[b0 : b0 + dcb].astype(p.dtype, copy=False)
-                    r = direct_method.compute(p, direct, xb, k, k + 1)
-                    canon[b0 : b0 + dcb, k : k + 1] = r if reduce is None else reduce(r)
 
     def _planned_kernels(self) -> compiled.use_numba:
         """The compiled kernels switched as they were when the plan was made."""
@@ -618,14 +628,6 @@ def plan_problem(
     return _prepare(p, w, chosen, cands, budget, workers, device, reason)
 
 
-def _nonfinite_filters(wc: np.ndarray) -> np.ndarray:
-    """Indices of the canonical filters ``wc`` (K, C, P, *T) holding a NaN or Inf."""
-    k = wc.shape[0]
-    if wc.dtype.kind not in "fc":
-        return np.zeros(0, np.intp)
-    return np.flatnonzero(~np.isfinite(wc).reshape(k, prod(wc.shape[1:])).all(axis=1))
-
-
 def _prepare(
     p: Problem,
     w,
@@ -639,22 +641,29 @@ def _prepare(
     """The plan of method ``chosen``: the filters prepared on its device."""
     cand = next(c for c in cands if c.method == chosen)
     made = (p, chosen, cand.chunk, budget, workers, cands, reason)
-    if get_method(chosen).ON_TENSORS:
-        dev = device or "cpu"
-        room = _room(p, chosen, budget)
-        state = method_for(p, chosen, dev).prepare(p, tensor_canonical_w(p, w, dev), room)
-        return Plan(*made, state, device=dev, compiled=compiled.enabled())
-    w, _ = to_numpy(w, "w")
-    wc = canonical_w(p, w)
-    finite = wc.dtype.kind not in "fc" or np.isfinite(wc).all()
-    computing = method_for(p, chosen)
-    # where a NaN/Inf would spread over the items' results, the plan redoes them directly
-    # (see Plan): the method gets zeros in place of the filters' NaN/Inf
+    on_tensors = get_method(chosen).ON_TENSORS
+    dev = (device or "cpu") if on_tensors else None
+    be = NUMPY if dev is None else TorchBackend.on(dev)
+    if on_tensors:
+        wc = tensor_canonical_w(p, w, dev)
+    else:
+        wc = canonical_w(p, to_numpy(w, "w")[0])
+    computing = method_for(p, chosen, dev)
+    # where a NaN/Inf would spread over the items' results, the plan redoes them exactly
+    # (Plan._redo_nonfinite): the method gets zeros in place of the filters' NaN/Inf
     spreads = getattr(computing, "SPREADS_NONFINITE", False)
+    bad = be.nonfinite_filters(wc) if spreads else None
     with set_workers(workers):
         state = computing.prepare(
             p,
-            wc if finite or not spreads else np.where(np.isfinite(wc), wc, 0),
+            be.zero_nonfinite(wc) if bad is not None and bad.size else wc,
             _room(p, chosen, budget),
         )
-    return Plan(*made, state, filters=wc if spreads else None, compiled=compiled.enabled())
+    return Plan(
+        *made,
+        state,
+        filters=wc if spreads else None,
+        device=dev,
+        bad_filters=bad,
+        compiled=compiled.enabled(),
+    )

@@ -18,6 +18,8 @@ budget is the host's.
 
 from __future__ import annotations
 
+from math import prod
+
 import numpy as np
 from numpy.lib.stride_tricks import as_strided
 
@@ -101,6 +103,29 @@ class NumPyBackend:
     def reduce(self, reduce, block: np.ndarray, axes: tuple[int, ...]) -> np.ndarray:
         return apply_reduce(reduce, block, axes)
 
+    def nonfinite_filters(self, wc: np.ndarray) -> np.ndarray:
+        """Indices of the canonical filters ``wc`` (K, C, P, *T) holding a NaN or Inf."""
+        if wc.dtype.kind not in "fc":
+            return np.zeros(0, np.intp)
+        finite = np.isfinite(wc).reshape(wc.shape[0], prod(wc.shape[1:]))
+        return np.flatnonzero(~finite.all(axis=1))
+
+    def zero_nonfinite(self, a: np.ndarray) -> np.ndarray:
+        """``a`` with zeros in place of its NaN and Inf (a new array)."""
+        return np.where(np.isfinite(a), a, 0)
+
+    def index(self, items: np.ndarray) -> np.ndarray:
+        """Item indices as this library indexes with them."""
+        return items
+
+    def to_host(self, a: np.ndarray) -> np.ndarray:
+        """``a`` as a NumPy array (itself)."""
+        return a
+
+    def put(self, a: np.ndarray, index: tuple, values: np.ndarray) -> None:
+        """``a[index] = values`` (NumPy index arrays and slices)."""
+        a[index] = values
+
     def is_out_of_memory(self, e: BaseException) -> bool:
         """False: a MemoryError on the host is not mended by a smaller block."""
         return False
@@ -152,7 +177,7 @@ class NumPyBackend:
                 kw = {"nonfinite": flagged} if check else {}
                 mod.compute(p, plan.state, xc, 0, p.K, out=canon, **kw)
             if check and (flagged or plan.bad_filters.size):
-                plan._redo_nonfinite(p, xc, canon, None, flagged)
+                plan._redo_nonfinite(self, p, xc, canon, None, flagged)
         return final
 
 

@@ -26,6 +26,8 @@ from __future__ import annotations
 from functools import lru_cache
 from math import prod
 
+import numpy as np
+
 from .. import tensors
 from ..arrays import is_torch, numpy_dtype, plain_tensor
 from ..budget import check_result_fits
@@ -130,6 +132,36 @@ class TorchBackend:
         """``reduce.apply_reduce`` with array-api-compat's torch namespace."""
         return apply_reduce(reduce, block, axes, namespace())
 
+    def nonfinite_filters(self, wc) -> np.ndarray:
+        """Indices (on the host) of the canonical filters ``wc`` (K, C, P, *T) holding a
+        NaN or Inf (one synchronisation)."""
+        torch = _torch()
+        if not (wc.is_floating_point() or wc.is_complex()):
+            return np.zeros(0, np.intp)
+        ok = torch.isfinite(wc).reshape(wc.shape[0], prod(wc.shape[1:])).all(dim=1)
+        return np.flatnonzero(~ok.cpu().numpy())
+
+    def zero_nonfinite(self, a):
+        """``a`` with zeros in place of its NaN and Inf (a new tensor)."""
+        torch = _torch()
+        return torch.where(torch.isfinite(a), a, torch.zeros((), dtype=a.dtype, device=a.device))
+
+    def index(self, items: np.ndarray):
+        """Item indices (a NumPy array) as a tensor on this device."""
+        return _torch().from_numpy(items).to(self.device)
+
+    def to_host(self, a) -> np.ndarray:
+        """The tensor ``a`` as a NumPy array (its own memory on the CPU)."""
+        return a.detach().cpu().numpy()
+
+    def put(self, a, index: tuple, values: np.ndarray) -> None:
+        """``a[index] = values``, the NumPy index arrays and values sent to the device."""
+        torch = _torch()
+        on = tuple(
+            torch.from_numpy(i).to(self.device) if isinstance(i, np.ndarray) else i for i in index
+        )
+        a[on] = torch.from_numpy(values).to(device=self.device, dtype=a.dtype)
+
     def is_out_of_memory(self, e: BaseException) -> bool:
         return is_out_of_memory(e)
 
@@ -147,10 +179,19 @@ class TorchBackend:
         spec's order (C-contiguous, as an NCHW or channels-last convolution's output
         usually is already). For a method with ``one_call`` and no dtype change or
         rounding, the plan also remembers the call for this layout (see the module)."""
+        check = plan.filters is not None and p.dtype.kind in "fc"  # (NaN/Inf: see plan)
         with self.scope(None):
-            y = self._learn_shortcut(plan, layout, p, mod, x, xc)
+            y = None
+            if not (check and plan.bad_filters.size):  # (those: redone after each call)
+                y = self._learn_shortcut(plan, layout, p, mod, x, xc)
             if y is None:
-                y = final_view(p, mod.compute(p, plan.state, xc, 0, p.K)).contiguous()
+                flagged: set[int] = set()
+                yc = mod.compute(
+                    p, plan.state, xc, 0, p.K, **({"nonfinite": flagged} if check else {})
+                )
+                if check and (flagged or plan.bad_filters.size):
+                    plan._redo_nonfinite(self, p, xc, yc, None, flagged)
+                y = final_view(p, yc).contiguous()
         return y
 
     def _learn_shortcut(self, plan, layout, p: Problem, mod, xt, xc):

@@ -14,11 +14,13 @@ A method module declares what it is (the :class:`Method` protocol):
   device)``, its seconds for the cost model;
 * ``EXACT_FOR_INTEGERS``: integer inputs give exact integers (``auto`` prefers it there);
 * ``SPREADS_NONFINITE``: a NaN/Inf in ``x`` can spread over the whole item's result (an
-  FFT), so the planner redoes the flagged items exactly (see ``nonfinite.py``): such a
-  method's ``compute`` takes ``nonfinite=`` (a set) and adds to it the indices, within
-  the chunk, of the items whose results are not all finite; it gets zeros in place of
-  the filters' NaN/Inf, and the planner redoes those filters directly (NumPy methods;
-  a tensor method handles NaN/Inf itself);
+  FFT), so the plan redoes the flagged items exactly (``Plan._redo_nonfinite``, the one
+  NaN/Inf policy, for NumPy arrays and torch tensors): such a method's ``compute``
+  takes ``nonfinite=`` (a set) and adds to it the indices, within the chunk, of the
+  items whose results are not all finite; it gets zeros in place of the filters'
+  NaN/Inf, and the plan redoes those filters, as a bank of their own, with
+  ``exact_method(problem, device)`` (a method module; ``direct`` where the module has
+  none), and in the flagged items the windows that cover a NaN/Inf (``nonfinite.py``);
 
 and computes:
 

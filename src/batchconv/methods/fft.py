@@ -43,6 +43,7 @@ from ..xp import (
     parallel_for,
     work_buffer,
 )
+from . import direct
 
 __all__ = [
     "FFTState",
@@ -630,6 +631,12 @@ def _pair_bytes(p: Problem, shape: tuple[int, ...]) -> int:
     half = prod(half_shape(shape, p.dtype.kind == "c"))
     c = np.result_type(p.dtype, np.complex64).itemsize
     return p.P * (half * c + prod(shape) * p.dtype.itemsize)
+
+
+def exact_method(p: Problem, device: str | None = None):
+    """The method that computes what a transform would spread a NaN or Inf over (the
+    plan's NaN/Inf policy, ``Plan._redo_nonfinite``: the filters holding one): direct."""
+    return direct
 
 
 def _flag_nonfinite(y: np.ndarray, first: int, nonfinite: set | None) -> None:
