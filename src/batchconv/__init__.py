@@ -10,6 +10,7 @@ from ._version import __version__
 from .api import clear_plan_cache, convolve, correlate, plan
 from .compiled import use_numba
 from .config import show_config
+from .peak_reduce import PeakResult, peaks
 from .planner import BoundPlan, Plan
 from .tensors import allow_tf32
 from .xp import next_fast_len, set_workers
@@ -24,6 +25,8 @@ __all__ = [
     "next_fast_len",
     "set_workers",
     "use_numba",
+    "peaks",
+    "PeakResult",
     "clear_plan_cache",
     "allow_tf32",
     "__version__",

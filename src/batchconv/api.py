@@ -357,7 +357,9 @@ def correlate(
         0), "cosine". See the README's "Similarity metrics".
     reduce : None, str or callable
         Reduce the sliding axes missing from the output: "sum", "mean", "max", "min",
-        "argmax", "argmin" (coordinates as a trailing axis) or ``f(block, axis=tuple)``.
+        "argmax", "argmin" (coordinates as a trailing axis), ``bc.peaks(k, ...)`` (the
+        k best local extrema of each map: the call returns ``PeakResult(scores,
+        coords)``) or ``f(block, axis=tuple)``.
         With ``spec=None`` every sliding axis is reduced. Fused: the unreduced result is
         never held whole.
     method : str

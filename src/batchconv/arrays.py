@@ -171,6 +171,8 @@ def _array_api_to_numpy(a, name: str) -> np.ndarray:
 def from_numpy(result: np.ndarray, kind: str | None):
     """The result in the caller's array type: a torch tensor (sharing memory) when the
     input ``x`` was one."""
+    if isinstance(result, tuple):  # (a PeakResult: each array)
+        return type(result)(*(from_numpy(r, kind) for r in result))
     if kind == "torch":
         import torch
 

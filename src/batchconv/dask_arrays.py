@@ -426,6 +426,12 @@ def lazy_correlate(
     )
     # every option checked before anything is scattered
     p = make_problem(x.shape, x.dtype, w.shape, w.dtype, spec, flip=flip, **options)
+    if p.reduce_tail and p.reduce not in _COMBINED:
+        raise NotImplementedError(
+            "reduce=bc.peaks(...) is not yet available for Dask arrays (a peak near a "
+            "chunk border needs its neighbours); compute per chunk with map_blocks, or "
+            "use NumPy arrays or torch tensors"
+        )
     with set_workers(workers):  # validates workers= and leaves the thread's setting
         pass
     xd, wd = (a if is_dask(a) else _as_dask(a) for a in (x, w))

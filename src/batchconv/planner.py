@@ -36,6 +36,7 @@ from .methods import direct as direct_method
 from .metrics.dispatch import method_for, methods_for_metric
 from .metrics.dispatch import state_bytes as metric_state_bytes
 from .nonfinite import affected_windows, window_values
+from .peak_reduce import unpack
 from .problem import (
     Problem,
     canonical_w,
@@ -81,7 +82,11 @@ def _block_bytes(p: Problem, mod, b: int, k: int, budget: int) -> int:
     )
     # x's block converted to the compute dtype (integers, float16) is alive meanwhile
     converted = b * p.C * p.P * prod(p.S) * p.dtype.itemsize if p.x_dtype is not None else 0
-    return mod.workspace_bytes(p, b, k, budget) + unreduced + converted
+    searched = 0  # a reduction's own temporaries (bc.peaks: a group of maps in float64)
+    if hasattr(p.reduce, "workspace_bytes"):
+        maps = prod(p.O) // max(p.reduced_size, 1)
+        searched = p.reduce.workspace_bytes(b * k * p.P * maps, p.reduced_size)
+    return mod.workspace_bytes(p, b, k, budget) + unreduced + converted + searched
 
 
 def _chunks(p: Problem, mod, budget: int) -> tuple[int, int]:
@@ -185,11 +190,16 @@ class Plan:
             be = self.backend
             xt, give_back = be.take(x)
             y = self._run(xt, be.layout_of(xt), None, be)
-            return y if give_back is None else give_back(y)
-        x, kind = to_numpy(x, "x")
-        if kind is not None:
-            return from_numpy(self(x), kind)
-        return self._run(x, NUMPY.layout_of(x))
+            y = y if give_back is None else give_back(y)
+        else:
+            x, kind = to_numpy(x, "x")
+            y = self._run(x, NUMPY.layout_of(x))
+            y = y if kind is None else from_numpy(y, kind)
+        return (
+            y
+            if self.problem.reduce_tail == ()
+            else unpack(self.problem.reduce, y, self.problem.dtype)
+        )
 
     def bind(self, x_like: Any) -> BoundPlan:
         """This plan made ready for inputs laid out as ``x_like`` (an array or tensor, or
@@ -468,12 +478,18 @@ class BoundPlan:
             be = self.plan.backend
             self._check(be.layout_of(x) if is_torch(x) else ("other", type(x).__name__))
             xt, _ = be.take(x)
-            return self.plan._run(xt, self.layout, (self.problem, self.chunk))
-        a, kind = to_numpy(x, "x")
-        layout = NUMPY.layout_of(a)
-        self._check(layout)
-        y = self.plan._run(a, layout, (self.problem, self.chunk))
-        return y if kind is None else from_numpy(y, kind)
+            y = self.plan._run(xt, self.layout, (self.problem, self.chunk))
+        else:
+            a, kind = to_numpy(x, "x")
+            layout = NUMPY.layout_of(a)
+            self._check(layout)
+            y = self.plan._run(a, layout, (self.problem, self.chunk))
+            y = y if kind is None else from_numpy(y, kind)
+        return (
+            y
+            if self.problem.reduce_tail == ()
+            else unpack(self.problem.reduce, y, self.problem.dtype)
+        )
 
     def _check(self, layout: tuple) -> None:
         if layout != self.layout:

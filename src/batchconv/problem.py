@@ -23,6 +23,7 @@ import numpy as np
 
 from .geometry import MODES, PADDINGS, AxisGeometry, axis_geometry
 from .metrics import METRICS, metric_of
+from .peak_reduce import Peaks
 from .spec import Spec, default_spec, parse_spec
 
 __all__ = [
@@ -131,21 +132,37 @@ class Problem:
             for g, c in zip(self.geoms, self.spec.sliding, strict=True)
             if c not in self.spec.reduced
         )
-        tail = (len(self.reduced_axes),) if self.reduce in ("argmax", "argmin") else ()
-        return (self.B, self.K, self.P, *kept, *tail)
+        return (self.B, self.K, self.P, *kept, *self.reduce_tail)
+
+    @cached_property
+    def reduced_size(self) -> int:
+        """Outputs per map over the reduced sliding axes (1 when none is reduced)."""
+        return prod(self.geoms[i].out for i in self.reduced_axes)
+
+    @cached_property
+    def reduce_tail(self) -> tuple[int, ...]:
+        """The trailing axes a reduction adds to the result: argmax/argmin the reduced
+        axes' coordinates, :func:`~batchconv.peaks` each peak's score and coordinates
+        (packed; the call unpacks them)."""
+        if self.reduce in ("argmax", "argmin"):
+            return (len(self.reduced_axes),)
+        if isinstance(self.reduce, Peaks):
+            return self.reduce.tail(len(self.reduced_axes))
+        return ()
 
     @cached_property
     def out_dtype(self) -> np.dtype:
         if self.reduce in ("argmax", "argmin"):
             return np.dtype(np.intp)
+        if isinstance(self.reduce, Peaks):
+            return np.dtype(np.float64)  # scores and coordinates, packed
         return self.dtype
 
     @cached_property
     def out_shape(self) -> tuple[int, ...]:
         """The result's shape in the spec's output order."""
         sizes = self._letter_sizes()
-        tail = (len(self.reduced_axes),) if self.reduce in ("argmax", "argmin") else ()
-        return tuple(sizes[c] for c in self.spec.out) + tail
+        return tuple(sizes[c] for c in self.spec.out) + self.reduce_tail
 
     def _letter_sizes(self) -> dict[str, int]:
         sizes = dict(zip(self.spec.x, self.x_shape, strict=True))
@@ -255,13 +272,16 @@ def make_problem(
             f"cval={cval!r} is complex but x and w are real ({dtype}); make x "
             f"complex or use a real cval"
         )
-    if reduce is not None and not callable(reduce) and reduce not in REDUCES:
+    peaks = isinstance(reduce, Peaks)
+    if reduce is not None and not (callable(reduce) or peaks) and reduce not in REDUCES:
         raise ValueError(
-            f"reduce must be None, one of {REDUCES} or a callable "
+            f"reduce must be None, one of {REDUCES}, bc.peaks(k, ...) or a callable "
             f"f(block, axis=tuple), got {reduce!r}"
         )
-    if reduce in ("argmax", "argmin", "max", "min") and dtype.kind == "c":
+    if (peaks or reduce in ("argmax", "argmin", "max", "min")) and dtype.kind == "c":
         raise TypeError(f"reduce={reduce!r} needs real data; the result here is {dtype}")
+    if peaks:  # the metric says which extremes are the best matches
+        reduce = replace(reduce, lowest=known.best == "min")
     if spec is None:
         sp = default_spec(len(x_shape), len(w_shape), reduce_sliding=reduce is not None)
     else:

@@ -22,6 +22,7 @@ from math import prod
 
 import numpy as np
 
+from .peak_reduce import Peaks
 from .xp import user_callback
 
 __all__ = ["apply_reduce", "check_reduced"]
@@ -74,6 +75,10 @@ def apply_reduce(reduce, block, axes: tuple[int, ...], xp=np, index_dtype=None):
     int64)."""
     if reduce is None:
         return block
+    if isinstance(reduce, Peaks):  # (found on the host: a few values per map come back)
+        if xp is np:
+            return reduce.apply(block, axes)
+        return xp.asarray(reduce.apply(_to_host(block), axes), device=_device(block))
     if callable(reduce):
         with user_callback():  # it may call batchconv: not into buffers holding `block`
             result = reduce(block, axis=axes)
@@ -96,3 +101,15 @@ def check_reduced(result, block, axes: tuple[int, ...]):
             f"expected {expected}"
         )
     return result
+
+
+def _to_host(block) -> np.ndarray:
+    """A block of another array library as a NumPy array (copied from a GPU)."""
+    if hasattr(block, "detach"):  # torch
+        return block.detach().cpu().numpy()
+    return np.asarray(block)
+
+
+def _device(block):
+    device = getattr(block, "device", None)
+    return device() if callable(device) else device

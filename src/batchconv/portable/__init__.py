@@ -343,6 +343,11 @@ def _parts(x, w, spec, flip: bool, options: dict) -> _Parts:
         shape, dtype = tuple(x.shape), be.numpy_dtype(x.dtype)
     w = be.asarray(w, "w")
     p = make_problem(shape, dtype, tuple(w.shape), be.numpy_dtype(w.dtype), spec, flip=flip, **opts)
+    if p.reduce_tail and p.reduce not in ("argmax", "argmin"):
+        raise NotImplementedError(
+            f"reduce=bc.peaks(...) is not yet available for {be.name} arrays; use NumPy "
+            f"arrays (np.asarray(x)) or torch tensors"
+        )
     budget = be.memory(memory)
     chosen, reason = _choose(p, method, be)
     computer = computer_for(p, chosen)
