@@ -51,6 +51,7 @@ class Options(TypedDict, total=False):
     method: str
     memory: int | str | None
     workers: int | None
+    progress: bool | Callable[[int, int], Any] | None
 
 
 # correlate/convolve remember their last few plans, keyed by every argument and a digest of
@@ -181,25 +182,31 @@ def _array_and_kind(a, name: str):
     return a, kind
 
 
-def _run(x, w, spec, flip: bool, options: dict):
+def _run(x, w, spec, flip: bool, options: dict, progress=None):
     """``correlate`` (``flip`` False) or ``convolve``: a lazy Dask array for Dask input,
-    else the remembered (or a new) plan run on ``x``, in ``x``'s array type."""
+    else the remembered (or a new) plan run on ``x``, in ``x``'s array type, telling
+    ``progress`` (per call: not part of the plan)."""
     if type(x) is np.ndarray and type(w) is np.ndarray:  # the common case, kept short
-        return _cached_plan(x, w, spec, flip, options)(x)
+        return _cached_plan(x, w, spec, flip, options)(x, progress)
     if is_dask(x) or is_dask(w):
+        if progress is not None and progress is not False:
+            raise TypeError(
+                "progress= is for in-memory arrays; a Dask computation reports its own "
+                "(dask.diagnostics.ProgressBar, or the distributed dashboard)"
+            )
         return lazy_correlate(x, w, spec, flip, **options)
     if is_array_api(x):  # JAX, CuPy...: computed on x's own library (portable/)
-        return portable_correlate(x, w, spec, flip=flip, **options)
+        return portable_correlate(x, w, spec, flip=flip, progress=progress, **options)
     if device_of(x) not in (None, "cpu"):  # a GPU tensor: it stays there (tensors.py)
-        return _cached_plan(x, w, spec, flip, options)(x)
+        return _cached_plan(x, w, spec, flip, options)(x, progress)
     tensor = x
     x, kind = _array_and_kind(x, "x")
     if kind == "torch":  # a CPU tensor: the plan may run a NumPy or a torch method
         plan = _cached_plan(x, w, spec, flip, {**options, "device": "cpu"})
         if plan.module.ON_TENSORS:  # tensors in, a tensor out, no NumPy between
-            return plan(tensor)
-        return from_numpy(plan(x), kind)
-    return _cached_plan(x, w, spec, flip, options)(x)
+            return plan(tensor, progress)
+        return from_numpy(plan(x, progress), kind)
+    return _cached_plan(x, w, spec, flip, options)(x, progress)
 
 
 def _is_signature(x) -> bool:
@@ -329,6 +336,7 @@ def correlate(
     method: str = "auto",
     memory: int | str | None = None,
     workers: int | None = None,
+    progress: bool | Callable[[int, int], Any] | None = None,
 ) -> np.ndarray | Tensor | DaskArray:
     """Cross-correlate every item of ``x`` with every filter of ``w``.
 
@@ -375,6 +383,10 @@ def correlate(
         all cores; a positive int means that many threads, capped at the cores this
         process may run on (``os.sched_getaffinity``). 0, other negative values and
         non-integers raise ValueError.
+    progress : None, True or callable
+        ``f(done, total)`` called after each block of the call, or True for a bar on
+        stderr (tqdm's when installed). An exception it raises aborts the call with no
+        result. Not for Dask arrays (Dask reports its own).
 
     Returns
     -------
@@ -412,6 +424,7 @@ def correlate(
             memory=memory,
             workers=workers,
         ),
+        progress,
     )
 
 
@@ -458,6 +471,7 @@ def convolve(
     method: str = "auto",
     memory: int | str | None = None,
     workers: int | None = None,
+    progress: bool | Callable[[int, int], Any] | None = None,
 ) -> np.ndarray | Tensor | DaskArray:
     """Convolve every item of ``x`` with every filter of ``w``: :func:`correlate` with ``w``
     reversed along the sliding axes (and not conjugated), as ``scipy.signal.convolve``.
@@ -484,6 +498,7 @@ def convolve(
             memory=memory,
             workers=workers,
         ),
+        progress,
     )
 
 

@@ -46,6 +46,7 @@ from .problem import (
     result_dtype,
     x_layout,
 )
+from .progress import reporter
 from .tensors import canonical_w as tensor_canonical_w
 from .tensors import is_cuda
 from .xp import get_workers, set_workers
@@ -182,18 +183,20 @@ class Plan:
     @overload
     def __call__(self, x: ArrayLike) -> np.ndarray: ...
 
-    def __call__(self, x: Any) -> np.ndarray | Tensor:
+    def __call__(self, x: Any, progress=None) -> np.ndarray | Tensor:
         """Run the plan on ``x``: the planned shape, or another size of the batch axes
         (e.g. a last, smaller minibatch); a dtype that does not need a wider type. A
-        tensor gives a tensor (on ``x``'s device), anything else a NumPy array."""
+        tensor gives a tensor (on ``x``'s device), anything else a NumPy array.
+        ``progress``: ``f(done, total)`` after each block, or True for a bar on stderr
+        (``progress.py``)."""
         if self.device is not None:  # a torch method, on the tensors' device
             be = self.backend
             xt, give_back = be.take(x)
-            y = self._run(xt, be.layout_of(xt), None, be)
+            y = self._run(xt, be.layout_of(xt), None, be, progress)
             y = y if give_back is None else give_back(y)
         else:
             x, kind = to_numpy(x, "x")
-            y = self._run(x, NUMPY.layout_of(x))
+            y = self._run(x, NUMPY.layout_of(x), None, None, progress)
             y = y if kind is None else from_numpy(y, kind)
         return (
             y
@@ -234,7 +237,7 @@ class Plan:
         ``backends/torch.py``)."""
         return NUMPY if self.device is None else TorchBackend.on(self.device)
 
-    def _run(self, x, layout: tuple, resolved=None, be=None):
+    def _run(self, x, layout: tuple, resolved=None, be=None, progress=None):
         """A call on ``x`` (an array or tensor of the plan's backend) laid out as
         ``layout``: the remembered one-block path for that layout, or the block loop
         (``resolved``: its problem and block sizes, when a :class:`BoundPlan` has them),
@@ -242,19 +245,30 @@ class Plan:
         be = be or self.backend
         if self.compiled is not None and self.compiled != compiled.enabled():
             with self._planned_kernels():  # (where numba is gone, the NumPy code runs)
-                return self._run_blocks(x, layout, resolved, be)
-        return self._run_blocks(x, layout, resolved, be)
+                return self._reported(x, layout, resolved, be, progress)
+        return self._reported(x, layout, resolved, be, progress)
 
-    def _run_blocks(self, x, layout: tuple, resolved, be):
+    def _reported(self, x, layout: tuple, resolved, be, progress):
+        """The block loop, telling ``progress`` (``progress.py``) block by block."""
+        if progress is None or progress is False:
+            return self._run_blocks(x, layout, resolved, be)
+        with reporter(progress, 1) as rep:
+            return self._run_blocks(x, layout, resolved, be, rep)
+
+    def _run_blocks(self, x, layout: tuple, resolved, be, rep=None):
         """The block loop, for every backend: blocks of (items, filters) sized to the
         budget, each computed into the result or reduced into it; the items whose FFT
         results a NaN/Inf spread over redone exactly; one retry with half the block where
-        the backend ran out of device memory, never a partial result."""
+        the backend ran out of device memory, never a partial result. ``rep``: told of
+        each block done (:class:`~batchconv.progress.Reporter`)."""
         retried = False
         shortcut = self._shortcuts.get(layout)
         if shortcut is not None:
             try:
-                return be.run_shortcut(self, shortcut, x)
+                y = be.run_shortcut(self, shortcut, x)
+                if rep is not None:
+                    rep.step()
+                return y
             except Exception as e:  # out of memory: the loop below runs half blocks
                 if not be.is_out_of_memory(e):
                     raise
@@ -272,9 +286,13 @@ class Plan:
                     raise
                 y, retried = None, True
             if y is not None:
+                if rep is not None:
+                    rep.step()
                 return y
         if retried:  # the one block did not fit: halve it, once
             cb, ck = be.halved(cb, ck)
+        if rep is not None:
+            rep.set_total(-(-p.B // cb) * -(-p.K // ck) if computes else 1)
         final, canon = be.result(p)
         axes = tuple(3 + i for i in p.reduced_axes)
         reduce = None if p.reduce is None else lambda block: be.reduce(p.reduce, block, axes)
@@ -301,12 +319,20 @@ class Plan:
                         retried = True  # never a partial result: a second failure raises
                         cb, ck = be.halved(cb, ck)
                         xb = be.batch_block(p, xc, b0, b0 + cb)
+                        if rep is not None:  # the rest of this row, the rows after it
+                            rows = -(-max(p.B - b0 - cb, 0) // cb)
+                            left = -(-(p.K - k0) // ck) + rows * -(-p.K // ck)
+                            rep.set_total(rep.done + left)
                         continue
                     flagged.update(b0 + i for i in local)
                     k0 = k1
+                    if rep is not None:
+                        rep.step()
                 b0 = min(b0 + cb, p.B)
             if check:
                 self._redo_nonfinite(be, p, xc, canon, reduce, flagged)
+        if rep is not None and not computes:
+            rep.step()
         return final if final is not None else final_view(p, canon)
 
     def _compute_block(self, p, mod, xb, k0: int, k1: int, dest, reduce, check) -> set[int]:
@@ -472,18 +498,19 @@ class BoundPlan:
     @overload
     def __call__(self, x: ArrayLike) -> np.ndarray: ...
 
-    def __call__(self, x: Any) -> np.ndarray | Tensor:
-        """The plan's result for ``x``, laid out as bound."""
+    def __call__(self, x: Any, progress=None) -> np.ndarray | Tensor:
+        """The plan's result for ``x``, laid out as bound (``progress`` as
+        :meth:`Plan.__call__`'s)."""
         if self.layout[0] == "torch":
             be = self.plan.backend
             self._check(be.layout_of(x) if is_torch(x) else ("other", type(x).__name__))
             xt, _ = be.take(x)
-            y = self.plan._run(xt, self.layout, (self.problem, self.chunk))
+            y = self.plan._run(xt, self.layout, (self.problem, self.chunk), None, progress)
         else:
             a, kind = to_numpy(x, "x")
             layout = NUMPY.layout_of(a)
             self._check(layout)
-            y = self.plan._run(a, layout, (self.problem, self.chunk))
+            y = self.plan._run(a, layout, (self.problem, self.chunk), None, progress)
             y = y if kind is None else from_numpy(y, kind)
         return (
             y

@@ -37,6 +37,7 @@ from ..budget import format_bytes, largest_block
 from ..methods import METHODS as REGISTERED
 from ..metrics import metric_of
 from ..problem import Problem, explain_lines, make_problem, result_dtype
+from ..progress import reporter
 from ..xp import set_workers
 from .blocks import block_fn, finish_mean, oneshot_fn, prepare_fn, reduce_block, whole_fn
 from .methods import DIRECT, FFT_METHOD, METHODS, work_budget
@@ -147,10 +148,10 @@ class PortablePlan:
     def state_bytes(self) -> int:
         return self.computer.state_bytes(self.problem)
 
-    def __call__(self, x: Any) -> Any:
+    def __call__(self, x: Any, progress=None) -> Any:
         """The result for ``x``: the planned shape, or another size of the batch axes; a
         dtype that needs no wider type. An array of the plan's namespace, on its
-        device."""
+        device. ``progress``: as ``Plan.__call__``'s."""
         be = self.backend
         if not be.owns(x):
             raise TypeError(
@@ -158,7 +159,7 @@ class PortablePlan:
                 f"{type(x).__module__}.{type(x).__name__}: make a plan for it with "
                 f"bc.plan(x, w, ...)"
             )
-        return self._run(x, *self._problem_for(tuple(x.shape), be.numpy_dtype(x.dtype)))
+        return self._run(x, *self._problem_for(tuple(x.shape), be.numpy_dtype(x.dtype)), progress)
 
     def bind(self, x_like: Any) -> BoundPortablePlan:
         """This plan made ready for inputs of ``x_like``'s shape and dtype (an array of
@@ -171,16 +172,26 @@ class PortablePlan:
             shape, dtype = tuple(x_like.shape), self.backend.numpy_dtype(x_like.dtype)
         return BoundPortablePlan(self, shape, dtype, *self._problem_for(shape, dtype))
 
-    def _run(self, x: Any, p: Problem, chunk: tuple[int, int]) -> Any:
+    def _run(self, x: Any, p: Problem, chunk: tuple[int, int], progress=None) -> Any:
         """A call on ``x``, whose problem and block sizes are ``p`` and ``chunk``."""
+        if progress is None or progress is False:
+            return self._run_blocks(x, p, chunk, None)
+        with reporter(progress, -(-p.B // chunk[0]) * -(-p.K // chunk[1])) as rep:
+            return self._run_blocks(x, p, chunk, rep)
+
+    def _run_blocks(self, x: Any, p: Problem, chunk: tuple[int, int], rep) -> Any:
         be = self.backend
         budget = work_budget(self.memory)
         with be.precise():
             if self._computes(p) and chunk == (p.B, p.K) and not callable(p.reduce):
                 y, ok = whole_fn(be, self.computer, p, budget)(x, self.state)  # one block
                 if ok is None or bool(ok):
+                    if rep is not None:
+                        rep.step(rep.total)
                     return finish_mean(be, p, y)  # (else NaN/Inf: the blocks again, exactly)
-            y = be.final_view(p, self._blocks(p, chunk, be.canonical_x(p, x)))
+            y = be.final_view(p, self._blocks(p, chunk, be.canonical_x(p, x), rep))
+            if rep is not None and not self._computes(p):
+                rep.step(rep.total)
             return finish_mean(be, p, y)
 
     def _problem_for(self, shape: tuple[int, ...], dtype: np.dtype) -> tuple[Problem, tuple]:
@@ -210,7 +221,7 @@ class PortablePlan:
         """False when the result is empty or every window is (then it is zeros)."""
         return prod(p.canonical_out_shape) > 0 and p.window_size > 0 and p.B * p.K > 0
 
-    def _blocks(self, p: Problem, chunk: tuple[int, int], xc) -> Any:
+    def _blocks(self, p: Problem, chunk: tuple[int, int], xc, rep=None) -> Any:
         """The canonical result ``(B, K, P, *O_kept[, r])``, block by block."""
         be, xp = self.backend, self.backend.xp
         dt = be.dtype(p.out_dtype)
@@ -233,6 +244,8 @@ class PortablePlan:
                 elif callable(p.reduce):
                     block = reduce_block(be, p, block)
                 row.append(block)
+                if rep is not None:
+                    rep.step()
             rows.append(be.concat(row, axis=1))
         return xp.astype(be.concat(rows, axis=0), dt, copy=False)
 
@@ -302,18 +315,18 @@ class BoundPortablePlan:
     problem: Problem
     chunk: tuple[int, int]
 
-    def __call__(self, x: Any) -> Any:
+    def __call__(self, x: Any, progress=None) -> Any:
         """The plan's result for ``x``, of the bound shape and dtype."""
         be = self.plan.backend
         if not be.owns(x):
-            return self.plan(x)  # (the plan's own error)
+            return self.plan(x, progress)  # (the plan's own error)
         shape, dtype = tuple(x.shape), be.numpy_dtype(x.dtype)
         if (shape, dtype) != (self.shape, self.dtype):
             raise ValueError(
                 f"this plan is bound to x of shape {self.shape} and dtype {self.dtype}; got "
                 f"shape {shape}, dtype {dtype}: call the plan itself, or bind it to this x"
             )
-        return self.plan._run(x, self.problem, self.chunk)
+        return self.plan._run(x, self.problem, self.chunk, progress)
 
     def explain(self) -> str:
         """The plan's explain(), and the problem and blocks of the bound shape."""
@@ -377,17 +390,20 @@ def make_plan(x, w, spec: str | None = None, *, flip: bool = False, **options) -
     return _plan(_parts(x, w, spec, flip, options))
 
 
-def correlate(x, w, spec: str | None = None, *, flip: bool = False, **options) -> Any:
+def correlate(
+    x, w, spec: str | None = None, *, flip: bool = False, progress=None, **options
+) -> Any:
     """``bc.correlate`` (``flip`` False) or ``bc.convolve`` of an array-API ``x``: one
     compiled call that prepares the filters and computes (one block, a named
     reduction), else the plan's block loop (several blocks, a reduce callable, or a
     NaN/Inf to be placed exactly)."""
     parts = _parts(x, w, spec, flip, options)
     p, be = parts.problem, parts.backend
-    if PortablePlan._computes(p) and parts.chunk == (p.B, p.K) and not callable(p.reduce):
+    one = PortablePlan._computes(p) and parts.chunk == (p.B, p.K) and not callable(p.reduce)
+    if one and (progress is None or progress is False):
         run = oneshot_fn(be, parts.computer, p, work_budget(parts.memory))
         with be.precise():
             y, ok = run(x, parts.w)
         if ok is None or bool(ok):
             return finish_mean(be, p, y)
-    return _plan(parts)(x)
+    return _plan(parts)(x, progress)
