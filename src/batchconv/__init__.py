@@ -10,6 +10,7 @@ from ._version import __version__
 from .api import clear_plan_cache, convolve, correlate, plan
 from .compiled import use_numba
 from .config import show_config
+from .match import Matches, match
 from .peak_reduce import PeakResult, peaks
 from .planner import BoundPlan, Plan
 from .tensors import allow_tf32
@@ -26,6 +27,8 @@ __all__ = [
     "set_workers",
     "use_numba",
     "peaks",
+    "match",
+    "Matches",
     "PeakResult",
     "clear_plan_cache",
     "allow_tf32",
