@@ -27,6 +27,7 @@ A map with fewer than ``k`` peaks gets NaN scores and -1 coordinates in the rest
 from __future__ import annotations
 
 from dataclasses import dataclass
+from itertools import product
 from math import prod
 from typing import Any, NamedTuple
 
@@ -162,26 +163,32 @@ def find_peaks(
     coords = np.full((n_maps, k, len(shape)), -1, np.intp)
     if maps.size == 0:
         return scores, coords
-    a = maps.astype(np.float64)
+    a = maps.astype(np.result_type(maps.dtype, np.float32))  # (float32 stays float32)
     if lowest:
-        a = -a
+        np.negative(a, out=a)
     a[np.isnan(a)] = -np.inf  # never a peak, the lowest for its neighbours
-    if min_distance > 0 and prod(shape) > 1:
-        top = _box_max(a, min_distance)
-        candidate = a == top
-        trivial = candidate.reshape(n_maps, -1).all(axis=1)  # a constant map: no peak
-    else:
-        candidate = np.ones(a.shape, bool)
-        trivial = np.zeros(n_maps, bool)
     flat = a.reshape(n_maps, -1)
     if threshold is None:
         floor = flat.min(axis=1)  # peak_local_max's default: the map's smallest value
     else:
         floor = np.full(n_maps, -threshold if lowest else threshold)
-    candidate = candidate.reshape(n_maps, -1) & (flat > floor[:, None])
-    candidate[trivial] = False
-    for i in np.flatnonzero(candidate.any(axis=1)):
-        found = _best(flat[i], np.flatnonzero(candidate[i]), k, min_distance, shape)
+    candidate = flat > floor[:, None]
+    size = flat.shape[1]
+    if min_distance > 0 and size > 1:
+        # a sample equal to the largest of its box; a constant map (every sample such)
+        # has none
+        candidate[flat.min(axis=1) == flat.max(axis=1)] = False
+        where = np.nonzero(candidate)
+        box = (2 * min_distance + 1) ** len(shape)
+        if where[0].size * box <= 4 * flat.size:  # few beyond the threshold: their boxes
+            top = _box_max_at(a, where, min_distance, shape)
+            candidate[where] = flat[where] == top
+        else:
+            candidate &= flat == _box_max(a, min_distance).reshape(n_maps, -1)
+    mi, fi = np.nonzero(candidate)  # (by map, then index: each map's run ascending)
+    bounds = np.searchsorted(mi, np.arange(n_maps + 1))
+    for i in np.flatnonzero(np.diff(bounds)):
+        found = _best(flat[i], fi[bounds[i] : bounds[i + 1]], k, min_distance, shape)
         if found.size:
             n = found.size
             scores[i, :n] = maps.reshape(n_maps, -1)[i, found]
@@ -189,24 +196,51 @@ def find_peaks(
     return scores, coords
 
 
+def _box_max_at(a: np.ndarray, where: tuple, d: int, shape) -> np.ndarray:
+    """The largest value within Chebyshev distance ``d`` of the samples ``where`` (map,
+    flat index) of the maps ``a``, the box clipped to the map (as repeating its edge
+    values does)."""
+    pos = np.unravel_index(where[1], shape)
+    top = np.full(where[0].size, -np.inf, a.dtype)
+    for offset in product(range(-d, d + 1), repeat=len(shape)):
+        at = tuple(np.clip(p + o, 0, n - 1) for p, o, n in zip(pos, offset, shape, strict=True))
+        np.maximum(top, a[(where[0], *at)], out=top)
+    return top
+
+
 def _box_max(a: np.ndarray, d: int) -> np.ndarray:
     """The largest value within Chebyshev distance ``d`` of each sample of each map
-    ``a[i]`` (edge values repeated past the map: ``mode='nearest'``): a running maximum
-    of ``2 d + 1`` samples along each axis, by doubling (``log2(2 d + 1)`` passes)."""
-    width = 2 * d + 1
+    ``a[i]`` (edge values repeated past the map: ``mode='nearest'``), one axis at a
+    time: ``2 d`` shifted maxima in place for a small ``d``, else a running maximum by
+    doubling (``log2(2 d + 1)`` passes over a padded copy)."""
     for axis in range(1, a.ndim):
-        pad = [(0, 0)] * a.ndim
-        pad[axis] = (d, d)
-        run = np.pad(a, pad, mode="edge")
-        n = a.shape[axis]
-        span = 1
-        while 2 * span <= width:  # run[i]: the max of span samples from i
-            shift = _take(run, axis, span, run.shape[axis])
-            run = np.maximum(_take(run, axis, 0, run.shape[axis] - span), shift)
-            span *= 2
-        # two overlapping runs of ``span`` cover the window of ``width``
-        a = np.maximum(_take(run, axis, 0, n), _take(run, axis, width - span, width - span + n))
+        a = _axis_max_shifted(a, axis, d) if d <= 3 else _axis_max_doubled(a, axis, d)
     return a
+
+
+def _axis_max_shifted(a: np.ndarray, axis: int, d: int) -> np.ndarray:
+    out = a.copy()
+    n = a.shape[axis]
+    for s in range(1, min(d, n - 1) + 1):
+        right, left = _take(out, axis, s, n), _take(out, axis, 0, n - s)
+        np.maximum(right, _take(a, axis, 0, n - s), out=right)
+        np.maximum(left, _take(a, axis, s, n), out=left)
+    return out
+
+
+def _axis_max_doubled(a: np.ndarray, axis: int, d: int) -> np.ndarray:
+    width = 2 * d + 1
+    pad = [(0, 0)] * a.ndim
+    pad[axis] = (d, d)
+    run = np.pad(a, pad, mode="edge")
+    n = a.shape[axis]
+    span = 1
+    while 2 * span <= width:  # run[i]: the max of span samples from i
+        shift = _take(run, axis, span, run.shape[axis])
+        run = np.maximum(_take(run, axis, 0, run.shape[axis] - span), shift)
+        span *= 2
+    # two overlapping runs of ``span`` cover the window of ``width``
+    return np.maximum(_take(run, axis, 0, n), _take(run, axis, width - span, width - span + n))
 
 
 def _take(a: np.ndarray, axis: int, start: int, stop: int) -> np.ndarray:
