@@ -9,7 +9,7 @@ machine's peak, measured at the start). Anchors that are not installed are skipp
 note. The workloads live in the package so that an installed ``batchconv bench`` runs them.
 
 >>> sorted(WORKLOADS)
-['cnn', 'crossover', 'ncc', 'seed000', 'seed001', 'seed003', 'seed004']
+['cnn', 'crossover', 'match', 'ncc', 'seed000', 'seed001', 'seed003', 'seed004']
 """
 
 from __future__ import annotations
@@ -24,12 +24,12 @@ from dataclasses import asdict
 
 import numpy as np
 
-from . import cnn, crossover, ncc, seed000, seed001, seed003, seed004
+from . import cnn, crossover, match, ncc, seed000, seed001, seed003, seed004
 from .harness import SUMMARY_COLUMNS, Context, Section, measure_peaks, table
 
 __all__ = ["WORKLOADS", "run_bench", "main", "machine"]
 
-WORKLOADS = {m.NAME: m for m in (seed000, seed001, cnn, seed003, seed004, ncc, crossover)}
+WORKLOADS = {m.NAME: m for m in (seed000, seed001, cnn, seed003, seed004, ncc, match, crossover)}
 
 
 def machine() -> str:
