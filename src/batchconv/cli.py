@@ -1,5 +1,6 @@
-"""batchconv's command line: a demo, the compiled kernels' warm-up, the configuration,
-and the benchmarks (batchconv bench --help)."""
+"""batchconv's command line: a demo, template matching on image files (batchconv match
+--help), the compiled kernels' warm-up, the configuration, and the benchmarks
+(batchconv bench --help)."""
 
 from __future__ import annotations
 
@@ -46,7 +47,14 @@ def main(argv: list[str] | None = None) -> int:
         "template matching, the methods' crossover): --quick, --full, --only NAME, --json, "
         "--plot, --markdown",
     )
+    from .match_cli import add_parser as add_match
+
+    add_match(sub)
     args = ap.parse_args(argv)
+    if args.command == "match":
+        from .match_cli import run as run_match
+
+        return run_match(args)
     if args.command == "demo":
         from .demo import run_demo
 

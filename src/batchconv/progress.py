@@ -25,10 +25,10 @@ class Reporter:
 
     __slots__ = ("_bar", "_call", "done", "total")
 
-    def __init__(self, progress: Any, total: int):
+    def __init__(self, progress: Any, total: int, unit: str = "block"):
         self.done, self.total, self._bar, self._call = 0, max(int(total), 1), None, None
         if progress is True:
-            self._bar = _bar(self.total)
+            self._bar = _bar(self.total, unit)
         else:
             self._call = progress
 
@@ -55,10 +55,10 @@ class Reporter:
             self._bar.close()
 
 
-def reporter(progress: Any, total: int) -> Reporter | None:
-    """The :class:`Reporter` of ``progress=`` for a call of ``total`` blocks, or None for
-    ``progress=None``/``False``. TypeError for anything but those, ``True`` or a
-    callable."""
+def reporter(progress: Any, total: int, unit: str = "block") -> Reporter | None:
+    """The :class:`Reporter` of ``progress=`` for a call of ``total`` blocks (or other
+    ``unit``), or None for ``progress=None``/``False``. TypeError for anything but
+    those, ``True`` or a callable."""
     if progress is None or progress is False:
         return None
     if progress is not True and not callable(progress):
@@ -66,22 +66,22 @@ def reporter(progress: Any, total: int) -> Reporter | None:
             f"progress must be None, True (a bar on stderr) or a callable f(done, total), "
             f"got {progress!r}"
         )
-    return Reporter(progress, total)
+    return Reporter(progress, total, unit)
 
 
-def _bar(total: int):
+def _bar(total: int, unit: str):
     try:
         from tqdm import tqdm
     except ImportError:
-        return _TextBar(total)
-    return tqdm(total=total, file=sys.stderr, unit="block", desc="batchconv")
+        return _TextBar(total, unit)
+    return tqdm(total=total, file=sys.stderr, unit=unit, desc="batchconv")
 
 
 class _TextBar:
     """``done/total blocks`` on stderr, rewritten in place (without tqdm)."""
 
-    def __init__(self, total: int):
-        self.total, self.done = total, 0
+    def __init__(self, total: int, unit: str):
+        self.total, self.done, self.unit = total, 0, unit
         self._show()
 
     def update(self, n: int) -> None:
@@ -96,5 +96,5 @@ class _TextBar:
         sys.stderr.flush()
 
     def _show(self) -> None:
-        sys.stderr.write(f"\rbatchconv: {self.done}/{self.total} blocks")
+        sys.stderr.write(f"\rbatchconv: {self.done}/{self.total} {self.unit}s")
         sys.stderr.flush()
