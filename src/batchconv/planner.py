@@ -92,8 +92,18 @@ def _block_bytes(p: Problem, mod, b: int, k: int, budget: int) -> int:
 
 def _chunks(p: Problem, mod, budget: int) -> tuple[int, int]:
     """Largest (batch, bank) block whose temporaries fit the budget: halve the batch
-    first (filter state is reused across batch chunks), then the bank."""
-    return largest_block(p.B, p.K, lambda b, k: _block_bytes(p, mod, b, k, budget), budget)
+    first (filter state is reused across batch chunks), then the bank. A reduction that
+    the method does not fuse makes the unreduced block a temporary: such blocks stay
+    within ``REDUCED_BLOCK_BYTES`` too (larger ones are no faster, and the memory a
+    reduction saves would be spent on them)."""
+    room = budget
+    if p.reduce is not None and not mod.fuses_reduce(p):
+        room = min(budget, REDUCED_BLOCK_BYTES)
+    return largest_block(p.B, p.K, lambda b, k: _block_bytes(p, mod, b, k, budget), room)
+
+
+# the largest block of a call whose reduction the method does not fuse (see _chunks)
+REDUCED_BLOCK_BYTES = 128 << 20
 
 
 def _state_bytes(p: Problem, name: str) -> int:
