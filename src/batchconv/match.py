@@ -251,23 +251,24 @@ def _suppress(image, template, score, start, stop, best_low, max_overlap, top) -
     per image."""
     key = score if best_low else -score
     order = np.lexsort((*start.T[::-1], template, key, image))
-    kept: list[int] = []
+    kept: list[np.ndarray] = []
     for im in np.unique(image):
-        taken: list[int] = []
-        for i in order[image[order] == im]:
-            if taken:
-                lo = np.maximum(start[taken], start[i])
-                hi = np.minimum(stop[taken], stop[i])
-                inter = np.prod(np.clip(hi - lo, 0, None), axis=1)
-                union = (
-                    np.prod(stop[taken] - start[taken], axis=1)
-                    + np.prod(stop[i] - start[i])
-                    - inter
-                )
-                if (inter > max_overlap * union).any():
-                    continue
-            taken.append(i)
+        idx = order[image[order] == im]
+        lo, hi = start[idx], stop[idx]
+        volume = np.prod(hi - lo, axis=1)
+        alive = np.ones(idx.size, bool)
+        taken = []
+        for j in range(idx.size):
+            if not alive[j]:
+                continue
+            taken.append(j)
             if top is not None and len(taken) == top:
                 break
-        kept += taken
-    return np.array(kept, np.intp)
+            # the later candidates that this one (kept) overlaps too much
+            inter = np.prod(
+                np.clip(np.minimum(hi[j + 1 :], hi[j]) - np.maximum(lo[j + 1 :], lo[j]), 0, None),
+                axis=1,
+            )
+            alive[j + 1 :] &= inter <= max_overlap * (volume[j + 1 :] + volume[j] - inter)
+        kept.append(idx[taken])
+    return np.concatenate(kept) if kept else np.zeros(0, np.intp)

@@ -172,20 +172,23 @@ def find_peaks(
         floor = flat.min(axis=1)  # peak_local_max's default: the map's smallest value
     else:
         floor = np.full(n_maps, -threshold if lowest else threshold)
-    candidate = flat > floor[:, None]
+    mi, fi = np.nonzero(flat > floor[:, None])  # (by map, then index)
     size = flat.shape[1]
-    if min_distance > 0 and size > 1:
+    if min_distance > 0 and size > 1 and mi.size:
         # a sample equal to the largest of its box; a constant map (every sample such)
         # has none
-        candidate[flat.min(axis=1) == flat.max(axis=1)] = False
-        where = np.nonzero(candidate)
+        some = np.unique(mi)  # the maps with samples beyond the threshold
+        sub = flat if some.size == n_maps else flat[some]
+        constant = np.zeros(n_maps, bool)
+        constant[some] = sub.min(axis=1) == sub.max(axis=1)
         box = (2 * min_distance + 1) ** len(shape)
-        if where[0].size * box <= 4 * flat.size:  # few beyond the threshold: their boxes
-            top = _box_max_at(a, where, min_distance, shape)
-            candidate[where] = flat[where] == top
+        if mi.size * box <= 4 * sub.size:  # few beyond the threshold: their boxes
+            top = _box_max_at(a, (mi, fi), min_distance, shape)
         else:
-            candidate &= flat == _box_max(a, min_distance).reshape(n_maps, -1)
-    mi, fi = np.nonzero(candidate)  # (by map, then index: each map's run ascending)
+            top = _box_max(sub.reshape(some.size, *shape), min_distance)
+            top = top.reshape(some.size, -1)[np.searchsorted(some, mi), fi]
+        keep = (flat[mi, fi] == top) & ~constant[mi]
+        mi, fi = mi[keep], fi[keep]
     bounds = np.searchsorted(mi, np.arange(n_maps + 1))
     for i in np.flatnonzero(np.diff(bounds)):
         found = _best(flat[i], fi[bounds[i] : bounds[i + 1]], k, min_distance, shape)
