@@ -33,6 +33,8 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
+from .xp import get_workers, parallel_for
+
 __all__ = ["PeakResult", "Peaks", "find_peaks", "peaks", "unpack"]
 
 _GROUP_BYTES = 16 << 20  # the maps searched together (their float64 copy)
@@ -71,21 +73,26 @@ class Peaks:
         lead = maps.shape[: len(keep)]
         flat = maps.reshape(prod(lead), *maps.shape[len(keep) :])
         packed = np.empty((flat.shape[0], self.k, 1 + len(axes)))
-        # a few maps at a time: the float64 temporaries stay near _GROUP_BYTES
+        # a few maps at a time, the groups on the worker threads: each group's
+        # temporaries stay near _GROUP_BYTES
         step = max(1, _GROUP_BYTES // max(8 * prod(flat.shape[1:]), 1))
-        for i in range(0, flat.shape[0], step):
+
+        def search(i: int) -> None:
             scores, coords = find_peaks(
                 flat[i : i + step], self.k, self.min_distance, self.threshold, self.lowest
             )
             packed[i : i + step, :, 0] = scores
             packed[i : i + step, :, 1:] = coords
+
+        parallel_for(search, range(0, flat.shape[0], step))
         return packed.reshape(*lead, *packed.shape[1:])
 
     def workspace_bytes(self, maps: int, map_size: int) -> int:
         """Peak temporaries of :meth:`apply` on ``maps`` maps of ``map_size`` samples:
-        a group's float64 copy, its running maxima and masks."""
+        per thread, a group's copy, its running maxima and masks."""
         group = min(maps, max(1, _GROUP_BYTES // max(8 * map_size, 1)))
-        return group * map_size * (8 * 3 + 2)
+        threads = min(get_workers(), -(-maps // group))
+        return threads * group * map_size * (8 * 3 + 2)
 
 
 def unpack(reduce, y, dtype: np.dtype):
