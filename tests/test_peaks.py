@@ -201,6 +201,28 @@ def test_refused_where_not_available(rng):
         bc.correlate(np.ones((1, 8), complex), np.ones(3), reduce=bc.peaks(1))
     with pytest.raises(ValueError, match="keeps every sliding axis"):
         bc.correlate(np.ones((1, 8)), np.ones(3), "ns,s->ns|s", reduce=bc.peaks(1))
+    xps = pytest.importorskip("array_api_strict")
+    with pytest.raises(NotImplementedError, match="peaks"):
+        bc.correlate(xps.ones((2, 8)), xps.ones(3), reduce=bc.peaks(1))
+
+
+@pytest.mark.parametrize(
+    "chunks, w_chunks, spec",
+    [
+        ((2, 50, 45), None, "nhw,khw->nk|hw"),  # the reduced axes cut: made whole per task
+        ((3, 100, 90), (2, 7, 7), "nhw,khw->nk|hw"),  # bank blocks
+        ((2, 50, 45), None, "nhw,kw->nkh|w"),  # a kept sliding axis stays cut
+    ],
+)
+def test_dask_gives_the_in_memory_peaks(chunks, w_chunks, spec, rng):
+    """Under Dask each task holds whole maps: global coordinates, a peak by a chunk's
+    border found once; the result is a PeakResult of lazy arrays."""
     da = pytest.importorskip("dask.array")
-    with pytest.raises(NotImplementedError, match="Dask"):
-        bc.correlate(da.ones((2, 8)), np.ones(3), reduce=bc.peaks(1))
+    x = rand(rng, (6, 100, 90), np.float64)
+    w = rand(rng, (5, 7, 7) if "khw" in spec else (5, 7), np.float64)
+    want = bc.correlate(x, w, spec, metric="ncc", reduce=bc.peaks(4, 3))
+    wd = w if w_chunks is None else da.from_array(w, chunks=w_chunks)
+    r = bc.correlate(da.from_array(x, chunks=chunks), wd, spec, metric="ncc", reduce=bc.peaks(4, 3))
+    assert isinstance(r, bc.PeakResult) and isinstance(r.scores, da.Array)
+    np.testing.assert_array_equal(r.coords.compute(), want.coords)
+    np.testing.assert_allclose(r.scores.compute(), want.scores, rtol=1e-12, atol=1e-12)

@@ -17,7 +17,9 @@ How the blocks map:
   padding applied at the outer boundary only;
 - a reduced sliding axis that is chunked: each block reduces its own windows and one task
   per output block combines them ("sum", "mean", "max", "min"; "argmax"/"argmin" with
-  coordinates made global, the first occurrence winning ties as in NumPy);
+  coordinates made global, the first occurrence winning ties as in NumPy); for
+  ``bc.peaks`` the reduced axes are rechunked whole instead (a peak's neighbours and its
+  global coordinates in one task), and the call gives a lazy ``PeakResult``;
 - one task per bank block builds the plan (filter spectra included) that every task of
   that block uses: the bank travels once per worker, never inside every task, and a NumPy
   ``x`` or ``w`` above 1 MB is scattered to the workers first when a ``distributed`` client
@@ -49,7 +51,9 @@ from math import prod
 import numpy as np
 
 from .arrays import is_dask, to_numpy
+from .backends.numpy import NUMPY
 from .geometry import AxisGeometry
+from .peak_reduce import Peaks, unpack
 from .planner import choose_method, parse_memory, plan_problem
 from .problem import Problem, make_problem
 from .reduce import apply_reduce
@@ -306,8 +310,12 @@ class _Bank:
 
 
 def _run_block(bank: _Bank, piece: np.ndarray, geoms: tuple, reduce) -> np.ndarray:
-    """One output block: the piece (sliding axes of geometry ``geoms``) against the bank."""
-    return bank.plan(piece.shape, geoms, reduce)(piece)
+    """One output block: the piece (sliding axes of geometry ``geoms``) against the bank
+    (bc.peaks: packed, as the in-memory engine computes it; the call unpacks it)."""
+    plan = bank.plan(piece.shape, geoms, reduce)
+    if isinstance(reduce, Peaks):
+        return plan._run(piece, NUMPY.layout_of(piece))
+    return plan(piece)
 
 
 def _run_partial(
@@ -426,12 +434,7 @@ def lazy_correlate(
     )
     # every option checked before anything is scattered
     p = make_problem(x.shape, x.dtype, w.shape, w.dtype, spec, flip=flip, **options)
-    if p.reduce_tail and p.reduce not in _COMBINED:
-        raise NotImplementedError(
-            "reduce=bc.peaks(...) is not yet available for Dask arrays (a peak near a "
-            "chunk border needs its neighbours); compute per chunk with map_blocks, or "
-            "use NumPy arrays or torch tensors"
-        )
+    peaks = isinstance(p.reduce, Peaks)
     with set_workers(workers):  # validates workers= and leaves the thread's setting
         pass
     xd, wd = (a if is_dask(a) else _as_dask(a) for a in (x, w))
@@ -441,8 +444,14 @@ def lazy_correlate(
         )(np.zeros(xd.shape, xd.dtype))
         return da.from_array(empty, chunks=empty.shape or ())
     sp = p.spec
+    # bc.peaks: each task holds whole maps (the reduced axes whole), so that a peak's
+    # neighbours are all in its task and its coordinates are global
     xd = xd.rechunk(
-        {i: -1 for i, c in enumerate(sp.x) if c not in sp.batch and c not in sp.sliding}
+        {
+            i: -1
+            for i, c in enumerate(sp.x)
+            if (c not in sp.batch and c not in sp.sliding) or (peaks and c in sp.reduced)
+        }
     )
     wd = wd.rechunk({i: -1 for i, c in enumerate(sp.w) if c not in sp.bank})
     blocks = {
@@ -463,7 +472,8 @@ def lazy_correlate(
     chunks = _output_chunks(p, blocks, piece_chunks, wd.chunks)
     graph = HighLevelGraph.from_collections(names["out"], dsk, dependencies=[xd, wd])
     meta = np.empty((0,) * len(chunks), p.out_dtype)
-    return da.Array(graph, names["out"], chunks=chunks, dtype=p.out_dtype, meta=meta)
+    y = da.Array(graph, names["out"], chunks=chunks, dtype=p.out_dtype, meta=meta)
+    return unpack(p.reduce, y, p.dtype)  # (bc.peaks: a lazy PeakResult)
 
 
 def _most_common(values):
@@ -494,7 +504,7 @@ def _block_tasks(
     dsk: dict = {}
     for j in np.ndindex(*wd.numblocks):
         dsk[(names["bank"], *j)] = (_Bank, (wd.name, *j), opts, shape, typical, first)
-    tail = (0,) if p.reduce in ("argmax", "argmin") else ()
+    tail = (0,) * len(p.reduce_tail)  # (argmax/argmin, bc.peaks: one block of them)
     groups: dict = {}
     for i in np.ndindex(*(len(ch) for ch in piece_chunks)):
         piece = tuple(geoms[c][i[sp.x.index(c)]] for c in sp.sliding)
@@ -529,6 +539,5 @@ def _output_chunks(p: Problem, blocks: dict, piece_chunks: tuple, w_chunks: tupl
             chunks.append(w_chunks[sp.w.index(c)])
         else:  # batch (x's chunks) or paired (whole)
             chunks.append(piece_chunks[sp.x.index(c)])
-    if p.reduce in ("argmax", "argmin"):
-        chunks.append((len(sp.reduced),))
+    chunks += [(n,) for n in p.reduce_tail]
     return tuple(chunks)

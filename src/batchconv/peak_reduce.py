@@ -45,7 +45,7 @@ class PeakResult(NamedTuple):
     values at the peaks, best first; NaN where a map has fewer than ``k``) and
     ``coords`` ``(..., k, n)`` (each peak's position along the ``n`` reduced sliding
     axes, in the spec's order; -1 where there is none). Arrays of the input's kind
-    (NumPy arrays, or torch tensors on the input's device)."""
+    (NumPy arrays, torch tensors on the input's device, or lazy Dask arrays)."""
 
     scores: Any
     coords: Any
@@ -102,12 +102,12 @@ def unpack(reduce, y, dtype: np.dtype):
     if not isinstance(reduce, Peaks):
         return y
     scores, coords = y[..., 0], y[..., 1:]
-    if isinstance(y, np.ndarray):
-        return PeakResult(scores.astype(dtype), coords.astype(np.intp))
     if hasattr(y, "detach"):  # torch
         import torch
 
         return PeakResult(scores.to(getattr(torch, dtype.name)), coords.to(torch.int64))
+    if hasattr(y, "astype"):  # NumPy (and Dask: lazily)
+        return PeakResult(scores.astype(dtype), coords.astype(np.intp))
     xp = y.__array_namespace__()
     return PeakResult(xp.astype(scores, getattr(xp, dtype.name)), xp.astype(coords, xp.int64))
 
