@@ -226,3 +226,16 @@ def test_dask_gives_the_in_memory_peaks(chunks, w_chunks, spec, rng):
     assert isinstance(r, bc.PeakResult) and isinstance(r.scores, da.Array)
     np.testing.assert_array_equal(r.coords.compute(), want.coords)
     np.testing.assert_allclose(r.scores.compute(), want.scores, rtol=1e-12, atol=1e-12)
+
+
+def test_explain_names_the_peaks():
+    p = bc.plan(
+        np.ones((2, 40, 40)),
+        np.ones((3, 5, 5)),
+        "nhw,khw->nk|hw",
+        metric="ssd",
+        reduce=bc.peaks(4, 2, 0.5),
+    )
+    line = p.explain().splitlines()[3]
+    assert "scores (2, 3, 4), coords (2, 3, 4, 2)" in line
+    assert "bc.peaks(4, min_distance=2, threshold=0.5; the lowest first)" in line

@@ -61,6 +61,13 @@ class Peaks:
     # set by the problem from the metric: lowest is best (ssd, sad)
     lowest: bool = False
 
+    def __repr__(self) -> str:
+        best = "lowest" if self.lowest else "highest"
+        return (
+            f"bc.peaks({self.k}, min_distance={self.min_distance}, "
+            f"threshold={self.threshold}; the {best} first)"
+        )
+
     def tail(self, n_reduced: int) -> tuple[int, int]:
         """The trailing axes of the packed result: per peak its score and coordinates."""
         return (self.k, 1 + n_reduced)

@@ -509,9 +509,17 @@ def explain_lines(p: Problem, title: str) -> list[str]:
         f"  w {p.w_shape} -> bank K={p.K}, kernel T={p.T}; "
         f"stride={tuple(g.stride for g in p.geoms)}, "
         f"dilation={tuple(g.dilation for g in p.geoms)}",
-        f"  result {p.out_shape}"
+        f"  result {_result_shape(p)}"
         + (f", reduce={p.reduce!r} over {p.spec.reduced!r}" if p.spec.reduced else ""),
     ]
+
+
+def _result_shape(p: Problem) -> str:
+    """The result's shape as the call gives it (bc.peaks: its scores and coordinates)."""
+    if not isinstance(p.reduce, Peaks):
+        return str(p.out_shape)
+    lead, (k, n) = p.out_shape[:-2], p.reduce_tail
+    return f"scores {(*lead, k)}, coords {(*lead, k, n - 1)}"
 
 
 def final_view(p: Problem, canon):
