@@ -45,7 +45,8 @@ class PeakResult(NamedTuple):
     values at the peaks, best first; NaN where a map has fewer than ``k``) and
     ``coords`` ``(..., k, n)`` (each peak's position along the ``n`` reduced sliding
     axes, in the spec's order; -1 where there is none). Arrays of the input's kind
-    (NumPy arrays, torch tensors on the input's device, or lazy Dask arrays)."""
+    (NumPy arrays, torch tensors or array-API arrays on the input's device, or lazy Dask
+    arrays)."""
 
     scores: Any
     coords: Any

@@ -39,7 +39,16 @@ from ..metrics import metric_of
 from ..problem import Problem, explain_lines, make_problem, result_dtype
 from ..progress import reporter
 from ..xp import set_workers
-from .blocks import block_fn, finish_mean, oneshot_fn, prepare_fn, reduce_block, whole_fn
+from .blocks import (
+    block_fn,
+    finish_mean,
+    finish_peaks,
+    host_reduce,
+    oneshot_fn,
+    prepare_fn,
+    reduce_block,
+    whole_fn,
+)
 from .methods import DIRECT, FFT_METHOD, METHODS, work_budget
 from .metrics import SAD_KERNEL, Windowed
 
@@ -183,7 +192,7 @@ class PortablePlan:
         be = self.backend
         budget = work_budget(self.memory)
         with be.precise():
-            if self._computes(p) and chunk == (p.B, p.K) and not callable(p.reduce):
+            if self._computes(p) and chunk == (p.B, p.K) and not host_reduce(p):
                 y, ok = whole_fn(be, self.computer, p, budget)(x, self.state)  # one block
                 if ok is None or bool(ok):
                     if rep is not None:
@@ -192,7 +201,7 @@ class PortablePlan:
             y = be.final_view(p, self._blocks(p, chunk, be.canonical_x(p, x), rep))
             if rep is not None and not self._computes(p):
                 rep.step(rep.total)
-            return finish_mean(be, p, y)
+            return finish_peaks(be, p, finish_mean(be, p, y))
 
     def _problem_for(self, shape: tuple[int, ...], dtype: np.dtype) -> tuple[Problem, tuple]:
         p, chunk = self.problem, self.chunk
@@ -241,7 +250,7 @@ class PortablePlan:
                 if ok is not None and not bool(ok):  # NaN/Inf: the exact block
                     fixed = self.computer.fix(be, p, self.state, xb, k0, k1, budget)
                     block = reduce_block(be, p, fixed)
-                elif callable(p.reduce):
+                elif host_reduce(p):
                     block = reduce_block(be, p, block)
                 row.append(block)
                 if rep is not None:
@@ -356,11 +365,6 @@ def _parts(x, w, spec, flip: bool, options: dict) -> _Parts:
         shape, dtype = tuple(x.shape), be.numpy_dtype(x.dtype)
     w = be.asarray(w, "w")
     p = make_problem(shape, dtype, tuple(w.shape), be.numpy_dtype(w.dtype), spec, flip=flip, **opts)
-    if p.reduce_tail and p.reduce not in ("argmax", "argmin"):
-        raise NotImplementedError(
-            f"reduce=bc.peaks(...) is not yet available for {be.name} arrays; use NumPy "
-            f"arrays (np.asarray(x)) or torch tensors"
-        )
     budget = be.memory(memory)
     chosen, reason = _choose(p, method, be)
     computer = computer_for(p, chosen)
@@ -399,7 +403,7 @@ def correlate(
     NaN/Inf to be placed exactly)."""
     parts = _parts(x, w, spec, flip, options)
     p, be = parts.problem, parts.backend
-    one = PortablePlan._computes(p) and parts.chunk == (p.B, p.K) and not callable(p.reduce)
+    one = PortablePlan._computes(p) and parts.chunk == (p.B, p.K) and not host_reduce(p)
     if one and (progress is None or progress is False):
         run = oneshot_fn(be, parts.computer, p, work_budget(parts.memory))
         with be.precise():

@@ -23,6 +23,7 @@ from math import prod
 
 import numpy as np
 
+from ..peak_reduce import PeakResult, Peaks
 from ..problem import Problem
 from ..reduce import apply_reduce
 
@@ -65,6 +66,22 @@ def _key(kind: str, be, computer, p: Problem, *rest):
     # (p is p.cache_key here: a reduce callable is a placeholder, which the functions
     # below only ask whether it is callable, so that no entry keeps a user's alive)
     return (kind, be.key, type(computer), computer.name, p, *rest)
+
+
+def host_reduce(p: Problem) -> bool:
+    """Whether the reduction runs outside the compiled code, on each computed block: a
+    callable (the user's own code) or ``bc.peaks`` (found on the host)."""
+    return callable(p.reduce) or isinstance(p.reduce, Peaks)
+
+
+def finish_peaks(be, p: Problem, y):
+    """The result ``y``, for ``bc.peaks`` unpacked into a ``PeakResult`` (scores in the
+    compute dtype, coordinates in the namespace's int64)."""
+    if not isinstance(p.reduce, Peaks):
+        return y
+    xp = be.xp
+    scores = xp.astype(y[..., 0], be.dtype(p.dtype))
+    return PeakResult(scores, xp.astype(y[..., 1:], be.dtype(np.dtype(np.int64))))
 
 
 def reduce_block(be, p: Problem, block):
@@ -133,6 +150,6 @@ def block_fn(be, computer, p: Problem, k0: int, k1: int, budget: int):
 
     def run(xb, state):
         block, ok = computer.pure(be, p, state, xb, k0, k1, budget)
-        return (block if callable(p.reduce) else reduce_block(be, p, block)), ok
+        return (block if host_reduce(p) else reduce_block(be, p, block)), ok
 
     return _remember(_key("block", be, computer, p, k0, k1, budget), lambda: be.compile(run))
