@@ -143,3 +143,30 @@ def test_bad_arguments(kwargs, error, message):
 def test_a_template_larger_than_the_image():
     with pytest.raises(ValueError, match="larger than an image"):
         bc.match(np.ones((10, 10)), [np.ones((12, 3))], threshold=0.5)
+
+
+def test_one_template_array_is_one_template():
+    """An array of templates is one template (a bank is a list), whatever its axes."""
+    rng = np.random.default_rng(5)
+    scene = rng.random((120, 160))
+    got = bc.match(scene, scene[10:30, 40:60], threshold=0.9)
+    assert got.template.tolist() == [0] and got.start.tolist() == [[10, 40]]
+    bank = np.stack([scene[10:30, 40:60], scene[50:70, 90:110]])
+    got = bc.match(scene, list(bank), threshold=0.9)
+    assert sorted(got.start.tolist()) == [[10, 40], [50, 90]]
+
+
+def test_volumes_with_channels():
+    rng = np.random.default_rng(6)
+    vol = rng.random((20, 20, 20, 3))
+    got = bc.match(vol, [vol[2:8, 3:9, 4:10]], threshold=0.9, channel_axis=-1)
+    assert got.start.tolist() == [[2, 3, 4]] and got.stop.tolist() == [[8, 9, 10]]
+
+
+def test_channels_must_agree_and_images_must_be_given():
+    img = np.random.default_rng(7).random((50, 60, 3))
+    for template in (img[5:15, 5:15, 0], img[5:15, 5:15, :2]):
+        with pytest.raises(ValueError, match="channels"):
+            bc.match(img, [template], threshold=0.9, channel_axis=-1)
+    with pytest.raises(ValueError, match="empty list"):
+        bc.match([], [np.ones((5, 5))], threshold=0.9)

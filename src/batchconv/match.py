@@ -33,7 +33,7 @@ from .peak_reduce import peaks
 
 __all__ = ["Matches", "match"]
 
-_LETTERS = "abcdefghijlmopqrstuvwxyz"  # sliding axes (n, k, c: the other roles)
+_LETTERS = "abdefghijlmopqrstuvwxyz"  # sliding axes (n, k, c: the other roles)
 
 
 @dataclass(frozen=True)
@@ -121,9 +121,11 @@ def match(
     better one by more than ``max_overlap`` (intersection over union), at most ``top``.
 
     ``images``: one image, a batch (an array with one more axis than a template), or a
-    list of images of any sizes; ``templates``: a list of arrays (of any shapes: each
-    shape is one correlate call) or a bank array. ``channel_axis=-1``: the last axis of
-    images and templates is channels, summed in the metric. ``min_distance``: between
+    list of images of any sizes; ``templates``: a list (or tuple) of arrays of any
+    shapes (each shape is one correlate call), or one array: one template (a bank array
+    ``b`` is ``list(b)``). ``channel_axis=-1``: the last axis of images and templates is
+    channels (the same number in both), summed in the metric; other axes are not
+    accepted (move the channels last). ``min_distance``: between
     the peaks of one map (``bc.peaks``'s; 1 gives every local extremum, as
     ``peak_local_max``'s default). ``labels``: one per template. ``method``,
     ``memory``, ``workers``: as :func:`~batchconv.correlate`'s.
@@ -155,6 +157,8 @@ def match(
             f"(plus channels with channel_axis=-1); got shapes {[t.shape for t in bank]}"
         )
     scenes = _images(images, bank[0].ndim)
+    if channels:
+        _check_channels(bank, scenes)
     best_low = metric_of(metric).best == "min"
     options = {"metric": metric, "method": method, "memory": memory, "workers": workers}
     found = []  # (image, template, score, start) per candidate
@@ -177,10 +181,11 @@ def match(
 
 
 def _templates(templates) -> list[np.ndarray]:
+    """The templates as a list: a list or tuple as it is, one array as one template."""
     if isinstance(templates, (list, tuple)):
         bank = [to_numpy(t, "templates")[0] for t in templates]
     else:
-        bank = list(to_numpy(templates, "templates")[0])
+        bank = [to_numpy(templates, "templates")[0]]
     if not bank:
         raise ValueError("templates: give at least one")
     return bank
@@ -190,6 +195,8 @@ def _images(images, template_ndim: int) -> list[tuple[int, np.ndarray]]:
     """``(index of the first, stacked images)`` groups: one for an image or a batch, one
     per image for a list."""
     if isinstance(images, (list, tuple)):
+        if not images:
+            raise ValueError("images: an empty list; give at least one image")
         out, first = [], 0
         for im in images:
             a = to_numpy(im, "images")[0]
@@ -210,6 +217,19 @@ def _images(images, template_ndim: int) -> list[tuple[int, np.ndarray]]:
         f"images of shape {a.shape}: one image has the templates' {template_ndim} axes, a "
         f"batch one more"
     )
+
+
+def _check_channels(bank: list[np.ndarray], scenes: list) -> None:
+    """ValueError unless every template has the images' number of channels (last axis)."""
+    for _, stack in scenes:
+        c = stack.shape[-1]
+        for t in bank:
+            if t.shape[-1] != c:
+                raise ValueError(
+                    f"channel_axis=-1: the images' last axis holds {c} channels, but the "
+                    f"last axis of a template of shape {t.shape} holds {t.shape[-1]}: "
+                    f"every template needs the images' channels as its last axis"
+                )
 
 
 def _candidates(stack, group, index, first, d, channels, threshold, min_distance, top, options):
