@@ -110,6 +110,42 @@ def test_errors(files, tmp_path, capsys):
     status, _, err = run(capsys, bad, "-t", files["t1"], "--threshold", 0.9)
     assert status == 2 and "cannot read" in err and "bad.png" in err
     status, _, err = run(capsys, files["t1"], "-t", files["scene"], "--threshold", 0.9)
-    assert status == 2 and "larger than an image" in err
+    assert status == 2 and "larger than the scene" in err
     with pytest.raises(SystemExit):  # argparse: --threshold is required
         main(["match", str(files["scene"]), "-t", str(files["t1"])])
+
+
+def test_16_bit_and_float_images(files, tmp_path, capsys):
+    """16-bit PNGs are divided by 65535 and float TIFFs kept as they are (not clipped to
+    8 bits): an exact crop is found with a score of 1."""
+    gray = np.asarray(Image.open(files["scene"])).astype(np.float64) / 255
+    for name, pixels in (
+        ("s16.png", (gray * 65535).astype(np.uint16)),
+        ("sf.tif", gray.astype(np.float32)),
+    ):
+        Image.fromarray(pixels).save(tmp_path / name)
+        Image.fromarray(pixels[100:130, 200:240]).save(tmp_path / f"t-{name}")
+        status, out, _ = run(
+            capsys, tmp_path / name, "-t", tmp_path / f"t-{name}", "--threshold", 0.95, "--json"
+        )
+        hits = json.loads(out)
+        assert status == 0 and [(h["y"], h["x"]) for h in hits] == [(100, 200)], name
+        assert hits[0]["score"] > 0.999
+
+
+def test_checked_before_any_scene_is_matched(files, tmp_path, capsys):
+    """A template larger than any scene, or a --draw path that cannot be written: exit 2
+    with a message, before matching (no hits printed)."""
+    Image.fromarray(np.zeros((20, 20), np.uint8)).save(tmp_path / "tiny.png")
+    status, out, err = run(
+        capsys, files["scene"], tmp_path / "tiny.png", "-t", files["t1"], "--threshold", 0.9
+    )
+    assert status == 2 and out == "" and "larger than the scene" in err
+    for draw, message in (
+        (tmp_path / "no" / "o.png", "does not exist"),
+        (tmp_path / "o.txt", "image file"),
+    ):
+        status, out, err = run(
+            capsys, files["scene"], "-t", files["t1"], "--threshold", 0.9, "--draw", draw
+        )
+        assert status == 2 and out == "" and message in err

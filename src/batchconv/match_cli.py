@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import csv
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -57,6 +58,9 @@ def run(args) -> int:
     try:
         templates = [_read(p, args.color) for p in args.template]
         scenes = [_read(p, args.color) for p in args.scenes]
+        _check_sizes(args, scenes, templates)
+        if args.draw:
+            _check_draw(args.draw)
     except _Unreadable as e:
         print(f"batchconv match: {e}", file=sys.stderr)
         return 2
@@ -84,8 +88,34 @@ def run(args) -> int:
                 _draw(args.scenes[i], hits, _out_path(args.draw, i, len(scenes)))
             if bar is not None:
                 bar.step()
-    _print(rows, args)
+    try:
+        _print(rows, args)
+    except BrokenPipeError:  # (| head): the reader has gone; exit quietly
+        sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - Python's own recipe
     return 0
+
+
+def _check_sizes(args, scenes: list, templates: list) -> None:
+    """Before any scene is matched: no template larger than a scene."""
+    for path, scene in zip(args.scenes, scenes, strict=True):
+        for tpath, t in zip(args.template, templates, strict=True):
+            if any(a < b for a, b in zip(scene.shape[:2], t.shape[:2], strict=True)):
+                raise _Unreadable(
+                    f"{path}: the template {tpath} ({t.shape[0]}x{t.shape[1]}) is larger "
+                    f"than the scene ({scene.shape[0]}x{scene.shape[1]})"
+                )
+
+
+def _check_draw(draw: str) -> None:
+    """Before any scene is matched: ``--draw``'s folder exists, its suffix is an image
+    format Pillow writes."""
+    from PIL import Image
+
+    out = Path(draw)
+    if not out.parent.is_dir():
+        raise _Unreadable(f"--draw {draw}: the folder {str(out.parent)!r} does not exist")
+    if out.suffix.lower() not in Image.registered_extensions():
+        raise _Unreadable(f"--draw {draw}: give an image file name (.png, .jpg, .tif...)")
 
 
 class _Unreadable(Exception):
@@ -93,7 +123,9 @@ class _Unreadable(Exception):
 
 
 def _read(path: str, color: bool) -> np.ndarray:
-    """The image at ``path`` as float32 in [0, 1]: (H, W), or (H, W, 3) with ``color``."""
+    """The image at ``path`` as float32 in [0, 1]: (H, W), or (H, W, 3) with ``color``.
+    8-bit images are divided by 255, 16-bit ones by 65535, float images kept as they
+    are; a grayscale image with ``color`` has its gray in all three channels."""
     try:
         from PIL import Image
     except ImportError:
@@ -102,10 +134,21 @@ def _read(path: str, color: bool) -> np.ndarray:
         ) from None
     try:
         with Image.open(path) as im:
-            a = np.asarray(im.convert("RGB" if color else "L"), dtype=np.float32)
+            a = _pixels(im, color)
     except (OSError, ValueError) as e:
         raise _Unreadable(f"cannot read {path!r} as an image ({e})") from None
-    return a / 255
+    return a
+
+
+def _pixels(im, color: bool) -> np.ndarray:
+    if im.mode.startswith(("I", "F")):  # one channel of 16 or 32 bits, or floats
+        a = np.asarray(im).astype(np.float32)
+        if im.mode.startswith("I;16") or (im.mode == "I" and a.max(initial=0) <= 65535):
+            a /= 65535
+        elif im.mode == "I":
+            a /= 2**31 - 1
+        return np.repeat(a[..., None], 3, axis=-1) if color else a
+    return np.asarray(im.convert("RGB" if color else "L"), dtype=np.float32) / 255
 
 
 def _row(scene: str, hits, j: int) -> dict:
