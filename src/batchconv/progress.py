@@ -81,15 +81,15 @@ class _TextBar:
     """``done/total blocks`` on stderr, rewritten in place (without tqdm)."""
 
     def __init__(self, total: int, unit: str):
-        self.total, self.done, self.unit = total, 0, unit
-        self._show()
+        self.total, self.done, self.unit = total, 0, unit  # (shown from the first step)
 
     def update(self, n: int) -> None:
         self.done += n
         self._show()
 
     def refresh(self) -> None:
-        self._show()
+        if self.done:
+            self._show()
 
     def close(self) -> None:
         sys.stderr.write("\n")
