@@ -217,7 +217,9 @@ class HostDirect:
     def compute(p: Problem, st, xc, k0: int, k1: int, out=None):
         import torch
 
-        y = torch.from_numpy(direct.compute(p, st, xc.cpu().numpy(), k0, k1)).to(xc.device)
+        with np.errstate(invalid="ignore", over="ignore"):  # (NaN/Inf: the loop's values)
+            y = direct.compute(p, st, xc.cpu().numpy(), k0, k1)
+        y = torch.from_numpy(y).to(xc.device)
         if out is None:
             return y
         out.copy_(y)
