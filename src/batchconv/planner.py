@@ -309,9 +309,7 @@ class Plan:
         if prod(canon.shape) and not p.window_size:  # sums over nothing
             zeros = be.zeros((p.B, p.K, p.P, *p.O), p.dtype)
             canon[...] = zeros if reduce is None else reduce(zeros)
-        # FFT plans: items whose results are not all finite (a NaN or Inf in x) are
-        # flagged by the method and redone exactly below
-        check = self.filters is not None and p.dtype.kind in "fc"
+        check = self.checks_nonfinite(p)
         flagged: set[int] = set()
         with be.scope(self.workers):
             b0 = 0
@@ -398,6 +396,13 @@ class Plan:
                 f"{np.result_type(dtype, p.dtype)}: make a new plan"
             )
         return p, chunk
+
+    def checks_nonfinite(self, p: Problem) -> bool:
+        """Whether a call of ``p`` follows the NaN/Inf policy (:meth:`_redo_nonfinite`):
+        the plan's method spreads a NaN/Inf over whole items (it keeps ``filters``) and
+        the data are floating point. The method then flags the items whose results are
+        not all finite, and the plan redoes them."""
+        return self.filters is not None and p.dtype.kind in "fc"
 
     def _redo_nonfinite(self, be, p: Problem, xc, canon, reduce, flagged: set[int]) -> None:
         """The NaN/Inf policy of a method that declares ``SPREADS_NONFINITE`` (an FFT, in

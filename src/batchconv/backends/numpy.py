@@ -149,7 +149,7 @@ class NumPyBackend:
         shortcut = (
             p,
             mod,
-            plan.filters is not None and p.dtype.kind in "fc",  # NaN/Inf: see plan
+            plan.checks_nonfinite(p),
             (xc.shape, xc.strides),
             (canon.shape, canon.strides),
             bind and bind(p, plan.state, xc, canon),

@@ -179,7 +179,7 @@ class TorchBackend:
         spec's order (C-contiguous, as an NCHW or channels-last convolution's output
         usually is already). For a method with ``one_call`` and no dtype change or
         rounding, the plan also remembers the call for this layout (see the module)."""
-        check = plan.filters is not None and p.dtype.kind in "fc"  # (NaN/Inf: see plan)
+        check = plan.checks_nonfinite(p)
         with self.scope(None):
             y = None
             if not (check and plan.bad_filters.size):  # (those: redone after each call)
