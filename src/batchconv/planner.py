@@ -208,11 +208,13 @@ class Plan:
             x, kind = to_numpy(x, "x")
             y = self._run(x, NUMPY.layout_of(x), None, None, progress)
             y = y if kind is None else from_numpy(y, kind)
-        return (
-            y
-            if self.problem.reduce_tail == ()
-            else unpack(self.problem.reduce, y, self.problem.dtype)
-        )
+        return self._returned(y)
+
+    def _returned(self, y):
+        """A call's result as the caller gets it: ``bc.peaks``' packed result unpacked
+        into a ``PeakResult``, anything else as it is."""
+        p = self.problem
+        return y if p.reduce_tail == () else unpack(p.reduce, y, p.dtype)
 
     def bind(self, x_like: Any) -> BoundPlan:
         """This plan made ready for inputs laid out as ``x_like`` (an array or tensor, or
@@ -527,11 +529,7 @@ class BoundPlan:
             self._check(layout)
             y = self.plan._run(a, layout, (self.problem, self.chunk), None, progress)
             y = y if kind is None else from_numpy(y, kind)
-        return (
-            y
-            if self.problem.reduce_tail == ()
-            else unpack(self.problem.reduce, y, self.problem.dtype)
-        )
+        return self.plan._returned(y)
 
     def _check(self, layout: tuple) -> None:
         if layout != self.layout:
