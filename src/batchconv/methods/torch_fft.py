@@ -271,15 +271,13 @@ def compute(p: Problem, st: TorchFFTState, xc, k0: int, k1: int, out=None, nonfi
         y = _exact(p, st, xc, k0, k1)
     else:
         y = _spectral(p, st, xc, k0, k1, route or ())
-        if route is None:  # a NaN/Inf in x or cval: the plan redoes the flagged items
-            _flag_nonfinite(y, nonfinite)
-        elif route and not _finite(y):
-            # (scaled and still not finite: an output past the float's range, or the
-            # round-off of one: a sample no kept window covers, so large that eps times
-            # its products overflow; the exact route keeps them to their windows)
-            if nonfinite is None:
+        # a NaN/Inf in x or cval (route None: here nonfinite is given), or scaled and
+        # still not finite (an output past the float's range, or the round-off of one: a
+        # sample no kept window covers, so large that eps times its products overflow)
+        if route is None or (route and not _finite(y)):
+            if nonfinite is None:  # the exact route keeps them to their windows
                 y = _exact(p, st, xc, k0, k1)
-            else:
+            else:  # the plan redoes the flagged items
                 _flag_nonfinite(y, nonfinite)
     if out is None:
         return y
