@@ -104,9 +104,11 @@ class Peaks:
 
 
 def unpack(reduce, y, dtype: np.dtype):
-    """The call's result ``y`` as the user gets it: for ``reduce=peaks(...)`` the
-    :class:`PeakResult` of the packed array (scores in ``dtype``, coordinates as
-    ``intp``/int64, in ``y``'s library and on its device); else ``y`` itself."""
+    """The call's result ``y`` (a NumPy array, a torch tensor or a Dask array) as the
+    user gets it: for ``reduce=peaks(...)`` the :class:`PeakResult` of the packed array
+    (scores in ``dtype``, coordinates as ``intp``/int64, in ``y``'s library and on its
+    device); else ``y`` itself. (The portable engine unpacks its own arrays with its
+    backend's dtypes: ``portable/blocks.finish_peaks``.)"""
     if not isinstance(reduce, Peaks):
         return y
     scores, coords = y[..., 0], y[..., 1:]
@@ -114,10 +116,7 @@ def unpack(reduce, y, dtype: np.dtype):
         import torch
 
         return PeakResult(scores.to(getattr(torch, dtype.name)), coords.to(torch.int64))
-    if hasattr(y, "astype"):  # NumPy (and Dask: lazily)
-        return PeakResult(scores.astype(dtype), coords.astype(np.intp))
-    xp = y.__array_namespace__()
-    return PeakResult(xp.astype(scores, getattr(xp, dtype.name)), xp.astype(coords, xp.int64))
+    return PeakResult(scores.astype(dtype), coords.astype(np.intp))  # (Dask: lazily)
 
 
 def peaks(k: int, min_distance: int = 1, threshold: float | None = None) -> Peaks:
