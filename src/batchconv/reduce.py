@@ -78,7 +78,9 @@ def apply_reduce(reduce, block, axes: tuple[int, ...], xp=np, index_dtype=None):
     if isinstance(reduce, Peaks):  # (found on the host: a few values per map come back)
         if xp is np:
             return reduce.apply(block, axes)
-        return xp.asarray(reduce.apply(_to_host(block), axes), device=_device(block))
+        from .backends.array_api import device_of
+
+        return xp.asarray(reduce.apply(_to_host(block), axes), device=device_of(block))
     if callable(reduce):
         with user_callback():  # it may call batchconv: not into buffers holding `block`
             result = reduce(block, axis=axes)
@@ -111,8 +113,3 @@ def _to_host(block) -> np.ndarray:
         return np.from_dlpack(block)  # (JAX and array-api-strict on the CPU)
     except (TypeError, RuntimeError, BufferError, AttributeError):
         return np.asarray(block)
-
-
-def _device(block):
-    device = getattr(block, "device", None)
-    return device() if callable(device) else device
