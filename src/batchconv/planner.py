@@ -262,9 +262,10 @@ class Plan:
 
     def _reported(self, x, layout: tuple, resolved, be, progress):
         """The block loop, telling ``progress`` (``progress.py``) block by block."""
-        if progress is None or progress is False:
+        rep = reporter(progress, 1)  # (None for progress None or False)
+        if rep is None:
             return self._run_blocks(x, layout, resolved, be)
-        with reporter(progress, 1) as rep:
+        with rep:
             return self._run_blocks(x, layout, resolved, be, rep)
 
     def _run_blocks(self, x, layout: tuple, resolved, be, rep=None):

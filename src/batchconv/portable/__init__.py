@@ -183,9 +183,10 @@ class PortablePlan:
 
     def _run(self, x: Any, p: Problem, chunk: tuple[int, int], progress=None) -> Any:
         """A call on ``x``, whose problem and block sizes are ``p`` and ``chunk``."""
-        if progress is None or progress is False:
+        rep = reporter(progress, -(-p.B // chunk[0]) * -(-p.K // chunk[1]))
+        if rep is None:  # (progress None or False)
             return self._run_blocks(x, p, chunk, None)
-        with reporter(progress, -(-p.B // chunk[0]) * -(-p.K // chunk[1])) as rep:
+        with rep:
             return self._run_blocks(x, p, chunk, rep)
 
     def _run_blocks(self, x: Any, p: Problem, chunk: tuple[int, int], rep) -> Any:
