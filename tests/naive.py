@@ -29,11 +29,12 @@ def default_spec_string(x_ndim: int, w_ndim: int, reduce: bool) -> str:
     return f"n{letters},{letters}->n{kept}|{letters}"
 
 
-def _window_metric(xw, w, xs, ws, nonslide_out, metric, mu):
+def _window_metric(xw, w, xs, ws, nonslide_out, metric, mu, mask=None):
     """One output position: ``metric`` between every x window and filter, for the
     letters ``nonslide_out``. Letters only in x or only in w and not in the output are
     summed first (einsum rule); the window is every letter in both x and w that is not in
-    the output (summed and sliding letters)."""
+    the output (summed and sliding letters). ``mask``: weights of w's positions (w's
+    shape), OpenCV's masked formulas (:func:`_masked_metric`)."""
     xonly = "".join(c for c in xs if c not in ws and c not in nonslide_out)
     wonly = "".join(c for c in ws if c not in xs and c not in nonslide_out)
     xs2 = "".join(c for c in xs if c not in xonly)
@@ -50,9 +51,12 @@ def _window_metric(xw, w, xs, ws, nonslide_out, metric, mu):
 
     A, B = expand(a, xs2), expand(b, ws2)
     A, B = np.broadcast_arrays(A, B)
+    W = None if mask is None else np.broadcast_to(expand(mask, ws), A.shape)
     lead = A.shape[: len(nonslide_out)]
     A = A.reshape(*lead, -1)
     B = B.reshape(*lead, -1)
+    if W is not None:
+        return _masked_metric(A, B, W.reshape(*lead, -1), metric, mu, expand, xs2, window, lead)
     if metric == "ssd":
         return ((A - B) ** 2).sum(-1)
     if metric == "sad":
@@ -87,6 +91,49 @@ def _window_metric(xw, w, xs, ws, nonslide_out, metric, mu):
     raise ValueError(metric)
 
 
+def _masked_metric(A, B, W, metric, mu, expand, xs2, window, lead):
+    """``metric`` of windows ``A`` and filters ``B`` weighted by ``W`` (last axis: the
+    window), written from OpenCV's formulas for masked matchTemplate, literally."""
+    W2 = W * W
+    if metric == "ssd":
+        return ((W * (A - B)) ** 2).sum(-1)
+    if metric == "sad":
+        return (W * np.abs(A - B)).sum(-1)
+    used = W > 0
+
+    def flat(V):  # no spread among the weighted values
+        top = np.where(used, V, -np.inf).max(-1)
+        return ~used.any(-1) | (top == np.where(used, V, np.inf).min(-1))
+
+    with np.errstate(invalid="ignore", divide="ignore"):
+        if metric in ("ncc", "ncc_den"):
+            mua = (W * A).sum(-1, keepdims=True) / W.sum(-1, keepdims=True)
+            mub = (W * B).sum(-1, keepdims=True) / W.sum(-1, keepdims=True)
+            Ac, Bc = W * (A - mua), W * (B - mub)
+            den = np.sqrt((Ac * Ac).sum(-1) * (Bc * Bc).sum(-1))
+            if metric == "ncc_den":
+                return np.nan_to_num(den)
+            return np.where(flat(A) | flat(B), 0.0, (Ac * Bc).sum(-1) / den)
+        if metric in ("cosine", "cosine_den"):
+            den = np.sqrt((W2 * A * A).sum(-1) * (W2 * B * B).sum(-1))
+            if metric == "cosine_den":
+                return den
+            return np.where(den == 0, 0.0, (W2 * A * B).sum(-1) / den)
+    M = 0.0  # error scales of the accuracy contract (see window_metric_bound)
+    if mu is not None:
+        M = expand(mu, "".join(c for c in xs2 if c not in window))
+        M = np.broadcast_to(M.reshape(*M.shape[: len(lead)], 1), A.shape[:-1] + (1,))
+    if metric == "ssd_scale":
+        return (W2 * (np.abs(A - M) + np.abs(B - M)) ** 2).sum(-1)
+    if metric == "ncc_scale":
+        with np.errstate(invalid="ignore", divide="ignore"):
+            mub = np.nan_to_num((W * B).sum(-1, keepdims=True) / W.sum(-1, keepdims=True))
+        return (W2 * np.abs(A - M) * np.abs(B - mub)).sum(-1)
+    if metric == "cosine_scale":
+        return (W2 * np.abs(A) * np.abs(B)).sum(-1)
+    raise ValueError(metric)
+
+
 def naive_correlate(
     x,
     w,
@@ -100,13 +147,20 @@ def naive_correlate(
     reduce=None,
     convolve=False,
     metric="dot",
+    mask=None,
 ):
     """Float64 (or complex128) reference for ``bc.correlate`` / ``bc.convolve``.
 
     ``metric``: "dot" or a similarity metric, computed from each window's values
-    literally (for ncc: a window or filter whose values are all equal gives 0)."""
+    literally (for ncc: a window or filter whose values are all equal gives 0).
+    ``mask``: weights of ``w``'s positions, broadcast to its shape (booleans and
+    integers: nonzero is 1)."""
     x = np.asarray(x)
     w = np.asarray(w)
+    if mask is not None:
+        mask = np.asarray(mask)
+        mask = (mask != 0) if mask.dtype.kind in "biu" else mask
+        mask = np.broadcast_to(mask.astype(np.float64), w.shape)
     cplx = np.iscomplexobj(x) or np.iscomplexobj(w)
     ft = np.complex128 if cplx else np.float64
     x = x.astype(ft)
@@ -131,6 +185,7 @@ def naive_correlate(
     if convolve:
         for c in sliding:
             w = np.flip(w, axis=ws.index(c))
+            mask = None if mask is None else np.flip(mask, axis=ws.index(c))
     elif cplx:
         w = np.conj(w)
     n = {c: x.shape[xs.index(c)] for c in sliding}
@@ -153,9 +208,10 @@ def naive_correlate(
             idx = t + np.arange(m[c]) * d
             xw = np.take(xw, idx, axis=xs.index(c))
         if metric == "dot":
-            val = np.einsum(f"{xs},{ws}->{''.join(nonslide_out)}", xw, w)
+            weighted = w if mask is None else w * mask * mask
+            val = np.einsum(f"{xs},{ws}->{''.join(nonslide_out)}", xw, weighted)
         else:
-            val = _window_metric(xw, w, xs, ws, "".join(nonslide_out), metric, mu)
+            val = _window_metric(xw, w, xs, ws, "".join(nonslide_out), metric, mu, mask)
         full[(Ellipsis, *pos)] = val
     # crop for the mode as scipy does, then stride
     crops = []

@@ -20,6 +20,7 @@ import numpy as np
 from . import compiled, methods, metrics
 from .arrays import from_numpy, is_array_api, is_dask, is_torch, numpy_dtype, to_numpy
 from .dask_arrays import lazy_correlate
+from .metrics.masked import check_mask
 from .planner import Plan, plan_problem
 from .portable import PortablePlan, make_plan
 from .portable import correlate as portable_correlate
@@ -52,6 +53,7 @@ class Options(TypedDict, total=False):
     memory: int | str | None
     workers: int | None
     progress: bool | Callable[[int, int], Any] | None
+    mask: ArrayLike | None
 
 
 # correlate/convolve remember their last few plans, keyed by every argument and a digest of
@@ -146,6 +148,9 @@ def _cache_key(x, w, spec, options: dict):
 
 
 def _cached_plan(x, w, spec, flip: bool, options: dict) -> Plan:
+    if options.get("mask") is not None:  # (not remembered: bc.plan keeps a masked plan)
+        return _make_plan(x, w, spec, flip=flip, **options)
+    options = {k: v for k, v in options.items() if k != "mask"}
     key = _cache_key(x, w, spec, options)
     if key is not None:
         # whether the compiled kernels run changes what "auto" picks: part of the key
@@ -188,6 +193,13 @@ def _run(x, w, spec, flip: bool, options: dict, progress=None):
     ``progress`` (per call: not part of the plan)."""
     if type(x) is np.ndarray and type(w) is np.ndarray:  # the common case, kept short
         return _cached_plan(x, w, spec, flip, options)(x, progress)
+    if is_dask(x) or is_dask(w) or is_array_api(x):
+        if options.pop("mask", None) is not None:
+            raise NotImplementedError(
+                "mask= works on NumPy arrays and torch tensors (CPU or CUDA) for now; "
+                "compute JAX/array-API arrays through NumPy, and Dask arrays block by "
+                "block with dask.array.map_overlap"
+            )
     if is_dask(x) or is_dask(w):
         if progress is not None and progress is not False:
             raise TypeError(
@@ -269,6 +281,7 @@ def _make_plan(
     memory=None,
     workers=None,
     device=None,
+    mask=None,
 ) -> Plan:
     shape, dtype = _x_signature(x)
     w_shape, w_dtype = _shape_dtype(w, "w")  # nested tuples are data here, not a signature
@@ -289,8 +302,14 @@ def _make_plan(
         reduce=reduce,
         flip=flip,
         x_strides=_x_strides(x),
+        masked=mask is not None,
     )
-    return plan_problem(p, w, method=method, memory=memory, workers=workers, device=device)
+    if mask is not None:  # float64 weights of w's shape (metrics/masked.py)
+        sp = p.spec
+        mask = check_mask(to_numpy(mask, "mask")[0], w_shape, sp.w, sp.sliding, sp.w_summed)
+    return plan_problem(
+        p, w, method=method, memory=memory, workers=workers, device=device, mask=mask
+    )
 
 
 @overload
@@ -337,6 +356,7 @@ def correlate(
     memory: int | str | None = None,
     workers: int | None = None,
     progress: bool | Callable[[int, int], Any] | None = None,
+    mask: ArrayLike | None = None,
 ) -> np.ndarray | Tensor | DaskArray:
     """Cross-correlate every item of ``x`` with every filter of ``w``.
 
@@ -387,6 +407,14 @@ def correlate(
         ``f(done, total)`` called after each block of the call, or True for a bar on
         stderr (tqdm's when installed). An exception it raises aborts the call with no
         result. Not for Dask arrays (Dask reports its own).
+    mask : array_like, optional
+        Weights of the template positions, for every metric: OpenCV's masked
+        ``matchTemplate`` formulas (ssd ``sum (m (a - b))^2``, dot ``sum m^2 a b``,
+        cosine and ncc with ``m``-weighted norms and means; sad ``sum m |a - b|``).
+        Its shape broadcasts to ``w``'s: the template's sliding shape (one mask for
+        all), or with the channel and bank axes (size 1 where shared). Booleans and
+        integers are binary (nonzero: 1); floats are weights in [0, 1]. NumPy arrays
+        and torch tensors. See the README's "Masks".
 
     Returns
     -------
@@ -423,6 +451,7 @@ def correlate(
             method=method,
             memory=memory,
             workers=workers,
+            mask=mask,
         ),
         progress,
     )
@@ -472,6 +501,7 @@ def convolve(
     memory: int | str | None = None,
     workers: int | None = None,
     progress: bool | Callable[[int, int], Any] | None = None,
+    mask: ArrayLike | None = None,
 ) -> np.ndarray | Tensor | DaskArray:
     """Convolve every item of ``x`` with every filter of ``w``: :func:`correlate` with ``w``
     reversed along the sliding axes (and not conjugated), as ``scipy.signal.convolve``.
@@ -497,6 +527,7 @@ def convolve(
             method=method,
             memory=memory,
             workers=workers,
+            mask=mask,
         ),
         progress,
     )
@@ -519,6 +550,8 @@ def plan(
     (8, 4, 32, 32)
     """
     if is_array_api(x) or (is_array_api(w) and _is_signature(x)):
+        if options.pop("mask", None) is not None:
+            raise NotImplementedError("mask= works on NumPy arrays and torch tensors for now")
         return make_plan(x, w, spec, flip=convolve, **options)
     return _make_plan(x, w, spec, flip=convolve, **options)
 

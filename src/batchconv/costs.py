@@ -18,7 +18,10 @@ True
 
 from __future__ import annotations
 
+from dataclasses import replace
 from math import prod
+
+import numpy as np
 
 from .methods import module_of
 from .metrics import metric_of
@@ -122,9 +125,18 @@ def flops(p: Problem, method: str) -> float:
     """Floating-point operations of one call (FFT: transforms of the items and of every
     pair's product, and the products; the filters' transforms are in the plan; SAD: a
     subtraction and an addition per tap; ssd/ncc/cosine: those of their correlation)."""
+    if p.masked and metric_of(p.metric).product_form:  # (masked.py) the weighted
+        return flops(inner_problem(p), method) * _masked_correlations(p)  # templates, masks
     if metric_of(p.metric).window_sums:
         return flops(inner_problem(p), method)
     return module_of(method).flops(p)
+
+
+def _masked_correlations(p: Problem) -> int:
+    """How many correlations of the bank's size a masked metric makes, at most (the
+    masks' ones are fewer where the mask is shared by the templates)."""
+    metric = metric_of(p.metric)
+    return 1 if metric.plain else (4 if metric.centred and metric.normalised else 3)
 
 
 def features(p: Problem, method: str, device: str | None = None) -> tuple[str, dict[str, float]]:
@@ -141,6 +153,11 @@ def estimate(p: Problem, method: str, device: str | None = None) -> float:
     them; a plan called again does not, so there the FFT is cheaper than this says);
     ``device``: where torch tensors live (a CUDA device has its own table)."""
     metric = metric_of(p.metric)
+    if p.masked:  # (masked.py) its correlations in float64, or sad tap by tap
+        q = replace(inner_problem(p), dtype=np.dtype(np.float64))
+        if not metric.product_form:  # a few passes of the block per tap
+            return 4 * p.B * p.K * p.P * prod(p.O) * p.window_size * _METRIC_PASS
+        return estimate(q, method, device) * _masked_correlations(p)
     if not metric.product_form:  # the method's own kernel
         return module_of(method).sad_kernel(device).estimate(p, device)
     if metric.window_sums:  # the correlation, plus window sums and combination passes

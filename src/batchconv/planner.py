@@ -664,9 +664,12 @@ def plan_problem(
     memory=None,
     workers: int | None = None,
     device: str | None = None,
+    mask: np.ndarray | None = None,
 ) -> Plan:
     """Choose the method and chunks for ``p`` and prepare the filters ``w`` (a NumPy
-    array, or a tensor; ``device``: where torch tensors live, None for NumPy data).
+    array, or a tensor; ``device``: where torch tensors live, None for NumPy data) with
+    the ``mask`` of a masked problem (float64 weights of ``w``'s shape:
+    ``metrics.masked.check_mask``).
     ``method="measure"``, and ``"auto"`` on a CUDA device, time the close candidates
     (see ``measure.py``)."""
     timed = method == "measure" or (method == "auto" and is_cuda(device))
@@ -675,14 +678,14 @@ def plan_problem(
         choice = timed_choice(
             p,
             [c for c in cands if c.fits],
-            lambda name: _prepare(p, w, name, cands, budget, workers, device, reason),
+            lambda name: _prepare(p, w, name, cands, budget, workers, device, reason, mask),
             device,
             workers,
         )
         if choice is not None:
             plan, reason = choice
             return replace(plan, reason=reason)
-    return _prepare(p, w, chosen, cands, budget, workers, device, reason)
+    return _prepare(p, w, chosen, cands, budget, workers, device, reason, mask)
 
 
 def _prepare(
@@ -694,8 +697,9 @@ def _prepare(
     workers: int | None,
     device: str | None,
     reason: str,
+    mask: np.ndarray | None = None,
 ) -> Plan:
-    """The plan of method ``chosen``: the filters prepared on its device."""
+    """The plan of method ``chosen``: the filters (and mask) prepared on its device."""
     cand = next(c for c in cands if c.method == chosen)
     made = (p, chosen, cand.chunk, budget, workers, cands, reason)
     on_tensors = get_method(chosen).ON_TENSORS
@@ -706,6 +710,13 @@ def _prepare(
     else:
         wc = canonical_w(p, to_numpy(w, "w")[0])
     computing = method_for(p, chosen, dev)
+    if p.masked:  # the mask laid out as the filters, in float64 (metrics/masked.py)
+        q = replace(p, dtype=np.dtype(np.float64), conj=False)
+        m = np.ascontiguousarray(mask)
+        mc = tensor_canonical_w(q, m, dev) if on_tensors else canonical_w(q, m)
+        with set_workers(workers):
+            state = computing.prepare(p, (wc, mc), _room(p, chosen, budget))
+        return Plan(*made, state, device=dev, compiled=compiled.enabled())
     # where a NaN/Inf would spread over the items' results, the plan redoes them exactly
     # (Plan._redo_nonfinite): the method gets zeros in place of the filters' NaN/Inf
     spreads = getattr(computing, "SPREADS_NONFINITE", False)

@@ -75,6 +75,9 @@ class Problem:
     # C-contiguous, where the metrics read it in place
     x_unit_axis: int | None = None
     x_contiguous: bool = False
+    # mask= was given: the metric weights each template position (metrics/masked.py);
+    # the plan's filters are then the templates and the mask, both (K, C, P, *T)
+    masked: bool = False
 
     def with_batch_shape(self, x_shape: tuple[int, ...]) -> Problem | None:
         """This problem for an ``x`` of ``x_shape`` that differs only in its batch axes, or
@@ -237,9 +240,11 @@ def make_problem(
     reduce=None,
     flip: bool = False,
     x_strides: tuple[float, ...] | None = None,
+    masked: bool = False,
 ) -> Problem:
     """Validate every option against the shapes and build the :class:`Problem`; x's
-    element strides ``x_strides`` (None: C order) tell how the kernels can read it."""
+    element strides ``x_strides`` (None: C order) tell how the kernels can read it;
+    ``masked``: a mask weights the template positions (checked by the caller)."""
     x_shape, w_shape = tuple(int(s) for s in x_shape), tuple(int(s) for s in w_shape)
     dtype = result_dtype(x_dtype, w_dtype)
     known = metric_of(metric)  # (a ValueError naming the valid ones)
@@ -350,6 +355,7 @@ def make_problem(
         x_dtype=None if np.dtype(x_dtype) == dtype else np.dtype(x_dtype),
         x_unit_axis=unit,
         x_contiguous=contiguous,
+        masked=masked,
     )
 
 

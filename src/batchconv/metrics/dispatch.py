@@ -12,6 +12,10 @@ method otherwise (:func:`method_for`); which methods can compute a metric
 
 from __future__ import annotations
 
+from dataclasses import replace
+
+import numpy as np
+
 from ..methods import METHODS, module_of
 from ..problem import Problem
 from . import metric_of
@@ -37,6 +41,10 @@ def method_for(p: Problem, name: str, device: str | None = None):
             f"metric {metric.name!r} has no {name!r} form (it does not factor through a "
             f"product, as an absolute value does not); use method='direct' or 'auto'"
         )
+    if p.masked:  # the mask's own formulas around the method (masked.py)
+        from .masked import MaskedMethod, MaskedSad
+
+        return MaskedMethod(mod) if metric.product_form else MaskedSad()
     if metric.plain:
         return mod
     if not metric.product_form:
@@ -62,6 +70,14 @@ def methods_for_metric(metric: str, on_tensors: bool = False) -> tuple[str, ...]
 def state_bytes(p: Problem, method) -> int:
     """The filter state a plan of ``method`` (a module) keeps for ``p``: the method's
     own, of the centred filters for a windowed metric with their float64 statistics."""
+    if p.masked:  # the weighted templates, the templates and masks (sad), the masks' state
+        q = inner_problem(p)
+        masks = (
+            0
+            if metric_of(p.metric).plain
+            else 2 * method.state_bytes(replace(q, dtype=np.dtype(np.float64)))
+        )
+        return method.state_bytes(q) + masks + p.K * p.P * 80
     if not metric_of(p.metric).window_sums:
         return method.state_bytes(p)
     return method.state_bytes(inner_problem(p)) + p.K * p.P * 24

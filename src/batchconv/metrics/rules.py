@@ -48,6 +48,7 @@ def inner_problem(p: Problem) -> Problem:
         conj=False,
         reduce=None,
         metric="dot",
+        masked=False,
         integer_inputs=False,
         x_dtype=None,  # the padded, centred copy is in the compute dtype ...
         # ... and in C order (b, C, P, *padded): the last sliding axis is contiguous
