@@ -170,3 +170,27 @@ def test_channels_must_agree_and_images_must_be_given():
             bc.match(img, [template], threshold=0.9, channel_axis=-1)
     with pytest.raises(ValueError, match="empty list"):
         bc.match([], [np.ones((5, 5))], threshold=0.9)
+
+
+@pytest.mark.parametrize("top", [None, 5])
+@pytest.mark.parametrize("dims", [2, 3])
+def test_suppression_compiled_equals_numpy(dims, top):
+    """The compiled greedy loop keeps exactly the boxes the NumPy loop keeps."""
+    from batchconv import compiled
+    from batchconv.match import _suppress
+
+    rng = np.random.default_rng(dims)
+    n = 400
+    image = rng.integers(0, 3, n)
+    template = rng.integers(0, 4, n)
+    score = np.round(rng.random(n), 2)  # ties too
+    start = rng.integers(0, 60, (n, dims))
+    stop = start + rng.integers(3, 15, (n, dims))
+    for best_low in (False, True):
+        for overlap in (0.0, 0.25, 0.7):
+            args = (image, template, score, start, stop, best_low, overlap, top)
+            with compiled.use_numba(True):
+                fast = _suppress(*args)
+            with compiled.use_numba(False):
+                slow = _suppress(*args)
+            np.testing.assert_array_equal(fast, slow)

@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 from naive import naive_correlate
 
 import batchconv as bc
+from batchconv import compiled
 from batchconv.peak_reduce import find_peaks
 
 skimage_feature = pytest.importorskip("skimage.feature")
@@ -52,30 +53,39 @@ class _nothing:
     threshold=st.one_of(st.none(), st.floats(-1.5, 1.5)),
     lowest=st.booleans(),
     seed=st.integers(0, 2**31),
+    numba=st.booleans(),
+    single=st.booleans(),
 )
-def test_find_peaks_is_peak_local_max(shape, k, d, ties, threshold, lowest, seed):
+def test_find_peaks_is_peak_local_max(shape, k, d, ties, threshold, lowest, seed, numba, single):
     """Every rule of peak_local_max (exclude_border=False), ties included: plateaus, the
     map's minimum as the default threshold, a constant map with no peak, spacing only
-    for min_distance > 1 and kept at exactly min_distance."""
+    for min_distance > 1 and kept at exactly min_distance; the compiled search (2-D
+    maps with a threshold) and the NumPy one."""
     rng = np.random.default_rng(seed)
     maps = rng.standard_normal((2, *shape))
     if ties:
         maps = np.round(maps)
-    scores, coords = find_peaks(maps, k, d, threshold, lowest=lowest)
+    if single:
+        maps = maps.astype(np.float32)
+    with compiled.use_numba(numba):
+        scores, coords = find_peaks(maps, k, d, threshold, lowest=lowest)
     want_scores, want_coords = reference(maps, k, d, threshold, lowest)
     np.testing.assert_array_equal(coords, want_coords)
     np.testing.assert_array_equal(scores, want_scores)
 
 
-def test_constant_map_and_nan():
+@pytest.mark.parametrize("threshold", [None, -1.0])
+@pytest.mark.parametrize("numba", [True, False])
+def test_constant_map_and_nan(numba, threshold):
     """A constant map has no peak; NaN is never one and does not hide its neighbours."""
-    scores, coords = find_peaks(np.ones((1, 5, 5)), 2)
-    assert np.isnan(scores).all() and (coords == -1).all()
-    m = np.zeros((1, 7))
-    m[0, 2], m[0, 3] = 5.0, np.nan
-    scores, coords = find_peaks(m, 3)
-    assert scores[0].tolist()[:1] == [5.0] and coords[0, 0, 0] == 2
-    assert not np.isnan(scores[0, :1]).any() and 3 not in coords[0, :, 0]
+    with compiled.use_numba(numba):
+        scores, coords = find_peaks(np.ones((1, 5, 5)), 2, threshold=threshold)
+        assert np.isnan(scores).all() and (coords == -1).all()
+        m = np.zeros((1, 3, 7))
+        m[0, 1, 2], m[0, 1, 3] = 5.0, np.nan
+        scores, coords = find_peaks(m, 3, threshold=threshold)
+    assert scores[0].tolist()[:1] == [5.0] and coords[0, 0].tolist() == [1, 2]
+    assert not np.isnan(scores[0, :1]).any() and [1, 3] not in coords[0].tolist()
 
 
 METRICS = ["dot", "ssd", "sad", "ncc", "cosine"]

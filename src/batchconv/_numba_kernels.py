@@ -865,3 +865,95 @@ def window_stats_2d(xw: np.ndarray, geoms, n: int, metric, out: np.ndarray) -> N
         ),
         tasks,
     )
+
+
+@numba.njit(nogil=True, cache=True)
+def _local_maxima_2d(a, sign, floor, d, out):  # pragma: no cover - compiled
+    """The flat indices (ascending, into ``out``; returns how many) of the samples of the
+    2-D map ``a`` times ``sign`` that are above ``floor`` and at least every value
+    within Chebyshev distance ``d`` (the box clipped to the map); none for a constant
+    map. NaN is never a candidate and never blocks one."""
+    n0, n1 = a.shape
+    first = a[0, 0]
+    constant = True
+    for i in range(n0):
+        for j in range(n1):
+            if a[i, j] != first:
+                constant = False
+                break
+        if not constant:
+            break
+    if constant:
+        return 0
+    count = 0
+    for i in range(n0):
+        i0, i1 = max(i - d, 0), min(i + d, n0 - 1)
+        for j in range(n1):
+            v = sign * a[i, j]
+            if not v > floor:
+                continue
+            j0, j1 = max(j - d, 0), min(j + d, n1 - 1)
+            top = True
+            for ii in range(i0, i1 + 1):
+                for jj in range(j0, j1 + 1):
+                    if sign * a[ii, jj] > v:
+                        top = False
+                        break
+                if not top:
+                    break
+            if top:
+                out[count] = i * n1 + j
+                count += 1
+    return count
+
+
+def local_maxima_2d(a: np.ndarray, lowest: bool, floor: float, d: int) -> np.ndarray:
+    """The candidates of ``peak_reduce.find_peaks`` in one 2-D map ``a`` (float32 or
+    float64): flat indices, ascending, of its local maxima (minima when ``lowest``)
+    beyond ``floor`` (already negated for ``lowest``), within distance ``d``."""
+    out = np.empty(a.size, np.intp)
+    n = _local_maxima_2d(a, -1.0 if lowest else 1.0, floor, d, out)
+    return out[:n]
+
+
+@numba.njit(nogil=True, cache=True)
+def _greedy_suppression(lo, hi, max_overlap, top, taken):  # pragma: no cover - compiled
+    n, d = lo.shape
+    alive = np.ones(n, np.bool_)
+    count = 0
+    for j in range(n):
+        if not alive[j]:
+            continue
+        taken[count] = j
+        count += 1
+        if count == top:
+            break
+        vj = 1.0
+        for a in range(d):
+            vj *= hi[j, a] - lo[j, a]
+        for i in range(j + 1, n):
+            if not alive[i]:
+                continue
+            inter, vi = 1.0, 1.0
+            for a in range(d):
+                side = min(hi[i, a], hi[j, a]) - max(lo[i, a], lo[j, a])
+                if side <= 0:
+                    inter = 0.0
+                    break
+                inter *= side
+            if inter == 0.0:
+                continue
+            for a in range(d):
+                vi *= hi[i, a] - lo[i, a]
+            if inter > max_overlap * (vi + vj - inter):
+                alive[i] = False
+    return count
+
+
+def greedy_suppression(lo: np.ndarray, hi: np.ndarray, max_overlap: float, top: int) -> np.ndarray:
+    """``match._suppress``'s loop for one image: the boxes ``[lo, hi)`` (best first)
+    kept, each overlapping no kept better one by more than ``max_overlap`` (IoU), at
+    most ``top`` (0: all)."""
+    taken = np.empty(lo.shape[0], np.intp)
+    lo64, hi64 = np.ascontiguousarray(lo, np.float64), np.ascontiguousarray(hi, np.float64)
+    return taken[: _greedy_suppression(lo64, hi64, float(max_overlap), int(top), taken)]

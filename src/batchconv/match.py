@@ -27,6 +27,7 @@ from typing import Any
 
 import numpy as np
 
+from . import compiled
 from .arrays import to_numpy
 from .metrics import metric_of
 from .peak_reduce import peaks
@@ -248,7 +249,7 @@ def _candidates(stack, group, index, first, d, channels, threshold, min_distance
             f"a template of shape {group.shape[1:]} is larger than an image of shape "
             f"{stack.shape[1:]}"
         )
-    k = min(max(top or 0, 32), map_size)
+    k = min(max(top or 0, 256), map_size)
     while True:
         r = correlate(stack, group, spec, reduce=peaks(k, min_distance, threshold), **options)
         full = ~np.isnan(r.scores[..., -1])
@@ -275,6 +276,9 @@ def _suppress(image, template, score, start, stop, best_low, max_overlap, top) -
     for im in np.unique(image):
         idx = order[image[order] == im]
         lo, hi = start[idx], stop[idx]
+        if compiled.enabled():  # the same loop, compiled
+            kept.append(idx[compiled.kernels().greedy_suppression(lo, hi, max_overlap, top or 0)])
+            continue
         volume = np.prod(hi - lo, axis=1)
         alive = np.ones(idx.size, bool)
         taken = []

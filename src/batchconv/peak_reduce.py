@@ -33,6 +33,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
+from . import compiled
 from .xp import get_workers, parallel_for
 
 __all__ = ["PeakResult", "Peaks", "find_peaks", "peaks", "unpack"]
@@ -177,6 +178,49 @@ def find_peaks(
     coords = np.full((n_maps, k, len(shape)), -1, np.intp)
     if maps.size == 0:
         return scores, coords
+    values = maps.reshape(n_maps, -1)
+    if _compiled_search(maps, threshold, min_distance):  # one pass per map, no copies
+        found = [
+            compiled.kernels().local_maxima_2d(
+                m, lowest, -threshold if lowest else threshold, min_distance
+            )
+            for m in maps
+        ]
+        sizes = [f.size for f in found]
+        mi = np.repeat(np.arange(n_maps), sizes)
+        fi = np.concatenate(found) if found else np.zeros(0, np.intp)
+    else:
+        mi, fi = _candidates(maps, min_distance, threshold, lowest)
+    sign = -1.0 if lowest else 1.0
+    bounds = np.searchsorted(mi, np.arange(n_maps + 1))
+    for i in np.flatnonzero(np.diff(bounds)):
+        cand = fi[bounds[i] : bounds[i + 1]]
+        found = _best(sign * values[i, cand], cand, k, min_distance, shape)
+        if found.size:
+            n = found.size
+            scores[i, :n] = values[i, found]
+            coords[i, :n] = np.stack(np.unravel_index(found, shape), axis=-1)
+    return scores, coords
+
+
+def _compiled_search(maps: np.ndarray, threshold: float | None, d: int) -> bool:
+    """Whether the compiled search applies: numba on, 2-D float32/float64 maps in C
+    order, a threshold (else the floor is each map's minimum) and a distance."""
+    return (
+        threshold is not None
+        and d > 0
+        and maps.ndim == 3
+        and maps.dtype in (np.float32, np.float64)
+        and maps.flags.c_contiguous
+        and compiled.enabled()
+    )
+
+
+def _candidates(maps: np.ndarray, min_distance: int, threshold, lowest: bool):
+    """``(map, flat index)`` of every sample beyond the threshold (the map's minimum
+    without one) that is the largest of its box (best: the highest, or the lowest when
+    ``lowest``), in NumPy: a few passes over a float copy of the maps."""
+    n_maps, shape = maps.shape[0], maps.shape[1:]
     a = maps.astype(np.result_type(maps.dtype, np.float32))  # (float32 stays float32)
     if lowest:
         np.negative(a, out=a)
@@ -203,14 +247,7 @@ def find_peaks(
             top = top.reshape(some.size, -1)[np.searchsorted(some, mi), fi]
         keep = (flat[mi, fi] == top) & ~constant[mi]
         mi, fi = mi[keep], fi[keep]
-    bounds = np.searchsorted(mi, np.arange(n_maps + 1))
-    for i in np.flatnonzero(np.diff(bounds)):
-        found = _best(flat[i], fi[bounds[i] : bounds[i + 1]], k, min_distance, shape)
-        if found.size:
-            n = found.size
-            scores[i, :n] = maps.reshape(n_maps, -1)[i, found]
-            coords[i, :n] = np.stack(np.unravel_index(found, shape), axis=-1)
-    return scores, coords
+    return mi, fi
 
 
 def _box_max_at(a: np.ndarray, where: tuple, d: int, shape) -> np.ndarray:
@@ -266,20 +303,21 @@ def _take(a: np.ndarray, axis: int, start: int, stop: int) -> np.ndarray:
     return a[tuple(sl)]
 
 
-def _best(values: np.ndarray, where: np.ndarray, k: int, d: int, shape) -> np.ndarray:
-    """The flat indices of the ``k`` best candidates ``where`` (ascending) of one map
-    (``values`` flattened), best first, ties in index order, for ``d > 1`` skipping any
-    closer than ``d`` (Chebyshev) to one taken. Sorts only the best ``8 k`` candidates
-    (and every one tied with the last of them), more only when spacing skipped some."""
+def _best(v: np.ndarray, where: np.ndarray, k: int, d: int, shape) -> np.ndarray:
+    """The flat indices of the ``k`` best candidates ``where`` (ascending) of one map,
+    ``v`` their values (the higher the better), best first, ties in index order, for
+    ``d > 1`` skipping any closer than ``d`` (Chebyshev) to one taken. Sorts only the
+    best ``8 k`` candidates (and every one tied with the last of them), more only when
+    spacing skipped some."""
     m = 8 * k
     while True:
         if m < where.size:
-            part = np.argpartition(-values[where], m - 1)[:m]
-            bound = values[where[part]].min()
-            pool = where[values[where] >= bound]  # (the boundary's ties too, in order)
+            part = np.argpartition(-v, m - 1)[:m]
+            sel = np.flatnonzero(v >= v[part].min())  # (the boundary's ties too, in order)
         else:
-            pool = where
-        order = pool[np.argsort(-values[pool], kind="stable")]
+            sel = np.arange(where.size)
+        sel = sel[np.argsort(-v[sel], kind="stable")]
+        order = where[sel]
         if d <= 1:
             return order[:k]
         taken: list[int] = []
@@ -290,6 +328,6 @@ def _best(values: np.ndarray, where: np.ndarray, k: int, d: int, shape) -> np.nd
             taken.append(j)
             if len(taken) == k:
                 break
-        if len(taken) == k or pool.size == where.size:
+        if len(taken) == k or sel.size == where.size:
             return order[taken]
         m *= 4
