@@ -957,3 +957,33 @@ def greedy_suppression(lo: np.ndarray, hi: np.ndarray, max_overlap: float, top: 
     taken = np.empty(lo.shape[0], np.intp)
     lo64, hi64 = np.ascontiguousarray(lo, np.float64), np.ascontiguousarray(hi, np.float64)
     return taken[: _greedy_suppression(lo64, hi64, float(max_overlap), int(top), taken)]
+
+
+@numba.njit(nogil=True, cache=True)
+def _normalise_rows(y, inv_a, inv_norm, n_out, t0, t1):  # pragma: no cover - compiled
+    k = y.shape[1]
+    for t in range(t0, t1):
+        b, i = t // k, t % k
+        for p in range(inv_norm.shape[1]):
+            c = inv_norm[i, p]
+            row, a = y[b, i, p * n_out : (p + 1) * n_out], inv_a[b, p * n_out : (p + 1) * n_out]
+            for j in range(n_out):
+                row[j] = min(max(row[j] * a[j] * c, -1.0), 1.0)
+
+
+def normalise_block(block: np.ndarray, inv_a: np.ndarray, inv_norm: np.ndarray) -> bool:
+    """``windowed.MetricMethod._normalise`` in one pass: ``block`` ``(b, k, P, *O)``
+    times the windows' inverse spreads ``inv_a`` ``(b, P, *O)`` and the filters'
+    inverse norms ``inv_norm`` ``(k, P)`` (both in the block's dtype), clipped to
+    [-1, 1], in place. False (nothing done) where the block's trailing axes are not one
+    run of memory."""
+    b, k = block.shape[:2]
+    y = block.view()
+    try:
+        y.shape = (b, k, -1)  # (raises where it would need a copy)
+    except AttributeError:
+        return False
+    a = np.ascontiguousarray(inv_a).reshape(b, -1)
+    n_out = y.shape[2] // max(inv_norm.shape[1], 1)
+    _split(lambda t0, t1: _normalise_rows(y, a, inv_norm, n_out, t0, t1), b * k)
+    return True

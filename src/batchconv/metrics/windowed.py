@@ -488,7 +488,12 @@ class MetricMethod:
 
     @staticmethod
     def _normalise(p: Problem, st: MetricState, block, inv_a, k0: int) -> None:
-        """The correlations in ``block`` times both inverse norms, clipped to [-1, 1]."""
+        """The correlations in ``block`` times both inverse norms, clipped to [-1, 1]
+        (compiled: one pass)."""
+        if compiled.enabled() and block.size:
+            inv_norm = np.ascontiguousarray(st.inv_norm[k0 : k0 + block.shape[1]], p.dtype)
+            if compiled.kernels().normalise_block(block, inv_a, inv_norm):
+                return
         for i in range(block.shape[1]):
             y = block[:, i]
             np.multiply(y, inv_a, out=y)
