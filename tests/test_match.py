@@ -194,3 +194,49 @@ def test_suppression_compiled_equals_numpy(dims, top):
             with compiled.use_numba(False):
                 slow = _suppress(*args)
             np.testing.assert_array_equal(fast, slow)
+
+
+def _mtm_scene():
+    """Two of skimage's images side by side (gravel, coins), 256 x 512, and 24 templates
+    of six shapes cut from both."""
+    gravel = data.gravel()[::2, ::2].astype(np.float32) / 255
+    coins = data.coins()[:256, 60:316].astype(np.float32) / 255
+    scene = np.ascontiguousarray(np.hstack([gravel, coins]))
+    rng = np.random.default_rng(12)
+    templates = []
+    for i in range(24):
+        h, w = (12, 18, 24)[i % 3], (14, 20)[i % 2]
+        y, x = rng.integers(0, 256 - h), rng.integers(0, 512 - w)
+        noise = 0.02 * rng.standard_normal((h, w)).astype(np.float32)
+        templates.append(np.ascontiguousarray(scene[y : y + h, x : x + w] + noise))
+    return scene, templates
+
+
+@pytest.mark.parametrize("metric, threshold", [("ncc", 0.7), ("ssd", 0.3)])
+def test_the_same_hits_as_multi_template_matching(metric, threshold):
+    """bc.match against the multi-template-matching package itself (2.0.1):
+    matchTemplates for TM_CCOEFF_NORMED; for TM_SQDIFF, which its matchTemplates
+    refuses ("not supported"), the two steps it is made of, findMatches then NMS."""
+    MTM = pytest.importorskip("MTM")
+    scene, templates = _mtm_scene()
+    listed = [(str(i), t) for i, t in enumerate(templates)]
+    if metric == "ncc":
+        hits = MTM.matchTemplates(
+            listed, scene, cv2.TM_CCOEFF_NORMED, score_threshold=threshold, maxOverlap=0.25
+        )
+    else:
+        found = MTM.findMatches(listed, scene, cv2.TM_SQDIFF, score_threshold=threshold)
+        hits = MTM.NMS(found, threshold, sortAscending=True, maxOverlap=0.25)
+    got = bc.match(scene, templates, metric=metric, threshold=threshold, max_overlap=0.25)
+    theirs = {(int(label), box[1], box[0]): score for label, box, score in hits}
+    ours = {
+        (int(t), int(y), int(x)): s
+        for t, (y, x), s in zip(got.template, got.start, got.score, strict=True)
+    }
+    assert len(theirs) >= 20 and set(ours) == set(theirs)
+    tol = 1e-4 if metric == "ncc" else 1e-4 * max(t.size for t in templates)
+    for key, s in ours.items():
+        assert abs(s - theirs[key]) <= tol
+    boxes = {(int(label), box[1], box[0]): box[2:] for label, box, _ in hits}
+    for t, (y, x), (h, w) in zip(got.template, got.start, got.stop - got.start, strict=True):
+        assert boxes[(int(t), int(y), int(x))] == (w, h)
