@@ -95,8 +95,9 @@ def run(ctx: Context) -> Section:
     sec = Section(
         NAME,
         f"template matching end to end, {n_scenes} scenes of {size}x{size} float32",
-        "`bc.match(scenes, templates, threshold=0.6)` against `cv2.matchTemplate` per "
-        "template + `peak_local_max` + box NMS (IoU 0.25); the same hits checked.",
+        "`bc.match(scenes, templates, threshold=0.6)` against multi-template-matching's "
+        "`matchTemplates` (MTM) and against `cv2.matchTemplate` per template + "
+        "`peak_local_max` + box NMS (IoU 0.25) by hand; the same hits checked.",
         COLUMNS,
     )
     scenes = _scenes(n_scenes, size)
