@@ -240,3 +240,43 @@ def test_the_same_hits_as_multi_template_matching(metric, threshold):
     boxes = {(int(label), box[1], box[0]): box[2:] for label, box, _ in hits}
     for t, (y, x), (h, w) in zip(got.template, got.start, got.stop - got.start, strict=True):
         assert boxes[(int(t), int(y), int(x))] == (w, h)
+
+
+def test_masks_as_multi_template_matching_uses_them():
+    """mask=: one per template (None: no mask), as MTM takes (label, template, mask)
+    for TM_CCORR_NORMED (our cosine); the same hits and scores."""
+    MTM = pytest.importorskip("MTM")
+    scene, templates = _mtm_scene()
+    templates = templates[:12]
+    rng = np.random.default_rng(3)
+    masks = [(rng.random(t.shape) < 0.75).astype(np.float32) for t in templates]
+    masks[5] = None
+    listed = [
+        (str(i), t) if m is None else (str(i), t, m)
+        for i, (t, m) in enumerate(zip(templates, masks, strict=True))
+    ]
+    hits = MTM.matchTemplates(
+        listed, scene, cv2.TM_CCORR_NORMED, score_threshold=0.97, maxOverlap=0.25
+    )
+    got = bc.match(scene, templates, metric="cosine", threshold=0.97, max_overlap=0.25, mask=masks)
+    theirs = {(int(label), box[1], box[0]): score for label, box, score in hits}
+    ours = {
+        (int(t), int(y), int(x)): s
+        for t, (y, x), s in zip(got.template, got.start, got.score, strict=True)
+    }
+    assert len(theirs) >= 10 and set(ours) == set(theirs)
+    for key, s in ours.items():
+        assert abs(s - theirs[key]) <= 1e-4
+
+
+def test_one_mask_for_every_template_and_channels():
+    rng = np.random.default_rng(5)
+    img = rng.random((50, 60, 3))
+    templates = [img[10:18, 20:30], img[30:38, 5:15]]
+    disc = np.hypot(*np.mgrid[-4:4, -5:5]) < 4.5  # (8, 10): every channel
+    got = bc.match(img, templates, threshold=0.99, channel_axis=-1, mask=disc)
+    assert sorted(zip(got.template.tolist(), got.start.tolist())) == [(0, [10, 20]), (1, [30, 5])]
+    with pytest.raises(ValueError, match="mask of template 0"):
+        bc.match(img, templates, threshold=0.9, channel_axis=-1, mask=np.ones((3, 3)))
+    with pytest.raises(ValueError, match="one per template"):
+        bc.match(img, templates, threshold=0.9, channel_axis=-1, mask=[None])

@@ -91,17 +91,18 @@ def check_mask(
         raise ValueError(
             f"mask= needs every axis of w in x: the spec sums w-only axes {w_summed!r} first"
         )
-    sizes = dict(zip(w_letters, w_shape, strict=True))
+    sizes = dict(zip(w_letters, w_shape, strict=True)) if sliding else {}
     template = tuple(sizes[c] for c in w_letters if c in sliding)  # (in w's order)
     if sliding and m.shape == template and m.ndim < len(w_shape):
         m = m.reshape([sizes[c] if c in sliding else 1 for c in w_letters])
     try:
         m = np.broadcast_to(m, w_shape)
     except ValueError:
+        sliding_shape = f" {template}" if template else ""
         raise ValueError(
             f"mask of shape {np.shape(mask)} does not fit the filters' shape {w_shape}: "
-            f"give the template's sliding shape {template}, or a shape that broadcasts "
-            "to the filters' (size 1 where shared by channels or templates)"
+            f"give the template's sliding shape{sliding_shape}, or a shape that "
+            "broadcasts to the filters' (size 1 where shared by channels or templates)"
         ) from None
     if m.dtype.kind in "biu":
         return (m != 0).astype(np.float64)
