@@ -14,7 +14,7 @@ from naive import naive_correlate
 
 import batchconv as bc
 from batchconv import compiled
-from batchconv.peak_reduce import find_peaks
+from batchconv.peak_search import find_peaks
 
 skimage_feature = pytest.importorskip("skimage.feature")
 

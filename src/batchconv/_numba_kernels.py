@@ -908,7 +908,7 @@ def _local_maxima_2d(a, sign, floor, d, out):  # pragma: no cover - compiled
 
 
 def local_maxima_2d(a: np.ndarray, lowest: bool, floor: float, d: int) -> np.ndarray:
-    """The candidates of ``peak_reduce.find_peaks`` in one 2-D map ``a`` (float32 or
+    """The candidates of ``peak_search.find_peaks`` in one 2-D map ``a`` (float32 or
     float64): flat indices, ascending, of its local maxima (minima when ``lowest``)
     beyond ``floor`` (already negated for ``lowest``), within distance ``d``."""
     out = np.empty(a.size, np.intp)

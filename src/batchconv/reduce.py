@@ -23,6 +23,7 @@ from math import prod
 import numpy as np
 
 from .peak_reduce import Peaks
+from .peak_search import search
 from .xp import user_callback
 
 __all__ = ["apply_reduce", "check_reduced"]
@@ -77,10 +78,10 @@ def apply_reduce(reduce, block, axes: tuple[int, ...], xp=np, index_dtype=None):
         return block
     if isinstance(reduce, Peaks):  # (found on the host: a few values per map come back)
         if xp is np:
-            return reduce.apply(block, axes)
+            return search(reduce, block, axes)
         from .backends.array_api import device_of
 
-        return xp.asarray(reduce.apply(_to_host(block), axes), device=device_of(block))
+        return xp.asarray(search(reduce, _to_host(block), axes), device=device_of(block))
     if callable(reduce):
         with user_callback():  # it may call batchconv: not into buffers holding `block`
             result = reduce(block, axis=axes)
