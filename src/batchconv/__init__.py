@@ -13,6 +13,7 @@ from .config import show_config
 from .match import Matches, match
 from .peak_reduce import PeakResult, peaks
 from .planner import BoundPlan, Plan
+from .ragged import RaggedPlan
 from .tensors import allow_tf32
 from .xp import next_fast_len, set_workers
 
@@ -22,6 +23,7 @@ __all__ = [
     "plan",
     "Plan",
     "BoundPlan",
+    "RaggedPlan",
     "show_config",
     "next_fast_len",
     "set_workers",

@@ -26,6 +26,7 @@ from .portable import PortablePlan, make_plan
 from .portable import correlate as portable_correlate
 from .portable.blocks import clear as clear_compiled
 from .problem import make_problem
+from .ragged import RaggedPlan, correlate_groups, is_ragged, ragged_plan
 from .tensors import device_of
 from .xp import clear_work_buffers, element_strides
 
@@ -193,6 +194,12 @@ def _run(x, w, spec, flip: bool, options: dict, progress=None):
     ``progress`` (per call: not part of the plan)."""
     if type(x) is np.ndarray and type(w) is np.ndarray:  # the common case, kept short
         return _cached_plan(x, w, spec, flip, options)(x, progress)
+    if is_ragged(w):  # templates of several shapes (ragged.py)
+        if is_dask(x) or is_array_api(x):
+            if progress is not None and progress is not False:
+                raise TypeError("progress= is for NumPy arrays and torch tensors")
+            return correlate_groups(convolve if flip else correlate, x, w, spec, options=options)
+        return _ragged_plan(x, w, spec, flip, options)(x, progress)
     if is_dask(x) or is_dask(w) or is_array_api(x):
         if options.pop("mask", None) is not None:
             raise NotImplementedError(
@@ -219,6 +226,11 @@ def _run(x, w, spec, flip: bool, options: dict, progress=None):
             return plan(tensor, progress)
         return from_numpy(plan(x, progress), kind)
     return _cached_plan(x, w, spec, flip, options)(x, progress)
+
+
+def _ragged_plan(x, w, spec, flip: bool, options: dict) -> RaggedPlan:
+    """The plan of a ragged bank ``w`` (``ragged.py``), its plans made here."""
+    return ragged_plan(_make_plan, x, _x_signature(x), w, spec, flip=flip, options=options)
 
 
 def _is_signature(x) -> bool:
@@ -367,7 +379,9 @@ def correlate(
     ----------
     x, w : array_like, torch tensors (CPU or CUDA), or JAX / array-API arrays
         With ``spec=None``: ``x`` is ``(N, *S)``; ``w`` is a bank ``(K, *T)`` (result
-        ``(N, K, *S_out)``) or one filter ``T`` (result ``(N, *S_out)``). When ``x`` is a
+        ``(N, K, *S_out)``) or one filter ``T`` (result ``(N, *S_out)``); ``w`` may also
+        be a list of templates of different shapes (a ragged bank: the README's
+        "Templates of several shapes"). When ``x`` is a
         torch tensor the result is one too, on ``x``'s device (see the README's "Array
         types"); when it is a JAX (or CuPy, or other array-API) array, the result is an
         array of that library, computed by it (the portable engine).
@@ -535,7 +549,7 @@ def convolve(
 
 def plan(
     x: Any, w: Any, spec: str | None = None, *, convolve: bool = False, **options: Any
-) -> Plan | PortablePlan:
+) -> Plan | PortablePlan | RaggedPlan:
     """Prepare a correlation (or convolution) once and run it on many inputs.
 
     ``x`` is an array or a ``(shape, dtype)`` pair; ``options`` are those of
@@ -549,6 +563,8 @@ def plan(
     >>> p(np.ones((8, 32, 32), np.float32)).shape
     (8, 4, 32, 32)
     """
+    if is_ragged(w):  # templates of several shapes (ragged.py)
+        return _ragged_plan(x, w, spec, convolve, options)
     if is_array_api(x) or (is_array_api(w) and _is_signature(x)):
         if options.pop("mask", None) is not None:
             raise NotImplementedError("mask= works on NumPy arrays and torch tensors for now")
