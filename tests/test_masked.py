@@ -244,7 +244,26 @@ def test_mask_on_torch_tensors_equals_numpy():
             np.testing.assert_allclose(got.numpy(), want, atol=1e-9 * max(1, np.abs(want).max()))
 
 
-def test_mask_refused_where_not_built():
+@pytest.mark.parametrize("metric", METRICS)
+def test_mask_on_dask_arrays_equals_numpy(metric):
+    """Chunks of x across the sliding axes and of the bank: the masks' blocks follow the
+    bank's; bc.peaks' coordinates global."""
     da = pytest.importorskip("dask.array")
+    rng = np.random.default_rng(11)
+    x, w = rng.random((4, 40, 36)), rng.random((5, 7, 6))
+    mask = rng.random((5, 7, 6)) < 0.6
+    want = bc.correlate(x, w, metric=metric, mask=mask)
+    xd, wd = da.from_array(x, chunks=(2, 20, 18)), da.from_array(w, chunks=(2, 7, 6))
+    got = bc.correlate(xd, wd, metric=metric, mask=mask).compute()
+    np.testing.assert_allclose(got, want, atol=1e-12 * max(1, np.abs(want).max()))
+    peaks = bc.correlate(xd, w, metric=metric, mask=mask, reduce=bc.peaks(3))
+    np.testing.assert_array_equal(
+        peaks.coords.compute(),
+        bc.correlate(x, w, metric=metric, mask=mask, reduce=bc.peaks(3)).coords,
+    )
+
+
+def test_mask_refused_where_not_built():
+    jnp = pytest.importorskip("jax.numpy")
     with pytest.raises(NotImplementedError, match="mask="):
-        bc.correlate(da.ones((2, 10)), np.ones(3), mask=np.ones(3))
+        bc.correlate(jnp.ones((2, 10)), jnp.ones(3), mask=np.ones(3))

@@ -200,12 +200,11 @@ def _run(x, w, spec, flip: bool, options: dict, progress=None):
                 raise TypeError("progress= is for NumPy arrays and torch tensors")
             return correlate_groups(convolve if flip else correlate, x, w, spec, options=options)
         return _ragged_plan(x, w, spec, flip, options)(x, progress)
-    if is_dask(x) or is_dask(w) or is_array_api(x):
+    if is_array_api(x) and not (is_dask(x) or is_dask(w)):
         if options.pop("mask", None) is not None:
             raise NotImplementedError(
-                "mask= works on NumPy arrays and torch tensors (CPU or CUDA) for now; "
-                "compute JAX/array-API arrays through NumPy, and Dask arrays block by "
-                "block with dask.array.map_overlap"
+                "mask= works on NumPy, torch and Dask arrays for now; compute JAX and "
+                "other array-API arrays through NumPy (np.asarray) for a mask"
             )
     if is_dask(x) or is_dask(w):
         if progress is not None and progress is not False:
@@ -427,8 +426,8 @@ def correlate(
         cosine and ncc with ``m``-weighted norms and means; sad ``sum m |a - b|``).
         Its shape broadcasts to ``w``'s: the template's sliding shape (one mask for
         all), or with the channel and bank axes (size 1 where shared). Booleans and
-        integers are binary (nonzero: 1); floats are weights in [0, 1]. NumPy arrays
-        and torch tensors. See the README's "Masks".
+        integers are binary (nonzero: 1); floats are weights in [0, 1]. NumPy arrays,
+        torch tensors and Dask arrays. See the README's "Masks".
 
     Returns
     -------

@@ -53,6 +53,7 @@ import numpy as np
 from .arrays import is_dask, to_numpy
 from .backends.numpy import NUMPY
 from .geometry import AxisGeometry
+from .metrics.masked import check_mask
 from .peak_reduce import Peaks, unpack
 from .planner import choose_method, parse_memory, plan_problem
 from .problem import Problem, make_problem
@@ -247,14 +248,16 @@ def piece_problem(
         metric=t.metric,
         reduce=None if unreduced else reduce,
         flip=t.flip,
+        masked=t.masked,
     )
     return replace(q, geoms=geoms, mode=t.mode, integer_inputs=t.integer_inputs)
 
 
 class _Bank:
-    """One bank block: its filters and the plans made for them, one per piece geometry
-    and reduce. Built by one task with the plan of the most common piece, so the filter
-    spectra are computed once and travel with the bank."""
+    """One bank block: its filters (and their mask's block, for ``mask=``) and the plans
+    made for them, one per piece geometry and reduce. Built by one task with the plan
+    of the most common piece, so the filter spectra are computed once and travel with
+    the bank."""
 
     def __init__(
         self,
@@ -263,8 +266,9 @@ class _Bank:
         shape: tuple[int, ...],
         geoms: tuple[AxisGeometry, ...],
         reduce,
+        mask: np.ndarray | None = None,
     ):
-        self.w, self.opts = w, opts
+        self.w, self.opts, self.mask = w, opts, mask
         self._plans: dict = {}
         self._lock = threading.Lock()
         self.plan(shape, geoms, reduce)
@@ -295,14 +299,14 @@ class _Bank:
         p = (
             None
             if unreduced and memory is None
-            else plan_problem(q, self.w, o.method, memory, o.workers)
+            else plan_problem(q, self.w, o.method, memory, o.workers, mask=self.mask)
         )
         with self._lock:
             self._plans[key] = p
         return p
 
     def __getstate__(self) -> dict:
-        return {"w": self.w, "opts": self.opts, "_plans": dict(self._plans)}
+        return {"w": self.w, "opts": self.opts, "mask": self.mask, "_plans": dict(self._plans)}
 
     def __setstate__(self, state: dict) -> None:
         self.__dict__.update(state)
@@ -413,8 +417,10 @@ def lazy_correlate(
     method="auto",
     memory=None,
     workers=None,
+    mask=None,
 ):
-    """The lazy Dask array of ``correlate(x, w, spec, ...)`` (``flip``: convolve)."""
+    """The lazy Dask array of ``correlate(x, w, spec, ...)`` (``flip``: convolve);
+    ``mask``: as ``correlate``'s (a NumPy array; its blocks follow the bank's)."""
     import dask.array as da
     from dask.base import tokenize
     from dask.highlevelgraph import HighLevelGraph
@@ -433,14 +439,24 @@ def lazy_correlate(
         for a, name in ((x, "x"), (w, "w"))
     )
     # every option checked before anything is scattered
-    p = make_problem(x.shape, x.dtype, w.shape, w.dtype, spec, flip=flip, **options)
+    p = make_problem(
+        x.shape, x.dtype, w.shape, w.dtype, spec, flip=flip, masked=mask is not None, **options
+    )
+    if mask is not None:  # float64 weights of w's shape (metrics/masked.py)
+        sp = p.spec
+        mask = check_mask(to_numpy(mask, "mask")[0], w.shape, sp.w, sp.sliding, sp.w_summed)
     peaks = isinstance(p.reduce, Peaks)
     with set_workers(workers):  # validates workers= and leaves the thread's setting
         pass
     xd, wd = (a if is_dask(a) else _as_dask(a) for a in (x, w))
     if 0 in xd.shape or 0 in wd.shape or 0 in p.out_shape:  # nothing to compute lazily
         empty = plan_problem(
-            p, np.zeros(wd.shape, wd.dtype), method=method, memory=memory, workers=workers
+            p,
+            np.zeros(wd.shape, wd.dtype),
+            method=method,
+            memory=memory,
+            workers=workers,
+            mask=mask,
         )(np.zeros(xd.shape, xd.dtype))
         return da.from_array(empty, chunks=empty.shape or ())
     sp = p.spec
@@ -464,13 +480,15 @@ def lazy_correlate(
             f"axes {''.join(split)!r}: rechunk x so that they are whole "
             f"(x.rechunk({{axis: -1}})) or use one of {_COMBINED}"
         )
-    token = tokenize(xd.name, wd.name, spec, flip, method, memory, workers, options)
+    md = None if mask is None else da.from_array(np.ascontiguousarray(mask), chunks=wd.chunks)
+    token = tokenize(xd.name, wd.name, spec, flip, method, memory, workers, options, md)
     names = {s: f"batchconv-{s}-{token}" for s in ("out", "bank", "part", "piece")}
     dsk, piece_chunks = _pieces(xd, {sp.x.index(c): blocks[c] for c in sp.sliding}, names["piece"])
     opts = _Options(p, method, memory, 1 if workers is None else workers)
-    dsk.update(_block_tasks(p, opts, names, blocks, piece_chunks, wd, bool(split)))
+    dsk.update(_block_tasks(p, opts, names, blocks, piece_chunks, wd, bool(split), md))
     chunks = _output_chunks(p, blocks, piece_chunks, wd.chunks)
-    graph = HighLevelGraph.from_collections(names["out"], dsk, dependencies=[xd, wd])
+    inputs = [xd, wd] if md is None else [xd, wd, md]
+    graph = HighLevelGraph.from_collections(names["out"], dsk, dependencies=inputs)
     meta = np.empty((0,) * len(chunks), p.out_dtype)
     y = da.Array(graph, names["out"], chunks=chunks, dtype=p.out_dtype, meta=meta)
     return unpack(p.reduce, y, p.dtype)  # (bc.peaks: a lazy PeakResult)
@@ -481,11 +499,18 @@ def _most_common(values):
 
 
 def _block_tasks(
-    p: Problem, opts: _Options, names: dict, blocks: dict, piece_chunks: tuple, wd, split: bool
+    p: Problem,
+    opts: _Options,
+    names: dict,
+    blocks: dict,
+    piece_chunks: tuple,
+    wd,
+    split: bool,
+    md=None,
 ) -> dict:
-    """The bank tasks, and one task per (piece, bank block): the output block, or with
-    ``split`` (a reduced sliding axis cut into blocks) a partial, combined per output
-    block."""
+    """The bank tasks (with the mask ``md``'s blocks, chunked as ``wd``), and one task
+    per (piece, bank block): the output block, or with ``split`` (a reduced sliding axis
+    cut into blocks) a partial, combined per output block."""
     sp = p.spec
     geoms = {c: [b.geometry(g) for b in blocks[c]] for c, g in zip(sp.sliding, p.geoms)}
     typical = tuple(_most_common(geoms[c]) for c in sp.sliding)
@@ -495,7 +520,7 @@ def _block_tasks(
     )
     first = _FIRST_PARTIAL.get(p.reduce, p.reduce) if split else p.reduce
     # the most common task's method, chosen now: bad method= or memory= fail at call time
-    choose_method(
+    choose_method(  # (the mask's numbers are not needed for the choice)
         piece_problem(p, shape, tuple(_most_common(ch) for ch in wd.chunks), typical, first),
         opts.method,
         opts.memory,
@@ -503,7 +528,8 @@ def _block_tasks(
     )
     dsk: dict = {}
     for j in np.ndindex(*wd.numblocks):
-        dsk[(names["bank"], *j)] = (_Bank, (wd.name, *j), opts, shape, typical, first)
+        masked = () if md is None else ((md.name, *j),)
+        dsk[(names["bank"], *j)] = (_Bank, (wd.name, *j), opts, shape, typical, first, *masked)
     tail = (0,) * len(p.reduce_tail)  # (argmax/argmin, bc.peaks: one block of them)
     groups: dict = {}
     for i in np.ndindex(*(len(ch) for ch in piece_chunks)):

@@ -216,7 +216,8 @@ def _is_shared(xp, a, axis: int) -> bool:
 class MaskedMethod:
     """dot, ssd, ncc or cosine with a mask, on top of a correlation method (the method
     interface of ``methods/__init__.py``: prepare, compute, fuses_reduce,
-    workspace_bytes, describe); for NumPy arrays and torch tensors alike."""
+    workspace_bytes, describe); for NumPy arrays and torch tensors alike (Dask arrays:
+    each task's NumPy plan)."""
 
     def __init__(self, method: ModuleType):
         self.method = method
