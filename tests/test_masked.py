@@ -267,3 +267,27 @@ def test_mask_refused_where_not_built():
     jnp = pytest.importorskip("jax.numpy")
     with pytest.raises(NotImplementedError, match="mask="):
         bc.correlate(jnp.ones((2, 10)), jnp.ones(3), mask=np.ones(3))
+
+
+@pytest.mark.parametrize("metric", METRICS)
+@pytest.mark.parametrize("method", ["direct", "fft"])
+@pytest.mark.parametrize("shared", [True, False])
+def test_masked_calls_stay_within_the_budget(metric, method, shared):
+    """tracemalloc's peak of plan + call beyond the result, under a budget that takes
+    several blocks: within it (masks per template or one for all, binary or not)."""
+    from helpers import traced_plan_and_call
+
+    if metric == "sad" and method == "fft":
+        pytest.skip("sad has no FFT form")
+    rng = np.random.default_rng(12)
+    x = rng.random((8, 3, 96, 96)).astype(np.float32)
+    w = rng.random((6, 3, 9, 9)).astype(np.float32)
+    mask = rng.random((9, 9) if shared else (6, 3, 9, 9))
+    for memory in ("2MB", "4MB"):
+        plan, y, peak = traced_plan_and_call(
+            x, w, "nchw,kchw->nkhw|hw", metric=metric, method=method, mask=mask, memory=memory
+        )
+        if plan is None:
+            continue
+        assert metric == "dot" or plan.chunk[0] * plan.chunk[1] < 8 * 6
+        assert peak <= plan.memory, (peak, plan.memory)

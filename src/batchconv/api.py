@@ -20,7 +20,7 @@ import numpy as np
 from . import compiled, methods, metrics
 from .arrays import from_numpy, is_array_api, is_dask, is_torch, numpy_dtype, to_numpy
 from .dask_arrays import lazy_correlate
-from .metrics.masked import check_mask
+from .metrics.masked import check_mask, with_mask
 from .planner import Plan, plan_problem
 from .portable import PortablePlan, make_plan
 from .portable import correlate as portable_correlate
@@ -318,6 +318,7 @@ def _make_plan(
     if mask is not None:  # float64 weights of w's shape (metrics/masked.py)
         sp = p.spec
         mask = check_mask(to_numpy(mask, "mask")[0], w_shape, sp.w, sp.sliding, sp.w_summed)
+        p = with_mask(p, mask)
     return plan_problem(
         p, w, method=method, memory=memory, workers=workers, device=device, mask=mask
     )

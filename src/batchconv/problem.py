@@ -76,8 +76,9 @@ class Problem:
     x_unit_axis: int | None = None
     x_contiguous: bool = False
     # mask= was given: the metric weights each template position (metrics/masked.py);
-    # the plan's filters are then the templates and the mask, both (K, C, P, *T)
-    masked: bool = False
+    # the plan's filters are then the templates and the mask, both (K, C, P, *T). False,
+    # True, or what is known of the mask (a metrics.masked.MaskInfo: how it is shared)
+    masked: object = False
 
     def with_batch_shape(self, x_shape: tuple[int, ...]) -> Problem | None:
         """This problem for an ``x`` of ``x_shape`` that differs only in its batch axes, or
@@ -240,7 +241,7 @@ def make_problem(
     reduce=None,
     flip: bool = False,
     x_strides: tuple[float, ...] | None = None,
-    masked: bool = False,
+    masked: object = False,
 ) -> Problem:
     """Validate every option against the shapes and build the :class:`Problem`; x's
     element strides ``x_strides`` (None: C order) tell how the kernels can read it;

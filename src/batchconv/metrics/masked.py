@@ -63,7 +63,15 @@ from . import metric_of
 from .formula import centre, loop_values, put_in_place, zeroed
 from .rules import inner_problem
 
-__all__ = ["MaskedMethod", "MaskedSad", "check_mask", "mask_problem"]
+__all__ = [
+    "MaskInfo",
+    "MaskedMethod",
+    "MaskedSad",
+    "check_mask",
+    "mask_info",
+    "mask_problem",
+    "with_mask",
+]
 
 _EPS = float(np.finfo(np.float64).eps)
 
@@ -113,6 +121,41 @@ def check_mask(
             "pass mask > 0"
         )
     return m
+
+
+@dataclass(frozen=True)
+class MaskInfo:
+    """What the planner knows of a mask (``Problem.masked``): whether one mask serves
+    every template, whether it differs between channels, whether its weights are 0 and
+    1 only."""
+
+    shared: bool = False
+    by_channel: bool = True
+    binary: bool = False
+
+
+def mask_info(m: np.ndarray) -> MaskInfo:
+    """The :class:`MaskInfo` of a checked mask ``m`` laid out as the canonical filters
+    ``(K, C, P, *T)``."""
+    return MaskInfo(
+        shared=bool((m == m[:1]).all()),
+        by_channel=not bool((m == m[:, :1]).all()),
+        binary=bool(((m == 0) | (m == 1)).all()),
+    )
+
+
+def with_mask(p: Problem, mask: np.ndarray) -> Problem:
+    """``p`` knowing its checked ``mask`` (w's shape, float64): its :class:`MaskInfo`."""
+    from ..problem import canonical_w
+
+    canon = canonical_w(replace(p, dtype=np.dtype(np.float64), conj=False), mask)
+    return replace(p, masked=mask_info(canon))
+
+
+def mask_info_of(p: Problem) -> MaskInfo:
+    """``p``'s :class:`MaskInfo`; the worst case (a mask per template and channel, with
+    weights) where ``p.masked`` is only True."""
+    return p.masked if isinstance(p.masked, MaskInfo) else MaskInfo()
 
 
 def mask_problem(p: Problem, k: int, c: int, dtype=np.float64) -> Problem:
@@ -268,23 +311,35 @@ class MaskedMethod:
         )
 
     def workspace_bytes(self, p: Problem, b: int, k: int, budget: int | None = None) -> int:
-        """An estimate of the block's temporaries: the padded and centred chunk, its
-        float64 copies (``x'`` and ``x'^2``, channels summed where the mask is shared by
-        them), the correlation block, the masks' float64 correlations and the
-        combination's float64 blocks, beside the larger of the correlations' own
-        temporaries."""
+        """The block's temporaries, phase by phase as :meth:`_compute` holds them (the
+        mask's sharing from ``p.masked``, a :class:`MaskInfo`): (a) the padded chunk, its
+        centred copy and the correlation's own temporaries; (b) the centred chunk, the
+        correlation and the float64 moments being made; (c) the correlation, the
+        moments, the masks' correlations and their own temporaries; (d) the
+        combination's float64 blocks. Plus the mask of non-finite inputs throughout."""
+        info = mask_info_of(p)
         r = p.dtype.itemsize
-        padded = b * p.C * p.P * prod(g.padded for g in p.geoms)
+        sp = prod(g.padded for g in p.geoms)
+        padded = b * p.C * p.P * sp
         outs = b * k * p.P * prod(p.O)
-        held = b * p.C * p.P * prod(p.S) + 2 * padded * r + outs * r
+        bad = b * p.C * p.P * prod(p.S)  # ~isfinite(x)
+        pad = padded * r if any(g.lo or g.hi for g in p.geoms) else 0
         inner = self.method.workspace_bytes(inner_problem(p), b, k, budget)
+        phase_a = pad + padded * r + inner + outs * r  # (the block: not written in place)
         if metric_of(p.metric).plain:
-            return held + inner
-        stats = mask_problem(p, k, p.C)
-        copies = 2 * padded * 8
-        maps = 3 * outs * 8
-        own = self.method.workspace_bytes(stats, b, k, budget)
-        return held + copies + maps + 3 * outs * 8 + max(inner, own)
+            return bad + phase_a
+        km, cm = (1 if info.shared else k), (p.C if info.by_channel else 1)
+        moments = 2 * b * cm * p.P * sp * 8
+        mouts = b * km * p.P * prod(p.O)
+        phase_b = padded * r + outs * r + 2 * padded * 8 + (0 if info.by_channel else moments)
+        n_maps = 2 if info.binary or not metric_of(p.metric).centred else 3
+        own = self.method.workspace_bytes(mask_problem(p, km, cm), b, km, budget)
+        phase_c = outs * r + moments + (n_maps - 1) * mouts * 8 + max(own, mouts * 8)
+        if metric_of(p.metric).normalised:
+            phase_d = 2 * outs * 8 + outs * r + 9 * mouts * 8
+        else:
+            phase_d = 3 * outs * 8 + outs * r + 2 * mouts * 8
+        return bad + max(phase_a, phase_b, phase_c, phase_d)
 
     def compute(self, p: Problem, st: MaskedState, xc, k0: int, k1: int, out=None):
         """The block ``(b, k1 - k0, P, *O)`` of the masked metric for the chunk ``xc``."""
@@ -309,6 +364,11 @@ class MaskedMethod:
         return out
 
     def _compute(self, ops: _Ops, p: Problem, st: MaskedState, xc, k0: int, k1: int):
+        """The block, in this order (``workspace_bytes`` counts it so): the padded,
+        centred chunk and its correlation with the weighted templates; the float64
+        moments ``x'``, ``x'^2`` and their correlations with the masks (the moments
+        freed then, their norms kept for the flat floor of an FFT); the combination,
+        in place where it can be."""
         xp, f64 = ops.xp, ops.f64
         metric = metric_of(p.metric)
         xw, c = centre(xp, p, xc, ops.pad(xc, p), f64)
@@ -316,15 +376,14 @@ class MaskedMethod:
         dot = self.method.compute(st.inner, st.state, xw, k0, k1)  # (b, k, P, *O)
         if metric.plain:
             return dot
-        x64 = xp.astype(xw, f64)
-        v1, v2 = x64, x64 * x64
-        if not st.by_channel:
-            v1, v2 = xp.sum(v1, axis=1, keepdims=True), xp.sum(v2, axis=1, keepdims=True)
-        v1, v2 = ops.contiguous(v1), ops.contiguous(v2)
+        v1, v2 = self._moments(ops, st, xw)
+        del xw
         j0, j1 = (0, 1) if st.shared else (k0, k1)
         s1 = self.method.compute(st.stats, st.m2, v1, j0, j1)
         s2 = self.method.compute(st.stats, st.m2, v2, j0, j1)
-        s0 = s1 if st.m1 is None else self.method.compute(st.stats, st.m1, v1, j0, j1)
+        s0 = None if st.m1 is None else self.method.compute(st.stats, st.m1, v1, j0, j1)
+        norms = self._norms(ops, p, v1, v2)
+        del v1, v2
         b, k, ones = dot.shape[0], k1 - k0, (1,) * p.ndim
 
         def per_filter(a):  # (K, P) statistics against (b, k, P, *O)
@@ -335,58 +394,91 @@ class MaskedMethod:
             return xp.reshape(a, (1, a.shape[0], p.P, *ones))
 
         w1, w2 = per_mask(st.w1), per_mask(st.w2)
-        d64 = xp.astype(dot, f64) if dot.dtype != f64 else dot
-        if not metric.normalised:  # ssd
+        y = xp.astype(dot, f64)  # (a copy: the combination works in it)
+        del dot
+        if not metric.normalised:  # ssd: s2 - 2 dot - 2 d s1 + B2 + d (d W2 + 2 B1)
             d = per_filter(st.centre) - xp.reshape(c, (b, 1, p.P, *ones))
-            y = (
-                s2
-                - 2 * d64
-                - 2 * d * s1
-                + per_filter(st.sq)
-                + d * (d * w2 + 2 * per_filter(st.total))
-            )
+            y *= -2
+            y += s2
+            del s2
+            y -= 2 * d * s1  # (s1 may be one mask's: broadcast)
+            del s1
+            y += per_filter(st.sq) + d * (d * w2 + 2 * per_filter(st.total))
             y = xp.clip(y, min=0)
             if p.integer_inputs and metric.rounds_integers and st.binary:
                 y = xp.round(y)
-            return xp.astype(y, dot.dtype)
-        scale = s2  # the non-negative sums the spread is rounded from
-        if metric.centred:  # ncc
-            mu_a = s0 / xp.where(w1 == 0, xp.ones_like(w1), w1)
-            num = d64 - mu_a * per_filter(st.total)
-            spread = s2 - 2 * mu_a * s1 + mu_a * mu_a * w2
-            scale = s2 + mu_a * mu_a * w2
-        else:  # cosine
-            mu_a = None
-            num, spread = d64, s2
-        floor = self._floor(ops, p, st, scale, v1, v2, mu_a, k0, k1)
-        flat = (spread <= floor) | (w1 == 0)
-        safe = xp.where(flat, xp.ones_like(spread), spread)
-        inv_a = xp.where(flat, xp.zeros_like(spread), 1 / xp.sqrt(safe))
-        y = num * inv_a * per_filter(st.inv_norm)
+            return xp.astype(y, xc.dtype)
+        if metric.centred:  # ncc: (dot - mu_a B1) / sqrt(spread B2)
+            mu_a = s1 if s0 is None else s0  # (then s1 is needed again: a copy)
+            mu_a = mu_a / xp.where(w1 == 0, xp.ones_like(w1), w1)
+            del s0
+            y -= mu_a * per_filter(st.total)
+            scale = mu_a * mu_a
+            scale *= w2
+            scale += s2  # s2 + mu_a^2 W2: the sums the spread is rounded from
+            del s2
+            s1 *= 2 * mu_a
+            spread = scale - s1  # s2 - 2 mu_a s1 + mu_a^2 W2
+            del s1
+        else:  # cosine: dot / sqrt(s2 B2)
+            mu_a, scale, spread = None, s2, s2
+        floor = self._floor(p, st, scale, norms, mu_a, k0, k1, xp)
+        del scale, mu_a
+        flat = spread <= floor
+        del floor
+        flat = flat | (w1 == 0)
+        spread[flat] = 1.0
+        inv_a = xp.sqrt(spread)
+        del spread
+        inv_a = 1 / inv_a
+        inv_a[flat] = 0.0
+        y *= inv_a
+        del inv_a, flat
+        y *= per_filter(st.inv_norm)
         low, high = metric.range
-        return xp.astype(xp.clip(y, min=low, max=high), dot.dtype)
+        return xp.astype(xp.clip(y, min=low, max=high), xc.dtype)
 
-    def _floor(self, ops: _Ops, p: Problem, st: MaskedState, scale, v1, v2, mu_a, k0, k1):
-        """Per window: a spread at or below this is rounding noise of its sums: a few
-        ``eps n`` times the sums' own scale, and for a method that rounds globally (an
-        FFT) ``eps log2(N)`` times the norms of the item's ``x'^2`` (and ``|mu_a| x'``)
-        and of the mask."""
+    @staticmethod
+    def _moments(ops: _Ops, st: MaskedState, xw):
+        """``x'`` and ``x'^2`` in float64 (their channels summed where the mask is shared
+        by channels), contiguous."""
         xp = ops.xp
-        n = p.window_size
-        floor = 32 * _EPS * n * scale
+        x64 = xp.astype(xw, ops.f64)
+        if st.by_channel:
+            return ops.contiguous(x64), ops.contiguous(x64 * x64)
+        v1 = xp.sum(x64, axis=1, keepdims=True)
+        x64 *= x64
+        return ops.contiguous(v1), ops.contiguous(xp.sum(x64, axis=1, keepdims=True))
+
+    def _norms(self, ops: _Ops, p: Problem, v1, v2):
+        """Per item ``(b, P)``: the norms of ``x'`` and ``x'^2`` and the FFT's points, for
+        a method that rounds globally (None for an exact one)."""
         if getattr(self.method, "EXACT_FOR_INTEGERS", False):
+            return None
+        xp = ops.xp
+        axes = (1, *range(3, 3 + p.ndim))
+        norm1 = xp.sqrt(xp.sum(v1 * v1, axis=axes))
+        norm2 = xp.sqrt(xp.sum(v2 * v2, axis=axes))
+        return norm1, norm2, prod(v1.shape[3:])
+
+    @staticmethod
+    def _floor(p: Problem, st: MaskedState, scale, norms, mu_a, k0, k1, xp):
+        """Per window: a spread at or below this is rounding noise of its sums: a few
+        ``eps n`` times the sums' own ``scale``, and for a method that rounds globally (an
+        FFT: ``norms``) ``eps log2(N)`` times the norms of the item's ``x'^2`` (and
+        ``|mu_a| x'``) and of the mask."""
+        floor = scale * (32 * _EPS * p.window_size)
+        if norms is None:
             return floor
-        b, ones = v1.shape[0], (1,) * p.ndim
-        axes = tuple(range(3, 3 + p.ndim))
-        norm2 = xp.sqrt(xp.sum(v2 * v2, axis=(1, *axes)))  # (b, P)
-        points = prod(v1.shape[3:])
+        norm1, norm2, points = norms
+        b, ones = norm1.shape[0], (1,) * p.ndim
         m2n = st.m2_norm if st.shared else st.m2_norm[k0:k1, ...]
         m2n = xp.reshape(m2n, (1, m2n.shape[0], p.P, *ones))
-        glob = xp.reshape(norm2, (b, 1, p.P, *ones))
+        glob = xp.reshape(norm2, (b, 1, p.P, *ones)) * m2n
         if mu_a is not None:
-            norm1 = xp.sqrt(xp.sum(v1 * v1, axis=(1, *axes)))
-            glob = glob + 2 * xp.abs(mu_a) * xp.reshape(norm1, (b, 1, p.P, *ones))
-        return floor + 16 * _EPS * max(math.log2(max(points, 2)), 1) * glob * m2n
+            glob = glob + 2 * xp.abs(mu_a) * (xp.reshape(norm1, (b, 1, p.P, *ones)) * m2n)
+        floor += glob * (16 * _EPS * max(math.log2(max(points, 2)), 1))
+        return floor
 
 
 def _cover(ops: _Ops, p: Problem):
