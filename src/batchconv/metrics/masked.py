@@ -188,7 +188,7 @@ class MaskedState:
 
 class _Ops:
     """What differs between NumPy arrays and torch tensors here: the namespace, float64,
-    padding, contiguity and the windows covering a NaN/Inf."""
+    padding, contiguity, the windows covering a NaN/Inf, clipping in place."""
 
     def __init__(self, like):
         if isinstance(like, np.ndarray):
@@ -199,6 +199,7 @@ class _Ops:
             self.pad = lambda x, p: pad_sliding(x, p.geoms, p.padding, p.cval, 3)
             self.contiguous = np.ascontiguousarray
             self.covered = affected_windows
+            self.clip = lambda y, low, high: np.clip(y, low, high, out=y)
         else:
             import torch
 
@@ -208,6 +209,7 @@ class _Ops:
             self.pad = pad_sliding
             self.contiguous = lambda t: t.contiguous()
             self.covered = covered_windows
+            self.clip = lambda y, low, high: y.clamp_(low, high)
 
 
 def _statistics(xp, p: Problem, wc, mc, f64):
@@ -335,8 +337,8 @@ class MaskedMethod:
         n_maps = 2 if info.binary or not metric_of(p.metric).centred else 3
         own = self.method.workspace_bytes(mask_problem(p, km, cm), b, km, budget)
         phase_c = outs * r + moments + (n_maps - 1) * mouts * 8 + max(own, mouts * 8)
-        if metric_of(p.metric).normalised:
-            phase_d = 2 * outs * 8 + outs * r + 9 * mouts * 8
+        if metric_of(p.metric).normalised:  # the block and one product, in its dtype
+            phase_d = 2 * outs * r + 9 * mouts * 8
         else:
             phase_d = 3 * outs * 8 + outs * r + 2 * mouts * 8
         return bad + max(phase_a, phase_b, phase_c, phase_d)
@@ -394,9 +396,9 @@ class MaskedMethod:
             return xp.reshape(a, (1, a.shape[0], p.P, *ones))
 
         w1, w2 = per_mask(st.w1), per_mask(st.w2)
-        y = xp.astype(dot, f64)  # (a copy: the combination works in it)
-        del dot
         if not metric.normalised:  # ssd: s2 - 2 dot - 2 d s1 + B2 + d (d W2 + 2 B1)
+            y = xp.astype(dot, f64)  # (a copy: the float64 sum is made in it)
+            del dot
             d = per_filter(st.centre) - xp.reshape(c, (b, 1, p.P, *ones))
             y *= -2
             y += s2
@@ -408,11 +410,14 @@ class MaskedMethod:
             if p.integer_inputs and metric.rounds_integers and st.binary:
                 y = xp.round(y)
             return xp.astype(y, xc.dtype)
+        # ncc, cosine: the inverse spreads in float64 (one mask's, or each template's),
+        # the block scaled by them in its own dtype, in place (as windowed.py does)
+        y = dot
         if metric.centred:  # ncc: (dot - mu_a B1) / sqrt(spread B2)
             mu_a = s1 if s0 is None else s0  # (then s1 is needed again: a copy)
             mu_a = mu_a / xp.where(w1 == 0, xp.ones_like(w1), w1)
             del s0
-            y -= mu_a * per_filter(st.total)
+            y -= xp.astype(mu_a, y.dtype) * xp.astype(per_filter(st.total), y.dtype)
             scale = mu_a * mu_a
             scale *= w2
             scale += s2  # s2 + mu_a^2 W2: the sums the spread is rounded from
@@ -432,11 +437,12 @@ class MaskedMethod:
         del spread
         inv_a = 1 / inv_a
         inv_a[flat] = 0.0
-        y *= inv_a
-        del inv_a, flat
-        y *= per_filter(st.inv_norm)
+        del flat
+        y *= xp.astype(inv_a, y.dtype)
+        del inv_a
+        y *= xp.astype(per_filter(st.inv_norm), y.dtype)
         low, high = metric.range
-        return xp.astype(xp.clip(y, min=low, max=high), xc.dtype)
+        return ops.clip(y, low, high)
 
     @staticmethod
     def _moments(ops: _Ops, st: MaskedState, xw):
