@@ -291,3 +291,48 @@ def test_masked_calls_stay_within_the_budget(metric, method, shared):
             continue
         assert metric == "dot" or plan.chunk[0] * plan.chunk[1] < 8 * 6
         assert peak <= plan.memory, (peak, plan.memory)
+
+
+def test_weight_zero_positions_are_not_read():
+    """A NaN or Inf in a template where the mask is 0 (an invalid pixel masked out)
+    changes nothing, for every metric; bc.match finds the template."""
+    rng = np.random.default_rng(13)
+    img = rng.random((40, 40))
+    t = img[10:20, 12:22].copy()
+    m = np.ones((10, 10), bool)
+    m[0, 0] = m[3, 4] = False
+    bad = t.copy()
+    bad[0, 0], bad[3, 4] = np.nan, np.inf
+    for metric in METRICS:
+        want = bc.correlate(img[None], t, metric=metric, mask=m)
+        got = bc.correlate(img[None], bad, metric=metric, mask=m)
+        np.testing.assert_allclose(got, want, atol=1e-12)
+    hits = bc.match(img, [bad], threshold=0.99, mask=m)
+    assert hits.start.tolist() == [[10, 12]]
+
+
+@pytest.mark.parametrize("metric", ["ssd", "sad"])
+def test_inf_in_x_gives_inf_as_without_a_mask(metric):
+    rng = np.random.default_rng(14)
+    x = rng.random((1, 30))
+    x[0, 12] = np.inf
+    w = rng.random(5)
+    plain = bc.correlate(x, w, metric=metric)
+    masked = bc.correlate(x, w, metric=metric, mask=np.ones(5))
+    np.testing.assert_array_equal(np.isposinf(masked), np.isposinf(plain))
+    assert np.isposinf(masked[0, 8:13]).all()
+
+
+def test_masks_of_other_libraries():
+    """Masks as torch tensors (booleans too), Dask or JAX arrays: read as NumPy."""
+    rng = np.random.default_rng(15)
+    x, w = rng.random((2, 20, 20)), rng.random((3, 4, 4))
+    m = rng.random((4, 4)) < 0.6
+    want = bc.correlate(x, w, metric="ncc", mask=m)
+    torch = pytest.importorskip("torch")
+    np.testing.assert_allclose(
+        bc.correlate(x, w, metric="ncc", mask=torch.from_numpy(m)), want, atol=1e-12
+    )
+    da = pytest.importorskip("dask.array")
+    got = bc.correlate(da.from_array(x), w, metric="ncc", mask=da.from_array(m))
+    np.testing.assert_allclose(got.compute(), want, atol=1e-12)

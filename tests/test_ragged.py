@@ -164,3 +164,21 @@ def test_what_is_ragged():
         )
     with pytest.raises(ValueError, match="must be a bank axis"):
         bc.correlate(np.ones((2, 10)), [np.ones(3), np.ones(5)], "ps,ps->ps|s", mode="same")
+
+
+def test_channels_last_templates_with_sliding_masks():
+    """A mask of a template's sliding shape serves its channels; None: no mask."""
+    rng = np.random.default_rng(6)
+    x = rng.random((2, 40, 40, 3))
+    bank = [x[0, 5:15, 7:18], x[1, 20:30, 30:34]]
+    masks = [rng.random((10, 11)) < 0.7, None]
+    spec = "nhwc,khwc->nk|hw"
+    got = bc.correlate(x, bank, spec, metric="ncc", reduce="argmax", mask=masks)
+    one = bc.correlate(x, bank[0][None], spec, metric="ncc", reduce="argmax", mask=masks[0])
+    two = bc.correlate(x, bank[1][None], spec, metric="ncc", reduce="argmax")
+    np.testing.assert_array_equal(got, np.concatenate([one, two], axis=1))
+    plan = bc.plan(x, bank, spec, metric="ssd", reduce="min", mask=masks)
+    text = plan.explain()
+    assert text.count("with a mask") == 1  # the second template's plan has none
+    with pytest.raises(ValueError, match="empty list"):
+        bc.correlate(x, [])

@@ -20,7 +20,7 @@ import numpy as np
 from . import compiled, methods, metrics
 from .arrays import from_numpy, is_array_api, is_dask, is_torch, numpy_dtype, to_numpy
 from .dask_arrays import lazy_correlate
-from .metrics.masked import check_mask, with_mask
+from .metrics.masked import check_mask, host_mask, with_mask
 from .planner import Plan, plan_problem
 from .portable import PortablePlan, make_plan
 from .portable import correlate as portable_correlate
@@ -194,6 +194,8 @@ def _run(x, w, spec, flip: bool, options: dict, progress=None):
     ``progress`` (per call: not part of the plan)."""
     if type(x) is np.ndarray and type(w) is np.ndarray:  # the common case, kept short
         return _cached_plan(x, w, spec, flip, options)(x, progress)
+    if isinstance(w, (list, tuple)) and len(w) == 0:
+        raise ValueError("w is an empty list: give at least one filter")
     if is_ragged(w):  # templates of several shapes (ragged.py)
         if is_dask(x) or is_array_api(x):
             if progress is not None and progress is not False:
@@ -317,7 +319,7 @@ def _make_plan(
     )
     if mask is not None:  # float64 weights of w's shape (metrics/masked.py)
         sp = p.spec
-        mask = check_mask(to_numpy(mask, "mask")[0], w_shape, sp.w, sp.sliding, sp.w_summed)
+        mask = check_mask(host_mask(mask), w_shape, sp.w, sp.sliding, sp.w_summed)
         p = with_mask(p, mask)
     return plan_problem(
         p, w, method=method, memory=memory, workers=workers, device=device, mask=mask

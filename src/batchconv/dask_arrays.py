@@ -53,7 +53,7 @@ import numpy as np
 from .arrays import is_dask, to_numpy
 from .backends.numpy import NUMPY
 from .geometry import AxisGeometry
-from .metrics.masked import check_mask, with_mask
+from .metrics.masked import check_mask, host_mask, with_mask
 from .peak_reduce import Peaks, unpack
 from .planner import choose_method, parse_memory, plan_problem
 from .problem import Problem, make_problem
@@ -444,7 +444,7 @@ def lazy_correlate(
     )
     if mask is not None:  # float64 weights of w's shape (metrics/masked.py)
         sp = p.spec
-        mask = check_mask(to_numpy(mask, "mask")[0], w.shape, sp.w, sp.sliding, sp.w_summed)
+        mask = check_mask(host_mask(mask), w.shape, sp.w, sp.sliding, sp.w_summed)
         p = with_mask(p, mask)
     peaks = isinstance(p.reduce, Peaks)
     with set_workers(workers):  # validates workers= and leaves the thread's setting

@@ -30,7 +30,7 @@ import numpy as np
 from . import compiled
 from .arrays import to_numpy
 from .metrics import metric_of
-from .metrics.masked import check_mask
+from .metrics.masked import check_mask, host_mask
 from .peak_reduce import peaks
 
 __all__ = ["Matches", "match"]
@@ -217,7 +217,7 @@ def _masks(mask, bank: list[np.ndarray], d: int) -> list[np.ndarray | None]:
         if m is None:
             out.append(None)
             continue
-        m = to_numpy(m, "mask")[0]
+        m = host_mask(m)
         if m.shape == t.shape[:d] and t.ndim > d:  # one for every channel
             m = m.reshape(*m.shape, *([1] * (t.ndim - d)))
         try:

@@ -200,7 +200,6 @@ def ragged_plan(
             f"the templates of a list must have the same number of axes; got shapes {shapes}"
         )
     opts = {k: v for k, v in options.items() if k != "mask"}
-    masks = _masks(options.get("mask"), shapes)
     device = opts.get("device") or device_of(x)
     x_shape, x_dtype = x_signature
     w_dtype = np.result_type(*(t.dtype for t in bank))
@@ -233,12 +232,16 @@ def ragged_plan(
             f"a list of templates is w's first axis: spec {spec!r} must name it, a bank "
             f"letter before the {len(shapes[0])} axes of a template"
         )
+    masks = _masks(options.get("mask"), shapes, given)
     if given.w[0] not in given.bank:
         raise ValueError(
             f"a list of templates is w's first axis, which must be a bank axis; spec "
             f"'{given}' gives {given.w[0]!r} another role"
         )
-    probs = [problem((len(ix), *shapes[ix[0]]), masks is not None) for ix in index]
+    probs = [
+        problem((len(ix), *shapes[ix[0]]), _stacked_masks(masks, ix, shapes) is not None)
+        for ix in index
+    ]
     p0 = probs[0]
     sp = p0.spec
     bank_axis = sp.out.index(sp.w[0])
@@ -261,7 +264,7 @@ def ragged_plan(
         plans = []
         for ix in index:
             w = np.stack([bank[i] for i in ix])
-            m = None if masks is None else np.stack([masks[i] for i in ix])
+            m = _stacked_masks(masks, ix, shapes)
             plans.append(make_plan(x, w, spec, flip=flip, mask=m, **opts))
         return RaggedPlan("grouped", estimates, reason, shapes, plans, index, bank_axis, title)
 
@@ -293,20 +296,30 @@ def _groups(shapes: list[tuple[int, ...]]) -> dict[tuple[int, ...], list[int]]:
     return groups
 
 
-def _masks(mask, shapes) -> list[np.ndarray] | None:
-    """One float64 mask of each template's shape (ones where a list gives None), or
-    None without ``mask=``."""
-    from .metrics.masked import check_mask
+def _masks(mask, shapes, sp) -> list[np.ndarray | None] | None:
+    """One float64 mask of each template's shape (None where a list gives None), or
+    None without ``mask=``; ``sp``: the spec of the stacked templates (a mask of a
+    template's sliding shape serves its other axes)."""
+    from .metrics.masked import check_mask, host_mask
 
     if mask is None:
         return None
     given = list(mask) if isinstance(mask, (list, tuple)) else [mask] * len(shapes)
     if len(given) != len(shapes):
         raise ValueError(f"mask: one per template ({len(shapes)}), got {len(given)}")
+    letters, sliding = sp.w[1:], "".join(c for c in sp.sliding if c in sp.w[1:])
     return [
-        np.ones(s) if m is None else np.array(check_mask(to_numpy(m, "mask")[0], s))
+        None if m is None else np.array(check_mask(host_mask(m), s, letters, sliding))
         for m, s in zip(given, shapes, strict=True)
     ]
+
+
+def _stacked_masks(masks, ix, shapes) -> np.ndarray | None:
+    """The masks of the templates ``ix`` stacked (ones for those without one), or None
+    where none of them has one (they run without a mask)."""
+    if masks is None or all(masks[i] is None for i in ix):
+        return None
+    return np.stack([np.ones(shapes[i]) if masks[i] is None else masks[i] for i in ix])
 
 
 def _why_not_padded(x, p, flip: bool) -> str | None:
@@ -353,5 +366,5 @@ def _padded_bank(bank, masks, layout, dtype):
     m = np.zeros((len(bank), *common))
     for k, (t, place) in enumerate(zip(bank, places, strict=True)):
         w[(k, *place)] = t
-        m[(k, *place)] = 1 if masks is None else masks[k]
+        m[(k, *place)] = 1 if masks is None or masks[k] is None else masks[k]
     return w, m

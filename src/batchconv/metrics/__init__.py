@@ -118,6 +118,7 @@ for _metric in (
         "sad",
         "sum of absolute differences: sum |a - b|",
         product_form=False,
+        inf_gives_inf=True,
         best="min",
         range=(0.0, float("inf")),
     ),

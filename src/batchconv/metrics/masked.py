@@ -38,8 +38,10 @@ not its brightness). Then, per window, with ``W1 = sum m``, ``W2 = sum m^2``,
 A window whose spread (ncc) or weighted sum of squares (cosine) is at the rounding
 noise of its sums is flat: 0, as without a mask; so is a template with ``B2 = 0`` or an
 all-zero mask; ncc and cosine are clipped to [-1, 1]. ``sad`` adds ``m |a - b|`` tap by
-tap (the taps of weight 0 skipped). Windows that cover a NaN or Inf of ``x`` take the
-unmasked rule (NaN; ssd +Inf over an Inf), whatever their weight there.
+tap (the taps of weight 0 skipped). A template position of weight 0 is not read at all:
+a NaN or Inf there (an invalid pixel masked out) changes nothing. Windows that cover a
+NaN or Inf of ``x`` take the unmasked rule (NaN; ssd and sad +Inf over an Inf and no
+NaN), whatever their weight there.
 
 >>> import numpy as np, batchconv as bc
 >>> x = np.array([[0.0, 1.0, 5.0, 3.0, 9.0]])
@@ -68,12 +70,22 @@ __all__ = [
     "MaskedMethod",
     "MaskedSad",
     "check_mask",
+    "host_mask",
     "mask_info",
     "mask_problem",
     "with_mask",
 ]
 
 _EPS = float(np.finfo(np.float64).eps)
+
+
+def host_mask(mask) -> np.ndarray:
+    """``mask`` as a NumPy array, whatever its library: a torch tensor's values copied
+    to the host (booleans included), a Dask or JAX array computed and converted. A
+    mask is small, the size of the filters."""
+    if hasattr(mask, "detach") and hasattr(mask, "cpu"):  # torch
+        return mask.detach().cpu().numpy()
+    return np.asarray(mask)
 
 
 def check_mask(
@@ -252,6 +264,12 @@ def _statistics(xp, p: Problem, wc, mc, f64):
     return mean, mu, xp.astype(u, wc.dtype), total, sq, inv, full_m1, full_m2
 
 
+def _ignored(xp, wc, mc):
+    """The templates with 0 where their weight is 0: a position of weight 0 is not read
+    (a NaN or Inf there, an invalid pixel masked out, changes nothing)."""
+    return xp.where(mc == 0, xp.zeros_like(wc), wc)
+
+
 def _is_shared(xp, a, axis: int) -> bool:
     """Whether ``a`` is the same along ``axis`` 0 or 1 (a mask shared by templates, by
     channels)."""
@@ -274,6 +292,7 @@ class MaskedMethod:
         ops = _Ops(wc)
         xp, f64 = ops.xp, ops.f64
         metric = metric_of(p.metric)
+        wc = _ignored(xp, wc, mc)
         mean, mu, u, total, sq, inv, w1, w2 = _statistics(xp, p, wc, mc, f64)
         inner = inner_problem(p)
         state = self.method.prepare(inner, ops.contiguous(u), budget) if p.window_size else None
@@ -508,6 +527,7 @@ class MaskedSad:
         wc, mc = filters
         ops = _Ops(wc)
         xp = ops.xp
+        wc = _ignored(xp, wc, mc)
         m64 = xp.astype(mc, ops.f64)
         axes = (1, *range(3, 3 + p.ndim))
         weighted = xp.any(xp.reshape(m64 != 0, (p.K, p.C, p.P, -1)), axis=(0, 2))  # (C, T)
