@@ -330,6 +330,8 @@ def test_flatness_is_local(numba, method, monkeypatch):
     np.testing.assert_allclose(y[990:1015], ref, atol=1e-9)
 
 
+# (drawn shapes may look like channels-last images: spec=None's reading is meant here)
+@pytest.mark.filterwarnings("ignore::batchconv.ChannelsWarning")
 def test_review_regressions(rng, monkeypatch):
     """Empty summed axis, a NaN item beside finite ones, a short last sliding axis for
     SAD, and workers=1 for the compiled kernels."""

@@ -14,6 +14,7 @@ from .match import Matches, match
 from .peak_reduce import PeakResult, peaks
 from .planner import BoundPlan, Plan
 from .ragged import RaggedPlan
+from .spec import ChannelsWarning
 from .tensors import allow_tf32
 from .xp import next_fast_len, set_workers
 
@@ -24,6 +25,7 @@ __all__ = [
     "Plan",
     "BoundPlan",
     "RaggedPlan",
+    "ChannelsWarning",
     "show_config",
     "next_fast_len",
     "set_workers",

@@ -14,6 +14,8 @@ layout; :func:`final_view` turns the canonical result back into the spec's outpu
 
 from __future__ import annotations
 
+import sys
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from functools import cached_property, lru_cache, wraps
@@ -24,7 +26,7 @@ import numpy as np
 from .geometry import MODES, PADDINGS, AxisGeometry, axis_geometry
 from .metrics import METRICS, metric_of
 from .peak_reduce import Peaks
-from .spec import Spec, default_spec, parse_spec
+from .spec import ChannelsWarning, Spec, channels_hint, default_spec, parse_spec
 
 __all__ = [
     "Problem",
@@ -290,6 +292,9 @@ def make_problem(
         reduce = replace(reduce, lowest=known.best == "min")
     if spec is None:
         sp = default_spec(len(x_shape), len(w_shape), reduce_sliding=reduce is not None)
+        hint = channels_hint(x_shape, w_shape)
+        if hint is not None:
+            warnings.warn(hint, ChannelsWarning, stacklevel=_caller_level())
     else:
         try:
             sp = parse_spec(spec)
@@ -552,3 +557,12 @@ def canonical_out_view(p: Problem, final: np.ndarray) -> np.ndarray | None:
     tail = list(range(len(sp.out), final.ndim))
     v = final.transpose([sp.out.index(c) for c in order] + tail).reshape(p.canonical_out_shape)
     return v if v.size == 0 or np.may_share_memory(v, final) else None
+
+
+def _caller_level() -> int:
+    """The ``stacklevel`` of the first frame outside batchconv (a warning points at the
+    user's call, however deep the package's own frames are)."""
+    level, frame = 1, sys._getframe(1)
+    while frame is not None and frame.f_globals.get("__name__", "").startswith("batchconv"):
+        level, frame = level + 1, frame.f_back
+    return level

@@ -148,3 +148,52 @@ def default_spec(x_ndim: int, w_ndim: int, reduce_sliding: bool = False) -> Spec
     if w_ndim == x_ndim:
         return parse_spec(f"n{s},k{s}->nk{kept}|{s}")
     return parse_spec(f"n{s},{s}->n{kept}|{s}")
+
+
+class ChannelsWarning(UserWarning):
+    """``spec=None`` read an axis that looks like colour channels as a sliding axis (see
+    :func:`channels_hint`); give a spec to say what the axes are."""
+
+
+def channels_hint(x_shape: tuple[int, ...], w_shape: tuple[int, ...]) -> str | None:
+    """The warning for ``spec=None`` where its reading is likely not what a SciPy user
+    meant, or None. It fires when ``x`` has at least 3 axes and its last one looks like
+    channels: at most 4 samples after an axis of at least 8 and 4 times as many (an
+    image ``(H, W, C)`` or a batch ``(N, H, W, C)``). The default spec slides over that
+    axis (a 2-D reading of ``(H, W)`` rows by ``C`` columns); the message names the spec
+    assumed and the one meant.
+
+    >>> print(channels_hint((32, 32, 3), (5, 5, 3)).splitlines()[1])  # doctest: +ELLIPSIS
+    For a channels-last image as scipy.signal reads it, give spec='hwc,hwc->hw|hw' ...
+    >>> channels_hint((100, 1000), (5, 31)) is None
+    True
+    """
+    d = len(x_shape)
+    if d < 3 or x_shape[-1] > 4 or x_shape[-2] < max(8, 4 * x_shape[-1]):
+        return None
+    bank = len(w_shape) == d
+    assumed = default_spec(d, len(w_shape))
+    what = f"a bank of {w_shape[0]} filters of shape {tuple(w_shape[1:])}" if bank else "one filter"
+    meant = None
+    if d == 3 and bank and w_shape[-1] == x_shape[-1]:
+        meant = "'hwc,hwc->hw|hw' (an image and a kernel, the channels summed)"
+    elif d == 3 and bank:
+        meant = "'hwc,khw->khwc|hw' (each channel against a bank of 2-D kernels)"
+    elif d == 3:
+        meant = "'hwc,hw->hwc|hw' (each channel filtered by the 2-D kernel)"
+    elif d == 4 and bank and w_shape[-1] == x_shape[-1]:
+        meant = "'nhwc,khwc->nkhw|hw' (a batch of images against a bank, channels summed)"
+    elif d == 4 and not bank and w_shape[-1] == x_shape[-1]:
+        meant = "'nhwc,hwc->nhw|hw' (a batch of images against one kernel, channels summed)"
+    advice = (
+        f"For a channels-last image as scipy.signal reads it, give spec={meant}"
+        if meant
+        else "Give a spec that makes the channel axis a summed or batch letter"
+    )
+    return (
+        f"spec=None reads x {tuple(x_shape)} as {x_shape[0]} items of shape "
+        f"{tuple(x_shape[1:])} and w {tuple(w_shape)} as {what} (spec '{assumed}'): it "
+        f"slides over x's last axis of {x_shape[-1]} samples, which looks like colour "
+        f"channels.\n{advice}; or pass spec='{assumed}' to keep this reading without the "
+        f"warning."
+    )
