@@ -43,7 +43,8 @@ class Options(TypedDict, total=False):
     """The keyword options of :func:`correlate` and :func:`convolve`, for the type
     checker: one list for every typed form (overload) of the two."""
 
-    mode: str
+    mode: str | Sequence[int] | Sequence[Sequence[int]]
+    origin: int | Sequence[int]
     stride: int | Sequence[int]
     dilation: int | Sequence[int]
     padding: str
@@ -284,6 +285,7 @@ def _make_plan(
     *,
     flip: bool,
     mode="valid",
+    origin=0,
     stride=1,
     dilation=1,
     padding="constant",
@@ -307,6 +309,7 @@ def _make_plan(
         w_dtype,
         spec,
         mode=mode,
+        origin=origin,
         stride=stride,
         dilation=dilation,
         padding=padding,
@@ -359,7 +362,7 @@ def correlate(
     w: Any,
     spec: str | None = None,
     *,
-    mode: str = "valid",
+    mode: str | Sequence[int] | Sequence[Sequence[int]] = "valid",
     stride: int | Sequence[int] = 1,
     dilation: int | Sequence[int] = 1,
     padding: str = "constant",
@@ -371,6 +374,7 @@ def correlate(
     workers: int | None = None,
     progress: bool | Callable[[int, int], Any] | None = None,
     mask: ArrayLike | None = None,
+    origin: int | Sequence[int] = 0,
 ) -> np.ndarray | Tensor | DaskArray:
     """Cross-correlate every item of ``x`` with every filter of ``w``.
 
@@ -390,10 +394,15 @@ def correlate(
     spec : str, optional
         ``"xaxes,waxes->outaxes|sliding"``, e.g. ``"nhwc,hwco->nhwo|hw"``: einsum letters,
         with the sliding (correlated) axes after the bar. See the README.
-    mode, stride, dilation, padding, cval :
-        Window geometry. ``stride``/``dilation``: an int or one per sliding axis.
+    mode, stride, dilation, padding, cval, origin :
+        Window geometry. ``mode``: 'valid', 'same', 'full' (as ``scipy.signal``), or
+        explicit padding: ``(lo, hi)`` samples before and after ``x`` on every sliding
+        axis, or one such pair per sliding axis (TF's and torch's padding amounts).
+        ``stride``/``dilation``/``origin``: an int or one per sliding axis.
         ``padding`` ('constant' with ``cval``, 'reflect', 'symmetric', 'edge', 'wrap') is
-        what lies outside ``x`` in 'same'/'full', as in ``numpy.pad``.
+        what lies outside ``x``, as in ``numpy.pad`` (scipy.ndimage's names are refused
+        with their numpy.pad equivalent). ``origin`` moves every window that many
+        samples earlier (``scipy.ndimage``'s sign: positive shifts the filter left).
     metric : str
         "dot" (plain correlation), or a sliding similarity between each window and each
         filter: "ssd" (sum of squared differences), "sad" (sum of absolute
@@ -458,6 +467,7 @@ def correlate(
         False,
         dict(
             mode=mode,
+            origin=origin,
             stride=stride,
             dilation=dilation,
             padding=padding,
@@ -506,7 +516,7 @@ def convolve(
     w: Any,
     spec: str | None = None,
     *,
-    mode: str = "valid",
+    mode: str | Sequence[int] | Sequence[Sequence[int]] = "valid",
     stride: int | Sequence[int] = 1,
     dilation: int | Sequence[int] = 1,
     padding: str = "constant",
@@ -518,6 +528,7 @@ def convolve(
     workers: int | None = None,
     progress: bool | Callable[[int, int], Any] | None = None,
     mask: ArrayLike | None = None,
+    origin: int | Sequence[int] = 0,
 ) -> np.ndarray | Tensor | DaskArray:
     """Convolve every item of ``x`` with every filter of ``w``: :func:`correlate` with ``w``
     reversed along the sliding axes (and not conjugated), as ``scipy.signal.convolve``.
@@ -534,6 +545,7 @@ def convolve(
         True,
         dict(
             mode=mode,
+            origin=origin,
             stride=stride,
             dilation=dilation,
             padding=padding,

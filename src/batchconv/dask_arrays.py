@@ -408,6 +408,7 @@ def lazy_correlate(
     flip: bool,
     *,
     mode="valid",
+    origin=0,
     stride=1,
     dilation=1,
     padding="constant",
@@ -427,6 +428,7 @@ def lazy_correlate(
 
     options = dict(
         mode=mode,
+        origin=origin,
         stride=stride,
         dilation=dilation,
         padding=padding,

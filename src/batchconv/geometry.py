@@ -36,8 +36,18 @@ __all__ = [
     "window_sums",
 ]
 
-MODES = ("valid", "same", "full")
+MODES = ("valid", "same", "full")  # or explicit padding: (lo, hi) per sliding axis
 PADDINGS = ("constant", "reflect", "symmetric", "edge", "wrap")
+# scipy.ndimage's boundary modes that numpy.pad names otherwise (ndimage's 'reflect',
+# 'wrap' and 'constant' are numpy.pad's 'symmetric', 'wrap' and 'constant'):
+# padding= takes numpy.pad's names, and says which one an ndimage name means
+NDIMAGE_NAMES = {
+    "mirror": "reflect",
+    "nearest": "edge",
+    "grid-mirror": "symmetric",
+    "grid-wrap": "wrap",
+    "grid-constant": "constant",
+}
 
 
 @dataclass(frozen=True)
@@ -102,16 +112,33 @@ def _untouched(g: AxisGeometry) -> np.ndarray:
 
 
 def axis_geometry(
-    n: int, m: int, mode: str = "valid", stride: int = 1, dilation: int = 1, *, letter: str = "?"
+    n: int,
+    m: int,
+    mode: str | tuple[int, int] = "valid",
+    stride: int = 1,
+    dilation: int = 1,
+    *,
+    letter: str = "?",
+    origin: int = 0,
 ) -> AxisGeometry:
-    """Geometry of one sliding axis of input length ``n`` and kernel length ``m``.
+    """Geometry of one sliding axis of input length ``n`` and kernel length ``m``:
+    ``mode`` 'valid', 'same', 'full' or explicit padding ``(lo, hi)`` (samples before
+    and after ``x``, as TF's and torch's padding amounts); ``origin`` moves every window
+    ``origin`` samples earlier (``scipy.ndimage``'s sign: positive shifts the filter to
+    the left).
 
     >>> axis_geometry(10, 3, "valid", stride=2).out
     4
+    >>> g = axis_geometry(10, 3, (2, 1))
+    >>> g.lo, g.out
+    (2, 11)
     """
     if m == 0:  # an empty kernel axis: no windows, whatever the mode
         return AxisGeometry(n, 0, stride, dilation, 0, 0, -n, 0)
     extent = (m - 1) * dilation + 1
+    if isinstance(mode, tuple):
+        lo, length = _explicit(n, extent, mode, letter)
+        return _shifted(n, m, stride, dilation, extent, lo, length, origin, letter)
     if mode != "valid" and extent > MAX_EXTENT:
         raise ValueError(
             f"dilation {dilation} on sliding axis {letter!r} makes the kernel of {m} taps span "
@@ -135,6 +162,38 @@ def axis_geometry(
         raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
     if n == 0 or m == 0:
         length = 0
+    return _shifted(n, m, stride, dilation, extent, lo, length, origin, letter)
+
+
+def _explicit(n: int, extent: int, pads: tuple[int, int], letter: str) -> tuple[int, int]:
+    """``(lo, windows)`` of explicit padding ``pads`` = (before, after)."""
+    lo, hi = pads
+    if lo < 0 or hi < 0:
+        raise ValueError(
+            f"padding amounts are samples added before and after x: at least 0; sliding "
+            f"axis {letter!r} got {pads}"
+        )
+    if max(lo, hi) > MAX_EXTENT:
+        raise ValueError(f"padding {pads} on sliding axis {letter!r}: at most {MAX_EXTENT}")
+    length = n + lo + hi - extent + 1
+    if length < 0:
+        raise ValueError(
+            f"sliding axis {letter!r}: input {n} padded by {pads} is shorter than the "
+            f"(dilated) kernel's extent {extent}"
+        )
+    return lo, length if n else 0
+
+
+def _shifted(n, m, stride, dilation, extent, lo, length, origin, letter) -> AxisGeometry:
+    """The geometry of ``length`` windows (before the stride) starting ``lo`` samples
+    before ``x``, moved ``origin`` samples earlier."""
+    if lo + origin < 0:
+        raise ValueError(
+            f"origin {origin} on sliding axis {letter!r} would start the first window "
+            f"{-(lo + origin)} samples into x, where the mode pads {lo} before it: the "
+            f"origin must be at least {-lo} (use more padding, e.g. mode='same')"
+        )
+    lo += origin
     out = -(-length // stride) if length > 0 else 0
     hi = ((out - 1) * stride + extent - lo - n) if out > 0 else -n
     return AxisGeometry(n, m, stride, dilation, extent, lo, hi, out)

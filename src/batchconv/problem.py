@@ -23,7 +23,7 @@ from math import prod
 
 import numpy as np
 
-from .geometry import MODES, PADDINGS, AxisGeometry, axis_geometry
+from .geometry import MODES, NDIMAGE_NAMES, PADDINGS, AxisGeometry, axis_geometry
 from .metrics import METRICS, metric_of
 from .peak_reduce import Peaks
 from .spec import ChannelsWarning, Spec, channels_hint, default_spec, parse_spec
@@ -54,7 +54,7 @@ class Problem:
     dtype: np.dtype  # compute and result dtype
     integer_inputs: bool  # both inputs integers: results are rounded to exact integers
     geoms: tuple[AxisGeometry, ...]  # one per sliding letter, in spec.sliding order
-    mode: str
+    mode: str | tuple  # a name, or (per-axis names or (lo, hi) pairs, per-axis origins)
     padding: str
     cval: complex | float
     flip: bool  # convolve: the kernel is reversed along the sliding axes
@@ -210,7 +210,7 @@ def result_dtype(x_dtype, w_dtype) -> np.dtype:
     return rt
 
 
-def _per_axis(value, n: int, name: str, sliding: str) -> tuple[int, ...]:
+def _per_axis(value, n: int, name: str, sliding: str, lowest: int | None = 1) -> tuple[int, ...]:
     vals = (value,) * n if np.ndim(value) == 0 else tuple(value)
     if len(vals) != n:
         raise ValueError(
@@ -219,12 +219,47 @@ def _per_axis(value, n: int, name: str, sliding: str) -> tuple[int, ...]:
         )
     out = []
     for c, v in zip(sliding, vals, strict=True):
-        if isinstance(v, bool) or not isinstance(v, int | np.integer) or v < 1:
-            raise ValueError(
-                f"{name} must be a positive int on every sliding axis; axis {c!r} got {v!r}"
-            )
+        if (
+            isinstance(v, bool)
+            or not isinstance(v, int | np.integer)
+            or (lowest is not None and v < lowest)
+        ):
+            what = "a positive int" if lowest == 1 else "an int"
+            raise ValueError(f"{name} must be {what} on every sliding axis; axis {c!r} got {v!r}")
         out.append(int(v))
     return tuple(out)
+
+
+def _is_int(v) -> bool:
+    return isinstance(v, int | np.integer) and not isinstance(v, bool)
+
+
+def _modes(mode, n: int, sliding: str) -> tuple:
+    """``mode`` per sliding axis: a name for all, or explicit padding (lo, hi) for all
+    or one pair per axis (TF's and torch's padding amounts)."""
+    if isinstance(mode, str):
+        if mode not in MODES:
+            raise ValueError(
+                f"mode must be one of {MODES} or padding amounts (lo, hi) (one pair, or "
+                f"one per sliding axis), got {mode!r}"
+            )
+        return (mode,) * n
+    try:
+        pairs = [tuple(mode)] if np.ndim(mode) == 1 else [tuple(p) for p in mode]
+        ok = all(
+            len(p) == 2
+            and all(isinstance(v, int | np.integer) and not isinstance(v, bool) for v in p)
+            for p in pairs
+        )
+    except TypeError:
+        ok = False
+    if not ok or len(pairs) not in (1, n):
+        raise ValueError(
+            f"mode must be one of {MODES} or padding amounts: one pair (lo, hi) of ints "
+            f"for every sliding axis, or one per sliding axis {sliding!r}; got {mode!r}"
+        )
+    pairs = pairs * n if len(pairs) == 1 else pairs
+    return tuple((int(lo), int(hi)) for lo, hi in pairs)
 
 
 def make_problem(
@@ -244,6 +279,7 @@ def make_problem(
     flip: bool = False,
     x_strides: tuple[float, ...] | None = None,
     masked: object = False,
+    origin=0,
 ) -> Problem:
     """Validate every option against the shapes and build the :class:`Problem`; x's
     element strides ``x_strides`` (None: C order) tell how the kernels can read it;
@@ -263,8 +299,12 @@ def make_problem(
             f"metric {metric!r} needs real data (x and w give {dtype}); "
             f"complex data works with metric {' or '.join(map(repr, valid))}"
         )
-    if mode not in MODES:
-        raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
+    if padding in NDIMAGE_NAMES:
+        raise ValueError(
+            f"padding={padding!r} is scipy.ndimage's name; padding= takes numpy.pad's, "
+            f"where it is {NDIMAGE_NAMES[padding]!r} (and ndimage's 'reflect' is "
+            f"'symmetric'; batchconv.compat.ndimage takes ndimage's names)"
+        )
     if padding not in PADDINGS:
         raise ValueError(
             f"padding must be one of {PADDINGS} (numpy.pad's meaning), got {padding!r}"
@@ -325,10 +365,14 @@ def make_problem(
     n = len(sp.sliding)
     strides = _per_axis(stride, n, "stride", sp.sliding)
     dils = _per_axis(dilation, n, "dilation", sp.sliding)
+    modes = _modes(mode, n, sp.sliding)
+    origins = _per_axis(origin, n, "origin", sp.sliding, lowest=None)
     geoms = tuple(
-        axis_geometry(xs[c], ws[c], mode, s, d, letter=c)
-        for c, s, d in zip(sp.sliding, strides, dils, strict=True)
+        axis_geometry(xs[c], ws[c], m, s, d, letter=c, origin=o)
+        for c, m, s, d, o in zip(sp.sliding, modes, strides, dils, origins, strict=True)
     )
+    if not isinstance(mode, str) or any(origins):
+        mode = (modes, origins)  # (the problem records both)
     # exact-integer results: integer data, and padding that adds only integers
     unit, contiguous = x_layout(sp, x_shape, x_strides)
     integer_inputs = (
@@ -516,7 +560,7 @@ def explain_lines(p: Problem, title: str) -> list[str]:
     options, then x, w (with stride and dilation) and the result."""
     return [
         f"{title}: {p.spec}  ({'convolve' if p.flip else 'correlate'}, "
-        f"metric={p.metric!r}, mode={p.mode!r}, padding={p.padding!r}, dtype={p.dtype})",
+        f"metric={p.metric!r}, {mode_text(p.mode)}, padding={p.padding!r}, dtype={p.dtype})",
         f"  x {p.x_shape} -> batch B={p.B}, summed C={p.C}, paired P={p.P}, sliding S={p.S}",
         f"  w {p.w_shape} -> bank K={p.K}, kernel T={p.T}; "
         f"stride={tuple(g.stride for g in p.geoms)}, "
@@ -524,6 +568,16 @@ def explain_lines(p: Problem, title: str) -> list[str]:
         f"  result {_result_shape(p)}"
         + (f", reduce={p.reduce!r} over {p.spec.reduced!r}" if p.spec.reduced else ""),
     ]
+
+
+def mode_text(mode) -> str:
+    """``mode=...`` as the user would write it (explicit padding and origins included)."""
+    if isinstance(mode, str):
+        return f"mode={mode!r}"
+    modes, origins = mode
+    named = modes[0] if len(set(modes)) == 1 else modes
+    text = f"mode={named!r}"
+    return text + (f", origin={origins}" if any(origins) else "")
 
 
 def _result_shape(p: Problem) -> str:

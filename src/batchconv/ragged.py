@@ -190,7 +190,7 @@ def ragged_plan(
     w, spec, flip=, mask=, **options)`` (``api._make_plan``); ``x_signature``: x's
     ``(shape, dtype)``."""
     from .planner import choose_method
-    from .problem import make_problem
+    from .problem import make_problem, mode_text
     from .tensors import device_of
 
     bank = [_host(t) for t in templates]
@@ -248,7 +248,7 @@ def ragged_plan(
     if len({p.out_shape[:bank_axis] + p.out_shape[bank_axis + 1 :] for p in probs}) > 1:
         raise ValueError(
             f"templates of shapes {list(dict.fromkeys(shapes))} give maps of different "
-            f"sizes in mode={p0.mode!r}; use mode='same', reduce the sliding axes "
+            f"sizes in {mode_text(p0.mode)}; use mode='same', reduce the sliding axes "
             f"(reduce='max', bc.peaks, ...), or bc.match"
         )
     estimates: dict[str, Any] = {"grouped": sum(estimate(p) for p in probs)}
@@ -258,7 +258,7 @@ def ragged_plan(
         estimates["padded"] = why_not or "no common shape lines the templates up"
     else:
         estimates["padded"] = estimate(problem((len(bank), *layout[0]), True))
-    title = f"correlate{'' if not flip else ' (convolve)'}: spec '{sp}', mode={p0.mode!r}"
+    title = f"correlate{'' if not flip else ' (convolve)'}: spec '{sp}', {mode_text(p0.mode)}"
 
     def grouped(reason: str) -> RaggedPlan:
         plans = []
@@ -325,11 +325,12 @@ def _stacked_masks(masks, ix, shapes) -> np.ndarray | None:
 def _why_not_padded(x, p, flip: bool) -> str | None:
     """Why one padded bank cannot give the grouped values here (None: it can)."""
     from .arrays import is_array_api, is_dask
+    from .problem import mode_text
 
     if flip:
         return "convolve"
     if p.mode != "same":
-        return f"mode={p.mode!r}: the padded templates' windows would not line up"
+        return f"{mode_text(p.mode)}: the padded templates' windows would not line up"
     if any(g.dilation != 1 for g in p.geoms):
         return "dilation"
     if is_dask(x) or is_array_api(x):
