@@ -1,0 +1,11 @@
+"""Front-ends with other libraries' signatures and semantics, onto the same engine: a
+user's code written for ``scipy.ndimage`` runs by changing the import.
+
+* :mod:`batchconv.compat.ndimage`: ``correlate``, ``convolve``, ``correlate1d``,
+  ``convolve1d`` with ndimage's modes (``reflect``, ``mirror``, ``nearest``, ``wrap``,
+  ``grid-wrap``, ``constant``, ``grid-constant``, ``grid-mirror``), ``cval``, ``origin``
+  and ``axes``.
+
+Each is a thin layer: it works out the spec, the per-side padding and the padding mode
+of the core (``bc.correlate``'s ``mode=((lo, hi), ...)`` and ``padding=``), and calls it.
+"""
