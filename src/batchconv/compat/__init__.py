@@ -5,6 +5,11 @@ user's code written for ``scipy.ndimage`` runs by changing the import.
   ``convolve1d`` with ndimage's modes (``reflect``, ``mirror``, ``nearest``, ``wrap``,
   ``grid-wrap``, ``constant``, ``grid-constant``, ``grid-mirror``), ``cval``, ``origin``
   and ``axes``.
+* :mod:`batchconv.compat.torch`: ``conv1d``, ``conv2d``, ``conv3d`` as
+  ``torch.nn.functional``'s (``groups``, ``bias``, ``padding``), with ``nn.Conv*d``'s
+  ``padding_mode``.
+* :mod:`batchconv.compat.tf`: ``conv1d``, ``conv2d``, ``conv3d``, ``depthwise_conv2d`` as
+  ``tf.nn``'s (``"SAME"``, ``"VALID"`` or explicit padding, ``data_format``).
 
 Each is a thin layer: it works out the spec, the per-side padding and the padding mode
 of the core (``bc.correlate``'s ``mode=((lo, hi), ...)`` and ``padding=``), and calls it.
