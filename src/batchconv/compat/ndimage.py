@@ -136,9 +136,12 @@ def _filter(input, weights, output, mode, cval, origin, axes, convolution: bool)
                 "Invalid origin; origin must satisfy -(weights.shape[k] // 2) <= "
                 "origin[k] <= (weights.shape[k]-1) // 2"
             )
-    out = _get_output(output, x, complex_out)
+    out = None if output is None else _get_output(output, x, complex_out)
     pads = [(m // 2 + o, m - 1 - m // 2 - o) for m, o in zip(w.shape, origins, strict=True)]
     y = _call(x, w, axes, pads, MODES[mode], cval)
+    if out is None:  # the input's dtype (complex when either is): no copy if it is y's
+        dtype = np.promote_types(x.dtype, np.complex64) if complex_out else x.dtype
+        return y if y.dtype == dtype else y.astype(dtype)
     out[...] = y if out.dtype.kind == "c" or y.dtype.kind != "c" else y.real
     return out
 
