@@ -10,6 +10,8 @@ user's code written for ``scipy.ndimage`` runs by changing the import.
   ``padding_mode``.
 * :mod:`batchconv.compat.tf`: ``conv1d``, ``conv2d``, ``conv3d``, ``depthwise_conv2d`` as
   ``tf.nn``'s (``"SAME"``, ``"VALID"`` or explicit padding, ``data_format``).
+* :mod:`batchconv.compat.cv2`: ``matchTemplate`` (six methods, masks) and ``filter2D``
+  as OpenCV's.
 
 Each is a thin layer: it works out the spec, the per-side padding and the padding mode
 of the core (``bc.correlate``'s ``mode=((lo, hi), ...)`` and ``padding=``), and calls it.
