@@ -12,6 +12,8 @@ user's code written for ``scipy.ndimage`` runs by changing the import.
   ``tf.nn``'s (``"SAME"``, ``"VALID"`` or explicit padding, ``data_format``).
 * :mod:`batchconv.compat.cv2`: ``matchTemplate`` (six methods, masks) and ``filter2D``
   as OpenCV's.
+* :mod:`batchconv.compat.scipy_signal`: ``correlate``, ``convolve``, ``correlate2d``,
+  ``convolve2d``, ``fftconvolve``, ``oaconvolve`` as ``scipy.signal``'s.
 
 Each is a thin layer: it works out the spec, the per-side padding and the padding mode
 of the core (``bc.correlate``'s ``mode=((lo, hi), ...)`` and ``padding=``), and calls it.
