@@ -6,7 +6,9 @@ adds: its checks and reshapes) and against the library they imitate, interleaved
 Rows: compat.ndimage.correlate (512x512 float64, 7x7, mode 'reflect') against
 scipy.ndimage.correlate; compat.torch.conv2d (NumPy arrays, 8 x 16 x 64x64 float32,
 32 filters 3x3, padding 1) against F.conv2d on tensors; compat.tf.conv2d ('SAME', stride
-2, NHWC) against the core call (TF not installed here).
+2, NHWC) against the core call (TF not installed here); compat.cv2.matchTemplate
+(TM_CCOEFF_NORMED, one channel) against OpenCV; compat.scipy_signal.correlate against
+scipy.signal.correlate.
 """
 
 from __future__ import annotations
@@ -66,6 +68,39 @@ def main() -> None:
                 "bc.correlate": lambda: bc.correlate(
                     xh, wh, "nhwc,hwco->nhwo|hw", mode=(0, 1), stride=2
                 ),
+            },
+        )
+    )
+    from batchconv.compat import cv2 as bc_cv2
+    from batchconv.compat import scipy_signal as bc_signal
+
+    scene = rng.random((480, 640), dtype=np.float32)
+    tpl = scene[100:148, 200:240].copy()
+    rows.append(
+        (
+            "compat.cv2.matchTemplate TM_CCOEFF_NORMED, 480x640 f32, 48x40",
+            {
+                "front-end": lambda: bc_cv2.matchTemplate(scene, tpl, bc_cv2.TM_CCOEFF_NORMED),
+                "bc.correlate": lambda: bc.correlate(scene, tpl, "hw,hw->hw|hw", metric="ncc"),
+            },
+        )
+    )
+    try:
+        import cv2
+
+        rows[-1][1]["OpenCV"] = lambda: cv2.matchTemplate(scene, tpl, cv2.TM_CCOEFF_NORMED)
+    except ImportError:
+        pass
+    sig, ker = rng.standard_normal(200_000), rng.standard_normal(301)
+    from scipy import signal
+
+    rows.append(
+        (
+            "compat.scipy_signal.correlate, 200000 x 301 f64, 'same'",
+            {
+                "front-end": lambda: bc_signal.correlate(sig, ker, mode="same"),
+                "bc.correlate": lambda: bc.correlate(sig, ker, "a,a->a|a", mode="same"),
+                "scipy.signal": lambda: signal.correlate(sig, ker, mode="same"),
             },
         )
     )

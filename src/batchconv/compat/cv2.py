@@ -79,8 +79,12 @@ def matchTemplate(image, templ, method: int, result=None, mask=None):
     if x.ndim == 2:  # one channel: a channel axis of 1
         x, t = x[..., None], t[..., None]
     m = None if mask is None else _mask(np.asarray(mask), t.shape)
-    if method in _CORE:
-        y = _correlate(x, t, "hwc,hwc->hw|hw", metric=_CORE[method], mask=m)
+    if method in _CORE or (method == TM_CCOEFF_NORMED and t.shape[2] == 1):
+        metric = "ncc" if method == TM_CCOEFF_NORMED else _CORE[method]  # (one channel:
+        # per-channel centring is the window's)
+        y = _correlate(x, t, "hwc,hwc->hw|hw", metric=metric, mask=m)
+    elif method == TM_CCOEFF and m is None:  # sum T' I, T' centred per channel
+        y = _correlate(x, t - t.mean(axis=(0, 1)), "hwc,hwc->hw|hw")
     elif method == TM_SQDIFF_NORMED:
         y = _sqdiff_normed(x, t, m)
     else:
