@@ -38,14 +38,17 @@ __all__ = [
 
 MODES = ("valid", "same", "full")  # or explicit padding: (lo, hi) per sliding axis
 PADDINGS = ("constant", "reflect", "symmetric", "edge", "wrap")
-# scipy.ndimage's boundary modes that numpy.pad names otherwise (ndimage's 'reflect',
-# 'wrap' and 'constant' are numpy.pad's 'symmetric', 'wrap' and 'constant'):
-# padding= takes numpy.pad's names, and says which one an ndimage name means
-NDIMAGE_NAMES = {
+# scipy.ndimage's boundary modes -> numpy.pad's, the one table: padding= takes
+# numpy.pad's names and says which one an ndimage-only name means (ndimage's 'reflect'
+# is numpy.pad's 'symmetric'); batchconv.compat.ndimage maps its modes with it
+NDIMAGE_MODES = {
+    "reflect": "symmetric",
+    "grid-mirror": "symmetric",
     "mirror": "reflect",
     "nearest": "edge",
-    "grid-mirror": "symmetric",
+    "wrap": "wrap",
     "grid-wrap": "wrap",
+    "constant": "constant",
     "grid-constant": "constant",
 }
 

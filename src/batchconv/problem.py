@@ -23,7 +23,7 @@ from math import prod
 
 import numpy as np
 
-from .geometry import MODES, NDIMAGE_NAMES, PADDINGS, AxisGeometry, axis_geometry
+from .geometry import MODES, NDIMAGE_MODES, PADDINGS, AxisGeometry, axis_geometry
 from .metrics import METRICS, metric_of
 from .peak_reduce import Peaks
 from .spec import ChannelsWarning, Spec, channels_hint, default_spec, parse_spec
@@ -299,10 +299,10 @@ def make_problem(
             f"metric {metric!r} needs real data (x and w give {dtype}); "
             f"complex data works with metric {' or '.join(map(repr, valid))}"
         )
-    if padding in NDIMAGE_NAMES:
+    if padding in NDIMAGE_MODES and padding not in PADDINGS:
         raise ValueError(
             f"padding={padding!r} is scipy.ndimage's name; padding= takes numpy.pad's, "
-            f"where it is {NDIMAGE_NAMES[padding]!r} (and ndimage's 'reflect' is "
+            f"where it is {NDIMAGE_MODES[padding]!r} (and ndimage's 'reflect' is "
             f"'symmetric'; batchconv.compat.ndimage takes ndimage's names)"
         )
     if padding not in PADDINGS:

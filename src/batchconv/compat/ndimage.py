@@ -34,20 +34,12 @@ from collections.abc import Iterable, Sequence
 import numpy as np
 
 from ..api import correlate as _correlate
+from ..geometry import NDIMAGE_MODES
 
 __all__ = ["correlate", "convolve", "correlate1d", "convolve1d", "MODES"]
 
-# ndimage's mode -> numpy.pad's (the core's ``padding``)
-MODES = {
-    "reflect": "symmetric",
-    "grid-mirror": "symmetric",
-    "mirror": "reflect",
-    "nearest": "edge",
-    "wrap": "wrap",
-    "grid-wrap": "wrap",
-    "constant": "constant",
-    "grid-constant": "constant",
-}
+# ndimage's mode -> numpy.pad's (the core's ``padding``): the core's one table
+MODES = NDIMAGE_MODES
 _LETTERS = "abdefghijlmopqrstuvwxyz"  # (n and k: not needed; c: not used)
 
 
