@@ -152,8 +152,7 @@ def _cache_key(x, w, spec, options: dict):
 def _cached_plan(x, w, spec, flip: bool, options: dict) -> Plan:
     if options.get("mask") is not None:  # (not remembered: bc.plan keeps a masked plan)
         return _make_plan(x, w, spec, flip=flip, **options)
-    options = {k: v for k, v in options.items() if k != "mask"}
-    key = _cache_key(x, w, spec, options)
+    key = _cache_key(x, w, spec, options)  # (mask=None is part of it, as any option)
     if key is not None:
         # whether the compiled kernels run changes what "auto" picks: part of the key
         key = (*key, flip, compiled.enabled())
