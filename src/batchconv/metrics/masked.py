@@ -146,9 +146,9 @@ class MaskInfo:
     binary: bool = False
 
 
-def mask_info(m: np.ndarray) -> MaskInfo:
+def mask_info(m) -> MaskInfo:
     """The :class:`MaskInfo` of a checked mask ``m`` laid out as the canonical filters
-    ``(K, C, P, *T)``."""
+    ``(K, C, P, *T)`` (a NumPy array or a tensor)."""
     return MaskInfo(
         shared=bool((m == m[:1]).all()),
         by_channel=not bool((m == m[:, :1]).all()),
@@ -270,12 +270,6 @@ def _ignored(xp, wc, mc):
     return xp.where(mc == 0, xp.zeros_like(wc), wc)
 
 
-def _is_shared(xp, a, axis: int) -> bool:
-    """Whether ``a`` is the same along ``axis`` 0 or 1 (a mask shared by templates, by
-    channels)."""
-    return bool(xp.all(a == (a[:1] if axis == 0 else a[:, :1])))
-
-
 class MaskedMethod:
     """dot, ssd, ncc or cosine with a mask, on top of a correlation method (the method
     interface of ``methods/__init__.py``: prepare, compute, fuses_reduce,
@@ -297,16 +291,16 @@ class MaskedMethod:
         inner = inner_problem(p)
         state = self.method.prepare(inner, ops.contiguous(u), budget) if p.window_size else None
         m64 = xp.astype(mc, f64)
-        binary = bool(xp.all((m64 == 0) | (m64 == 1)))
-        shared, by_channel = _is_shared(xp, m64, 0), not _is_shared(xp, m64, 1)
-        st = MaskedState(inner, state, None, None, None, shared, by_channel, binary, mean)
+        info = mask_info(m64)
+        shared, by_channel = info.shared, info.by_channel
+        st = MaskedState(inner, state, None, None, None, shared, by_channel, info.binary, mean)
         if metric.plain or not p.window_size:
             return st
         bank = m64[:1] if shared else m64
         bank = bank if by_channel else bank[:, :1]
         st.stats = mask_problem(p, bank.shape[0], bank.shape[1])
         st.m2 = self.method.prepare(st.stats, ops.contiguous(bank * bank), budget)
-        if metric.centred and metric.normalised and not binary:  # ncc: the m-weighted mean
+        if metric.centred and metric.normalised and not info.binary:  # ncc: the m-weighted mean
             st.m1 = self.method.prepare(st.stats, ops.contiguous(bank), budget)
         kept = slice(0, 1) if shared else slice(None)
         m4 = xp.reshape((bank * bank) ** 2, (bank.shape[0], bank.shape[1], p.P, -1))
@@ -533,8 +527,7 @@ class MaskedSad:
         weighted = xp.any(xp.reshape(m64 != 0, (p.K, p.C, p.P, -1)), axis=(0, 2))  # (C, T)
         taps = [bool(v) for v in (weighted.ravel() if xp is np else weighted.reshape(-1))]
         mean = xp.mean(xp.astype(wc, ops.f64), axis=axes)
-        binary = bool(xp.all((m64 == 0) | (m64 == 1)))
-        return MaskedSadState(wc, m64, taps, binary, mean)
+        return MaskedSadState(wc, m64, taps, mask_info(m64).binary, mean)
 
     def fuses_reduce(self, p: Problem) -> bool:
         return False
