@@ -30,7 +30,7 @@ import numpy as np
 from . import compiled
 from .arrays import to_numpy
 from .metrics import metric_of
-from .metrics.masked import check_mask, host_mask
+from .metrics.masked import template_masks
 from .peak_reduce import peaks
 
 __all__ = ["Matches", "match"]
@@ -163,7 +163,9 @@ def match(
     if channels:
         _check_channels(bank, scenes)
     best_low = metric_of(metric).best == "min"
-    masks = _masks(mask, bank, d)
+    masks = template_masks(
+        mask, [t.shape for t in bank], _LETTERS[:d] + ("c" if channels else ""), _LETTERS[:d]
+    ) or [None] * len(bank)
     options = {"metric": metric, "method": method, "memory": memory, "workers": workers}
     found = []  # (image, template, score, start) per candidate
     for shape in dict.fromkeys(t.shape for t in bank):  # one call per template shape
@@ -199,32 +201,6 @@ def _templates(templates) -> list[np.ndarray]:
     if not bank:
         raise ValueError("templates: give at least one")
     return bank
-
-
-def _masks(mask, bank: list[np.ndarray], d: int) -> list[np.ndarray | None]:
-    """One mask (or None) per template, as float64 weights of the template's shape (a
-    mask of its ``d`` sliding axes' shape serves its channels)."""
-    if mask is None:
-        return [None] * len(bank)
-    if isinstance(mask, (list, tuple)):
-        if len(mask) != len(bank):
-            raise ValueError(f"mask: one per template ({len(bank)}), got {len(mask)}")
-        given = list(mask)
-    else:
-        given = [mask] * len(bank)
-    out: list[np.ndarray | None] = []
-    for i, (m, t) in enumerate(zip(given, bank, strict=True)):
-        if m is None:
-            out.append(None)
-            continue
-        m = host_mask(m)
-        if m.shape == t.shape[:d] and t.ndim > d:  # one for every channel
-            m = m.reshape(*m.shape, *([1] * (t.ndim - d)))
-        try:
-            out.append(check_mask(m, t.shape))
-        except ValueError as e:
-            raise ValueError(f"mask of template {i} (shape {t.shape}): {e}") from None
-    return out
 
 
 def _images(images, template_ndim: int) -> list[tuple[int, np.ndarray]]:

@@ -189,6 +189,7 @@ def ragged_plan(
     "grouped" or "padded", where possible: for tests), its plans made by ``make_plan(x,
     w, spec, flip=, mask=, **options)`` (``api._make_plan``); ``x_signature``: x's
     ``(shape, dtype)``."""
+    from .metrics.masked import template_masks
     from .planner import choose_method
     from .problem import make_problem, mode_text
     from .tensors import device_of
@@ -232,7 +233,8 @@ def ragged_plan(
             f"a list of templates is w's first axis: spec {spec!r} must name it, a bank "
             f"letter before the {len(shapes[0])} axes of a template"
         )
-    masks = _masks(options.get("mask"), shapes, given)
+    sliding = "".join(c for c in given.sliding if c in given.w[1:])
+    masks = template_masks(options.get("mask"), shapes, given.w[1:], sliding)
     if given.w[0] not in given.bank:
         raise ValueError(
             f"a list of templates is w's first axis, which must be a bank axis; spec "
@@ -294,24 +296,6 @@ def _groups(shapes: list[tuple[int, ...]]) -> dict[tuple[int, ...], list[int]]:
     for i, s in enumerate(shapes):
         groups.setdefault(s, []).append(i)
     return groups
-
-
-def _masks(mask, shapes, sp) -> list[np.ndarray | None] | None:
-    """One float64 mask of each template's shape (None where a list gives None), or
-    None without ``mask=``; ``sp``: the spec of the stacked templates (a mask of a
-    template's sliding shape serves its other axes)."""
-    from .metrics.masked import check_mask, host_mask
-
-    if mask is None:
-        return None
-    given = list(mask) if isinstance(mask, (list, tuple)) else [mask] * len(shapes)
-    if len(given) != len(shapes):
-        raise ValueError(f"mask: one per template ({len(shapes)}), got {len(given)}")
-    letters, sliding = sp.w[1:], "".join(c for c in sp.sliding if c in sp.w[1:])
-    return [
-        None if m is None else np.array(check_mask(host_mask(m), s, letters, sliding))
-        for m, s in zip(given, shapes, strict=True)
-    ]
 
 
 def _stacked_masks(masks, ix, shapes) -> np.ndarray | None:

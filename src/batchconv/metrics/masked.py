@@ -73,6 +73,7 @@ __all__ = [
     "host_mask",
     "mask_info",
     "mask_problem",
+    "template_masks",
     "with_mask",
 ]
 
@@ -168,6 +169,29 @@ def mask_info_of(p: Problem) -> MaskInfo:
     """``p``'s :class:`MaskInfo`; the worst case (a mask per template and channel, with
     weights) where ``p.masked`` is only True."""
     return p.masked if isinstance(p.masked, MaskInfo) else MaskInfo()
+
+
+def template_masks(mask, shapes, letters: str = "", sliding: str = "") -> list | None:
+    """``mask=`` for templates of several ``shapes`` (``bc.match``, ragged banks): one
+    float64 mask of each template's shape (None where a list gives None), or None
+    without a mask. ``mask`` is one mask for every template or a list of one per
+    template; a mask of a template's ``sliding`` shape (``letters``: its axes) serves
+    its other axes. Errors name the template."""
+    if mask is None:
+        return None
+    given = list(mask) if isinstance(mask, (list, tuple)) else [mask] * len(shapes)
+    if len(given) != len(shapes):
+        raise ValueError(f"mask: one per template ({len(shapes)}), got {len(given)}")
+    out = []
+    for i, (m, shape) in enumerate(zip(given, shapes, strict=True)):
+        if m is None:
+            out.append(None)
+            continue
+        try:
+            out.append(np.array(check_mask(host_mask(m), shape, letters, sliding)))
+        except ValueError as e:
+            raise ValueError(f"mask of template {i} (shape {tuple(shape)}): {e}") from None
+    return out
 
 
 def mask_problem(p: Problem, k: int, c: int, dtype=np.float64) -> Problem:
