@@ -326,3 +326,35 @@ def run_suites(arrays: str, env: dict[str, str], timeout: int) -> None:
     )
     assert r.returncode == 0, r.stdout[-4000:] + r.stderr[-2000:]
     assert " passed" in r.stdout.splitlines()[-1]
+
+
+def run_scipy_tests(module: str, shim: str, select: str) -> None:
+    """Run SciPy's own test ``module`` (``-k select``) in a subprocess with the pytest
+    plugin ``shim`` of ``tests/scipy_suites`` (which puts batchconv's front-ends in
+    SciPy's place); assert that it passed and that some tests ran."""
+    import subprocess
+    import sys
+
+    run = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "--pyargs",
+            module,
+            "-p",
+            shim,
+            "-q",
+            "-k",
+            select,
+            "-p",
+            "no:cacheprovider",
+        ],
+        cwd=os.path.join(os.path.dirname(__file__), "scipy_suites"),
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    tail = run.stdout.strip().splitlines()[-1] if run.stdout.strip() else run.stderr
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-2000:]
+    assert " passed" in tail and "failed" not in tail, tail

@@ -2,47 +2,22 @@
 convolve, correlate1d and convolve1d run on ours (tests/scipy_suites/ndimage_shim.py),
 and every mode x origin x even/odd kernel x 1-3 dims compared directly."""
 
-import os
-import subprocess
-import sys
 from itertools import product
 
 import numpy as np
 import pytest
+from helpers import run_scipy_tests
 
 from batchconv.compat import ndimage as ours
 
 ndimage = pytest.importorskip("scipy.ndimage")
-HERE = os.path.dirname(__file__)
 
 
 def test_scipys_own_tests_pass():
     """SciPy's test_filters.py, its correlate/convolve tests, unmodified, with our four
     functions in place of SciPy's."""
     pytest.importorskip("scipy.ndimage.tests.test_filters")
-    run = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "pytest",
-            "--pyargs",
-            "scipy.ndimage.tests.test_filters",
-            "-p",
-            "ndimage_shim",
-            "-q",
-            "-k",
-            "correlate or convolve",
-            "-p",
-            "no:cacheprovider",
-        ],
-        cwd=os.path.join(HERE, "scipy_suites"),
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    tail = run.stdout.strip().splitlines()[-1] if run.stdout.strip() else run.stderr
-    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-2000:]
-    assert " passed" in tail and "failed" not in tail, tail
+    run_scipy_tests("scipy.ndimage.tests.test_filters", "ndimage_shim", "correlate or convolve")
 
 
 @pytest.mark.parametrize("ndim", [1, 2, 3])

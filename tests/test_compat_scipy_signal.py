@@ -2,17 +2,13 @@
 correlate, convolve, correlate2d and convolve2d (test_signaltools.py, unmodified) run on
 ours (tests/scipy_suites/signal_shim.py); fftconvolve/oaconvolve with axes directly."""
 
-import os
-import subprocess
-import sys
-
 import numpy as np
 import pytest
+from helpers import run_scipy_tests
 
 from batchconv.compat import scipy_signal as ours
 
 signal = pytest.importorskip("scipy.signal")
-HERE = os.path.dirname(__file__)
 CLASSES = (
     "TestConvolve and not FFT and not OA or TestConvolve2d or TestCorrelateReal or "
     "TestCorrelate or TestCorrelateComplex or TestCorrelate2d"
@@ -21,29 +17,7 @@ CLASSES = (
 
 def test_scipys_own_classes_pass():
     pytest.importorskip("scipy.signal.tests.test_signaltools")
-    run = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "pytest",
-            "--pyargs",
-            "scipy.signal.tests.test_signaltools",
-            "-p",
-            "signal_shim",
-            "-q",
-            "-k",
-            CLASSES,
-            "-p",
-            "no:cacheprovider",
-        ],
-        cwd=os.path.join(HERE, "scipy_suites"),
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    tail = run.stdout.strip().splitlines()[-1] if run.stdout.strip() else run.stderr
-    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-2000:]
-    assert " passed" in tail and "failed" not in tail, tail
+    run_scipy_tests("scipy.signal.tests.test_signaltools", "signal_shim", CLASSES)
 
 
 @pytest.mark.parametrize("mode", ["full", "same", "valid"])
