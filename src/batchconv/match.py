@@ -32,10 +32,11 @@ from .arrays import to_numpy
 from .metrics import metric_of
 from .metrics.masked import template_masks
 from .peak_reduce import peaks
+from .spec import FREE_LETTERS
 
 __all__ = ["Matches", "match"]
 
-_LETTERS = "abdefghijlmopqrstuvwxyz"  # sliding axes (n, k, c: the other roles)
+_LETTERS = FREE_LETTERS
 
 
 @dataclass(frozen=True)

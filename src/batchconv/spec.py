@@ -121,6 +121,9 @@ def parse_spec(text: str) -> Spec:
 
 
 _SLIDE_LETTERS = "hwdefgijlmpqrstuvxyzabc"
+# letters for the axes of specs built by code (bc.match, the compat front-ends): every
+# lowercase letter but n, k and c, which those specs keep for batch, bank, channels
+FREE_LETTERS = "abdefghijlmopqrstuvwxyz"
 
 
 def default_spec(x_ndim: int, w_ndim: int, reduce_sliding: bool = False) -> Spec:

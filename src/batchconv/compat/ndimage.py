@@ -35,12 +35,13 @@ import numpy as np
 
 from ..api import correlate as _correlate
 from ..geometry import NDIMAGE_MODES
+from ..spec import FREE_LETTERS
 
 __all__ = ["correlate", "convolve", "correlate1d", "convolve1d", "MODES"]
 
 # ndimage's mode -> numpy.pad's (the core's ``padding``): the core's one table
 MODES = NDIMAGE_MODES
-_LETTERS = "abdefghijlmopqrstuvwxyz"  # (n and k: not needed; c: not used)
+_LETTERS = FREE_LETTERS
 
 
 def correlate(

@@ -18,10 +18,11 @@ import numpy as np
 from ..api import convolve as _convolve
 from ..api import correlate as _correlate
 from ..methods import module_of
+from ..spec import FREE_LETTERS
 
 __all__ = ["correlate", "convolve", "correlate2d", "convolve2d", "fftconvolve", "oaconvolve"]
 
-_LETTERS = "abdefghijlmopqrstuvwxyz"
+_LETTERS = FREE_LETTERS
 _BOUNDARIES = {
     "fill": "constant",
     "pad": "constant",
