@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from conftest import rand
-from helpers import ARRAYS, check, small_fft_tiles
+from helpers import ARRAYS, check, check_metric, small_fft_tiles
 from naive import naive_correlate
 
 import batchconv as bc
@@ -506,3 +506,20 @@ def test_one_operand_axes_are_summed_in_the_compute_dtype(method):
     check(x, w, "nah,kh->nkh|h", method=method)
     x, w = x[:, 0], (rng.random((3, 3000, 4)) + 1).astype(np.float16)
     check(x, w, "nh,kah->nkh|h", method=method)
+
+
+@pytest.mark.parametrize("method", ["direct", "fft"])
+@pytest.mark.parametrize("metric", ["dot", "ssd", "ncc", "sad"])
+@pytest.mark.parametrize("mode", ["same", "full"])
+def test_x_only_letters_summed_with_their_padding(rng, method, metric, mode):
+    """A letter of x only, not in the output, is summed (einsum's rule) over padded x:
+    outside x each of its samples is cval, so their sum's padding is cval times their
+    count (it was cval: off by up to (count - 1) * cval * sum(w))."""
+    if metric == "sad" and method == "fft":
+        pytest.skip("sad has no fft form")
+    x, w = rand(rng, (3, 2, 6, 5), np.float64), rand(rng, (2, 3, 3), np.float64)
+    spec = "anhw,khw->nkhw|hw"
+    if metric == "dot":
+        check(x, w, spec, method=method, mode=mode, cval=1.5)
+    else:
+        check_metric(x, w, spec, metric=metric, method=method, mode=mode, cval=1.5)

@@ -250,7 +250,8 @@ def piece_problem(
         flip=t.flip,
         masked=t.masked,
     )
-    return replace(q, geoms=geoms, mode=t.mode, integer_inputs=t.integer_inputs)
+    # (t's cval is already that of x summed over its own letters: not scaled twice)
+    return replace(q, geoms=geoms, mode=t.mode, integer_inputs=t.integer_inputs, cval=t.cval)
 
 
 class _Bank:

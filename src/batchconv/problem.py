@@ -362,6 +362,10 @@ def make_problem(
                 f"{role} axis {c!r} of spec '{sp}' has size {xs[c]} in x but "
                 f"{ws[c]} in w; they must match"
             )
+    if sp.x_summed and padding == "constant":
+        # x's letters of its own are summed before the padding: every summed sample is
+        # cval outside x, so the sum's padding is cval times their count
+        cval = cval * prod(xs[c] for c in sp.x_summed)
     n = len(sp.sliding)
     strides = _per_axis(stride, n, "stride", sp.sliding)
     dils = _per_axis(dilation, n, "dilation", sp.sliding)
