@@ -610,7 +610,10 @@ def test_repeated_calls_take_the_one_call_path(spec, xs, ws, kw, rng, monkeypatc
             np.testing.assert_allclose(y.numpy(), want, rtol=1e-4, atol=1e-5 * np.abs(want).max())
     assert len(calls) == len(layouts) == len(plan._shortcuts)
     g = torch.from_numpy(x).requires_grad_()
-    assert not plan(g).requires_grad and not plan(g).requires_grad
+    with torch.no_grad():
+        assert not plan(g).requires_grad and not plan(g).requires_grad
+    with pytest.raises(TypeError, match="requires grad"):
+        plan(g)
     again = __import__("pickle").loads(__import__("pickle").dumps(plan))
     np.testing.assert_allclose(
         again(torch.from_numpy(x)).numpy(), want, rtol=1e-4, atol=1e-5 * np.abs(want).max()

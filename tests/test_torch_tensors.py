@@ -68,12 +68,15 @@ def test_plans_views_and_dtypes(rng):
     x = torch.from_numpy(rand(rng, (4, 20, 18), np.float32)).requires_grad_()
     w = torch.from_numpy(rand(rng, (3, 5, 4), np.float32))
     p = bc.plan(x, w, mode="same")
-    y = p(x)
+    with pytest.raises(TypeError, match="requires grad"):  # it would come back detached
+        p(x)
+    with torch.no_grad():
+        y = p(x)
     assert isinstance(y, torch.Tensor) and y.dtype == torch.float32 and not y.requires_grad
     assert isinstance(p(x.detach().numpy()), np.ndarray)  # the caller's type comes back
-    _same(p(x[:2]), p(x.detach().numpy()[:2]))
-    idx = bc.correlate(x, w, reduce="argmax")
-    assert idx.dtype == torch.int64 and idx.shape == (4, 3, 2)
+    _same(p(x[:2].detach()), p(x.detach().numpy()[:2]))
+    idx = bc.correlate(x, w, reduce="argmax")  # (integers: no gradient, as torch's argmax)
+    assert idx.dtype == torch.int64 and idx.shape == (4, 3, 2) and idx.grad_fn is None
     half = bc.correlate(x.detach().half(), w.half())
     assert half.dtype == torch.float32  # float16 computes in float32, as with NumPy
     bf = bc.correlate(x.detach().to(torch.bfloat16), w.to(torch.bfloat16))

@@ -17,6 +17,7 @@ the candidates the model cannot tell apart, once per problem (``measure.py``).
 
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass, field, replace
 from math import prod
 from typing import TYPE_CHECKING, Any, overload
@@ -120,6 +121,19 @@ def _room(p: Problem, name: str, budget: int) -> int:
     return max(budget - _state_bytes(p, name), 0)
 
 
+def refuse_grad(x) -> None:
+    """TypeError for a torch tensor that requires grad, in grad mode: a plan's result
+    would come back detached, and a model would train without that path."""
+    if getattr(x, "requires_grad", False) is True:
+        torch = sys.modules.get("torch")
+        if torch is not None and torch.is_grad_enabled():
+            raise TypeError(
+                "x requires grad, and a plan's result is not differentiable; call "
+                "bc.correlate / bc.convolve (differentiable, and they reuse the plan they "
+                "remember), or run the plan under torch.no_grad() or on x.detach()"
+            )
+
+
 @dataclass(eq=False)
 class Plan:
     """A prepared correlation: call it with ``x`` to get the result.
@@ -201,7 +215,10 @@ class Plan:
         (e.g. a last, smaller minibatch); a dtype that does not need a wider type. A
         tensor gives a tensor (on ``x``'s device), anything else a NumPy array.
         ``progress``: ``f(done, total)`` after each block, or True for a bar on stderr
-        (``progress.py``)."""
+        (``progress.py``). A tensor that requires grad (in grad mode) is refused: a
+        plan's result is not differentiable, ``bc.correlate`` is (and reuses the plan it
+        remembers)."""
+        refuse_grad(x)
         if self.device is not None:  # a torch method, on the tensors' device
             be = self.backend
             xt, give_back = be.take(x)
@@ -522,6 +539,7 @@ class BoundPlan:
     def __call__(self, x: Any, progress=None) -> np.ndarray | Tensor:
         """The plan's result for ``x``, laid out as bound (``progress`` as
         :meth:`Plan.__call__`'s)."""
+        refuse_grad(x)
         if self.layout[0] == "torch":
             be = self.plan.backend
             self._check(be.layout_of(x) if is_torch(x) else ("other", type(x).__name__))
