@@ -7,7 +7,7 @@ filter, fast and within a memory budget.
 """
 
 from ._version import __version__
-from .api import clear_plan_cache, convolve, correlate, plan
+from .api import clear_plan_cache, convolve, correlate, plan, vjp
 from .compiled import use_numba
 from .config import show_config
 from .match import Matches, match
@@ -22,6 +22,7 @@ __all__ = [
     "correlate",
     "convolve",
     "plan",
+    "vjp",
     "Plan",
     "BoundPlan",
     "RaggedPlan",

@@ -9,6 +9,7 @@ filters and shapes plans and transforms the filters once.
 from __future__ import annotations
 
 import hashlib
+import sys
 import threading
 import weakref
 from collections import OrderedDict
@@ -18,7 +19,8 @@ from typing import TYPE_CHECKING, Any, TypedDict, overload
 import numpy as np
 
 from . import compiled, methods, metrics
-from .arrays import from_numpy, is_array_api, is_dask, is_torch, numpy_dtype, to_numpy
+from .arrays import _library, from_numpy, is_array_api, is_dask, is_torch, numpy_dtype, to_numpy
+from .autodiff import vjp as autodiff_vjp
 from .dask_arrays import lazy_correlate
 from .metrics.masked import check_mask, host_mask, with_mask
 from .planner import Plan, plan_problem
@@ -196,6 +198,18 @@ def _run(x, w, spec, flip: bool, options: dict, progress=None):
         return _cached_plan(x, w, spec, flip, options)(x, progress)
     if isinstance(w, (list, tuple)) and len(w) == 0:
         raise ValueError("w is an empty list: give at least one filter")
+    if is_ragged(w) and _records_grad(x, *w):
+        raise NotImplementedError(
+            "gradients through a ragged bank are not built yet; call bc.correlate once "
+            "per template shape"
+        )
+    if _records_grad(x, w):  # torch autograd: a Function whose backward is correlations
+        from .autodiff.torch_function import correlate_with_grad
+
+        def run(a, b):
+            return _run(a, b, spec, flip, options, progress)
+
+        return correlate_with_grad(run, x, w, spec, flip, options, (correlate, convolve))
     if is_ragged(w):  # templates of several shapes (ragged.py)
         if is_dask(x) or is_array_api(x):
             if progress is not None and progress is not False:
@@ -216,6 +230,13 @@ def _run(x, w, spec, flip: bool, options: dict, progress=None):
             )
         return lazy_correlate(x, w, spec, flip, **options)
     if is_array_api(x):  # JAX, CuPy...: computed on x's own library (portable/)
+        if _library(x) in ("jax", "jaxlib") and not isinstance(w, (list, tuple)):
+            from .autodiff.jax_function import correlate_with_vjp  # (jax.grad works)
+
+            def run(a, b):
+                return portable_correlate(a, b, spec, flip=flip, progress=progress, **options)
+
+            return correlate_with_vjp(run, x, w, spec, flip, options, (correlate, convolve))
         return portable_correlate(x, w, spec, flip=flip, progress=progress, **options)
     if device_of(x) not in (None, "cpu"):  # a GPU tensor: it stays there (tensors.py)
         return _cached_plan(x, w, spec, flip, options)(x, progress)
@@ -227,6 +248,15 @@ def _run(x, w, spec, flip: bool, options: dict, progress=None):
             return plan(tensor, progress)
         return from_numpy(plan(x, progress), kind)
     return _cached_plan(x, w, spec, flip, options)(x, progress)
+
+
+def _records_grad(*arrays) -> bool:
+    """Whether torch autograd should record this call: a tensor requires grad, in grad
+    mode (torch is not imported for the question)."""
+    if not any(getattr(a, "requires_grad", False) is True for a in arrays):
+        return False
+    torch = sys.modules.get("torch")
+    return torch is not None and torch.is_grad_enabled()
 
 
 def _ragged_plan(x, w, spec, flip: bool, options: dict) -> RaggedPlan:
@@ -558,6 +588,46 @@ def convolve(
         ),
         progress,
     )
+
+
+# what the backward runs its correlations with (vjp's convolve= is a flag)
+_OPS = (correlate, convolve)
+
+
+def vjp(
+    x: Any, w: Any, spec: str | None = None, *, cotangent: Any, convolve: bool = False, **options
+) -> tuple[Any, Any]:
+    """The vector-Jacobian product of ``correlate(x, w, spec, **options)`` (of
+    ``convolve`` when ``convolve=True``): ``(grad_x, grad_w)``, the gradients of
+    ``sum(cotangent * y)`` with respect to ``x`` and ``w``, for training models on NumPy
+    arrays (torch tensors that require grad and ``jax.grad`` get the same backward
+    without this call).
+
+    ``cotangent`` has the result's shape. Every spec role, mode, stride, dilation and
+    padding is differentiable (reflect, symmetric, edge and wrap send a padded sample's
+    gradient back to the sample it copies), and so are the metrics (ssd, ncc and
+    cosine through their formulas, a flat window or filter giving a zero gradient; sad
+    its subgradient ``sign(a - b)``) and the reductions ``sum``, ``mean``, ``max`` and
+    ``min`` (the gradient goes to the selected element, the first of ties). The
+    backward runs as correlations through the planner, with the call's ``method``,
+    ``memory`` and ``workers``. NumPy arrays, torch tensors and JAX arrays; the
+    gradients are of the inputs' array type and (floating) dtype.
+
+    Not differentiable: ``reduce="argmax"``/``"argmin"`` (coordinates: TypeError here;
+    on torch tensors an integer result without a gradient, as torch's argmax). Not
+    built yet (NotImplementedError): ``bc.peaks``' scores, a callable ``reduce``,
+    ``mask=``, complex data and ragged banks.
+
+    Examples
+    --------
+    >>> import numpy as np, batchconv as bc
+    >>> x, w = np.arange(6.0).reshape(1, 6), np.array([1.0, 2.0])
+    >>> gx, gw = bc.vjp(x, w, cotangent=np.ones((1, 5)))
+    >>> gx, gw
+    (array([[1., 3., 3., 3., 3., 2.]]), array([10., 15.]))
+    """
+    options.pop("progress", None)  # (a backward has no blocks to report)
+    return autodiff_vjp(x, w, spec, cotangent, convolve, options, _OPS)
 
 
 def plan(

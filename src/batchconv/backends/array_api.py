@@ -190,14 +190,16 @@ class ArrayAPIBackend:
         x = self.xp.astype(x, self.dtype(p.dtype))  # (x-only axes summed in this dtype)
         return self._canonical(x, sp.x, sp.batch, sp, sp.x_summed)
 
-    def canonical_w(self, p: Problem, w: Any) -> Any:
+    def canonical_w(self, p: Problem, w: Any, copy: bool = True) -> Any:
+        """``w`` as ``(K, C, P, *T)``; ``copy``: a new array (a plan owns its filters),
+        else a view where one serves (a backward pass)."""
         xp, sp = self.xp, p.spec
         c = self._canonical(xp.astype(w, self.dtype(p.dtype)), sp.w, sp.bank, sp, sp.w_summed)
         if p.flip and p.ndim:
             c = xp.flip(c, axis=tuple(range(3, 3 + p.ndim)))
         if p.conj:
             c = xp.conj(c)
-        return xp.asarray(c, copy=True)  # a plan owns its filters
+        return xp.asarray(c, copy=True) if copy else c  # a plan owns its filters
 
     def final_view(self, p: Problem, canon: Any) -> Any:
         xp, sp = self.xp, p.spec

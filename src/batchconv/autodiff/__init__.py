@@ -1,0 +1,199 @@
+"""Gradients: the backward pass of ``correlate``/``convolve`` as correlations.
+
+- :func:`vjp` (``bc.vjp``, in ``api.py``): the vector-Jacobian product for any array
+  type (NumPy arrays, torch tensors, JAX arrays): ``(grad_x, grad_w)`` for a cotangent
+  of the result's shape;
+- ``torch_function.py``: ``bc.correlate``/``convolve`` on torch tensors that require grad
+  run through a ``torch.autograd.Function`` whose backward is :func:`backward`;
+- ``jax_function.py``: ``jax.custom_vjp`` around the call on JAX arrays.
+
+The data flow of the backward (:func:`backward`): the Problem of the forward call;
+``x``, ``w`` and the cotangent in the canonical layout (a reduced sliding axis gets its
+cotangent back: broadcast for ``sum``/``mean``, to the selected element for
+``max``/``min``); the metric's formula (``metrics.py``) over the two adjoint
+correlations of ``adjoint.py``, run by the planner; the padded input's gradient folded
+back through the padding; both gradients in the user's layout.
+
+>>> import numpy as np, batchconv as bc
+>>> gx, gw = bc.vjp(np.ones((1, 4)), np.ones(2), cotangent=np.ones((1, 3)))
+>>> gx
+array([[1., 2., 2., 1.]])
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from ..backends.array_api import ArrayAPIBackend
+from ..peak_reduce import Peaks
+from ..problem import Problem, make_problem
+from .adjoint import Runner, fold
+from .metrics import metric_backward
+
+__all__ = ["vjp", "backward", "GEOMETRY", "COMPUTE"]
+
+# the options that define the function (the Problem), and those that say how to run it
+GEOMETRY = ("mode", "origin", "stride", "dilation", "padding", "cval", "metric", "reduce")
+COMPUTE = ("method", "memory", "workers")
+
+
+def vjp(x, w, spec, cotangent, flip: bool, options: dict, ops):
+    """``bc.vjp`` (its docstring is in ``api.py``): ``(grad_x, grad_w)`` for array-likes
+    ``x``, ``w``, ``cotangent``; ``ops``: ``(bc.correlate, bc.convolve)``."""
+    x = _as_input(x, "x")
+    w = _as_input(w, "w")
+    g = _as_input(cotangent, "cotangent")
+    return backward(x, w, g, spec, flip, options, ops)
+
+
+def _as_input(a, name: str):
+    """``a`` as an array of its library: NumPy for lists and other array-likes."""
+    if hasattr(a, "__array_namespace__") or hasattr(a, "requires_grad"):
+        return a
+    a = np.asarray(a)
+    if a.dtype.kind not in "biuf":
+        raise TypeError(f"{name} has dtype {a.dtype}; gradients need real numbers")
+    return a
+
+
+def problem_of(x, w, spec, flip: bool, options: dict, be=None) -> Problem:
+    """The forward call's Problem for arrays ``x``, ``w`` of one library, checked for a
+    backward pass."""
+    be = be or ArrayAPIBackend.of(x)
+    unknown = set(options) - set(GEOMETRY) - set(COMPUTE) - {"mask", "progress"}
+    if unknown:
+        raise TypeError(f"unexpected option(s) {sorted(unknown)}")
+    if options.get("mask") is not None:
+        raise NotImplementedError(
+            "gradients with mask= are not built yet; multiply the template by the mask "
+            "for metric='dot', or compute the masked metric without gradients"
+        )
+    p = make_problem(
+        tuple(x.shape),
+        be.numpy_dtype(x.dtype),
+        tuple(w.shape),
+        be.numpy_dtype(w.dtype),
+        spec,
+        flip=flip,
+        **{k: options[k] for k in GEOMETRY if k in options},
+    )
+    if p.dtype.kind == "c":
+        raise NotImplementedError("gradients of complex correlations are not built yet")
+    if isinstance(p.reduce, Peaks):
+        raise NotImplementedError(
+            "the gradient of bc.peaks' scores is not built yet (its coordinates have "
+            "none); differentiate reduce='max' or 'min', or find peaks under "
+            "torch.no_grad() / on detached tensors"
+        )
+    if p.reduce in ("argmax", "argmin"):
+        raise TypeError(
+            f"reduce={p.reduce!r} gives coordinates, which have no gradient; "
+            f"differentiate reduce='max' or 'min' (the scores) instead"
+        )
+    if callable(p.reduce):
+        raise NotImplementedError(
+            "a callable reduce is not differentiated by batchconv; use reduce=None and "
+            "reduce the result with your array library"
+        )
+    return p
+
+
+def backward(x, w, g, spec, flip: bool, options: dict, ops, need_x=True, need_w=True):
+    """``(grad_x, grad_w)`` of ``correlate(x, w, spec, **options)`` (``convolve`` when
+    ``flip``) for the cotangent ``g``, all arrays of ``x``'s library (None where not
+    needed); ``ops``: ``(bc.correlate, bc.convolve)``, which run the backward's
+    correlations."""
+    be = ArrayAPIBackend.of(x)
+    w, g = _like(be, x, w, "w"), _like(be, x, g, "cotangent")
+    p = problem_of(x, w, spec, flip, options, be)
+    if tuple(g.shape) != p.out_shape:
+        raise ValueError(f"cotangent has shape {tuple(g.shape)}; the result's is {p.out_shape}")
+    compute = {k: options[k] for k in COMPUTE if k in options and options[k] is not None}
+    run = Runner(*ops, compute)
+    ns = be.xp
+    xc, wc = be.canonical_x(p, x), be.canonical_w(p, w, copy=False)
+    if min(xc.shape + wc.shape + tuple(g.shape)) == 0 or 0 in p.O:
+        gxp = ns.zeros(
+            (p.B, p.C, p.P, *(gm.padded for gm in p.geoms)), dtype=xc.dtype, device=be.device
+        )
+        gwc = ns.zeros_like(wc)
+    else:
+        gc = canonical_cotangent(be, p, g, xc, wc, options, run)
+        xpad = be.pad(xc, p.geoms, p.padding, p.cval, 3)
+        gxp, gwc = metric_backward(be, p, xpad, wc, gc, run, need_x, need_w)
+    gx = gw = None
+    if need_x:
+        gx = _user_layout(be, p, fold(ns, gxp, p.geoms, p.padding, 3), "x", x)
+    if need_w:
+        if p.flip and p.ndim:
+            gwc = ns.flip(gwc, axis=tuple(range(3, 3 + p.ndim)))
+        gw = _user_layout(be, p, gwc, "w", w)
+    return gx, gw
+
+
+def _like(be, x, a, name: str):
+    """``a`` as an array of ``x``'s library, on its device."""
+    if type(a) is type(x):
+        return a
+    if hasattr(x, "requires_grad"):  # a torch tensor: a NumPy w or cotangent joins it
+        import torch
+
+        return torch.as_tensor(a, device=x.device)
+    return be.asarray(a, name)
+
+
+def canonical_cotangent(be, p: Problem, g, xc, wc, options: dict, run: Runner):
+    """The cotangent ``g`` (the result's shape) as ``(B, K, P, *O)``, every sliding axis
+    present: a reduced axis gets ``g`` broadcast (``sum``), divided by its size
+    (``mean``), or at the selected element only (``max``/``min``, recomputed)."""
+    ns, sp = be.xp, p.spec
+    g = ns.astype(g, be.dtype(p.dtype))
+    order = sp.batch + sp.bank + sp.paired + sp.kept_sliding
+    g = ns.permute_dims(g, tuple(sp.out.index(c) for c in order))
+    kept = [i for i, c in enumerate(sp.sliding) if c not in sp.reduced]
+    red = [i for i, c in enumerate(sp.sliding) if c in sp.reduced]
+    kept_sizes = tuple(p.O[i] for i in kept)
+    g = ns.reshape(g, (p.B, p.K, p.P, *kept_sizes))
+    if not red:
+        return g
+    full = (p.B, p.K, p.P, *p.O)
+    if p.reduce in ("sum", "mean"):
+        ones = tuple(1 if i in red else p.O[i] for i in range(p.ndim))
+        g = ns.reshape(g, (p.B, p.K, p.P, *ones))
+        if p.reduce == "mean":
+            g = g / p.reduced_size
+        return g + ns.zeros(full, dtype=g.dtype, device=be.device)
+    # max / min: the element the forward selected (the first, as argmax picks it)
+    geometry = {k: options[k] for k in GEOMETRY if k in options and k != "reduce"}
+    geometry["cval"] = p.cval  # (that of x summed over its own letters, as xc is)
+    y = run(xc, wc, "ncp,kcp->nkp", p.ndim, **geometry)
+    perm = (0, 1, 2, *(3 + i for i in kept), *(3 + i for i in red))
+    yt = ns.reshape(ns.permute_dims(y, perm), (p.B, p.K, p.P, *kept_sizes, p.reduced_size))
+    pick = ns.argmax(yt, axis=-1) if p.reduce == "max" else ns.argmin(yt, axis=-1)
+    at = ns.arange(p.reduced_size, device=be.device)
+    onehot = ns.astype(ns.expand_dims(pick, axis=-1) == at, g.dtype)
+    gt = onehot * ns.expand_dims(g, axis=-1)
+    gt = ns.reshape(gt, (p.B, p.K, p.P, *kept_sizes, *(p.O[i] for i in red)))
+    return ns.permute_dims(gt, tuple(int(i) for i in np.argsort(perm)))
+
+
+def _user_layout(be, p: Problem, a, which: str, like) -> Any:
+    """A canonical gradient (``(B, C, P, *S)`` for x, ``(K, C, P, *T)`` for w) in the
+    operand's own axes, dtype (when floating) and array type; the axes of one operand
+    only (summed first in the forward) get it broadcast."""
+    ns, sp = be.xp, p.spec
+    letters, shape = (sp.x, p.x_shape) if which == "x" else (sp.w, p.w_shape)
+    lead, only = (sp.batch, sp.x_summed) if which == "x" else (sp.bank, sp.w_summed)
+    sizes = dict(zip(letters, shape))
+    order = lead + sp.summed + sp.paired + sp.sliding
+    a = ns.reshape(a, (*(sizes[c] for c in order), *([1] * len(only))))
+    full = order + only
+    a = ns.broadcast_to(a, tuple(sizes[c] for c in full))
+    a = ns.permute_dims(a, tuple(full.index(c) for c in letters))
+    if be.numpy_dtype(like.dtype).kind == "f":
+        a = ns.astype(a, like.dtype)
+    if isinstance(a, np.ndarray):
+        return np.ascontiguousarray(a)
+    return a.contiguous() if hasattr(a, "contiguous") else a

@@ -1,0 +1,207 @@
+"""The adjoints of a correlation, written as correlations (through the planner).
+
+In the canonical layout (``problem.py``), with ``xp`` the padded ``x`` ``(B, C, P, *U)``
+and ``w`` ``(K, C, P, *T)`` (already flipped for ``convolve``), every plain correlation is
+
+    y[b, k, p, o] = sum_{c, t} xp[b, c, p, o * s + t * d] w[k, c, p, t]
+
+(``s`` the stride, ``d`` the dilation; ``U = (O - 1) s + (T - 1) d + 1`` per axis, the
+padded length). For a cotangent ``g`` ``(B, K, P, *O)`` its two vector-Jacobian products
+are correlations too:
+
+- :func:`grad_filters`: ``gw[k, c, p, t] = sum_{b, o} g[b, k, p, o] xp[b, c, p, o s + t d]``,
+  a 'valid' correlation of ``xp`` with ``g`` as the filters (dilated by ``s``, stride
+  ``d``; the batch summed);
+- :func:`grad_padded`: ``gxp[b, c, p, i] = sum_{k, t} gu[b, k, p, i - t d] w[k, c, p, t]``,
+  a 'full' convolution of ``gu`` (``g`` with ``s - 1`` zeros between its samples) with
+  ``w`` dilated by ``d`` (the bank summed);
+
+and :func:`fold` takes ``gxp`` back through the padding: each padded sample's gradient
+goes to the sample of ``x`` that numpy.pad copied there (nothing for constant padding).
+Window sums (the metrics' ``s1``, ``s2``) and their adjoint are the same two with a
+filter of ones. Every call here is ``bc.correlate``/``bc.convolve`` on the arrays'
+own library, so the backward gets the planner's method choice, memory budget and FFT.
+
+>>> import numpy as np
+>>> from batchconv.backends.array_api import ArrayAPIBackend
+>>> xp = np.arange(5.0)[None, None, None]           # (B, C, P, U)
+>>> g = np.ones((1, 1, 1, 2))                       # (B, K, P, O): 2 windows, stride 2
+>>> import batchconv as bc
+>>> run = Runner(bc.correlate, bc.convolve, {})
+>>> grad_filters(run, xp, g, (2,), (1,)).ravel()   # 3 taps: each summed over 2 windows
+array([2., 4., 6.])
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from ..geometry import AxisGeometry
+from ..spec import FREE_LETTERS
+
+__all__ = [
+    "Runner",
+    "grad_filters",
+    "grad_padded",
+    "window_sums",
+    "window_sums_adjoint",
+    "fold",
+    "upsample",
+    "add_into",
+]
+
+_SLIDING = FREE_LETTERS.replace("p", "")  # n: batch, k: bank, c: channels, p: paired
+
+
+@dataclass(frozen=True)
+class Runner:
+    """How a backward pass runs its correlations: ``bc.correlate`` and ``bc.convolve``
+    (handed in by ``api.py``, which owns them) with the call's ``method``, ``memory``
+    and ``workers``."""
+
+    correlate: Callable
+    convolve: Callable
+    options: dict
+
+    def __call__(self, a, b, roles: str, ndim: int, convolve: bool = False, **geometry):
+        """The correlation (or convolution) of two canonical arrays, ``roles`` naming
+        their three leading axes, e.g. ``"ncp,kcp->nkp"``; ``ndim`` sliding axes
+        follow."""
+        s = _SLIDING[:ndim]
+        xa, rest = roles.split(",")
+        wa, oa = rest.split("->")
+        spec = f"{xa}{s},{wa}{s}->{oa}{s}|{s}"
+        f = self.convolve if convolve else self.correlate
+        return f(a, b, spec, **{**self.options, **geometry})
+
+
+def grad_filters(run: Runner, xp, g, stride, dilation):
+    """``gw`` ``(K, C, P, *T)``: the filters' gradient from the padded input ``xp``
+    ``(B, C, P, *U)`` and the cotangent ``g`` ``(B, K, P, *O)``."""
+    geometry = {"mode": "valid", "stride": tuple(dilation), "dilation": tuple(stride)}
+    return run(xp, g, "ncp,nkp->kcp", len(stride), **geometry)
+
+
+def grad_padded(run: Runner, g, w, stride, dilation, ns):
+    """``gxp`` ``(B, C, P, *U)``: the padded input's gradient from the cotangent ``g``
+    ``(B, K, P, *O)`` and the filters ``w`` ``(K, C, P, *T)`` (``ns``: their
+    namespace)."""
+    gu = upsample(ns, g, stride, first=3)
+    geometry = {"mode": "full", "stride": 1, "dilation": tuple(dilation)}
+    return run(gu, w, "nkp,kcp->ncp", len(stride), convolve=True, **geometry)
+
+
+def window_sums(run: Runner, ns, a, geoms: tuple[AxisGeometry, ...]):
+    """Sums of ``a`` ``(B, C, P, *U)`` over each window's channels and taps: ``(B, 1,
+    P, *O)``."""
+    ones = ns.ones(
+        (1, a.shape[1], a.shape[2], *(g.m for g in geoms)), dtype=a.dtype, device=_device(a)
+    )
+    geometry = {
+        "mode": "valid",
+        "stride": tuple(g.stride for g in geoms),
+        "dilation": tuple(g.dilation for g in geoms),
+    }
+    return run(a, ones, "ncp,kcp->nkp", len(geoms), **geometry)
+
+
+def window_sums_adjoint(run: Runner, ns, h, geoms: tuple[AxisGeometry, ...]):
+    """The adjoint of :func:`window_sums` for one channel: ``h`` ``(B, 1, P, *O)`` ->
+    ``(B, 1, P, *U)``, each window's value added to every sample it covers."""
+    ones = ns.ones((1, 1, h.shape[2], *(g.m for g in geoms)), dtype=h.dtype, device=_device(h))
+    stride = tuple(g.stride for g in geoms)
+    return grad_padded(run, h, ones, stride, tuple(g.dilation for g in geoms), ns)
+
+
+def upsample(xp_ns, g, stride, first: int):
+    """``g`` with ``s - 1`` zeros between neighbours along each axis ``first + i``
+    (``s = stride[i]``): length ``(n - 1) s + 1``."""
+    for i, s in enumerate(stride):
+        n = g.shape[first + i]
+        if s == 1 or n == 0:
+            continue
+        axis = first + i
+        shape = g.shape
+        z = xp_ns.zeros(
+            (*shape[: axis + 1], s - 1, *shape[axis + 1 :]), dtype=g.dtype, device=_device(g)
+        )
+        both = xp_ns.concat([xp_ns.expand_dims(g, axis=axis + 1), z], axis=axis + 1)
+        g = xp_ns.reshape(both, (*shape[:axis], n * s, *shape[axis + 1 :]))
+        g = _slice(g, axis, 0, (n - 1) * s + 1)
+    return g
+
+
+def fold(xp_ns, gxp, geoms: tuple[AxisGeometry, ...], padding: str, first: int):
+    """The gradient of ``x`` from that of its padded copy ``gxp`` (sliding axes from
+    ``first``): numpy.pad's copies added back to their source samples; constant padding
+    (and the tail a negative ``hi`` trims) gets no gradient."""
+    for i, g in enumerate(geoms):
+        if g.lo or g.hi:
+            gxp = _fold_axis(xp_ns, gxp, first + i, g, padding)
+    return gxp
+
+
+def _fold_axis(xp_ns, a, axis: int, g: AxisGeometry, padding: str):
+    if padding == "constant":
+        src = np.arange(g.padded) - g.lo
+        src[(src < 0) | (src >= g.n)] = -1
+    else:
+        src = np.pad(np.arange(g.n), (g.lo, max(g.hi, 0)), mode=padding)[: g.padded]
+    shape = (*a.shape[:axis], g.n, *a.shape[axis + 1 :])
+    out = xp_ns.zeros(shape, dtype=a.dtype, device=_device(a))
+    for start, source, length, step in _runs(src):
+        piece = _slice(a, axis, start, start + length)
+        if step < 0:
+            piece = xp_ns.flip(piece, axis=axis)
+            source = source - length + 1
+        out = add_into(xp_ns, out, piece, axis, (source,), (1,))
+    return out
+
+
+def _runs(src: np.ndarray) -> list[tuple[int, int, int, int]]:
+    """``src`` (the source sample of each padded one; -1: none) as runs ``(start,
+    source, length, step)`` of consecutive sources going up (step 1) or down (-1)."""
+    runs: list[list[int]] = []
+    for i, s in enumerate(src.tolist()):
+        if s < 0:
+            continue
+        if runs and runs[-1][0] + runs[-1][2] == i:
+            r = runs[-1]
+            last = r[1] + (r[2] - 1) * r[3]
+            step = s - last
+            if step in (1, -1) and (r[2] == 1 or step == r[3]):
+                r[2] += 1
+                r[3] = step
+                continue
+        runs.append([i, s, 1, 0])
+    return [(a, b, n, step or 1) for a, b, n, step in runs]
+
+
+def add_into(xp_ns, out, piece, first: int, starts, steps):
+    """``out`` with ``piece`` added at ``starts[i] + steps[i] * j`` along the axes
+    ``first + i``: in place where arrays are mutable (NumPy, torch), else a new array
+    (JAX)."""
+    where = [slice(None)] * first
+    for i, (start, step) in enumerate(zip(starts, steps)):
+        n = piece.shape[first + i]
+        where.append(slice(start, start + (n - 1) * step + 1, step))
+    where = (*where, ...)
+    if hasattr(out, "at") and not isinstance(out, np.ndarray):  # JAX: immutable arrays
+        return out.at[where].add(piece)
+    view = out[where]
+    view += piece
+    return out
+
+
+def _slice(a, axis: int, start: int, stop: int, step: int = 1):
+    return a[(slice(None),) * axis + (slice(start, stop, step), ...)]
+
+
+def _device(a) -> Any:
+    from ..backends.array_api import device_of
+
+    return device_of(a)
