@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from . import backward, problem_of
 
@@ -24,7 +25,10 @@ def correlate_with_vjp(run, x, w, spec, flip: bool, options: dict, ops):
     """``run(x, w)`` as a function JAX can differentiate with respect to ``x`` and
     ``w`` (a NumPy ``w`` becomes a JAX array); the options are checked for a backward
     only when JAX asks for one."""
-    w = w if isinstance(w, jax.Array) else jnp.asarray(w)
+    if not isinstance(w, jax.Array):
+        if not isinstance(w, np.ndarray | list | tuple | int | float):
+            return run(x, w)  # (another library's array: the engine says what to do)
+        w = jnp.asarray(w)
 
     @jax.custom_vjp
     def call(a, b):
