@@ -27,9 +27,10 @@ from typing import Any
 import numpy as np
 
 from ..backends.array_api import ArrayAPIBackend
+from ..metrics import metric_of
 from ..peak_reduce import Peaks
 from ..problem import Problem, make_problem
-from .adjoint import Runner, fold
+from .adjoint import Runner, fold, grad_filters_unpadded, grad_input
 from .metrics import metric_backward
 
 __all__ = ["vjp", "backward", "GEOMETRY", "COMPUTE"]
@@ -113,24 +114,42 @@ def backward(x, w, g, spec, flip: bool, options: dict, ops, need_x=True, need_w=
     compute = {k: options[k] for k in COMPUTE if k in options and options[k] is not None}
     run = Runner(*ops, compute)
     ns = be.xp
-    xc, wc = be.canonical_x(p, x), be.canonical_w(p, w, copy=False)
+    xc, wc = be.canonical_x(p, x, copy=False), be.canonical_w(p, w, copy=False)
     if min(xc.shape + wc.shape + tuple(g.shape)) == 0 or 0 in p.O:
-        gxp = ns.zeros(
-            (p.B, p.C, p.P, *(gm.padded for gm in p.geoms)), dtype=xc.dtype, device=be.device
-        )
-        gwc = ns.zeros_like(wc)
+        gxc, gwc = ns.zeros_like(xc), ns.zeros_like(wc)
     else:
-        gc = canonical_cotangent(be, p, g, xc, wc, options, run)
-        xpad = be.pad(xc, p.geoms, p.padding, p.cval, 3)
-        gxp, gwc = metric_backward(be, p, xpad, wc, gc, run, need_x, need_w)
+        gxc, gwc = _canonical_gradients(be, p, xc, wc, g, options, run, need_x, need_w)
     gx = gw = None
     if need_x:
-        gx = _user_layout(be, p, fold(ns, gxp, p.geoms, p.padding, 3), "x", x)
+        gx = _user_layout(be, p, gxc, "x", x)
     if need_w:
         if p.flip and p.ndim:
             gwc = ns.flip(gwc, axis=tuple(range(3, 3 + p.ndim)))
         gw = _user_layout(be, p, gwc, "w", w)
     return gx, gw
+
+
+def _canonical_gradients(be, p: Problem, xc, wc, g, options, run, need_x, need_w):
+    """The gradients of the canonical ``xc`` and ``wc`` (None where not needed): for a
+    plain correlation straight from ``xc`` (no padded copy) where the geometry allows,
+    else through the padded input and the metric's formula, folded back."""
+    gc = canonical_cotangent(be, p, g, xc, wc, options, run)
+    gxc = gwc = None
+    if metric_of(p.metric).plain:
+        gxc = grad_input(run, gc, wc, p, be.xp) if need_x else None
+        gwc = grad_filters_unpadded(run, xc, gc, p) if need_w else None
+    more_x, more_w = need_x and gxc is None, need_w and gwc is None
+    if more_x or more_w:
+        xpad = be.pad(xc, p.geoms, p.padding, p.cval, 3)
+        gxp, gw = metric_backward(be, p, xpad, wc, gc, run, more_x, more_w)
+        gxc = fold(be.xp, gxp, p.geoms, p.padding, 3) if more_x else gxc
+        gwc = gw if more_w else gwc
+    return gxc, gwc
+
+
+def _as_dtype(ns, a, dtype):
+    """``a`` in ``dtype``, itself when it is (the standard's astype always copies)."""
+    return a if a.dtype == dtype else ns.astype(a, dtype)
 
 
 def _like(be, x, a, name: str):
@@ -149,7 +168,7 @@ def canonical_cotangent(be, p: Problem, g, xc, wc, options: dict, run: Runner):
     present: a reduced axis gets ``g`` broadcast (``sum``), divided by its size
     (``mean``), or at the selected element only (``max``/``min``, recomputed)."""
     ns, sp = be.xp, p.spec
-    g = ns.astype(g, be.dtype(p.dtype))
+    g = _as_dtype(ns, g, be.dtype(p.dtype))
     order = sp.batch + sp.bank + sp.paired + sp.kept_sliding
     g = ns.permute_dims(g, tuple(sp.out.index(c) for c in order))
     kept = [i for i, c in enumerate(sp.sliding) if c not in sp.reduced]
@@ -193,7 +212,7 @@ def _user_layout(be, p: Problem, a, which: str, like) -> Any:
     a = ns.broadcast_to(a, tuple(sizes[c] for c in full))
     a = ns.permute_dims(a, tuple(full.index(c) for c in letters))
     if be.numpy_dtype(like.dtype).kind == "f":
-        a = ns.astype(a, like.dtype)
+        a = _as_dtype(ns, a, like.dtype)
     if isinstance(a, np.ndarray):
         return np.ascontiguousarray(a)
     return a.contiguous() if hasattr(a, "contiguous") else a

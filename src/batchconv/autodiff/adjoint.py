@@ -45,6 +45,8 @@ from ..spec import FREE_LETTERS
 
 __all__ = [
     "Runner",
+    "grad_input",
+    "grad_filters_unpadded",
     "grad_filters",
     "grad_padded",
     "window_sums",
@@ -93,6 +95,38 @@ def grad_padded(run: Runner, g, w, stride, dilation, ns):
     gu = upsample(ns, g, stride, first=3)
     geometry = {"mode": "full", "stride": 1, "dilation": tuple(dilation)}
     return run(gu, w, "nkp,kcp->ncp", len(stride), convolve=True, **geometry)
+
+
+def grad_input(run: Runner, g, w, p, ns):
+    """The gradient of the unpadded ``x`` ``(B, C, P, *S)`` in one convolution, for
+    constant padding: the 'full' convolution of :func:`grad_padded` restricted to the
+    samples of ``x`` by explicit padding amounts (no padded copy, nothing to fold). None
+    where an axis's padding lies beyond the kernel's extent (an ``origin`` far out)."""
+    if p.padding != "constant":
+        return None
+    pads = tuple((gm.extent - 1 - gm.lo, gm.extent - 1 - gm.hi) for gm in p.geoms)
+    if min(min(pair) for pair in pads) < 0:
+        return None
+    stride = tuple(gm.stride for gm in p.geoms)
+    geometry = {"mode": pads, "stride": 1, "dilation": tuple(gm.dilation for gm in p.geoms)}
+    gu = upsample(ns, g, stride, first=3)
+    return run(gu, w, "nkp,kcp->ncp", p.ndim, convolve=True, **geometry)
+
+
+def grad_filters_unpadded(run: Runner, x, g, p):
+    """:func:`grad_filters` from the unpadded ``x`` ``(B, C, P, *S)``, the call padding
+    it as the forward did (explicit amounts with ``p``'s padding and cval): no padded
+    copy. None where the forward trims x's tail (a negative ``hi``)."""
+    if any(gm.hi < 0 for gm in p.geoms):
+        return None
+    geometry = {
+        "mode": tuple((gm.lo, gm.hi) for gm in p.geoms),
+        "padding": p.padding,
+        "cval": p.cval,
+        "stride": tuple(gm.dilation for gm in p.geoms),
+        "dilation": tuple(gm.stride for gm in p.geoms),
+    }
+    return run(x, g, "ncp,nkp->kcp", p.ndim, **geometry)
 
 
 def window_sums(run: Runner, ns, a, geoms: tuple[AxisGeometry, ...]):

@@ -185,9 +185,13 @@ class ArrayAPIBackend:
         shape = (prod(s[:nl]), prod(s[nl : nl + ns]), prod(s[nl + ns : nl + ns + npd]))
         return xp.reshape(a, (*shape, *s[nl + ns + npd :]))
 
-    def canonical_x(self, p: Problem, x: Any) -> Any:
+    def canonical_x(self, p: Problem, x: Any, copy: bool = True) -> Any:
+        """``x`` as ``(B, C, P, *S)``; ``copy`` False: a view where one serves (a
+        backward pass)."""
         sp = p.spec
-        x = self.xp.astype(x, self.dtype(p.dtype))  # (x-only axes summed in this dtype)
+        dt = self.dtype(p.dtype)
+        if copy or x.dtype != dt:  # (x-only axes summed in this dtype)
+            x = self.xp.astype(x, dt)
         return self._canonical(x, sp.x, sp.batch, sp, sp.x_summed)
 
     def canonical_w(self, p: Problem, w: Any, copy: bool = True) -> Any:
