@@ -58,6 +58,10 @@ SPREADS_NONFINITE = False
 # 2-core dev machine. Shift-and-add output tiles of 2^15, which stay in L2 with their
 # temporary.
 _GEMM_TILE = 1 << 20
+# ... but at least this many positions, budget permitting: each tile streams the filters
+# once, and a window of 50,000 samples (a backward's filter gradient) made 20-row tiles
+# that spent their time re-reading them (256 rows: 157 -> 82 ms for that gradient)
+_GEMM_MIN_ROWS = 256
 _SHIFT_TILE = 1 << 15
 # Under a memory budget, a GEMM tile's patches and product take at most this fraction
 # of it (the rest is for the padded copy of the chunk and an unreduced block)
@@ -120,7 +124,8 @@ def gemm_positions(p: Problem, tile: int, k: int) -> int:
     of about ``_GEMM_TILE`` elements per pair, fewer when the patches ``(P, M, C*T)`` and
     the product ``(P, M, k)`` would exceed ``tile`` elements; at least one."""
     n = p.window_size
-    return max(1, min(_GEMM_TILE // max(n, 1), tile // max(p.P * (n + k), 1)))
+    rows = max(_GEMM_TILE // max(n, 1), _GEMM_MIN_ROWS)
+    return max(1, min(rows, tile // max(p.P * (n + k), 1)))
 
 
 def prepare(p: Problem, wc: np.ndarray, budget: int | None = None) -> DirectState:
@@ -240,6 +245,10 @@ def _gemm(p: Problem, st: DirectState, xp: np.ndarray, block: np.ndarray, k0: in
     # way the result lands in the block with contiguous writes. The window's values are
     # gathered in the input's memory order: (*T, C) when channels are innermost (NHWC).
     k_inner = k > 1 and abs(block.strides[1]) < abs(block.strides[-1])
+    # ... unless the gather would copy runs of a few samples: a window whose last axis is
+    # much longer than the outputs' (the filter gradient of a backward pass: a window as
+    # large as the image, a 3x3 result) is gathered in window order, the writes being few
+    k_inner = k_inner or p.T[-1] > 4 * p.O[-1]
     channels_last = C > 1 and abs(xp.strides[1]) < abs(xp.strides[2 + d])
     weights = (st.gemm_weights_tc if channels_last else st.gemm_weights)[:, :, k0:k1]
     window = (*range(3 + d, 3 + 2 * d), 1) if channels_last else (1, *range(3 + d, 3 + 2 * d))
