@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from conftest import rand
 from helpers import check
-from naive import naive_correlate
+from naive import naive_correlate, tolerance
 from test_correlate import CASES, check_case
 
 import batchconv as bc
@@ -853,3 +853,36 @@ def test_fft_with_a_nonfinite_padding_value(cval, rng):
     np.testing.assert_array_equal(np.isfinite(y), np.isfinite(want))
     ok = np.isfinite(want)
     np.testing.assert_allclose(y[ok], want[ok], rtol=1e-10, atol=1e-10 * np.abs(want[ok]).max())
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize(
+    "x_shape, w_shape, mode, stride, dilation",
+    [
+        ((3, 2, 20, 17), (4, 2, 17, 15), "valid", 1, 1),
+        ((3, 2, 20, 17), (4, 2, 15, 7), "valid", 2, (1, 2)),
+        ((2, 3, 30), (4, 3, 25), "valid", 2, 1),
+        ((2, 3, 12, 12, 12), (2, 3, 10, 9, 10), "valid", 1, 1),
+        ((3, 2, 14, 15), (4, 2, 13, 14), (1, 1), 1, 1),
+    ],
+)
+def test_kernel_larger_than_output(rng, dtype, x_shape, w_shape, mode, stride, dilation):
+    """A kernel larger than its output (a backward's filter gradient) runs through
+    torch's filter-gradient kernel with the roles swapped: the float64 loop's values."""
+    x, w = rand(rng, x_shape, dtype), rand(rng, w_shape, dtype)
+    s = "hwd"[: len(x_shape) - 2]
+    spec = f"nc{s},kc{s}->nk{s}|{s}"
+
+    def tensors(f, x, w, spec, **kw):
+        return f(torch.from_numpy(x), torch.from_numpy(w), spec, **kw).numpy()
+
+    if isinstance(mode, tuple):  # explicit padding (as a backward pass gives it)
+        pad = ((0, 0), (0, 0), *(mode,) * (len(x_shape) - 2))
+        want = check(np.pad(x, pad), w, spec, method="torch_direct", call=tensors)
+        got = tensors(bc.correlate, x, w, spec, mode=mode, method="torch_direct")
+        bound = np.abs(x).max() * np.abs(w).reshape(len(w), -1).sum(axis=1).max()  # >= S
+        np.testing.assert_allclose(got, want, rtol=0, atol=tolerance(dtype) * bound)
+        return
+    check(
+        x, w, spec, method="torch_direct", call=tensors, mode=mode, stride=stride, dilation=dilation
+    )
