@@ -272,7 +272,6 @@ def test_only_what_requires_grad():
 @pytest.mark.parametrize(
     "options, error",
     [
-        (dict(reduce=bc.peaks(1)), NotImplementedError),
         (dict(reduce=lambda b, axis: b.max(axis=axis)), NotImplementedError),
         (dict(mask=np.ones(3)), NotImplementedError),
     ],
@@ -285,6 +284,45 @@ def test_what_has_no_gradient_says_so(options, error):
         bc.correlate(x, w, "nh,kh->nk|h", **options)
     with pytest.raises(error):
         bc.vjp(x.detach().numpy(), w, "nh,kh->nk|h", cotangent=np.ones((2, 2)), **options)
+
+
+@pytest.mark.parametrize("metric", ["dot", "ncc", "ssd"])
+@pytest.mark.parametrize(
+    "spec, x_shape, w_shape",
+    [
+        ("nhw,khw->nk|hw", (2, 12, 11), (3, 3, 2)),
+        ("nchw,kchw->nkh|hw", (2, 2, 9, 13), (2, 2, 2, 3)),
+    ],
+)
+def test_peak_scores_are_differentiable(metric, spec, x_shape, w_shape):
+    """bc.peaks: each score's cotangent goes to its element (the coordinates have none):
+    bc.vjp against directional differences of the scores, torch's gradcheck."""
+    torch = pytest.importorskip("torch")
+    rng = np.random.default_rng(len(spec) + len(metric))
+    x, w = rng.standard_normal(x_shape), rng.standard_normal(w_shape)
+    opts = dict(metric=metric, reduce=bc.peaks(3, min_distance=2))
+    scores = bc.correlate(x, w, spec, **opts).scores
+    g = rng.standard_normal(scores.shape)
+
+    def loss(a, b):
+        return float(np.nansum(g * bc.correlate(a, b, spec, **opts).scores))
+
+    gx, gw = bc.vjp(x, w, spec, cotangent=g, **opts)
+    _directional_check(lambda a: loss(a, w), gx, x, rng, 1e-6)
+    _directional_check(lambda b: loss(x, b), gw, w, rng, 1e-6)
+    xt = torch.tensor(x, requires_grad=True)
+    wt = torch.tensor(w, requires_grad=True)
+    r = bc.correlate(xt, wt, spec, **opts)
+    assert r.scores.grad_fn is not None and r.coords.grad_fn is None
+    assert r.coords.dtype == torch.int64
+
+    def scores_of(a, b):
+        return torch.nan_to_num(bc.correlate(a, b, spec, **opts).scores)
+
+    assert torch.autograd.gradcheck(scores_of, (xt, wt))
+    tgx, tgw = torch.autograd.grad(r.scores, (xt, wt), torch.tensor(np.nan_to_num(g)))
+    np.testing.assert_allclose(tgx.numpy(), gx, rtol=1e-9, atol=1e-12 * np.abs(g).sum())
+    np.testing.assert_allclose(tgw.numpy(), gw, rtol=1e-9, atol=1e-12 * np.abs(g).sum())
 
 
 def test_argmax_is_an_integer_result_without_gradient():

@@ -613,10 +613,12 @@ def vjp(
     ``memory`` and ``workers``. NumPy arrays, torch tensors and JAX arrays; the
     gradients are of the inputs' array type and (floating) dtype.
 
-    Not differentiable: ``reduce="argmax"``/``"argmin"`` (coordinates: TypeError here;
-    on torch tensors an integer result without a gradient, as torch's argmax). Not
-    built yet (NotImplementedError): ``bc.peaks``' scores, a callable ``reduce``,
-    ``mask=``, complex data and ragged banks.
+    With ``reduce=bc.peaks(...)`` the cotangent is the scores' (shape
+    ``scores.shape``): each peak's goes to its element (peaks found again); the
+    coordinates have no gradient. Not differentiable: ``reduce="argmax"``/``"argmin"``
+    (coordinates: TypeError here; on torch tensors an integer result without a
+    gradient, as torch's argmax). Not built yet (NotImplementedError): a callable
+    ``reduce``, ``mask=``, complex data and ragged banks.
 
     Examples
     --------

@@ -82,12 +82,6 @@ def problem_of(x, w, spec, flip: bool, options: dict, be=None) -> Problem:
     )
     if p.dtype.kind == "c":
         raise NotImplementedError("gradients of complex correlations are not built yet")
-    if isinstance(p.reduce, Peaks):
-        raise NotImplementedError(
-            "the gradient of bc.peaks' scores is not built yet (its coordinates have "
-            "none); differentiate reduce='max' or 'min', or find peaks under "
-            "torch.no_grad() / on detached tensors"
-        )
     if p.reduce in ("argmax", "argmin"):
         raise TypeError(
             f"reduce={p.reduce!r} gives coordinates, which have no gradient; "
@@ -109,8 +103,9 @@ def backward(x, w, g, spec, flip: bool, options: dict, ops, need_x=True, need_w=
     be = ArrayAPIBackend.of(x)
     w, g = _like(be, x, w, "w"), _like(be, x, g, "cotangent")
     p = problem_of(x, w, spec, flip, options, be)
-    if tuple(g.shape) != p.out_shape:
-        raise ValueError(f"cotangent has shape {tuple(g.shape)}; the result's is {p.out_shape}")
+    shape = p.out_shape[:-1] if isinstance(p.reduce, Peaks) else p.out_shape  # (scores)
+    if tuple(g.shape) != shape:
+        raise ValueError(f"cotangent has shape {tuple(g.shape)}; the result's is {shape}")
     compute = {k: options[k] for k in COMPUTE if k in options and options[k] is not None}
     run = Runner(*ops, compute)
     ns = be.xp
@@ -164,36 +159,48 @@ def _like(be, x, a, name: str):
 
 
 def canonical_cotangent(be, p: Problem, g, xc, wc, options: dict, run: Runner):
-    """The cotangent ``g`` (the result's shape) as ``(B, K, P, *O)``, every sliding axis
-    present: a reduced axis gets ``g`` broadcast (``sum``), divided by its size
-    (``mean``), or at the selected element only (``max``/``min``, recomputed)."""
+    """The cotangent ``g`` (the result's shape; the scores' for ``bc.peaks``) as ``(B,
+    K, P, *O)``, every sliding axis present: a reduced axis gets ``g`` broadcast
+    (``sum``), divided by its size (``mean``), or at the selected elements only
+    (``max``/``min``, ``bc.peaks``: found again)."""
     ns, sp = be.xp, p.spec
     g = _as_dtype(ns, g, be.dtype(p.dtype))
     order = sp.batch + sp.bank + sp.paired + sp.kept_sliding
-    g = ns.permute_dims(g, tuple(sp.out.index(c) for c in order))
+    peaks = isinstance(p.reduce, Peaks)
+    tail = (len(sp.out),) if peaks else ()  # (the peaks' axis stays last)
+    g = ns.permute_dims(g, (*(sp.out.index(c) for c in order), *tail))
     kept = [i for i, c in enumerate(sp.sliding) if c not in sp.reduced]
     red = [i for i, c in enumerate(sp.sliding) if c in sp.reduced]
     kept_sizes = tuple(p.O[i] for i in kept)
-    g = ns.reshape(g, (p.B, p.K, p.P, *kept_sizes))
+    g = ns.reshape(g, (p.B, p.K, p.P, *kept_sizes, *((p.reduce.k,) if peaks else ())))
     if not red:
         return g
     full = (p.B, p.K, p.P, *p.O)
+    perm = (0, 1, 2, *(3 + i for i in kept), *(3 + i for i in red))
     if p.reduce in ("sum", "mean"):
         ones = tuple(1 if i in red else p.O[i] for i in range(p.ndim))
         g = ns.reshape(g, (p.B, p.K, p.P, *ones))
         if p.reduce == "mean":
             g = g / p.reduced_size
         return g + ns.zeros(full, dtype=g.dtype, device=be.device)
-    # max / min: the element the forward selected (the first, as argmax picks it)
+    # max / min / peaks: the elements the forward selected (found again)
     geometry = {k: options[k] for k in GEOMETRY if k in options and k != "reduce"}
     geometry["cval"] = p.cval  # (that of x summed over its own letters, as xc is)
-    y = run(xc, wc, "ncp,kcp->nkp", p.ndim, **geometry)
-    perm = (0, 1, 2, *(3 + i for i in kept), *(3 + i for i in red))
-    yt = ns.reshape(ns.permute_dims(y, perm), (p.B, p.K, p.P, *kept_sizes, p.reduced_size))
-    pick = ns.argmax(yt, axis=-1) if p.reduce == "max" else ns.argmin(yt, axis=-1)
     at = ns.arange(p.reduced_size, device=be.device)
-    onehot = ns.astype(ns.expand_dims(pick, axis=-1) == at, g.dtype)
-    gt = onehot * ns.expand_dims(g, axis=-1)
+    if peaks:  # each peak's cotangent at its element (none where a map has fewer)
+        found = run(xc, wc, "ncp,kcp->nkp", p.ndim, keep=kept, reduce=p.reduce, **geometry)
+        coords = found.coords  # (B, K, P, *kept, k, n)
+        flat = coords[..., 0]
+        for j in range(1, len(red)):
+            flat = flat * p.O[red[j]] + coords[..., j]
+        hit = (ns.expand_dims(flat, axis=-1) == at) & ns.expand_dims(coords[..., 0] >= 0, axis=-1)
+        gt = ns.sum(ns.astype(hit, g.dtype) * ns.expand_dims(g, axis=-1), axis=-2)
+    else:  # (the first of equal values, as argmax picks it)
+        y = run(xc, wc, "ncp,kcp->nkp", p.ndim, **geometry)
+        yt = ns.reshape(ns.permute_dims(y, perm), (p.B, p.K, p.P, *kept_sizes, p.reduced_size))
+        pick = ns.argmax(yt, axis=-1) if p.reduce == "max" else ns.argmin(yt, axis=-1)
+        onehot = ns.astype(ns.expand_dims(pick, axis=-1) == at, g.dtype)
+        gt = onehot * ns.expand_dims(g, axis=-1)
     gt = ns.reshape(gt, (p.B, p.K, p.P, *kept_sizes, *(p.O[i] for i in red)))
     return ns.permute_dims(gt, tuple(int(i) for i in np.argsort(perm)))
 

@@ -69,14 +69,16 @@ class Runner:
     convolve: Callable
     options: dict
 
-    def __call__(self, a, b, roles: str, ndim: int, convolve: bool = False, **geometry):
+    def __call__(self, a, b, roles: str, ndim: int, convolve: bool = False, keep=None, **geometry):
         """The correlation (or convolution) of two canonical arrays, ``roles`` naming
-        their three leading axes, e.g. ``"ncp,kcp->nkp"``; ``ndim`` sliding axes
-        follow."""
+        their three leading axes, e.g. ``"ncp,kcp->nkp"``; ``ndim`` sliding axes follow,
+        all kept in the result (or those at the positions ``keep``, the others reduced
+        by ``geometry``'s ``reduce``)."""
         s = _SLIDING[:ndim]
+        kept = s if keep is None else "".join(s[i] for i in keep)
         xa, rest = roles.split(",")
         wa, oa = rest.split("->")
-        spec = f"{xa}{s},{wa}{s}->{oa}{s}|{s}"
+        spec = f"{xa}{s},{wa}{s}->{oa}{kept}|{s}"
         f = self.convolve if convolve else self.correlate
         return f(a, b, spec, **{**self.options, **geometry})
 

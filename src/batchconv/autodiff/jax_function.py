@@ -40,6 +40,8 @@ def correlate_with_vjp(run, x, w, spec, flip: bool, options: dict, ops):
 
     def pullback(saved, g):
         a, b = saved
+        if isinstance(g, tuple):  # bc.peaks: the scores' cotangent (coordinates: none)
+            g = g[0]
         return backward(a, b, g, spec, flip, options, ops)
 
     call.defvjp(forward, pullback)

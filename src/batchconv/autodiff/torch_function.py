@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import torch
 
+from ..peak_reduce import PeakResult
 from . import backward, problem_of
 
 __all__ = ["correlate_with_grad", "wants_grad"]
@@ -40,10 +41,14 @@ class _Correlation(torch.autograd.Function):
         run, spec, flip, options, ops = call
         ctx.call = (spec, flip, options, ops)
         ctx.save_for_backward(x, w)
-        return run(x.detach(), w.detach())
+        y = run(x.detach(), w.detach())
+        if isinstance(y, PeakResult):  # scores differentiable, coordinates not
+            ctx.mark_non_differentiable(y.coords)
+            return y.scores, y.coords
+        return y
 
     @staticmethod
-    def backward(ctx, g):
+    def backward(ctx, g, *coords):
         x, w = ctx.saved_tensors
         spec, flip, options, ops = ctx.call
         need_x, need_w = ctx.needs_input_grad[:2]
@@ -64,7 +69,8 @@ def correlate_with_grad(run, x, w, spec, flip: bool, options: dict, ops):
     if not isinstance(w, torch.Tensor):
         w = torch.as_tensor(w, device=like.device)
     problem_of(x, w, spec, flip, options)
-    return _Correlation.apply(x, w, (run, spec, flip, options, ops))
+    y = _Correlation.apply(x, w, (run, spec, flip, options, ops))
+    return PeakResult(*y) if isinstance(y, tuple) else y
 
 
 def _detached(a):
