@@ -209,7 +209,7 @@ def _run(x, w, spec, flip: bool, options: dict, progress=None):
         def run(a, b):
             return _run(a, b, spec, flip, options, progress)
 
-        return correlate_with_grad(run, x, w, spec, flip, options, (correlate, convolve))
+        return correlate_with_grad(run, x, w, spec, flip, options, _OPS)
     if is_ragged(w):  # templates of several shapes (ragged.py)
         if is_dask(x) or is_array_api(x):
             if progress is not None and progress is not False:
@@ -236,7 +236,7 @@ def _run(x, w, spec, flip: bool, options: dict, progress=None):
             def run(a, b):
                 return portable_correlate(a, b, spec, flip=flip, progress=progress, **options)
 
-            return correlate_with_vjp(run, x, w, spec, flip, options, (correlate, convolve))
+            return correlate_with_vjp(run, x, w, spec, flip, options, _OPS)
         return portable_correlate(x, w, spec, flip=flip, progress=progress, **options)
     if device_of(x) not in (None, "cpu"):  # a GPU tensor: it stays there (tensors.py)
         return _cached_plan(x, w, spec, flip, options)(x, progress)
@@ -590,10 +590,6 @@ def convolve(
     )
 
 
-# what the backward runs its correlations with (vjp's convolve= is a flag)
-_OPS = (correlate, convolve)
-
-
 def vjp(
     x: Any, w: Any, spec: str | None = None, *, cotangent: Any, convolve: bool = False, **options
 ) -> tuple[Any, Any]:
@@ -660,3 +656,7 @@ def plan(
 # a method or metric registered or unregistered: cached plans name them
 methods.ON_CHANGE.append(clear_plan_cache)
 metrics.ON_CHANGE.append(clear_plan_cache)
+
+
+# what a backward pass runs its correlations with (autodiff.adjoint.Runner)
+_OPS = (correlate, convolve, plan)

@@ -27,7 +27,7 @@ own library, so the backward gets the planner's method choice, memory budget and
 >>> xp = np.arange(5.0)[None, None, None]           # (B, C, P, U)
 >>> g = np.ones((1, 1, 1, 2))                       # (B, K, P, O): 2 windows, stride 2
 >>> import batchconv as bc
->>> run = Runner(bc.correlate, bc.convolve, {})
+>>> run = Runner(bc.correlate, bc.convolve, bc.plan, {})
 >>> grad_filters(run, xp, g, (2,), (1,)).ravel()   # 3 taps: each summed over 2 windows
 array([2., 4., 6.])
 """
@@ -61,33 +61,54 @@ _SLIDING = FREE_LETTERS.replace("p", "")  # n: batch, k: bank, c: channels, p: p
 
 @dataclass(frozen=True)
 class Runner:
-    """How a backward pass runs its correlations: ``bc.correlate`` and ``bc.convolve``
-    (handed in by ``api.py``, which owns them) with the call's ``method``, ``memory``
-    and ``workers``."""
+    """How a backward pass runs its correlations: ``bc.correlate``, ``bc.convolve`` and
+    ``bc.plan`` (handed in by ``api.py``, which owns them) with the call's ``method``,
+    ``memory`` and ``workers``."""
 
     correlate: Callable
     convolve: Callable
+    plan: Callable
     options: dict
 
-    def __call__(self, a, b, roles: str, ndim: int, convolve: bool = False, keep=None, **geometry):
+    def __call__(
+        self,
+        a,
+        b,
+        roles: str,
+        ndim: int,
+        convolve: bool = False,
+        keep=None,
+        remember: bool = True,
+        **geometry,
+    ):
         """The correlation (or convolution) of two canonical arrays, ``roles`` naming
         their three leading axes, e.g. ``"ncp,kcp->nkp"``; ``ndim`` sliding axes follow,
         all kept in the result (or those at the positions ``keep``, the others reduced
-        by ``geometry``'s ``reduce``)."""
+        by ``geometry``'s ``reduce``). ``remember=False``: filters no later call shares
+        (a cotangent) get a plan of their own, not one kept in the calls' cache."""
         s = _SLIDING[:ndim]
         kept = s if keep is None else "".join(s[i] for i in keep)
         xa, rest = roles.split(",")
         wa, oa = rest.split("->")
         spec = f"{xa}{s},{wa}{s}->{oa}{kept}|{s}"
+        options = {**self.options, **geometry}
+        if not remember and not convolve and not _requires_grad(a, b):
+            return self.plan(a, b, spec, **options)(a)
         f = self.convolve if convolve else self.correlate
-        return f(a, b, spec, **{**self.options, **geometry})
+        return f(a, b, spec, **options)
+
+
+def _requires_grad(*arrays) -> bool:
+    """Whether a torch tensor among ``arrays`` requires grad (a second derivative's
+    backward: its calls must be recorded, which plans do not)."""
+    return any(getattr(a, "requires_grad", False) is True for a in arrays)
 
 
 def grad_filters(run: Runner, xp, g, stride, dilation):
     """``gw`` ``(K, C, P, *T)``: the filters' gradient from the padded input ``xp``
     ``(B, C, P, *U)`` and the cotangent ``g`` ``(B, K, P, *O)``."""
     geometry = {"mode": "valid", "stride": tuple(dilation), "dilation": tuple(stride)}
-    return run(xp, g, "ncp,nkp->kcp", len(stride), **geometry)
+    return run(xp, g, "ncp,nkp->kcp", len(stride), remember=False, **geometry)
 
 
 def grad_padded(run: Runner, g, w, stride, dilation, ns):
@@ -128,7 +149,7 @@ def grad_filters_unpadded(run: Runner, x, g, p):
         "stride": tuple(gm.dilation for gm in p.geoms),
         "dilation": tuple(gm.stride for gm in p.geoms),
     }
-    return run(x, g, "ncp,nkp->kcp", p.ndim, **geometry)
+    return run(x, g, "ncp,nkp->kcp", p.ndim, remember=False, **geometry)
 
 
 def window_sums(run: Runner, ns, a, geoms: tuple[AxisGeometry, ...]):
