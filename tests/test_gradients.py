@@ -349,15 +349,45 @@ def test_cotangent_shape_checked():
         bc.vjp(np.ones((2, 5)), np.ones(2), cotangent=np.ones((2, 5)))
 
 
-def test_backward_keeps_the_memory_budget():
-    """The backward's correlations run through the planner with the call's memory=:
-    a budget too small for one block is refused, as in the forward."""
-    x, w = np.ones((4, 64, 64)), np.ones((8, 9, 9))
-    g = np.ones((4, 8, 64, 64))
-    full = bc.vjp(x, w, cotangent=g, mode="same")
-    small = bc.vjp(x, w, cotangent=g, mode="same", memory="2MB")
+@pytest.mark.parametrize(
+    "options",
+    [
+        dict(mode="same"),
+        dict(mode="same", stride=2, padding="reflect"),
+        dict(mode="same", metric="ncc"),
+        dict(mode="same", metric="sad", stride=2),
+        dict(mode="full", reduce="max"),
+    ],
+)
+def test_backward_keeps_the_memory_budget(options):
+    """Everything the backward allocates beyond the inputs and the gradients stays
+    within memory= (its correlations within half, its chunks of the batch within the
+    other half), and the chunked result equals the unchunked one."""
+    import tracemalloc
+
+    from batchconv.xp import clear_work_buffers
+
+    rng = np.random.default_rng(0)
+    x, w = rng.standard_normal((16, 48, 48)), rng.standard_normal((8, 7, 7))
+    spec = "nhw,khw->nk|hw" if "reduce" in options else None
+    y = bc.correlate(x, w, spec, **options)
+    g = rng.standard_normal(y.shape)
+    full = bc.vjp(x, w, spec, cotangent=g, **options)
+    budget = 4_000_000
+    with pytest.raises(MemoryError, match="backward"):
+        bc.vjp(x, w, spec, cotangent=g, memory=100_000, **options)
+    bc.vjp(x, w, spec, cotangent=g, memory=budget, **options)  # (first-call costs)
+    bc.clear_plan_cache()
+    clear_work_buffers()
+    tracemalloc.start()
+    try:
+        small = bc.vjp(x, w, spec, cotangent=g, memory=budget, **options)
+        peak = tracemalloc.get_traced_memory()[1] - sum(a.nbytes for a in small)
+    finally:
+        tracemalloc.stop()
+    assert peak <= budget, (peak, budget)
     for a, b in zip(full, small):
-        np.testing.assert_allclose(a, b, rtol=1e-12)
+        np.testing.assert_allclose(a, b, rtol=1e-10, atol=1e-12 * np.abs(a).max())
 
 
 def test_jax_grad_equals_lax_conv():

@@ -22,11 +22,14 @@ array([[1., 2., 2., 1.]])
 
 from __future__ import annotations
 
+from dataclasses import replace
+from math import prod
 from typing import Any
 
 import numpy as np
 
 from ..backends.array_api import ArrayAPIBackend
+from ..budget import parse_memory
 from ..metrics import metric_of
 from ..peak_reduce import Peaks
 from ..problem import Problem, make_problem
@@ -42,7 +45,7 @@ COMPUTE = ("method", "memory", "workers")
 
 def vjp(x, w, spec, cotangent, flip: bool, options: dict, ops):
     """``bc.vjp`` (its docstring is in ``api.py``): ``(grad_x, grad_w)`` for array-likes
-    ``x``, ``w``, ``cotangent``; ``ops``: ``(bc.correlate, bc.convolve)``."""
+    ``x``, ``w``, ``cotangent``; ``ops``: ``(bc.correlate, bc.convolve, bc.plan)``."""
     x = _as_input(x, "x")
     w = _as_input(w, "w")
     g = _as_input(cotangent, "cotangent")
@@ -98,7 +101,7 @@ def problem_of(x, w, spec, flip: bool, options: dict, be=None) -> Problem:
 def backward(x, w, g, spec, flip: bool, options: dict, ops, need_x=True, need_w=True):
     """``(grad_x, grad_w)`` of ``correlate(x, w, spec, **options)`` (``convolve`` when
     ``flip``) for the cotangent ``g``, all arrays of ``x``'s library (None where not
-    needed); ``ops``: ``(bc.correlate, bc.convolve)``, which run the backward's
+    needed); ``ops``: ``(bc.correlate, bc.convolve, bc.plan)``, which run the backward's
     correlations."""
     be = ArrayAPIBackend.of(x)
     w, g = _like(be, x, w, "w"), _like(be, x, g, "cotangent")
@@ -107,13 +110,43 @@ def backward(x, w, g, spec, flip: bool, options: dict, ops, need_x=True, need_w=
     if tuple(g.shape) != shape:
         raise ValueError(f"cotangent has shape {tuple(g.shape)}; the result's is {shape}")
     compute = {k: options[k] for k in COMPUTE if k in options and options[k] is not None}
-    run = Runner(*ops, compute)
+    # the budget: half for the correlations (each within it), half for the temporaries
+    # here (the cotangent spread over reduced axes, padded and float64 copies), which
+    # the batch is cut into chunks for
+    budget = parse_memory(options.get("memory"), _device_name(be))
+    run = Runner(*ops, {**compute, "memory": max(budget // 2, 1)})
     ns = be.xp
     xc, wc = be.canonical_x(p, x, copy=False), be.canonical_w(p, w, copy=False)
     if min(xc.shape + wc.shape + tuple(g.shape)) == 0 or 0 in p.O:
         gxc, gwc = ns.zeros_like(xc), ns.zeros_like(wc)
     else:
-        gxc, gwc = _canonical_gradients(be, p, xc, wc, g, options, run, need_x, need_w)
+        gview = _cotangent_view(be, p, g)
+        step = _items_per_chunk(p, budget // 2)
+        chunks = [(b0, min(p.B, b0 + step)) for b0 in range(0, p.B, step)]
+        mutable = isinstance(xc, np.ndarray) or not hasattr(xc, "at")  # (JAX: concat)
+        gxc = ns.empty(xc.shape, dtype=xc.dtype, device=be.device) if need_x else None
+        parts, gwc = [], None
+        for b0, b1 in chunks:
+            gx_part, gw_part = _canonical_gradients(
+                be,
+                replace(p, B=b1 - b0),
+                xc[b0:b1],
+                wc,
+                gview[b0:b1],
+                options,
+                run,
+                need_x,
+                need_w,
+            )
+            if need_x and len(chunks) == 1:
+                gxc = gx_part
+            elif need_x and mutable:
+                gxc[b0:b1] = gx_part
+            else:
+                parts.append(gx_part)
+            gwc = gw_part if gwc is None or gw_part is None else gwc + gw_part
+        if parts:
+            gxc = ns.concat(parts, axis=0)
     gx = gw = None
     if need_x:
         gx = _user_layout(be, p, gxc, "x", x)
@@ -158,21 +191,56 @@ def _like(be, x, a, name: str):
     return be.asarray(a, name)
 
 
-def canonical_cotangent(be, p: Problem, g, xc, wc, options: dict, run: Runner):
-    """The cotangent ``g`` (the result's shape; the scores' for ``bc.peaks``) as ``(B,
-    K, P, *O)``, every sliding axis present: a reduced axis gets ``g`` broadcast
-    (``sum``), divided by its size (``mean``), or at the selected elements only
-    (``max``/``min``, ``bc.peaks``: found again)."""
+def _cotangent_view(be, p: Problem, g):
+    """The cotangent ``g`` (the result's shape; the scores' for ``bc.peaks``) seen as
+    ``(B, K, P, *O_kept[, k])`` in the compute dtype."""
     ns, sp = be.xp, p.spec
     g = _as_dtype(ns, g, be.dtype(p.dtype))
     order = sp.batch + sp.bank + sp.paired + sp.kept_sliding
     peaks = isinstance(p.reduce, Peaks)
     tail = (len(sp.out),) if peaks else ()  # (the peaks' axis stays last)
     g = ns.permute_dims(g, (*(sp.out.index(c) for c in order), *tail))
+    kept_sizes = tuple(n for n, c in zip(p.O, sp.sliding) if c not in sp.reduced)
+    return ns.reshape(g, (p.B, p.K, p.P, *kept_sizes, *((p.reduce.k,) if peaks else ())))
+
+
+def _items_per_chunk(p: Problem, budget: int) -> int:
+    """Batch items per chunk of the backward, its own temporaries within ``budget``: the
+    cotangent spread over every output (and its upsampled copy, float64 copies for the
+    metrics), a padded copy of x (and float64 ones); at least one item."""
+    metric = metric_of(p.metric)
+    padded = p.C * p.P * prod(g.padded for g in p.geoms) * 8
+    spread = p.K * p.P * prod((g.out - 1) * g.stride + 1 for g in p.geoms) * 8
+    if metric.plain:  # the cotangent spread and upsampled, the input's gradient
+        per_item = padded + spread * 2
+    else:  # (counted in metrics.py's formulas: float64 copies of x', its square, ...)
+        per_item = padded * 10 + spread * 8
+    if p.spec.reduced:  # the unreduced map, the selection and its product with g
+        per_item += spread * 4
+    if per_item > budget:
+        raise MemoryError(
+            f"the backward pass needs about {per_item} bytes of temporaries per batch "
+            f"item, over its half of memory= ({budget} bytes); give a larger budget"
+        )
+    return min(p.B, budget // per_item)
+
+
+def _device_name(be) -> str | None:
+    """The device string the budget's default is for (None: the host)."""
+    name = str(be.device)
+    return None if name == "cpu" else name
+
+
+def canonical_cotangent(be, p: Problem, g, xc, wc, options: dict, run: Runner):
+    """The cotangent ``g`` (:func:`_cotangent_view`'s layout) as ``(B, K, P, *O)``, every
+    sliding axis present: a reduced axis gets ``g`` broadcast (``sum``), divided by its
+    size (``mean``), or at the selected elements only (``max``/``min``, ``bc.peaks``:
+    found again)."""
+    ns, sp = be.xp, p.spec
+    peaks = isinstance(p.reduce, Peaks)
     kept = [i for i, c in enumerate(sp.sliding) if c not in sp.reduced]
     red = [i for i, c in enumerate(sp.sliding) if c in sp.reduced]
     kept_sizes = tuple(p.O[i] for i in kept)
-    g = ns.reshape(g, (p.B, p.K, p.P, *kept_sizes, *((p.reduce.k,) if peaks else ())))
     if not red:
         return g
     full = (p.B, p.K, p.P, *p.O)

@@ -55,7 +55,7 @@ def metric_backward(be, p: Problem, xp, w, g, run: Runner, need_x: bool, need_w:
         gw = grad_filters(run, xp, g, stride, dilation) if need_w else None
         return gxp, gw
     if not metric.product_form:
-        return _absolute(be, p, xp, w, g, need_x, need_w)
+        return _absolute(be, p, xp, w, g, run, need_x, need_w)
     if not metric.normalised:
         return _squared(be, p, xp, w, g, run, need_x, need_w)
     return _normalised(be, p, xp, w, g, run, need_x, need_w)
@@ -126,15 +126,17 @@ def _normalised(be, p, xp, w, g, run, need_x, need_w):
     return gxp, gw
 
 
-def _absolute(be, p, xp, w, g, need_x, need_w):
+def _absolute(be, p, xp, w, g, run, need_x, need_w):
     """``sum |a - b|``: the subgradient ``sign(a - b)``, one tap at a time (a block of
-    ``b`` items, every filter, at most ~16 MB of differences at once)."""
+    items against every filter: at most 16 MB, or a quarter of the backward's share of
+    the budget, of differences at once)."""
     ns = be.xp
     out_shape = tuple(gm.out for gm in p.geoms)
     stride = tuple(gm.stride for gm in p.geoms)
     gxp = ns.zeros_like(xp) if need_x else None
     per_item = 8 * p.K * p.C * p.P * max(1, int(np.prod(out_shape)))
-    step = max(1, (16 << 20) // per_item)
+    room = min(16 << 20, run.options.get("memory", 16 << 20) // 4)
+    step = max(1, room // per_item)
     columns = []
     for t in product(*(range(gm.m) for gm in p.geoms)):
         starts = tuple(j * gm.dilation for j, gm in zip(t, p.geoms))
