@@ -482,3 +482,24 @@ def test_cuda_gradients_equal_cpu():
             assert a.device.type == "cuda"
             err = (a.double().cpu() - r).abs().max().item()
             assert err <= 1e-5 * b.abs().max().item(), (method, err)
+
+
+def test_backward_reuses_the_plans_of_unchanged_filters(monkeypatch):
+    """Fixed filters (a template, a frozen layer): the input gradient's convolution with
+    them is remembered as a forward call's plan is (their spectra made once); the
+    filters' gradient, whose filters are the cotangent, gets a plan of its own."""
+    from batchconv import api
+
+    made = []
+    real = api._make_plan
+    monkeypatch.setattr(api, "_make_plan", lambda *a, **k: made.append(1) or real(*a, **k))
+    rng = np.random.default_rng(0)
+    w = rng.standard_normal((4, 9, 9))
+    bc.clear_plan_cache()
+    counts = []
+    for _ in range(3):
+        x, g = rng.standard_normal((2, 40, 40)), rng.standard_normal((2, 4, 40, 40))
+        made.clear()
+        bc.vjp(x, w, cotangent=g, mode="same", method="fft")
+        counts.append(len(made))
+    assert counts[0] == 2 and counts[1:] == [1, 1], counts
