@@ -254,6 +254,33 @@ def test_second_derivative_goes_through_batchconv():
     assert torch.autograd.gradgradcheck(call, (x, w))
 
 
+@pytest.mark.parametrize("chunks", [1, 3])
+def test_filters_only(chunks):
+    """Learned filters on a frozen input (x without grad, a NumPy or integer x): only
+    the filters' gradient is computed, in one chunk or several (memory=)."""
+    torch = pytest.importorskip("torch")
+    rng = np.random.default_rng(5)
+    x = rng.standard_normal((6, 64, 64))
+    w = torch.tensor(rng.standard_normal((3, 5, 5)), requires_grad=True)
+    memory = None if chunks == 1 else 1_200_000  # (2 items per chunk)
+    want = torch.autograd.grad(
+        torch.nn.functional.conv2d(torch.tensor(x)[:, None], w[:, None]).sum(), w
+    )[0]
+    for xs in (x, torch.tensor(x), torch.tensor(np.round(x * 10), dtype=torch.int64)):
+        wt = w.detach().clone().requires_grad_()
+        bc.correlate(xs, wt, memory=memory).sum().backward()
+        ref = (
+            want
+            if xs.dtype != torch.int64
+            else torch.autograd.grad(
+                torch.nn.functional.conv2d(xs.double()[:, None], w[:, None]).sum(), w
+            )[0]
+        )
+        np.testing.assert_allclose(wt.grad.numpy(), ref.numpy(), rtol=1e-10)
+    gx, gw = bc.vjp(x, w.detach().numpy(), cotangent=np.ones((6, 3, 60, 60)), memory=memory)
+    np.testing.assert_allclose(gw, want.numpy(), rtol=1e-10)
+
+
 def test_only_what_requires_grad():
     """A tensor without requires_grad gets no gradient; no grad mode, no graph."""
     torch = pytest.importorskip("torch")

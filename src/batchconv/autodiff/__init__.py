@@ -142,7 +142,7 @@ def backward(x, w, g, spec, flip: bool, options: dict, ops, need_x=True, need_w=
                 gxc = gx_part
             elif need_x and mutable:
                 gxc[b0:b1] = gx_part
-            else:
+            elif need_x:
                 parts.append(gx_part)
             gwc = gw_part if gwc is None or gw_part is None else gwc + gw_part
         if parts:
