@@ -530,3 +530,37 @@ def test_backward_reuses_the_plans_of_unchanged_filters(monkeypatch):
         bc.vjp(x, w, cotangent=g, mode="same", method="fft")
         counts.append(len(made))
     assert counts[0] == 2 and counts[1:] == [1, 1], counts
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_windows_the_forward_calls_flat_get_no_gradient(dtype):
+    """A near-constant stretch beside a loud one: the forward's ncc is exactly 0 there
+    (flat within the rounding of its window sums) and so is the gradient, not the
+    inverse of a rounding-noise spread (was up to 5e5)."""
+    rng = np.random.default_rng(0)
+    w = rng.standard_normal(5).astype(dtype)
+    quiet = 5 + 7e-7 * rng.standard_normal(10)
+    x = np.concatenate([3 * rng.standard_normal(20), quiet, rng.standard_normal(20)])
+    x = x[None].astype(dtype)
+    y = bc.correlate(x, w, metric="ncc")
+    flat = y == 0
+    assert flat.any()
+    g = flat.astype(dtype)  # a cotangent on the flat windows only
+    gx, gw = bc.vjp(x, w, cotangent=g, metric="ncc")
+    assert np.all(gx == 0) and np.all(gw == 0)
+
+
+def test_ssd_gradient_keeps_float32_digits_far_from_zero():
+    """ssd on float32 data around 1e4: computed from centred terms as the forward is,
+    within the single-precision contract of the float64 gradient (was 1.9e-3 off)."""
+    rng = np.random.default_rng(1)
+    x = (1e4 + rng.random((2, 400))).astype(np.float32)
+    w = (1e4 + rng.random((3, 15))).astype(np.float32)
+    g = rng.standard_normal((2, 3, 386)).astype(np.float32)
+    got = bc.vjp(x, w, cotangent=g, metric="ssd")
+    want = bc.vjp(
+        x.astype(np.float64), w.astype(np.float64), cotangent=g.astype(np.float64), metric="ssd"
+    )
+    for a, b in zip(got, want):
+        assert a.dtype == np.float32
+        assert np.abs(a - b).max() <= 1e-5 * np.abs(b).max()

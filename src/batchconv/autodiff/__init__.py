@@ -169,10 +169,22 @@ def _canonical_gradients(be, p: Problem, xc, wc, g, options, run, need_x, need_w
     more_x, more_w = need_x and gxc is None, need_w and gwc is None
     if more_x or more_w:
         xpad = be.pad(xc, p.geoms, p.padding, p.cval, 3)
-        gxp, gw = metric_backward(be, p, xpad, wc, gc, run, more_x, more_w)
+        gxp, gw = metric_backward(be, p, xpad, wc, gc, run, more_x, more_w, _centre(be, p, xc))
         gxc = fold(be.xp, gxp, p.geoms, p.padding, 3) if more_x else gxc
         gwc = gw if more_w else gwc
     return gxc, gwc
+
+
+def _centre(be, p: Problem, xc):
+    """Each item's mean ``(B, 1, P, 1, ...)`` over its channels and samples, in float64
+    rounded to the compute dtype, as the forward centres x for the centred metrics
+    (None for the others)."""
+    if not metric_of(p.metric).centred:
+        return None
+    ns = be.xp
+    axes = (1, *range(3, 3 + p.ndim))
+    c = ns.mean(ns.astype(xc, be.dtype(np.dtype(np.float64))), axis=axes, keepdims=True)
+    return ns.astype(c, xc.dtype)
 
 
 def _as_dtype(ns, a, dtype):

@@ -28,7 +28,8 @@ import numpy as np
 
 from ..metrics import metric_of
 from ..metrics.formula import filter_statistics
-from ..metrics.rules import noise_floor
+from ..metrics.rules import noise_floor, valid_geometry
+from ..metrics.windowed import error_scale
 from ..problem import Problem
 from .adjoint import (
     Runner,
@@ -42,10 +43,11 @@ from .adjoint import (
 __all__ = ["metric_backward"]
 
 
-def metric_backward(be, p: Problem, xp, w, g, run: Runner, need_x: bool, need_w: bool):
+def metric_backward(be, p: Problem, xp, w, g, run: Runner, need_x: bool, need_w: bool, centre):
     """``(gxp, gw)``: the gradients of the padded input ``xp`` ``(B, C, P, *U)`` and the
     canonical filters ``w`` ``(K, C, P, *T)`` for the cotangent ``g`` ``(B, K, P, *O)``
-    of ``p``'s metric (None where not ``need_x`` / ``need_w``)."""
+    of ``p``'s metric (None where not ``need_x`` / ``need_w``); ``centre``: each item's
+    mean ``(B, 1, P, 1, ...)`` as the forward centres it (for the centred metrics)."""
     metric = metric_of(p.metric)
     stride = tuple(gm.stride for gm in p.geoms)
     dilation = tuple(gm.dilation for gm in p.geoms)
@@ -57,8 +59,8 @@ def metric_backward(be, p: Problem, xp, w, g, run: Runner, need_x: bool, need_w:
     if not metric.product_form:
         return _absolute(be, p, xp, w, g, run, need_x, need_w)
     if not metric.normalised:
-        return _squared(be, p, xp, w, g, run, need_x, need_w)
-    return _normalised(be, p, xp, w, g, run, need_x, need_w)
+        return _squared(be, p, xp, w, g, run, need_x, need_w, centre)
+    return _normalised(be, p, xp, w, g, run, need_x, need_w, centre)
 
 
 def _sliding(p: Problem) -> tuple[int, ...]:
@@ -70,34 +72,49 @@ def _per_filter(ns, p: Problem, a):
     return ns.reshape(a, (p.K, 1, p.P, *([1] * p.ndim)))
 
 
-def _squared(be, p, xp, w, g, run, need_x, need_w):
+def _squared(be, p, xp, w, g, run, need_x, need_w, centre):
+    """``sum (a - b)^2`` from centred terms, as the forward (float32 data far from 0
+    keeps its digits): ``a - b = x' - b^ - d`` with ``x' = x - c`` (the item's mean),
+    ``b^ = w - mu`` (the filter's), ``d = mu - c`` (float64, per item and filter)."""
     ns = be.xp
+    f64 = be.dtype(np.dtype(np.float64))
     stride = tuple(gm.stride for gm in p.geoms)
     dilation = tuple(gm.dilation for gm in p.geoms)
+    axes = (1, *_sliding(p))
+    mu = ns.mean(ns.astype(w, f64), axis=axes, keepdims=True)  # (K, 1, P, 1...)
+    centred = ns.astype(ns.astype(w, f64) - mu, w.dtype)
+    xs = xp - centre
+    # d per item and filter: (B, K, P, 1...), in float64
+    d = ns.reshape(mu, (1, p.K, p.P, *([1] * p.ndim))) - ns.astype(centre, f64)
+    per_map = ns.sum(ns.astype(g, f64), axis=_sliding(p), keepdims=True)  # sum_o g
     gxp = gw = None
     if need_x:
         gsum = ns.sum(g, axis=1, keepdims=True)
+        h = ns.astype(ns.sum(ns.astype(g, f64) * d, axis=1, keepdims=True), g.dtype)
         cover = window_sums_adjoint(run, ns, gsum, p.geoms)
-        gxp = 2 * (xp * cover - grad_padded(run, g, w, stride, dilation, ns))
+        shift = window_sums_adjoint(run, ns, h, p.geoms)
+        gxp = 2 * (xs * cover - grad_padded(run, g, centred, stride, dilation, ns) - shift)
     if need_w:
         total = _per_filter(ns, p, ns.sum(g, axis=(0, *_sliding(p))))
-        gw = 2 * (w * total - grad_filters(run, xp, g, stride, dilation))
+        gd = ns.reshape(ns.sum(per_map * d, axis=0), (p.K, 1, p.P, *([1] * p.ndim)))
+        corr = grad_filters(run, xs, g, stride, dilation)
+        gw = 2 * (centred * total + ns.astype(gd, w.dtype) - corr)
     return gxp, gw
 
 
-def _normalised(be, p, xp, w, g, run, need_x, need_w):
+def _normalised(be, p, xp, w, g, run, need_x, need_w, centre):
     ns, metric = be.xp, metric_of(p.metric)
     f64 = be.dtype(np.dtype(np.float64))
     stride = tuple(gm.stride for gm in p.geoms)
     dilation = tuple(gm.dilation for gm in p.geoms)
     n = p.window_size
-    if metric.centred:  # (any constant keeps A; the item's mean keeps float32 exact)
-        xp = xp - ns.mean(xp, axis=(1, *_sliding(p)), keepdims=True)
+    if metric.centred:  # (as the forward: any constant keeps A, the mean keeps digits)
+        xp = xp - centre
     x64 = ns.astype(xp, f64)
     s2 = window_sums(run, ns, x64 * x64, p.geoms)  # (B, 1, P, *O)
     s1 = window_sums(run, ns, x64, p.geoms) if metric.centred else None
     spread = s2 - s1 * s1 / n if metric.centred else s2
-    flat = spread <= float(noise_floor(p, 1.0)) * s2
+    flat = spread <= _flat_floor(p, x64, s2)  # (the forward's 0: a zero gradient)
     inv_a = ns.where(flat, ns.zeros_like(spread), 1 / ns.sqrt(ns.where(flat, 1.0, spread)))
     filters, _, _, inv_b, _ = filter_statistics(ns, p, w, f64)  # B, 1 / sqrt(Vb)
     inv_b = ns.reshape(inv_b, (1, p.K, p.P, *([1] * p.ndim)))
@@ -124,6 +141,18 @@ def _normalised(be, p, xp, w, g, run, need_x, need_w):
         t2 = ns.astype(filters, f64) * inv_bw * inv_bw * _per_filter(ns, p, ns.sum(gy, axis=axes))
         gw = ns.astype(t1 * inv_bw - t2, w.dtype)
     return gxp, gw
+
+
+def _flat_floor(p: Problem, x64, s2):
+    """The spread at or below which a window is flat, as the forward decides it: on
+    NumPy arrays from the sums of squares around the window (``windowed.error_scale``:
+    a quiet window beside a loud one is flat there), elsewhere from its own ``s2``
+    (``formula.combine``)."""
+    if isinstance(x64, np.ndarray):
+        squares = np.sum(x64 * x64, axis=1)  # (B, P, *U)
+        scale = error_scale(squares, tuple(valid_geometry(g) for g in p.geoms), 2)
+        return np.expand_dims(noise_floor(p, scale), 1)
+    return float(noise_floor(p, 1.0)) * s2
 
 
 def _absolute(be, p, xp, w, g, run, need_x, need_w):
