@@ -366,9 +366,28 @@ def test_complex_and_ragged_refused():
     torch = pytest.importorskip("torch")
     with pytest.raises(NotImplementedError, match="complex"):
         bc.vjp(np.ones((2, 5)) + 1j, np.ones(2), cotangent=np.ones((2, 4)))
+    with pytest.raises(NotImplementedError, match="complex"):
+        bc.vjp(np.ones((2, 5)), np.ones(2), cotangent=np.ones((2, 4)) + 1j)
+    with pytest.raises(NotImplementedError, match="ragged"):
+        bc.vjp(np.ones((1, 8, 8)), [np.ones((2, 2)), np.ones((3, 3))], cotangent=np.ones(1))
     x = torch.randn(1, 8, 8, requires_grad=True)
     with pytest.raises(NotImplementedError, match="ragged"):
         bc.correlate(x, [torch.ones(2, 2, requires_grad=True), torch.ones(3, 3)])
+
+
+def test_bfloat16_tensors():
+    """bfloat16 computes in float32 (as without grad); its gradient comes back in
+    bfloat16, equal to the float32 one rounded."""
+    torch = pytest.importorskip("torch")
+    x = torch.randn(2, 9).bfloat16().requires_grad_()
+    w = torch.randn(3, 3).bfloat16()
+    y = bc.correlate(x, w)
+    assert y.dtype == torch.float32
+    y.sum().backward()
+    x32 = x.detach().float().requires_grad_()
+    bc.correlate(x32, w.float()).sum().backward()
+    assert x.grad.dtype == torch.bfloat16
+    assert torch.equal(x.grad, x32.grad.bfloat16())
 
 
 def test_cotangent_shape_checked():

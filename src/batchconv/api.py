@@ -606,8 +606,11 @@ def vjp(
     its subgradient ``sign(a - b)``) and the reductions ``sum``, ``mean``, ``max`` and
     ``min`` (the gradient goes to the selected element, the first of ties). The
     backward runs as correlations through the planner, with the call's ``method``,
-    ``memory`` and ``workers``. NumPy arrays, torch tensors and JAX arrays; the
-    gradients are of the inputs' array type and (floating) dtype.
+    ``memory`` (half for those correlations, half for its own temporaries: a backward
+    needs about twice its forward's budget) and ``workers``. NumPy arrays, torch
+    tensors and JAX arrays; both gradients are of ``x``'s array library, in the inputs'
+    floating dtypes (integer inputs: float64). Filters with an Inf give NaN (0 * Inf)
+    also where the forward never multiplied them.
 
     With ``reduce=bc.peaks(...)`` the cotangent is the scores' (shape
     ``scores.shape``): each peak's goes to its element (peaks found again); the

@@ -46,6 +46,10 @@ COMPUTE = ("method", "memory", "workers")
 def vjp(x, w, spec, cotangent, flip: bool, options: dict, ops):
     """``bc.vjp`` (its docstring is in ``api.py``): ``(grad_x, grad_w)`` for array-likes
     ``x``, ``w``, ``cotangent``; ``ops``: ``(bc.correlate, bc.convolve, bc.plan)``."""
+    if isinstance(w, list | tuple) and len({np.shape(t) for t in w}) > 1:
+        raise NotImplementedError(
+            "gradients through a ragged bank are not built yet; call bc.vjp once per template shape"
+        )
     x = _as_input(x, "x")
     w = _as_input(w, "w")
     g = _as_input(cotangent, "cotangent")
@@ -53,11 +57,13 @@ def vjp(x, w, spec, cotangent, flip: bool, options: dict, ops):
 
 
 def _as_input(a, name: str):
-    """``a`` as an array of its library: NumPy for lists and other array-likes."""
-    if hasattr(a, "__array_namespace__") or hasattr(a, "requires_grad"):
-        return a
-    a = np.asarray(a)
-    if a.dtype.kind not in "biuf":
+    """``a`` as an array of its library (NumPy for lists and other array-likes), of real
+    numbers."""
+    if not (hasattr(a, "__array_namespace__") or hasattr(a, "requires_grad")):
+        a = np.asarray(a)
+    if "complex" in str(a.dtype):
+        raise NotImplementedError(f"{name} is complex: gradients of complex data are not built yet")
+    if isinstance(a, np.ndarray) and a.dtype.kind not in "biuf":
         raise TypeError(f"{name} has dtype {a.dtype}; gradients need real numbers")
     return a
 
@@ -121,32 +127,14 @@ def backward(x, w, g, spec, flip: bool, options: dict, ops, need_x=True, need_w=
         gxc, gwc = ns.zeros_like(xc), ns.zeros_like(wc)
     else:
         gview = _cotangent_view(be, p, g)
-        step = _items_per_chunk(p, budget // 2)
-        chunks = [(b0, min(p.B, b0 + step)) for b0 in range(0, p.B, step)]
-        mutable = isinstance(xc, np.ndarray) or not hasattr(xc, "at")  # (JAX: concat)
-        gxc = ns.empty(xc.shape, dtype=xc.dtype, device=be.device) if need_x else None
-        parts, gwc = [], None
-        for b0, b1 in chunks:
-            gx_part, gw_part = _canonical_gradients(
-                be,
-                replace(p, B=b1 - b0),
-                xc[b0:b1],
-                wc,
-                gview[b0:b1],
-                options,
-                run,
-                need_x,
-                need_w,
-            )
-            if need_x and len(chunks) == 1:
-                gxc = gx_part
-            elif need_x and mutable:
-                gxc[b0:b1] = gx_part
-            elif need_x:
-                parts.append(gx_part)
-            gwc = gw_part if gwc is None or gw_part is None else gwc + gw_part
-        if parts:
-            gxc = ns.concat(parts, axis=0)
+        try:
+            gxc, gwc = _chunked(be, p, xc, wc, gview, options, run, budget, need_x, need_w)
+        except MemoryError as e:
+            raise MemoryError(
+                f"the backward pass does not fit memory={budget} bytes (half for its "
+                f"correlations, half for its own temporaries; it needs more than the "
+                f"forward): {e}"
+            ) from None
     gx = gw = None
     if need_x:
         gx = _user_layout(be, p, gxc, "x", x)
@@ -155,6 +143,30 @@ def backward(x, w, g, spec, flip: bool, options: dict, ops, need_x=True, need_w=
             gwc = ns.flip(gwc, axis=tuple(range(3, 3 + p.ndim)))
         gw = _user_layout(be, p, gwc, "w", w)
     return gx, gw
+
+
+def _chunked(be, p: Problem, xc, wc, gview, options, run, budget, need_x, need_w):
+    """The canonical gradients, the batch cut into chunks whose temporaries fit half of
+    ``budget``."""
+    ns = be.xp
+    step = _items_per_chunk(p, budget // 2)
+    chunks = [(b0, min(p.B, b0 + step)) for b0 in range(0, p.B, step)]
+    mutable = isinstance(xc, np.ndarray) or not hasattr(xc, "at")  # (JAX: concat)
+    gxc = ns.empty(xc.shape, dtype=xc.dtype, device=be.device) if need_x else None
+    parts, gwc = [], None
+    for b0, b1 in chunks:
+        q, xb, gb = replace(p, B=b1 - b0), xc[b0:b1], gview[b0:b1]
+        gx_part, gw_part = _canonical_gradients(be, q, xb, wc, gb, options, run, need_x, need_w)
+        if need_x and len(chunks) == 1:
+            gxc = gx_part
+        elif need_x and mutable:
+            gxc[b0:b1] = gx_part
+        elif need_x:
+            parts.append(gx_part)
+        gwc = gw_part if gwc is None or gw_part is None else gwc + gw_part
+    if parts:
+        gxc = ns.concat(parts, axis=0)
+    return gxc, gwc
 
 
 def _canonical_gradients(be, p: Problem, xc, wc, g, options, run, need_x, need_w):
@@ -231,8 +243,8 @@ def _items_per_chunk(p: Problem, budget: int) -> int:
         per_item += spread * 4
     if per_item > budget:
         raise MemoryError(
-            f"the backward pass needs about {per_item} bytes of temporaries per batch "
-            f"item, over its half of memory= ({budget} bytes); give a larger budget"
+            f"its temporaries take about {per_item} bytes per batch item, over their "
+            f"half ({budget} bytes)"
         )
     return min(p.B, budget // per_item)
 

@@ -126,7 +126,7 @@ class ArrayAPIBackend:
         for theirs, ours in self._to_numpy:
             if dt == theirs:
                 return ours
-        name = getattr(dt, "name", str(dt))
+        name = getattr(dt, "name", str(dt).rsplit(".", 1)[-1])  # (torch.bfloat16: no name)
         if name == "bfloat16":  # (ml_dtypes, in JAX): computes in float32, as for torch
             return np.dtype(np.float32)
         return np.dtype(dt)  # (raises for what NumPy does not know)
