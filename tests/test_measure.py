@@ -57,9 +57,10 @@ def test_measure_picks_the_fastest_timed_and_remembers(monkeypatch, rng):
 def test_auto_on_numpy_and_cpu_tensors_is_the_model(monkeypatch, rng):
     timed = _fake_times(monkeypatch, {})
     x, w = rand(rng, (4, 30), np.float32), rand(rng, (2, 5), np.float32)
-    assert bc.plan(x, w).reason == "lowest estimated time"
+    assert bc.plan(x, w).reason.startswith("lowest estimated time")  # (the model's)
     torch = pytest.importorskip("torch")
-    assert bc.plan(torch.from_numpy(x), torch.from_numpy(w)).reason == "lowest estimated time"
+    tensors = bc.plan(torch.from_numpy(x), torch.from_numpy(w))
+    assert tensors.reason.startswith("lowest estimated time")
     assert timed == []
 
 
@@ -82,7 +83,7 @@ def test_what_is_not_timed(monkeypatch, rng):
         metric="sad",
         method="measure",
     )  # one candidate: nothing to compare
-    assert sad.reason == "lowest estimated time" and timed == []
+    assert sad.reason.startswith("lowest estimated time") and timed == []
 
 
 def test_only_close_estimates_are_timed(monkeypatch, rng):
@@ -102,7 +103,7 @@ def test_only_close_estimates_are_timed(monkeypatch, rng):
     timed = _fake_times(monkeypatch, {"direct": 1.0, "fft": 1.0})
     x, w = rand(rng, (2, 100_000), np.float64), rand(rng, (1, 8000), np.float64)
     far = bc.plan(x, w, method="measure")  # direct is estimated ~30x slower
-    assert timed == [] and far.method == "fft" and far.reason == "lowest estimated time"
+    assert timed == [] and far.method == "fft" and far.reason.startswith("lowest estimated time")
 
 
 def test_a_slow_candidate_is_not_repeated(monkeypatch):
@@ -209,7 +210,7 @@ def test_a_callable_reduce_is_not_timed(monkeypatch, rng):
     p = bc.plan(
         x, w, "nhw,khw->nk|hw", method="measure", reduce=lambda block, axis: block.max(axis=axis)
     )
-    assert timed == [] and p.reason == "lowest estimated time"
+    assert timed == [] and p.reason.startswith("lowest estimated time")
 
 
 def test_remembered_choices_are_bounded(monkeypatch):

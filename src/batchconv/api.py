@@ -153,7 +153,7 @@ def _cache_key(x, w, spec, options: dict):
 
 def _cached_plan(x, w, spec, flip: bool, options: dict) -> Plan:
     if options.get("mask") is not None:  # (not remembered: bc.plan keeps a masked plan)
-        return _make_plan(x, w, spec, flip=flip, **options)
+        return _make_plan(x, w, spec, flip=flip, reused=False, **options)
     key = _cache_key(x, w, spec, options)  # (mask=None is part of it, as any option)
     if key is not None:
         # whether the compiled kernels run changes what "auto" picks: part of the key
@@ -163,7 +163,8 @@ def _cached_plan(x, w, spec, flip: bool, options: dict) -> Plan:
             if entry is not None and (entry[1] is None or entry[1]() is w):
                 _plan_cache.move_to_end(key)
                 return entry[0]
-    p = _make_plan(x, w, spec, flip=flip, **options)
+    # a plan the cache will keep is costed as reused (its filter transforms made once)
+    p = _make_plan(x, w, spec, flip=flip, reused=key is not None, **options)
     if key is not None and p.state_bytes <= _PLAN_CACHE_MAX_STATE_BYTES:
         ref = weakref.ref(w) if device_of(w) not in (None, "cpu") else None
         with _plan_cache_lock:
@@ -326,6 +327,7 @@ def _make_plan(
     workers=None,
     device=None,
     mask=None,
+    reused: bool = True,
 ) -> Plan:
     shape, dtype = _x_signature(x)
     w_shape, w_dtype = _shape_dtype(w, "w")  # nested tuples are data here, not a signature
@@ -354,7 +356,14 @@ def _make_plan(
         mask = check_mask(host_mask(mask), w_shape, sp.w, sp.sliding, sp.w_summed)
         p = with_mask(p, mask)
     return plan_problem(
-        p, w, method=method, memory=memory, workers=workers, device=device, mask=mask
+        p,
+        w,
+        method=method,
+        memory=memory,
+        workers=workers,
+        device=device,
+        mask=mask,
+        reused=reused,
     )
 
 

@@ -29,7 +29,7 @@ from .metrics.rules import inner_problem
 from .problem import Problem
 from .tensors import is_cuda
 
-__all__ = ["features", "estimate", "flops", "COEFFICIENTS"]
+__all__ = ["features", "estimate", "once_estimate", "flops", "COEFFICIENTS"]
 
 # seconds per feature unit, per model; pasted from benchmarks/fit_cost_model.py
 COEFFICIENTS: dict[str, dict[str, float]] = {
@@ -168,8 +168,36 @@ def estimate(p: Problem, method: str, device: str | None = None) -> float:
         return estimate(q, method, device) + passes * (
             _METRIC_PASS_CUDA if is_cuda(device) else _METRIC_PASS
         )
-    model, feats = features(p, method, device)
-    # a registered method may bring its own model (its COEFFICIENTS, keyed like ours)
+    return _seconds(method, *features(p, method, device), device)
+
+
+def _seconds(method: str, model: str, feats: dict[str, float], device: str | None) -> float:
+    """The ``model``'s seconds for ``feats``; a registered method may bring its own model
+    (its COEFFICIENTS, keyed like ours)."""
     own = getattr(module_of(method), "COEFFICIENTS", {})
     coef = own.get(model) or (CUDA_COEFFICIENTS if is_cuda(device) else COEFFICIENTS)[model]
     return sum(coef.get(k, 0.0) * v for k, v in feats.items())
+
+
+def once_estimate(p: Problem, method: str, device: str | None = None) -> float:
+    """The seconds of :func:`estimate` that a plan spends once, preparing its filters
+    (the FFT methods' filter transforms; a method says so by ``prepare_features``): a
+    plan called again does not pay them, and the planner leaves them out for a plan it
+    expects to be reused (``bc.plan``, or one the calls remember).
+
+    >>> from batchconv.problem import make_problem
+    >>> p = make_problem((4, 32, 64, 64), np.float32, (32, 32, 7, 7), np.float32,
+    ...                  "nchw,kchw->nkhw|hw")
+    >>> 0 < once_estimate(p, "fft") < estimate(p, "fft"), once_estimate(p, "direct")
+    (True, 0.0)
+    """
+    metric = metric_of(p.metric)
+    if not metric.product_form:
+        return 0.0
+    if p.masked:  # (as estimate: the correlations in float64)
+        q = replace(inner_problem(p), dtype=np.dtype(np.float64))
+        return once_estimate(q, method, device) * _masked_correlations(p)
+    if metric.window_sums:
+        return once_estimate(inner_problem(p), method, device)
+    prepare = getattr(module_of(method), "prepare_features", None)
+    return 0.0 if prepare is None else _seconds(method, *prepare(p, device), device)

@@ -29,7 +29,7 @@ from .arrays import from_numpy, is_torch, numpy_dtype, to_numpy
 from .backends.numpy import NUMPY
 from .backends.torch import TorchBackend
 from .budget import format_bytes, largest_block, parse_memory
-from .costs import estimate, flops
+from .costs import estimate, flops, once_estimate
 from .measure import timed_choice
 from .memo import remembered
 from .methods import METHODS, ON_CHANGE, get_method, module_of
@@ -71,6 +71,12 @@ class Candidate:
     peak_bytes: int
     chunk: tuple[int, int]
     fits: bool = True  # the smallest block's temporaries fit the memory budget
+    once: float = 0.0  # seconds of ``seconds`` spent once, preparing the filters
+
+    def per_call(self, reused: bool) -> float:
+        """The estimate that ranks it: without the filters' preparation for a plan that
+        will be reused (the filter transforms are made once)."""
+        return self.seconds - self.once if reused else self.seconds
 
 
 def _block_bytes(p: Problem, mod, b: int, k: int, budget: int) -> int:
@@ -487,7 +493,8 @@ class Plan:
             mark = "*" if c.method == self.method else " "
             lines.append(
                 f"   {mark} {c.method:<12} ~{c.seconds * 1e3:10.2f} ms  "
-                f"{c.flops / 1e9:9.3f} GFLOP  peak {c.peak_bytes / _MIB:9.1f} MiB  "
+                + (f"(filters {c.once * 1e3:.2f} ms once)  " if c.once else "")
+                + f"{c.flops / 1e9:9.3f} GFLOP  peak {c.peak_bytes / _MIB:9.1f} MiB  "
                 f"chunk (batch {c.chunk[0]}, bank {c.chunk[1]})"
                 + ("" if c.fits else "  over the memory budget")
             )
@@ -602,6 +609,7 @@ def _candidates(
                     block + state,
                     chunk,
                     block + state <= budget,
+                    once_estimate(p, n, device),
                 )
             )
     return tuple(cands)
@@ -644,11 +652,14 @@ def choose_method(
     memory=None,
     workers: int | None = None,
     device: str | None = None,
+    reused: bool = False,
 ):
     """``(method name, reason, candidates, budget)``: what :func:`plan_problem` picks for
     ``p``, without touching the filters. ``device``: where torch tensors live (None for
-    NumPy data). Raises as it does (unknown method, bad ``memory``/``workers``,
-    ``MemoryError`` when no method fits the budget)."""
+    NumPy data); ``reused``: the plan will be called again, so its filters' preparation
+    (the FFT methods' transforms) is not charged per call. Raises as it does (unknown
+    method, bad ``memory``/``workers``, ``MemoryError`` when no method fits the
+    budget)."""
     budget = parse_memory(memory, device)
     if method == "measure":  # the model's candidates; plan_problem times them
         method = "auto"
@@ -671,8 +682,12 @@ def choose_method(
         chosen = next(c.method for c in fitting if get_method(c.method).EXACT_FOR_INTEGERS)
         reason = f"integer inputs: {chosen} is exact"
     else:
-        chosen = min(fitting, key=lambda c: c.seconds).method
-        reason = "lowest estimated time"
+        chosen = min(fitting, key=lambda c: c.per_call(reused)).method
+        reason = "lowest estimated time" + (
+            " per call of a reused plan (filter transforms made once)"
+            if reused and any(c.once for c in fitting)
+            else ""
+        )
         if len(fitting) < len(cands):
             reason += " among the methods within the memory budget"
     return chosen, reason, cands, budget
@@ -686,15 +701,16 @@ def plan_problem(
     workers: int | None = None,
     device: str | None = None,
     mask: np.ndarray | None = None,
+    reused: bool = False,
 ) -> Plan:
     """Choose the method and chunks for ``p`` and prepare the filters ``w`` (a NumPy
     array, or a tensor; ``device``: where torch tensors live, None for NumPy data) with
     the ``mask`` of a masked problem (float64 weights of ``w``'s shape:
     ``metrics.masked.check_mask``).
     ``method="measure"``, and ``"auto"`` on a CUDA device, time the close candidates
-    (see ``measure.py``)."""
+    (see ``measure.py``). ``reused``: see :func:`choose_method`."""
     timed = method == "measure" or (method == "auto" and is_cuda(device))
-    chosen, reason, cands, budget = choose_method(p, method, memory, workers, device)
+    chosen, reason, cands, budget = choose_method(p, method, memory, workers, device, reused)
     if timed:
         choice = timed_choice(
             p,

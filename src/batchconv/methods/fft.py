@@ -1222,6 +1222,20 @@ def cost_parts(p: Problem, shape: tuple[int, ...], tiles: int) -> dict[str, floa
     }
 
 
+def filter_features(p: Problem, shape: tuple[int, ...]) -> dict[str, float]:
+    """The features of :func:`cost_parts`'s filter transforms alone (``K * C * P`` of
+    them, made once per plan): what a plan called again does not pay (shared with
+    ``torch_fft``)."""
+    n = prod(shape)
+    transforms = p.K * p.C * p.P
+    half = n if p.dtype.kind == "c" else n / 2
+    return {
+        f"fft_flops_{p.precision}": 2.5 * n * log2(max(n, 2)) * transforms,
+        "fft_lines": float(transforms * sum(n // f for f in shape)),
+        "fft_pass_bytes": float(transforms * half * 2 * p.dtype.itemsize * len(shape)),
+    }
+
+
 def parts_flops(f: dict[str, float]) -> float:
     """Floating-point operations of :func:`cost_parts`."""
     return f["fft_flops"] + f["product_flops"] + f["channel_flops"]
@@ -1250,6 +1264,11 @@ def flops(p: Problem) -> float:
 def cost_features(p: Problem, device: str | None = None) -> tuple[str, dict[str, float]]:
     """The ``"fft"`` cost model and its features."""
     return "fft", parts_features(p, cost_parts(p, fft_shape(p), tile_count(p)))
+
+
+def prepare_features(p: Problem, device: str | None = None) -> tuple[str, dict[str, float]]:
+    """The part of :func:`cost_features` a plan pays once: its filters' transforms."""
+    return "fft", filter_features(p, fft_shape(p))
 
 
 def describe(p: Problem, st: FFTState, budget: int | None, device: str | None = None) -> str:

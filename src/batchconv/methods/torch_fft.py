@@ -479,6 +479,11 @@ def cost_features(p: Problem, device: str | None = None) -> tuple[str, dict[str,
     )
 
 
+def prepare_features(p: Problem, device: str | None = None) -> tuple[str, dict[str, float]]:
+    """The part of :func:`cost_features` a plan pays once: its filters' transforms."""
+    return "torch_fft", numpy_fft.filter_features(p, fft_shape(p, device))
+
+
 def describe(p: Problem, st: TorchFFTState, budget: int | None, device: str | None = None) -> str:
     """The transforms' sizes on ``device``."""
     return f"torch_fft: sizes {fft_shape(p, device)} with torch.fft on {device}, whole items" + (
