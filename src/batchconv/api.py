@@ -9,7 +9,6 @@ filters and shapes plans and transforms the filters once.
 from __future__ import annotations
 
 import hashlib
-import sys
 import threading
 import weakref
 from collections import OrderedDict
@@ -19,7 +18,16 @@ from typing import TYPE_CHECKING, Any, TypedDict, overload
 import numpy as np
 
 from . import compiled, methods, metrics
-from .arrays import _library, from_numpy, is_array_api, is_dask, is_torch, numpy_dtype, to_numpy
+from .arrays import (
+    _library,
+    from_numpy,
+    is_array_api,
+    is_dask,
+    is_torch,
+    numpy_dtype,
+    records_grad,
+    to_numpy,
+)
 from .autodiff import vjp as autodiff_vjp
 from .dask_arrays import lazy_correlate
 from .metrics.masked import check_mask, host_mask, with_mask
@@ -199,12 +207,12 @@ def _run(x, w, spec, flip: bool, options: dict, progress=None):
         return _cached_plan(x, w, spec, flip, options)(x, progress)
     if isinstance(w, (list, tuple)) and len(w) == 0:
         raise ValueError("w is an empty list: give at least one filter")
-    if is_ragged(w) and _records_grad(x, *w):
+    if is_ragged(w) and records_grad(x, *w):
         raise NotImplementedError(
             "gradients through a ragged bank are not built yet; call bc.correlate once "
             "per template shape"
         )
-    if _records_grad(x, w):  # torch autograd: a Function whose backward is correlations
+    if records_grad(x, w):  # torch autograd: a Function whose backward is correlations
         from .autodiff.torch_function import correlate_with_grad
 
         def run(a, b):
@@ -249,15 +257,6 @@ def _run(x, w, spec, flip: bool, options: dict, progress=None):
             return plan(tensor, progress)
         return from_numpy(plan(x, progress), kind)
     return _cached_plan(x, w, spec, flip, options)(x, progress)
-
-
-def _records_grad(*arrays) -> bool:
-    """Whether torch autograd should record this call: a tensor requires grad, in grad
-    mode (torch is not imported for the question)."""
-    if not any(getattr(a, "requires_grad", False) is True for a in arrays):
-        return False
-    torch = sys.modules.get("torch")
-    return torch is not None and torch.is_grad_enabled()
 
 
 def _ragged_plan(x, w, spec, flip: bool, options: dict) -> RaggedPlan:

@@ -17,11 +17,13 @@ True
 
 from __future__ import annotations
 
+import sys
 from functools import lru_cache
 
 import numpy as np
 
 __all__ = [
+    "records_grad",
     "to_numpy",
     "from_numpy",
     "is_torch",
@@ -60,6 +62,19 @@ def _from_torch(dtype) -> np.dtype:
 def is_torch(a) -> bool:
     """True for a torch tensor (without importing torch)."""
     return _library(a) == "torch" and hasattr(a, "device")
+
+
+def records_grad(*arrays) -> bool:
+    """Whether torch autograd records a call on ``arrays``: one of them is a tensor that
+    requires grad, in grad mode (torch is not imported for the question).
+
+    >>> records_grad(np.ones(3))
+    False
+    """
+    if not any(getattr(a, "requires_grad", False) is True for a in arrays):
+        return False
+    torch = sys.modules.get("torch")
+    return torch is not None and torch.is_grad_enabled()
 
 
 def is_dask(a) -> bool:

@@ -17,7 +17,6 @@ the candidates the model cannot tell apart, once per problem (``measure.py``).
 
 from __future__ import annotations
 
-import sys
 from dataclasses import dataclass, field, replace
 from math import prod
 from typing import TYPE_CHECKING, Any, overload
@@ -25,7 +24,7 @@ from typing import TYPE_CHECKING, Any, overload
 import numpy as np
 
 from . import compiled, metrics
-from .arrays import from_numpy, is_torch, numpy_dtype, to_numpy
+from .arrays import from_numpy, is_torch, numpy_dtype, records_grad, to_numpy
 from .backends.numpy import NUMPY
 from .backends.torch import TorchBackend
 from .budget import format_bytes, largest_block, parse_memory
@@ -130,14 +129,12 @@ def _room(p: Problem, name: str, budget: int) -> int:
 def refuse_grad(x) -> None:
     """TypeError for a torch tensor that requires grad, in grad mode: a plan's result
     would come back detached, and a model would train without that path."""
-    if getattr(x, "requires_grad", False) is True:
-        torch = sys.modules.get("torch")
-        if torch is not None and torch.is_grad_enabled():
-            raise TypeError(
-                "x requires grad, and a plan's result is not differentiable; call "
-                "bc.correlate / bc.convolve (differentiable, and they reuse the plan they "
-                "remember), or run the plan under torch.no_grad() or on x.detach()"
-            )
+    if records_grad(x):
+        raise TypeError(
+            "x requires grad, and a plan's result is not differentiable; call "
+            "bc.correlate / bc.convolve (differentiable, and they reuse the plan they "
+            "remember), or run the plan under torch.no_grad() or on x.detach()"
+        )
 
 
 @dataclass(eq=False)

@@ -40,6 +40,7 @@ from typing import Any
 
 import numpy as np
 
+from ..arrays import records_grad
 from ..geometry import AxisGeometry
 from ..spec import FREE_LETTERS
 
@@ -92,16 +93,10 @@ class Runner:
         wa, oa = rest.split("->")
         spec = f"{xa}{s},{wa}{s}->{oa}{kept}|{s}"
         options = {**self.options, **geometry}
-        if not remember and not convolve and not _requires_grad(a, b):
+        if not remember and not convolve and not records_grad(a, b):  # (plans record none)
             return self.plan(a, b, spec, **options)(a)
         f = self.convolve if convolve else self.correlate
         return f(a, b, spec, **options)
-
-
-def _requires_grad(*arrays) -> bool:
-    """Whether a torch tensor among ``arrays`` requires grad (a second derivative's
-    backward: its calls must be recorded, which plans do not)."""
-    return any(getattr(a, "requires_grad", False) is True for a in arrays)
 
 
 def grad_filters(run: Runner, xp, g, stride, dilation):

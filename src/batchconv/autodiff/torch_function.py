@@ -22,15 +22,7 @@ import torch
 from ..peak_reduce import PeakResult
 from . import backward, problem_of
 
-__all__ = ["correlate_with_grad", "wants_grad"]
-
-
-def wants_grad(*arrays) -> bool:
-    """Whether autograd should record a call on these arrays: grad mode is on and one
-    of them is a torch tensor that requires grad."""
-    return torch.is_grad_enabled() and any(
-        isinstance(a, torch.Tensor) and a.requires_grad for a in arrays
-    )
+__all__ = ["correlate_with_grad"]
 
 
 class _Correlation(torch.autograd.Function):
