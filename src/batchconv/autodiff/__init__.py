@@ -33,7 +33,7 @@ from ..budget import parse_memory
 from ..metrics import metric_of
 from ..peak_reduce import Peaks
 from ..problem import Problem, make_problem
-from .adjoint import Runner, fold, grad_filters_unpadded, grad_input
+from .adjoint import Runner, fold, grad_filters_unpadded, grad_input, mutable
 from .metrics import metric_backward
 
 __all__ = ["vjp", "backward", "GEOMETRY", "COMPUTE"]
@@ -151,21 +151,20 @@ def _chunked(be, p: Problem, xc, wc, gview, options, run, budget, need_x, need_w
     ns = be.xp
     step = _items_per_chunk(p, budget // 2)
     chunks = [(b0, min(p.B, b0 + step)) for b0 in range(0, p.B, step)]
-    mutable = isinstance(xc, np.ndarray) or not hasattr(xc, "at")  # (JAX: concat)
-    gxc = ns.empty(xc.shape, dtype=xc.dtype, device=be.device) if need_x else None
+    # the input's gradient: written chunk by chunk into one array (JAX's: joined)
+    into = need_x and len(chunks) > 1 and mutable(xc)
+    gxc = ns.empty(xc.shape, dtype=xc.dtype, device=be.device) if into else None
     parts, gwc = [], None
     for b0, b1 in chunks:
         q, xb, gb = replace(p, B=b1 - b0), xc[b0:b1], gview[b0:b1]
         gx_part, gw_part = _canonical_gradients(be, q, xb, wc, gb, options, run, need_x, need_w)
-        if need_x and len(chunks) == 1:
-            gxc = gx_part
-        elif need_x and mutable:
+        if into:
             gxc[b0:b1] = gx_part
         elif need_x:
             parts.append(gx_part)
         gwc = gw_part if gwc is None or gw_part is None else gwc + gw_part
     if parts:
-        gxc = ns.concat(parts, axis=0)
+        gxc = parts[0] if len(parts) == 1 else ns.concat(parts, axis=0)
     return gxc, gwc
 
 

@@ -36,13 +36,14 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 
 from ..arrays import records_grad
+from ..backends.array_api import _slice, device_of
 from ..geometry import AxisGeometry
 from ..spec import FREE_LETTERS
+from ..tensors import _pad_index
 
 __all__ = [
     "Runner",
@@ -55,6 +56,7 @@ __all__ = [
     "fold",
     "upsample",
     "add_into",
+    "mutable",
 ]
 
 _SLIDING = FREE_LETTERS.replace("p", "")  # n: batch, k: bank, c: channels, p: paired
@@ -106,12 +108,12 @@ def grad_filters(run: Runner, xp, g, stride, dilation):
     return run(xp, g, "ncp,nkp->kcp", len(stride), remember=False, **geometry)
 
 
-def grad_padded(run: Runner, g, w, stride, dilation, ns):
+def grad_padded(run: Runner, g, w, stride, dilation, ns, mode="full"):
     """``gxp`` ``(B, C, P, *U)``: the padded input's gradient from the cotangent ``g``
     ``(B, K, P, *O)`` and the filters ``w`` ``(K, C, P, *T)`` (``ns``: their
-    namespace)."""
+    namespace); ``mode``: explicit padding amounts keep a part of it (``grad_input``)."""
     gu = upsample(ns, g, stride, first=3)
-    geometry = {"mode": "full", "stride": 1, "dilation": tuple(dilation)}
+    geometry = {"mode": mode, "stride": 1, "dilation": tuple(dilation)}
     return run(gu, w, "nkp,kcp->ncp", len(stride), convolve=True, **geometry)
 
 
@@ -126,9 +128,7 @@ def grad_input(run: Runner, g, w, p, ns):
     if min(min(pair) for pair in pads) < 0:
         return None
     stride = tuple(gm.stride for gm in p.geoms)
-    geometry = {"mode": pads, "stride": 1, "dilation": tuple(gm.dilation for gm in p.geoms)}
-    gu = upsample(ns, g, stride, first=3)
-    return run(gu, w, "nkp,kcp->ncp", p.ndim, convolve=True, **geometry)
+    return grad_padded(run, g, w, stride, tuple(gm.dilation for gm in p.geoms), ns, pads)
 
 
 def grad_filters_unpadded(run: Runner, x, g, p):
@@ -151,7 +151,7 @@ def window_sums(run: Runner, ns, a, geoms: tuple[AxisGeometry, ...]):
     """Sums of ``a`` ``(B, C, P, *U)`` over each window's channels and taps: ``(B, 1,
     P, *O)``."""
     ones = ns.ones(
-        (1, a.shape[1], a.shape[2], *(g.m for g in geoms)), dtype=a.dtype, device=_device(a)
+        (1, a.shape[1], a.shape[2], *(g.m for g in geoms)), dtype=a.dtype, device=device_of(a)
     )
     geometry = {
         "mode": "valid",
@@ -164,7 +164,7 @@ def window_sums(run: Runner, ns, a, geoms: tuple[AxisGeometry, ...]):
 def window_sums_adjoint(run: Runner, ns, h, geoms: tuple[AxisGeometry, ...]):
     """The adjoint of :func:`window_sums` for one channel: ``h`` ``(B, 1, P, *O)`` ->
     ``(B, 1, P, *U)``, each window's value added to every sample it covers."""
-    ones = ns.ones((1, 1, h.shape[2], *(g.m for g in geoms)), dtype=h.dtype, device=_device(h))
+    ones = ns.ones((1, 1, h.shape[2], *(g.m for g in geoms)), dtype=h.dtype, device=device_of(h))
     stride = tuple(g.stride for g in geoms)
     return grad_padded(run, h, ones, stride, tuple(g.dilation for g in geoms), ns)
 
@@ -179,7 +179,7 @@ def upsample(xp_ns, g, stride, first: int):
         axis = first + i
         shape = g.shape
         z = xp_ns.zeros(
-            (*shape[: axis + 1], s - 1, *shape[axis + 1 :]), dtype=g.dtype, device=_device(g)
+            (*shape[: axis + 1], s - 1, *shape[axis + 1 :]), dtype=g.dtype, device=device_of(g)
         )
         both = xp_ns.concat([xp_ns.expand_dims(g, axis=axis + 1), z], axis=axis + 1)
         g = xp_ns.reshape(both, (*shape[:axis], n * s, *shape[axis + 1 :]))
@@ -198,13 +198,13 @@ def fold(xp_ns, gxp, geoms: tuple[AxisGeometry, ...], padding: str, first: int):
 
 
 def _fold_axis(xp_ns, a, axis: int, g: AxisGeometry, padding: str):
-    if padding == "constant":
+    if padding == "constant":  # (the samples of x only)
         src = np.arange(g.padded) - g.lo
         src[(src < 0) | (src >= g.n)] = -1
-    else:
-        src = np.pad(np.arange(g.n), (g.lo, max(g.hi, 0)), mode=padding)[: g.padded]
+    else:  # numpy.pad's own index rule, as the forward pads
+        src = _pad_index(g.n, g.lo, g.hi, padding)
     shape = (*a.shape[:axis], g.n, *a.shape[axis + 1 :])
-    out = xp_ns.zeros(shape, dtype=a.dtype, device=_device(a))
+    out = xp_ns.zeros(shape, dtype=a.dtype, device=device_of(a))
     for start, source, length, step in _runs(src):
         piece = _slice(a, axis, start, start + length)
         if step < 0:
@@ -242,18 +242,14 @@ def add_into(xp_ns, out, piece, first: int, starts, steps):
         n = piece.shape[first + i]
         where.append(slice(start, start + (n - 1) * step + 1, step))
     where = (*where, ...)
-    if hasattr(out, "at") and not isinstance(out, np.ndarray):  # JAX: immutable arrays
+    if not mutable(out):
         return out.at[where].add(piece)
     view = out[where]
     view += piece
     return out
 
 
-def _slice(a, axis: int, start: int, stop: int, step: int = 1):
-    return a[(slice(None),) * axis + (slice(start, stop, step), ...)]
-
-
-def _device(a) -> Any:
-    from ..backends.array_api import device_of
-
-    return device_of(a)
+def mutable(a) -> bool:
+    """Whether ``a`` can be written in place (NumPy arrays, torch tensors; not JAX's,
+    which are changed through ``.at``)."""
+    return isinstance(a, np.ndarray) or not hasattr(a, "at")
