@@ -81,8 +81,9 @@ def _squared(be, p, xp, w, g, run, need_x, need_w, centre):
     stride = tuple(gm.stride for gm in p.geoms)
     dilation = tuple(gm.dilation for gm in p.geoms)
     axes = (1, *_sliding(p))
-    mu = ns.mean(ns.astype(w, f64), axis=axes, keepdims=True)  # (K, 1, P, 1...)
-    centred = ns.astype(ns.astype(w, f64) - mu, w.dtype)
+    w64 = ns.astype(w, f64)
+    mu = ns.mean(w64, axis=axes, keepdims=True)  # (K, 1, P, 1...)
+    centred = ns.astype(w64 - mu, w.dtype)
     xs = xp - centre
     # d per item and filter: (B, K, P, 1...), in float64
     d = ns.reshape(mu, (1, p.K, p.P, *([1] * p.ndim))) - ns.astype(centre, f64)
@@ -116,8 +117,8 @@ def _normalised(be, p, xp, w, g, run, need_x, need_w, centre):
     spread = s2 - s1 * s1 / n if metric.centred else s2
     flat = spread <= _flat_floor(p, x64, s2)  # (the forward's 0: a zero gradient)
     inv_a = ns.where(flat, ns.zeros_like(spread), 1 / ns.sqrt(ns.where(flat, 1.0, spread)))
-    filters, _, _, inv_b, _ = filter_statistics(ns, p, w, f64)  # B, 1 / sqrt(Vb)
-    inv_b = ns.reshape(inv_b, (1, p.K, p.P, *([1] * p.ndim)))
+    filters, _, _, inv_norm, _ = filter_statistics(ns, p, w, f64)  # B, 1 / sqrt(Vb): (K, P)
+    inv_b = ns.reshape(inv_norm, (1, p.K, p.P, *([1] * p.ndim)))  # against the outputs
     dot = run(xp, filters, "ncp,kcp->nkp", p.ndim, stride=stride, dilation=dilation)
     g64 = ns.astype(g, f64)
     y = ns.astype(dot, f64) * inv_a * inv_b
@@ -137,7 +138,7 @@ def _normalised(be, p, xp, w, g, run, need_x, need_w, centre):
         axes = (0, *_sliding(p))
         if metric.centred:
             t1 = t1 - _per_filter(ns, p, ns.sum(ga * s1 / n, axis=axes))
-        inv_bw = _per_filter(ns, p, ns.reshape(inv_b, (p.K, p.P)))
+        inv_bw = _per_filter(ns, p, inv_norm)  # against the filters
         t2 = ns.astype(filters, f64) * inv_bw * inv_bw * _per_filter(ns, p, ns.sum(gy, axis=axes))
         gw = ns.astype(t1 * inv_bw - t2, w.dtype)
     return gxp, gw
