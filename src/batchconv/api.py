@@ -19,10 +19,10 @@ import numpy as np
 
 from . import compiled, methods, metrics
 from .arrays import (
-    _library,
     from_numpy,
     is_array_api,
     is_dask,
+    is_jax,
     is_torch,
     numpy_dtype,
     records_grad,
@@ -239,7 +239,7 @@ def _run(x, w, spec, flip: bool, options: dict, progress=None):
             )
         return lazy_correlate(x, w, spec, flip, **options)
     if is_array_api(x):  # JAX, CuPy...: computed on x's own library (portable/)
-        if _library(x) in ("jax", "jaxlib") and not isinstance(w, (list, tuple)):
+        if is_jax(x) and not isinstance(w, (list, tuple)):
             from .autodiff.jax_function import correlate_with_vjp  # (jax.grad works)
 
             def run(a, b):

@@ -24,6 +24,7 @@ import numpy as np
 
 __all__ = [
     "records_grad",
+    "is_jax",
     "to_numpy",
     "from_numpy",
     "is_torch",
@@ -75,6 +76,11 @@ def records_grad(*arrays) -> bool:
         return False
     torch = sys.modules.get("torch")
     return torch is not None and torch.is_grad_enabled()
+
+
+def is_jax(a) -> bool:
+    """True for a JAX array (without importing jax)."""
+    return _library(a) in ("jax", "jaxlib")
 
 
 def is_dask(a) -> bool:

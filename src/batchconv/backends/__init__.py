@@ -29,7 +29,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from ..arrays import _library, is_array_api
+from ..arrays import is_array_api, is_jax
 from ..geometry import AxisGeometry
 from ..problem import Problem
 
@@ -160,7 +160,7 @@ def backend_of(a: Any) -> Backend | None:
     Only ``a``'s own library is imported (it is, since ``a`` exists)."""
     if not is_array_api(a):
         return None
-    if _library(a) in ("jax", "jaxlib"):
+    if is_jax(a):
         from .jax import JaxBackend
 
         return JaxBackend.of(a)
