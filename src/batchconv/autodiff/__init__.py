@@ -119,7 +119,7 @@ def backward(x, w, g, spec, flip: bool, options: dict, ops, need_x=True, need_w=
     # the budget: half for the correlations (each within it), half for the temporaries
     # here (the cotangent spread over reduced axes, padded and float64 copies), which
     # the batch is cut into chunks for
-    budget = parse_memory(options.get("memory"), _device_name(be))
+    budget = parse_memory(options.get("memory"), str(be.device))  # (a CUDA one: its own)
     run = Runner(*ops, {**compute, "memory": max(budget // 2, 1)})
     ns = be.xp
     xc, wc = be.canonical_x(p, x, copy=False), be.canonical_w(p, w, copy=False)
@@ -246,12 +246,6 @@ def _items_per_chunk(p: Problem, budget: int) -> int:
             f"half ({budget} bytes)"
         )
     return min(p.B, budget // per_item)
-
-
-def _device_name(be) -> str | None:
-    """The device string the budget's default is for (None: the host)."""
-    name = str(be.device)
-    return None if name == "cpu" else name
 
 
 def canonical_cotangent(be, p: Problem, g, xc, wc, options: dict, run: Runner):
