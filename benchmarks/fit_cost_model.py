@@ -13,6 +13,7 @@ into costs.py. Problems used for fitting are random and separate from the grid t
     python benchmarks/fit_cost_model.py --n 120 --json /tmp/fit.json   # about 5 minutes
     python benchmarks/fit_cost_model.py --from-json /tmp/fit.json       # refit only
     python benchmarks/fit_cost_model.py --methods torch_direct,torch_fft --n 100  # torch only
+    python benchmarks/fit_cost_model.py --methods winograd --small-kernels --n 80
 
 A method whose first item, scaled to the batch, exceeds 3 s is not timed on that problem.
 """
@@ -28,11 +29,35 @@ import numpy as np
 import batchconv as bc
 from batchconv.bench.harness import interleaved
 from batchconv.costs import COEFFICIENTS, estimate, features
+from batchconv.methods import METHODS
+
+# costs.py's models and those the methods bring themselves (winograd's)
+MODELS = {**COEFFICIENTS}
+for _m in METHODS.values():
+    MODELS.update(getattr(_m, "COEFFICIENTS", {}))
 
 try:
     import torch
 except ImportError:
     torch = None
+
+
+def _small_kernel_problem(rng):
+    """A problem of the small-kernel methods' ground (winograd): 1-D or 2-D, 3 taps (or
+    5 in 1-D), stride 1, CNN-like channels and banks."""
+    d = int(rng.integers(1, 3))
+    T = (3,) * d if d == 2 or rng.random() < 0.6 else (5,)
+    C = int(rng.choice([1, 3, 8, 16, 32, 64, 128]))
+    K = int(rng.choice([1, 4, 16, 32, 64, 128]))
+    per_item = 10 ** rng.uniform(2.5, 4.5) if d == 2 else 10 ** rng.uniform(2.5, 5)
+    side = max(8, int(round(per_item ** (1 / d))))
+    S = (side,) * d
+    B = int(max(1, min(64, 3e6 // (side**d * max(C, K)))))
+    dt = np.float32 if rng.random() < 0.7 else np.float64
+    mode = str(rng.choice(["valid", "same", "same", "full"]))
+    letters = "hw"[:d]
+    spec = f"n{letters}c,{letters}ck->n{letters}k|{letters}"
+    return spec, (B, *S, C), (*T, C, K), dict(mode=mode), dt
 
 
 def _random_problem(rng):
@@ -77,12 +102,17 @@ def _fast_enough(plan, x) -> bool:
     return (time.perf_counter() - t0) * x.shape[0] < _CAP_SECONDS
 
 
-def collect(n: int, seed: int = 1, methods=("direct", "fft", "torch_direct", "torch_fft")):
+def collect(
+    n: int,
+    seed: int = 1,
+    methods=("direct", "fft", "torch_direct", "torch_fft"),
+    draw=_random_problem,
+):
     rng = np.random.default_rng(seed)
     rows = []
     methods = [m for m in methods if torch is not None or not m.startswith("torch")]
     while len(rows) < n:
-        spec, xs, ws, opts, dt = _random_problem(rng)
+        spec, xs, ws, opts, dt = draw(rng)
         x = rng.standard_normal(xs).astype(dt)
         w = rng.standard_normal(ws).astype(dt)
         plans, xt = {}, None if torch is None else torch.from_numpy(x)
@@ -127,11 +157,11 @@ def fit(rows: list[dict]) -> dict[str, dict[str, float]]:
     from scipy.optimize import nnls
 
     out = {}
-    for model in COEFFICIENTS:
+    for model in MODELS:
         rs = [r for r in rows if r["model"] == model]
         names = sorted({k for r in rs for k in r["features"]})
         if not rs:
-            out[model] = COEFFICIENTS[model]
+            out[model] = MODELS[model]
             continue
         A = np.array([[r["features"].get(k, 0.0) / r["seconds"] for k in names] for r in rs])
         scale = np.maximum(A.max(axis=0), 1e-300)
@@ -156,11 +186,20 @@ if __name__ == "__main__":
         default="direct,fft,torch_direct,torch_fft",
         help="comma-separated; the models of the others keep their coefficients",
     )
+    ap.add_argument(
+        "--small-kernels",
+        action="store_true",
+        help="draw problems of winograd's ground (3x3, 1-D 3 and 5 taps, stride 1)",
+    )
     a = ap.parse_args()
     rows = (
         json.load(open(a.from_json))
         if a.from_json
-        else collect(a.n, methods=tuple(a.methods.split(",")))
+        else collect(
+            a.n,
+            methods=tuple(a.methods.split(",")),
+            draw=_small_kernel_problem if a.small_kernels else _random_problem,
+        )
     )
     if a.json:
         with open(a.json, "w") as f:
