@@ -17,7 +17,7 @@ w = np.ones((3, 3, 3))
         (dict(mode="circular"), ValueError, "mode must be one of"),
         (dict(padding="zeros", mode="same"), ValueError, "padding must be one of"),
         (
-            dict(method="winograd"),
+            dict(method="no_such_method"),
             ValueError,
             "method must be 'auto', 'measure' or one of ['direct', 'fft', 'torch_direct'",
         ),

@@ -213,7 +213,8 @@ def test_planner_weighs_torch_metrics(rng, monkeypatch):
     x, w = torch.randn(4, 3, 40, 40), torch.randn(8, 3, 5, 5)
     spec = "nchw,kchw->nkhw|hw"
     p = bc.plan(x, w, spec, metric="ncc")
-    assert {c.method for c in p.candidates} == {"direct", "fft", "torch_direct", "torch_fft"}
+    every = {"direct", "fft", "winograd", "torch_direct", "torch_fft"}  # (5x5: winograd too)
+    assert {c.method for c in p.candidates} == every
     assert "float64 window sums" in p.explain()
     sad = bc.plan(x, w, spec, metric="sad")
     assert {c.method for c in sad.candidates} == {"direct", "torch_direct"}

@@ -518,17 +518,18 @@ class _BlasLimit:
 _NO_LIMIT = contextlib.nullcontext()
 
 
-def blas_threads():
-    """A context manager: within the block, BLAS (NumPy's matmul) uses at most
-    :func:`get_workers` threads, when that is fewer than the cores and ``threadpoolctl``
-    is installed; otherwise BLAS keeps its own setting (all cores). This makes
-    ``workers=1`` mean one thread for the GEMM of the direct method too. Use it as
+def blas_threads(n: int | None = None):
+    """A context manager: within the block, BLAS (NumPy's matmul) uses at most ``n``
+    threads (default :func:`get_workers`), when that is fewer than the cores and
+    ``threadpoolctl`` is installed; otherwise BLAS keeps its own setting (all cores). This
+    makes ``workers=1`` mean one thread for the GEMM of the direct method too, and lets
+    a method run small GEMMs one per thread of its own (``blas_threads(1)``). Use it as
     ``with blas_threads(): ...``.
 
     BLAS libraries mostly have one process-wide setting: while blocks of several threads
     overlap, it is the smallest of their limits, and when the last ends the library's own
     setting is back (in any order of ending)."""
-    n = get_workers()
+    n = get_workers() if n is None else n
     if n >= _cpu_count() or not _blas_libs():
         return _NO_LIMIT
     return _BlasLimit(n)

@@ -64,7 +64,7 @@ from __future__ import annotations
 from types import ModuleType
 from typing import Any, Protocol, runtime_checkable
 
-from . import direct, fft, torch_direct, torch_fft
+from . import direct, fft, torch_direct, torch_fft, winograd
 
 __all__ = [
     "METHODS",
@@ -152,5 +152,5 @@ def get_method(name: str) -> Any:
 
 _ATTRIBUTES = tuple(a for a in (*Method.__annotations__, *vars(Method)) if not a.startswith("_"))
 
-for _module in (direct, fft, torch_direct, torch_fft):
+for _module in (direct, fft, winograd, torch_direct, torch_fft):
     register_method(_module)

@@ -1,0 +1,472 @@
+"""Winograd's minimal filtering F(m, r): small kernels at stride 1 with fewer multiplications.
+
+A tile of ``alpha = m + r - 1`` input samples per sliding axis gives ``m`` outputs of an
+``r``-tap correlation as ``A^T [(G g) * (B^T d)]`` (Lavin and Gray, "Fast Algorithms for
+Convolutional Neural Networks", 2016): the transformed tile ``B^T d`` and the
+transformed filter ``G g`` are multiplied elementwise, and ``A^T`` brings the product
+back. With channels and a bank the elementwise stage becomes ``alpha^d`` matrix products
+``(tiles, C) @ (C, k)``, one per transformed position, and the channel sum happens
+there: a 3x3 layer makes ``(m + 2)^2 / (9 m^2)`` of the direct method's multiplications
+(0.44 for F(2x2, 3x3), 0.25 for F(4x4, 3x3)).
+
+The data flow of one call, chunk by chunk (a few hundred tiles, so the transformed data
+stays in cache between the stages):
+
+1. the chunk's items are copied channels-last into a buffer padded to whole tiles;
+2. **input transform**: the tiles are gathered as ``(alpha^d, tiles * C)`` and multiplied
+   by ``B^T (x) B^T`` (a Kronecker product: one matrix product per chunk);
+3. **elementwise stage**: ``alpha^d`` GEMMs ``(tiles, C) @ (C, k)`` against the
+   transformed filters, which the plan keeps (``prepare``);
+4. **output transform**: ``A^T (x) A^T`` brings each tile back to its ``m^d`` outputs,
+   written into the block.
+
+The matrices are built from interpolation points (``winograd_matrices``, checked
+against the identity). **Accuracy**: the transforms amplify rounding errors by a
+constant of the tile, at most ``kappa = max_{i,k,l} sum_j |A^T_ij| |G_jk| |B^T_jl|`` per
+axis (to the power ``d``): an output's error is bounded by about ``4 kappa^d u S`` (``u``
+the unit roundoff, ``S`` the brief's window scale). The points are chosen for a small
+kappa: 0, 1, -1, 2, -1/2 (then -2, 1/2) give F(4, 3) kappa = 4.67, where Lavin and
+Gray's 0, +-1, +-2 give 10.7 (a 2-D F(4x4, 3x3) amplifies 21.8x against 114x; on
+adversarial float32 data, striped rows of 1 and 1e4, 2.5e-6 S against 5e-6 S).
+:func:`tile_size` picks the largest tile whose bound stays inside the accuracy
+contract's ``tol * S``: F(4x4, 3x3) and F(2x2, 5x5) in float32 (bound 5.2e-6 S),
+F(4x4, 5x5) in float64; in 1-D F(4, 3) and F(4, 5).
+
+>>> import numpy as np, batchconv as bc
+>>> x = np.random.default_rng(0).random((2, 16, 16, 8), np.float32)
+>>> w = np.random.default_rng(1).random((3, 3, 8, 4), np.float32)
+>>> y = bc.correlate(x, w, "nhwc,hwco->nhwo|hw", method="winograd")
+>>> ref = bc.correlate(x, w, "nhwc,hwco->nhwo|hw", method="direct")
+>>> bool(np.abs(y - ref).max() < 1e-5 * 72)
+True
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from fractions import Fraction
+from functools import cache
+from itertools import product
+from math import prod
+
+import numpy as np
+from numpy.lib.stride_tricks import as_strided, sliding_window_view
+
+from ..geometry import pad_sliding
+from ..problem import Problem
+from ..xp import blas_threads, get_workers, parallel_for, work_buffer
+from . import direct
+
+__all__ = [
+    "WinogradState",
+    "winograd_matrices",
+    "amplification",
+    "tile_size",
+    "applies",
+    "prepare",
+    "compute",
+    "workspace_bytes",
+    "state_bytes",
+    "fuses_reduce",
+    "flops",
+    "cost_features",
+    "describe",
+    "exact_method",
+]
+
+# what the method is (see methods/__init__.py)
+NAME = "winograd"
+ON_TENSORS = False
+STANDS_FOR = None
+COMPUTES_SAD = False
+EXACT_FOR_INTEGERS = False
+# a NaN or Inf mixes into every output of its tile (and 0 * Inf in the transforms): the
+# plan redoes the flagged items exactly
+SPREADS_NONFINITE = True
+
+# the transforms' interpolation points, the first m + r - 2 of them for F(m, r)
+_POINTS = (0, 1, -1, 2, Fraction(-1, 2), -2, Fraction(1, 2))
+# kernel sizes (taps per sliding axis) and output tiles it has; sliding axes it runs
+_TAPS = (3, 5)
+_TILES = (4, 2)  # largest first: the first inside the contract is taken
+_MAX_NDIM = 2
+# the brief's accuracy contract: |y - ref| <= tol * S
+_CONTRACT_TOL = {4: 1e-5, 8: 1e-12}
+# rounding stages between the input and an output (the two transforms, the product and
+# its channel sum), each adding about kappa^d u S: the bound's constant
+_ROUNDINGS = 4
+# tiles per chunk: the chunk's transformed data (alpha^d x tiles x C) stays in L2
+# between the transform and the GEMMs, and each GEMM has a few hundred rows
+_CHUNK_TILES = 512
+_MIN_CHUNK_TILES = 64
+
+# seconds per feature unit: `benchmarks/fit_cost_model.py --methods direct,fft,winograd
+# --small-kernels --n 300` (100 winograd problems), refitted with the per-call cost held
+# at 0.2 ms (the free fit put 1.35 ms there and nothing on the GEMM flops: the features
+# move together on these problems): 10-90% of estimate / actual 0.54-1.24. On those
+# problems the choice among the three lost 10 % or more on 9 of 99, worst where the
+# one-filter direct kernel with many channels is estimated 3-10x too fast (its own model)
+COEFFICIENTS: dict[str, dict[str, float]] = {
+    "winograd": {
+        "calls": 0.0002,
+        "gemm_flops_double": 0.0,
+        "gemm_flops_single": 1.46e-12,
+        "moved_bytes": 1.83e-10,
+        "transform_flops": 5.2e-12,
+    },
+}
+
+
+@cache
+def winograd_matrices(
+    m: int, r: int, points: tuple = _POINTS
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``(A^T, G, B^T)`` of F(m, r) in float64: ``A^T`` is ``(m, alpha)``, ``G`` is
+    ``(alpha, r)``, ``B^T`` is ``(alpha, alpha)``, with ``y = A^T [(G g) * (B^T d)]`` the
+    correlation ``y_i = sum_k d_{i+k} g_k`` of a tile ``d`` of ``alpha = m + r - 1``
+    samples.
+
+    ``A^T`` and ``G`` come from the points (Vandermonde rows, and ``G`` scaled by the
+    Lagrange denominators; the last row is the point at infinity); ``B^T`` is then the
+    solution of the identity, rounded to the small fractions it is made of, and checked.
+
+    >>> at, g, bt = winograd_matrices(2, 3)
+    >>> bt.astype(int).tolist()
+    [[-1, 0, 1, 0], [0, 1, 1, 0], [0, -1, 1, 0], [0, -1, 0, 1]]
+    """
+    n = m + r - 1
+    pts = [Fraction(a) for a in points[: n - 1]]
+    at = [[a**i for a in pts] + [Fraction(int(i == m - 1))] for i in range(m)]
+    denom = [prod(a - b for b in pts if b != a) for a in pts]
+    g = [[a**k / f for k in range(r)] for a, f in zip(pts, denom)]
+    g.append([Fraction(int(k == r - 1)) for k in range(r)])
+    at, g = np.array(at, float), np.array(g, float)
+    # sum_j at[i, j] g[j, k] bt[j, l] = [l == i + k], linear in bt
+    eq = np.einsum("ij,jk,jJ,lL->iklJL", at, g, np.eye(n), np.eye(n)).reshape(-1, n * n)
+    rhs = np.array([float(j == i + k) for i in range(m) for k in range(r) for j in range(n)])
+    bt = np.linalg.lstsq(eq, rhs, rcond=None)[0].reshape(n, n)
+    bt = np.array([[float(Fraction(v).limit_denominator(1000)) for v in row] for row in bt])
+    assert np.allclose(eq @ bt.ravel(), rhs, atol=1e-12), (m, r)
+    return at, g, bt
+
+
+def amplification(m: int, r: int, ndim: int, points: tuple = _POINTS) -> float:
+    """``kappa^ndim``: how much F(m, r) on ``ndim`` axes can amplify one rounding error,
+    relative to the window scale S (the largest ``|A^T_ij| |G_jk| |B^T_jl|`` sum over
+    the transformed positions ``j``, for one input sample ``l`` and one tap ``k``).
+
+    >>> amplification(2, 3, 2), round(amplification(4, 3, 2), 1)
+    (4.0, 21.8)
+    >>> round(amplification(4, 3, 2, points=(0, 1, -1, 2, -2)), 1)  # Lavin and Gray's
+    113.8
+    """
+    at, g, bt = winograd_matrices(m, r, points)
+    kappa = np.einsum("ij,jk,jl->ikl", np.abs(at), np.abs(g), np.abs(bt)).max()
+    return float(kappa) ** ndim
+
+
+def tile_size(p: Problem) -> int | None:
+    """The largest output tile ``m`` per axis whose error bound (``_ROUNDINGS`` times
+    the amplification times the unit roundoff) is inside the accuracy contract for
+    ``p``'s dtype; None when there is none, or when ``p``'s kernel is not one of the
+    sizes the method has."""
+    r = p.T[0]
+    if r not in _TAPS or any(t != r for t in p.T) or p.dtype.kind != "f":
+        return None
+    tol = _CONTRACT_TOL.get(p.dtype.itemsize)
+    if tol is None:
+        return None
+    u = float(np.finfo(p.dtype).eps) / 2
+    for m in _TILES:
+        if _ROUNDINGS * amplification(m, r, p.ndim) * u <= tol:
+            return m
+    return None
+
+
+@dataclass
+class WinogradState:
+    """The tile, the Kronecker transforms, and the transformed filters ``(P, alpha^d, C,
+    K)`` in the compute dtype."""
+
+    m: int
+    r: int
+    data_transform: np.ndarray  # (alpha^d, alpha^d): B^T (x) ... (x) B^T
+    output_transform: np.ndarray  # (m^d, alpha^d): A^T (x) ... (x) A^T
+    filters: np.ndarray  # (P, alpha^d, C, K)
+
+    @property
+    def alpha(self) -> int:
+        return self.m + self.r - 1
+
+
+def applies(p: Problem, device: str | None = None) -> str | None:
+    """None for real floating-point problems on 1 or 2 sliding axes whose kernels have 3
+    (or 5) taps on every axis, at stride and dilation 1, with a tile inside the accuracy
+    contract; otherwise why not."""
+    if p.dtype.kind != "f":
+        return "winograd: real floating-point data only"
+    if not 1 <= p.ndim <= _MAX_NDIM:
+        return f"winograd: 1 or 2 sliding axes only, not {p.ndim}"
+    if any(g.stride != 1 or g.dilation != 1 for g in p.geoms):
+        return "winograd: stride and dilation 1 only"
+    if p.T[0] not in _TAPS or any(t != p.T[0] for t in p.T):
+        return f"winograd: kernels of {' or '.join(map(str, _TAPS))} taps on every axis only"
+    if tile_size(p) is None:
+        return f"winograd: no tile keeps a {'x'.join(map(str, p.T))} {p.dtype} kernel accurate"
+    return None
+
+
+def _kron(a: np.ndarray, d: int) -> np.ndarray:
+    out = a
+    for _ in range(d - 1):
+        out = np.kron(out, a)
+    return out
+
+
+def prepare(p: Problem, wc: np.ndarray, budget: int | None = None) -> WinogradState:
+    """Transform the canonical filters ``(K, C, P, *T)`` once (in float64, then the
+    compute dtype): ``G g G^T`` per filter, channel and pair."""
+    m, r, d = tile_size(p), p.T[0], p.ndim
+    at, g, bt = winograd_matrices(m, r)
+    w = wc.astype(np.float64)
+    if d == 1:
+        u = np.einsum("ai,kcpi->pack", g, w)
+    else:
+        u = np.einsum("ai,bj,kcpij->pabck", g, g, w)
+    u = np.ascontiguousarray(u.reshape(p.P, -1, p.C, p.K), dtype=p.dtype)
+    return WinogradState(m, r, _kron(bt, d).astype(p.dtype), _kron(at, d).astype(p.dtype), u)
+
+
+def _tiles(p: Problem, m: int) -> tuple[int, ...]:
+    """Tiles per sliding axis."""
+    return tuple(-(-o // m) for o in p.O)
+
+
+def _chunk_rows(p: Problem, m: int, b: int) -> tuple[int, int]:
+    """``(items, tile rows)`` per chunk: whole items when one has fewer tiles than a
+    chunk takes, else rows of tiles (the first sliding axis) of one item. A chunk takes
+    ``_CHUNK_TILES``, or fewer (down to ``_MIN_CHUNK_TILES``) so that every thread gets
+    two chunks."""
+    tiles = _tiles(p, m)
+    per_item = prod(tiles)
+    spread = (b * p.P * per_item) // (2 * get_workers())
+    want = max(min(_CHUNK_TILES, spread), _MIN_CHUNK_TILES)
+    if per_item >= want:
+        row = per_item // tiles[0]
+        return 1, max(1, min(tiles[0], want // row))
+    return max(1, min(b, want // per_item)), tiles[0]
+
+
+def _padded_input(p: Problem, xc: np.ndarray, alpha: int, m: int) -> np.ndarray:
+    """The chunk ``(b, C, P, *S)`` padded as the mode asks and then with zeros to whole
+    tiles, channels last: ``(b, P, *need, C)`` in a work buffer. Constant padding is
+    written straight into the buffer (no padded copy first)."""
+    d = p.ndim
+    need = tuple(t * m + alpha - m for t in _tiles(p, m))
+    b = xc.shape[0]
+    buf = work_buffer((b, p.P, *need, p.C), p.dtype, "winograd_input")
+    src = xc.transpose(0, 2, *range(3, 3 + d), 1)  # (b, P, *S, C), a view
+    if p.padding == "constant" and all(g.hi >= 0 for g in p.geoms):
+        los = [g.lo for g in p.geoms]
+        inner = tuple(slice(lo, lo + g.n) for lo, g in zip(los, p.geoms))
+        for i, g in enumerate(p.geoms):  # the frame around the data: cval, then zeros
+            axis = (slice(None),) * (2 + i)
+            buf[(*axis, slice(0, g.lo))] = p.cval
+            buf[(*axis, slice(g.lo + g.n, g.padded))] = p.cval
+            buf[(*axis, slice(g.padded, None))] = 0
+        np.copyto(buf[(slice(None), slice(None), *inner)], src)
+        return buf
+    padded = pad_sliding(xc, p.geoms, p.padding, p.cval, first_axis=3)
+    region = tuple(slice(0, s) for s in padded.shape[3:])
+    for i, s in enumerate(padded.shape[3:]):
+        buf[(*(slice(None),) * (2 + i), slice(s, None))] = 0
+    np.copyto(buf[(slice(None), slice(None), *region)], padded.transpose(0, 2, *range(3, 3 + d), 1))
+    return buf
+
+
+def compute(
+    p: Problem,
+    st: WinogradState,
+    xc: np.ndarray,
+    k0: int,
+    k1: int,
+    out: np.ndarray | None = None,
+    nonfinite: set | None = None,
+) -> np.ndarray:
+    """The block ``(b, k1 - k0, P, *O)`` for the canonical input chunk ``xc``, written into
+    ``out`` when given; the items whose results are not all finite (a NaN or Inf of the
+    input, or an overflow in a transform) go into ``nonfinite``."""
+    b, k, d = xc.shape[0], k1 - k0, p.ndim
+    block = out if out is not None else np.empty((b, k, p.P, *p.O), p.dtype)
+    if block.size == 0:
+        return block
+    m, alpha = st.m, st.alpha
+    xb = _padded_input(p, xc, alpha, m)
+    # (b, P, *tiles, C, *alpha): every tile's input, a view
+    win = sliding_window_view(xb, (alpha,) * d, axis=tuple(range(2, 2 + d)))
+    win = win[(Ellipsis, *(slice(None, None, m),) * d, slice(None), *(slice(None),) * d)]
+    tiles = _tiles(p, m)
+    items, rows = _chunk_rows(p, m, b)
+    chunks = [
+        (pi, (n0, min(b, n0 + items)), (t0, min(tiles[0], t0 + rows)))
+        for pi in range(p.P)
+        for n0 in range(0, b, items)
+        for t0 in range(0, tiles[0], rows)
+    ]
+    found: list[set] = []
+
+    def run(chunk) -> None:
+        bad = _chunk(p, st, win, block, k0, k1, *chunk)
+        if bad:
+            found.append(bad)
+
+    # a NaN or Inf meets zeros in the transforms (0 * Inf): the items are flagged and
+    # redone exactly, which warns where the direct method would. The chunks' GEMMs are
+    # small ((tiles, C) @ (C, k)): one BLAS thread per chunk, the chunks on the threads
+    # (3x3 64 -> 64, 512 tiles: 198 GFLOP/s against 126 with a 2-thread BLAS per GEMM)
+    with np.errstate(invalid="ignore", over="ignore"), blas_threads(1):
+        parallel_for(run, chunks)
+    if nonfinite is not None:
+        nonfinite.update(*found)
+    return block
+
+
+def _chunk(p, st, win, block, k0, k1, pi, items, rows) -> set:
+    """One chunk of tiles: gather, transform, GEMMs against the transformed filters,
+    transform back, write. Returns the items (of the block) whose outputs in it are not
+    all finite."""
+    d, k, m = p.ndim, k1 - k0, st.m
+    A, mm = st.alpha**d, m**d
+    tiles = _tiles(p, m)
+    (n0, n1), (t0, t1) = items, rows
+    count = (n1 - n0) * (t1 - t0) * prod(tiles[1:])  # tiles in this chunk
+    # (*alpha, b, *tiles, C) <- (b, *tiles, C, *alpha): the transform's axes first
+    src = win[n0:n1, pi, t0:t1].transpose(*range(2 + d, 2 + 2 * d), 0, *range(1, 1 + d), 1 + d)
+    # this thread's buffers
+    gathered = work_buffer(src.shape, p.dtype, "winograd_tiles")
+    np.copyto(gathered, src)
+    v = work_buffer((A, count * p.C), p.dtype, "winograd_transformed")
+    np.matmul(st.data_transform, gathered.reshape(A, count * p.C), out=v)
+    products = work_buffer((A, count, k), p.dtype, "winograd_products")
+    np.matmul(v.reshape(A, count, p.C), st.filters[pi, :, :, k0:k1], out=products)
+    y = work_buffer((mm, count * k), p.dtype, "winograd_outputs")
+    np.matmul(st.output_transform, products.reshape(A, count * k), out=y)
+    _scatter(p, y, block, items, pi, rows, m, tiles)
+    if np.isfinite(y.sum()):  # (in cache; NaN/Inf, or an overflow of the sum)
+        return set()
+    bad = ~np.isfinite(y.reshape(mm, n1 - n0, -1)).all(axis=(0, 2))
+    return set((n0 + np.flatnonzero(bad)).tolist())
+
+
+def _scatter(p, y, block, items, pi, rows, m, tiles) -> None:
+    """Write one chunk's outputs ``y`` ``(m^d, items * rows * rest * k)`` into the block
+    ``(b, k, P, *O)``: each tiled axis in two parts, its whole tiles and the last tile's
+    outputs that fall inside the output, each written through a view of the block."""
+    d = p.ndim
+    nb, nr = items[1] - items[0], rows[1] - rows[0]
+    k = block.shape[1]
+    # y as (nb, k, rows, m, [tiles1, m]): the block's order with the tile offsets inside
+    y = y.reshape(*(m,) * d, nb, nr, *tiles[1:], k)
+    y = y.transpose(1, 3, 2, 0) if d == 1 else y.transpose(2, 5, 3, 0, 4, 1)
+    start = rows[0] * m
+    target = block[items[0] : items[1], :, pi, start : min(rows[1] * m, p.O[0])]
+    parts = []  # per axis: (tiles, offsets) of the whole tiles, then of the last one
+    for n in target.shape[2:]:
+        whole, rest = divmod(n, m)
+        parts.append([(slice(0, whole), slice(0, m))] * (whole > 0))
+        if rest:
+            parts[-1].append((slice(whole, whole + 1), slice(0, rest)))
+    s = target.strides
+    for pick in product(*parts):
+        src = y[(slice(None), slice(None), *(sl for pair in pick for sl in pair))]
+        corner = target[(Ellipsis, *(slice(t.start * m, None) for t, _ in pick))]
+        strides = (s[0], s[1], *(x for st in s[2:] for x in (st * m, st)))
+        np.copyto(as_strided(corner, src.shape, strides, writeable=True), src)
+
+
+def exact_method(p: Problem, device: str | None = None):
+    """The method that redoes what a NaN or Inf spread over (``Plan._redo_nonfinite``):
+    direct."""
+    return direct
+
+
+def fuses_reduce(p: Problem) -> bool:
+    """Blocks are reduced whole by the planner."""
+    return False
+
+
+def _sizes(p: Problem, b: int, k: int) -> tuple[int, int, int, int]:
+    """Elements of one ``(b, k)`` block's temporaries: the padded input, the gathered
+    and transformed tiles (each), the products, and the outputs of a chunk."""
+    m = tile_size(p) or 2
+    alpha, d = m + p.T[0] - 1, p.ndim
+    need = prod(t * m + alpha - m for t in _tiles(p, m))
+    items, rows = _chunk_rows(p, m, b)
+    most = items * rows * prod(_tiles(p, m)[1:])
+    return b * p.P * need * p.C, alpha**d * most * p.C, alpha**d * most * k, m**d * most * k
+
+
+def workspace_bytes(p: Problem, b: int, k: int, budget: int | None = None) -> int:
+    """Peak bytes of temporaries for one ``(b, k)`` block: the channels-last padded
+    input (and the padded copy a non-constant mode makes first), and on every thread
+    with a chunk its gathered and transformed tiles, products, outputs, and the crop of
+    the last tiles."""
+    padded, tiles, products, outputs = _sizes(p, b, k)
+    r = p.dtype.itemsize
+    extra = 0 if p.padding == "constant" else b * p.C * p.P * prod(g.padded for g in p.geoms)
+    m = tile_size(p) or 2
+    items, rows = _chunk_rows(p, m, b)
+    chunks = p.P * -(-b // items) * -(-_tiles(p, m)[0] // rows)
+    threads = min(get_workers(), chunks)
+    return r * (padded + extra + threads * (2 * tiles + products + 2 * outputs))
+
+
+def state_bytes(p: Problem) -> int:
+    """The transformed filters ``(P, alpha^d, C, K)``."""
+    m = tile_size(p) or 2
+    return p.P * (m + p.T[0] - 1) ** p.ndim * p.C * p.K * p.dtype.itemsize
+
+
+def flops(p: Problem) -> float:
+    """The GEMMs of the elementwise stage and the two transforms (Kronecker products)."""
+    fl = _flop_parts(p)
+    return fl["gemm"] + fl["transform"]
+
+
+def _flop_parts(p: Problem) -> dict[str, float]:
+    m = tile_size(p) or 2
+    A, mm = (m + p.T[0] - 1) ** p.ndim, m**p.ndim
+    tiles = p.B * p.P * prod(_tiles(p, m))
+    return {
+        "gemm": 2.0 * A * tiles * p.C * p.K,
+        "transform": 2.0 * A * tiles * (A * p.C + mm * p.K),
+    }
+
+
+def cost_features(p: Problem, device: str | None = None) -> tuple[str, dict[str, float]]:
+    """The ``"winograd"`` model: its GEMM flops, the transforms' flops, and the bytes its
+    copies move (the padded input, the gathered tiles, the outputs)."""
+    m = tile_size(p) or 2
+    alpha, per_item = m + p.T[0] - 1, prod(_tiles(p, m))
+    need = prod(t * m + alpha - m for t in _tiles(p, m))
+    A = alpha**p.ndim
+    # the padded copy, the gathered tiles, the products, the outputs
+    moved = p.B * p.P * (p.C * need + A * per_item * (p.C + p.K) + p.K * prod(p.O))
+    fl = _flop_parts(p)
+    return "winograd", {
+        "calls": 1.0,
+        f"gemm_flops_{p.precision}": fl["gemm"],
+        "transform_flops": fl["transform"],
+        "moved_bytes": float(moved * p.dtype.itemsize),
+    }
+
+
+def describe(p: Problem, st: WinogradState, budget: int | None, device: str | None = None) -> str:
+    """The tile and the transforms."""
+    m, r = st.m, st.r
+    tile = "x".join([str(m)] * p.ndim)
+    taps = "x".join([str(r)] * p.ndim)
+    return (
+        f"winograd: F({tile}, {taps}) tiles, {st.alpha**p.ndim} GEMMs over the "
+        "transformed positions per chunk; filter transforms kept in the plan"
+    )

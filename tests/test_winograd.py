@@ -1,0 +1,263 @@
+"""The Winograd method (methods/winograd.py) against the naive float64 loop: hypothesis-
+drawn shapes, channels, batches, banks, modes and paddings, adversarial value ranges, the
+tile choice that keeps the accuracy contract, and the NaN/Inf policy."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from naive import naive_correlate, tolerance, window_abs_bound
+
+import batchconv as bc
+from batchconv.methods import winograd
+from batchconv.problem import make_problem
+
+SPEC_2D = "nhwc,hwck->nhwk|hw"
+SPEC_1D = "nlc,lck->nlk|l"
+
+
+def check(x, w, spec, **kw):
+    """winograd's result within tol * S of the naive loop, S the pair's window scale."""
+    y = bc.correlate(x, w, spec, method="winograd", **kw)
+    ref = naive_correlate(x.astype(np.float64), w.astype(np.float64), spec, **kw)
+    bound = window_abs_bound(x.astype(np.float64), w.astype(np.float64), spec, **kw)
+    assert y.shape == ref.shape and y.dtype == x.dtype
+    err = np.abs(y - ref)
+    assert np.all(err <= tolerance(x.dtype) * bound), float((err / np.maximum(bound, 1e-300)).max())
+    return y
+
+
+@pytest.mark.parametrize("m, r", [(2, 3), (4, 3), (2, 5), (4, 5)])
+def test_matrices_compute_the_correlation(m, r):
+    """A^T [(G g) * (B^T d)] is the correlation of the tile, by the plain sum."""
+    at, g, bt = winograd.winograd_matrices(m, r)
+    rng = np.random.default_rng(m * 10 + r)
+    for _ in range(5):
+        d, k = rng.standard_normal(m + r - 1), rng.standard_normal(r)
+        y = at @ ((g @ k) * (bt @ d))
+        ref = [sum(d[i + j] * k[j] for j in range(r)) for i in range(m)]
+        np.testing.assert_allclose(y, ref, rtol=0, atol=1e-12)
+
+
+def test_points_amplify_less_than_lavins():
+    """F(4, 3) from the points 0, 1, -1, 2, -1/2 amplifies a rounding error 4.67x per
+    axis; Lavin and Gray's 0, +-1, +-2 (their published matrices) 10.7x, which in 2-D
+    (114x) would not keep the float32 contract."""
+    lavin = (0, 1, -1, 2, -2)
+    at, g, bt = winograd.winograd_matrices(4, 3, lavin)
+    assert bt[0].tolist() == [4, 0, -5, 0, 1, 0]
+    assert at[3].tolist() == [0, 1, -1, 8, -8, 1]
+    np.testing.assert_allclose(g[3], [1 / 24, 1 / 12, 1 / 6])
+    assert winograd.amplification(4, 3, 1) == pytest.approx(14 / 3)
+    assert winograd.amplification(4, 3, 1, lavin) == pytest.approx(32 / 3)
+    u = np.finfo(np.float32).eps / 2
+    assert winograd._ROUNDINGS * winograd.amplification(4, 3, 2, lavin) * u > 1e-5
+
+
+@pytest.mark.parametrize(
+    "shapes, dtype, tile",
+    [
+        (((2, 16, 16, 8), (3, 3, 8, 4)), np.float32, 4),
+        (((2, 16, 16, 8), (3, 3, 8, 4)), np.float64, 4),
+        (((2, 64, 8), (3, 8, 4)), np.float32, 4),
+        (((2, 64, 8), (5, 8, 4)), np.float32, 4),
+        (((2, 16, 16, 8), (5, 5, 8, 4)), np.float64, 4),
+        (((2, 16, 16, 8), (5, 5, 8, 4)), np.float32, 2),  # F(4x4, 5x5) would amplify 204x
+    ],
+)
+def test_tile_keeps_the_contract(shapes, dtype, tile):
+    spec = SPEC_2D if len(shapes[0]) == 4 else SPEC_1D
+    p = make_problem(shapes[0], dtype, shapes[1], dtype, spec)
+    assert winograd.tile_size(p) == tile
+    assert winograd.applies(p) is None
+    u = np.finfo(dtype).eps / 2
+    bound = winograd._ROUNDINGS * winograd.amplification(tile, p.T[0], p.ndim) * u
+    assert bound <= tolerance(dtype)
+    if tile == 2:  # the larger tile would not
+        assert winograd._ROUNDINGS * winograd.amplification(4, p.T[0], p.ndim) * u > 1e-5
+
+
+def test_no_tile_for_half_precision_results():
+    """Where the contract has no tolerance for the compute dtype, no tile is taken."""
+    p = make_problem((2, 16, 16, 8), np.float32, (3, 3, 8, 4), np.float32, SPEC_2D)
+    assert winograd.tile_size(replace(p, dtype=np.dtype(np.float16))) is None
+
+
+@pytest.mark.parametrize(
+    "x_shape, w_shape, spec, kw, why",
+    [
+        ((2, 16, 16, 3), (3, 3, 3, 4), SPEC_2D, {"stride": 2}, "stride"),
+        ((2, 16, 16, 3), (3, 3, 3, 4), SPEC_2D, {"dilation": 2}, "stride"),
+        ((2, 16, 16, 3), (7, 7, 3, 4), SPEC_2D, {}, "taps"),
+        ((2, 16, 16, 3), (3, 5, 3, 4), SPEC_2D, {}, "taps"),
+        ((2, 8, 8, 8, 3), (3, 3, 3, 3, 4), "ndhwc,dhwck->ndhwk|dhw", {}, "sliding axes"),
+    ],
+)
+def test_does_not_apply(x_shape, w_shape, spec, kw, why):
+    x, w = np.ones(x_shape, np.float32), np.ones(w_shape, np.float32)
+    p = bc.plan(x, w, spec, **kw).problem
+    assert why in winograd.applies(p)
+    with pytest.raises(ValueError, match="winograd"):
+        bc.correlate(x, w, spec, method="winograd", **kw)
+    z = np.ones((2, 16, 16, 3), np.complex64)
+    p = bc.plan(z, np.ones((3, 3, 3, 4), np.complex64), SPEC_2D).problem
+    assert "real" in winograd.applies(p)
+
+
+@st.composite
+def problems(draw):
+    d = draw(st.sampled_from([1, 2]))
+    r = draw(st.sampled_from([3, 3, 5]))
+    S = tuple(draw(st.integers(r, 19)) for _ in range(d))
+    B, C, K = draw(st.integers(1, 3)), draw(st.integers(1, 6)), draw(st.integers(1, 5))
+    dtype = draw(st.sampled_from([np.float32, np.float64]))
+    mode = draw(st.sampled_from(["valid", "same", "full"]))
+    padding = draw(st.sampled_from(["constant", "reflect", "wrap", "edge"]))
+    cval = draw(st.sampled_from([0.0, 1.5])) if padding == "constant" else 0.0
+    channels_first = draw(st.booleans())
+    letters = "hw"[:d] if d == 2 else "l"
+    if channels_first:
+        spec = f"nc{letters},kc{letters}->nk{letters}|{letters}"
+        xs, ws = (B, C, *S), (K, C, *(r,) * d)
+    else:
+        spec = f"n{letters}c,{letters}ck->n{letters}k|{letters}"
+        xs, ws = (B, *S, C), (*(r,) * d, C, K)
+    kw = dict(mode=mode, padding=padding)
+    if cval:
+        kw["cval"] = cval
+    seed = draw(st.integers(0, 2**31 - 1))
+    return spec, xs, ws, dtype, kw, seed
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(problems())
+def test_random_problems_match_naive(pr):
+    spec, xs, ws, dtype, kw, seed = pr
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal(xs).astype(dtype)
+    w = rng.standard_normal(ws).astype(dtype)
+    check(x, w, spec, **kw)
+
+
+def _adversarial(name, rng, xs, ws):
+    """Inputs that stress the transforms: wide dynamic ranges, all-positive data far from
+    zero (no cancellation to hide behind), a lone spike, a step edge."""
+    x, w = rng.random(xs), rng.standard_normal(ws)
+    if name == "log range":
+        x = np.exp(rng.uniform(-8, 8, xs)) * rng.choice([-1, 1], xs)
+        w = np.exp(rng.uniform(-8, 8, ws)) * rng.choice([-1, 1], ws)
+    elif name == "all positive":
+        x, w = 1e4 + rng.random(xs), rng.random(ws)
+    elif name == "spike":
+        x = rng.random(xs) * 1e-3
+        x[(0,) * (len(xs) - 1)] = 1e5
+        x[(-1,) * (len(xs) - 1)] = -1e5
+    elif name == "step edge":
+        x[..., : xs[-2] // 2, :] *= 1e-4
+        x[..., xs[-2] // 2 :, :] *= 1e4
+    elif name == "striped":  # every fourth column large: the worst case found for F(4x4)
+        x[..., 1::4, :] *= 1e4
+    elif name == "heavy corner tap":
+        w = rng.random(ws) * 1e-4
+        w[(0,) * (len(ws) - 2)] = 1.0
+    return x, w
+
+
+@pytest.mark.parametrize(
+    "case", ["log range", "all positive", "spike", "step edge", "heavy corner tap"]
+)
+@pytest.mark.parametrize(
+    "xs, ws, spec",
+    [
+        ((2, 15, 14, 16), (3, 3, 16, 4), SPEC_2D),
+        ((2, 13, 12, 1), (3, 3, 1, 3), SPEC_2D),
+        ((2, 70, 16), (3, 16, 4), SPEC_1D),
+        ((2, 70, 16), (5, 16, 4), SPEC_1D),
+        ((2, 17, 15, 8), (5, 5, 8, 3), SPEC_2D),
+    ],
+)
+@pytest.mark.parametrize("mode", ["same", "valid"])
+def test_adversarial_values_keep_the_contract(case, xs, ws, spec, mode):
+    rng = np.random.default_rng(abs(hash((case, xs, mode))) % 2**32)
+    x, w = _adversarial(case, rng, xs, ws)
+    check(x.astype(np.float32), w.astype(np.float32), spec, mode=mode)
+
+
+def test_larger_problem_with_many_channels():
+    """A CNN-like layer: 128 channels summed per transformed position."""
+    rng = np.random.default_rng(5)
+    x = rng.standard_normal((2, 20, 20, 128)).astype(np.float32)
+    w = rng.standard_normal((3, 3, 128, 16)).astype(np.float32)
+    check(x, w, SPEC_2D, mode="same")
+
+
+def test_paired_axes_and_chunks():
+    """Paired axes (grouped channels) and chunked tile rows: an item with more tiles than
+    a chunk holds."""
+    rng = np.random.default_rng(6)
+    x = rng.standard_normal((2, 3, 70, 66)).astype(np.float32)
+    w = rng.standard_normal((4, 3, 3, 3)).astype(np.float32)
+    check(x, w, "nphw,kphw->nkphw|hw", mode="same")
+
+
+def test_nonfinite_values_are_those_of_the_direct_method():
+    """A NaN or Inf spreads over its tile in the transforms; the plan redoes the flagged
+    items exactly, so the result is the direct method's, NaN for NaN."""
+    rng = np.random.default_rng(7)
+    x = rng.standard_normal((3, 12, 12, 4)).astype(np.float32)
+    w = rng.standard_normal((3, 3, 4, 5)).astype(np.float32)
+    x[1, 5, 6, 2] = np.nan
+    x[2, 0, 0, 0] = np.inf
+    y = bc.correlate(x, w, SPEC_2D, method="winograd", mode="same")
+    ref = bc.correlate(x, w, SPEC_2D, method="direct", mode="same")
+    np.testing.assert_array_equal(np.isnan(y), np.isnan(ref))
+    np.testing.assert_array_equal(np.isinf(y), np.isinf(ref))
+    ok = np.isfinite(ref)
+    np.testing.assert_allclose(y[ok], ref[ok], rtol=0, atol=1e-4)
+
+
+def test_auto_picks_winograd_only_where_it_applies():
+    """``auto`` weighs winograd by its cost model; the plan says so in ``explain()``."""
+    x = np.zeros((8, 28, 28, 128), np.float32)
+    w = np.zeros((3, 3, 128, 128), np.float32)
+    text = bc.plan(x, w, SPEC_2D, mode="same").explain()
+    assert "winograd" in text
+    p7 = bc.plan(x[..., :8], np.zeros((7, 7, 8, 8), np.float32), SPEC_2D)
+    assert p7.method != "winograd" and "winograd" not in p7.explain().split("candidates")[1]
+
+
+def test_integers_are_not_computed_with_winograd():
+    """Integer inputs are exact with direct: auto never takes winograd for them."""
+    x = np.arange(8 * 20 * 20 * 64).reshape(8, 20, 20, 64) % 7
+    w = np.ones((3, 3, 64, 64), np.int64)
+    assert bc.plan(x, w, SPEC_2D, mode="same").method != "winograd"
+
+
+@pytest.mark.parametrize(
+    "xs, ws, spec, memory",
+    [
+        ((4, 3, 96, 80), (8, 3, 3, 3), "nchw,kchw->nkhw|hw", 1 << 20),
+        ((4, 40, 40, 16), (3, 3, 16, 16), SPEC_2D, 4 << 20),
+        ((2, 20_000, 4), (5, 4, 8), SPEC_1D, 4 << 20),
+        ((8, 56, 56, 32), (3, 3, 32, 32), SPEC_2D, 64 << 20),
+    ],
+)
+@pytest.mark.parametrize("metric", ["dot", "ncc"])
+def test_memory_budget(xs, ws, spec, memory, metric):
+    """Everything a plan allocates stays within ``memory`` (tracemalloc), and
+    ``explain()``'s peak is the measured one within 25 % (one thread)."""
+    from test_budget_property import SLACK, _traced_plan_and_call
+
+    rng = np.random.default_rng(8)
+    x, w = rng.standard_normal(xs).astype(np.float32), rng.standard_normal(ws).astype(np.float32)
+    opts = dict(spec=spec, mode="same", metric=metric, method="winograd", memory=memory, workers=1)
+    p, peak = _traced_plan_and_call(x, w, opts)
+    assert p is not None and p.method == "winograd"
+    explain = p.explain()
+    assert peak <= p.memory + SLACK, f"peak {peak} over the budget {p.memory}\n{explain}"
+    assert peak <= 1.25 * p.peak_bytes + SLACK, explain
+    assert p.peak_bytes <= 1.25 * peak + SLACK, explain
