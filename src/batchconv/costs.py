@@ -44,12 +44,16 @@ COEFFICIENTS: dict[str, dict[str, float]] = {
         "product_flops": 0,
         "tile_items": 0,
     },
+    # the GEMM tiles on the threads, one-thread BLAS each (direct.gemm_threads): `python
+    # benchmarks/fit_cost_model.py --methods direct --n 110` (71 GEMM problems; 10-90%
+    # of estimate / actual 0.67-1.19; the earlier coefficients, for one GEMM split across
+    # the threads, estimated these problems 1.55x too slow at the median)
     "gemm": {
-        "calls": 5.56e-05,
-        "gemm_flops_double": 1.38e-11,
-        "gemm_flops_single": 5.24e-12,
-        "out_bytes": 2.27e-10,
-        "patch_bytes": 9.44e-11,
+        "calls": 6.79e-05,
+        "gemm_flops_double": 6.94e-12,
+        "gemm_flops_single": 4.1e-12,
+        "out_bytes": 1.48e-10,
+        "patch_bytes": 5.92e-11,
     },
     "shift_add": {
         "calls": 0.000132,
