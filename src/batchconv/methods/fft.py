@@ -36,6 +36,7 @@ from ..memo import memo, remembered
 from ..nonfinite import recompute_windows
 from ..problem import Problem, problem_cache
 from ..xp import (
+    blas_threads,
     fft_engine,
     get_workers,
     next_fast_len,
@@ -389,6 +390,35 @@ def _channel_product(st: FFTState, X: np.ndarray, k0: int, k1: int) -> np.ndarra
     Xt = np.ascontiguousarray(np.moveaxis(X, (0, 1), (-2, -1))).reshape(P, prod(X.shape[3:]), b, C)
     Y = np.matmul(Xt, st.spectrum[..., k0:k1])  # (P, F, b, k)
     return Y.reshape(P, *X.shape[3:], b, k1 - k0)
+
+
+def _ordered_channel_product(
+    st: FFTState, X: np.ndarray, k0: int, k1: int, workers: int
+) -> np.ndarray:
+    """:func:`_channel_product` laid out ``(b, k, P, *Fh)`` (C order). With several
+    workers the bins are cut into ranges, one matmul each on the threads with a
+    one-thread BLAS, each range reordered on its thread (7x7 32->32 on 4 x 64x64, 2
+    cores: the block's products and reorderings 3.1 -> 2.2 ms); one worker reorders
+    the whole block's result (the peak ``workspace_bytes`` counts)."""
+    b, C, P = X.shape[:3]
+    bins = prod(X.shape[3:])
+    pieces = min(bins, 4 * workers)
+    if workers == 1 or pieces < 2:
+        Y = _channel_product(st, X, k0, k1)
+        return np.ascontiguousarray(np.moveaxis(Y, (-2, -1), (0, 1)))
+    flat = X.reshape(b, C, P, bins)
+    spectrum = st.spectrum.reshape(P, bins, C, -1)
+    Y = np.empty((b, k1 - k0, P, bins), np.result_type(X.dtype, spectrum.dtype))
+    bounds = [bins * i // pieces for i in range(pieces + 1)]
+
+    def run(i: int) -> None:
+        sl = slice(bounds[i], bounds[i + 1])
+        xt = np.ascontiguousarray(flat[..., sl].transpose(2, 3, 0, 1))  # (P, f, b, C)
+        Y[..., sl] = np.matmul(xt, spectrum[:, sl, :, k0:k1]).transpose(2, 3, 0, 1)
+
+    with blas_threads(1):
+        parallel_for(run, range(pieces), workers)
+    return Y.reshape(b, k1 - k0, P, *X.shape[3:])
 
 
 def _inverse(
@@ -840,8 +870,7 @@ def _compute(
         Y = None
         if p.C > 1:  # ... laid out (b, k, P, *Fh) so that each unit's slice is contiguous
             with np.errstate(invalid="ignore", over="ignore"):  # non-finite: redone
-                Y = _channel_product(st, X, k0, k1)
-            Y = np.ascontiguousarray(np.moveaxis(Y, (-2, -1), (0, 1)))
+                Y = _ordered_channel_product(st, X, k0, k1, workers)
 
         def pairs(unit) -> None:
             bs, ks = unit
