@@ -14,7 +14,15 @@ import batchconv as bc
 from .harness import Context, Section, assert_agree, interleaved, plan_peak, summary_row
 
 NAME = "seed001"
-CONFIGS = [(100, 50, 11), (1000, 50, 11), (100, 5, 11), (100, 500, 11), (100, 50, 5), (100, 50, 31)]
+CONFIGS = [
+    (100, 50, 11),
+    (1000, 50, 11),
+    (100, 5, 11),
+    (100, 500, 11),
+    (100, 50, 5),
+    (100, 50, 31),
+    (100, 40, 25),  # issue 25: a 25x25 kernel, 1.88x in an earlier measurement
+]
 SPEC = "hwn,hw->hwn|hw"
 COLUMNS = [
     "S, N, K",
