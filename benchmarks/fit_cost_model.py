@@ -14,6 +14,7 @@ into costs.py. Problems used for fitting are random and separate from the grid t
     python benchmarks/fit_cost_model.py --from-json /tmp/fit.json       # refit only
     python benchmarks/fit_cost_model.py --methods torch_direct,torch_fft --n 100  # torch only
     python benchmarks/fit_cost_model.py --methods winograd --small-kernels --n 80
+    python benchmarks/fit_cost_model.py --methods torch_direct --cnn-layers --n 60
 
 A method whose first item, scaled to the batch, exceeds 3 s is not timed on that problem.
 """
@@ -58,6 +59,18 @@ def _small_kernel_problem(rng):
     letters = "hw"[:d]
     spec = f"n{letters}c,{letters}ck->n{letters}k|{letters}"
     return spec, (B, *S, C), (*T, C, K), dict(mode=mode), dt
+
+
+def _cnn_layer_problem(rng):
+    """A CNN layer, NHWC x HWIO float32: the dense convolutions torch's oneDNN runs at
+    near the machine's peak (the ``"torch_conv_dense"`` model)."""
+    k = int(rng.choice([1, 3, 3, 5, 7]))
+    C = int(rng.choice([3, 16, 32, 64, 128, 256]))
+    K = int(rng.choice([16, 32, 64, 128, 256]))
+    side = int(rng.choice([14, 28, 56, 112, 224]))
+    stride = int(rng.choice([1, 1, 2]))
+    B = int(max(1, min(16, 2e7 // (side * side * max(C, K)))))
+    return "nhwc,hwck->nhwk|hw", (B, side, side, C), (k, k, C, K), dict(stride=stride), np.float32
 
 
 def _random_problem(rng):
@@ -191,6 +204,11 @@ if __name__ == "__main__":
         action="store_true",
         help="draw problems of winograd's ground (3x3, 1-D 3 and 5 taps, stride 1)",
     )
+    ap.add_argument(
+        "--cnn-layers",
+        action="store_true",
+        help="draw CNN layers (NHWC float32, C and K up to 256, 1x1 to 7x7, stride 1-2)",
+    )
     a = ap.parse_args()
     rows = (
         json.load(open(a.from_json))
@@ -198,7 +216,13 @@ if __name__ == "__main__":
         else collect(
             a.n,
             methods=tuple(a.methods.split(",")),
-            draw=_small_kernel_problem if a.small_kernels else _random_problem,
+            draw=(
+                _small_kernel_problem
+                if a.small_kernels
+                else _cnn_layer_problem
+                if a.cnn_layers
+                else _random_problem
+            ),
         )
     )
     if a.json:

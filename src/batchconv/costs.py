@@ -81,6 +81,17 @@ COEFFICIENTS: dict[str, dict[str, float]] = {
         "in_bytes": 4.7e-10,
         "out_bytes": 4.41e-10,
     },
+    # float32 CNN layers on torch CPU tensors (oneDNN near peak; torch_direct's
+    # cost_features): `fit_cost_model.py --methods torch_direct --cnn-layers --n 60` on
+    # the 2-core Intel machine of session 16 (60 layers, 10-90% of estimate / actual
+    # 0.58-1.14); the general model above put 3x3 64->64 on 8 x 56x56 at 12.0 ms, 6.4 ms
+    # measured, below the NumPy methods fitted on that machine
+    "torch_conv_dense": {
+        "calls": 0.000158,
+        "flops_single": 3.11e-12,
+        "in_bytes": 2.87e-11,
+        "out_bytes": 5.48e-11,
+    },
     "torch_fft": {
         "calls": 0.000186,
         "channel_flops": 2.13e-10,
