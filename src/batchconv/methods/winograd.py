@@ -24,20 +24,25 @@ The matrices are built from interpolation points (``winograd_matrices``, checked
 against the identity). **Accuracy**: the transforms amplify rounding errors by a
 constant of the tile, at most ``kappa = max_{i,k,l} sum_j |A^T_ij| |G_jk| |B^T_jl|`` per
 axis (to the power ``d``): an output's error is bounded by about ``4 kappa^d u S`` (``u``
-the unit roundoff, ``S`` the brief's window scale). The points are chosen for a small
+the unit roundoff, ``S`` the accuracy contract's window scale: README, "Accuracy
+contract"). The points are chosen for a small
 kappa: 0, 1, -1, 2, -1/2 (then -2, 1/2) give F(4, 3) kappa = 4.67, where Lavin and
 Gray's 0, +-1, +-2 give 10.7 (a 2-D F(4x4, 3x3) amplifies 21.8x against 114x; on
 adversarial float32 data, striped rows of 1 and 1e4, 2.5e-6 S against 5e-6 S).
 :func:`tile_size` picks the largest tile whose bound stays inside the accuracy
 contract's ``tol * S``: F(4x4, 3x3) and F(2x2, 5x5) in float32 (bound 5.2e-6 S),
-F(4x4, 5x5) in float64; in 1-D F(4, 3) and F(4, 5).
+F(4x4, 5x5) in float64; in 1-D F(4, 3) and F(4, 5). The bound needs every sample of a
+tile to meet every tap in some kept window; a sample within a kernel's width of the
+edge meets only some (the FFT method shares this): a spike there against small taps
+can exceed it (docs/guide/accuracy.rst; ``tests/test_winograd.py``'s known limitation).
 
 >>> import numpy as np, batchconv as bc
 >>> x = np.random.default_rng(0).random((2, 16, 16, 8), np.float32)
 >>> w = np.random.default_rng(1).random((3, 3, 8, 4), np.float32)
 >>> y = bc.correlate(x, w, "nhwc,hwco->nhwo|hw", method="winograd")
 >>> ref = bc.correlate(x, w, "nhwc,hwco->nhwo|hw", method="direct")
->>> bool(np.abs(y - ref).max() < 1e-5 * 72)
+>>> S = 9 * 8 * 1.0 * 1.0  # taps x channels x max|x| x max|w|: a bound of every window
+>>> bool(np.abs(y - ref).max() < 1e-5 * S)
 True
 """
 
@@ -53,6 +58,7 @@ import numpy as np
 from numpy.lib.stride_tricks import as_strided, sliding_window_view
 
 from ..geometry import pad_sliding
+from ..memo import remembered
 from ..problem import Problem
 from ..xp import blas_threads, get_workers, parallel_for, work_buffer
 from . import direct
@@ -90,7 +96,7 @@ _POINTS = (0, 1, -1, 2, Fraction(-1, 2), -2, Fraction(1, 2))
 _TAPS = (3, 5)
 _TILES = (4, 2)  # largest first: the first inside the contract is taken
 _MAX_NDIM = 2
-# the brief's accuracy contract: |y - ref| <= tol * S
+# the accuracy contract (README, docs/guide/accuracy.rst): |y - ref| <= tol * S
 _CONTRACT_TOL = {4: 1e-5, 8: 1e-12}
 # rounding stages between the input and an output (the two transforms, the product and
 # its channel sum), each adding about kappa^d u S: the bound's constant
@@ -194,6 +200,7 @@ class WinogradState:
     data_transform: np.ndarray  # (alpha^d, alpha^d): B^T (x) ... (x) B^T
     output_transform: np.ndarray  # (m^d, alpha^d): A^T (x) ... (x) A^T
     filters: np.ndarray  # (P, alpha^d, C, K)
+    kernel: np.ndarray  # (K, C, P, *T): the canonical filters, for items redone directly
 
     @property
     def alpha(self) -> int:
@@ -235,12 +242,22 @@ def prepare(p: Problem, wc: np.ndarray, budget: int | None = None) -> WinogradSt
     else:
         u = np.einsum("ai,bj,kcpij->pabck", g, g, w)
     u = np.ascontiguousarray(u.reshape(p.P, -1, p.C, p.K), dtype=p.dtype)
-    return WinogradState(m, r, _kron(bt, d).astype(p.dtype), _kron(at, d).astype(p.dtype), u)
+    dt = p.dtype
+    return WinogradState(m, r, _kron(bt, d).astype(dt), _kron(at, d).astype(dt), u, wc.copy())
 
 
 def _tiles(p: Problem, m: int) -> tuple[int, ...]:
     """Tiles per sliding axis."""
     return tuple(-(-o // m) for o in p.O)
+
+
+def _layout(p: Problem) -> tuple[int, int, tuple[int, ...]]:
+    """``(m, alpha, need)``: the tile, its input span, and the padded input's extent per
+    sliding axis (whole tiles). (The cost model may ask about a problem the method does
+    not take: a tile of 2 then.)"""
+    m = tile_size(p) or 2
+    alpha = m + p.T[0] - 1
+    return m, alpha, tuple(t * m + alpha - m for t in _tiles(p, m))
 
 
 def _chunk_rows(p: Problem, m: int, b: int) -> tuple[int, int]:
@@ -264,19 +281,21 @@ def _padded_input(p: Problem, xc: np.ndarray, alpha: int, m: int) -> np.ndarray:
     tiles, channels last: ``(b, P, *need, C)`` in a work buffer. Constant padding is
     written straight into the buffer (no padded copy first)."""
     d = p.ndim
-    need = tuple(t * m + alpha - m for t in _tiles(p, m))
+    need = _layout(p)[2]
     b = xc.shape[0]
     buf = work_buffer((b, p.P, *need, p.C), p.dtype, "winograd_input")
     src = xc.transpose(0, 2, *range(3, 3 + d), 1)  # (b, P, *S, C), a view
     if p.padding == "constant" and all(g.hi >= 0 for g in p.geoms):
         inner = tuple(slice(g.lo, g.lo + g.n) for g in p.geoms)
 
-        def fill(n: int) -> None:  # one item: the frame (cval, then zeros), the data
+        within = [slice(0, g.padded) for g in p.geoms]
+
+        def fill(n: int) -> None:  # one item: cval around the data, zeros to whole tiles
             for i, g in enumerate(p.geoms):
-                axis = (n, slice(None), *(slice(None),) * i)
-                buf[(*axis, slice(0, g.lo))] = p.cval
-                buf[(*axis, slice(g.lo + g.n, g.padded))] = p.cval
-                buf[(*axis, slice(g.padded, None))] = 0
+                lead, trail = (n, slice(None), *within[:i]), tuple(within[i + 1 :])
+                buf[(*lead, slice(0, g.lo), *trail)] = p.cval
+                buf[(*lead, slice(g.lo + g.n, g.padded), *trail)] = p.cval
+                buf[(n, slice(None), *(slice(None),) * i, slice(g.padded, None))] = 0
             np.copyto(buf[(n, slice(None), *inner)], src[n])
 
         parallel_for(fill, range(b))
@@ -299,8 +318,10 @@ def compute(
     nonfinite: set | None = None,
 ) -> np.ndarray:
     """The block ``(b, k1 - k0, P, *O)`` for the canonical input chunk ``xc``, written into
-    ``out`` when given; the items whose results are not all finite (a NaN or Inf of the
-    input, or an overflow in a transform) go into ``nonfinite``."""
+    ``out`` when given. Items whose results are not all finite: with finite data (a
+    transform overflowed near the dtype's largest values) redone here by the direct
+    method; with a NaN or Inf in the data, added to ``nonfinite`` (the plan redoes
+    them)."""
     b, k, d = xc.shape[0], k1 - k0, p.ndim
     block = out if out is not None else np.empty((b, k, p.P, *p.O), p.dtype)
     if block.size == 0:
@@ -325,14 +346,19 @@ def compute(
         if bad:
             found.append(bad)
 
-    # a NaN or Inf meets zeros in the transforms (0 * Inf): the items are flagged and
-    # redone exactly, which warns where the direct method would. The chunks' GEMMs are
-    # small ((tiles, C) @ (C, k)): one BLAS thread per chunk, the chunks on the threads
-    # (3x3 64 -> 64, 512 tiles: 198 GFLOP/s against 126 with a 2-thread BLAS per GEMM)
-    with np.errstate(invalid="ignore", over="ignore"), blas_threads(1):
+    # The chunks' GEMMs are small ((tiles, C) @ (C, k)): one BLAS thread per chunk, the
+    # chunks on the threads (3x3 64 -> 64, 512 tiles: 198 GFLOP/s against 126 with a
+    # 2-thread BLAS per GEMM)
+    with blas_threads(1):
         parallel_for(run, chunks)
+    flagged = set().union(*found)
+    finite = {i for i in flagged if np.isfinite(p.cval) and np.isfinite(xc[i]).all()}
+    if finite:  # overflowed in a transform: the direct method's answer
+        exact = remembered(st, "direct", lambda: direct.prepare(p, st.kernel))
+        for i in sorted(finite):
+            direct.compute(p, exact, xc[i : i + 1], k0, k1, out=block[i : i + 1])
     if nonfinite is not None:
-        nonfinite.update(*found)
+        nonfinite.update(flagged - finite)
     return block
 
 
@@ -351,14 +377,18 @@ def _chunk(p, st, win, block, k0, k1, pi, items, rows) -> set:
     gathered = work_buffer(src.shape, p.dtype, "winograd_tiles")
     np.copyto(gathered, src)
     v = work_buffer((A, count * p.C), p.dtype, "winograd_transformed")
-    np.matmul(st.data_transform, gathered.reshape(A, count * p.C), out=v)
     products = work_buffer((A, count, k), p.dtype, "winograd_products")
-    np.matmul(v.reshape(A, count, p.C), st.filters[pi, :, :, k0:k1], out=products)
     y = work_buffer((mm, count * k), p.dtype, "winograd_outputs")
-    np.matmul(st.output_transform, products.reshape(A, count * k), out=y)
-    _scatter(p, y, block, items, pi, rows, m, tiles)
-    if np.isfinite(y.sum()):  # (in cache; NaN/Inf, or an overflow of the sum)
-        return set()
+    # a NaN or Inf meets zeros in the transforms (0 * Inf), finite data near the dtype's
+    # largest values may overflow: the items are redone (compute), without a warning
+    # here (errstate is per thread: this one's)
+    with np.errstate(invalid="ignore", over="ignore"):
+        np.matmul(st.data_transform, gathered.reshape(A, count * p.C), out=v)
+        np.matmul(v.reshape(A, count, p.C), st.filters[pi, :, :, k0:k1], out=products)
+        np.matmul(st.output_transform, products.reshape(A, count * k), out=y)
+        _scatter(p, y, block, items, pi, rows, m, tiles)
+        if np.isfinite(y.sum()):  # (in cache; NaN/Inf, or an overflow of the sum)
+            return set()
     bad = ~np.isfinite(y.reshape(mm, n1 - n0, -1)).all(axis=(0, 2))
     return set((n0 + np.flatnonzero(bad)).tolist())
 
@@ -403,33 +433,31 @@ def fuses_reduce(p: Problem) -> bool:
 def _sizes(p: Problem, b: int, k: int) -> tuple[int, int, int, int]:
     """Elements of one ``(b, k)`` block's temporaries: the padded input, the gathered
     and transformed tiles (each), the products, and the outputs of a chunk."""
-    m = tile_size(p) or 2
-    alpha, d = m + p.T[0] - 1, p.ndim
-    need = prod(t * m + alpha - m for t in _tiles(p, m))
+    m, alpha, need = _layout(p)
+    d = p.ndim
     items, rows = _chunk_rows(p, m, b)
     most = items * rows * prod(_tiles(p, m)[1:])
-    return b * p.P * need * p.C, alpha**d * most * p.C, alpha**d * most * k, m**d * most * k
+    return b * p.P * prod(need) * p.C, alpha**d * most * p.C, alpha**d * most * k, m**d * most * k
 
 
 def workspace_bytes(p: Problem, b: int, k: int, budget: int | None = None) -> int:
     """Peak bytes of temporaries for one ``(b, k)`` block: the channels-last padded
     input (and the padded copy a non-constant mode makes first), and on every thread
-    with a chunk its gathered and transformed tiles, products, outputs, and the crop of
-    the last tiles."""
+    with a chunk its gathered and transformed tiles, products and outputs."""
     padded, tiles, products, outputs = _sizes(p, b, k)
     r = p.dtype.itemsize
     extra = 0 if p.padding == "constant" else b * p.C * p.P * prod(g.padded for g in p.geoms)
-    m = tile_size(p) or 2
+    m = _layout(p)[0]
     items, rows = _chunk_rows(p, m, b)
     chunks = p.P * -(-b // items) * -(-_tiles(p, m)[0] // rows)
     threads = min(get_workers(), chunks)
-    return r * (padded + extra + threads * (2 * tiles + products + 2 * outputs))
+    return r * (padded + extra + threads * (2 * tiles + products + outputs))
 
 
 def state_bytes(p: Problem) -> int:
-    """The transformed filters ``(P, alpha^d, C, K)``."""
-    m = tile_size(p) or 2
-    return p.P * (m + p.T[0] - 1) ** p.ndim * p.C * p.K * p.dtype.itemsize
+    """The transformed filters ``(P, alpha^d, C, K)`` and the canonical ones."""
+    alpha = _layout(p)[1]
+    return p.P * (alpha**p.ndim + p.window_size // p.C) * p.C * p.K * p.dtype.itemsize
 
 
 def flops(p: Problem) -> float:
@@ -439,8 +467,8 @@ def flops(p: Problem) -> float:
 
 
 def _flop_parts(p: Problem) -> dict[str, float]:
-    m = tile_size(p) or 2
-    A, mm = (m + p.T[0] - 1) ** p.ndim, m**p.ndim
+    m, alpha = _layout(p)[:2]
+    A, mm = alpha**p.ndim, m**p.ndim
     tiles = p.B * p.P * prod(_tiles(p, m))
     return {
         "gemm": 2.0 * A * tiles * p.C * p.K,
@@ -451,12 +479,10 @@ def _flop_parts(p: Problem) -> dict[str, float]:
 def cost_features(p: Problem, device: str | None = None) -> tuple[str, dict[str, float]]:
     """The ``"winograd"`` model: its GEMM flops, the transforms' flops, and the bytes its
     copies move (the padded input, the gathered tiles, the outputs)."""
-    m = tile_size(p) or 2
-    alpha, per_item = m + p.T[0] - 1, prod(_tiles(p, m))
-    need = prod(t * m + alpha - m for t in _tiles(p, m))
-    A = alpha**p.ndim
+    m, alpha, need = _layout(p)
+    per_item, A = prod(_tiles(p, m)), alpha**p.ndim
     # the padded copy, the gathered tiles, the products, the outputs
-    moved = p.B * p.P * (p.C * need + A * per_item * (p.C + p.K) + p.K * prod(p.O))
+    moved = p.B * p.P * (p.C * prod(need) + A * per_item * (p.C + p.K) + p.K * prod(p.O))
     fl = _flop_parts(p)
     return "winograd", {
         "calls": 1.0,
