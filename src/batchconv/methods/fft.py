@@ -414,7 +414,8 @@ def _ordered_channel_product(
     def run(i: int) -> None:
         sl = slice(bounds[i], bounds[i + 1])
         xt = np.ascontiguousarray(flat[..., sl].transpose(2, 3, 0, 1))  # (P, f, b, C)
-        Y[..., sl] = np.matmul(xt, spectrum[:, sl, :, k0:k1]).transpose(2, 3, 0, 1)
+        with np.errstate(invalid="ignore", over="ignore"):  # (per thread) non-finite: redone
+            Y[..., sl] = np.matmul(xt, spectrum[:, sl, :, k0:k1]).transpose(2, 3, 0, 1)
 
     with blas_threads(1):
         parallel_for(run, range(pieces), workers)
