@@ -39,9 +39,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..arrays import records_grad
+from ..arrays import numpy_dtype, records_grad
 from ..backends.array_api import _slice, device_of
 from ..geometry import AxisGeometry
+from ..methods import METHODS
+from ..problem import make_problem
 from ..spec import FREE_LETTERS
 from ..tensors import _pad_index
 
@@ -95,10 +97,33 @@ class Runner:
         wa, oa = rest.split("->")
         spec = f"{xa}{s},{wa}{s}->{oa}{kept}|{s}"
         options = {**self.options, **geometry}
+        if not _method_runs(options.get("method"), a, b, spec, convolve, options):
+            options["method"] = "auto"  # (the planner's choice for this correlation)
         if not remember and not convolve and not records_grad(a, b):  # (plans record none)
             return self.plan(a, b, spec, **options)(a)
         f = self.convolve if convolve else self.correlate
         return f(a, b, spec, **options)
+
+
+def _method_runs(method, a, b, spec: str, flip: bool, options: dict) -> bool:
+    """Whether the forward's ``method`` computes a backward correlation: a method that
+    takes only some problems (winograd: kernels of 3 or 5 taps, stride 1) does not
+    take the filter gradient's, whose kernel is the cotangent; there the backward's
+    own planner chooses."""
+    module = METHODS.get(method) if isinstance(method, str) else None
+    if module is None or module.ON_TENSORS:  # auto, measure, torch's: every problem
+        return True
+    geometry = {k: options[k] for k in ("mode", "stride", "dilation", "padding") if k in options}
+    p = make_problem(
+        tuple(a.shape),
+        numpy_dtype(a.dtype),
+        tuple(b.shape),
+        numpy_dtype(b.dtype),
+        spec,
+        flip=flip,
+        **geometry,
+    )
+    return module.applies(p) is None
 
 
 def grad_filters(run: Runner, xp, g, stride, dilation):
