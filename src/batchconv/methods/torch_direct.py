@@ -235,7 +235,7 @@ def cost_features(p: Problem, device: str | None = None) -> tuple[str, dict[str,
     measured)."""
     prec = p.precision
     r = p.dtype.itemsize
-    dense = p.dtype.str.endswith("f4") and p.K >= 16 and p.C * p.window_size >= 27
+    dense = p.dtype.str.endswith("f4") and p.K >= 16 and p.window_size >= 27  # (C * T)
     return "torch_conv_dense" if dense and not is_cuda(device) else "torch_conv", {
         "calls": 1.0,
         f"flops_{prec}": flops(p),
