@@ -457,7 +457,7 @@ def workspace_bytes(p: Problem, b: int, k: int, budget: int | None = None) -> in
 def state_bytes(p: Problem) -> int:
     """The transformed filters ``(P, alpha^d, C, K)`` and the canonical ones."""
     alpha = _layout(p)[1]
-    return p.P * (alpha**p.ndim + p.window_size // p.C) * p.C * p.K * p.dtype.itemsize
+    return p.P * (alpha**p.ndim + prod(p.T)) * p.C * p.K * p.dtype.itemsize
 
 
 def flops(p: Problem) -> float:
