@@ -324,7 +324,7 @@ def test_tile_padding_is_zero_beyond_the_mode_padding():
     plan = bc.plan(np.ones((1, 5, 5, 1)), np.ones((3, 3, 1, 2)), SPEC_2D, mode="same", cval=7.0)
     q = plan.problem
     xc = np.ones((1, 1, 1, 5, 5))
-    buf = winograd._padded_input(q, xc, 6, 4)
+    buf = winograd._padded_input(q, xc)
     padded = [g.padded for g in q.geoms]
     assert (buf[0, 0, padded[0] :] == 0).all() and (buf[0, 0, :, padded[1] :] == 0).all()
     assert buf[0, 0, 0, 0, 0] == 7.0 and buf[0, 0, 1, 1, 0] == 1.0

@@ -157,6 +157,7 @@ def winograd_matrices(
     return at, g, bt
 
 
+@cache
 def amplification(m: int, r: int, ndim: int, points: tuple = _POINTS) -> float:
     """``kappa^ndim``: how much F(m, r) on ``ndim`` axes can amplify one rounding error,
     relative to the window scale S (the largest ``|A^T_ij| |G_jk| |B^T_jl|`` sum over
@@ -276,7 +277,7 @@ def _chunk_rows(p: Problem, m: int, b: int) -> tuple[int, int]:
     return max(1, min(b, want // per_item)), tiles[0]
 
 
-def _padded_input(p: Problem, xc: np.ndarray, alpha: int, m: int) -> np.ndarray:
+def _padded_input(p: Problem, xc: np.ndarray) -> np.ndarray:
     """The chunk ``(b, C, P, *S)`` padded as the mode asks and then with zeros to whole
     tiles, channels last: ``(b, P, *need, C)`` in a work buffer. Constant padding is
     written straight into the buffer (no padded copy first)."""
@@ -287,7 +288,6 @@ def _padded_input(p: Problem, xc: np.ndarray, alpha: int, m: int) -> np.ndarray:
     src = xc.transpose(0, 2, *range(3, 3 + d), 1)  # (b, P, *S, C), a view
     if p.padding == "constant" and all(g.hi >= 0 for g in p.geoms):
         inner = tuple(slice(g.lo, g.lo + g.n) for g in p.geoms)
-
         within = [slice(0, g.padded) for g in p.geoms]
 
         def fill(n: int) -> None:  # one item: cval around the data, zeros to whole tiles
@@ -327,7 +327,7 @@ def compute(
     if block.size == 0:
         return block
     m, alpha = st.m, st.alpha
-    xb = _padded_input(p, xc, alpha, m)
+    xb = _padded_input(p, xc)
     # (b, P, *tiles, C, *alpha): every tile's input, a view
     win = sliding_window_view(xb, (alpha,) * d, axis=tuple(range(2, 2 + d)))
     win = win[(Ellipsis, *(slice(None, None, m),) * d, slice(None), *(slice(None),) * d)]
