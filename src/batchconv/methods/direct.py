@@ -300,11 +300,16 @@ def gemm_threads(p: Problem, tile: int, k: int, tiles: int, most: int) -> int:
     GEMM split across threads (2 cores, float32 NHWC layers: 3x3 64->64 14.0 -> 9.4 ms,
     7x7 3->64 stride 2 8.8 -> 5.6 ms, 11x11 16->32 38 -> 23 ms)."""
     workers = get_workers()
-    r = p.dtype.itemsize
-    buffers = _held(most * p.P * p.window_size * r) + _held(most * p.P * k * r)
-    if tiles < 2 * workers or workers * buffers > tile * r:
+    if tiles < 2 * workers or workers * _gemm_buffers(p, most, k) > tile * p.dtype.itemsize:
         return 1
     return workers
+
+
+def _gemm_buffers(p: Problem, most: int, k: int) -> int:
+    """Bytes of one thread's GEMM buffers (its work buffers ``"im2col"`` and ``"gemm"``)
+    for tiles of at most ``most`` positions against ``k`` filters."""
+    r = p.dtype.itemsize
+    return _held(most * p.P * p.window_size * r) + _held(most * p.P * k * r)
 
 
 def _shift_add(p: Problem, st: DirectState, xp: np.ndarray, block: np.ndarray, k0: int, k1: int):
@@ -401,8 +406,7 @@ def _tile_bytes(p: Problem, b: int, k: int, budget: int | None) -> tuple[int, in
     sizes, inner = (b, *p.O), _expected_batch_inner(p)
     if use_gemm(p):
         most, count = _tile_max(sizes, gemm_positions(p, tile, k), inner)
-        held = _held(most * p.P * p.window_size * r) + _held(most * p.P * k * r)
-        held *= gemm_threads(p, tile, k, count, most)  # on every thread with tiles
+        held = _gemm_buffers(p, most, k) * gemm_threads(p, tile, k, count, most)
         return held, held
     most, count = _tile_max(sizes, max(1, tile // max(k * p.P, 1)), inner)
     outputs = most * k * p.P
