@@ -31,3 +31,16 @@ def pytest_collection_modifyitems(config, items):
         missing = [m for m in needs if importlib.util.find_spec(m) is None]
         if missing:
             item.add_marker(pytest.mark.skip(reason=f"needs {', '.join(missing)}"))
+
+
+@pytest.fixture(autouse=True)
+def _torch_for_numpy_as_in_a_fresh_process(request):
+    """Each page reads as in a fresh Python: torch's CPU methods are candidates for
+    NumPy arrays only on the pages that import torch (``bc.use_torch``), not on the
+    pages that happen to run after one."""
+    from batchconv import tensors
+
+    imports_torch = "torch" in NEEDS.get(Path(str(request.node.path)).name, [])
+    old, tensors.USE_TORCH = tensors.USE_TORCH, None if imports_torch else False
+    yield
+    tensors.USE_TORCH = old

@@ -43,3 +43,15 @@ def rand(rng, shape, dtype):
     if dt.kind == "c":
         return (rng.standard_normal(shape) + 1j * rng.standard_normal(shape)).astype(dt)
     return rng.standard_normal(shape).astype(dt)
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _numpy_methods_for_numpy_arrays():
+    """NumPy arrays go to the NumPy methods in the tests (every thread) whether or not a
+    test module has imported torch, which lets torch's CPU methods join
+    (``bc.use_torch``); tests/test_torch_for_numpy.py switches it on."""
+    from batchconv import tensors
+
+    old, tensors.USE_TORCH = tensors.USE_TORCH, False
+    yield
+    tensors.USE_TORCH = old

@@ -15,7 +15,7 @@ from .peak_reduce import PeakResult, peaks
 from .planner import BoundPlan, Plan
 from .ragged import RaggedPlan
 from .spec import ChannelsWarning
-from .tensors import allow_tf32
+from .tensors import allow_tf32, use_torch
 from .xp import next_fast_len, set_workers
 
 __all__ = [
@@ -37,5 +37,6 @@ __all__ = [
     "PeakResult",
     "clear_plan_cache",
     "allow_tf32",
+    "use_torch",
     "__version__",
 ]

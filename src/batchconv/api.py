@@ -13,6 +13,7 @@ import threading
 import weakref
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any, TypedDict, overload
 
 import numpy as np
@@ -37,7 +38,7 @@ from .portable import correlate as portable_correlate
 from .portable.blocks import clear as clear_compiled
 from .problem import make_problem
 from .ragged import RaggedPlan, correlate_groups, is_ragged, ragged_plan
-from .tensors import device_of
+from .tensors import device_of, torch_for_numpy
 from .xp import clear_work_buffers, element_strides
 
 if TYPE_CHECKING:  # optional packages: named in annotations only
@@ -164,8 +165,9 @@ def _cached_plan(x, w, spec, flip: bool, options: dict) -> Plan:
         return _make_plan(x, w, spec, flip=flip, reused=False, **options)
     key = _cache_key(x, w, spec, options)  # (mask=None is part of it, as any option)
     if key is not None:
-        # whether the compiled kernels run changes what "auto" picks: part of the key
-        key = (*key, flip, compiled.enabled())
+        # whether the compiled kernels run, and whether torch's may join, change what
+        # "auto" picks: part of the key
+        key = (*key, flip, compiled.enabled(), torch_for_numpy())
         with _plan_cache_lock:
             entry = _plan_cache.get(key)
             if entry is not None and (entry[1] is None or entry[1]() is w):
@@ -332,6 +334,9 @@ def _make_plan(
     w_shape, w_dtype = _shape_dtype(w, "w")  # nested tuples are data here, not a signature
     if device is None:  # where tensors live: x's device, or w's when x is a signature
         device = device_of(w) if _is_signature(x) else device_of(x)
+    joined = device is None and torch_for_numpy()  # NumPy data: torch's CPU methods join
+    if joined:
+        device = "cpu"
     p = make_problem(
         shape,
         dtype,
@@ -354,7 +359,7 @@ def _make_plan(
         sp = p.spec
         mask = check_mask(host_mask(mask), w_shape, sp.w, sp.sliding, sp.w_summed)
         p = with_mask(p, mask)
-    return plan_problem(
+    made = plan_problem(
         p,
         w,
         method=method,
@@ -364,6 +369,10 @@ def _make_plan(
         mask=mask,
         reused=reused,
     )
+    if joined and method in ("auto", "measure"):
+        why = "torch is imported, so its CPU methods were candidates; bc.use_torch(False)"
+        return replace(made, reason=f"{made.reason}; {why} leaves them out")
+    return made
 
 
 @overload

@@ -7,6 +7,7 @@ import sys
 from importlib import metadata
 
 from . import compiled
+from .tensors import torch_for_config, torch_for_numpy
 from .xp import available_memory, fft_engine, get_workers, has_module
 
 __all__ = ["show_config", "config"]
@@ -52,7 +53,7 @@ def _torch_details() -> dict | None:
     torch: only :func:`show_config` and :func:`config` do)."""
     if not has_module("torch"):
         return None
-    import torch
+    torch = torch_for_config()
 
     cuda = torch.cuda.is_available()
     return {
@@ -93,6 +94,7 @@ def config() -> dict:
         "platform": platform.platform(),
         "numpy": np.__version__,
         "optional": {name: _version(name) for name in _OPTIONAL},
+        "torch_for_numpy": torch_for_numpy(),  # (before _torch_details imports it)
         "torch": _torch_details(),
         "array_api": _array_api(),
         "fft_engine": fft_engine().name + ".fft",
@@ -120,6 +122,13 @@ def show_config() -> None:
             f"{t['device'] or 'none'}, cudnn {t['cudnn'] or '-'}, triton "
             f"{t['triton'] or 'not installed'}: {t['used_for']}"
         )
+    if c["torch"]:
+        joins = (
+            "yes: torch is imported"
+            if c["torch_for_numpy"]
+            else "no: torch is not imported by this program, or bc.use_torch(False)"
+        )
+        print(f"  torch, NumPy  {joins}  (torch's CPU methods as candidates for NumPy arrays)")
     print(f"  array API     {c['array_api']}  (arrays in, arrays of their library out)")
     print(f"  fft engine    {c['fft_engine']}")
     print(f"  compiled      {c['compiled_kernels']}  (one-filter correlation, SAD, window sums)")

@@ -553,7 +553,12 @@ class BoundPlan:
             a, kind = to_numpy(x, "x")
             layout = NUMPY.layout_of(a)
             self._check(layout)
-            y = self.plan._run(a, layout, (self.problem, self.chunk), None, progress)
+            if self.plan.device is None:
+                y = self.plan._run(a, layout, (self.problem, self.chunk), None, progress)
+            else:  # a torch method on the CPU: the array shared with it, both ways
+                be = self.plan.backend
+                xt, give_back = be.take(a)
+                y = give_back(self.plan._run(xt, layout, (self.problem, self.chunk), be, progress))
             y = y if kind is None else from_numpy(y, kind)
         return self.plan._returned(y)
 

@@ -26,6 +26,8 @@ torch is imported only inside these functions.
 
 from __future__ import annotations
 
+import os
+import sys
 import threading
 from dataclasses import replace
 from functools import lru_cache
@@ -35,6 +37,7 @@ import numpy as np
 from . import geometry
 from .arrays import is_torch, plain_tensor
 from .problem import _canonical
+from .xp import has_module
 
 __all__ = [
     "namespace",
@@ -47,6 +50,9 @@ __all__ = [
     "canonical_w",
     "pad_sliding",
     "allow_tf32",
+    "USE_TORCH",
+    "use_torch",
+    "torch_for_numpy",
     "precise",
     "device_memory",
     "is_out_of_memory",
@@ -258,6 +264,82 @@ class allow_tf32:
 
     def __exit__(self, *exc) -> None:
         _tf32.allowed = self._old
+
+
+# the process's default for NumPy arrays (see use_torch): None, when the program has
+# imported torch; False with BATCHCONV_DISABLE_TORCH=1 in the environment
+USE_TORCH: bool | None = (
+    None if os.environ.get("BATCHCONV_DISABLE_TORCH", "") in ("", "0") else False
+)
+
+
+class _TorchSwitch(threading.local):
+    flag: bool | None = None  # this thread's innermost use_torch; None: USE_TORCH
+
+
+_torch_switch = _TorchSwitch()
+
+
+class use_torch:
+    """Let torch's CPU kernels (oneDNN's convolution, ``torch.fft``) compute NumPy arrays,
+    or keep them out, for this thread.
+
+    By default they are candidates for NumPy arrays once your program has imported
+    torch (batchconv never imports it for this): ``method="auto"`` weighs them with the
+    same cost model as its NumPy methods, the arrays are shared with torch without a
+    copy (``torch.from_numpy``) and the result comes back as a NumPy array. oneDNN's
+    convolution is the fastest CPU route for CNN layers (``explain()`` shows when it is
+    picked). ``use_torch(False)`` computes with NumPy (and SciPy, numba) alone;
+    ``use_torch(True)`` lets torch in whenever it is installed (and imports it). As a
+    plain call it lasts until changed, as a ``with`` block it is restored on exit;
+    ``None`` keeps the current setting; other threads keep theirs (the process's default
+    is ``USE_TORCH``: None, the rule above; ``BATCHCONV_DISABLE_TORCH=1`` in the
+    environment makes it False). A plan keeps the method it was made with: make plans
+    inside the block.
+
+    >>> import numpy as np, batchconv as bc
+    >>> x, w = np.random.rand(2, 8, 8, 16), np.random.rand(3, 3, 16, 32)
+    >>> with bc.use_torch(False):
+    ...     bc.plan(x, w, "nhwc,hwco->nhwo|hw").device is None  # a NumPy method's plan
+    True
+    """
+
+    def __init__(self, flag: bool | None):
+        if flag is not None and not isinstance(flag, bool):
+            raise TypeError(f"use_torch takes True, False or None, got {flag!r}")
+        self._old = _torch_switch.flag
+        if flag is not None:
+            _torch_switch.flag = flag
+
+    def __enter__(self) -> use_torch:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        _torch_switch.flag = self._old
+
+
+def torch_for_numpy() -> bool:
+    """Whether torch's CPU methods are candidates for NumPy arrays now (see
+    :class:`use_torch`): this thread's setting, else whether the program imported torch
+    (not counting :func:`batchconv.show_config`'s import of it)."""
+    flag = _torch_switch.flag
+    if flag is None:
+        flag = USE_TORCH
+    if flag is None:
+        return "torch" in sys.modules and not _imported_for_config
+    return flag and has_module("torch")
+
+
+_imported_for_config = False  # show_config imported torch, the program had not
+
+
+def torch_for_config():
+    """torch, imported for :func:`batchconv.show_config` (which does not make it a
+    candidate for NumPy arrays: :func:`torch_for_numpy`)."""
+    global _imported_for_config
+    if "torch" not in sys.modules:
+        _imported_for_config = True
+    return _torch()
 
 
 class precise:

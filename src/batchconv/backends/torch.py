@@ -29,7 +29,7 @@ from math import prod
 import numpy as np
 
 from .. import tensors
-from ..arrays import is_torch, numpy_dtype, plain_tensor
+from ..arrays import is_torch, numpy_dtype, plain_tensor, to_numpy
 from ..budget import check_result_fits
 from ..metrics import metric_of
 from ..problem import Problem, final_view
@@ -83,8 +83,8 @@ class TorchBackend:
         """``x`` as a plain tensor on this device, and the function that gives a result
         back as the caller passed ``x`` (a NumPy array for a NumPy ``x``). A tensor on
         another device is refused: moving it is the caller's choice."""
-        if not is_torch(x):
-            return to_device(x, self.device), _to_numpy
+        if not is_torch(x):  # (other libraries' arrays refused as a NumPy plan does)
+            return to_device(to_numpy(x, "x")[0], self.device), _to_numpy
         if str(x.device) != self.device:
             raise ValueError(
                 f"this plan runs on {self.device}; x is on {x.device}: move it with "

@@ -4,7 +4,11 @@
 tensors, made before timing). Both with every core.
 
 Targets: at least 0.8x torch's speed with NumPy + SciPy alone; faster than torch
-for kernels 7x7 and up.
+for kernels 7x7 and up. Ours is timed both ways in the same run: as a program that
+imports torch gets it (torch's CPU methods are candidates for NumPy arrays,
+``bc.use_torch``) and with NumPy + SciPy alone (``bc.use_torch(False)``), the brief's
+bar. torch's own NHWC route (its convolution on the channels-last view of the same NHWC
+array, no copy) is timed beside the NCHW anchor, as a reference.
 """
 
 from __future__ import annotations
@@ -29,11 +33,15 @@ QUICK = {"3x3 128->128 28x28", "7x7 32->32 64x64"}
 COLUMNS = [
     "layer",
     "torch ms",
+    "torch NHWC ms",
     "ours ms",
     "ours cold ms",
     "method",
     "ours GFLOP/s",
     "torch / ours",
+    "NumPy alone ms",
+    "NumPy alone method",
+    "torch / NumPy alone",
     "ours tensors ms",
     "tensors method",
     "torch / ours tensors",
@@ -50,7 +58,10 @@ def run(ctx: Context) -> Section:
         "`torch.nn.functional.conv2d` (CPU) on NCHW tensors made before timing; "
         "GFLOP/s count 2 flops per multiply-add. 'ours' calls `correlate` in a loop "
         "with the same filters (its plan cache keeps their spectra, as in an "
-        "inference loop); 'ours cold' clears that cache before every call.",
+        "inference loop), with torch imported (its CPU methods are candidates); "
+        "'NumPy alone' the same inside `bc.use_torch(False)` (the brief's bar); "
+        "'ours cold' clears the plan cache before every call; 'torch NHWC' is "
+        "`F.conv2d` on the channels-last view of the NHWC array (a reference).",
         COLUMNS,
     )
     try:
@@ -70,11 +81,17 @@ def run(ctx: Context) -> Section:
             bc.clear_plan_cache()
             return bc.correlate(x, k, SPEC, stride=s)
 
+        def numpy_alone(x=x, k=k, s=s):
+            with bc.use_torch(False):
+                return bc.correlate(x, k, SPEC, stride=s)
+
         contenders = {
             "ours": lambda x=x, k=k, s=s: bc.correlate(x, k, SPEC, stride=s),
+            "NumPy alone": numpy_alone,
             "ours cold": cold,
         }
         ours = contenders["ours"]()
+        assert_agree(numpy_alone(), ours, 1e-5 * kk * kk * ci * _scale(x, k), f"cnn {name}")
         tensors = {}
         if torch is not None:  # the same call on NHWC torch CPU tensors (target: 0.8x),
             # timed against torch apart from 'ours cold', whose clearing of the plan cache
@@ -86,8 +103,12 @@ def run(ctx: Context) -> Section:
             kt = torch.from_numpy(np.ascontiguousarray(k.transpose(3, 2, 0, 1)))
             with torch.no_grad():
                 contenders["torch"] = lambda xt=xt, kt=kt, s=s: F.conv2d(xt, kt, stride=s)
+                channels_last = torch.from_numpy(x).permute(0, 3, 1, 2)  # (a view)
+                contenders["torch NHWC"] = lambda xl=channels_last, kt=kt, s=s: F.conv2d(
+                    xl, kt, stride=s
+                )
                 ref = contenders["torch"]().numpy().transpose(0, 2, 3, 1)
-            bound = 1e-5 * kk * kk * ci * np.abs(x).max() * np.abs(k).max()
+            bound = 1e-5 * kk * kk * ci * _scale(x, k)
             assert_agree(ours, ref, bound, f"cnn {name}")
         with torch.no_grad() if torch is not None else _null():
             t = interleaved(contenders, rounds=5 if ctx.quick else 9)
@@ -95,6 +116,8 @@ def run(ctx: Context) -> Section:
                 tensors["torch"] = contenders["torch"]
                 tt = interleaved(tensors, rounds=5 if ctx.quick else 9)
         plan = bc.plan(x, k, SPEC, stride=s)
+        with bc.use_torch(False):
+            alone_method = bc.plan(x, k, SPEC, stride=s).method
         flops = 2.0 * ours.size * kk * kk * ci
         row = {
             "layer": name,
@@ -102,36 +125,51 @@ def run(ctx: Context) -> Section:
             "ours cold ms": t["ours cold"] * 1e3,
             "method": plan.method,
             "ours GFLOP/s": flops / t["ours"] / 1e9,
+            "NumPy alone ms": t["NumPy alone"] * 1e3,
+            "NumPy alone method": alone_method,
         }
         if "torch" in t:
             row["torch ms"] = t["torch"] * 1e3
+            row["torch NHWC ms"] = t["torch NHWC"] * 1e3
             row["torch / ours"] = t["torch"] / t["ours"]
+            row["torch / NumPy alone"] = t["torch"] / t["NumPy alone"]
             row["ours tensors ms"] = tt["ours tensors"] * 1e3
             row["tensors method"] = bc.plan(xh, kh, SPEC, stride=s).method
             row["torch / ours tensors"] = tt["torch"] / tt["ours tensors"]
             assert_agree(tensors["ours tensors"]().numpy(), ref, bound, f"cnn {name} (tensors)")
         sec.rows.append(row)
         bar = 1.0 if kk >= 7 else 0.8
-        sec.summary.append(
-            summary_row(
-                NAME,
-                f"{name}, N={N}",
-                "torch conv2d (CPU)" if torch is not None else None,
-                t.get("torch"),
-                t["ours"],
-                bar,
-                flops=flops,
-                peak=ctx.peaks.get("gemm_float32"),
-                note=f"{plan.method}; cold {t['ours cold'] * 1e3:.3g} ms; direct-equivalent "
-                f"flops, % of the GEMM peak",
-                spread=(t.spread.get("torch"), t.spread["ours"]),
+        for case, who, method in (
+            (f"{name}, N={N}", "ours", plan.method),
+            (f"{name}, N={N}, NumPy+SciPy alone", "NumPy alone", alone_method),
+        ):
+            if who == "ours" and method == alone_method:
+                continue  # (torch's methods not picked: one row says it)
+            sec.summary.append(
+                summary_row(
+                    NAME,
+                    case,
+                    "torch conv2d (CPU)" if torch is not None else None,
+                    t.get("torch"),
+                    t[who],
+                    bar,
+                    flops=flops,
+                    peak=ctx.peaks.get("gemm_float32"),
+                    note=f"{method}; cold {t['ours cold'] * 1e3:.3g} ms; direct-equivalent "
+                    f"flops, % of the GEMM peak",
+                    spread=(t.spread.get("torch"), t.spread[who]),
+                )
             )
-        )
         ctx.log(
             f"  {name}: ours {t['ours'] * 1e3:.3g} ms"
             + (f", torch {t['torch'] * 1e3:.3g} ms" if "torch" in t else "")
         )
     return sec
+
+
+def _scale(x: np.ndarray, k: np.ndarray) -> float:
+    """The largest |x| times the largest |k| (the agreement bound's scale)."""
+    return float(np.abs(x).max() * np.abs(k).max())
 
 
 class _null:
