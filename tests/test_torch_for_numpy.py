@@ -77,7 +77,7 @@ def test_auto_weighs_torch_for_numpy_arrays_and_says_so(torch_joins, rng):
     k = rand(rng, (3, 3, 16, 32), np.float32)
     plan = bc.plan(x, k, NHWC)
     names = {c.method for c in plan.candidates}
-    assert {"torch_direct", "torch_fft", "direct"} <= names
+    assert {"torch_direct", "direct"} <= names and "torch_fft" not in names
     assert "torch is imported" in plan.explain()
     with bc.use_torch(False):
         alone = bc.plan(x, k, NHWC)
@@ -86,6 +86,28 @@ def test_auto_weighs_torch_for_numpy_arrays_and_says_so(torch_joins, rng):
     y = plan(x)
     assert type(y) is np.ndarray and y.dtype == np.float32
     np.testing.assert_allclose(y, alone(x), rtol=1e-4, atol=1e-4 * np.abs(y).max())
+
+
+@pytest.mark.parametrize(
+    "what, x_shape, k_shape, kw",
+    [
+        ("float64", (4, 16, 16, 16), (3, 3, 16, 32), {"dtype": np.float64}),
+        ("a bank under 16", (4, 16, 16, 16), (3, 3, 16, 8), {}),
+        ("windows under 27 values", (4, 16, 16, 2), (3, 3, 2, 32), {}),
+        ("ncc", (4, 16, 16, 16), (3, 3, 16, 32), {"metric": "ncc"}),
+        ("sad", (4, 16, 16, 16), (3, 3, 16, 32), {"metric": "sad"}),
+        ("a callable reduce", (4, 16, 16, 16), (3, 3, 16, 32), {"reduce": np.max}),
+    ],
+)
+def test_torch_joins_only_where_its_cost_model_holds(torch_joins, rng, what, x_shape, k_shape, kw):
+    """Beyond the float32 CNN layers torch's CPU times vary more than its model follows:
+    the NumPy methods' ground stays theirs."""
+    kw = dict(kw)
+    dt = kw.pop("dtype", np.float32)
+    spec = "nhwc,hwco->no|hw" if "reduce" in kw else NHWC
+    plan = bc.plan(rand(rng, x_shape, dt), rand(rng, k_shape, dt), spec, **kw)
+    assert not any(c.method.startswith("torch") for c in plan.candidates), what
+    assert "torch is imported" not in plan.explain()
 
 
 def test_a_cnn_layer_goes_to_onednn(torch_joins, rng):
@@ -174,12 +196,17 @@ def test_the_budget_chunks_torch_blocks(torch_joins, rng):
 
 
 def test_vjp_of_a_layer_on_torch(torch_joins, rng):
-    x = rand(rng, (2, 10, 10, 4), np.float64)
-    k = rand(rng, (3, 3, 4, 8), np.float64)
-    g = rand(rng, (2, 8, 8, 8), np.float64)
+    x = rand(rng, (2, 10, 10, 4), np.float32)
+    k = rand(rng, (3, 3, 4, 16), np.float32)
+    g = rand(rng, (2, 8, 8, 16), np.float32)
+    assert "torch_direct" in {c.method for c in bc.plan(x, k, NHWC).candidates}
     gx, gk = bc.vjp(x, k, NHWC, cotangent=g)
     with bc.use_torch(False):
         rx, rk = bc.vjp(x, k, NHWC, cotangent=g)
     assert type(gx) is np.ndarray and type(gk) is np.ndarray
-    np.testing.assert_allclose(gx, rx, rtol=1e-10, atol=1e-10)
-    np.testing.assert_allclose(gk, rk, rtol=1e-10, atol=1e-10)
+    assert gx.dtype == rx.dtype and gk.dtype == rk.dtype
+    # sums of 144 (grad x: taps x bank) and 128 (grad k: items x outputs) float32
+    # products, both sides within the contract's tolerance of the exact sums
+    g_max = np.abs(g).max()
+    np.testing.assert_allclose(gx, rx, rtol=0, atol=2e-5 * 144 * np.abs(k).max() * g_max)
+    np.testing.assert_allclose(gk, rk, rtol=0, atol=2e-5 * 128 * np.abs(x).max() * g_max)

@@ -13,7 +13,6 @@ import threading
 import weakref
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
-from dataclasses import replace
 from typing import TYPE_CHECKING, Any, TypedDict, overload
 
 import numpy as np
@@ -334,9 +333,6 @@ def _make_plan(
     w_shape, w_dtype = _shape_dtype(w, "w")  # nested tuples are data here, not a signature
     if device is None:  # where tensors live: x's device, or w's when x is a signature
         device = device_of(w) if _is_signature(x) else device_of(x)
-    joined = device is None and torch_for_numpy()  # NumPy data: torch's CPU methods join
-    if joined:
-        device = "cpu"
     p = make_problem(
         shape,
         dtype,
@@ -359,7 +355,7 @@ def _make_plan(
         sp = p.spec
         mask = check_mask(host_mask(mask), w_shape, sp.w, sp.sliding, sp.w_summed)
         p = with_mask(p, mask)
-    made = plan_problem(
+    return plan_problem(
         p,
         w,
         method=method,
@@ -369,10 +365,6 @@ def _make_plan(
         mask=mask,
         reused=reused,
     )
-    if joined and method in ("auto", "measure"):
-        why = "torch is imported, so its CPU methods were candidates; bc.use_torch(False)"
-        return replace(made, reason=f"{made.reason}; {why} leaves them out")
-    return made
 
 
 @overload

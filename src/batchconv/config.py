@@ -128,7 +128,7 @@ def show_config() -> None:
             if c["torch_for_numpy"]
             else "no: torch is not imported by this program, or bc.use_torch(False)"
         )
-        print(f"  torch, NumPy  {joins}  (torch's CPU methods as candidates for NumPy arrays)")
+        print(f"  torch, NumPy  {joins}  (oneDNN as a candidate for NumPy CNN layers)")
     print(f"  array API     {c['array_api']}  (arrays in, arrays of their library out)")
     print(f"  fft engine    {c['fft_engine']}")
     print(f"  compiled      {c['compiled_kernels']}  (one-filter correlation, SAD, window sums)")

@@ -48,7 +48,7 @@ from .problem import (
 )
 from .progress import reporter
 from .tensors import canonical_w as tensor_canonical_w
-from .tensors import is_cuda
+from .tensors import is_cuda, torch_for_numpy
 from .xp import get_workers, set_workers
 
 if TYPE_CHECKING:  # torch is optional: named in annotations only
@@ -641,11 +641,28 @@ def _method_names(p: Problem, method: str, device: str | None) -> tuple[str, ...
         return (method,)
     numpy_names = () if on_gpu else methods_for_metric(p.metric)
     numpy_names = tuple(n for n in numpy_names if get_method(n).applies(p, device) is None)
-    if device is None or (callable(p.reduce) and not on_gpu):  # it gets NumPy blocks
+    if callable(p.reduce) and not on_gpu:  # it gets NumPy blocks
         return numpy_names
+    if device is None:  # NumPy arrays: torch's CPU methods join where they say they may
+        return numpy_names + _joining_numpy(p)
     # every problem has a torch method: torch_fft all but SAD, torch_direct SAD
     on_tensors = methods_for_metric(p.metric, on_tensors=True)
     return numpy_names + tuple(n for n in on_tensors if get_method(n).applies(p, device) is None)
+
+
+def _joining_numpy(p: Problem) -> tuple[str, ...]:
+    """The torch methods that are candidates for NumPy arrays of ``p`` now: none unless
+    the program imported torch (``bc.use_torch``), then those whose ``joins_numpy(p)``
+    says their cost model holds there (see ``methods/__init__.py``)."""
+    if not torch_for_numpy():
+        return ()
+    joining = []
+    for n in methods_for_metric(p.metric, on_tensors=True):
+        mod = get_method(n)
+        joins = getattr(mod, "joins_numpy", None)
+        if joins is not None and joins(p) and mod.applies(p, "cpu") is None:
+            joining.append(n)
+    return tuple(joining)
 
 
 def choose_method(
@@ -692,6 +709,11 @@ def choose_method(
         )
         if len(fitting) < len(cands):
             reason += " among the methods within the memory budget"
+        if device is None and any(get_method(c.method).ON_TENSORS for c in cands):
+            reason += (
+                "; torch is imported, so its CPU convolution was a candidate for these "
+                "NumPy arrays (bc.use_torch(False) leaves it out)"
+            )
     return chosen, reason, cands, budget
 
 

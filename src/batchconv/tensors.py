@@ -281,21 +281,23 @@ _torch_switch = _TorchSwitch()
 
 
 class use_torch:
-    """Let torch's CPU kernels (oneDNN's convolution, ``torch.fft``) compute NumPy arrays,
-    or keep them out, for this thread.
+    """Let torch's CPU convolution (oneDNN) compute NumPy arrays, or keep it out, for
+    this thread.
 
-    By default they are candidates for NumPy arrays once your program has imported
-    torch (batchconv never imports it for this): ``method="auto"`` weighs them with the
-    same cost model as its NumPy methods, the arrays are shared with torch without a
-    copy (``torch.from_numpy``) and the result comes back as a NumPy array. oneDNN's
-    convolution is the fastest CPU route for CNN layers (``explain()`` shows when it is
-    picked). ``use_torch(False)`` computes with NumPy (and SciPy, numba) alone;
-    ``use_torch(True)`` lets torch in whenever it is installed (and imports it). As a
-    plain call it lasts until changed, as a ``with`` block it is restored on exit;
-    ``None`` keeps the current setting; other threads keep theirs (the process's default
-    is ``USE_TORCH``: None, the rule above; ``BATCHCONV_DISABLE_TORCH=1`` in the
-    environment makes it False). A plan keeps the method it was made with: make plans
-    inside the block.
+    By default it is a candidate for NumPy arrays once your program has imported torch
+    (batchconv never imports it for this), on the ground where its cost model holds
+    beside the NumPy methods': float32 correlations with a bank of 16 or more filters
+    and windows of 27 or more values (CNN layers; the method's ``joins_numpy``).
+    ``method="auto"`` weighs it with the same cost model, the arrays are shared with
+    torch without a copy (``torch.from_numpy``; oneDNN reads an NHWC batch as its
+    channels-last view) and the result comes back as a NumPy array; ``explain()`` says
+    when it was a candidate. ``use_torch(False)`` computes with NumPy (and SciPy,
+    numba) alone; ``use_torch(True)`` lets it in whenever torch is installed (and
+    imports it). As a plain call it lasts until changed, as a ``with`` block it is
+    restored on exit; ``None`` keeps the current setting; other threads keep theirs
+    (the process's default is ``USE_TORCH``: None, the rule above;
+    ``BATCHCONV_DISABLE_TORCH=1`` in the environment makes it False). A plan keeps the
+    method it was made with: make plans inside the block.
 
     >>> import numpy as np, batchconv as bc
     >>> x, w = np.random.rand(2, 8, 8, 16), np.random.rand(3, 3, 16, 32)
@@ -319,7 +321,7 @@ class use_torch:
 
 
 def torch_for_numpy() -> bool:
-    """Whether torch's CPU methods are candidates for NumPy arrays now (see
+    """Whether torch's CPU convolution may be a candidate for NumPy arrays now (see
     :class:`use_torch`): this thread's setting, else whether the program imported torch
     (not counting :func:`batchconv.show_config`'s import of it)."""
     flag = _torch_switch.flag

@@ -51,7 +51,11 @@ and optionally:
 * ``bind(problem, state, x_chunk, out)``: a lean call for a repeat call with the same
   input layout (NumPy methods), or ``one_call(problem, state, x_chunk)`` (tensor
   methods: ``(input, call, as_canonical)``, or None);
-* ``COEFFICIENTS``: the cost model of its own ``cost_features`` model names.
+* ``COEFFICIENTS``: the cost model of its own ``cost_features`` model names;
+* ``joins_numpy(problem) -> bool`` (a method ``ON_TENSORS``): whether it is a candidate
+  for NumPy arrays of ``problem`` once the program has imported torch
+  (``bc.use_torch``), where its cost model holds beside the NumPy methods' (the arrays
+  are shared with torch on the CPU; the result comes back as a NumPy array).
 
 The metrics wrap the methods (``metrics.dispatch.method_for``): ssd/ncc/cosine compute a
 correlation with the method, SAD runs its own kernels. Adding a method is its module

@@ -38,6 +38,7 @@ __all__ = [
     "state_bytes",
     "flops",
     "cost_features",
+    "joins_numpy",
     "describe",
 ]
 
@@ -242,6 +243,16 @@ def cost_features(p: Problem, device: str | None = None) -> tuple[str, dict[str,
         "in_bytes": float(p.B * p.C * p.P * prod(g.padded for g in p.geoms) * r),
         "out_bytes": float(p.B * p.K * p.P * prod(p.O) * r),
     }
+
+
+def joins_numpy(p: Problem) -> bool:
+    """Whether this method is a candidate for NumPy arrays of ``p`` once the program has
+    imported torch (``bc.use_torch``): the float32 CNN layers of the "torch_conv_dense"
+    model, the ground where its cost model was fitted beside the NumPy methods
+    (``fit_cost_model.py --cnn-layers``). Elsewhere torch's CPU times vary more than the
+    general model follows (a refit on random problems: estimates 0.06-1.3x the measured
+    times), and a wrong pick would be slower than the NumPy methods."""
+    return metric_of(p.metric).plain and not p.masked and cost_features(p)[0] == "torch_conv_dense"
 
 
 def describe(
