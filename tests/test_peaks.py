@@ -265,3 +265,20 @@ def test_explain_names_the_peaks():
     line = p.explain().splitlines()[3]
     assert "scores (2, 3, 4), coords (2, 3, 4, 2)" in line
     assert "bc.peaks(4, min_distance=2, threshold=0.5; the lowest first)" in line
+
+
+@pytest.mark.parametrize("numba", [True, False])
+def test_a_threshold_is_compared_in_the_maps_precision(numba):
+    """A float32 map's threshold is rounded to float32 first, as peak_local_max compares
+    (found by hypothesis: 7e-113 against a map of zeros, which is 0.0 in float32)."""
+    maps = np.zeros((2, 1, 1), np.float32)
+    maps[1] = 1.0
+    with compiled.use_numba(numba):
+        for lowest, t in ((True, 7.3e-113), (False, -7.3e-113)):
+            _, coords = find_peaks(maps[:1], 1, 0, t, lowest=lowest)
+            assert (coords == -1).all()
+            assert (coords == reference(maps[:1], 1, 0, t, lowest)[1]).all()
+        big = np.zeros((1, 9, 9), np.float32)
+        big[0, 4, 4] = 1e-45  # (the smallest float32 above 0)
+        _, coords = find_peaks(big, 1, 1, 7e-46)  # 7e-46 is 1e-45 in float32: not above
+        assert (coords == reference(big, 1, 1, 7e-46, False)[1]).all()

@@ -59,6 +59,9 @@ def find_peaks(
             [-1]]]))
     """
     maps = np.asarray(maps)
+    if threshold is not None:  # compared in the maps' precision, as peak_local_max does
+        # (a float32 map against 7e-113: against 0.0)
+        threshold = float(np.result_type(maps.dtype, np.float32).type(threshold))
     n_maps, shape = maps.shape[0], maps.shape[1:]
     scores = np.full((n_maps, k), np.nan)
     coords = np.full((n_maps, k, len(shape)), -1, np.intp)
