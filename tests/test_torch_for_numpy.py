@@ -78,11 +78,11 @@ def test_auto_weighs_torch_for_numpy_arrays_and_says_so(torch_joins, rng):
     plan = bc.plan(x, k, NHWC)
     names = {c.method for c in plan.candidates}
     assert {"torch_direct", "direct"} <= names and "torch_fft" not in names
-    assert "torch is imported" in plan.explain()
+    assert "oneDNN (torch's CPU convolution) was a candidate" in plan.explain()
     with bc.use_torch(False):
         alone = bc.plan(x, k, NHWC)
     assert not {"torch_direct", "torch_fft"} & {c.method for c in alone.candidates}
-    assert "torch is imported" not in alone.explain()
+    assert "oneDNN (torch's CPU convolution) was a candidate" not in alone.explain()
     y = plan(x)
     assert type(y) is np.ndarray and y.dtype == np.float32
     np.testing.assert_allclose(y, alone(x), rtol=1e-4, atol=1e-4 * np.abs(y).max())
@@ -97,17 +97,27 @@ def test_auto_weighs_torch_for_numpy_arrays_and_says_so(torch_joins, rng):
         ("ncc", (4, 16, 16, 16), (3, 3, 16, 32), {"metric": "ncc"}),
         ("sad", (4, 16, 16, 16), (3, 3, 16, 32), {"metric": "sad"}),
         ("a callable reduce", (4, 16, 16, 16), (3, 3, 16, 32), {"reduce": np.max}),
+        (
+            "reflect padding",
+            (4, 16, 16, 16),
+            (3, 3, 16, 32),
+            {"mode": "same", "padding": "reflect"},
+        ),
+        ("a padding value", (4, 16, 16, 16), (3, 3, 16, 32), {"mode": "same", "cval": 1.0}),
+        ("one thread", (4, 16, 16, 16), (3, 3, 16, 32), {"workers": 1}),
     ],
 )
 def test_torch_joins_only_where_its_cost_model_holds(torch_joins, rng, what, x_shape, k_shape, kw):
     """Beyond the float32 CNN layers torch's CPU times vary more than its model follows:
     the NumPy methods' ground stays theirs."""
     kw = dict(kw)
+    if what == "one thread" and torch.get_num_threads() == 1:
+        pytest.skip("torch runs one thread here: it fits workers=1")
     dt = kw.pop("dtype", np.float32)
     spec = "nhwc,hwco->no|hw" if "reduce" in kw else NHWC
     plan = bc.plan(rand(rng, x_shape, dt), rand(rng, k_shape, dt), spec, **kw)
     assert not any(c.method.startswith("torch") for c in plan.candidates), what
-    assert "torch is imported" not in plan.explain()
+    assert "oneDNN (torch's CPU convolution) was a candidate" not in plan.explain()
 
 
 def test_a_cnn_layer_goes_to_onednn(torch_joins, rng):
@@ -210,3 +220,42 @@ def test_vjp_of_a_layer_on_torch(torch_joins, rng):
     g_max = np.abs(g).max()
     np.testing.assert_allclose(gx, rx, rtol=0, atol=2e-5 * 144 * np.abs(k).max() * g_max)
     np.testing.assert_allclose(gk, rk, rtol=0, atol=2e-5 * 128 * np.abs(x).max() * g_max)
+
+
+def test_torch_hidden_from_imports_is_not_imported(tmp_path):
+    """sys.modules["torch"] = None (how tests block an import) is not an imported torch."""
+    code = (
+        "import sys; sys.modules['torch'] = None\n"
+        "import numpy as np, batchconv as bc\n"
+        "y = bc.correlate(np.ones((2, 12, 12, 32), np.float32),"
+        " np.ones((3, 3, 32, 64), np.float32), 'nhwc,hwco->nhwo|hw')\n"
+        "assert y.shape == (2, 10, 10, 64) and float(y[0, 0, 0, 0]) == 288.0\n"
+    )
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr[-2000:]
+
+
+@pytest.mark.parametrize("joined", [False, True])
+def test_a_dask_graph_keeps_the_setting_it_was_built_with(joined, rng, monkeypatch):
+    """Dask computes the pieces in its own threads, whose use_torch is the default: the
+    graph carries the setting of the thread that built it."""
+    da = pytest.importorskip("dask.array")
+    from batchconv.methods import torch_direct
+
+    calls = []
+    conv = torch_direct.convolve_grouped  # (every torch_direct call ends there)
+    monkeypatch.setattr(
+        torch_direct, "convolve_grouped", lambda *a, **k: calls.append(1) or conv(*a, **k)
+    )
+    x = rand(rng, (4, 56, 56, 32), np.float32)  # (pieces of test_a_cnn_layer's layer)
+    k = rand(rng, (3, 3, 32, 64), np.float32)
+    workers = max(2, torch.get_num_threads())  # (torch's threads must fit)
+    with bc.use_torch(joined):
+        lazy = bc.correlate(da.from_array(x, chunks=(2, 56, 56, 32)), k, NHWC, workers=workers)
+        piece = bc.plan(x[:2], k, NHWC, workers=workers).method
+        assert (piece == "torch_direct") == joined
+    y = lazy.compute(scheduler="threads")
+    assert bool(calls) == joined
+    with bc.use_torch(False):
+        ref = bc.correlate(x, k, NHWC)
+    np.testing.assert_allclose(y, ref, rtol=1e-5, atol=1e-5 * np.abs(ref).max())

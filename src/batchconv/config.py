@@ -126,7 +126,8 @@ def show_config() -> None:
         joins = (
             "yes: torch is imported"
             if c["torch_for_numpy"]
-            else "no: torch is not imported by this program, or bc.use_torch(False)"
+            else "no: not imported by this program (show_config's import does not count), "
+            "BATCHCONV_DISABLE_TORCH=1, or bc.use_torch(False)"
         )
         print(f"  torch, NumPy  {joins}  (oneDNN as a candidate for NumPy CNN layers)")
     print(f"  array API     {c['array_api']}  (arrays in, arrays of their library out)")

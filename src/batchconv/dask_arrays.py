@@ -58,6 +58,7 @@ from .peak_reduce import Peaks, unpack
 from .planner import choose_method, parse_memory, plan_problem
 from .problem import Problem, make_problem
 from .reduce import apply_reduce
+from .tensors import torch_for_numpy, use_torch
 from .xp import set_workers
 
 __all__ = ["lazy_correlate", "axis_blocks", "AxisBlock"]
@@ -221,6 +222,7 @@ class _Options:
     method: str
     memory: object
     workers: int
+    torch: bool  # torch's CPU convolution a candidate (bc.use_torch when the graph was built)
 
 
 def piece_problem(
@@ -297,14 +299,15 @@ class _Bank:
         if unreduced:
             budget, out = parse_memory(memory), prod(q.out_shape) * q.dtype.itemsize
             memory = budget - out if out * _UNREDUCED_SHARE <= budget else None
-        p = (
-            None
-            if unreduced and memory is None
-            else plan_problem(q, self.w, o.method, memory, o.workers, mask=self.mask)
-        )
+        p = None if unreduced and memory is None else self._plan_problem(q, memory)
         with self._lock:
             self._plans[key] = p
         return p
+
+    def _plan_problem(self, q: Problem, memory):
+        o = self.opts
+        with use_torch(o.torch):  # (tasks run in other threads, or processes)
+            return plan_problem(q, self.w, o.method, memory, o.workers, mask=self.mask)
 
     def __getstate__(self) -> dict:
         return {"w": self.w, "opts": self.opts, "mask": self.mask, "_plans": dict(self._plans)}
@@ -485,10 +488,11 @@ def lazy_correlate(
             f"(x.rechunk({{axis: -1}})) or use one of {_COMBINED}"
         )
     md = None if mask is None else da.from_array(np.ascontiguousarray(mask), chunks=wd.chunks)
-    token = tokenize(xd.name, wd.name, spec, flip, method, memory, workers, options, md)
+    joins = torch_for_numpy()
+    token = tokenize(xd.name, wd.name, spec, flip, method, memory, workers, options, md, joins)
     names = {s: f"batchconv-{s}-{token}" for s in ("out", "bank", "part", "piece")}
     dsk, piece_chunks = _pieces(xd, {sp.x.index(c): blocks[c] for c in sp.sliding}, names["piece"])
-    opts = _Options(p, method, memory, 1 if workers is None else workers)
+    opts = _Options(p, method, memory, 1 if workers is None else workers, joins)
     dsk.update(_block_tasks(p, opts, names, blocks, piece_chunks, wd, bool(split), md))
     chunks = _output_chunks(p, blocks, piece_chunks, wd.chunks)
     inputs = [xd, wd] if md is None else [xd, wd, md]

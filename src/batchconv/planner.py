@@ -48,7 +48,7 @@ from .problem import (
 )
 from .progress import reporter
 from .tensors import canonical_w as tensor_canonical_w
-from .tensors import is_cuda, torch_for_numpy
+from .tensors import is_cuda, torch_for_numpy, torch_threads
 from .xp import get_workers, set_workers
 
 if TYPE_CHECKING:  # torch is optional: named in annotations only
@@ -652,9 +652,11 @@ def _method_names(p: Problem, method: str, device: str | None) -> tuple[str, ...
 
 def _joining_numpy(p: Problem) -> tuple[str, ...]:
     """The torch methods that are candidates for NumPy arrays of ``p`` now: none unless
-    the program imported torch (``bc.use_torch``), then those whose ``joins_numpy(p)``
-    says their cost model holds there (see ``methods/__init__.py``)."""
-    if not torch_for_numpy():
+    the program imported torch (``bc.use_torch``) and torch's CPU threads fit in the
+    call's ``workers`` (torch keeps its own count: inside a task with ``workers=1`` its
+    threads would oversubscribe the cores), then those whose ``joins_numpy(p)`` says
+    their cost model holds there (see ``methods/__init__.py``)."""
+    if not torch_for_numpy() or torch_threads() > get_workers():
         return ()
     joining = []
     for n in methods_for_metric(p.metric, on_tensors=True):
@@ -682,10 +684,10 @@ def choose_method(
     budget = parse_memory(memory, device)
     if method == "measure":  # the model's candidates; plan_problem times them
         method = "auto"
-    names = _method_names(p, method, device)
-    for n in names:
-        method_for(p, n, device)  # unknown names and impossible combinations raise here
     with set_workers(workers):
+        names = _method_names(p, method, device)
+        for n in names:
+            method_for(p, n, device)  # unknown names and impossible combinations raise here
         cands = _candidates(p, names, budget, get_workers(), compiled.enabled(), device)
     fitting = [c for c in cands if c.fits]
     if not fitting:
@@ -711,8 +713,8 @@ def choose_method(
             reason += " among the methods within the memory budget"
         if device is None and any(get_method(c.method).ON_TENSORS for c in cands):
             reason += (
-                "; torch is imported, so its CPU convolution was a candidate for these "
-                "NumPy arrays (bc.use_torch(False) leaves it out)"
+                "; oneDNN (torch's CPU convolution) was a candidate for these NumPy "
+                "arrays (bc.use_torch(False) leaves it out)"
             )
     return chosen, reason, cands, budget
 

@@ -53,6 +53,7 @@ __all__ = [
     "USE_TORCH",
     "use_torch",
     "torch_for_numpy",
+    "torch_threads",
     "precise",
     "device_memory",
     "is_out_of_memory",
@@ -285,24 +286,33 @@ class use_torch:
     this thread.
 
     By default it is a candidate for NumPy arrays once your program has imported torch
-    (batchconv never imports it for this), on the ground where its cost model holds
-    beside the NumPy methods': float32 correlations with a bank of 16 or more filters
-    and windows of 27 or more values (CNN layers; the method's ``joins_numpy``).
+    (batchconv never imports it for this; :func:`batchconv.show_config`'s import does not
+    count: after it, ``use_torch(True)``), on the ground where its cost model holds
+    beside the NumPy methods': float32 correlations with a bank of 16 or more filters,
+    channels x taps of 27 or more and zero padding (CNN layers; the method's
+    ``joins_numpy``), when torch's CPU threads fit in the call's ``workers``.
     ``method="auto"`` weighs it with the same cost model, the arrays are shared with
     torch without a copy (``torch.from_numpy``; oneDNN reads an NHWC batch as its
-    channels-last view) and the result comes back as a NumPy array; ``explain()`` says
-    when it was a candidate. ``use_torch(False)`` computes with NumPy (and SciPy,
-    numba) alone; ``use_torch(True)`` lets it in whenever torch is installed (and
-    imports it). As a plain call it lasts until changed, as a ``with`` block it is
-    restored on exit; ``None`` keeps the current setting; other threads keep theirs
-    (the process's default is ``USE_TORCH``: None, the rule above;
-    ``BATCHCONV_DISABLE_TORCH=1`` in the environment makes it False). A plan keeps the
-    method it was made with: make plans inside the block.
+    channels-last view) and the result comes back as a NumPy array (a view of torch's
+    output); ``explain()`` says when it was a candidate. ``use_torch(False)`` leaves it
+    out of ``"auto"`` (a ``method=`` you name still runs); ``use_torch(True)`` lets it in
+    whenever torch is installed (and imports it). As a plain call it lasts until
+    changed, as a ``with`` block it is restored on exit; ``None`` keeps the current
+    setting; other threads keep theirs (a Dask graph keeps the setting it was built
+    with). The process's default is ``USE_TORCH``: None, the rule above;
+    ``BATCHCONV_DISABLE_TORCH=1`` in the environment makes it False (``use_torch(True)``
+    still switches it on). A plan keeps the method it was made with: make plans inside
+    the block.
 
     >>> import numpy as np, batchconv as bc
-    >>> x, w = np.random.rand(2, 8, 8, 16), np.random.rand(3, 3, 16, 32)
+    >>> x = np.random.rand(2, 8, 8, 16).astype(np.float32)
+    >>> w = np.random.rand(3, 3, 16, 32).astype(np.float32)
     >>> with bc.use_torch(False):
-    ...     bc.plan(x, w, "nhwc,hwco->nhwo|hw").device is None  # a NumPy method's plan
+    ...     sorted(c.method for c in bc.plan(x, w, "nhwc,hwco->nhwo|hw").candidates)
+    ['direct', 'fft', 'winograd']
+    >>> torch = __import__("pytest").importorskip("torch")
+    >>> with bc.use_torch(True):
+    ...     "torch_direct" in [c.method for c in bc.plan(x, w, "nhwc,hwco->nhwo|hw").candidates]
     True
     """
 
@@ -320,6 +330,11 @@ class use_torch:
         _torch_switch.flag = self._old
 
 
+def torch_threads() -> int:
+    """torch's CPU thread count (``torch.get_num_threads()``; imports torch)."""
+    return _torch().get_num_threads()
+
+
 def torch_for_numpy() -> bool:
     """Whether torch's CPU convolution may be a candidate for NumPy arrays now (see
     :class:`use_torch`): this thread's setting, else whether the program imported torch
@@ -327,8 +342,8 @@ def torch_for_numpy() -> bool:
     flag = _torch_switch.flag
     if flag is None:
         flag = USE_TORCH
-    if flag is None:
-        return "torch" in sys.modules and not _imported_for_config
+    if flag is None:  # (None in sys.modules: hidden, as tests do to block an import)
+        return sys.modules.get("torch") is not None and not _imported_for_config
     return flag and has_module("torch")
 
 
@@ -339,7 +354,7 @@ def torch_for_config():
     """torch, imported for :func:`batchconv.show_config` (which does not make it a
     candidate for NumPy arrays: :func:`torch_for_numpy`)."""
     global _imported_for_config
-    if "torch" not in sys.modules:
+    if sys.modules.get("torch") is None:
         _imported_for_config = True
     return _torch()
 

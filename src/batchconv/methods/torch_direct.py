@@ -230,7 +230,7 @@ def flops(p: Problem) -> float:
 
 def cost_features(p: Problem, device: str | None = None) -> tuple[str, dict[str, float]]:
     """The ``"torch_conv"`` cost model and its features; ``"torch_conv_dense"`` for the
-    float32 CNN layers (a bank of 16 or more, windows of 27 or more values) that oneDNN
+    float32 CNN layers (a bank of 16 or more, channels x taps of 27 or more) that oneDNN
     runs near the machine's peak, which the general model, fitted mostly on small and
     fallback problems, overestimated 1.8x (3x3 64->64 on 8 x 56x56: 12.0 ms, 6.4 ms
     measured)."""
@@ -248,11 +248,18 @@ def cost_features(p: Problem, device: str | None = None) -> tuple[str, dict[str,
 def joins_numpy(p: Problem) -> bool:
     """Whether this method is a candidate for NumPy arrays of ``p`` once the program has
     imported torch (``bc.use_torch``): the float32 CNN layers of the "torch_conv_dense"
-    model, the ground where its cost model was fitted beside the NumPy methods
-    (``fit_cost_model.py --cnn-layers``). Elsewhere torch's CPU times vary more than the
-    general model follows (a refit on random problems: estimates 0.06-1.3x the measured
-    times), and a wrong pick would be slower than the NumPy methods."""
-    return metric_of(p.metric).plain and not p.masked and cost_features(p)[0] == "torch_conv_dense"
+    model (a bank of 16 or more, channels x taps of 27 or more), the ground where its cost
+    model was fitted beside the NumPy methods (``fit_cost_model.py --cnn-layers``), with
+    the convolution's own zero padding (other paddings are a copy the model leaves out).
+    Elsewhere torch's CPU times vary more than the general model follows (a refit on
+    random problems: estimates 0.06-1.3x the measured times), and a wrong pick would be
+    slower than the NumPy methods."""
+    return (
+        metric_of(p.metric).plain
+        and not p.masked
+        and _symmetric_zero_padding(p) is not None  # (else a padded copy, not costed)
+        and cost_features(p)[0] == "torch_conv_dense"
+    )
 
 
 def describe(
