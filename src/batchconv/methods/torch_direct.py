@@ -236,13 +236,19 @@ def cost_features(p: Problem, device: str | None = None) -> tuple[str, dict[str,
     measured)."""
     prec = p.precision
     r = p.dtype.itemsize
-    dense = p.dtype.str.endswith("f4") and p.K >= 16 and p.window_size >= 27  # (C * T)
-    return "torch_conv_dense" if dense and not is_cuda(device) else "torch_conv", {
+    dense = _dense_layer(p) and not is_cuda(device)
+    return "torch_conv_dense" if dense else "torch_conv", {
         "calls": 1.0,
         f"flops_{prec}": flops(p),
         "in_bytes": float(p.B * p.C * p.P * prod(g.padded for g in p.geoms) * r),
         "out_bytes": float(p.B * p.K * p.P * prod(p.O) * r),
     }
+
+
+def _dense_layer(p: Problem) -> bool:
+    """A float32 CNN layer of the "torch_conv_dense" model: a bank of 16 or more, channels
+    x taps (``window_size``) of 27 or more."""
+    return p.dtype.str.endswith("f4") and p.K >= 16 and p.window_size >= 27
 
 
 def joins_numpy(p: Problem) -> bool:
@@ -258,7 +264,7 @@ def joins_numpy(p: Problem) -> bool:
         metric_of(p.metric).plain
         and not p.masked
         and _symmetric_zero_padding(p) is not None  # (else a padded copy, not costed)
-        and cost_features(p)[0] == "torch_conv_dense"
+        and _dense_layer(p)
     )
 
 
