@@ -36,6 +36,12 @@ def torch_joins():
         yield
 
 
+def _runs_clean(code: str) -> None:
+    """Run ``code`` in a fresh Python (torch not imported unless it says so)."""
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr[-2000:]
+
+
 def test_the_switch_is_scoped_per_thread_and_checked():
     with bc.use_torch(True):
         assert torch_for_numpy()
@@ -55,8 +61,7 @@ def test_the_switch_is_scoped_per_thread_and_checked():
 
 def test_the_default_follows_whether_torch_is_imported():
     first = "import torch, numpy, batchconv\nassert batchconv.tensors.torch_for_numpy()\n"
-    r = subprocess.run([sys.executable, "-c", first], capture_output=True, text=True, timeout=300)
-    assert r.returncode == 0, r.stderr[-2000:]
+    _runs_clean(first)
     code = (
         "import sys, numpy as np, batchconv as bc\n"
         "from batchconv.tensors import torch_for_numpy\n"
@@ -68,8 +73,7 @@ def test_the_default_follows_whether_torch_is_imported():
         "with bc.use_torch(True):\n"
         "    assert torch_for_numpy()\n"
     )
-    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
-    assert r.returncode == 0, r.stderr[-2000:]
+    _runs_clean(code)
 
 
 def test_auto_weighs_torch_for_numpy_arrays_and_says_so(torch_joins, rng):
@@ -222,7 +226,7 @@ def test_vjp_of_a_layer_on_torch(torch_joins, rng):
     np.testing.assert_allclose(gk, rk, rtol=0, atol=2e-5 * 128 * np.abs(x).max() * g_max)
 
 
-def test_torch_hidden_from_imports_is_not_imported(tmp_path):
+def test_torch_hidden_from_imports_is_not_imported():
     """sys.modules["torch"] = None (how tests block an import) is not an imported torch."""
     code = (
         "import sys; sys.modules['torch'] = None\n"
@@ -231,8 +235,7 @@ def test_torch_hidden_from_imports_is_not_imported(tmp_path):
         " np.ones((3, 3, 32, 64), np.float32), 'nhwc,hwco->nhwo|hw')\n"
         "assert y.shape == (2, 10, 10, 64) and float(y[0, 0, 0, 0]) == 288.0\n"
     )
-    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
-    assert r.returncode == 0, r.stderr[-2000:]
+    _runs_clean(code)
 
 
 @pytest.mark.parametrize("joined", [False, True])
