@@ -46,6 +46,10 @@ for dt in (np.float32, np.float64):
         ("cosine", lambda: bc.correlate(x, rng.random((2, 15, 15)).astype(dt), metric="cosine")),
         ("ssd 3-D", lambda: bc.correlate(rng.random((2, 16, 16, 16)).astype(dt),
                                          rng.random((2, 11, 11, 11)).astype(dt), metric="ssd")),
+        ("winograd", lambda: bc.correlate(rng.random((3, 20, 17, 8)).astype(dt),
+                                          rng.random((5, 5, 8, 6)).astype(dt),
+                                          "nhwc,hwco->nhwo|hw", mode="same",
+                                          method="winograd")),
     ]:
         t = time.perf_counter()
         call()

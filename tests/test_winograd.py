@@ -15,11 +15,24 @@ from hypothesis import strategies as st
 from naive import naive_correlate, tolerance, window_abs_bound
 
 import batchconv as bc
+from batchconv import compiled
 from batchconv.methods import winograd
 from batchconv.problem import make_problem
 
 SPEC_2D = "nhwc,hwck->nhwk|hw"
 SPEC_1D = "nlc,lck->nlk|l"
+
+
+@pytest.fixture(autouse=True, scope="module", params=["compiled", "numpy"])
+def transforms(request):
+    """Every test twice: with the compiled transforms (2-D tiles of 6 x 6 samples, where
+    numba is installed) and with the NumPy matrix products."""
+    if request.param == "compiled" and not compiled.enabled():
+        pytest.skip("numba is not installed")
+    old = compiled.USE_NUMBA
+    compiled.USE_NUMBA = request.param == "compiled"
+    yield request.param
+    compiled.USE_NUMBA = old
 
 
 def check(x, w, spec, method_="winograd", **kw):
@@ -87,6 +100,22 @@ def test_no_tile_for_half_precision_results():
     """Where the contract has no tolerance for the compute dtype, no tile is taken."""
     p = make_problem((2, 16, 16, 8), np.float32, (3, 3, 8, 4), np.float32, SPEC_2D)
     assert winograd.tile_size(replace(p, dtype=np.dtype(np.float16))) is None
+
+
+def test_compiled_transforms_run_where_they_apply(transforms):
+    """2-D tiles of 6 x 6 samples (F(4x4, 3x3), F(2x2, 5x5)) take the compiled
+    transforms when numba is on; 1-D tiles and F(4x4, 5x5) the matrix products."""
+    x = np.zeros((1, 12, 12, 2), np.float32)
+    for dtype, r, spec, expected in [
+        (np.float32, 3, SPEC_2D, transforms == "compiled"),
+        (np.float32, 5, SPEC_2D, transforms == "compiled"),
+        (np.float64, 5, SPEC_2D, False),  # F(4x4, 5x5): 8 x 8 tiles
+        (np.float32, 3, SPEC_1D, False),
+    ]:
+        xs = x.astype(dtype) if spec == SPEC_2D else x[:, 0].astype(dtype)
+        ws = (r, r, 2, 3) if spec == SPEC_2D else (r, 2, 3)
+        p = bc.plan(xs, np.ones(ws, dtype), spec, method="winograd")
+        assert (p.state.compiled_transforms is not None) == expected, (dtype, r, spec)
 
 
 @pytest.mark.parametrize(

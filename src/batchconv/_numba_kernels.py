@@ -34,6 +34,13 @@ filter, one thread: 0.29 against 0.37 ms).
 The result is written through its own strides: any layout of the caller's output (e.g.
 the batch innermost, ``"hwn"``) without a temporary.
 
+**Winograd's transforms** (:func:`winograd_in6`, :func:`winograd_out6`;
+``methods/winograd.py``) for 2-D tiles of 6 x 6 samples: two passes of a 6 x 6 matrix
+per tile, vectorised along the channels or filters (innermost in both buffers).
+
+Also window sums, window statistics, local maxima, greedy suppression and the NCC
+normalisation (their own docstrings).
+
 Compiled on first use per dtype and cached on disk (``cache=True``).
 """
 
@@ -987,3 +994,117 @@ def normalise_block(block: np.ndarray, inv_a: np.ndarray, inv_norm: np.ndarray) 
     n_out = y.shape[2] // max(inv_norm.shape[1], 1)
     _split(lambda t0, t1: _normalise_rows(y, a, inv_norm, n_out, t0, t1), b * k)
     return True
+
+
+# Winograd's transforms (methods/winograd.py) for tiles of 6 x 6 input samples
+# (F(4x4, 3x3), F(2x2, 5x5)), vectorised along the channels (or filters), which are
+# innermost in both buffers: two passes of a 6 x 6 matrix per tile instead of one
+# (36 x 36) Kronecker product, and no gathered copy of the tiles. The matrices are
+# padded to 6 x 6 with zero rows (A^T): one loop shape, which LLVM vectorises (a 4-row
+# variant ran 4x slower, unvectorised).
+@numba.njit(fastmath={"contract"}, nogil=True, cache=True, inline="always")
+def _apply6(b, src, s0, ss, dst, d0, ds, n):  # pragma: no cover - compiled
+    """``dst[d0 + i*ds:][:n] = sum_l b[i, l] src[s0 + l*ss:][:n]`` for a 6 x 6 ``b``."""
+    x0, x1, x2 = src[s0:], src[s0 + ss :], src[s0 + 2 * ss :]
+    x3, x4, x5 = src[s0 + 3 * ss :], src[s0 + 4 * ss :], src[s0 + 5 * ss :]
+    y0, y1, y2 = dst[d0:], dst[d0 + ds :], dst[d0 + 2 * ds :]
+    y3, y4, y5 = dst[d0 + 3 * ds :], dst[d0 + 4 * ds :], dst[d0 + 5 * ds :]
+    b00, b01, b02, b03, b04, b05 = b[0, 0], b[0, 1], b[0, 2], b[0, 3], b[0, 4], b[0, 5]
+    b10, b11, b12, b13, b14, b15 = b[1, 0], b[1, 1], b[1, 2], b[1, 3], b[1, 4], b[1, 5]
+    b20, b21, b22, b23, b24, b25 = b[2, 0], b[2, 1], b[2, 2], b[2, 3], b[2, 4], b[2, 5]
+    b30, b31, b32, b33, b34, b35 = b[3, 0], b[3, 1], b[3, 2], b[3, 3], b[3, 4], b[3, 5]
+    b40, b41, b42, b43, b44, b45 = b[4, 0], b[4, 1], b[4, 2], b[4, 3], b[4, 4], b[4, 5]
+    b50, b51, b52, b53, b54, b55 = b[5, 0], b[5, 1], b[5, 2], b[5, 3], b[5, 4], b[5, 5]
+    for c in range(n):
+        v0, v1, v2, v3, v4, v5 = x0[c], x1[c], x2[c], x3[c], x4[c], x5[c]
+        y0[c] = ((b00 * v0 + b01 * v1) + (b02 * v2 + b03 * v3)) + (b04 * v4 + b05 * v5)
+        y1[c] = ((b10 * v0 + b11 * v1) + (b12 * v2 + b13 * v3)) + (b14 * v4 + b15 * v5)
+        y2[c] = ((b20 * v0 + b21 * v1) + (b22 * v2 + b23 * v3)) + (b24 * v4 + b25 * v5)
+        y3[c] = ((b30 * v0 + b31 * v1) + (b32 * v2 + b33 * v3)) + (b34 * v4 + b35 * v5)
+        y4[c] = ((b40 * v0 + b41 * v1) + (b42 * v2 + b43 * v3)) + (b44 * v4 + b45 * v5)
+        y5[c] = ((b50 * v0 + b51 * v1) + (b52 * v2 + b53 * v3)) + (b54 * v4 + b55 * v5)
+
+
+@numba.njit(fastmath={"contract"}, nogil=True, cache=True)
+def _winograd_in6(x, xs, bt, n0, n1, pi, t0, t1, ntc, m, c, v, tmp):  # pragma: no cover
+    """The transformed tiles ``v`` (36, tiles, c) (flat) of items ``n0:n1``, pair ``pi``,
+    tile rows ``t0:t1`` (``ntc`` tiles each, ``m`` samples apart) of ``x``: the flat
+    padded input (b, P, H, W, c) with element strides ``xs`` (item, pair, row, column),
+    channels contiguous. ``v[6 i + j, tile] = (B^T d B)[i, j]``; ``tmp``: 36 c scratch."""
+    count = v.shape[0] // (36 * c)
+    ti = 0
+    for n in range(n0, n1):
+        for tr in range(t0, t1):
+            for tc in range(ntc):
+                base = n * xs[0] + pi * xs[1] + tr * m * xs[2] + tc * m * xs[3]
+                for q in range(6):  # down the columns: tmp[i, q] = sum_l bt[i, l] d[l, q]
+                    _apply6(bt, x, base + q * xs[3], xs[2], tmp, q * c, 6 * c, c)
+                for i in range(6):  # along the rows: v[i, j] = sum_q bt[j, q] tmp[i, q]
+                    _apply6(bt, tmp, 6 * i * c, c, v, (6 * i * count + ti) * c, count * c, c)
+                ti += 1
+
+
+@numba.njit(fastmath={"contract"}, nogil=True, cache=True)
+def _winograd_out6(
+    pr, at, m, n0, n1, t0, t1, ntc, k, out, os, o0, o1, tmp, y, acc, bad
+):  # pragma: no cover
+    """Write the outputs of the tiles' products ``pr`` (36, tiles, k) (flat; tiles as
+    in :func:`_winograd_in6`) into ``out``: flat from item ``n0``'s first output, element
+    strides ``os`` (item, row, column), the ``k`` filters contiguous; only outputs inside
+    ``o0 x o1``. ``at``: A^T padded to 6 x 6 with zero rows. ``bad[n - n0]`` becomes NaN
+    where an item's outputs are not all finite. ``tmp``, ``y``: 36 k scratch, ``acc``: k."""
+    count = pr.shape[0] // (36 * k)
+    ti = 0
+    for n in range(n0, n1):
+        acc[:] = 0
+        for tr in range(t0, t1):
+            for tc in range(ntc):
+                for u in range(6):  # tmp[u, j] = sum_w at[j, w] pr[u, w]
+                    _apply6(at, pr, (6 * u * count + ti) * k, count * k, tmp, 6 * u * k, k, k)
+                for j in range(m):  # y[i, j] = sum_u at[i, u] tmp[u, j]
+                    _apply6(at, tmp, j * k, 6 * k, y, j * k, 6 * k, k)
+                for i in range(min(m, o0 - tr * m)):
+                    for j in range(min(m, o1 - tc * m)):
+                        src = y[(6 * i + j) * k :]
+                        dst = out[(n - n0) * os[0] + (tr * m + i) * os[1] + (tc * m + j) * os[2] :]
+                        for kk in range(k):
+                            dst[kk] = src[kk]
+                            acc[kk] += src[kk] - src[kk]  # 0, or NaN from Inf or NaN
+                ti += 1
+        for kk in range(k):
+            bad[n - n0] += acc[kk]
+
+
+def winograd_in6(xb: np.ndarray, bt: np.ndarray, items, pi, rows, m: int, v: np.ndarray) -> None:
+    """:func:`_winograd_in6` on the padded input ``xb`` (b, P, H, W, C) (C-contiguous),
+    items ``items = (n0, n1)`` and tile rows ``rows = (t0, t1)`` of pair ``pi``, into
+    ``v`` (36, tiles, C)."""
+    c = xb.shape[-1]
+    xs = np.array([s // xb.itemsize for s in xb.strides[:4]], np.int64)
+    ntc = v.shape[1] // ((items[1] - items[0]) * (rows[1] - rows[0]))
+    tmp = np.empty(36 * c, xb.dtype)
+    _winograd_in6(xb.reshape(-1), xs, bt, *items, pi, *rows, ntc, m, c, v.reshape(-1), tmp)
+
+
+def winograd_out6(
+    pr: np.ndarray, at6: np.ndarray, m: int, items, rows, target: np.ndarray
+) -> np.ndarray | None:
+    """:func:`_winograd_out6`: the products ``pr`` (36, tiles, k) of items ``items`` and
+    tile rows ``rows`` written into ``target`` (items, k, O0, O1) (a view of the
+    block); the finiteness per item (True: all finite), or None (nothing done) where
+    ``target``'s filters are not contiguous or a stride is negative."""
+    r = target.itemsize
+    if target.shape[1] > 1 and target.strides[1] != r:
+        return None
+    flat = _flat_view(target)
+    if flat is None:
+        return None
+    out, st = flat
+    nb, k = target.shape[:2]
+    ntc = pr.shape[1] // (nb * (rows[1] - rows[0]))
+    os = np.array([st[0], st[2], st[3]], np.int64)
+    tmp, y, acc = np.empty(36 * k, pr.dtype), np.empty(36 * k, pr.dtype), np.empty(k, pr.dtype)
+    bad = np.zeros(nb, pr.dtype)
+    o0, o1 = target.shape[2:]
+    _winograd_out6(pr.reshape(-1), at6, m, *items, *rows, ntc, k, out, os, o0, o1, tmp, y, acc, bad)
+    return np.isfinite(bad)
