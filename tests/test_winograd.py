@@ -118,6 +118,23 @@ def test_compiled_transforms_run_where_they_apply(transforms):
         assert (p.state.compiled_transforms is not None) == expected, (dtype, r, spec)
 
 
+def test_unpickled_plan_without_numba_runs_the_products(transforms, monkeypatch):
+    """A plan made with the compiled transforms, unpickled where numba is missing (a Dask
+    worker without it), runs the matrix products instead of failing."""
+    import pickle
+
+    rng = np.random.default_rng(11)
+    x = rng.standard_normal((2, 14, 13, 16)).astype(np.float32)
+    w = rng.standard_normal((3, 3, 16, 16)).astype(np.float32)
+    p = pickle.loads(pickle.dumps(bc.plan(x, w, SPEC_2D, method="winograd")))
+    monkeypatch.setattr(compiled, "has_module", lambda name: False)
+    monkeypatch.setattr(compiled, "kernels", lambda: pytest.fail("numba's kernels used"))
+    assert not compiled.enabled()
+    ref = naive_correlate(x.astype(np.float64), w.astype(np.float64), SPEC_2D)
+    bound = window_abs_bound(x.astype(np.float64), w.astype(np.float64), SPEC_2D)
+    assert np.all(np.abs(p(x) - ref) <= tolerance(x.dtype) * bound)
+
+
 @pytest.mark.parametrize(
     "x_shape, w_shape, spec, kw, why",
     [

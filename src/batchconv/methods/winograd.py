@@ -397,7 +397,8 @@ def _chunk(p, st, xb, win, block, k0, k1, pi, items, rows) -> set:
     # this thread's buffers
     v = work_buffer((A, count, p.C), p.dtype, "winograd_transformed")
     products = work_buffer((A, count, k), p.dtype, "winograd_products")
-    fast = st.compiled_transforms
+    # (a plan unpickled where numba is missing runs the matrix products)
+    fast = st.compiled_transforms if compiled.enabled() else None
     # a NaN or Inf meets zeros in the transforms (0 * Inf), finite data near the dtype's
     # largest values may overflow: the items are redone (compute), without a warning
     # here (errstate is per thread: this one's)
