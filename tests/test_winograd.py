@@ -103,19 +103,23 @@ def test_no_tile_for_half_precision_results():
 
 
 def test_compiled_transforms_run_where_they_apply(transforms):
-    """2-D tiles of 6 x 6 samples (F(4x4, 3x3), F(2x2, 5x5)) take the compiled
-    transforms when numba is on; 1-D tiles and F(4x4, 5x5) the matrix products."""
-    x = np.zeros((1, 12, 12, 2), np.float32)
-    for dtype, r, spec, expected in [
-        (np.float32, 3, SPEC_2D, transforms == "compiled"),
-        (np.float32, 5, SPEC_2D, transforms == "compiled"),
-        (np.float64, 5, SPEC_2D, False),  # F(4x4, 5x5): 8 x 8 tiles
-        (np.float32, 3, SPEC_1D, False),
+    """2-D tiles of 6 x 6 samples (F(4x4, 3x3), F(2x2, 5x5)) with 16 or more channels and
+    filters take the compiled transforms when numba is on; 1-D tiles, F(4x4, 5x5) and
+    fewer channels or filters the matrix products."""
+    compiled_on = transforms == "compiled"
+    for dtype, r, C, K, spec, expected in [
+        (np.float32, 3, 16, 16, SPEC_2D, compiled_on),
+        (np.float32, 5, 16, 32, SPEC_2D, compiled_on),
+        (np.float64, 3, 16, 16, SPEC_2D, compiled_on),
+        (np.float32, 3, 8, 16, SPEC_2D, False),  # few channels: the products are faster
+        (np.float32, 3, 16, 4, SPEC_2D, False),  # few filters
+        (np.float64, 5, 16, 16, SPEC_2D, False),  # F(4x4, 5x5): 8 x 8 tiles
+        (np.float32, 3, 16, 16, SPEC_1D, False),
     ]:
-        xs = x.astype(dtype) if spec == SPEC_2D else x[:, 0].astype(dtype)
-        ws = (r, r, 2, 3) if spec == SPEC_2D else (r, 2, 3)
-        p = bc.plan(xs, np.ones(ws, dtype), spec, method="winograd")
-        assert (p.state.compiled_transforms is not None) == expected, (dtype, r, spec)
+        d = 2 if spec == SPEC_2D else 1
+        x = np.zeros((1, *(12,) * d, C), dtype)
+        p = bc.plan(x, np.ones((*(r,) * d, C, K), dtype), spec, method="winograd")
+        assert (p.state.compiled_transforms is not None) == expected, (dtype, r, C, K, spec)
 
 
 def test_unpickled_plan_without_numba_runs_the_products(transforms, monkeypatch):

@@ -21,11 +21,13 @@ stays in cache between the stages):
    written into the block.
 
 With numba (``compiled.enabled()`` when the plan is made), 2-D tiles of 6 x 6 samples
-(F(4x4, 3x3), F(2x2, 5x5)) run stages 2 and 4 as compiled kernels
-(``_numba_kernels.winograd_in6``/``winograd_out6``): ``B^T d B`` and ``A^T Y A`` as two
-passes of a 6 x 6 matrix, vectorised along the channels, read from the padded buffer
-and written into the block (no gathered copy, no scatter), a third of the input
-transform's flops (3x3 64->64 on 8 x 56x56, 2 threads: 7.0 -> 4.6 ms a call).
+(F(4x4, 3x3), F(2x2, 5x5)) with at least 16 channels and filters run stages 2 and 4 as
+compiled kernels (``_numba_kernels.winograd_in6``/``winograd_out6``): ``B^T d B`` and
+``A^T Y A`` as two passes of a 6 x 6 matrix, vectorised along the channels, the input
+read from the padded buffer (no gathered copy), a third of the input transform's flops;
+the outputs are written into the block directly where its filters are innermost (NHWC
+results), else through the scatter (3x3 64->64 on 8 x 56x56, 2 threads: 7.0 -> 4.6 ms a
+call with NHWC results, 14.4 -> 12.5 ms with NCHW ones).
 
 The matrices are built from interpolation points (``winograd_matrices``, checked
 against the identity). **Accuracy**: the transforms amplify rounding errors by a
@@ -114,6 +116,11 @@ _ROUNDINGS = 4
 # 3x3) for 3x3 64->64 on 8 x 56x56: 6.9 ms a call, 7.5 with 128, 7.1 with 512)
 _CHUNK_POSITIONS = 256 * 36
 _MIN_CHUNK_TILES = 64
+# the compiled transforms pay a fixed cost per tile (their passes are vectorised along
+# the channels): with fewer channels or filters than this the matrix products are faster
+# (1 x 256x256, one 3x3 filter: 2.4 against 1.2 ms; 3 -> 16 channels, 5x5: 7.3 against
+# 4.8 ms; 16 -> 16, 3x3: 1.7 against 2.1 ms)
+_COMPILED_MIN = 16
 
 # seconds per feature unit: `benchmarks/fit_cost_model.py --methods direct,fft,winograd
 # --small-kernels --n 300` (100 winograd problems), refitted with the per-call cost held
@@ -265,8 +272,11 @@ def prepare(p: Problem, wc: np.ndarray, budget: int | None = None) -> WinogradSt
 
 def _compiled_transforms(p: Problem) -> bool:
     """Whether ``p``'s transforms run compiled: 2-D tiles of 6 x 6 samples (F(4x4, 3x3),
-    F(2x2, 5x5)), with numba on (``compiled.enabled()``)."""
-    return p.ndim == 2 and _layout(p)[1] == 6 and compiled.enabled()
+    F(2x2, 5x5)) with at least ``_COMPILED_MIN`` channels and filters, numba on
+    (``compiled.enabled()``)."""
+    return (
+        p.ndim == 2 and min(p.C, p.K) >= _COMPILED_MIN and _layout(p)[1] == 6 and compiled.enabled()
+    )
 
 
 def _tiles(p: Problem, m: int) -> tuple[int, ...]:
