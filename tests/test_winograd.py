@@ -105,7 +105,7 @@ def test_no_tile_for_half_precision_results():
 def test_compiled_transforms_run_where_they_apply(transforms):
     """2-D tiles of 6 x 6 samples (F(4x4, 3x3), F(2x2, 5x5)) with 16 or more channels and
     filters take the compiled transforms when numba is on; 1-D tiles, F(4x4, 5x5) and
-    fewer channels or filters the matrix products."""
+    fewer channels or filters the matrix products. ``explain()`` says which."""
     compiled_on = transforms == "compiled"
     for dtype, r, C, K, spec, expected in [
         (np.float32, 3, 16, 16, SPEC_2D, compiled_on),
@@ -120,6 +120,7 @@ def test_compiled_transforms_run_where_they_apply(transforms):
         x = np.zeros((1, *(12,) * d, C), dtype)
         p = bc.plan(x, np.ones((*(r,) * d, C, K), dtype), spec, method="winograd")
         assert (p.state.compiled_transforms is not None) == expected, (dtype, r, C, K, spec)
+        assert ("compiled (numba)" in p.explain()) == expected
 
 
 def test_cost_features_are_the_matrix_products_either_way():

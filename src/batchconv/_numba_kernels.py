@@ -1069,7 +1069,9 @@ def _winograd_out6(
                         dst = out[(n - n0) * os[0] + (tr * m + i) * os[1] + (tc * m + j) * os[2] :]
                         for kk in range(k):
                             dst[kk] = src[kk]
-                            acc[kk] += src[kk] - src[kk]  # 0, or NaN from Inf or NaN
+                            # 0, or NaN from Inf or NaN (needs IEEE semantics: the
+                            # fastmath flags here must never include nnan/ninf)
+                            acc[kk] += src[kk] - src[kk]
                 ti += 1
         for kk in range(k):
             bad[n - n0] += acc[kk]

@@ -488,7 +488,9 @@ def _sizes(p: Problem, b: int, k: int) -> tuple[int, int, int, int]:
 def workspace_bytes(p: Problem, b: int, k: int, budget: int | None = None) -> int:
     """Peak bytes of temporaries for one ``(b, k)`` block: the channels-last padded
     input (and the padded copy a non-constant mode makes first), and on every thread
-    with a chunk its gathered and transformed tiles, products and outputs."""
+    with a chunk its gathered (not by the compiled transforms) and transformed tiles,
+    products and outputs (the compiled output transform writes the block directly
+    where the filters are innermost, else it needs them too)."""
     padded, tiles, products, outputs = _sizes(p, b, k)
     r = p.dtype.itemsize
     extra = 0 if p.padding == "constant" else b * p.C * p.P * prod(g.padded for g in p.geoms)
@@ -496,7 +498,8 @@ def workspace_bytes(p: Problem, b: int, k: int, budget: int | None = None) -> in
     items, rows = _chunk_rows(p, m, b)
     chunks = p.P * -(-b // items) * -(-_tiles(p, m)[0] // rows)
     threads = min(get_workers(), chunks)
-    return r * (padded + extra + threads * (2 * tiles + products + outputs))
+    copies = 1 if _compiled_transforms(p) else 2  # the transformed tiles (and gathered)
+    return r * (padded + extra + threads * (copies * tiles + products + outputs))
 
 
 def state_bytes(p: Problem) -> int:
@@ -547,7 +550,9 @@ def describe(p: Problem, st: WinogradState, budget: int | None, device: str | No
     m, r = st.m, st.r
     tile = "x".join([str(m)] * p.ndim)
     taps = "x".join([str(r)] * p.ndim)
+    how = "compiled (numba)" if st.compiled_transforms is not None else "matrix products"
     return (
         f"winograd: F({tile}, {taps}) tiles, {st.alpha**p.ndim} GEMMs over the "
-        "transformed positions per chunk; filter transforms kept in the plan"
+        f"transformed positions per chunk, transforms by {how}; filter transforms kept in "
+        "the plan"
     )
