@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 from conftest import rand
 from helpers import check
+from naive import naive_correlate, tolerance, window_abs_bound
 
 import batchconv as bc
 from batchconv import xp
@@ -202,3 +203,70 @@ def test_fft_plan_on_no_items_or_no_filters(xs, ws):
     first, again = p(x), p(x)
     assert first.shape == again.shape == bc.correlate(x, w, spec, method="direct").shape
     assert first.size == 0
+
+
+# The channel sums per frequency bin, compiled where the matrices are small
+# (methods/fft.py: _compiled_products; _numba_kernels.bin_products)
+PRODUCT_CASES = [  # spec, x shape, w shape, options
+    ("nhwc,hwco->nhwo|hw", (4, 20, 18, 8), (7, 7, 8, 8), {}),
+    ("nhwc,hwco->nhwo|hw", (5, 17, 16, 3), (5, 5, 3, 6), {"mode": "same"}),  # 5 items: 4 + 1
+    ("nhwc,hwco->nhwo|hw", (3, 16, 16, 4), (9, 9, 4, 5), {"mode": "full"}),
+    ("nchw,ochw->nohw|hw", (2, 6, 19, 21), (4, 6, 7, 7), {"padding": "reflect", "mode": "same"}),
+    ("nphw,kphw->nkphw|hw", (3, 2, 18, 18), (5, 2, 9, 9), {}),  # paired axis: P = 2
+    ("nlc,lco->nlo|l", (6, 200, 4), (31, 4, 7), {}),  # 1-D
+    # a budget that cuts the bank into blocks (the kernel on a slice of the filters)
+    ("nhwc,hwco->nhwo|hw", (2, 40, 40, 3), (5, 5, 3, 128), {"memory": 3 << 20}),
+]
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64, np.complex64])
+@pytest.mark.parametrize("case", PRODUCT_CASES, ids=[c[0] + str(c[2]) for c in PRODUCT_CASES])
+def test_compiled_channel_products_match_the_loop(case, dtype, rng):
+    from batchconv import compiled
+    from batchconv.methods import fft
+
+    if not compiled.enabled():
+        pytest.skip("numba is not installed")
+    spec, xs, ws, kw = case
+    x, w = rand(rng, xs, dtype), rand(rng, ws, dtype)
+    assert fft._compiled_products(xs[0], 8, 8)
+    if "memory" in kw:  # a budget that cuts the bank: the kernel on slices of the filters
+        kw = {**kw, "memory": kw["memory"] * np.dtype(dtype).itemsize // 4}
+        assert bc.plan(x, w, spec, method="fft", **kw).chunk[1] < ws[-1]
+    y = bc.correlate(x, w, spec, method="fft", **kw)
+    geometry = {k: v for k, v in kw.items() if k != "memory"}
+    ref = naive_correlate(x, w, spec, **geometry)
+    bound = window_abs_bound(x, w, spec, **geometry)
+    assert np.all(np.abs(y - ref) <= tolerance(y.dtype) * bound)
+    with compiled.use_numba(False):  # the BLAS products: the same answer within rounding
+        blas = bc.correlate(x, w, spec, method="fft", **kw)
+    assert np.all(np.abs(y - blas) <= tolerance(y.dtype) * bound)
+
+
+@pytest.mark.parametrize("dtype", [np.complex64, np.complex128])
+@pytest.mark.parametrize("b", [1, 3, 4, 6, 9])
+def test_bin_products_kernel_is_the_batched_matmul(dtype, b, rng):
+    """``bin_products`` against ``np.matmul`` per bin, for items not a multiple of 4, a
+    bank that is a non-contiguous slice of the filters, and NaN/Inf (propagated as the
+    products do)."""
+    from batchconv import compiled
+
+    if not compiled.enabled():
+        pytest.skip("numba is not installed")
+    kern = compiled.kernels()
+    C, P, F, K = 5, 2, 37, 11
+    x = (rng.standard_normal((b, C, P, F)) + 1j * rng.standard_normal((b, C, P, F))).astype(dtype)
+    s = (rng.standard_normal((P, F, C, K)) + 1j * rng.standard_normal((P, F, C, K))).astype(dtype)
+    x[0, 1, 0, 3] = np.nan
+    x[-1, 2, 1, 5] = np.inf
+    for k0, k1 in [(0, K), (3, 9)]:
+        y = np.zeros((b, k1 - k0, P, F), dtype)
+        for pi in range(P):
+            kern.bin_products(x, s[pi, :, :, k0:k1], y, pi, slice(0, 20))
+            kern.bin_products(x, s[pi, :, :, k0:k1], y, pi, slice(20, F))
+        ref = np.einsum("bcpf,pfck->bkpf", x, s[..., k0:k1])
+        np.testing.assert_array_equal(np.isnan(y), np.isnan(ref))
+        np.testing.assert_array_equal(np.isinf(y), np.isinf(ref))
+        ok = np.isfinite(ref)
+        tol = 1e-5 if dtype == np.complex64 else 1e-12
+        np.testing.assert_allclose(y[ok], ref[ok], rtol=0, atol=tol * np.abs(ref[ok]).max())

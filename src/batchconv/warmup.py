@@ -21,10 +21,11 @@ __all__ = ["warmup"]
 def warmup(log: Callable[[str], object] | None = print) -> dict:
     """Compile every kernel once, for float32 and float64, through the calls that use
     them (one-filter correlations, SAD, the window statistics of ssd/ncc/cosine,
-    Winograd's transforms, window sums in 1-D and 3-D), so that the first call of each
-    kind in later processes loads them from :func:`cache_dir` instead of compiling
-    (seconds each). Kernels already in the cache are loaded, not compiled again.
-    ``batchconv warmup`` runs it; so does ``batchconv demo``.
+    Winograd's transforms, the FFT's channel products, window sums in 1-D and 3-D), so
+    that the first call of each kind in later processes loads them from
+    :func:`cache_dir` instead of compiling (seconds each). Kernels already in the cache
+    are loaded, not compiled again. ``batchconv warmup`` runs it; so does
+    ``batchconv demo``.
 
     Returns what it did: ``compiled`` and ``loaded`` (the kernels, one per function and
     argument types, that numba compiled, or loaded from its cache), ``seconds`` and
@@ -57,12 +58,16 @@ def warmup(log: Callable[[str], object] | None = print) -> dict:
         correlate(x, bank, metric="sad")  # the same kernel's absolute differences
         correlate(x, bank, metric="ssd")  # 2-D window statistics (sums) ...
         correlate(x, bank, metric="ncc")  # ... and their inverse spread (ncc, cosine)
-        layer = rng.random((2, 10, 10, 4)).astype(dtype)  # Winograd's 6 x 6 transforms
-        correlate(
-            layer, rng.random((3, 3, 4, 4)).astype(dtype), "nhwc,hwco->nhwo|hw", method="winograd"
-        )
+        layer = rng.random((2, 10, 10, 16)).astype(dtype)  # Winograd's 6 x 6 transforms
+        bank = rng.random((3, 3, 16, 16)).astype(dtype)
+        correlate(layer, bank, "nhwc,hwco->nhwo|hw", method="winograd")
+        correlate(layer, bank, "nhwc,hwco->nhwo|hw", method="fft")  # channel products
+        correlate(layer + 0j, bank, "nhwc,hwco->nhwo|hw", method="fft")  # complex data
         took = time.perf_counter() - t
-        say(f"  {np.dtype(dtype).name}: one filter, sad, ssd/ncc/cosine, winograd  {took:.1f} s")
+        say(
+            f"  {np.dtype(dtype).name}: one filter, sad, ssd/ncc/cosine, winograd, fft channels"
+            f"  {took:.1f} s"
+        )
     t = time.perf_counter()
     correlate(rng.random((2, 64)), rng.random((2, 16)), metric="ssd")  # window sums, 1-D
     correlate(rng.random((2, 12, 12, 12)), rng.random((2, 10, 10, 10)), metric="ssd")  # 3-D
