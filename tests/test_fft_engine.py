@@ -207,33 +207,37 @@ def test_fft_plan_on_no_items_or_no_filters(xs, ws):
 
 # The channel sums per frequency bin, compiled where the matrices are small
 # (methods/fft.py: _compiled_products; _numba_kernels.bin_products)
-PRODUCT_CASES = [  # spec, x shape, w shape, options
-    ("nhwc,hwco->nhwo|hw", (4, 20, 18, 8), (7, 7, 8, 8), {}),
-    ("nhwc,hwco->nhwo|hw", (5, 17, 16, 3), (5, 5, 3, 6), {"mode": "same"}),  # 5 items: 4 + 1
-    ("nhwc,hwco->nhwo|hw", (3, 16, 16, 4), (9, 9, 4, 5), {"mode": "full"}),
-    ("nchw,ochw->nohw|hw", (2, 6, 19, 21), (4, 6, 7, 7), {"padding": "reflect", "mode": "same"}),
-    ("nphw,kphw->nkphw|hw", (3, 2, 18, 18), (5, 2, 9, 9), {}),  # paired axis: P = 2
-    ("nlc,lco->nlo|l", (6, 200, 4), (31, 4, 7), {}),  # 1-D
-    # a budget that cuts the bank into blocks (the kernel on a slice of the filters)
-    ("nhwc,hwco->nhwo|hw", (2, 40, 40, 3), (5, 5, 3, 128), {"memory": 3 << 20}),
+PRODUCT_CASES = [  # spec, x shape, w shape, options, whether the kernel runs
+    ("nhwc,hwco->nhwo|hw", (4, 20, 18, 8), (7, 7, 8, 32), {}, True),
+    ("nhwc,hwco->nhwo|hw", (5, 17, 16, 3), (5, 5, 3, 40), {"mode": "same"}, True),  # 4 + 1
+    ("nhwc,hwco->nhwo|hw", (6, 16, 16, 4), (9, 9, 4, 32), {"mode": "full"}, True),
+    ("nchw,ochw->nohw|hw", (4, 6, 19, 21), (32, 6, 7, 7), {"padding": "reflect"}, True),
+    ("ncphw,kcphw->nkphw|hw", (4, 3, 2, 18, 18), (32, 3, 2, 9, 9), {}, True),  # P = 2
+    ("nlc,lco->nlo|l", (7, 200, 4), (31, 4, 32), {}, True),  # 1-D
+    ("nhwc,hwco->nhwo|hw", (2, 20, 18, 8), (7, 7, 8, 32), {}, False),  # 2 items: BLAS
+    ("nhwc,hwco->nhwo|hw", (4, 20, 18, 64), (7, 7, 64, 16), {}, False),  # 16 filters: BLAS
+    # a budget that cuts the bank into blocks: BLAS on the slices of the spectra
+    ("nhwc,hwco->nhwo|hw", (4, 40, 40, 3), (5, 5, 3, 128), {"memory": 3 << 20}, False),
 ]
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64, np.complex64])
-@pytest.mark.parametrize("case", PRODUCT_CASES, ids=[c[0] + str(c[2]) for c in PRODUCT_CASES])
-def test_compiled_channel_products_match_the_loop(case, dtype, rng):
+@pytest.mark.parametrize("case", PRODUCT_CASES, ids=[f"{c[0]}{c[1]}{c[2]}" for c in PRODUCT_CASES])
+def test_compiled_channel_products_match_the_loop(case, dtype, rng, monkeypatch):
     from batchconv import compiled
-    from batchconv.methods import fft
 
     if not compiled.enabled():
         pytest.skip("numba is not installed")
-    spec, xs, ws, kw = case
+    spec, xs, ws, kw, runs = case
     x, w = rand(rng, xs, dtype), rand(rng, ws, dtype)
-    assert fft._compiled_products(xs[0], 8, 8)
-    if "memory" in kw:  # a budget that cuts the bank: the kernel on slices of the filters
+    if "memory" in kw:
         kw = {**kw, "memory": kw["memory"] * np.dtype(dtype).itemsize // 4}
-        assert bc.plan(x, w, spec, method="fft", **kw).chunk[1] < ws[-1]
+        assert bc.plan(x, w, spec, method="fft", **kw).chunk[1] < ws[-1]  # (o is last)
+    kernels, calls = compiled.kernels(), []
+    original = kernels.bin_products
+    monkeypatch.setattr(kernels, "bin_products", lambda *a: calls.append(1) or original(*a))
     y = bc.correlate(x, w, spec, method="fft", **kw)
+    assert bool(calls) == runs
     geometry = {k: v for k, v in kw.items() if k != "memory"}
     ref = naive_correlate(x, w, spec, **geometry)
     bound = window_abs_bound(x, w, spec, **geometry)

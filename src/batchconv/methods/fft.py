@@ -401,12 +401,15 @@ def _channel_product(st: FFTState, X: np.ndarray, k0: int, k1: int) -> np.ndarra
 
 def _compiled_products(b: int, C: int, k: int) -> bool:
     """Whether the per-bin channel products of ``b`` items, ``C`` channels and ``k``
-    filters run compiled (``_numba_kernels.bin_products``): with numba on, where a bin's
-    matrices are small (``b C k`` at most ``_COMPILED_PRODUCTS``). Two threads, 1,024
-    bins, complex64, compiled / BLAS ms: 4 x 32 x 32 0.94 / 1.80 (2,112 bins), 8 x 32 x
-    32 0.86 / 1.06, 4 x 16 x 32 0.32 / 0.76; 16 x 32 x 32 1.67 / 1.38 and 4 x 128 x 128
-    14.5 / 9.6, where BLAS's larger products pay off."""
-    return b * C * k <= _COMPILED_PRODUCTS and compiled.enabled()
+    filters (the whole bank) run compiled (``_numba_kernels.bin_products``): with numba
+    on, where a bin's matrices are small (``b C k`` at most ``_COMPILED_PRODUCTS``) but
+    not thin: at least 4 items (the loop takes 4 rows at a time) and 32 filters (shorter
+    rows leave its sums' loads and stores the cost). Two threads, reused plans, compiled
+    / BLAS ms: 7x7 32->32 on 4 x 64x64 3.5 / 4.4; 11x11 16->32 on 4 x 96x96 4.9 / 7.0;
+    the products alone, 1,024 bins: 8 x 32 x 32 0.86 / 1.06, 16 x 32 x 32 1.67 / 1.38
+    (over the limit); one item 128 -> 16 on 48x48 6.3 / 2.2, 4 x 128 -> 16 7.0 / 5.3
+    (too few items, too few filters: an independent review's measurements)."""
+    return b >= 4 and k >= 32 and b * C * k <= _COMPILED_PRODUCTS and compiled.enabled()
 
 
 def _ordered_channel_product(
@@ -421,7 +424,9 @@ def _ordered_channel_product(
     b, C, P = X.shape[:3]
     bins = prod(X.shape[3:])
     pieces = min(bins, 4 * workers)
-    fast = _compiled_products(b, C, k1 - k0)
+    # (the whole bank only: a slice of the spectra would be compiled for again, and banks
+    # are cut only under tight budgets)
+    fast = k1 - k0 == st.spectrum.shape[-1] and _compiled_products(b, C, k1 - k0)
     if (workers == 1 or pieces < 2) and not fast:
         Y = _channel_product(st, X, k0, k1)
         return np.ascontiguousarray(np.moveaxis(Y, (-2, -1), (0, 1)))
@@ -434,7 +439,7 @@ def _ordered_channel_product(
         sl = slice(bounds[i], bounds[i + 1])
         if fast:  # in the spectra's own layouts
             for pi in range(P):
-                compiled.kernels().bin_products(flat, spectrum[pi, :, :, k0:k1], Y, pi, sl)
+                compiled.kernels().bin_products(flat, spectrum[pi], Y, pi, sl)
             return
         xt = np.ascontiguousarray(flat[..., sl].transpose(2, 3, 0, 1))  # (P, f, b, C)
         with np.errstate(invalid="ignore", over="ignore"):  # (per thread) non-finite: redone
