@@ -2,11 +2,12 @@
 
 Each input item and each filter is transformed once. Summed (channel) axes are contracted
 per frequency bin with one batched complex matmul ``(P, F, b, C) @ (P, F, C, k)``; with a
-single channel it is a broadcast product. Where a bin's matrices are small (a few items
-against a few dozen channels and filters) and numba is on, whole items take compiled
-per-bin products instead (:func:`_compiled_products`): BLAS pays a call per bin and,
-called from two threads, runs those calls no faster than one (7x7 32->32 on 4 x 64x64, 2
-threads: 4.4 -> 3.5 ms a call; 11x11 16->32 on 4 x 96x96: 7.0 -> 4.9 ms).
+single channel it is a broadcast product. Where a bin's matrices are small but not thin
+(4 or more items against 32 or more filters, at most 8,192 multiply-adds a bin) and numba
+is on, whole items take compiled per-bin products instead (:func:`_compiled_products`):
+BLAS pays a call per bin and, called from two threads, runs those calls no faster than
+one (7x7 32->32 on 4 x 64x64, 2 threads: 4.4 -> 3.5 ms a call; 11x11 16->32 on 4 x
+96x96: 7.0 -> 4.9 ms).
 
 Two layouts of the transform, chosen per problem by :func:`tiling`:
 
