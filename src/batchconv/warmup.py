@@ -58,11 +58,12 @@ def warmup(log: Callable[[str], object] | None = print) -> dict:
         correlate(x, bank, metric="sad")  # the same kernel's absolute differences
         correlate(x, bank, metric="ssd")  # 2-D window statistics (sums) ...
         correlate(x, bank, metric="ncc")  # ... and their inverse spread (ncc, cosine)
-        layer = rng.random((2, 10, 10, 16)).astype(dtype)  # Winograd's 6 x 6 transforms
-        bank = rng.random((3, 3, 16, 16)).astype(dtype)
-        correlate(layer, bank, "nhwc,hwco->nhwo|hw", method="winograd")
-        correlate(layer, bank, "nhwc,hwco->nhwo|hw", method="fft")  # channel products
-        correlate(layer + 0j, bank, "nhwc,hwco->nhwo|hw", method="fft")  # complex data
+        # a layer large enough for both compiled paths (methods/winograd.py's and fft.py's
+        # limits: 16+ channels and filters; 4+ items against 32+ filters)
+        layer = rng.random((4, 10, 10, 16)).astype(dtype)
+        bank = rng.random((3, 3, 16, 32)).astype(dtype)
+        correlate(layer, bank, "nhwc,hwco->nhwo|hw", method="winograd")  # 6 x 6 transforms
+        correlate(layer, bank, "nhwc,hwco->nhwo|hw", method="fft")  # per-bin products
         took = time.perf_counter() - t
         say(
             f"  {np.dtype(dtype).name}: one filter, sad, ssd/ncc/cosine, winograd, fft channels"
