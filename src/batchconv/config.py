@@ -132,7 +132,10 @@ def show_config() -> None:
         print(f"  torch, NumPy  {joins}  (oneDNN as a candidate for NumPy CNN layers)")
     print(f"  array API     {c['array_api']}  (arrays in, arrays of their library out)")
     print(f"  fft engine    {c['fft_engine']}")
-    print(f"  compiled      {c['compiled_kernels']}  (one-filter correlation, SAD, window sums)")
+    print(
+        f"  compiled      {c['compiled_kernels']}  (one-filter correlation, SAD, window sums,"
+        " Winograd transforms, FFT channel products)"
+    )
     if c["kernel_cache"]:
         print(f"  kernel cache  {c['kernel_cache']}  (batchconv warmup fills it)")
     print(f"  threads       {c['threads']}")
