@@ -446,8 +446,11 @@ def _ordered_channel_product(
         with np.errstate(invalid="ignore", over="ignore"):  # (per thread) non-finite: redone
             Y[..., sl] = np.matmul(xt, spectrum[:, sl, :, k0:k1]).transpose(2, 3, 0, 1)
 
-    with blas_threads(1):
+    if fast:  # (no BLAS calls to limit)
         parallel_for(run, range(pieces), workers)
+    else:
+        with blas_threads(1):
+            parallel_for(run, range(pieces), workers)
     return Y.reshape(b, k1 - k0, P, *X.shape[3:])
 
 
