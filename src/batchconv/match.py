@@ -13,10 +13,10 @@ union, in any number of dimensions) is dropped, up to ``top`` hits.
 >>> import numpy as np, batchconv as bc
 >>> rng = np.random.default_rng(0)
 >>> scene = rng.random((120, 160))
->>> templates = [scene[10:30, 40:60], scene[70:95, 100:120]]
->>> hits = bc.match(scene, templates, threshold=0.9)
+>>> templates = [scene[10:30, 40:60], scene[70:95, 100:120] + 0.05 * rng.standard_normal((25, 20))]
+>>> hits = bc.match(scene, templates, threshold=0.9)  # (the second a noisy copy)
 >>> hits.template.tolist(), hits.start.tolist(), hits.score.round(3).tolist()
-([0, 1], [[10, 40], [70, 100]], [1.0, 1.0])
+([0, 1], [[10, 40], [70, 100]], [1.0, 0.985])
 """
 
 from __future__ import annotations
