@@ -120,10 +120,15 @@ def _dot_taps(x, w, part, xb, offs, wb, t0, t1, nv):  # pragma: no cover - compi
         x6 = x[xb + offs[t + 5] :]
         x7 = x[xb + offs[t + 6] :]
         x8 = x[xb + offs[t + 7] :]
-        for o in range(nv):
-            part[o] += ((x1[o] * w1 + x2[o] * w2) + (x3[o] * w3 + x4[o] * w4)) + (
-                (x5[o] * w5 + x6[o] * w6) + (x7[o] * w7 + x8[o] * w8)
-            )
+        for o in range(nv):  # one chain of multiply-adds: 8 FMAs, no separate adds
+            s = part[o] + x1[o] * w1
+            s += x2[o] * w2
+            s += x3[o] * w3
+            s += x4[o] * w4
+            s += x5[o] * w5
+            s += x6[o] * w6
+            s += x7[o] * w7
+            part[o] = s + x8[o] * w8
         t += 8
     while t < t1:
         wt = w[wb + t]
@@ -157,8 +162,14 @@ def _dot_pair_taps(x, w, pa, pb, xb, offs, wb, ns, t0, t1, nv):  # pragma: no co
             v2 = x2[o]
             v3 = x3[o]
             v4 = x4[o]
-            pa[o] += (v1 * a1 + v2 * a2) + (v3 * a3 + v4 * a4)
-            pb[o] += (v1 * b1 + v2 * b2) + (v3 * b3 + v4 * b4)
+            sa = pa[o] + v1 * a1  # chains of multiply-adds: FMAs, no separate adds
+            sb = pb[o] + v1 * b1
+            sa += v2 * a2
+            sb += v2 * b2
+            sa += v3 * a3
+            sb += v3 * b3
+            pa[o] = sa + v4 * a4
+            pb[o] = sb + v4 * b4
         t += 4
     while t < t1:
         a1 = w[wb + t]
