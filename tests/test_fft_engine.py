@@ -274,3 +274,28 @@ def test_bin_products_kernel_is_the_batched_matmul(dtype, b, rng):
         ok = np.isfinite(ref)
         tol = 1e-5 if dtype == np.complex64 else 1e-12
         np.testing.assert_allclose(y[ok], ref[ok], rtol=0, atol=tol * np.abs(ref[ok]).max())
+
+
+@pytest.mark.parametrize("workers", [1, 2, 4])
+@pytest.mark.parametrize("pair_bytes", [1 << 10, 40_000, 1 << 20])
+def test_pair_units_cover_the_block_in_even_groups(workers, pair_bytes):
+    """The (batch, bank) units of the FFT's inverse stage: every pair once, the first unit
+    the largest, groups that differ by at most one, and a few units a multiple of the
+    threads where the items allow it (4 items in groups of 3 had left one thread a third
+    of the other's work)."""
+    from batchconv.methods.fft import _PARALLEL_BYTES, _pair_units
+
+    for b in range(1, 13):
+        for k in (1, 5, 32):
+            units = _pair_units(b, k, pair_bytes, workers)
+            covered = np.zeros((b, k), int)
+            for bs, ks in units:
+                covered[bs, ks] += 1
+            assert (covered == 1).all()
+            items = [bs.stop - bs.start for bs, _ in units]
+            filters = [ks.stop - ks.start for _, ks in units]
+            assert items[0] == max(items) and filters[0] == max(filters)
+            assert max(items) - min(items) <= 1 and max(filters) - min(filters) <= 1
+            parallel = workers > 1 and b * k * pair_bytes >= _PARALLEL_BYTES
+            if parallel and len(units) < 4 * workers and max(items) > 1:
+                assert len(units) % workers == 0, (b, k, units)

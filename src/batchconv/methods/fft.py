@@ -627,17 +627,22 @@ def _one_filter_unit(
 def _pair_units(b: int, k: int, pair_bytes: int, workers: int) -> list[tuple[slice, slice]]:
     """(batch, bank) work units of about ``_GROUP_BYTES`` of spectra and outputs each,
     bank first (so that one item's spectrum meets a group of filters in cache), and at
-    least one per thread when the block is large."""
-    gb, gk = _pair_group(b, k, pair_bytes, workers)
-    return [
-        (slice(i, min(i + gb, b)), slice(j, min(j + gk, k)))
-        for i in range(0, b, gb)
-        for j in range(0, k, gk)
-    ]
+    least one per thread when the block is large; groups differ by one at most, the
+    larger first."""
+    nb, nk = _pair_counts(b, k, pair_bytes, workers)
+    return [(bs, ks) for bs in _even_slices(b, nb) for ks in _even_slices(k, nk)]
 
 
-def _pair_group(b: int, k: int, pair_bytes: int, workers: int) -> tuple[int, int]:
-    """Items and filters per unit of :func:`_pair_units` (the first, largest one)."""
+def _even_slices(n: int, parts: int) -> list[slice]:
+    """``range(n)`` cut into ``parts`` slices whose lengths differ by one at most, the
+    longer first."""
+    q, r = divmod(n, parts)
+    bounds = [i * q + min(i, r) for i in range(parts + 1)]
+    return [slice(bounds[i], bounds[i + 1]) for i in range(parts)]
+
+
+def _pair_counts(b: int, k: int, pair_bytes: int, workers: int) -> tuple[int, int]:
+    """How many groups of items and of filters :func:`_pair_units` makes (``b, k`` >= 1)."""
     if b * k * pair_bytes < _PARALLEL_BYTES:
         workers = 1
     pairs = max(1, _GROUP_BYTES // max(pair_bytes, 1))
@@ -648,7 +653,14 @@ def _pair_group(b: int, k: int, pair_bytes: int, workers: int) -> tuple[int, int
             gb = -(-gb // 2)
         else:
             gk = -(-gk // 2)
-    return gb, gk
+    nb, nk = -(-b // gb), -(-k // gk)
+    # a few units: a multiple of the threads where the items allow (4 items in groups of
+    # 3 left one thread a third of the other's work: 7x7 32->32 on 4 x 64x64, inverses
+    # of 1.0 and 0.33 ms side by side; 8 in groups of 3, one thread 5 items, the other 3)
+    if workers > 1 and nb * nk < 4 * workers:
+        while (nb * nk) % workers and nb < b:
+            nb += 1
+    return nb, nk
 
 
 @problem_cache(maxsize=256)
@@ -1073,12 +1085,10 @@ def _block_bytes(
             _forward_bytes(p, shape, src, n * p.C * p.P, engine)[0]
             for n in _unit_sizes(b, g, 1, workers)
         )
-    gb, gk = _pair_group(b, k, _pair_bytes(p, shape), workers)
     counts: dict[int, int] = {}  # pairs per unit -> units
-    for nb, ib in ((gb, b // gb), (b % gb, 1)):
-        for nk, ik in ((gk, k // gk), (k % gk, 1)):
-            if nb and nk:
-                counts[nb * nk] = counts.get(nb * nk, 0) + ib * ik
+    for bs, ks in _pair_units(b, k, _pair_bytes(p, shape), workers):
+        n = (bs.stop - bs.start) * (ks.stop - ks.start)
+        counts[n] = counts.get(n, 0) + 1
     flight: list[int] = []  # the largest units, one per thread
     for n in sorted(counts, reverse=True):
         flight += [n] * min(counts[n], workers - len(flight))
