@@ -42,7 +42,9 @@ def test_padding_amounts_equal_numpy_pad_then_valid(data, padding, metric, metho
     xp = np.pad(x, [(0, 0), *pads], mode=padding, **kw)
     cval = 1.5 if padding == "constant" else 0.0
     mode = tuple(pads) if ndim > 1 or data.draw(st.booleans()) else pads[0]
-    common = dict(metric=metric, method=method, stride=stride, dilation=dil)
+    letters = "hw"[-ndim:]  # (named: a last axis of 3 or 4 samples looks like channels)
+    spec = f"n{letters},k{letters}->nk{letters}|{letters}"
+    common = dict(spec=spec, metric=metric, method=method, stride=stride, dilation=dil)
     got = bc.correlate(x, w, mode=mode, padding=padding, cval=cval, **common)
     want = bc.correlate(xp, w, **common)
     np.testing.assert_allclose(got, want, atol=1e-10)
