@@ -123,17 +123,24 @@ def test_compiled_transforms_run_where_they_apply(transforms):
         assert ("compiled (numba)" in p.explain()) == expected
 
 
-def test_cost_features_are_the_matrix_products_either_way():
-    """The model was fitted on the matrix-product transforms; the compiled ones are faster
-    than it says, so their plans are costed the same (``auto`` takes Winograd where it
-    did before them: a lower estimate made it win where the FFT was 40 % faster)."""
+def test_compiled_transforms_cost_a_share_of_the_matrix_products():
+    """The model was fitted on the matrix-product transforms; where the transforms run
+    compiled their flops and copies count ``_COMPILED_COST`` of those (fitted on measured
+    layers), the GEMMs and the flops the plan reports the same."""
     x = np.zeros((8, 64, 64, 64), np.float32)
     p = bc.plan(x, np.zeros((5, 5, 64, 16), np.float32), SPEC_2D, method="winograd").problem
     with compiled.use_numba(True):
-        on = winograd.cost_features(p), winograd.flops(p)
+        (_, on), on_flops = winograd.cost_features(p), winograd.flops(p)
+        with_numba = compiled.enabled()  # (numba installed)
     with compiled.use_numba(False):
-        off = winograd.cost_features(p), winograd.flops(p)
-    assert on == off
+        (_, off), off_flops = winograd.cost_features(p), winograd.flops(p)
+    assert on_flops == off_flops
+    assert on["gemm_flops_single"] == off["gemm_flops_single"] and on["calls"] == off["calls"]
+    if with_numba:
+        for name in ("transform_flops", "moved_bytes"):
+            assert on[name] == pytest.approx(winograd._COMPILED_COST * off[name])
+    else:
+        assert on == off
 
 
 def test_unpickled_plan_without_numba_runs_the_products(transforms, monkeypatch):
