@@ -218,3 +218,24 @@ def test_unrescued_items_are_summed_directly(method):
     fin = np.isfinite(y)
     S = np.broadcast_to(window_abs_bound(np.minimum(x, 1), w), y.shape)
     assert (np.abs(y - ref)[fin] <= tolerance(np.float32) * S[fin]).all()
+
+
+@pytest.mark.filterwarnings("ignore:overflow encountered:RuntimeWarning")
+@pytest.mark.parametrize("method", ["fft", pytest.param("torch_fft", marks=needs_torch)])
+def test_direct_sums_do_not_overflow_on_the_way(method):
+    """The windows summed directly (their true value past the float's range, or their
+    item not rescued) are summed in float64: a window whose partial sums pass float32's
+    limit but whose value fits gets that value, not Inf (taps -1, 0, 1, 1 over 3e38s)."""
+    x = np.zeros((1, 64), np.float32)
+    x[0, 20:28] = 3e38
+    w = np.float32([-1, 0, 1, 1, 0, 0, 0, 0])
+    y = (
+        _torch_call(bc.correlate, x, w)
+        if method == "torch_fft"
+        else bc.correlate(x, w, method=method)
+    )
+    ref = naive_correlate(x.astype(np.float64), w.astype(np.float64))
+    fits = np.abs(ref) <= np.finfo(np.float32).max
+    assert np.array_equal(np.isinf(y), ~fits) and not np.isnan(y).any()
+    S = np.broadcast_to(window_abs_bound(x.astype(np.float64), w.astype(np.float64)), y.shape)
+    assert (np.abs(y - ref)[fits] <= tolerance(np.float32) * S[fits]).all()

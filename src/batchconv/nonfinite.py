@@ -75,7 +75,10 @@ def window_values(
     xp = pad_sliding(xb, p.geoms, p.padding, p.cval, 3)
     xp = np.moveaxis(xp, 1, -1)  # (b, P, *Sp, C): a patch is (*T, C)
     d, k = p.ndim, k1 - k0
-    per_window = (k + 1) * p.C * prod(p.T) * p.dtype.itemsize * 2
+    # summed in float64 (complex128): partial sums of float32 windows whose true value
+    # fits must not overflow on the way (taps -1, 0, 1, 1 over 3e38s: 3e38, not inf)
+    wide = np.promote_types(p.dtype, np.float64)
+    per_window = (k + 1) * p.C * prod(p.T) * wide.itemsize * 2
     step = max(1, budget // max(per_window, 1))
     for s0 in range(0, n, step):
         sel = [ix[s0 : s0 + step] for ix in idx]
@@ -93,4 +96,4 @@ def window_values(
         patches = xp[tuple(lead + pos)].reshape(m, -1, p.C)  # (m, taps, C)
         wsel = wc[k0:k1][:, :, sel[1]].reshape(k, p.C, m, -1)  # (k, C, m, taps)
         # the taps flattened: any number of sliding axes (einsum has 52 letters)
-        yield (sel[0], slice(None), *sel[1:]), np.einsum("ntc,kcnt->nk", patches, wsel)
+        yield (sel[0], slice(None), *sel[1:]), np.einsum("ntc,kcnt->nk", patches, wsel, dtype=wide)
