@@ -276,8 +276,8 @@ def test_bin_products_kernel_is_the_batched_matmul(dtype, b, rng):
         np.testing.assert_allclose(y[ok], ref[ok], rtol=0, atol=tol * np.abs(ref[ok]).max())
 
 
-@pytest.mark.parametrize("workers", [1, 2, 4])
-@pytest.mark.parametrize("pair_bytes", [1 << 10, 40_000, 1 << 20])
+@pytest.mark.parametrize("workers", [1, 2, 3, 4, 8])
+@pytest.mark.parametrize("pair_bytes", [1, 1 << 10, 40_000, 1 << 20, 1 << 30])
 def test_pair_units_cover_the_block_in_even_groups(workers, pair_bytes):
     """The (batch, bank) units of the FFT's inverse stage: every pair once, the first unit
     the largest, groups that differ by at most one, and a few units a multiple of the
@@ -285,8 +285,8 @@ def test_pair_units_cover_the_block_in_even_groups(workers, pair_bytes):
     of the other's work)."""
     from batchconv.methods.fft import _PARALLEL_BYTES, _pair_units
 
-    for b in range(1, 13):
-        for k in (1, 5, 32):
+    for b in range(1, 41):
+        for k in (1, 2, 5, 32, 64, 100):
             units = _pair_units(b, k, pair_bytes, workers)
             covered = np.zeros((b, k), int)
             for bs, ks in units:
