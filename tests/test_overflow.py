@@ -239,3 +239,32 @@ def test_direct_sums_do_not_overflow_on_the_way(method):
     assert np.array_equal(np.isinf(y), ~fits) and not np.isnan(y).any()
     S = np.broadcast_to(window_abs_bound(x.astype(np.float64), w.astype(np.float64)), y.shape)
     assert (np.abs(y - ref)[fits] <= tolerance(np.float32) * S[fits]).all()
+
+
+@pytest.mark.filterwarnings("ignore:overflow encountered:RuntimeWarning")
+@pytest.mark.parametrize("numba", [True, False])
+@pytest.mark.parametrize("bank", [False, True])
+def test_direct_float32_sums_that_pass_the_range_on_the_way(bank, numba):
+    """The direct method sums float32 windows in float32 (BLAS, the compiled kernel,
+    shift-and-add): a partial sum can pass the float's range where the window's value
+    fits (taps 1, 0, 1, -1, -1 over samples of 3e38: Inf, the loop 0). Those windows are
+    summed again in float64; the ones over a NaN keep NaN, those whose value does not
+    fit are Inf."""
+    from batchconv import compiled
+
+    x = np.zeros((3, 2, 40), np.float32)  # (items, channels, samples)
+    x[:, 0, 10:18] = 3e38
+    x[2, 1, 30] = np.nan
+    w = np.zeros((3 if bank else 1, 2, 8), np.float32)
+    w[:, 0, :5] = [1, 0, 1, -1, -1]
+    w[-1, 1, 0] = 0.5
+    spec = "ncl,kcl->nkl|l"
+    with compiled.use_numba(numba):
+        y = bc.correlate(x, w, spec, method="direct")
+    ref = naive_correlate(x.astype(np.float64), w.astype(np.float64), spec)
+    assert np.array_equal(np.isnan(y), np.isnan(ref))
+    fits = np.abs(ref) <= np.finfo(np.float32).max  # (False for NaN)
+    assert np.array_equal(np.isinf(y), np.isinf(ref) | (~fits & ~np.isnan(ref)))
+    x0 = np.where(np.isfinite(x), x, 0).astype(np.float64)  # (the scale without the NaN)
+    S = np.broadcast_to(window_abs_bound(x0, w.astype(np.float64), spec), y.shape)
+    assert (np.abs(y - ref)[fits] <= tolerance(np.float32) * S[fits]).all()

@@ -29,8 +29,11 @@ from .. import compiled
 from .. import xp as _xp
 from ..geometry import pad_sliding, padded_copy_bytes
 from ..memo import remembered
+from ..nonfinite import affected_windows, recompute_windows
 from ..problem import Problem
 from ..xp import blas_threads, get_workers, parallel_for, work_buffer, work_buffer_like
+
+_REDO_BYTES = 16 << 20  # windows summed again in float64 at once (_redo_overflow)
 
 __all__ = [
     "DirectState",
@@ -373,7 +376,41 @@ def compute(
         rows(xp, k0, k1, block)
     else:
         _shift_add(p, st, xp, block, k0, k1)
+    _redo_overflow(p, st, xc, block, k0, k1)
     return block
+
+
+def _redo_overflow(
+    p: Problem, st: DirectState, xc: np.ndarray, block: np.ndarray, k0: int, k1: int
+) -> None:
+    """float32 (complex64) sums can pass the float's range on the way to a value that
+    fits (taps 1, 0, 1, -1, -1 over samples of 3e38: Inf, the loop 0). Where that is
+    possible at all (the items' largest magnitude times a filter's sum of magnitudes
+    reaches the float's limit: one pass over the input to tell), the windows with a
+    non-finite result that cover no NaN or Inf sample are summed again in float64
+    (``nonfinite.recompute_windows``): only values that do not fit stay infinite."""
+    if block.dtype not in (np.float32, np.complex64) or xc.size == 0:
+        return
+    taps = st.kernel.reshape(st.kernel.shape[0], -1)
+    w_sum = remembered(
+        st, "abs_sum", lambda: float(np.abs(taps).sum(axis=1, dtype=np.float64).max())
+    )
+    with np.errstate(invalid="ignore"):
+        x_max = (
+            float(np.abs(xc).max())
+            if xc.dtype.kind == "c"
+            else max(-float(xc.min()), float(xc.max()))
+        )
+    if p.padding == "constant":
+        x_max = max(x_max, abs(p.cval))
+    if x_max * w_sum < float(np.finfo(block.dtype).max):  # (NaN: the check below)
+        return
+    bad = ~np.isfinite(block).all(axis=1)  # (b, P, *O): windows with a non-finite result
+    if not bad.any() or not np.isfinite(st.kernel[k0:k1]).all():
+        return
+    bad &= ~affected_windows(p, ~np.isfinite(xc).all(axis=1))
+    with np.errstate(over="ignore"):  # (values past the range: Inf, as they should)
+        recompute_windows(p, xc, st.kernel, block, bad, k0, k1, _REDO_BYTES)
 
 
 def fuses_reduce(p: Problem) -> bool:
