@@ -1,10 +1,12 @@
-"""Exact answers around NaN and Inf for the FFT method.
+"""Exact answers around NaN and Inf for the FFT method, and for float32 sums that
+overflow on the way (the FFT's and the direct method's).
 
 A transform spreads one non-finite sample over every output of its item. Instead, the
 planner transforms the item with zeros in those places, finds the windows that cover a
 non-finite sample (padding included: 'reflect' or 'wrap' padding repeats it) and
-recomputes just those windows as plain sums over their taps, so each output is what the
-direct sum gives (NaN, +-Inf, or NaN for inf - inf).
+recomputes just those windows as plain sums over their taps (in float64), so each output
+is what the direct sum gives (NaN, +-Inf, or NaN for inf - inf). The direct method sums
+again, the same way, float32 windows whose sums passed the float's range on the way.
 
 >>> import numpy as np, batchconv as bc
 >>> x = np.arange(8.0)[None]; x[0, 3] = np.nan
