@@ -391,10 +391,7 @@ def _redo_overflow(
     (``nonfinite.recompute_windows``): only values that do not fit stay infinite."""
     if block.dtype not in (np.float32, np.complex64) or xc.size == 0:
         return
-    taps = st.kernel.reshape(st.kernel.shape[0], -1)
-    w_sum = remembered(
-        st, "abs_sum", lambda: float(np.abs(taps).sum(axis=1, dtype=np.float64).max())
-    )
+    w_sum = remembered(st, "abs_sum", lambda: _largest_abs_sum(st.kernel))
     with np.errstate(invalid="ignore"):
         x_max = (
             float(np.abs(xc).max())
@@ -411,6 +408,11 @@ def _redo_overflow(
     bad &= ~affected_windows(p, ~np.isfinite(xc).all(axis=1))
     with np.errstate(over="ignore"):  # (values past the range: Inf, as they should)
         recompute_windows(p, xc, st.kernel, block, bad, k0, k1, _REDO_BYTES)
+
+
+def _largest_abs_sum(kernel: np.ndarray) -> float:
+    """The largest sum of magnitudes over one filter's taps and channels."""
+    return float(np.abs(kernel.reshape(kernel.shape[0], -1)).sum(axis=1, dtype=np.float64).max())
 
 
 def fuses_reduce(p: Problem) -> bool:

@@ -29,6 +29,7 @@ array run at memory speed.
 
 from __future__ import annotations
 
+from contextlib import nullcontext
 from dataclasses import dataclass, field, replace
 from functools import lru_cache
 from itertools import product
@@ -446,11 +447,8 @@ def _ordered_channel_product(
         with np.errstate(invalid="ignore", over="ignore"):  # (per thread) non-finite: redone
             Y[..., sl] = np.matmul(xt, spectrum[:, sl, :, k0:k1]).transpose(2, 3, 0, 1)
 
-    if fast:  # (no BLAS calls to limit)
+    with nullcontext() if fast else blas_threads(1):  # (the compiled products call no BLAS)
         parallel_for(run, range(pieces), workers)
-    else:
-        with blas_threads(1):
-            parallel_for(run, range(pieces), workers)
     return Y.reshape(b, k1 - k0, P, *X.shape[3:])
 
 
