@@ -18,6 +18,7 @@ Two kernels, chosen by the shape of the contraction:
 
 from __future__ import annotations
 
+from contextlib import nullcontext
 from dataclasses import dataclass
 from itertools import product
 from math import prod
@@ -34,6 +35,7 @@ from ..problem import Problem
 from ..xp import blas_threads, get_workers, parallel_for, work_buffer, work_buffer_like
 
 _REDO_BYTES = 16 << 20  # windows summed again in float64 at once (_redo_overflow)
+_REDONE = (np.float32, np.complex64)  # the types whose overflowed windows are redone
 
 __all__ = [
     "DirectState",
@@ -271,6 +273,10 @@ def _gemm(p: Problem, st: DirectState, xp: np.ndarray, block: np.ndarray, k0: in
     every = slice(None)
 
     def run(sl) -> None:
+        with _quiet_overflow(block.dtype):
+            _gemm_tile(sl)
+
+    def _gemm_tile(sl) -> None:
         cols_buf = work_buffer((P * most * n,), xp.dtype, "im2col")
         gemm_buf = work_buffer((P * most * k,), xp.dtype, "gemm")
         at = (sl[0], every, every, *sl[1:])
@@ -328,6 +334,10 @@ def _shift_add(p: Problem, st: DirectState, xp: np.ndarray, block: np.ndarray, k
     strides = [g.stride for g in p.geoms]
 
     def run(tile) -> None:  # tiles are independent; NumPy releases the GIL in the ufuncs
+        with _quiet_overflow(block.dtype):
+            _shift_add_tile(tile)
+
+    def _shift_add_tile(tile) -> None:
         bs, *os = tile
         acc = block[(bs, every, every, *os)]
         t = work_buffer_like(acc, "shift-add")  # reused: no fresh pages per tile
@@ -389,7 +399,7 @@ def _redo_overflow(
     reaches the float's limit: one pass over the input to tell), the windows with a
     non-finite result that cover no NaN or Inf sample are summed again in float64
     (``nonfinite.recompute_windows``): only values that do not fit stay infinite."""
-    if block.dtype not in (np.float32, np.complex64) or xc.size == 0:
+    if block.dtype not in _REDONE or xc.size == 0:
         return
     w_sum = remembered(st, "abs_sum", lambda: _largest_abs_sum(st.kernel))
     with np.errstate(invalid="ignore"):
@@ -408,6 +418,15 @@ def _redo_overflow(
     bad &= ~affected_windows(p, ~np.isfinite(xc).all(axis=1))
     with np.errstate(over="ignore"):  # (values past the range: Inf, as they should)
         recompute_windows(p, xc, st.kernel, block, bad, k0, k1, _REDO_BYTES)
+
+
+def _quiet_overflow(dtype: np.dtype):
+    """No "overflow encountered" (or, for Inf - Inf on the way, "invalid value") warning
+    from a thread's float32 (complex64) sums: the windows they leave non-finite are
+    checked and summed again (:func:`_redo_overflow`), so the warning would speak of a
+    value the caller never sees. Other types warn as NumPy does. (``np.errstate`` holds
+    per thread: entered in each tile's thread.)"""
+    return np.errstate(over="ignore", invalid="ignore") if dtype in _REDONE else nullcontext()
 
 
 def _largest_abs_sum(kernel: np.ndarray) -> float:
