@@ -23,7 +23,11 @@ import numpy as np
 from .geometry import pad_sliding
 from .problem import Problem
 
-__all__ = ["affected_windows", "recompute_windows", "window_values"]
+__all__ = ["REDO_BYTES", "affected_windows", "recompute_windows", "window_values"]
+
+# the float64 sums of windows redone at once (a method's own redo, outside the plan's
+# ``memory``: only data that holds NaN/Inf or can overflow comes here)
+REDO_BYTES = 16 << 20
 
 
 def affected_windows(p: Problem, bad: np.ndarray, padded: bool | None = None) -> np.ndarray:
@@ -54,7 +58,7 @@ def recompute_windows(
     where: np.ndarray,
     k0: int,
     k1: int,
-    budget: int,
+    budget: int = REDO_BYTES,
 ) -> None:
     """Overwrite ``block`` (b, k, P, *O) at the windows ``where`` (b, P, *O) with their
     plain sums over the taps of the canonical items ``xb`` (b, C, P, *S) and filters

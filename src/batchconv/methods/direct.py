@@ -34,7 +34,6 @@ from ..nonfinite import affected_windows, recompute_windows
 from ..problem import Problem
 from ..xp import blas_threads, get_workers, parallel_for, work_buffer, work_buffer_like
 
-_REDO_BYTES = 16 << 20  # windows summed again in float64 at once (_redo_overflow)
 _REDONE = (np.float32, np.complex64)  # the types whose overflowed windows are redone
 
 __all__ = [
@@ -417,7 +416,7 @@ def _redo_overflow(
         return
     bad &= ~affected_windows(p, ~np.isfinite(xc).all(axis=1))
     with np.errstate(over="ignore"):  # (values past the range: Inf, as they should)
-        recompute_windows(p, xc, st.kernel, block, bad, k0, k1, _REDO_BYTES)
+        recompute_windows(p, xc, st.kernel, block, bad, k0, k1)
 
 
 def _quiet_overflow(dtype: np.dtype):

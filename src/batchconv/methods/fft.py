@@ -40,7 +40,7 @@ import numpy as np
 from .. import compiled
 from ..geometry import pad_sliding
 from ..memo import memo, remembered
-from ..nonfinite import recompute_windows
+from ..nonfinite import REDO_BYTES, recompute_windows
 from ..problem import Problem, problem_cache
 from ..xp import (
     blas_threads,
@@ -92,7 +92,6 @@ _TILE_EXTENTS = 4  # a tile's FFT spans at least this many kernel extents (halo 
 # pocketfft's own threads slow down transforms smaller than this (dev machine: 100x100 x5
 # took 1.11 ms on one thread, 1.44 ms on two); below it, one thread per transform
 _THREADED_FFT_BYTES = 4 << 20
-_REDO_BYTES = 16 << 20  # inputs and outputs of the overflowed items redone at once
 # per-bin channel products compiled up to this many complex multiply-adds a bin (b C k)
 _COMPILED_PRODUCTS = 8192
 
@@ -808,7 +807,7 @@ def _redo_overflow(
     exps = np.where(finite & (need > 0), np.ceil(np.where(need > 0, need, 0)), 0)
     exps = exps.astype(np.int64)
     per_item = (flat.shape[1] + (k1 - k0) * p.P * prod(p.O)) * p.dtype.itemsize
-    step = max(1, _REDO_BYTES // max(per_item, 1))
+    step = max(1, REDO_BYTES // max(per_item, 1))  # overflowed items redone at once
     for e in np.unique(exps[exps > 0]).tolist():
         q = p if not pad else replace(p, cval=_ldexp(np.array(p.cval), -e)[()].item())
         where = np.flatnonzero(exps == e)
@@ -830,7 +829,7 @@ def _sum_windows(
     units of the spectra (outputs of filters divided by ``2**a`` divided too)."""
     exact = y[rows]
     every = np.ones((rows.size, p.P, *p.O), bool)
-    recompute_windows(p, x, st.filters, exact, every, k0, k1, _REDO_BYTES)
+    recompute_windows(p, x, st.filters, exact, every, k0, k1)
     if st.shifts is not None:
         exact /= st.shifts[k0:k1].reshape(1, -1, *[1] * (exact.ndim - 2))  # powers of two
     y[rows] = exact
