@@ -33,14 +33,19 @@ __all__ = ["features", "estimate", "once_estimate", "flops", "COEFFICIENTS"]
 
 # seconds per feature unit, per model; pasted from benchmarks/fit_cost_model.py
 COEFFICIENTS: dict[str, dict[str, float]] = {
+    # calls of reused plans (the filters' transforms are once_estimate's): `python
+    # benchmarks/fit_cost_model.py --from-json R L` on `--methods fft --n 80 --json R` and
+    # `--methods fft --large-kernel-layers --n 70 --json L` (150 problems; 10-90% of
+    # estimate / actual 0.59-1.32 on R, 0.50-1.10 on the layers, which the earlier fit, on
+    # few channels, put 0.80-3.25 too slow: its channel products at 10.6 GFLOP/s, 53 here)
     "fft": {
-        "calls": 0.000222,
-        "channel_flops": 9.43e-11,
-        "fft_flops_double": 6.89e-11,
-        "fft_flops_single": 4.46e-11,
-        "fft_lines": 1.5e-09,
-        "fft_pass_bytes": 6.71e-11,
-        "out_bytes": 1.94e-10,
+        "calls": 0.000249,
+        "channel_flops": 1.88e-11,
+        "fft_flops_double": 8.21e-11,
+        "fft_flops_single": 4.75e-11,
+        "fft_lines": 2.52e-10,
+        "fft_pass_bytes": 5.49e-11,
+        "out_bytes": 2.15e-10,
         "product_flops": 0,
         "tile_items": 0,
     },
