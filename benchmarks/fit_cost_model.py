@@ -15,8 +15,9 @@ into costs.py. Problems used for fitting are random and separate from the grid t
     python benchmarks/fit_cost_model.py --methods torch_direct,torch_fft --n 100  # torch only
     python benchmarks/fit_cost_model.py --methods winograd --small-kernels --n 80
     python benchmarks/fit_cost_model.py --methods torch_direct --cnn-layers --n 60
-    python benchmarks/fit_cost_model.py --methods fft --large-kernel-layers --n 70 --json L
-    python benchmarks/fit_cost_model.py --from-json R L   # R from a --methods fft run
+    python benchmarks/fit_cost_model.py --methods direct,fft --large-kernel-layers --n 70 \
+        --json L
+    python benchmarks/fit_cost_model.py --from-json R L --models fft  # R: the random draw
 
 Each call is timed on a plan made before (as ``bc.plan`` users and the plan cache call
 it), so the features left out of the fit are those of the filters' preparation (the FFT's
@@ -198,12 +199,13 @@ def _reused_features(p, method):
     return model, {k: v - once.get(k, 0.0) for k, v in feats.items()}
 
 
-def fit(rows: list[dict]) -> dict[str, dict[str, float]]:
+def fit(rows: list[dict], models=None) -> dict[str, dict[str, float]]:
+    """Coefficients per model of ``rows`` (``models``: only those, the others kept)."""
     from scipy.optimize import nnls
 
     out = {}
     for model in MODELS:
-        rs = [r for r in rows if r["model"] == model]
+        rs = [r for r in rows if r["model"] == model and (models is None or model in models)]
         names = sorted({k for r in rs for k in r["features"]})
         if not rs:
             out[model] = MODELS[model]
@@ -226,6 +228,11 @@ if __name__ == "__main__":
     ap.add_argument("--n", type=int, default=120)
     ap.add_argument("--json")
     ap.add_argument("--from-json", nargs="+", help="rows saved by --json (several: joined)")
+    ap.add_argument(
+        "--models",
+        help="comma-separated models to refit (e.g. fft: the direct method's rows timed "
+        "beside it, interleaved, keep their coefficients); default: every model timed",
+    )
     ap.add_argument(
         "--methods",
         default="direct,fft,torch_direct,torch_fft",
@@ -268,7 +275,7 @@ if __name__ == "__main__":
     if a.json:
         with open(a.json, "w") as f:
             json.dump(rows, f, indent=1)
-    coefs = fit(rows)
+    coefs = fit(rows, None if a.models is None else set(a.models.split(",")))
     print("COEFFICIENTS: dict[str, dict[str, float]] = {")
     for model, c in coefs.items():
         items = ", ".join(f'"{k}": {v:.3g}' for k, v in c.items())
