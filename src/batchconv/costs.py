@@ -33,21 +33,24 @@ __all__ = ["features", "estimate", "once_estimate", "flops", "COEFFICIENTS"]
 
 # seconds per feature unit, per model; pasted from benchmarks/fit_cost_model.py
 COEFFICIENTS: dict[str, dict[str, float]] = {
-    # calls of reused plans (the filters' transforms are once_estimate's): `python
-    # benchmarks/fit_cost_model.py --from-json R L` on `--methods fft --n 80 --json R` and
-    # `--methods fft --large-kernel-layers --n 70 --json L` (150 problems; 10-90% of
-    # estimate / actual 0.59-1.32 on R, 0.50-1.10 on the layers, which the earlier fit, on
-    # few channels, put 0.80-3.25 too slow: its channel products at 10.6 GFLOP/s, 53 here)
+    # calls of reused plans (the filters' transforms are once_estimate's), timed beside the
+    # direct method: `python benchmarks/fit_cost_model.py --from-json R L --models fft` on
+    # `--methods direct,fft --n 160 --json R` and `--methods direct,fft
+    # --large-kernel-layers --n 140 --json L` (86 + 70 FFT problems; 10-90% of estimate /
+    # actual 0.54-1.38 on R, 0.58-1.16 on the layers, which the earlier fit, on problems of
+    # few channels, put 0.90-3.52 too slow: its channel products at 10.6 GFLOP/s, with no
+    # cost for reading the filters' spectra on every call)
     "fft": {
-        "calls": 0.000249,
-        "channel_flops": 1.88e-11,
-        "fft_flops_double": 8.21e-11,
-        "fft_flops_single": 4.75e-11,
-        "fft_lines": 2.52e-10,
-        "fft_pass_bytes": 5.49e-11,
-        "out_bytes": 2.15e-10,
+        "calls": 0.000238,
+        "channel_flops": 1.02e-11,
+        "fft_flops_double": 7.86e-11,
+        "fft_flops_single": 4.67e-11,
+        "fft_lines": 1.48e-09,
+        "fft_pass_bytes": 4.8e-11,
+        "out_bytes": 2.33e-10,
         "product_flops": 0,
-        "tile_items": 0,
+        "spectrum_bytes": 7.47e-11,
+        "tile_items": 6.64e-06,
     },
     # the GEMM tiles on the threads, one-thread BLAS each (direct.gemm_threads): `python
     # benchmarks/fit_cost_model.py --methods direct --n 110` (71 GEMM problems; 10-90%

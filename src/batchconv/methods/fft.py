@@ -1288,6 +1288,9 @@ def cost_parts(p: Problem, shape: tuple[int, ...], tiles: int) -> dict[str, floa
         # bytes through memory, one pass per axis: large 3-D transforms are
         # bandwidth-bound on their strided axes
         "fft_pass_bytes": float(transforms * half * 2 * p.dtype.itemsize * len(shape)),
+        # the filters' spectra, read by the products once a call: with few items each
+        # bin's (C, K) matrix serves few rows (4 x 32x32 128->64 5x5: 45 MB a call)
+        "spectrum_bytes": float(half * p.P * p.C * p.K * 2 * p.dtype.itemsize),
     }
 
 
@@ -1321,6 +1324,7 @@ def parts_features(p: Problem, f: dict[str, float]) -> dict[str, float]:
         "channel_flops": f["channel_flops"],
         "tile_items": f["tile_items"],
         "fft_pass_bytes": f["fft_pass_bytes"],
+        "spectrum_bytes": f["spectrum_bytes"],
         "out_bytes": float(p.B * p.K * p.P * prod(p.O) * p.dtype.itemsize),
     }
 
