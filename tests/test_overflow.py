@@ -250,7 +250,8 @@ def test_direct_float32_sums_that_pass_the_range_on_the_way(bank, numba):
     shift-and-add): a partial sum can pass the float's range where the window's value
     fits (taps 1, 0, 1, -1, -1 over samples of 3e38: Inf, the loop 0). Those windows are
     summed again in float64; the ones over a NaN keep NaN, those whose value does not
-    fit are Inf. No warning speaks of the overflow the caller never sees."""
+    fit are Inf. NumPy's warnings of the redone sums are not shown; one of ours counts
+    the values that do not fit."""
     from batchconv import compiled
 
     x = np.zeros((3, 2, 40), np.float32)  # (items, channels, samples)
@@ -260,13 +261,36 @@ def test_direct_float32_sums_that_pass_the_range_on_the_way(bank, numba):
     w[:, 0, :5] = [1, 0, 1, -1, -1]
     w[-1, 1, 0] = 0.5
     spec = "ncl,kcl->nkl|l"
-    with compiled.use_numba(numba), warnings.catch_warnings():
-        warnings.simplefilter("error", RuntimeWarning)
+    with compiled.use_numba(numba), warnings.catch_warnings(record=True) as rec:
+        warnings.simplefilter("always")
         y = bc.correlate(x, w, spec, method="direct")
     ref = naive_correlate(x.astype(np.float64), w.astype(np.float64), spec)
     assert np.array_equal(np.isnan(y), np.isnan(ref))
     fits = np.abs(ref) <= np.finfo(np.float32).max  # (False for NaN)
+    # no NumPy warning of the redone sums; ours counts the values that do not fit
+    assert all("outputs do not fit in float32" in str(r.message) for r in rec), rec
+    said = sum(int(str(r.message).split(": ")[1].split()[0]) for r in rec)
+    assert said == np.count_nonzero(~fits & ~np.isnan(ref)) > 0
     assert np.array_equal(np.isinf(y), np.isinf(ref) | (~fits & ~np.isnan(ref)))
     x0 = np.where(np.isfinite(x), x, 0).astype(np.float64)  # (the scale without the NaN)
     S = np.broadcast_to(window_abs_bound(x0, w.astype(np.float64), spec), y.shape)
     assert (np.abs(y - ref)[fits] <= tolerance(np.float32) * S[fits]).all()
+
+
+@pytest.mark.parametrize("numba", [True, False])
+def test_direct_float32_values_past_the_range_still_warn(numba):
+    """The direct method silences NumPy's warnings in its float32 sums (those that pass
+    the range on the way are redone), but outputs whose true value does not fit stay
+    Inf and are reported: one RuntimeWarning with their count."""
+    from batchconv import compiled
+
+    x = np.zeros((2, 3, 20, 20), np.float32)
+    x[0, :, 5:8, 5:8] = 3e38  # 3 x 3 x 3 samples: windows over them sum past the range
+    w = np.ones((4, 3, 3, 3), np.float32)
+    spec = "nchw,kchw->nkhw|hw"
+    with compiled.use_numba(numba), pytest.warns(RuntimeWarning, match="overflow") as rec:
+        y = bc.correlate(x, w, spec, method="direct")
+    ref = naive_correlate(x.astype(np.float64), w.astype(np.float64), spec)
+    past = np.abs(ref) > np.finfo(np.float32).max
+    assert past.any() and np.array_equal(np.isinf(y), past)
+    assert any(f"{past.sum()} outputs" in str(r.message) for r in rec)

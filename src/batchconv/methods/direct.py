@@ -18,6 +18,7 @@ Two kernels, chosen by the shape of the contraction:
 
 from __future__ import annotations
 
+import warnings
 from contextlib import nullcontext
 from dataclasses import dataclass
 from itertools import product
@@ -397,7 +398,8 @@ def _redo_overflow(
     possible at all (the items' largest magnitude times a filter's sum of magnitudes
     reaches the float's limit: one pass over the input to tell), the windows with a
     non-finite result that cover no NaN or Inf sample are summed again in float64
-    (``nonfinite.recompute_windows``): only values that do not fit stay infinite."""
+    (``nonfinite.recompute_windows``): only values that do not fit stay infinite, with a
+    RuntimeWarning that says how many."""
     if block.dtype not in _REDONE or xc.size == 0:
         return
     w_sum = remembered(st, "abs_sum", lambda: _largest_abs_sum(st.kernel))
@@ -417,14 +419,23 @@ def _redo_overflow(
     bad &= ~affected_windows(p, ~np.isfinite(xc).all(axis=1))
     with np.errstate(over="ignore"):  # (values past the range: Inf, as they should)
         recompute_windows(p, xc, st.kernel, block, bad, k0, k1)
+    past = np.count_nonzero(~np.isfinite(block) & bad[:, None])
+    if past:  # (the tiles' own warnings were silenced: _quiet_overflow)
+        warnings.warn(
+            f"overflow encountered in correlate: {past} outputs do not fit in {block.dtype}",
+            RuntimeWarning,
+            stacklevel=2,
+        )
 
 
 def _quiet_overflow(dtype: np.dtype):
     """No "overflow encountered" (or, for Inf - Inf on the way, "invalid value") warning
     from a thread's float32 (complex64) sums: the windows they leave non-finite are
-    checked and summed again (:func:`_redo_overflow`), so the warning would speak of a
-    value the caller never sees. Other types warn as NumPy does. (``np.errstate`` holds
-    per thread: entered in each tile's thread.)"""
+    checked and summed again (:func:`_redo_overflow`), so NumPy's warning would speak of
+    sums the caller may never see; the redo warns of the outputs that truly do not fit.
+    Non-finite inputs give NaN/Inf where they reach, without a warning (as the FFT
+    methods do). Other types warn as NumPy does. (``np.errstate`` holds per thread:
+    entered in each tile's thread.)"""
     return np.errstate(over="ignore", invalid="ignore") if dtype in _REDONE else nullcontext()
 
 
