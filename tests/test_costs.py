@@ -19,7 +19,7 @@ PROBLEMS = [
 
 
 @pytest.mark.parametrize("xs, dt, ws, spec, opts", PROBLEMS)
-@pytest.mark.parametrize("method", ["direct", "fft"])
+@pytest.mark.parametrize("method", ["direct", "fft", "torch_fft"])
 @pytest.mark.parametrize("numba", [True, False], ids=["compiled", "numpy"])
 def test_estimates_are_finite_and_use_known_features(
     xs, dt, ws, spec, opts, method, numba, monkeypatch
