@@ -36,7 +36,7 @@ import numpy as np
 
 import batchconv as bc
 from batchconv.bench.harness import interleaved
-from batchconv.costs import COEFFICIENTS, estimate, features
+from batchconv.costs import COEFFICIENTS, estimate, features, once_estimate
 from batchconv.methods import METHODS, module_of
 
 # costs.py's models and those the methods bring themselves (winograd's)
@@ -181,7 +181,8 @@ def collect(
             )
             print(
                 f"  {len(rows):4d} {model:<9} {t * 1e3:9.3f} ms  est "
-                f"{estimate(p.problem, method) * 1e3:9.3f}  {rows[-1]['problem']}",
+                f"{(estimate(p.problem, method) - once_estimate(p.problem, method)) * 1e3:9.3f}"
+                f"  {rows[-1]['problem']}",
                 file=sys.stderr,
                 flush=True,
             )
@@ -275,7 +276,10 @@ if __name__ == "__main__":
     if a.json:
         with open(a.json, "w") as f:
             json.dump(rows, f, indent=1)
-    coefs = fit(rows, None if a.models is None else set(a.models.split(",")))
+    models = None if a.models is None else set(a.models.split(","))
+    if models is not None and not models <= set(MODELS):
+        ap.error(f"unknown model(s) {sorted(models - set(MODELS))}; known: {sorted(MODELS)}")
+    coefs = fit(rows, models)
     print("COEFFICIENTS: dict[str, dict[str, float]] = {")
     for model, c in coefs.items():
         items = ", ".join(f'"{k}": {v:.3g}' for k, v in c.items())

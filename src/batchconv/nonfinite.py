@@ -25,8 +25,9 @@ from .problem import Problem
 
 __all__ = ["REDO_BYTES", "affected_windows", "recompute_windows", "window_values"]
 
-# the float64 sums of windows redone at once (a method's own redo, outside the plan's
-# ``memory``: only data that holds NaN/Inf or can overflow comes here)
+# bytes a method's redo works in at once (outside the plan's ``memory``: only data that
+# holds NaN/Inf or can overflow comes here): the float64 sums of windows summed again
+# (recompute_windows' default), and the FFT's groups of items transformed again scaled
 REDO_BYTES = 16 << 20
 
 
