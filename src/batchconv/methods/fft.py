@@ -1277,7 +1277,7 @@ def cost_parts(p: Problem, shape: tuple[int, ...], tiles: int) -> dict[str, floa
     n = prod(shape)
     transforms = (p.B * p.C + p.B * p.K) * p.P * tiles + p.K * p.C * p.P
     half = n if p.dtype.kind == "c" else n / 2
-    spectral = _spectral_itemsize(p)
+    c = np.result_type(p.dtype, np.complex64).itemsize  # a spectral value's bytes
     products = 8.0 * half * p.B * p.K * p.C * p.P * tiles
     return {
         "fft_flops": 2.5 * n * log2(max(n, 2)) * transforms,
@@ -1288,18 +1288,13 @@ def cost_parts(p: Problem, shape: tuple[int, ...], tiles: int) -> dict[str, floa
         "tile_items": float(p.B * p.C * p.P * tiles) if tiles > 1 else 0.0,
         # bytes through memory, one pass per axis: large 3-D transforms are
         # bandwidth-bound on their strided axes
-        "fft_pass_bytes": float(transforms * half * spectral * len(shape)),
+        "fft_pass_bytes": float(transforms * half * c * len(shape)),
         # the filters' spectra, read by the products once a call: with few items each
         # bin's (C, K) matrix serves few rows (4 x 32x32 128->64 5x5: 45 MB a call).
         # Overlap-save tiles read them again per tile, not counted: counting it fitted
         # no better (geometric error 1.344 / 1.267 against 1.344 / 1.258, random / layers)
-        "spectrum_bytes": float(half * p.P * p.C * p.K * spectral),
+        "spectrum_bytes": float(half * p.P * p.C * p.K * c),
     }
-
-
-def _spectral_itemsize(p: Problem) -> int:
-    """Bytes of one spectral value: complex of ``p``'s precision."""
-    return 2 * p.dtype.itemsize if p.dtype.kind != "c" else p.dtype.itemsize
 
 
 def filter_features(p: Problem, shape: tuple[int, ...]) -> dict[str, float]:
@@ -1309,10 +1304,11 @@ def filter_features(p: Problem, shape: tuple[int, ...]) -> dict[str, float]:
     n = prod(shape)
     transforms = p.K * p.C * p.P
     half = n if p.dtype.kind == "c" else n / 2
+    c = np.result_type(p.dtype, np.complex64).itemsize
     return {
         f"fft_flops_{p.precision}": 2.5 * n * log2(max(n, 2)) * transforms,
         "fft_lines": float(transforms * sum(n // f for f in shape)),
-        "fft_pass_bytes": float(transforms * half * _spectral_itemsize(p) * len(shape)),
+        "fft_pass_bytes": float(transforms * half * c * len(shape)),
     }
 
 
