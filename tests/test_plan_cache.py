@@ -1,12 +1,14 @@
 """correlate/convolve remember small plans keyed by the arguments and w's bytes: a new
 filter or any other option gives a new plan, never a stale answer."""
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 from naive import naive_correlate
 
 import batchconv as bc
-from batchconv import api
+from batchconv import api, planner
 
 
 @pytest.fixture(autouse=True)
@@ -160,3 +162,70 @@ def test_cache_key_holds_the_compiled_switch(rng, monkeypatch):
     bc.correlate(x, w)
     assert len(api._plan_cache) == before + 1
     assert (off, on) == ("fft", "direct")
+
+
+NHWC = "nhwc,hwco->nhwo|hw"
+
+
+def _layer(rng):
+    """11x11 32->8 on one 32x32 image: for one call the direct GEMM is estimated fastest
+    (the FFT's 256 filter transforms counted in full), for a reused plan the FFT."""
+    x = rng.standard_normal((1, 32, 32, 32)).astype(np.float32)
+    w = rng.standard_normal((11, 11, 32, 8)).astype(np.float32)
+    return x, w
+
+
+def _cached():
+    ((plan, _),) = api._plan_cache.values()
+    return plan
+
+
+def test_a_first_call_is_ranked_for_one_call_and_the_next_as_reused(rng):
+    x, w = _layer(rng)
+    ref = naive_correlate(x.astype(np.float64), w.astype(np.float64), NHWC)
+    tol = 1e-5 * np.abs(x).max() * np.abs(w).sum(axis=(0, 1, 2)).max()
+    with bc.use_torch(False):
+        one_call = api._make_plan(x, w, NHWC, flip=False, reused=False)
+        reused = bc.plan(x, w, NHWC)
+        assert (one_call.method, reused.method) == ("direct", "fft"), "pick another layer"
+        assert "of one call (filter transforms included)" in one_call.explain()
+        assert "per call of a reused plan" in reused.explain()
+        plans = []
+        for _ in range(3):
+            np.testing.assert_allclose(bc.correlate(x, w, NHWC), ref, rtol=0, atol=tol)
+            plans.append(_cached())
+    first, second, third = plans
+    assert (first.method, first.reused) == ("direct", False)
+    assert (second.method, second.reused) == ("fft", True)
+    assert third is second  # settled: no more re-ranking
+
+
+def test_a_choice_both_rankings_agree_on_is_settled_at_once(rng, monkeypatch):
+    calls = []
+    real = api._make_plan
+    monkeypatch.setattr(api, "_make_plan", lambda *a, **k: calls.append(k) or real(*a, **k))
+    x = rng.standard_normal((2, 16, 16, 4)).astype(np.float32)
+    w = rng.standard_normal((3, 3, 4, 8)).astype(np.float32)
+    with bc.use_torch(False):
+        bc.correlate(x, w, NHWC)
+        first = _cached()
+        bc.correlate(x, w, NHWC)
+    assert first.reused is True and _cached() is first and len(calls) == 1
+    assert "of one call" not in first.reason and "reused plan" not in first.reason
+
+
+def test_a_plan_ranked_again_keeps_its_filters_where_its_method_stays(rng):
+    x, w = _layer(rng)
+    with bc.use_torch(False):
+        one_call = api._make_plan(x, w, NHWC, flip=False, reused=False)
+        named = api._make_plan(x, w, NHWC, flip=False, reused=False, method="direct")
+    assert planner.as_reused(one_call) is None  # a reused plan takes the FFT: plan again
+    slow_fft = tuple(  # the same plan, its FFT estimated 100x slower: direct either way
+        replace(c, seconds=c.seconds * 100) if c.method != "direct" else c
+        for c in one_call.candidates
+    )
+    again = planner.as_reused(replace(one_call, candidates=slow_fft))
+    assert again.reused is True and again.method == "direct"
+    assert again.state is one_call.state  # (its filters, not prepared again)
+    assert again.reason == one_call.reason.replace(planner._ONE_CALL, planner._REUSED)
+    assert named.reused is None and planner.as_reused(named) is named  # no ranking chose

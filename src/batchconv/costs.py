@@ -215,8 +215,9 @@ def _seconds(method: str, model: str, feats: dict[str, float], device: str | Non
 def once_estimate(p: Problem, method: str, device: str | None = None) -> float:
     """The seconds of :func:`estimate` that a plan spends once, preparing its filters
     (the FFT methods' filter transforms; a method says so by ``prepare_features``): a
-    plan called again does not pay them, and the planner leaves them out for a plan it
-    expects to be reused (``bc.plan``, or one the calls remember).
+    plan called again does not pay them, and the planner spreads them over
+    ``planner.REUSED_CALLS`` calls for a plan it expects to be reused (``bc.plan``, or
+    the one ``correlate`` remembers, from the second call with the same filters).
 
     >>> from batchconv.problem import make_problem
     >>> p = make_problem((4, 32, 64, 64), np.float32, (32, 32, 7, 7), np.float32,

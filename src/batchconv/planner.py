@@ -66,6 +66,9 @@ _MIB = 1 << 20
 # the FFT and oneDNN, 4.50 and 4.51 ms estimated, 4.3-4.8 and 4.2 measured), the
 # FFT's filter transforms (15 ms) decide for the other.
 REUSED_CALLS = 16
+# how a ranking's reason names its assumption where a candidate prepares its filters
+_REUSED = f" per call of a reused plan (filter transforms spread over {REUSED_CALLS} calls)"
+_ONE_CALL = " of one call (filter transforms included)"
 
 
 @dataclass(frozen=True)
@@ -84,6 +87,13 @@ class Candidate:
         """The estimate that ranks it: for a plan that will be reused, the filters'
         preparation (made once) spread over :data:`REUSED_CALLS` calls."""
         return self.seconds - self.once * (1 - 1 / REUSED_CALLS) if reused else self.seconds
+
+
+def fastest(cands, reused: bool) -> str:
+    """The method of the candidates within the budget (``fits``) with the lowest
+    :meth:`Candidate.per_call` estimate: ``reused`` for a plan that will be called again,
+    else for one call."""
+    return min((c for c in cands if c.fits), key=lambda c: c.per_call(reused)).method
 
 
 def _block_bytes(p: Problem, mod, b: int, k: int, budget: int) -> int:
@@ -150,7 +160,10 @@ class Plan:
     """A prepared correlation: call it with ``x`` to get the result.
 
     Attributes: ``problem``, ``method`` (the chosen method's name), ``chunk`` (batch and
-    bank items per block), ``memory`` (the budget in bytes), ``candidates``.
+    bank items per block), ``memory`` (the budget in bytes), ``candidates``, ``reason``,
+    ``reused`` (True: ranked as a plan called again, or one call and a reused plan rank
+    alike; False: ranked for one call, as ``correlate``'s first call with new filters;
+    None: no ranking chose).
 
     Plans compare and hash by identity (comparing filter states would mean comparing
     their arrays), so they can be dictionary keys and set members.
@@ -176,6 +189,10 @@ class Plan:
     # run with the same setting, whatever use_numba says then, since the method's
     # choices and the blocks were sized for those kernels; None: not recorded
     compiled: bool | None = None
+    # how the estimates ranked the methods: for a plan called again (True) or for one
+    # call (False: correlate's first call with these filters; the next call re-ranks);
+    # None where no ranking chose (method= named one, integer inputs, timed candidates)
+    reused: bool | None = None
 
     def __post_init__(self) -> None:
         if self.filters is not None and self.bad_filters is None:
@@ -689,6 +706,12 @@ def choose_method(
     (the FFT methods' transforms) is not charged per call. Raises as it does (unknown
     method, bad ``memory``/``workers``, ``MemoryError`` when no method fits the
     budget)."""
+    return _choose(p, method, memory, workers, device, reused)[:4]
+
+
+def _choose(p: Problem, method: str, memory, workers, device, reused: bool):
+    """:func:`choose_method`'s answer and a fifth value, the plan's ``reused``: how the
+    estimates ranked the methods (None where no ranking chose)."""
     budget = parse_memory(memory, device)
     if method == "measure":  # the model's candidates; plan_problem times them
         method = "auto"
@@ -705,26 +728,47 @@ def choose_method(
             f"w {p.w_shape}, even one item against one filter at a time (filter state and "
             f"temporaries needed: {need}); raise memory= or use a smaller problem"
         )
+    ranked = None
     if method != "auto":
         chosen, reason = names[0], "asked for by method="
     elif p.integer_inputs and any(get_method(c.method).EXACT_FOR_INTEGERS for c in fitting):
         chosen = next(c.method for c in fitting if get_method(c.method).EXACT_FOR_INTEGERS)
         reason = f"integer inputs: {chosen} is exact"
     else:
-        chosen = min(fitting, key=lambda c: c.per_call(reused)).method
-        reason = "lowest estimated time" + (
-            f" per call of a reused plan (filter transforms spread over {REUSED_CALLS} calls)"
-            if reused and any(c.once for c in fitting)
-            else ""
+        chosen = fastest(fitting, reused)
+        # (where the other assumption picks the same, the choice holds for either)
+        either = chosen == fastest(fitting, not reused)
+        ranked = True if either else reused
+        reason = _ranking_reason(cands, None if either else reused, device)
+    return chosen, reason, cands, budget, ranked
+
+
+def _ranking_reason(cands, reused: bool | None, device: str | None) -> str:
+    """Why the estimates' ranking of ``cands`` chose (a plan's ``reason``); ``reused``:
+    the assumption that decided, None where one call and a reused plan rank alike."""
+    fitting = [c for c in cands if c.fits]
+    reason = "lowest estimated time" + {None: "", True: _REUSED, False: _ONE_CALL}[reused]
+    if len(fitting) < len(cands):
+        reason += " among the methods within the memory budget"
+    if device is None and any(get_method(c.method).ON_TENSORS for c in cands):
+        reason += (
+            "; oneDNN (torch's CPU convolution) was a candidate for these NumPy "
+            "arrays (bc.use_torch(False) leaves it out)"
         )
-        if len(fitting) < len(cands):
-            reason += " among the methods within the memory budget"
-        if device is None and any(get_method(c.method).ON_TENSORS for c in cands):
-            reason += (
-                "; oneDNN (torch's CPU convolution) was a candidate for these NumPy "
-                "arrays (bc.use_torch(False) leaves it out)"
-            )
-    return chosen, reason, cands, budget
+    return reason
+
+
+def as_reused(plan: Plan) -> Plan | None:
+    """``plan``, ranked for one call (``plan.reused`` False), as a plan that will be
+    called again: the same plan (filters, chunks) ranked and explained as reused where
+    that ranking keeps its method; None where it prefers another (plan again, with
+    ``reused=True``). Plans that no ranking chose, or ranked as reused, come back as
+    they are."""
+    if plan.reused is not False:
+        return plan
+    if fastest(plan.candidates, reused=True) != plan.method:
+        return None
+    return replace(plan, reused=True, reason=plan.reason.replace(_ONE_CALL, _REUSED, 1))
 
 
 def plan_problem(
@@ -744,7 +788,7 @@ def plan_problem(
     ``method="measure"``, and ``"auto"`` on a CUDA device, time the close candidates
     (see ``measure.py``). ``reused``: see :func:`choose_method`."""
     timed = method == "measure" or (method == "auto" and is_cuda(device))
-    chosen, reason, cands, budget = choose_method(p, method, memory, workers, device, reused)
+    chosen, reason, cands, budget, ranked = _choose(p, method, memory, workers, device, reused)
     if timed:
         choice = timed_choice(
             p,
@@ -756,7 +800,7 @@ def plan_problem(
         if choice is not None:
             plan, reason = choice
             return replace(plan, reason=reason)
-    return _prepare(p, w, chosen, cands, budget, workers, device, reason, mask)
+    return _prepare(p, w, chosen, cands, budget, workers, device, reason, mask, ranked)
 
 
 def _prepare(
@@ -769,8 +813,10 @@ def _prepare(
     device: str | None,
     reason: str,
     mask: np.ndarray | None = None,
+    reused: bool | None = None,
 ) -> Plan:
-    """The plan of method ``chosen``: the filters (and mask) prepared on its device."""
+    """The plan of method ``chosen``: the filters (and mask) prepared on its device
+    (``reused``: the plan's attribute)."""
     cand = next(c for c in cands if c.method == chosen)
     made = (p, chosen, cand.chunk, budget, workers, cands, reason)
     on_tensors = get_method(chosen).ON_TENSORS
@@ -787,7 +833,7 @@ def _prepare(
         mc = tensor_canonical_w(q, m, dev) if on_tensors else canonical_w(q, m)
         with set_workers(workers):
             state = computing.prepare(p, (wc, mc), _room(p, chosen, budget))
-        return Plan(*made, state, device=dev, compiled=compiled.enabled())
+        return Plan(*made, state, device=dev, compiled=compiled.enabled(), reused=reused)
     # where a NaN/Inf would spread over the items' results, the plan redoes them exactly
     # (Plan._redo_nonfinite): the method gets zeros in place of the filters' NaN/Inf
     spreads = getattr(computing, "SPREADS_NONFINITE", False)
@@ -805,4 +851,5 @@ def _prepare(
         device=dev,
         bad_filters=bad,
         compiled=compiled.enabled(),
+        reused=reused,
     )
