@@ -175,6 +175,28 @@ def test_filters_transformed_in_groups(spec, xs, ws, dtype, rng, monkeypatch):
     check(x, w, spec, method="fft")
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.complex128])
+def test_large_filter_groups_go_to_the_layout_a_channel_at_a_time(dtype, rng, monkeypatch):
+    """Groups of at least ``_SCATTER_BY_CHANNEL`` filters are written a channel at a
+    time; with a group boundary inside the bank (70 filters: a group of 66, one of 4),
+    both ways give the loop's answer and the same spectra."""
+    from batchconv.methods import fft
+
+    spec = "nchw,kchw->nkhw|hw"
+    x, w = rand(rng, (2, 3, 9, 8), dtype), rand(rng, (70, 3, 3, 2), dtype)
+    plan = bc.plan(x, w, spec, method="fft")
+    per_filter = 3 * np.prod(plan.state.fft_shape) * np.result_type(dtype, np.complex64).itemsize
+    monkeypatch.setattr(fft, "KERNEL_CHUNK_BYTES", int(66 * per_filter))
+    by_channel = bc.plan(x, w, spec, method="fft")
+    monkeypatch.setattr(fft, "_SCATTER_BY_CHANNEL", 1 << 30)
+    at_once = bc.plan(x, w, spec, method="fft")
+    np.testing.assert_array_equal(by_channel.state.spectrum, at_once.state.spectrum)
+    check(x, w, spec, method="fft")
+    ref = naive_correlate(x, w, spec)
+    tol = tolerance(dtype) * window_abs_bound(x, w, spec)
+    assert np.all(np.abs(by_channel(x) - ref) <= tol)
+
+
 def test_filter_spectra_are_held_once():
     """The plan's transform holds the spectra once, not a second frequency-major copy
     (128 x 16 filters of 63x63: 540 MB, not 1.1 GB), and transforms the filters in
