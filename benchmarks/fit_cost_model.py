@@ -18,6 +18,7 @@ into costs.py. Problems used for fitting are random and separate from the grid t
     python benchmarks/fit_cost_model.py --methods direct,fft --large-kernel-layers --n 70 \
         --json L
     python benchmarks/fit_cost_model.py --from-json R L --models fft  # R: the random draw
+    python benchmarks/fit_cost_model.py --prepare --n 80 --json P  # the FFT's preparation
 
 Each call is timed on a plan made before (as ``bc.plan`` users and the plan cache call
 it), so the features left out of the fit are those of the filters' preparation (the FFT's
@@ -189,6 +190,80 @@ def collect(
     return rows
 
 
+def collect_prepare(n: int, seed: int = 2):
+    """Rows of the FFT's filter preparation (``fft.prepare``, what a plan's first call or
+    ``bc.plan`` pays once, ``costs.once_estimate``), timed alone (median of 3) on CNN
+    layers of the FFT's ground and random problems, half each, with their
+    ``prepare_features``."""
+    import time
+
+    from batchconv.methods import fft
+    from batchconv.planner import canonical_w
+
+    rng = np.random.default_rng(seed)
+    rows = []
+    while len(rows) < n:
+        draw = _large_kernel_layer_problem if len(rows) % 2 else _random_problem
+        spec, xs, ws, opts, dt = draw(rng)
+        w = rng.standard_normal(ws).astype(dt)
+        try:
+            plan = bc.plan((xs, dt), w, spec, method="fft", **opts)
+        except MemoryError:
+            continue
+        p = plan.problem
+        if once_estimate(p, "fft") > 0.3:  # (up to about a second)
+            continue
+        wc = canonical_w(p, w)
+        times = []
+        for _ in range(3):
+            t0 = time.perf_counter()
+            fft.prepare(p, wc, plan.memory)
+            times.append(time.perf_counter() - t0)
+        rows.append(
+            dict(
+                problem=f"{spec} x{xs} w{ws} {opts} {np.dtype(dt).name}",
+                method="fft",
+                model="fft",
+                seconds=float(np.median(times)),
+                features=fft.prepare_features(p)[1],
+            )
+        )
+        print(
+            f"  {len(rows):4d} prepare {rows[-1]['seconds'] * 1e3:9.3f} ms  est "
+            f"{once_estimate(p, 'fft') * 1e3:9.3f}  {rows[-1]['problem']}",
+            file=sys.stderr,
+            flush=True,
+        )
+    return rows
+
+
+def fit_prepare(rows: list[dict], feature: str = "filter_spectrum_bytes") -> dict:
+    """The "fft" model with the coefficient of ``feature`` (a feature of the filters'
+    preparation alone) fitted on prepare ``rows`` for the smallest relative error, the
+    others as they are (fitted on calls, which pay no preparation)."""
+    from scipy.optimize import nnls
+
+    coef = dict(MODELS["fft"])
+    known = np.array(
+        [sum(coef.get(k, 0.0) * v for k, v in r["features"].items() if k != feature) for r in rows]
+    )
+    t = np.array([r["seconds"] for r in rows])
+    x = np.array([r["features"].get(feature, 0.0) for r in rows])
+    (beta,), _ = nnls((x / t)[:, None], 1 - known / t)
+    coef[feature] = float(beta)
+    for name, est in (
+        ("before", known + MODELS["fft"].get(feature, 0.0) * x),
+        ("after", known + beta * x),
+    ):
+        q = est / t
+        print(
+            f"fft preparation, {len(rows)} problems, {name}: estimate / actual median "
+            f"{np.median(q):.2f}, 10-90% {np.percentile(q, 10):.2f}-{np.percentile(q, 90):.2f}",
+            file=sys.stderr,
+        )
+    return coef
+
+
 def _reused_features(p, method):
     """The model and features of a call of a plan made before: those of ``features``
     less the filters' preparation (``prepare_features``: the FFT's filter transforms),
@@ -207,14 +282,15 @@ def fit(rows: list[dict], models=None) -> dict[str, dict[str, float]]:
     out = {}
     for model in MODELS:
         rs = [r for r in rows if r["model"] == model and (models is None or model in models)]
-        names = sorted({k for r in rs for k in r["features"]})
+        # (features no row exercises, as the filters' preparation, keep their coefficients)
+        names = sorted({k for r in rs for k, v in r["features"].items() if v})
         if not rs:
             out[model] = MODELS[model]
             continue
         A = np.array([[r["features"].get(k, 0.0) / r["seconds"] for k in names] for r in rs])
         scale = np.maximum(A.max(axis=0), 1e-300)
         coef, _ = nnls(A / scale, np.ones(len(rs)))
-        out[model] = {k: float(c / s) for k, c, s in zip(names, coef, scale)}
+        out[model] = {**MODELS[model], **{k: float(c / s) for k, c, s in zip(names, coef, scale)}}
         est = (A / scale) @ coef
         print(
             f"{model}: {len(rs)} problems, estimate / actual median {np.median(est):.2f}, "
@@ -255,7 +331,25 @@ if __name__ == "__main__":
         help="draw CNN layers of the FFT's ground (3x3 to 11x11, NHWC or NCHW, C and K up "
         "to 256, 'same' or 'valid', stride 1-2)",
     )
+    ap.add_argument(
+        "--prepare",
+        action="store_true",
+        help="time the FFT's filter preparation (--n problems) and fit the coefficient of "
+        "its filter_spectrum_bytes feature, the other coefficients kept",
+    )
     a = ap.parse_args()
+    if a.prepare:
+        rows = (
+            [row for name in a.from_json for row in json.load(open(name))]
+            if a.from_json
+            else collect_prepare(a.n)
+        )
+        if a.json:
+            with open(a.json, "w") as f:
+                json.dump(rows, f, indent=1)
+        c = fit_prepare(rows)
+        print('    "fft": {' + ", ".join(f'"{k}": {v:.3g}' for k, v in c.items()) + "},")
+        sys.exit(0)
     rows = (
         [row for name in a.from_json for row in json.load(open(name))]
         if a.from_json

@@ -39,7 +39,11 @@ COEFFICIENTS: dict[str, dict[str, float]] = {
     # --large-kernel-layers --n 140 --json L` (86 + 70 FFT problems; 10-90% of estimate /
     # actual 0.54-1.38 on R, 0.58-1.16 on the layers, which the earlier fit, on problems of
     # few channels, put 0.90-3.52 too slow: its channel products at 10.6 GFLOP/s, with no
-    # cost for reading the filters' spectra on every call)
+    # cost for reading the filters' spectra on every call). The filters' preparation
+    # (once_estimate) adds filter_spectrum_bytes, fitted alone on its timings: `python
+    # benchmarks/fit_cost_model.py --prepare --n 80` (10-90% of estimate / actual
+    # 0.30-0.84 -> 0.49-1.34, median 0.56 -> 0.89: the transforms' features alone left out
+    # the zeroed buffers, the conjugation and the copy into the products' layout)
     "fft": {
         "calls": 0.000238,
         "channel_flops": 1.02e-11,
@@ -50,6 +54,7 @@ COEFFICIENTS: dict[str, dict[str, float]] = {
         "out_bytes": 2.33e-10,
         "product_flops": 0,
         "spectrum_bytes": 7.47e-11,
+        "filter_spectrum_bytes": 3.08e-10,
         "tile_items": 6.64e-06,
     },
     # the GEMM tiles on the threads, one-thread BLAS each (direct.gemm_threads): `python
@@ -110,6 +115,7 @@ COEFFICIENTS: dict[str, dict[str, float]] = {
         "out_bytes": 5.88e-10,
         "product_flops": 3.81e-10,
         "spectrum_bytes": 0,  # (not part of this fit: the feature came later)
+        "filter_spectrum_bytes": 0,  # (nor this one)
         "tile_items": 0,
     },
 }

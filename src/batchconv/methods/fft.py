@@ -1305,6 +1305,9 @@ def cost_parts(p: Problem, shape: tuple[int, ...], tiles: int) -> dict[str, floa
         # Overlap-save tiles read them again per tile, not counted: counting it fitted
         # no better (geometric error 1.344 / 1.267 against 1.344 / 1.258, random / layers)
         "spectrum_bytes": float(half * p.P * p.C * p.K * c),
+        # the plan's preparation writes them once: zeroed buffers, the transforms' output,
+        # conjugation and the copy into the products' layout (filter_features)
+        "filter_spectrum_bytes": float(half * p.P * p.C * p.K * c),
     }
 
 
@@ -1320,6 +1323,7 @@ def filter_features(p: Problem, shape: tuple[int, ...]) -> dict[str, float]:
         f"fft_flops_{p.precision}": 2.5 * n * log2(max(n, 2)) * transforms,
         "fft_lines": float(transforms * sum(n // f for f in shape)),
         "fft_pass_bytes": float(transforms * half * c * len(shape)),
+        "filter_spectrum_bytes": float(transforms * half * c),
     }
 
 
@@ -1340,6 +1344,7 @@ def parts_features(p: Problem, f: dict[str, float]) -> dict[str, float]:
         "tile_items": f["tile_items"],
         "fft_pass_bytes": f["fft_pass_bytes"],
         "spectrum_bytes": f["spectrum_bytes"],
+        "filter_spectrum_bytes": f["filter_spectrum_bytes"],
         "out_bytes": float(p.B * p.K * p.P * prod(p.O) * p.dtype.itemsize),
     }
 
