@@ -92,7 +92,7 @@ def test_cache_bounds_the_filter_state_in_all(monkeypatch):
     x = np.ones((2, 64, 64))
     for i in range(6):
         bc.correlate(x, np.full((4, 9, 9), float(i)), method="fft")  # about 135 KB of spectra each
-        total = sum(p.state_bytes for p, _ in api._plan_cache.values())
+        total = sum(p.state_bytes for p, *_ in api._plan_cache.values())
         assert total <= 200_000 or len(api._plan_cache) == 1
     assert 1 <= len(api._plan_cache) < 6
     bc.clear_plan_cache()
@@ -176,7 +176,7 @@ def _layer(rng):
 
 
 def _cached():
-    ((plan, _),) = api._plan_cache.values()
+    ((plan, *_),) = api._plan_cache.values()
     return plan
 
 
@@ -198,6 +198,23 @@ def test_a_first_call_is_ranked_for_one_call_and_the_next_as_reused(rng):
     assert (first.method, first.reused) == ("direct", False)
     assert (second.method, second.reused) == ("fft", True)
     assert third is second  # settled: no more re-ranking
+
+
+def test_a_reused_plan_too_large_to_keep_leaves_the_first_call_plan(rng, monkeypatch):
+    """Where the reused ranking's method holds more filter state than the cache keeps
+    (the FFT's spectra), every call would make that plan again: the first call's plan
+    stays, and no call after it plans again."""
+    calls = []
+    real = api._make_plan
+    monkeypatch.setattr(api, "_make_plan", lambda *a, **k: calls.append(k) or real(*a, **k))
+    x, w = _layer(rng)
+    with bc.use_torch(False):
+        fft_bytes = bc.plan(x, w, NHWC).state_bytes  # (the reused ranking's: the FFT)
+        monkeypatch.setattr(api, "_PLAN_CACHE_MAX_STATE_BYTES", fft_bytes - 1)
+        calls.clear()
+        for _ in range(3):
+            bc.correlate(x, w, NHWC)
+    assert (_cached().method, _cached().reused, len(calls)) == ("direct", False, 1)
 
 
 def test_a_choice_both_rankings_agree_on_is_settled_at_once(rng, monkeypatch):

@@ -162,10 +162,10 @@ def _cache_key(x, w, spec, options: dict):
 def _cached_plan(x, w, spec, flip: bool, options: dict) -> Plan:
     """The plan ``correlate`` runs: remembered per key (``_cache_key``). A first call is
     ranked for one call (the FFT's filter transforms counted in full); when the same
-    filters come back the plan is ranked again as reused, and made again only where that
-    ranking prefers another method (7x7 32->32 on 1 x 128x128, NumPy alone: one call
-    takes the direct GEMM, 14 ms, where the FFT's first call costs 90 ms; a loop takes
-    the FFT from its second call)."""
+    filters come back the plan is ranked again as reused (``planner.as_reused``), and
+    made again where that ranking prefers another method whose plan the cache can keep
+    (7x7 32->32 on 4 x 64x64, NumPy alone: the first call takes the direct GEMM, 12 ms,
+    where the FFT's costs 42 ms; a loop runs the FFT from its second call)."""
     if options.get("mask") is not None:  # (not remembered: bc.plan keeps a masked plan)
         return _make_plan(x, w, spec, flip=flip, reused=False, **options)
     key = _cache_key(x, w, spec, options)  # (mask=None is part of it, as any option)
@@ -177,28 +177,34 @@ def _cached_plan(x, w, spec, flip: bool, options: dict) -> Plan:
             entry = _plan_cache.get(key)
             if entry is not None and (entry[1] is None or entry[1]() is w):
                 _plan_cache.move_to_end(key)
-                if entry[0].reused is not False:
+                if entry[2]:
                     return entry[0]
+            else:
+                entry = None
         if entry is not None:  # the filters came back: a plan that will be reused
-            p = as_reused(entry[0]) or _make_plan(x, w, spec, flip=flip, reused=True, **options)
-            _remember(key, p, entry[1])
+            p = as_reused(entry[0], _PLAN_CACHE_MAX_STATE_BYTES) or _make_plan(
+                x, w, spec, flip=flip, reused=True, **options
+            )
+            _remember(key, p, entry[1], settled=True)
             return p
     p = _make_plan(x, w, spec, flip=flip, reused=False, **options)
     if key is not None:
-        _remember(key, p, weakref.ref(w) if device_of(w) not in (None, "cpu") else None)
+        ref = weakref.ref(w) if device_of(w) not in (None, "cpu") else None
+        _remember(key, p, ref, settled=p.reused is not False)
     return p
 
 
-def _remember(key, p: Plan, ref) -> None:
-    """Keep ``p`` under ``key`` (``ref``: a weak reference to GPU filters, else None),
-    dropping the least recently used plans beyond the cache's limits."""
+def _remember(key, p: Plan, ref, settled: bool) -> None:
+    """Keep ``p`` under ``key`` (``ref``: a weak reference to GPU filters, else None;
+    ``settled``: ranked for the calls to come, not for a first call), dropping the
+    least recently used plans beyond the cache's limits."""
     if p.state_bytes > _PLAN_CACHE_MAX_STATE_BYTES:
         return
     with _plan_cache_lock:
-        _plan_cache[key] = (p, ref)
+        _plan_cache[key] = (p, ref, settled)
         while len(_plan_cache) > _PLAN_CACHE_SIZE or (
             len(_plan_cache) > 1
-            and sum(q.state_bytes for q, _ in _plan_cache.values()) > _PLAN_CACHE_TOTAL_BYTES
+            and sum(q.state_bytes for q, *_ in _plan_cache.values()) > _PLAN_CACHE_TOTAL_BYTES
         ):
             _plan_cache.popitem(last=False)
 
