@@ -1,8 +1,6 @@
 """correlate/convolve remember small plans keyed by the arguments and w's bytes: a new
 filter or any other option gives a new plan, never a stale answer."""
 
-from dataclasses import replace
-
 import numpy as np
 import pytest
 from naive import naive_correlate
@@ -215,6 +213,7 @@ def test_a_reused_plan_too_large_to_keep_leaves_the_first_call_plan(rng, monkeyp
         for _ in range(3):
             bc.correlate(x, w, NHWC)
     assert (_cached().method, _cached().reused, len(calls)) == ("direct", False, 1)
+    assert "more than correlate's plan cache keeps" in _cached().reason
 
 
 def test_a_choice_both_rankings_agree_on_is_settled_at_once(rng, monkeypatch):
@@ -231,18 +230,29 @@ def test_a_choice_both_rankings_agree_on_is_settled_at_once(rng, monkeypatch):
     assert "of one call" not in first.reason and "reused plan" not in first.reason
 
 
-def test_a_plan_ranked_again_keeps_its_filters_where_its_method_stays(rng):
+def test_as_reused_plans_again_only_what_a_cache_can_keep(rng):
     x, w = _layer(rng)
     with bc.use_torch(False):
         one_call = api._make_plan(x, w, NHWC, flip=False, reused=False)
         named = api._make_plan(x, w, NHWC, flip=False, reused=False, method="direct")
+        fft_bytes = bc.plan(x, w, NHWC).state_bytes
     assert planner.as_reused(one_call) is None  # a reused plan takes the FFT: plan again
-    slow_fft = tuple(  # the same plan, its FFT estimated 100x slower: direct either way
-        replace(c, seconds=c.seconds * 100) if c.method != "direct" else c
-        for c in one_call.candidates
-    )
-    again = planner.as_reused(replace(one_call, candidates=slow_fft))
-    assert again.reused is True and again.method == "direct"
-    assert again.state is one_call.state  # (its filters, not prepared again)
-    assert again.reason == one_call.reason.replace(planner._ONE_CALL, planner._REUSED)
+    assert planner.as_reused(one_call, fft_bytes) is None
+    kept = planner.as_reused(one_call, fft_bytes - 1)  # the FFT's spectra too large
+    assert kept.method == "direct" and kept.reused is False
+    assert kept.state is one_call.state  # (its filters, not prepared again)
+    assert kept.reason.startswith(one_call.reason) and "fft would hold" in kept.reason
+    assert "bc.plan keeps it" in kept.explain()
     assert named.reused is None and planner.as_reused(named) is named  # no ranking chose
+
+
+def test_a_slow_first_call_does_not_unsettle_the_key(rng):
+    x, w = _layer(rng)
+    with bc.use_torch(False):
+        for _ in range(2):
+            bc.correlate(x, w, NHWC)
+        settled = _cached()
+        key = next(iter(api._plan_cache))
+        late = api._make_plan(x, w, NHWC, flip=False, reused=False)
+        api._remember(key, late, None, settled=False)  # (a first call finishing last)
+        assert _cached() is settled and api._plan_cache[key][2]

@@ -162,10 +162,12 @@ def _cache_key(x, w, spec, options: dict):
 def _cached_plan(x, w, spec, flip: bool, options: dict) -> Plan:
     """The plan ``correlate`` runs: remembered per key (``_cache_key``). A first call is
     ranked for one call (the FFT's filter transforms counted in full); when the same
-    filters come back the plan is ranked again as reused (``planner.as_reused``), and
-    made again where that ranking prefers another method whose plan the cache can keep
-    (7x7 32->32 on 4 x 64x64, NumPy alone: the first call takes the direct GEMM, 12 ms,
-    where the FFT's costs 42 ms; a loop runs the FFT from its second call)."""
+    filters come back (``planner.as_reused``) the plan is made again where the ranking
+    for reuse prefers another method whose plan the cache can keep (7x7 32->32 on 4 x
+    64x64, NumPy alone: the first call takes the direct GEMM, 12 ms, where the FFT's
+    costs 42 ms; a loop runs the FFT from its second call). The two calls may so use
+    different methods, whose results agree within the accuracy contract, not bit for
+    bit (``bc.plan`` gives one plan for every call)."""
     if options.get("mask") is not None:  # (not remembered: bc.plan keeps a masked plan)
         return _make_plan(x, w, spec, flip=flip, reused=False, **options)
     key = _cache_key(x, w, spec, options)  # (mask=None is part of it, as any option)
@@ -185,7 +187,10 @@ def _cached_plan(x, w, spec, flip: bool, options: dict) -> Plan:
             p = as_reused(entry[0], _PLAN_CACHE_MAX_STATE_BYTES) or _make_plan(
                 x, w, spec, flip=flip, reused=True, **options
             )
-            _remember(key, p, entry[1], settled=True)
+            # (a new plan too large to keep after all, e.g. a budget that changed with the
+            # free memory: the first one stays, settled, not made again on every call)
+            kept = p if p.state_bytes <= _PLAN_CACHE_MAX_STATE_BYTES else entry[0]
+            _remember(key, kept, entry[1], settled=True)
             return p
     p = _make_plan(x, w, spec, flip=flip, reused=False, **options)
     if key is not None:
@@ -201,6 +206,9 @@ def _remember(key, p: Plan, ref, settled: bool) -> None:
     if p.state_bytes > _PLAN_CACHE_MAX_STATE_BYTES:
         return
     with _plan_cache_lock:
+        held = _plan_cache.get(key)
+        if not settled and held is not None and held[2]:
+            return  # (a slow first call: another thread's call has settled the key)
         _plan_cache[key] = (p, ref, settled)
         while len(_plan_cache) > _PLAN_CACHE_SIZE or (
             len(_plan_cache) > 1

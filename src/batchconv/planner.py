@@ -189,9 +189,10 @@ class Plan:
     # run with the same setting, whatever use_numba says then, since the method's
     # choices and the blocks were sized for those kernels; None: not recorded
     compiled: bool | None = None
-    # how the estimates ranked the methods: for a plan called again (True) or for one
-    # call (False: correlate's first call with these filters; the next call re-ranks);
-    # None where no ranking chose (method= named one, integer inputs, timed candidates)
+    # how the estimates ranked the methods: for a plan called again, or alike either way
+    # (True); for one call where that picked another method (False: correlate's first
+    # call with these filters, re-ranked when they come back); None where no ranking
+    # chose (method= named one, integer inputs, timed candidates)
     reused: bool | None = None
 
     def __post_init__(self) -> None:
@@ -703,9 +704,9 @@ def choose_method(
     """``(method name, reason, candidates, budget)``: what :func:`plan_problem` picks for
     ``p``, without touching the filters. ``device``: where torch tensors live (None for
     NumPy data); ``reused``: the plan will be called again, so its filters' preparation
-    (the FFT methods' transforms) is not charged per call. Raises as it does (unknown
-    method, bad ``memory``/``workers``, ``MemoryError`` when no method fits the
-    budget)."""
+    (the FFT methods' transforms) is spread over :data:`REUSED_CALLS` calls. Raises as
+    it does (unknown method, bad ``memory``/``workers``, ``MemoryError`` when no method
+    fits the budget)."""
     return _choose(p, method, memory, workers, device, reused)[:4]
 
 
@@ -759,20 +760,24 @@ def _ranking_reason(cands, reused: bool | None, device: str | None) -> str:
 
 
 def as_reused(plan: Plan, max_state_bytes: float = float("inf")) -> Plan | None:
-    """``plan``, ranked for one call (``plan.reused`` False), as a plan that will be
-    called again: the same plan (filters, chunks) ranked and explained as reused where
-    that ranking keeps its method; None where it prefers another whose filter state is
-    at most ``max_state_bytes`` (plan again, with ``reused=True``); ``plan`` itself
-    where that state is larger (a plan cache that cannot keep it would make it again on
-    every call: 7x7 32->32 on 1 x 128x128, 68 MB of FFT spectra, 96 ms a call against
-    the direct GEMM's 14). Plans that no ranking chose, or ranked as reused, come back
-    as they are."""
+    """What a plan cache keeps for filters that came back, given ``plan``, made for
+    their first call: ``plan`` itself where a ranking for reuse picks the same (always,
+    unless ``plan.reused`` is False: that marks a one-call ranking that differed); None
+    where it prefers a method whose filter state is at most ``max_state_bytes`` (plan
+    again, with ``reused=True``); else ``plan``, its reason saying why (a cache that
+    cannot keep that plan would make it on every call: 7x7 32->32 on 1 x 128x128, 68 MB
+    of FFT spectra, 96 ms a call against the direct GEMM's 14)."""
     if plan.reused is not False:
         return plan
     method = fastest(plan.candidates, reused=True)
-    if method != plan.method:
-        return None if _state_bytes(plan.problem, method) <= max_state_bytes else plan
-    return replace(plan, reused=True, reason=plan.reason.replace(_ONE_CALL, _REUSED, 1))
+    if _state_bytes(plan.problem, method) <= max_state_bytes:
+        return None
+    return replace(
+        plan,
+        reason=f"{plan.reason}; a reused plan's {method} would hold "
+        f"{format_bytes(_state_bytes(plan.problem, method))} of filter state, more than "
+        f"correlate's plan cache keeps ({format_bytes(max_state_bytes)}; bc.plan keeps it)",
+    )
 
 
 def plan_problem(
