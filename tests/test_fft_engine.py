@@ -178,12 +178,12 @@ def test_filters_transformed_in_groups(spec, xs, ws, dtype, rng, monkeypatch):
 @pytest.mark.parametrize("dtype", [np.float32, np.complex128])
 def test_large_filter_groups_go_to_the_layout_a_channel_at_a_time(dtype, rng, monkeypatch):
     """Groups of at least ``_SCATTER_BY_CHANNEL`` filters are written a channel at a
-    time; with a group boundary inside the bank (70 filters: a group of 66, one of 4),
+    time; with group boundaries inside the bank (140 filters: groups of 66, 66 and 8),
     both ways give the loop's answer and the same spectra."""
     from batchconv.methods import fft
 
     spec = "nchw,kchw->nkhw|hw"
-    x, w = rand(rng, (2, 3, 9, 8), dtype), rand(rng, (70, 3, 3, 2), dtype)
+    x, w = rand(rng, (2, 3, 9, 8), dtype), rand(rng, (140, 3, 3, 2), dtype)
     plan = bc.plan(x, w, spec, method="fft")
     per_filter = 3 * np.prod(plan.state.fft_shape) * np.result_type(dtype, np.complex64).itemsize
     monkeypatch.setattr(fft, "KERNEL_CHUNK_BYTES", int(66 * per_filter))
