@@ -338,34 +338,21 @@ if __name__ == "__main__":
         "its filter_spectrum_bytes feature, the other coefficients kept",
     )
     a = ap.parse_args()
-    if a.prepare:
-        rows = (
-            [row for name in a.from_json for row in json.load(open(name))]
-            if a.from_json
-            else collect_prepare(a.n)
-        )
-        if a.json:
-            with open(a.json, "w") as f:
-                json.dump(rows, f, indent=1)
-        c = fit_prepare(rows)
-        print('    "fft": {' + ", ".join(f'"{k}": {v:.3g}' for k, v in c.items()) + "},")
-        sys.exit(0)
+    draw = (
+        _small_kernel_problem
+        if a.small_kernels
+        else _cnn_layer_problem
+        if a.cnn_layers
+        else _large_kernel_layer_problem
+        if a.large_kernel_layers
+        else _random_problem
+    )
     rows = (
         [row for name in a.from_json for row in json.load(open(name))]
         if a.from_json
-        else collect(
-            a.n,
-            methods=tuple(a.methods.split(",")),
-            draw=(
-                _small_kernel_problem
-                if a.small_kernels
-                else _cnn_layer_problem
-                if a.cnn_layers
-                else _large_kernel_layer_problem
-                if a.large_kernel_layers
-                else _random_problem
-            ),
-        )
+        else collect_prepare(a.n)
+        if a.prepare
+        else collect(a.n, methods=tuple(a.methods.split(",")), draw=draw)
     )
     if a.json:
         with open(a.json, "w") as f:
@@ -373,7 +360,8 @@ if __name__ == "__main__":
     models = None if a.models is None else set(a.models.split(","))
     if models is not None and not models <= set(MODELS):
         ap.error(f"unknown model(s) {sorted(models - set(MODELS))}; known: {sorted(MODELS)}")
-    coefs = fit(rows, models)
+    # (--prepare: the "fft" model with its preparation's coefficient refitted)
+    coefs = {"fft": fit_prepare(rows)} if a.prepare else fit(rows, models)
     print("COEFFICIENTS: dict[str, dict[str, float]] = {")
     for model, c in coefs.items():
         items = ", ".join(f'"{k}": {v:.3g}' for k, v in c.items())
