@@ -355,12 +355,13 @@ def prepare(p: Problem, wc: np.ndarray, budget: int | None = None) -> FFTState:
         group = np.conjugate(group, out=group)  # (k, C, P, *Fh)
         if C == 1:
             spec[k0:k1] = group[:, 0]
-        elif k1 - k0 >= _SCATTER_BY_CHANNEL:  # (k, P, F) -> (P, F, k), a channel at a time
-            group = group.reshape(k1 - k0, C, P, prod(half))
-            for c in range(C):
-                spec[:, :, c, k0:k1] = group[:, c].transpose(1, 2, 0)
         else:
-            spec[..., k0:k1] = group.reshape(k1 - k0, C, P, prod(half)).transpose(2, 3, 1, 0)
+            group = group.reshape(k1 - k0, C, P, prod(half))
+            if k1 - k0 >= _SCATTER_BY_CHANNEL:  # (k, P, F) -> (P, F, k), a channel at a time
+                for c in range(C):
+                    spec[:, :, c, k0:k1] = group[:, c].transpose(1, 2, 0)
+            else:
+                spec[..., k0:k1] = group.transpose(2, 3, 1, 0)
         del group  # before the next group's buffers
     shifts = None
     if exps is not None:
