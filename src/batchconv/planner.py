@@ -770,13 +770,14 @@ def as_reused(plan: Plan, max_state_bytes: float = float("inf")) -> Plan | None:
     if plan.reused is not False:
         return plan
     method = fastest(plan.candidates, reused=True)
-    if _state_bytes(plan.problem, method) <= max_state_bytes:
+    held = _state_bytes(plan.problem, method)
+    if held <= max_state_bytes:
         return None
     return replace(
         plan,
-        reason=f"{plan.reason}; a reused plan's {method} would hold "
-        f"{format_bytes(_state_bytes(plan.problem, method))} of filter state, more than "
-        f"correlate's plan cache keeps ({format_bytes(max_state_bytes)}; bc.plan keeps it)",
+        reason=f"{plan.reason}; a reused plan's {method} would hold {format_bytes(held)} of "
+        f"filter state, more than correlate's plan cache keeps ({format_bytes(max_state_bytes)}; "
+        "bc.plan keeps it)",
     )
 
 
