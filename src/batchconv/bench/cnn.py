@@ -4,11 +4,13 @@
 tensors, made before timing). Both with every core.
 
 Targets: at least 0.8x torch's speed with NumPy + SciPy alone; faster than torch
-for kernels 7x7 and up. Ours is timed both ways in the same run: as a program that
+for kernels 7x7 and up. Ours is timed three ways in the same run: as a program that
 imports torch gets it (oneDNN's convolution is a candidate for these NumPy arrays,
-``bc.use_torch``) and with NumPy + SciPy alone (``bc.use_torch(False)``), the brief's
-bar. torch's own NHWC route (its convolution on the channels-last view of the same NHWC
-array, no copy) is timed beside the NCHW anchor, as a reference.
+``bc.use_torch``), without torch but with the compiled (numba) kernels
+(``bc.use_torch(False)``), and with NumPy + SciPy alone (``bc.use_torch(False)`` and
+``bc.use_numba(False)``), the brief's bar. torch's own NHWC route (its convolution on
+the channels-last view of the same NHWC array, no copy) is timed beside the NCHW anchor,
+as a reference.
 """
 
 from __future__ import annotations
@@ -17,7 +19,8 @@ import numpy as np
 
 import batchconv as bc
 
-from .harness import Context, Section, assert_agree, interleaved, summary_row
+from .. import compiled
+from .harness import Context, Section, assert_agree, interleaved, numpy_only, summary_row
 
 NAME = "cnn"
 SPEC = "nhwc,hwco->nhwo|hw"
@@ -39,9 +42,12 @@ COLUMNS = [
     "method",
     "ours GFLOP/s",
     "torch / ours",
-    "NumPy alone ms",
-    "NumPy alone method",
-    "torch / NumPy alone",
+    "no torch ms",
+    "no torch method",
+    "torch / no torch",
+    "NumPy+SciPy ms",
+    "NumPy+SciPy method",
+    "torch / NumPy+SciPy",
     "ours tensors ms",
     "tensors method",
     "torch / ours tensors",
@@ -59,7 +65,9 @@ def run(ctx: Context) -> Section:
         "GFLOP/s count 2 flops per multiply-add. 'ours' calls `correlate` in a loop "
         "with the same filters (its plan cache keeps their spectra, as in an "
         "inference loop), with torch imported (oneDNN is a candidate); "
-        "'NumPy alone' the same inside `bc.use_torch(False)` (the brief's bar); "
+        "'no torch' the same inside `bc.use_torch(False)` (numba's compiled kernels "
+        "on); 'NumPy+SciPy' inside `bc.use_torch(False)` and `bc.use_numba(False)` "
+        "(NumPy and SciPy alone: the brief's bar); "
         "'ours cold' makes a new plan for every call; 'torch NHWC' is "
         "`F.conv2d` on the channels-last view of the NHWC array (a reference).",
         COLUMNS,
@@ -81,18 +89,22 @@ def run(ctx: Context) -> Section:
             # contenders use, left alone)
             return bc.plan(x, k, SPEC, stride=s)(x)
 
-        def numpy_alone(x=x, k=k, s=s):
+        def no_torch(x=x, k=k, s=s):
             with bc.use_torch(False):
                 return bc.correlate(x, k, SPEC, stride=s)
 
         contenders = {
             "ours": lambda x=x, k=k, s=s: bc.correlate(x, k, SPEC, stride=s),
-            "NumPy alone": numpy_alone,
+            "NumPy+SciPy": numpy_only(no_torch),
             "ours cold": cold,
         }
+        if compiled.enabled():  # (else the same as NumPy+SciPy)
+            contenders["no torch"] = no_torch
         ours = contenders["ours"]()
         bound = 1e-5 * kk * kk * ci * float(np.abs(x).max() * np.abs(k).max())
-        assert_agree(numpy_alone(), ours, bound, f"cnn {name}")
+        for who in ("no torch", "NumPy+SciPy"):
+            if who in contenders:
+                assert_agree(contenders[who](), ours, bound, f"cnn {name} ({who})")
         tensors = {}
         if torch is not None:  # the same call on NHWC torch CPU tensors (target: 0.8x),
             # timed against torch apart
@@ -115,8 +127,11 @@ def run(ctx: Context) -> Section:
                 tensors["torch"] = contenders["torch"]
                 tt = interleaved(tensors, rounds=5 if ctx.quick else 9)
         plan = bc.plan(x, k, SPEC, stride=s)
+        methods = {"ours": plan.method}
         with bc.use_torch(False):
-            alone_method = bc.plan(x, k, SPEC, stride=s).method
+            methods["no torch"] = bc.plan(x, k, SPEC, stride=s).method
+            with compiled.use_numba(False):
+                methods["NumPy+SciPy"] = bc.plan(x, k, SPEC, stride=s).method
         flops = 2.0 * ours.size * kk * kk * ci
         row = {
             "layer": name,
@@ -124,26 +139,32 @@ def run(ctx: Context) -> Section:
             "ours cold ms": t["ours cold"] * 1e3,
             "method": plan.method,
             "ours GFLOP/s": flops / t["ours"] / 1e9,
-            "NumPy alone ms": t["NumPy alone"] * 1e3,
-            "NumPy alone method": alone_method,
         }
+        for who in ("no torch", "NumPy+SciPy"):
+            if who in t:
+                row[f"{who} ms"] = t[who] * 1e3
+                row[f"{who} method"] = methods[who]
         if "torch" in t:
             row["torch ms"] = t["torch"] * 1e3
             row["torch NHWC ms"] = t["torch NHWC"] * 1e3
             row["torch / ours"] = t["torch"] / t["ours"]
-            row["torch / NumPy alone"] = t["torch"] / t["NumPy alone"]
+            for who in ("no torch", "NumPy+SciPy"):
+                if who in t:
+                    row[f"torch / {who}"] = t["torch"] / t[who]
             row["ours tensors ms"] = tt["ours tensors"] * 1e3
             row["tensors method"] = bc.plan(xh, kh, SPEC, stride=s).method
             row["torch / ours tensors"] = tt["torch"] / tt["ours tensors"]
             assert_agree(tensors["ours tensors"]().numpy(), ref, bound, f"cnn {name} (tensors)")
         sec.rows.append(row)
         bar = 1.0 if kk >= 7 else 0.8
-        for case, who, method in (
-            (f"{name}, N={N}", "ours", plan.method),
-            (f"{name}, N={N}, NumPy+SciPy alone", "NumPy alone", alone_method),
+        for case, who in (
+            (f"{name}, N={N}", "ours"),
+            (f"{name}, N={N}, no torch (numba)", "no torch"),
+            (f"{name}, N={N}, NumPy+SciPy alone", "NumPy+SciPy"),
         ):
-            if who == "ours" and method == alone_method:
-                continue  # (torch's methods not picked: one row says it)
+            method = methods[who]
+            if who not in t or (who == "ours" and method == methods["no torch"]):
+                continue  # (torch's methods not picked: the rows without torch say it)
             sec.summary.append(
                 summary_row(
                     NAME,
