@@ -88,3 +88,19 @@ def test_set_workers_as_a_plain_call_lasts_until_changed():
     finally:
         bc.set_workers(-1)
     assert get_workers() >= 1
+
+
+def test_parallel_for_helpers_take_the_callers_workers(monkeypatch):
+    """A helper thread sees the caller's set_workers (a nested parallel_for or a chunk
+    size computed there follows it), not the process's default."""
+    monkeypatch.setattr(xp, "_cpu_count", lambda: 4)
+    both = threading.Barrier(2, timeout=10)  # the caller and a helper hold an item each
+    seen = {}
+
+    def item(i):
+        both.wait()
+        seen[threading.current_thread().name] = xp.get_workers()
+
+    with xp.set_workers(3):
+        xp.parallel_for(item, range(2))
+    assert sorted(seen.values()) == [3, 3], seen

@@ -138,6 +138,31 @@ def test_other_threads_keep_their_setting(monkeypatch):
     assert got == {"reader": (True, True), "ours": False}
 
 
+def test_parallel_for_helpers_take_the_callers_setting(monkeypatch):
+    """The items a helper thread of parallel_for runs follow the caller's use_numba (a
+    Winograd chunk reads compiled.enabled() on the thread that runs it: a plan made inside
+    `use_numba(True)`, numba off by default, ran the NumPy transforms on the helpers)."""
+    from batchconv import xp
+
+    if xp._cpu_count() < 2:
+        pytest.skip("one core: parallel_for runs every item in the caller")
+    monkeypatch.setattr(compiled, "USE_NUMBA", False)
+    both = threading.Barrier(2, timeout=10)  # the caller and a helper hold an item each
+    seen = {}
+
+    def item(i):
+        both.wait()
+        seen[threading.current_thread().name] = compiled.numba_switch()
+
+    with bc.use_numba(True):
+        xp.parallel_for(item, range(2), workers=2)
+    assert len(seen) == 2 and all(seen.values()), seen
+    seen.clear()
+    xp.parallel_for(item, range(2), workers=2)  # the helper is back at the default
+    assert len(seen) == 2 and not any(seen.values()), seen
+    assert compiled._switched == 0
+
+
 def _data():
     rng = np.random.default_rng(7)
     return rng.random((2, 3000)), rng.random(31)

@@ -31,7 +31,7 @@ from math import prod
 
 from .geometry import padded_copy_bytes
 from .problem import Problem, long_axis_last
-from .xp import get_workers, has_module
+from .xp import carry_to_helpers, get_workers, has_module
 
 __all__ = [
     "USE_NUMBA",
@@ -111,6 +111,16 @@ class use_numba:
             self._counted = False
             with _switched_lock:
                 _switched -= 1
+
+
+def _caller_switch():
+    """The calling thread's :class:`use_numba` setting, for parallel_for's helpers (a
+    factory of the same setting; None where this thread has none)."""
+    flag = _switch.numba if _switched else None
+    return None if flag is None else (lambda: use_numba(flag))
+
+
+carry_to_helpers(_caller_switch)
 
 
 def numba_switch() -> bool:

@@ -33,6 +33,7 @@ __all__ = [
     "has_module",
     "available_memory",
     "parallel_for",
+    "carry_to_helpers",
     "blas_threads",
     "work_buffer",
     "work_buffer_like",
@@ -571,6 +572,24 @@ os.register_at_fork(
 )
 
 
+# Thread-local settings that parallel_for's helper threads take from the calling thread:
+# functions called in the caller, each returning a factory of a context manager that
+# applies the caller's setting in a helper (None: the caller has the default, nothing to
+# carry). set_workers' is here, compiled.py adds use_numba's (a worker running a chunk of
+# a plan made inside `use_numba(True)` ran the NumPy code where numba is off by default).
+_CARRIED: list = [
+    lambda: None if _state.workers is None else functools.partial(set_workers, _state.workers)
+]
+
+
+def carry_to_helpers(capture) -> None:
+    """Have :func:`parallel_for`'s helper threads take a thread-local setting from the
+    calling thread: ``capture()``, called in the caller, returns a function making a
+    context manager that applies the caller's setting (entered in each helper around its
+    share of the items), or None when there is nothing to carry."""
+    _CARRIED.append(capture)
+
+
 def _shared_pool() -> ThreadPoolExecutor:
     with _pool_lock:
         if not _pool:
@@ -589,7 +608,9 @@ def parallel_for(fn, items, workers: int | None = None) -> None:
     so a call costs a single thread hand-off (waking a sleeping thread is slow on virtual
     machines) and the pool survives across calls. Once the caller has taken the last
     item it waits only for helpers that started: one still queued behind other calls'
-    work (or behind the caller itself, when ``fn`` calls parallel_for) is dropped."""
+    work (or behind the caller itself, when ``fn`` calls parallel_for) is dropped. The
+    helpers run with the caller's thread-local settings (:class:`set_workers`,
+    ``use_numba``: :func:`carry_to_helpers`)."""
     items = list(items)
     n = min(workers or get_workers(), len(items), _cpu_count())
     if n <= 1:
@@ -618,7 +639,15 @@ def parallel_for(fn, items, workers: int | None = None) -> None:
                 errors.append(e)
             del f, it
 
-    helpers = [pool.submit(drain) for _ in range(n - 1)]
+    settings = [make for make in (capture() for capture in _CARRIED) if make is not None]
+
+    def helper() -> None:  # drain() with the caller's thread-local settings
+        with contextlib.ExitStack() as stack:
+            for make in settings:
+                stack.enter_context(make())
+            drain()
+
+    helpers = [pool.submit(helper if settings else drain) for _ in range(n - 1)]
     del fn, items
     drain()
     for h in helpers:  # every item is taken: a helper still queued has nothing to do
