@@ -60,6 +60,42 @@ def test_context_is_plain():
     assert ctx.quick
 
 
+def test_cnn_bar_rows_run_with_numpy_and_scipy_alone(monkeypatch):
+    """The CNN section's bar is the brief's, "with NumPy + SciPy alone": that row's
+    contender calls correlate with torch and numba off; with numba installed a "no torch
+    (numba)" row keeps the compiled kernels' time; the cold time goes on the row that
+    shares its settings only."""
+    import batchconv as bc
+    from batchconv import compiled
+    from batchconv.bench import cnn
+    from batchconv.tensors import torch_for_numpy
+
+    layer = "3x3 16->16 20x20"
+    monkeypatch.setattr(cnn, "LAYERS", [(layer, 2, 20, 16, 16, 3, 1)])
+    monkeypatch.setattr(cnn, "QUICK", {layer})
+    seen = set()
+    real = bc.correlate
+
+    def spy(*a, **k):
+        seen.add((compiled.enabled(), torch_for_numpy()))
+        return real(*a, **k)
+
+    monkeypatch.setattr(bc, "correlate", spy)
+    sec = cnn.run(Context(quick=True, peaks={}, log=lambda s: None))
+    assert (False, False) in seen
+    (row,) = sec.rows
+    assert row["NumPy+SciPy ms"] > 0 and row["NumPy+SciPy method"]
+    alone = [r for r in sec.summary if r["case"].endswith("NumPy+SciPy alone")]
+    assert len(alone) == 1 and alone[0]["bar"] == 0.8
+    numba_rows = [r for r in sec.summary if r["case"].endswith("no torch (numba)")]
+    assert len(numba_rows) == int(compiled.enabled())
+    assert ("no torch ms" in row) == compiled.enabled()
+    if compiled.enabled():
+        assert (True, False) in seen
+        assert "cold" not in alone[0]["note"]
+    assert sum("cold" in r["note"] for r in sec.summary) == 1
+
+
 def test_quick_bench_without_optional_packages():
     """NumPy only: the anchors that need SciPy, OpenCV or torch are skipped with a note,
     and ours still runs (seed 004's anchor falls back to the NumPy recipe)."""

@@ -157,13 +157,17 @@ def run(ctx: Context) -> Section:
             assert_agree(tensors["ours tensors"]().numpy(), ref, bound, f"cnn {name} (tensors)")
         sec.rows.append(row)
         bar = 1.0 if kk >= 7 else 0.8
+        # the row whose settings 'ours cold' shares (torch imported, numba as installed):
+        # its own, else (torch's methods not picked) the row without torch that runs numba
+        ours_row = plan.method != methods["no torch"]
+        cold_row = "ours" if ours_row else "no torch" if "no torch" in t else "NumPy+SciPy"
         for case, who in (
             (f"{name}, N={N}", "ours"),
             (f"{name}, N={N}, no torch (numba)", "no torch"),
             (f"{name}, N={N}, NumPy+SciPy alone", "NumPy+SciPy"),
         ):
             method = methods[who]
-            if who not in t or (who == "ours" and method == methods["no torch"]):
+            if who not in t or (who == "ours" and not ours_row):
                 continue  # (torch's methods not picked: the rows without torch say it)
             sec.summary.append(
                 summary_row(
@@ -176,8 +180,7 @@ def run(ctx: Context) -> Section:
                     flops=flops,
                     peak=ctx.peaks.get("gemm_float32"),
                     note=f"{method}; "
-                    # ('ours cold' plans as 'ours' does: its time belongs to that method)
-                    + (f"cold {t['ours cold'] * 1e3:.3g} ms; " if method == plan.method else "")
+                    + (f"cold {t['ours cold'] * 1e3:.3g} ms; " if who == cold_row else "")
                     + "direct-equivalent flops, % of the GEMM peak",
                     spread=(t.spread.get("torch"), t.spread[who]),
                 )
