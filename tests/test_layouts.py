@@ -23,7 +23,7 @@ from hypothesis import strategies as st
 
 import batchconv as bc
 from batchconv import compiled
-from batchconv.xp import element_strides
+from batchconv.xp import element_strides, reshaped_view
 
 # Python objects, index arrays of a few windows, small per-call buffers (as in
 # test_budget_property.py)
@@ -130,3 +130,21 @@ def test_a_plan_reads_rows_in_place_only_for_the_layouts_that_allow_it():
     assert not compiled.reads_in_place(plan(np.zeros((2, 3, 64, 600))[..., ::2]))
     assert not compiled.reads_in_place(plan(x, stride=2))
     assert compiled.reads_in_place(plan((x.shape, x.dtype)))  # a signature: C order
+
+
+def test_reshaped_view_makes_no_copy():
+    """None where the axes do not merge, without NumPy's copy (assigning ``.shape``
+    copies the whole array before it raises): the direct method's product and the NCC
+    normalisation ask before writing in place."""
+    import tracemalloc
+
+    a = np.zeros((64, 64, 64), np.float32).transpose(1, 0, 2)
+    tracemalloc.start()
+    try:
+        assert reshaped_view(a, (4096, 64)) is None
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < a.nbytes // 8, peak
+    v = reshaped_view(a.transpose(1, 0, 2), (4096, 64))
+    assert v is not None and v.shape == (4096, 64) and np.shares_memory(v, a)

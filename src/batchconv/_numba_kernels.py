@@ -54,7 +54,7 @@ import numpy as np
 from numpy.lib.stride_tricks import as_strided
 
 from .problem import Problem, long_axis_last
-from .xp import get_workers, parallel_for
+from .xp import get_workers, parallel_for, reshaped_view
 
 _V = 16  # the output row is rounded up to a multiple of this (one AVX-512 register)
 _TAPS = 64  # taps summed in the compute dtype before they are added in float64
@@ -997,10 +997,8 @@ def normalise_block(block: np.ndarray, inv_a: np.ndarray, inv_norm: np.ndarray) 
     [-1, 1], in place. False (nothing done) where the block's trailing axes are not one
     run of memory."""
     b, k = block.shape[:2]
-    y = block.view()
-    try:
-        y.shape = (b, k, -1)  # (raises where it would need a copy)
-    except AttributeError:
+    y = reshaped_view(block, (b, k, -1))
+    if y is None:
         return False
     a = np.ascontiguousarray(inv_a).reshape(b, -1)
     n_out = y.shape[2] // max(inv_norm.shape[1], 1)

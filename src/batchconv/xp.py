@@ -39,6 +39,7 @@ __all__ = [
     "work_buffer_like",
     "memory_order",
     "element_strides",
+    "reshaped_view",
     "user_callback",
     "clear_work_buffers",
     "pocketfft",
@@ -366,6 +367,28 @@ def user_callback():
         yield
     finally:
         _work.callbacks -= 1
+
+
+def reshaped_view(a: np.ndarray, shape: tuple[int, ...]) -> np.ndarray | None:
+    """``a`` seen as ``shape`` on the same memory, or None where that needs a copy.
+    (Assigning ``.shape`` raises there too, but after NumPy has made the copy: a tile's
+    worth of memory and time for nothing.)
+
+    >>> a = np.zeros((2, 3, 4))
+    >>> reshaped_view(a, (6, 4)).shape, reshaped_view(a.transpose(1, 0, 2), (6, 4))
+    ((6, 4), None)
+    """
+    try:
+        return np.reshape(a, shape, copy=False)
+    except ValueError:
+        return None
+    except TypeError:  # pragma: no cover - NumPy 2.0 (no copy argument)
+        out = a.view()
+        try:
+            out.shape = shape
+        except AttributeError:
+            return None
+        return out
 
 
 def element_strides(a) -> tuple[float, ...]:
