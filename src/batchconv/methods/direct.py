@@ -33,7 +33,14 @@ from ..geometry import pad_sliding, padded_copy_bytes
 from ..memo import remembered
 from ..nonfinite import affected_windows, recompute_windows
 from ..problem import Problem
-from ..xp import blas_threads, get_workers, parallel_for, work_buffer, work_buffer_like
+from ..xp import (
+    blas_threads,
+    get_workers,
+    parallel_for,
+    reshaped_view,
+    work_buffer,
+    work_buffer_like,
+)
 
 _REDONE = (np.float32, np.complex64)  # the types whose overflowed windows are redone
 
@@ -270,6 +277,8 @@ def _gemm(p: Problem, st: DirectState, xp: np.ndarray, block: np.ndarray, k0: in
     wt = weights.transpose(0, 2, 1)
     # the product (P, tile..., k) or (P, k, tile...) -> the block's (nb, k, P, tile...)
     back = (1, d + 2, 0, *range(2, d + 2)) if k_inner else (2, 1, 0, *range(3, d + 3))
+    forth = tuple(np.argsort(back))  # the block's axes in the product's order
+    direct_write = block.dtype == np.result_type(xp.dtype, weights.dtype)
     every = slice(None)
 
     def run(sl) -> None:
@@ -284,20 +293,35 @@ def _gemm(p: Problem, st: DirectState, xp: np.ndarray, block: np.ndarray, k0: in
         m = tile.size // (P * n)  # positions in this tile
         cols = cols_buf[: tile.size].reshape(tile.shape)
         np.copyto(cols, tile)
+        # the product straight into the block where its part there is one matrix per
+        # pair (whole rows of the result: the 7x7 3->64 stride-2 stem on 4 x 224x224,
+        # NHWC, 6.3-6.6 -> 5.8-6.1 ms a call on 2 threads), else into a buffer and
+        # copied there
+        shape = (P, m, k) if k_inner else (P, k, m)
+        dest = _as_matrices(block[at].transpose(forth), shape) if direct_write else None
+        out = dest if dest is not None else gemm_buf[: P * m * k].reshape(shape)
         if k_inner:
-            res = np.matmul(
-                cols.reshape(P, m, n), weights, out=gemm_buf[: P * m * k].reshape(P, m, k)
-            )
-            res = res.reshape(P, *tile.shape[1 : 2 + d], k)
+            np.matmul(cols.reshape(P, m, n), weights, out=out)
         else:
-            res = np.matmul(wt, cols.reshape(P, n, m), out=gemm_buf[: P * k * m].reshape(P, k, m))
-            res = res.reshape(P, k, *tile.shape[-1 - d :])
-        block[at] = res.transpose(back)
+            np.matmul(wt, cols.reshape(P, n, m), out=out)
+        if dest is None:
+            lead = (P, *tile.shape[1 : 2 + d], k) if k_inner else (P, k, *tile.shape[-1 - d :])
+            block[at] = out.reshape(lead).transpose(back)
 
     tiles = list(_tiles(tiling))
     threads = gemm_threads(p, st.tile, k, len(tiles), most)
     with blas_threads(1 if threads > 1 else None):
         parallel_for(run, tiles, threads)
+
+
+def _as_matrices(view: np.ndarray, shape: tuple[int, int, int]) -> np.ndarray | None:
+    """``view`` seen as ``shape`` (pairs, rows, columns) on the same memory, its columns
+    contiguous, so that a matrix product can write into it; None where that takes a
+    copy."""
+    out = reshaped_view(view, shape)
+    if out is None or (shape[2] > 1 and out.strides[2] != out.itemsize):
+        return None
+    return out
 
 
 def gemm_threads(p: Problem, tile: int, k: int, tiles: int, most: int) -> int:
