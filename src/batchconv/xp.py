@@ -379,7 +379,7 @@ def reshaped_view(a: np.ndarray, shape: tuple[int, ...]) -> np.ndarray | None:
     ((6, 4), None)
     """
     try:
-        return np.reshape(a, shape, copy=False)
+        return a.reshape(shape, copy=False)
     except ValueError:
         return None
     except TypeError:  # pragma: no cover - NumPy 2.0 (no copy argument)

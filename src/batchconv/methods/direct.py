@@ -43,6 +43,10 @@ from ..xp import (
 )
 
 _REDONE = (np.float32, np.complex64)  # the types whose overflowed windows are redone
+# the GEMM writes into the result from this many outputs a tile (asking whether it can
+# costs a few microseconds, more than copying a small tile: 4 x 64 against 3 x 5 taps,
+# 51-53 us a call through the buffer, 55-57 when asking)
+_DIRECT_WRITE_MIN = 4096
 
 __all__ = [
     "DirectState",
@@ -277,8 +281,10 @@ def _gemm(p: Problem, st: DirectState, xp: np.ndarray, block: np.ndarray, k0: in
     wt = weights.transpose(0, 2, 1)
     # the product (P, tile..., k) or (P, k, tile...) -> the block's (nb, k, P, tile...)
     back = (1, d + 2, 0, *range(2, d + 2)) if k_inner else (2, 1, 0, *range(3, d + 3))
-    forth = tuple(np.argsort(back))  # the block's axes in the product's order
-    direct_write = block.dtype == np.result_type(xp.dtype, weights.dtype)
+    forth = [0] * len(back)  # the block's axes in the product's order
+    for i, a in enumerate(back):
+        forth[a] = i
+    direct_write = block.dtype == xp.dtype == weights.dtype
     every = slice(None)
 
     def run(sl) -> None:
@@ -298,7 +304,12 @@ def _gemm(p: Problem, st: DirectState, xp: np.ndarray, block: np.ndarray, k0: in
         # NHWC, 6.3-6.6 -> 5.8-6.1 ms a call on 2 threads), else into a buffer and
         # copied there
         shape = (P, m, k) if k_inner else (P, k, m)
-        dest = _as_matrices(block[at].transpose(forth), shape) if direct_write else None
+        dest = None
+        # (not asked with filters outermost and several items and filters: an item's
+        # outputs are then apart from the next item's, never one matrix)
+        may_merge = k_inner or k == 1 or len(range(*sl[0].indices(b))) == 1
+        if direct_write and may_merge and m * k >= _DIRECT_WRITE_MIN:
+            dest = _as_matrices(block[at].transpose(forth), shape)
         out = dest if dest is not None else gemm_buf[: P * m * k].reshape(shape)
         if k_inner:
             np.matmul(cols.reshape(P, m, n), weights, out=out)
