@@ -281,9 +281,8 @@ def _gemm(p: Problem, st: DirectState, xp: np.ndarray, block: np.ndarray, k0: in
     wt = weights.transpose(0, 2, 1)
     # the product (P, tile..., k) or (P, k, tile...) -> the block's (nb, k, P, tile...)
     back = (1, d + 2, 0, *range(2, d + 2)) if k_inner else (2, 1, 0, *range(3, d + 3))
-    forth = [0] * len(back)  # the block's axes in the product's order
-    for i, a in enumerate(back):
-        forth[a] = i
+    # ... and back: the block's axes in the product's order
+    forth = (2, 0, *range(3, d + 3), 1) if k_inner else back
     direct_write = block.dtype == xp.dtype == weights.dtype
     every = slice(None)
 
