@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 import batchconv as bc
-from batchconv import api, compiled
+from batchconv import api, compiled, xp
 
 
 @pytest.fixture(autouse=True)
@@ -142,8 +142,6 @@ def test_parallel_for_helpers_take_the_callers_setting(monkeypatch):
     """The items a helper thread of parallel_for runs follow the caller's use_numba (a
     Winograd chunk reads compiled.enabled() on the thread that runs it: a plan made inside
     `use_numba(True)`, numba off by default, ran the NumPy transforms on the helpers)."""
-    from batchconv import xp
-
     if xp._cpu_count() < 2:
         pytest.skip("one core: parallel_for runs every item in the caller")
     monkeypatch.setattr(compiled, "USE_NUMBA", False)
