@@ -54,7 +54,7 @@ import numpy as np
 from numpy.lib.stride_tricks import as_strided
 
 from .problem import Problem, long_axis_last
-from .xp import get_workers, parallel_for, reshaped_view
+from .xp import get_workers, parallel_for, reshaped_view, work_buffer
 
 _V = 16  # the output row is rounded up to a multiple of this (one AVX-512 register)
 _TAPS = 64  # taps summed in the compute dtype before they are added in float64
@@ -313,24 +313,53 @@ def _window_rows(
         _store(out, acc2, ob + lead_ostep[n_lead - 1], u0, n_u, lq, ow, fstep, step)
 
 
+@numba.njit(nogil=True, cache=True)
+def _split_rows(src, dst):  # pragma: no cover - compiled
+    """``dst[r, q, j] = src[r, q + j s]`` for the ``s = dst.shape[1]`` phases of every
+    row of ``src`` (rows, L), zeros after each phase's last sample (``dst``: rows, s,
+    lq)."""
+    s, lq = dst.shape[1], dst.shape[2]
+    n = src.shape[1]
+    for r in range(src.shape[0]):
+        for q in range(s):
+            count = (n - q + s - 1) // s
+            for j in range(count):
+                dst[r, q, j] = src[r, q + j * s]
+            for j in range(count, lq):
+                dst[r, q, j] = 0
+
+
 def _phases(xp: np.ndarray, s: int, row_tail: bool) -> np.ndarray:
     """``xp`` (..., L) as a flat C-ordered buffer of shape (..., s, ceil(L/s) [+ _V])
     holding ``xp[..., q::s]`` in phase ``q``, plus a tail of ``_V`` zeros: the inner loop
     reads up to ``_V - 1`` samples past a row's last output (those sums are discarded),
-    into the row's own tail of ``_V`` zeros when ``row_tail``, else into the next row."""
+    into the row's own tail of ``_V`` zeros when ``row_tail``, else into the next row.
+
+    The buffer is this thread's reused work buffer (no page faults on a fresh one), only
+    the tails are zeroed, and the planes ``xp[i, c]`` are split on the pool's threads by
+    a compiled loop where their rows merge (seed 004's 8 x 3 x 256x256 float32 at stride
+    2, 2 threads: 1.7-2.0 -> 0.7-0.9 ms; the whole call 5.3 -> 4.3 ms)."""
     n = xp.shape[-1]
     lq = -(-n // s) + (_V if row_tail else 0)
     size = prod(xp.shape[:-1]) * s * lq
-    if s == 1 and not row_tail:  # a plain copy: only the tail needs zeros
-        buf = np.empty(size + _V, xp.dtype)
-        buf[size:] = 0
-        buf[:size].reshape(xp.shape)[...] = xp
-        return buf
-    buf = np.zeros(size + _V, xp.dtype)
+    buf = work_buffer((size + _V,), xp.dtype, "window_rows_phases")
+    buf[size:] = 0
     ph = buf[:size].reshape(*xp.shape[:-1], s, lq)
-    for q in range(s):
-        v = xp[..., q::s]
-        ph[..., q, : v.shape[-1]] = v
+    planes = xp.shape[:2]
+
+    def split(i: int) -> None:
+        at = np.unravel_index(i, planes)
+        src, dst = xp[at], ph[at]
+        rows = reshaped_view(src, (-1, n))
+        if rows is not None:
+            _split_rows(rows, dst.reshape(-1, s, lq))
+            return
+        for q in range(s):  # (rows that do not merge: NumPy's strided copies)
+            v = src[..., q::s]
+            np.copyto(dst[..., q, : v.shape[-1]], v)
+            dst[..., q, v.shape[-1] :] = 0
+
+    parallel_for(split, range(prod(planes)))
     return buf
 
 
