@@ -1,6 +1,8 @@
 """The thread layer: parallel_for runs every item once and re-raises errors; set_workers
 scopes the thread count and plans honour an enclosing setting."""
 
+import subprocess
+import sys
 import threading
 
 import numpy as np
@@ -76,6 +78,29 @@ def test_workers_one_limits_blas_too():
     a = bc.correlate(x, w, "nhwc,hwck->nhwk|hw", method="direct", workers=1)
     b = bc.correlate(x, w, "nhwc,hwck->nhwk|hw", method="direct")
     np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-12)
+
+
+def test_a_blas_loaded_after_the_first_limit_is_limited_too():
+    """blas_threads looks the libraries up again once modules were imported: SciPy's
+    own OpenBLAS, loaded after a first call, is held at one thread too (it was left at
+    all cores, and the test above failed when it ran after other tests)."""
+    pytest.importorskip("threadpoolctl")
+    pytest.importorskip("scipy")
+    code = """
+import sys, numpy as np, batchconv as bc, threadpoolctl
+from batchconv.xp import blas_threads, _cpu_count
+if _cpu_count() < 2:
+    sys.exit(0)
+assert "scipy.linalg" not in sys.modules
+with bc.set_workers(1), blas_threads():
+    pass
+import scipy.linalg
+with bc.set_workers(1), blas_threads():
+    blas = [i for i in threadpoolctl.threadpool_info() if i["user_api"] == "blas"]
+assert all(i["num_threads"] == 1 for i in blas), blas
+"""
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
 
 
 def test_set_workers_as_a_plain_call_lasts_until_changed():
