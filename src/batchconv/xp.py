@@ -189,7 +189,13 @@ class _Engine:
         pf = self.pocketfft
         others = [i for i in range(len(axes)) if i != real]
         if others and pf is not None and all(a.shape[axes[i]] == s[i] for i in others):
-            pf.c2c(a, [axes[i] for i in others], False, 2, a, w)
+            # one axis at a time, each cropped to its kept rows before the next, in the
+            # order that transforms fewest samples (RGB 96x96 'same' pairs, spectrum
+            # 4 x 144 x 73: the 4-sample axis first, then 144-sample ones on 3 planes)
+            for i in _crop_order(a.shape, axes, s, keep, others):
+                pf.c2c(a, [axes[i]], False, 2, a, w)
+                a = a[(slice(None),) * axes[i] + (keep[i],)]
+            others = []
         elif len(others) == 1:  # the 1-D call, as in rfftn
             a = self._mod.ifft(a, n=s[others[0]], axis=axes[others[0]], **self._kw(workers, True))
         elif others:
@@ -241,6 +247,23 @@ class _Engine:
 
     def ifftn(self, a, s, axes, workers=None, overwrite=False):
         return self._mod.ifftn(a, s=s, axes=axes, **self._kw(workers, overwrite))
+
+
+def _crop_order(shape, axes, s, keep, others) -> list[int]:
+    """The order of the complex inverse transforms over ``others`` (indices into
+    ``axes``) that moves the fewest samples through them, each axis cropped to its kept
+    rows after its transform: a transform of ``n`` samples costs ``n log2 n`` per row,
+    and the rows are the current sizes of the other axes."""
+
+    def cost(order) -> float:
+        sizes, total = list(shape), 0.0
+        for i in order:
+            n = s[i]
+            total += math.prod(sizes) / sizes[axes[i]] * n * max(math.log2(n), 1.0)
+            sizes[axes[i]] = len(range(n)[keep[i]])
+        return total
+
+    return list(min(itertools.permutations(others), key=cost))
 
 
 _REAL = {
