@@ -64,6 +64,7 @@ _FOLD_SEGMENT = 1024  # ... into segments of this many outputs: their sums stay 
 # window rows: below this many terms one thread does the whole block (waking a pool
 # thread costs about 60 us on the 2-core dev VM)
 _PARALLEL_TERMS = 2_000_000
+_SPLIT_THREADS = 1 << 20  # samples from which the split in stride phases uses threads
 _LAUNCHES = 16  # input/output layouts a WindowRows remembers how to run
 _BIN_BLOCK = 8  # frequency bins per block of the FFT's channel products (64 B of complex64)
 
@@ -336,9 +337,9 @@ def _phases(xp: np.ndarray, s: int, row_tail: bool) -> np.ndarray:
     into the row's own tail of ``_V`` zeros when ``row_tail``, else into the next row.
 
     The buffer is this thread's reused work buffer (no page faults on a fresh one), only
-    the tails are zeroed, and the planes ``xp[i, c]`` are split on the pool's threads by
-    a compiled loop where their rows merge (seed 004's 8 x 3 x 256x256 float32 at stride
-    2, 2 threads: 1.7-2.0 -> 0.7-0.9 ms; the whole call 5.3 -> 4.3 ms)."""
+    the tails are zeroed, and the planes ``xp[i, c]`` are split by a compiled loop where
+    their rows merge, on the pool's threads for large inputs (seed 004's 8 x 3 x 256x256
+    float32 at stride 2: 1.7-2.0 -> 0.6-0.9 ms; the whole call 5.3 -> 4.3 ms)."""
     n = xp.shape[-1]
     lq = -(-n // s) + (_V if row_tail else 0)
     size = prod(xp.shape[:-1]) * s * lq
@@ -359,7 +360,10 @@ def _phases(xp: np.ndarray, s: int, row_tail: bool) -> np.ndarray:
             np.copyto(dst[..., q, : v.shape[-1]], v)
             dst[..., q, v.shape[-1] :] = 0
 
-    parallel_for(split, range(prod(planes)))
+    # (memory-bound: on the 2-core dev VM two threads gain 5-20 % from 1.5M samples on,
+    # 25-35 % in a call where the input comes from memory, and lose below 1M: 63 against
+    # 147 us for 3 x 256x256)
+    parallel_for(split, range(prod(planes)), None if xp.size >= _SPLIT_THREADS else 1)
     return buf
 
 
