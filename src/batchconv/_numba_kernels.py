@@ -336,35 +336,49 @@ def _phases(xp: np.ndarray, s: int, row_tail: bool) -> np.ndarray:
     reads up to ``_V - 1`` samples past a row's last output (those sums are discarded),
     into the row's own tail of ``_V`` zeros when ``row_tail``, else into the next row.
 
-    The buffer is this thread's reused work buffer (no page faults on a fresh one), only
-    the tails are zeroed, and the planes ``xp[i, c]`` are split by a compiled loop where
-    their rows merge, on the pool's threads for large inputs (seed 004's 8 x 3 x 256x256
-    float32 at stride 2: 1.7-2.0 -> 0.6-0.9 ms; the whole call 5.3 -> 4.3 ms)."""
+    The buffer is this thread's reused work buffer (no page faults on a fresh one) and
+    only the tails are zeroed. Rows of adjacent samples are split plane by plane
+    (``xp[i, c]``) by a compiled loop, on the pool's threads for large inputs (seed 004's
+    8 x 3 x 256x256 float32 at stride 2: 1.7-2.0 -> 0.6-0.9 ms; the whole call 5.3 ->
+    4.3 ms); other layouts by NumPy's copies of the whole array, which walk it in the
+    order of its memory (seed 001's images innermost: per plane, each row's samples 50
+    items apart, 710-745 us against 470-510)."""
     n = xp.shape[-1]
     lq = -(-n // s) + (_V if row_tail else 0)
     size = prod(xp.shape[:-1]) * s * lq
     buf = work_buffer((size + _V,), xp.dtype, "window_rows_phases")
     buf[size:] = 0
     ph = buf[:size].reshape(*xp.shape[:-1], s, lq)
+    if xp.strides[-1] != xp.itemsize:
+        _split_copies(xp, ph)
+        return buf
     planes = xp.shape[:2]
 
     def split(i: int) -> None:
         at = np.unravel_index(i, planes)
         src, dst = xp[at], ph[at]
         rows = reshaped_view(src, (-1, n))
-        if rows is not None:
+        if rows is None:  # (rows that do not merge)
+            _split_copies(src, dst)
+        else:
             _split_rows(rows, dst.reshape(-1, s, lq))
-            return
-        for q in range(s):  # (rows that do not merge: NumPy's strided copies)
-            v = src[..., q::s]
-            np.copyto(dst[..., q, : v.shape[-1]], v)
-            dst[..., q, v.shape[-1] :] = 0
 
     # (memory-bound: on the 2-core dev VM two threads gain 5-20 % from 1.5M samples on,
     # 25-35 % in a call where the input comes from memory, and lose below 1M: 63 against
     # 147 us for 3 x 256x256)
     parallel_for(split, range(prod(planes)), None if xp.size >= _SPLIT_THREADS else 1)
     return buf
+
+
+def _split_copies(src: np.ndarray, dst: np.ndarray) -> None:
+    """:func:`_split_rows` by NumPy's strided copies: ``dst`` (..., s, lq) from ``src``
+    (..., L)."""
+    s, lq = dst.shape[-2:]
+    for q in range(s):
+        v = src[..., q::s]
+        np.copyto(dst[..., q, : v.shape[-1]], v)
+        if v.shape[-1] < lq:
+            dst[..., q, v.shape[-1] :] = 0
 
 
 def _flat_view(block: np.ndarray) -> tuple[np.ndarray, tuple[int, ...]] | None:
