@@ -18,7 +18,6 @@ import importlib.util
 import itertools
 import math
 import os
-import sys
 import threading
 import time
 import weakref
@@ -486,34 +485,21 @@ class _BlasLib:
         return seen == [n]
 
 
-# (len(sys.modules) when looked up, the libraries), under _blas_lock
-_blas_found: list[tuple[int, tuple[_BlasLib, ...]]] = []
+_blas_found: list[tuple[_BlasLib, ...]] = []  # looked up once, under _blas_lock
 
 
 def _blas_libs() -> tuple[_BlasLib, ...]:
-    """The loaded BLAS libraries that threadpoolctl controls; none without it. Looked up
-    again (about 1.5 ms) when modules were imported since the last look: a BLAS loaded
-    later (SciPy's own, imported after a first call) is limited too. A library found
-    again keeps what was learned of it."""
-    modules = len(sys.modules)
-    if _blas_found and _blas_found[0][0] == modules:
-        return _blas_found[0][1]
-    with _blas_lock:
-        if not _blas_found or _blas_found[0][0] != modules:
-            libs: tuple[_BlasLib, ...] = ()
-            if has_module("threadpoolctl"):
+    """The loaded BLAS libraries that threadpoolctl controls; none without it."""
+    if not _blas_found:
+        with _blas_lock:
+            if not _blas_found and has_module("threadpoolctl"):
                 from threadpoolctl import ThreadpoolController
 
-                known = {b.lib.filepath: b for b in _blas_in_use()}
-                found = ThreadpoolController().select(user_api="blas").lib_controllers
-                libs = tuple(known.get(c.filepath) or _BlasLib(c) for c in found)
-            _blas_found[:] = [(modules, libs)]
-        return _blas_found[0][1]
-
-
-def _blas_in_use() -> tuple[_BlasLib, ...]:
-    """The libraries of the last look (none before the first)."""
-    return _blas_found[0][1] if _blas_found else ()
+                blas = ThreadpoolController().select(user_api="blas").lib_controllers
+                _blas_found.append(tuple(map(_BlasLib, blas)))
+            elif not _blas_found:
+                _blas_found.append(())
+    return _blas_found[0]
 
 
 class _BlasLimit:
@@ -568,7 +554,7 @@ class _BlasLimit:
             for b, was in self.own:
                 b.set(was)
             least = min(_blas_held, default=None)
-            for b in _blas_in_use():
+            for b in _blas_found[0]:
                 if b.shared and b.original is not None:
                     want = b.original if least is None else min(b.original, least)
                     if b.applied != want:
@@ -617,7 +603,7 @@ def _after_fork_in_child() -> None:
     _pool_lock, _registry_lock = threading.Lock(), threading.Lock()
     if _blas_held:  # give BLAS its own setting back
         _blas_held.clear()
-        for b in _blas_in_use():
+        for b in _blas_found[0]:
             if b.shared and b.original is not None and b.applied != b.original:
                 with contextlib.suppress(Exception):
                     b.set(b.original)
