@@ -215,16 +215,15 @@ class small_fft_tiles:
     def __enter__(self):
         from batchconv.methods import fft
 
-        self.old = fft._TILE_POINTS, fft._TILE_EXTENTS, fft._WHOLE_TILES
-        # (no item transformed whole for having fewer points: the tiles are the point)
-        fft._TILE_POINTS, fft._TILE_EXTENTS, fft._WHOLE_TILES = self.points, 1, 0
+        self.old = fft._TILE_POINTS, fft._TILE_EXTENTS
+        fft._TILE_POINTS, fft._TILE_EXTENTS = self.points, 1
         self._clear()
         return self
 
     def __exit__(self, *exc):
         from batchconv.methods import fft
 
-        fft._TILE_POINTS, fft._TILE_EXTENTS, fft._WHOLE_TILES = self.old
+        fft._TILE_POINTS, fft._TILE_EXTENTS = self.old
         self._clear()
 
 

@@ -290,28 +290,6 @@ def test_float32_contract_on_larger_inputs(method, rng):
         assert np.all(np.abs(y - ref) <= tolerance(np.float32) * S)
 
 
-def test_fft_transforms_an_item_whole_when_that_is_fewer_points():
-    """Tiles keep large items' transforms in cache; an item whose whole transform fits
-    in a few tiles' points and has fewer points than its tiles is transformed whole
-    (512x512 scenes against 24x28 templates: 262k points rather than nine tiles of
-    192x192, 332k), a 1000x1000 one stays tiled. The answers do not change."""
-    from batchconv.methods import fft
-
-    scenes = np.zeros((1, 512, 512), np.float32)
-    templates = np.zeros((2, 24, 28), np.float32)
-    p = bc.plan(scenes, templates, method="fft").problem
-    assert fft.tiling(p) is None and fft.fft_shape(p) == (512, 512)
-    big = bc.plan(np.zeros((1, 1000, 1000), np.float32), templates, method="fft").problem
-    assert fft.tiling(big) is not None
-    rng = np.random.default_rng(3)
-    x, w = rng.standard_normal((1, 300, 40)), rng.standard_normal((1, 9, 5))
-    y = bc.correlate(x, w, method="fft")
-    with small_fft_tiles(4096):  # tiled (the helper turns the rule off)
-        assert bc.plan(x, w, method="fft").state.tiles is not None
-        np.testing.assert_allclose(bc.correlate(x, w, method="fft"), y, atol=1e-9)
-    np.testing.assert_allclose(y, naive_correlate(x, w), atol=1e-9)
-
-
 @pytest.mark.parametrize("mode", ["valid", "same", "full"])
 @pytest.mark.parametrize("padding,cval", [("constant", 0.0), ("constant", -1.0), ("wrap", 0)])
 @pytest.mark.parametrize("stride,dilation", [(1, 1), (2, 1), (1, 2), ((3, 2), (2, 1))])

@@ -96,7 +96,6 @@ _GROUP_BYTES = 4 << 20
 _PARALLEL_BYTES = 4 << 20
 _TILE_POINTS = 1 << 16  # FFT points per tile (overlap-save): 1 MiB of complex128
 _TILE_EXTENTS = 4  # a tile's FFT spans at least this many kernel extents (halo < 1/4)
-_WHOLE_TILES = 4  # an item transformed whole when that is no more points (and fits this)
 # pocketfft's own threads slow down transforms smaller than this (dev machine: 100x100 x5
 # took 1.11 ms on one thread, 1.44 ms on two); below it, one thread per transform
 _THREADED_FFT_BYTES = 4 << 20
@@ -148,10 +147,7 @@ def tiling(p: Problem) -> tuple[int, ...] | None:
     An axis is tiled when it has more than two tiles' worth of outputs, a tile's FFT
     being about ``_TILE_POINTS ** (1/d)`` long and at least ``_TILE_EXTENTS`` kernel
     extents (so that the halo costs under a quarter). Tiles are evened out so that the
-    last one is not a sliver. An item whose whole transform fits in
-    ``_WHOLE_TILES`` tiles' points and has no more points than its tiles is not tiled
-    (512x512 scenes against 24x28 templates: one 512x512 transform, not nine of 192x192,
-    332k points; ``bc.match`` with 50 templates 240-272 -> 231-234 ms).
+    last one is not a sliver.
     """
     target = _TILE_POINTS ** (1.0 / p.ndim)
     tiles, any_tiled = [], False
@@ -164,15 +160,7 @@ def tiling(p: Problem) -> tuple[int, ...] | None:
             any_tiled = True
         else:
             tiles.append(g.out)
-    if not any_tiled:
-        return None
-    real = p.dtype.kind != "c"
-    whole = prod(next_fast_len(n, real=real) for n in needed_lengths(p, None))
-    count = prod(-(-g.out // t) for g, t in zip(p.geoms, tiles, strict=True))
-    tiled = count * prod(next_fast_len(n, real=real) for n in needed_lengths(p, tiles))
-    if whole <= min(_WHOLE_TILES * _TILE_POINTS, tiled):
-        return None
-    return tuple(tiles)
+    return tuple(tiles) if any_tiled else None
 
 
 def tile_count(p: Problem) -> int:
