@@ -23,7 +23,7 @@ from hypothesis import strategies as st
 
 import batchconv as bc
 from batchconv import compiled
-from batchconv.xp import element_strides, reshaped_view, work_buffer
+from batchconv.xp import element_strides, reshaped_view
 
 # Python objects, index arrays of a few windows, small per-call buffers (as in
 # test_budget_property.py)
@@ -135,30 +135,39 @@ def test_a_plan_reads_rows_in_place_only_for_the_layouts_that_allow_it():
 @pytest.mark.skipif(not compiled.enabled(), reason="numba not installed")
 @pytest.mark.parametrize("stride", [1, 2, 3])
 @pytest.mark.parametrize("row_tail", [True, False])
-@pytest.mark.parametrize("layout", ["c", "channels last", "rows that do not merge"])
-def test_stride_phases_hold_every_sample_then_zeros(stride, row_tail, layout):
-    """The window-rows kernel's copy in stride phases (reused buffer, tails zeroed,
-    planes split on threads): phase ``q`` of a row holds ``row[q::s]`` and zeros up to
-    the phase's length, the buffer ends in ``_V`` zeros; for rows that merge (the
-    compiled split) and rows that do not (NumPy's strided copies)."""
+@pytest.mark.parametrize("layout", ["c", "trimmed rows", "channels last", "planes apart"])
+@pytest.mark.parametrize("threads", [False, True])
+def test_stride_phases_hold_every_sample_then_zeros(stride, row_tail, layout, threads, monkeypatch):
+    """The window-rows kernel's copy in stride phases: phase ``q`` of a row holds
+    ``row[q::s]`` and zeros up to the phase's length, the buffer ends in ``_V`` zeros.
+    The compiled split (rows of adjacent samples, leading axes that merge: C order, or
+    rows trimmed as a 'valid' plan trims them; on one thread or a share per thread)
+    writes only the tails' zeros, into a buffer that held NaN before; NumPy's copies
+    take the other layouts (channels last, planes that do not merge)."""
     kernels = compiled.kernels()
     rng = np.random.default_rng(stride)
     x = rng.standard_normal((3, 2, 1, 4, 5, 23)).astype(np.float32)  # (b, C, P, D, H, W)
-    if layout == "channels last":
+    if layout == "trimmed rows":
+        x = rng.standard_normal((3, 2, 1, 4, 7, 25)).astype(np.float32)[..., 1:6, :23]
+        assert reshaped_view(x, (-1, 23)) is None
+    elif layout == "channels last":
         x = np.ascontiguousarray(x.transpose(0, 2, 3, 4, 5, 1)).transpose(0, 5, 1, 2, 3, 4)
-    elif layout == "rows that do not merge":
-        x = rng.standard_normal((3, 2, 1, 4, 7, 23)).astype(np.float32)[..., 1:6, :]
-        assert reshaped_view(x[0, 0], (-1, 23)) is None
+    elif layout == "planes apart":
+        x = rng.standard_normal((3, 2, 1, 6, 5, 23)).astype(np.float32)[:, :, :, 1:5]
+        assert reshaped_view(x, (-1, 5, 23)) is None
     V = kernels._V
     lq = -(-23 // stride) + (V if row_tail else 0)
     expected = np.zeros((*x.shape[:-1], stride, lq), np.float32)
     for q in range(stride):  # (the loops of the definition)
         for j, i in enumerate(range(q, 23, stride)):
             expected[..., q, j] = x[..., i]
-    stale = work_buffer((expected.size + V,), np.float32, "window_rows_phases")
-    stale[...] = np.nan  # what an earlier call may have left in this thread's buffer
+    empty = np.empty
+    monkeypatch.setattr(np, "empty", lambda *a, **kw: np.full_like(empty(*a, **kw), np.nan))
+    if threads:
+        monkeypatch.setattr(kernels, "_SPLIT_THREADS", 0)
     with bc.set_workers(2):
         got = kernels._phases(x, stride, row_tail)
+    monkeypatch.undo()
     np.testing.assert_array_equal(got[: expected.size].reshape(expected.shape), expected)
     np.testing.assert_array_equal(got[expected.size :], np.zeros(V, np.float32))
 

@@ -54,7 +54,7 @@ import numpy as np
 from numpy.lib.stride_tricks import as_strided
 
 from .problem import Problem, long_axis_last
-from .xp import get_workers, parallel_for, reshaped_view, work_buffer
+from .xp import get_workers, parallel_for, reshaped_view
 
 _V = 16  # the output row is rounded up to a multiple of this (one AVX-512 register)
 _TAPS = 64  # taps summed in the compute dtype before they are added in float64
@@ -315,19 +315,21 @@ def _window_rows(
 
 
 @numba.njit(nogil=True, cache=True)
-def _split_rows(src, dst):  # pragma: no cover - compiled
-    """``dst[r, q, j] = src[r, q + j s]`` for the ``s = dst.shape[1]`` phases of every
-    row of ``src`` (rows, L), zeros after each phase's last sample (``dst``: rows, s,
-    lq)."""
-    s, lq = dst.shape[1], dst.shape[2]
-    n = src.shape[1]
-    for r in range(src.shape[0]):
-        for q in range(s):
-            count = (n - q + s - 1) // s
-            for j in range(count):
-                dst[r, q, j] = src[r, q + j * s]
-            for j in range(count, lq):
-                dst[r, q, j] = 0
+def _split_rows(src, dst, p0, p1, r0, r1):  # pragma: no cover - compiled
+    """``dst[p, r, q, j] = src[p, r, q + j s]`` for the ``s = dst.shape[2]`` phases of
+    rows ``r0:r1`` of planes ``p0:p1`` of ``src`` (planes, rows, L), zeros after each
+    phase's last sample (``dst``: planes, rows, s, lq). (Ranges, not slices: the
+    arrays' layouts, which numba compiles for, stay those of the whole.)"""
+    s, lq = dst.shape[2], dst.shape[3]
+    n = src.shape[2]
+    for p in range(p0, p1):
+        for r in range(r0, r1):
+            for q in range(s):
+                count = (n - q + s - 1) // s
+                for j in range(count):
+                    dst[p, r, q, j] = src[p, r, q + j * s]
+                for j in range(count, lq):
+                    dst[p, r, q, j] = 0
 
 
 def _phases(xp: np.ndarray, s: int, row_tail: bool) -> np.ndarray:
@@ -336,49 +338,41 @@ def _phases(xp: np.ndarray, s: int, row_tail: bool) -> np.ndarray:
     reads up to ``_V - 1`` samples past a row's last output (those sums are discarded),
     into the row's own tail of ``_V`` zeros when ``row_tail``, else into the next row.
 
-    The buffer is this thread's reused work buffer (no page faults on a fresh one) and
-    only the tails are zeroed. Rows of adjacent samples are split plane by plane
-    (``xp[i, c]``) by a compiled loop, on the pool's threads for large inputs (seed 004's
-    8 x 3 x 256x256 float32 at stride 2: 1.7-2.0 -> 0.6-0.9 ms; the whole call 5.3 ->
-    4.3 ms); other layouts by NumPy's copies of the whole array, which walk it in the
-    order of its memory (seed 001's images innermost: per plane, each row's samples 50
-    items apart, 710-745 us against 470-510)."""
+    Where a row's samples are adjacent and the axes before the last two merge (a view
+    (planes, rows, L)), a compiled loop splits them, writing only the tails' zeros
+    besides, a share of the planes (or rows) per thread for large inputs (seed 004's 8 x
+    3 x 256x256 float32 at stride 2: 1.7-2.0 -> 0.6-0.9 ms; the whole call 5.3 -> 4.3
+    ms); otherwise NumPy's strided copies of the whole array into zeros, which walk it in
+    its memory order (seed 001's images innermost)."""
     n = xp.shape[-1]
     lq = -(-n // s) + (_V if row_tail else 0)
     size = prod(xp.shape[:-1]) * s * lq
-    buf = work_buffer((size + _V,), xp.dtype, "window_rows_phases")
-    buf[size:] = 0
-    ph = buf[:size].reshape(*xp.shape[:-1], s, lq)
-    if xp.strides[-1] != xp.itemsize:
-        _split_copies(xp, ph)
+    src = None
+    if xp.strides[-1] == xp.itemsize:
+        src = reshaped_view(xp, (-1, *xp.shape[-2:])) if xp.ndim > 1 else xp[None, None]
+    if src is None:
+        buf = np.zeros(size + _V, xp.dtype)
+        ph = buf[:size].reshape(*xp.shape[:-1], s, lq)
+        for q in range(s):
+            v = xp[..., q::s]
+            ph[..., q, : v.shape[-1]] = v
         return buf
-    planes = xp.shape[:2]
+    buf = np.empty(size + _V, xp.dtype)
+    buf[size:] = 0
+    dst = buf[:size].reshape(*src.shape[:2], s, lq)
+    # (memory-bound: on the 2-core dev VM two threads gain 5-20 % from 1.5M samples on,
+    # 25-35 % in a call where the input comes from memory, and lose below 1M)
+    parts = get_workers() if xp.size >= _SPLIT_THREADS else 1
+    planes, rows = src.shape[:2]
+    by_planes = planes >= parts  # a share of the planes each, or of one plane's rows
+    cut = [(planes if by_planes else rows) * i // parts for i in range(parts + 1)]
 
     def split(i: int) -> None:
-        at = np.unravel_index(i, planes)
-        src, dst = xp[at], ph[at]
-        rows = reshaped_view(src, (-1, n))
-        if rows is None:  # (rows that do not merge)
-            _split_copies(src, dst)
-        else:
-            _split_rows(rows, dst.reshape(-1, s, lq))
+        a, b = cut[i], cut[i + 1]
+        _split_rows(src, dst, *((a, b, 0, rows) if by_planes else (0, planes, a, b)))
 
-    # (memory-bound: on the 2-core dev VM two threads gain 5-20 % from 1.5M samples on,
-    # 25-35 % in a call where the input comes from memory, and lose below 1M: 63 against
-    # 147 us for 3 x 256x256)
-    parallel_for(split, range(prod(planes)), None if xp.size >= _SPLIT_THREADS else 1)
+    parallel_for(split, range(parts), parts)
     return buf
-
-
-def _split_copies(src: np.ndarray, dst: np.ndarray) -> None:
-    """:func:`_split_rows` by NumPy's strided copies: ``dst`` (..., s, lq) from ``src``
-    (..., L)."""
-    s, lq = dst.shape[-2:]
-    for q in range(s):
-        v = src[..., q::s]
-        np.copyto(dst[..., q, : v.shape[-1]], v)
-        if v.shape[-1] < lq:
-            dst[..., q, v.shape[-1] :] = 0
 
 
 def _flat_view(block: np.ndarray) -> tuple[np.ndarray, tuple[int, ...]] | None:
