@@ -40,6 +40,7 @@ for dt in (np.float32, np.float64):
         ("dot", lambda: bc.correlate(x, rng.random((11, 11)).astype(dt))),
         ("dot hwn", lambda: bc.convolve(np.moveaxis(x, 0, -1), rng.random((7, 7)).astype(dt),
                                         "hwn,hw->hwn|hw", stride=2)),
+        ("dot stride", lambda: bc.correlate(x, rng.random((7, 7)).astype(dt), stride=(2, 3))),
         ("sad", lambda: bc.correlate(x, rng.random((2, 9, 9)).astype(dt), metric="sad")),
         ("ncc", lambda: bc.correlate(x, rng.random((2, 15, 15)).astype(dt), metric="ncc",
                                      mode="same", padding="reflect")),
