@@ -69,7 +69,7 @@ def test_irfftn_kept_with_several_complex_axes_crops_each(name, keep, rng):
     np.testing.assert_allclose(got, ref, atol=1e-12)
 
 
-def test_crop_order_transforms_the_fewest_samples():
+def test_crop_order_is_the_cheapest_by_n_log_n():
     """RGB 96x96 'same' pairs (spectrum 4 x 144 x 73, the real axis last): the 4-sample
     axis first (then the 144-sample one on 3 planes, not 4); an axis cropped to a few
     rows first when that saves more."""
