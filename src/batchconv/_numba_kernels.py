@@ -351,6 +351,11 @@ def _phases(xp: np.ndarray, s: int, row_tail: bool) -> np.ndarray:
     if xp.strides[-1] == xp.itemsize:
         src = reshaped_view(xp, (-1, *xp.shape[-2:])) if xp.ndim > 1 else xp[None, None]
     if src is None:
+        if s == 1 and lq == n:  # a plain copy: only the tail needs zeros
+            buf = np.empty(size + _V, xp.dtype)
+            buf[size:] = 0
+            buf[:size].reshape(xp.shape)[...] = xp
+            return buf
         buf = np.zeros(size + _V, xp.dtype)
         ph = buf[:size].reshape(*xp.shape[:-1], s, lq)
         for q in range(s):
