@@ -194,20 +194,22 @@ class _Engine:
             for i in _crop_order(a.shape, axes, s, keep, others):
                 pf.c2c(a, [axes[i]], False, 2, a, w)
                 a = a[(slice(None),) * axes[i] + (keep[i],)]
-            others = []
-        elif len(others) == 1:  # the 1-D call, as in rfftn
-            a = self._mod.ifft(a, n=s[others[0]], axis=axes[others[0]], **self._kw(workers, True))
-        elif others:
-            a = self._mod.ifftn(
-                a,
-                s=[s[i] for i in others],
-                axes=[axes[i] for i in others],
-                **self._kw(workers, True),
-            )
-        idx = [slice(None)] * a.ndim
-        for i in others:
-            idx[axes[i]] = keep[i]
-        a = a[tuple(idx)]
+        else:
+            if len(others) == 1:  # the 1-D call, as in rfftn
+                a = self._mod.ifft(
+                    a, n=s[others[0]], axis=axes[others[0]], **self._kw(workers, True)
+                )
+            elif others:
+                a = self._mod.ifftn(
+                    a,
+                    s=[s[i] for i in others],
+                    axes=[axes[i] for i in others],
+                    **self._kw(workers, True),
+                )
+            idx = [slice(None)] * a.ndim
+            for i in others:
+                idx[axes[i]] = keep[i]
+            a = a[tuple(idx)]
         ax = axes[real]
         idx = [slice(None)] * a.ndim
         idx[ax] = keep[real]
