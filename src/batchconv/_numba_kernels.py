@@ -347,9 +347,8 @@ def _phases(xp: np.ndarray, s: int, row_tail: bool) -> np.ndarray:
     n = xp.shape[-1]
     lq = -(-n // s) + (_V if row_tail else 0)
     size = prod(xp.shape[:-1]) * s * lq
-    src = None
-    if xp.strides[-1] == xp.itemsize:
-        src = reshaped_view(xp, (-1, *xp.shape[-2:])) if xp.ndim > 1 else xp[None, None]
+    # (xp is (b, C, P, *sliding): at least two axes before the last)
+    src = reshaped_view(xp, (-1, *xp.shape[-2:])) if xp.strides[-1] == xp.itemsize else None
     if src is None:
         if s == 1 and lq == n:  # a plain copy: only the tail needs zeros
             buf = np.empty(size + _V, xp.dtype)
