@@ -58,8 +58,9 @@ def warmup(log: Callable[[str], object] | None = print) -> dict:
         # at a stride: the input split into phases, in C order (25 = 5 + 2 * 10: no
         # sample after the last window) and trimmed to the windows, writable or not
         whole = rng.random((2, 25, 25)).astype(dtype)
-        for a in (whole, x, whole.copy(), read_only):
-            a.flags.writeable = a is whole or a is x
+        frozen = whole.copy()
+        frozen.flags.writeable = False
+        for a in (whole, frozen, x, read_only):
             correlate(a, one, method="direct", stride=2)
         correlate(x, bank, metric="sad")  # the same kernel's absolute differences
         correlate(x, bank, metric="ssd")  # 2-D window statistics (sums) ...
