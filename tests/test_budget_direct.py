@@ -56,6 +56,21 @@ def test_gemm_tiles_stay_within_the_budget(x_shape, w_shape, memory, method):
     np.testing.assert_allclose(y, ref, rtol=1e-4, atol=1e-4 * np.abs(ref).max())
 
 
+def test_direct_state_bytes_are_what_the_plan_keeps():
+    """A bank keeps the canonical filters and both GEMM layouts; one filter the canonical
+    filters (and the window-rows kernel's copy: counted, an upper bound)."""
+    rng = np.random.default_rng(7)
+    x = rng.standard_normal((2, 3, 20, 20))
+    for k, arrays in ((5, 3), (1, 1)):
+        w = rng.standard_normal((k, 3, 4, 4))
+        p = bc.plan(x, w, "nchw,kchw->nkhw|hw", method="direct")
+        st = p.state
+        kept = [a for a in (st.kernel, st.gemm_weights, st.gemm_weights_tc) if a is not None]
+        assert len(kept) == arrays
+        assert sum(a.nbytes for a in kept) == w.nbytes * arrays
+        assert direct.state_bytes(p.problem) == w.nbytes * (3 if k > 1 else 2)
+
+
 def test_gemm_tile_of_one_position_and_refusal():
     """The smallest tile is one output position; a budget below it (and the reused work
     buffers' 64 KiB each) is refused before anything is computed."""

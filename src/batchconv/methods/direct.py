@@ -536,8 +536,11 @@ def applies(p: Problem, device: str | None = None) -> str | None:
 
 
 def state_bytes(p: Problem) -> int:
-    """The canonical filters and their GEMM layout."""
-    return p.K * p.window_size * p.P * p.dtype.itemsize * 2
+    """The canonical filters, and for a bank their two GEMM layouts (patches gathered
+    channels first or channels last: ``DirectState.gemm_weights`` and
+    ``gemm_weights_tc``); for one filter the copy the compiled window-rows kernel makes
+    (shift-and-add makes none: an upper bound)."""
+    return p.K * p.window_size * p.P * p.dtype.itemsize * (3 if use_gemm(p) else 2)
 
 
 def flops(p: Problem) -> float:
