@@ -24,6 +24,27 @@ def test_parallel_for_runs_every_item_once(workers):
     assert sorted(seen) == list(range(50))
 
 
+@pytest.mark.parametrize("workers", [1, 2])
+def test_parallel_for_takes_a_counted_generator_one_item_at_a_time(workers):
+    """With ``count``, a generator's items are made as the threads take them, never
+    listed first (a tight budget's tiles can outnumber what a list of them may take)."""
+    made, first_seen, lock = [0], [], threading.Lock()
+
+    def items():
+        for i in range(40):
+            made[0] += 1
+            yield i
+
+    def f(i):
+        with lock:
+            if not first_seen:
+                first_seen.append(made[0])
+
+    parallel_for(f, items(), workers, count=40)
+    assert made[0] == 40
+    assert first_seen[0] <= workers  # listed first, it would be 40
+
+
 def test_parallel_for_reraises_the_error():
     def f(i):
         if i == 7:

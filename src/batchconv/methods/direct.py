@@ -198,6 +198,15 @@ def _tiles(tiling: tuple):
             yield tuple(sl)
 
 
+def _count(tiling: tuple) -> int:
+    """How many tiles a :func:`_tiling` has (what :func:`_tiles` yields, counted without
+    making them)."""
+    _, dims, axis, step = tiling
+    if axis < 0:
+        return int(0 not in dims)
+    return prod(dims[:axis]) * -(-dims[axis] // step)
+
+
 def _most(tiling: tuple) -> int:
     """The most positions in one tile of a :func:`_tiling`."""
     _, dims, axis, step = tiling
@@ -232,9 +241,8 @@ def _tile_max(sizes: tuple[int, ...], per_tile: int, expected: bool) -> tuple[in
         return most, count
     for actual in (expected, not expected):
         tiling = _call_tiling(expected, sizes, per_tile, actual)
-        _, dims, axis, step = tiling
         most = max(most, _most(tiling))
-        count = max(count, 1 if axis < 0 else prod(dims[:axis]) * -(-dims[axis] // step))
+        count = max(count, _count(tiling))
     return most, count
 
 
@@ -318,10 +326,10 @@ def _gemm(p: Problem, st: DirectState, xp: np.ndarray, block: np.ndarray, k0: in
             lead = (P, *tile.shape[1 : 2 + d], k) if k_inner else (P, k, *tile.shape[-1 - d :])
             block[at] = out.reshape(lead).transpose(back)
 
-    tiles = list(_tiles(tiling))
-    threads = gemm_threads(p, st.tile, k, len(tiles), most)
+    tiles = _count(tiling)  # (made one at a time: see parallel_for)
+    threads = gemm_threads(p, st.tile, k, tiles, most)
     with blas_threads(1 if threads > 1 else None):
-        parallel_for(run, tiles, threads)
+        parallel_for(run, _tiles(tiling), threads, count=tiles)
 
 
 def _as_matrices(view: np.ndarray, shape: tuple[int, int, int]) -> np.ndarray | None:
@@ -399,7 +407,8 @@ def _shift_add(p: Problem, st: DirectState, xp: np.ndarray, block: np.ndarray, k
             acc[...] = 0
 
     per_tile = max(1, st.tile // max(k * P, 1))
-    parallel_for(run, _tiles(_call_tiling(p, (b, *p.O), per_tile, _batch_inner(xp))))
+    tiling = _call_tiling(p, (b, *p.O), per_tile, _batch_inner(xp))
+    parallel_for(run, _tiles(tiling), count=_count(tiling))
 
 
 def compute(
