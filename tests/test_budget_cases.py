@@ -6,7 +6,10 @@ are in test_budget_property.py).
   built an int64 array of that size on every zero-padded call: 14.9 GiB for a 1e6-sample
   signal against 2000 taps).
 - SAD's NumPy tiles on long signals: tens of thousands of tiles, once a list of tuples
-  of slices (megabytes of Python objects beyond the budget)."""
+  of slices (megabytes of Python objects beyond the budget).
+- Small problems under budgets of a few hundred kB: the reused work buffers were at least
+  64 KiB each, which the windowed metrics' estimates did not count (four or five of
+  them: up to 190 kB over the budget)."""
 
 from __future__ import annotations
 
@@ -15,6 +18,7 @@ import tracemalloc
 
 import numpy as np
 import pytest
+from helpers import traced_plan_and_call
 
 import batchconv as bc
 from batchconv import compiled
@@ -76,6 +80,43 @@ def _traced_peak(p, x) -> int:
         return tracemalloc.get_traced_memory()[1] - y.nbytes
     finally:
         tracemalloc.stop()
+
+
+@pytest.mark.parametrize(
+    ("x_shape", "w_shape", "opts", "numba"),
+    [  # before: 472, 713, 430 and 390 kB measured
+        ((5, 1, 32, 45), (5, 1, 3, 3), dict(metric="cosine", memory=300_000), False),
+        (
+            (8, 1, 114, 36),
+            (15, 1, 5, 5),
+            dict(metric="ncc", method="direct", mode="full", stride=2, memory=600_000),
+            False,
+        ),
+        (
+            (2, 2, 36, 43),
+            (12, 2, 7, 12),
+            dict(metric="cosine", method="fft", stride=3, memory=300_000, workers=1),
+            True,
+        ),
+        (
+            (2, 2, 32, 77),
+            (6, 2, 11, 6),
+            dict(metric="ssd", method="fft", stride=3, memory=300_000),
+            True,
+        ),
+    ],
+)
+def test_small_metric_problems_within_a_small_budget(monkeypatch, x_shape, w_shape, opts, numba):
+    """Plan and call (filter state included) within the budget and 64 KiB, and within
+    25 % + 16 KiB (the plan's Python objects) of explain()'s peak."""
+    monkeypatch.setattr(compiled, "USE_NUMBA", numba and compiled.USE_NUMBA)
+    rng = np.random.default_rng(8)
+    x = rng.standard_normal(x_shape).astype(np.float32)
+    w = rng.standard_normal(w_shape).astype(np.float32)
+    p, _, peak = traced_plan_and_call(x, w, "nchw,kchw->nkhw|hw", **opts)
+    assert p is not None
+    assert peak <= p.memory + (64 << 10), (peak, p.explain())
+    assert abs(peak - p.peak_bytes) <= 0.25 * peak + (16 << 10), (peak, p.explain())
 
 
 def test_sad_numpy_tiles_on_a_long_signal_within_budget(monkeypatch):

@@ -25,11 +25,15 @@ from batchconv.methods import direct
 # Python objects and NumPy's small per-call arrays (views, index tuples): what a call
 # allocates beyond its estimate whatever the problem's size
 SLACK = 256 << 10
+# ... of which the plan's and the call's objects (its Problem, geometry, tile slices):
+# ~10 kB, which explain()'s peak does not count (a 16x16 image against two 1x2
+# filters: 8.2 kB estimated, 17.8 kB measured)
+OBJECTS = 16 << 10
 
 
 def assert_within_budget(p, peak):
     assert peak <= p.memory + SLACK, f"peak {peak} over the budget {p.memory}\n{p.explain()}"
-    assert abs(p.peak_bytes - peak) <= 0.25 * peak, (
+    assert abs(p.peak_bytes - peak) <= 0.25 * peak + OBJECTS, (
         f"explain()'s peak {p.peak_bytes} against {peak} measured\n{p.explain()}"
     )
 
@@ -92,12 +96,13 @@ def test_direct_state_bytes_are_what_the_plan_keeps():
 
 
 def test_gemm_tile_of_one_position_and_refusal():
-    """The smallest tile is one output position; a budget below it (and the reused work
-    buffers' 64 KiB each) is refused before anything is computed."""
+    """The smallest tile is one output position; a budget below it (the filters' three
+    copies, 14.4 kB, and the two work buffers of a page each) is refused before anything
+    is computed."""
     x, w = np.ones((1, 4, 30, 30)), np.ones((6, 4, 5, 5))
     with pytest.raises(MemoryError, match="no method fits"):
-        bc.plan(x, w, "nchw,kchw->nkhw|hw", method="direct", memory=100_000)
-    p = bc.plan(x, w, "nchw,kchw->nkhw|hw", method="direct", memory=160_000)
+        bc.plan(x, w, "nchw,kchw->nkhw|hw", method="direct", memory=20_000)
+    p = bc.plan(x, w, "nchw,kchw->nkhw|hw", method="direct", memory=25_000)
     assert direct.gemm_positions(p.problem, p.state.tile, 6) < p.problem.O[-1]  # within a row
     np.testing.assert_array_equal(p(x), np.full((1, 6, 26, 26), 100.0))
 

@@ -336,6 +336,9 @@ def pocketfft():
 _THREADED_IRFFT_ELEMENTS = 1 << 19
 # each thread keeps one work buffer of up to this size between calls (see irfftn_kept)
 _WORK_BUFFER_BYTES = 8 << 20
+# the smallest buffer work_buffer allocates: a page. (It was 64 KiB: tiny problems' four
+# or five buffers then held up to 300 kB that no estimate counted, over a 300 kB budget.)
+WORK_BUFFER_MIN = 1 << 12
 _work = threading.local()
 
 
@@ -380,7 +383,7 @@ def work_buffer(
             _registry[next(_registry_keys)] = bufs
     buf = bufs.get(slot)
     if buf is None or buf.nbytes < nbytes:
-        buf = bufs[slot] = np.empty(max(nbytes, 1 << 16), np.uint8)
+        buf = bufs[slot] = np.empty(max(nbytes, WORK_BUFFER_MIN), np.uint8)
     return buf[:nbytes].view(dtype).reshape(shape)
 
 

@@ -527,9 +527,9 @@ def _tile_bytes(p: Problem, b: int, k: int, budget: int | None) -> tuple[int, in
 
 
 def _held(nbytes: int) -> int:
-    """Bytes that :func:`xp.work_buffer` allocates for ``nbytes`` (at least 64 KiB for a
-    buffer it keeps)."""
-    return max(nbytes, 1 << 16) if 0 < nbytes <= _xp._WORK_BUFFER_BYTES else nbytes
+    """Bytes that :func:`xp.work_buffer` allocates for ``nbytes`` (at least
+    ``WORK_BUFFER_MIN`` for a buffer it keeps)."""
+    return max(nbytes, _xp.WORK_BUFFER_MIN) if 0 < nbytes <= _xp._WORK_BUFFER_BYTES else nbytes
 
 
 def sad_kernel(device: str | None = None):

@@ -43,6 +43,7 @@ from ..memo import memo, remembered
 from ..nonfinite import REDO_BYTES, recompute_windows
 from ..problem import Problem, problem_cache
 from ..xp import (
+    WORK_BUFFER_MIN,
     blas_threads,
     fft_engine,
     get_workers,
@@ -1143,13 +1144,10 @@ def _unit_sizes(b: int, g: int, n_tiles: int, workers: int) -> list[int]:
     return sizes + [rest] * min(workers - len(sizes), n_tiles if rest else 0)
 
 
-_WORK_BUFFER_MIN = 1 << 16  # the smallest buffer xp.work_buffer allocates
-
-
 def _slot(nbytes: int) -> int:
     """Bytes a thread's work buffer of ``nbytes`` occupies (``xp.work_buffer``: at least
-    64 KiB; past its limit a fresh array of that size, held just as long)."""
-    return max(nbytes, _WORK_BUFFER_MIN)
+    ``WORK_BUFFER_MIN``; past its limit a fresh array of that size, held just as long)."""
+    return max(nbytes, WORK_BUFFER_MIN)
 
 
 def _forward_bytes(p: Problem, shape: tuple, src: tuple, lead: int, engine: str) -> tuple[int, int]:
