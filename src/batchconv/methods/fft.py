@@ -406,10 +406,9 @@ def untouched_indices(p: Problem, as_lists: bool = False) -> tuple[tuple, ...]:
 
 def _channel_product(st: FFTState, X: np.ndarray, k0: int, k1: int) -> np.ndarray:
     """Channel sums in the frequency domain: ``(P, *Fh, b, k)`` from the spectra ``X``
-    (b, C, P, *Fh), one batched complex matmul over the bins."""
+    (b, C, P, *Fh), a real matrix product per bin (:func:`_real_products`)."""
     b, C, P = X.shape[:3]
-    Xt = np.ascontiguousarray(np.moveaxis(X, (0, 1), (-2, -1))).reshape(P, prod(X.shape[3:]), b, C)
-    Y = np.matmul(Xt, st.spectrum[..., k0:k1])  # (P, F, b, k)
+    Y = _real_products(X.reshape(b, C, P, -1), st.spectrum[..., k0:k1])  # (P, F, b, k)
     return Y.reshape(P, *X.shape[3:], b, k1 - k0)
 
 
@@ -429,21 +428,21 @@ def _compiled_products(b: int, C: int, k: int) -> bool:
 def _ordered_channel_product(
     st: FFTState, X: np.ndarray, k0: int, k1: int, workers: int
 ) -> np.ndarray:
-    """:func:`_channel_product` laid out ``(b, k, P, *Fh)`` (C order). With several
-    workers the bins are cut into ranges, one matmul each on the threads with a
-    one-thread BLAS (or the compiled products: :func:`_compiled_products`), each range
-    reordered on its thread (7x7 32->32 on 4 x 64x64, 2 cores: the block's products and
-    reorderings 3.1 -> 2.2 ms); one worker without the compiled products reorders the
-    whole block's result (the peak ``workspace_bytes`` counts)."""
+    """:func:`_channel_product` laid out ``(b, k, P, *Fh)`` (C order). The bins are cut
+    into ``4 workers`` ranges, run on the threads with a one-thread BLAS (or by the
+    compiled products: :func:`_compiled_products`), each range written into place by
+    its thread (7x7 32->32 on 4 x 64x64, 2 cores: the block's products and reorderings
+    3.1 -> 2.2 ms).
+
+    A range's products are real matrix products (:func:`_real_products`): a batched
+    complex matmul of these small matrices ran at half the rate (1.9-2.2 against 1.2-1.7
+    ms for 2,112 bins of 4 x 32 by 32 x 32)."""
     b, C, P = X.shape[:3]
     bins = prod(X.shape[3:])
     pieces = min(bins, 4 * workers)
     # (the whole bank only: a slice of the spectra would be compiled for again, and banks
     # are cut only under tight budgets)
     fast = k1 - k0 == st.spectrum.shape[-1] and _compiled_products(b, C, k1 - k0)
-    if (workers == 1 or pieces < 2) and not fast:
-        Y = _channel_product(st, X, k0, k1)
-        return np.ascontiguousarray(np.moveaxis(Y, (-2, -1), (0, 1)))
     flat = X.reshape(b, C, P, bins)
     spectrum = st.spectrum.reshape(P, bins, C, -1)
     Y = np.empty((b, k1 - k0, P, bins), np.result_type(X.dtype, spectrum.dtype))
@@ -455,13 +454,42 @@ def _ordered_channel_product(
             for pi in range(P):
                 compiled.kernels().bin_products(flat, spectrum[pi], Y, pi, sl)
             return
-        xt = np.ascontiguousarray(flat[..., sl].transpose(2, 3, 0, 1))  # (P, f, b, C)
         with np.errstate(invalid="ignore", over="ignore"):  # (per thread) non-finite: redone
-            Y[..., sl] = np.matmul(xt, spectrum[:, sl, :, k0:k1]).transpose(2, 3, 0, 1)
+            y = _real_products(flat[..., sl], spectrum[:, sl, :, k0:k1])
+            Y[..., sl] = y.transpose(2, 3, 0, 1)
 
     with nullcontext() if fast else blas_threads(1):  # (the compiled products call no BLAS)
         parallel_for(run, range(pieces), workers)
     return Y.reshape(b, k1 - k0, P, *X.shape[3:])
+
+
+def _real_products(x: np.ndarray, s: np.ndarray) -> np.ndarray:
+    """``y[p, f] = x[:, :, p, f] @ s[p, f]``, ``(P, f, b, k)``, for complex ``x`` (b, C, P,
+    f) and ``s`` (P, f, C, k), by one real matrix product per bin: the real and
+    imaginary parts of ``x`` stacked as ``(2b, C)`` rows times ``s`` seen as real ``(C,
+    2k)`` (its own memory: interleaved real and imaginary parts), which gives ``re(x) s``
+    and ``im(x) s``, and ``y = re(x) s + 1j im(x) s``. The same real multiplications as
+    the complex product, in real GEMMs; the stacked rows take ``x``'s bytes and the
+    real products twice ``y``'s (``block_bytes`` and ``_unit_bytes`` count them).
+
+    >>> rng = np.random.default_rng(0)
+    >>> x = rng.random((2, 3, 1, 5)) + 1j * rng.random((2, 3, 1, 5))
+    >>> s = rng.random((1, 5, 3, 4)) + 1j * rng.random((1, 5, 3, 4))
+    >>> y = _real_products(x, s)
+    >>> bool(np.allclose(y, np.einsum("ncpf,pfck->pfnk", x, s)))
+    True
+    """
+    b, C, P, f = x.shape
+    real = x.real.dtype
+    rows = np.empty((P, f, 2, b, C), real)  # (P, f, [re, im], b, C)
+    np.copyto(rows, x.view(real).reshape(b, C, P, f, 2).transpose(2, 3, 4, 0, 1))
+    z = np.matmul(rows.reshape(P, f, 2 * b, C), s.view(real))  # (P, f, 2b, 2k)
+    del rows
+    # re(x) s and im(x) s, each complex (P, f, b, k)
+    z = z.reshape(P, f, 2, b, -1).view(x.dtype)
+    y = np.multiply(z[:, :, 1], 1j, dtype=x.dtype)
+    y += z[:, :, 0]
+    return y
 
 
 def _inverse(
@@ -1040,12 +1068,14 @@ def block_bytes(p: Problem, b: int, k: int) -> tuple[int, int]:
     counts once at its largest, and from a thread's second unit or block on they are
     held through every stage."""
     eng = fft_engine()
-    return _block_bytes(p, b, k, get_workers(), eng.name, eng.pocketfft is not None, _knobs())
+    knobs = (*_knobs(), compiled.enabled(), _COMPILED_PRODUCTS)
+    return _block_bytes(p, b, k, get_workers(), eng.name, eng.pocketfft is not None, knobs)
 
 
 def _knobs() -> tuple:
     """The module's sizes that steer units and tiles (tests change them): part of the
-    keys of the remembered estimates."""
+    keys of the remembered estimates (with, for :func:`block_bytes`, whether numba is
+    on: the compiled channel products need no temporaries)."""
     return _GROUP_BYTES, _PARALLEL_BYTES, _TILE_POINTS, _TILE_EXTENTS, KERNEL_CHUNK_BYTES
 
 
@@ -1104,8 +1134,16 @@ def _block_bytes(
         flight += [n] * min(counts[n], workers - len(flight))
     products = b * k * p.P * half * c
     product = ordered = slots = unit = 0
-    if p.C > 1:  # _channel_product for the block, then its copy laid out (b, k, P, *Fh)
-        product = max(spectra + products, 2 * products)
+    if p.C > 1:  # _ordered_channel_product: the block's products, then on each thread a
+        # range of bins' stacked rows and real products (_real_products), or nothing
+        # more where they run compiled
+        pieces = min(half, 4 * workers)
+        f = -(-half // pieces)
+        rows, real = b * p.C * p.P * f * c, 2 * b * k * p.P * f * c
+        piece = max(rows + real, real + real // 2)  # (then the real products and y)
+        if k == p.K and _compiled_products(b, p.C, k):
+            piece = 0
+        product = products + min(workers, pieces) * piece
         ordered = products
     for n in flight:
         pairs = n * p.P
@@ -1245,8 +1283,9 @@ def _unit_bytes(
         forward, X = _forward_bytes(p, shape, src, lead, engine)
     products = pairs * half * c
     product = multiplied = Y = 0
-    if p.C > 1:  # _channel_product: the spectra reordered, then the matmul's result
-        multiplied, Y = lead * half * c + products, products
+    if p.C > 1:  # _channel_product: the spectra stacked as real rows and their real
+        # products (twice the result's bytes), then the result beside the real products
+        multiplied, Y = max(lead * half * c + 2 * products, 3 * products), products
     elif k > 1:  # into the "product" buffer (one filter: multiplied in place)
         product = _slot(products)
     inverse_slot, inverse = _inverse_bytes(p, shape, pairs, kept, engine, pf)
