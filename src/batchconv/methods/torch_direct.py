@@ -219,8 +219,9 @@ def workspace_bytes(p: Problem, b: int, k: int, budget: int | None = None) -> in
 
 
 def state_bytes(p: Problem) -> int:
-    """The canonical filters and their grouped layout (as much as ``direct``'s)."""
-    return direct.state_bytes(p)
+    """The canonical filters and their grouped layout (``prepare``'s ``weight``; the
+    convolution's weights are a view of it)."""
+    return 2 * p.K * p.window_size * p.P * p.dtype.itemsize
 
 
 def flops(p: Problem) -> float:
