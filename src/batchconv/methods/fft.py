@@ -1,13 +1,14 @@
 """The FFT method: real FFTs over the sliding axes only, channel sums in the frequency domain.
 
 Each input item and each filter is transformed once. Summed (channel) axes are contracted
-per frequency bin with one batched complex matmul ``(P, F, b, C) @ (P, F, C, k)``; with a
+per frequency bin, ``(P, F, b, C) @ (P, F, C, k)``, as real matrix products (the spectra's
+real and imaginary parts stacked as rows, the filters' spectra read as real matrices:
+:func:`_real_products`, twice the rate of OpenBLAS's small complex products); with a
 single channel it is a broadcast product. Where a bin's matrices are small but not thin
 (4 or more items against 32 or more filters, at most 8,192 multiply-adds a bin) and numba
 is on, whole items take compiled per-bin products instead (:func:`_compiled_products`):
-BLAS pays a call per bin and, called from two threads, runs those calls no faster than
-one (7x7 32->32 on 4 x 64x64, 2 threads: 4.4 -> 3.5 ms a call; 11x11 16->32 on 4 x
-96x96: 7.0 -> 4.9 ms).
+BLAS pays a call per bin (7x7 32->32 on 4 x 64x64, 2 threads: 3.55 -> 3.3 ms a call;
+11x11 16->32 on 4 x 96x96: 5.5 -> 5.0 ms).
 
 Two layouts of the transform, chosen per problem by :func:`tiling`:
 
@@ -418,10 +419,12 @@ def _compiled_products(b: int, C: int, k: int) -> bool:
     on, where a bin's matrices are small (``b C k`` at most ``_COMPILED_PRODUCTS``) but
     not thin: at least 4 items (the loop takes 4 rows at a time) and 32 filters (shorter
     rows leave its sums' loads and stores the cost). Two threads, reused plans, compiled
-    / BLAS ms: 7x7 32->32 on 4 x 64x64 3.5 / 4.4; 11x11 16->32 on 4 x 96x96 4.9 / 7.0;
-    the products alone, 1,024 bins: 8 x 32 x 32 0.86 / 1.06, 16 x 32 x 32 1.67 / 1.38
-    (over the limit); one item 128 -> 16 on 48x48 6.3 / 2.2, 4 x 128 -> 16 7.0 / 5.3
-    (too few items, too few filters: an independent review's measurements)."""
+    / BLAS ms: 7x7 32->32 on 4 x 64x64 3.29 / 3.55 (3.5 / 4.4 when BLAS ran complex
+    products); 11x11 16->32 on 4 x 96x96 5.0 / 5.5 (4.9 / 7.0); a 5x5 bank of 32 on 8 x
+    48x48 3.65 / 3.85 (8 x 32 x 32: the limit). Before the real products an independent
+    review measured the products alone, 1,024 bins: 8 x 32 x 32 0.86 / 1.06, 16 x 32 x 32
+    1.67 / 1.38 (over the limit); one item 128 -> 16 on 48x48 6.3 / 2.2, 4 x 128 -> 16
+    7.0 / 5.3 (too few items, too few filters)."""
     return b >= 4 and k >= 32 and b * C * k <= _COMPILED_PRODUCTS and compiled.enabled()
 
 
