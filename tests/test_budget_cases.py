@@ -264,3 +264,18 @@ def test_integer_inputs_conversion_counts_in_the_budget(method):
     peak = _traced_peak(p, x)
     assert peak <= p.memory + (512 << 10)
     assert peak <= 1.25 * p.peak_bytes + (512 << 10), (peak, p.peak_bytes)
+
+
+@pytest.mark.skipif(not compiled.enabled(), reason="needs numba")
+@pytest.mark.parametrize("workers", [1, 2])
+def test_a_smaller_last_block_within_the_budget(workers):
+    """7 items: in blocks of 4 the last block's 3 items take the NumPy products where 4
+    take the compiled ones; the estimate counts the larger, and the blocks are sized
+    for it (blocks of 4 went 107 kB over memory= with two workers)."""
+    rng = np.random.default_rng(10)
+    x, w = rng.standard_normal((7, 32, 64, 64)), rng.standard_normal((32, 32, 7, 7))
+    p, _, peak = traced_plan_and_call(
+        x, w, "nchw,kchw->nkhw|hw", method="fft", memory=46_000_000, workers=workers
+    )
+    assert p is not None
+    assert peak <= p.memory, (peak, p.chunk, p.peak_bytes)

@@ -352,3 +352,42 @@ def test_pair_units_cover_the_block_in_even_groups(workers, pair_bytes):
             parallel = workers > 1 and b * k * pair_bytes >= _PARALLEL_BYTES
             if parallel and len(units) < 4 * workers and max(items) > 1:
                 assert len(units) % workers == 0, (b, k, units)
+
+
+@pytest.mark.parametrize("dtype", [np.complex64, np.complex128])
+@pytest.mark.parametrize(
+    "b, C, k",
+    # both ways: real products (2-4 items, not far more filters than channels), complex
+    [(1, 3, 8), (2, 3, 8), (2, 8, 128), (3, 5, 12), (4, 32, 32), (4, 3, 64), (8, 16, 32)],
+)
+@pytest.mark.parametrize("P", [1, 2])
+def test_bin_products_agree_and_stay_within_their_count(b, C, k, P, dtype, rng):
+    """The channel products per frequency bin (real or complex matrix products, by the
+    number of items) against einsum, their peak memory within ``_product_bytes``."""
+    import tracemalloc
+
+    from batchconv.methods import fft
+
+    f = 40
+    x = (rng.standard_normal((b, C, P, f)) + 1j * rng.standard_normal((b, C, P, f))).astype(dtype)
+    s = (rng.standard_normal((P, f, C, k)) + 1j * rng.standard_normal((P, f, C, k))).astype(dtype)
+    ref = np.einsum("ncpf,pfck->pfnk", x.astype(np.complex128), s.astype(np.complex128))
+    fft._products(x, s)  # (first-call set-up)
+    tracemalloc.start()
+    try:
+        y = fft._products(x, s)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert y.shape == (P, f, b, k) and y.dtype == dtype
+    tol = (1e-5 if dtype == np.complex64 else 1e-13) * C
+    np.testing.assert_allclose(y, ref, rtol=0, atol=tol * np.abs(ref).max())
+    c = np.dtype(dtype).itemsize
+    assert peak <= fft._product_bytes(b, C, k, P, f, c) + (4 << 10), (
+        peak,
+        fft._use_real_products(b, C, k),
+    )
+    # a slice of the bank, as a budget's blocks take it
+    np.testing.assert_allclose(
+        fft._products(x, s[..., 1:]), ref[..., 1:], rtol=0, atol=tol * np.abs(ref).max()
+    )

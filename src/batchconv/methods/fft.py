@@ -1,10 +1,11 @@
 """The FFT method: real FFTs over the sliding axes only, channel sums in the frequency domain.
 
 Each input item and each filter is transformed once. Summed (channel) axes are contracted
-per frequency bin, ``(P, F, b, C) @ (P, F, C, k)``, as real matrix products (the spectra's
-real and imaginary parts stacked as rows, the filters' spectra read as real matrices:
-:func:`_real_products`, twice the rate of OpenBLAS's small complex products); with a
-single channel it is a broadcast product. Where a bin's matrices are small but not thin
+per frequency bin, ``(P, F, b, C) @ (P, F, C, k)``, as complex matrix products, or for 2
+to 4 items as real ones (the spectra's real and imaginary parts stacked as rows, the
+filters' spectra read as real matrices: :func:`_real_products`, where OpenBLAS's small
+complex products run at half the rate; :func:`_products`); with a single channel it is a
+broadcast product. Where a bin's matrices are small but not thin
 (4 or more items against 32 or more filters, at most 8,192 multiply-adds a bin) and numba
 is on, whole items take compiled per-bin products instead (:func:`_compiled_products`):
 BLAS pays a call per bin (7x7 32->32 on 4 x 64x64, 2 threads: 3.55 -> 3.3 ms a call;
@@ -407,9 +408,9 @@ def untouched_indices(p: Problem, as_lists: bool = False) -> tuple[tuple, ...]:
 
 def _channel_product(st: FFTState, X: np.ndarray, k0: int, k1: int) -> np.ndarray:
     """Channel sums in the frequency domain: ``(P, *Fh, b, k)`` from the spectra ``X``
-    (b, C, P, *Fh), a real matrix product per bin (:func:`_real_products`)."""
+    (b, C, P, *Fh), a matrix product per bin (:func:`_products`)."""
     b, C, P = X.shape[:3]
-    Y = _real_products(X.reshape(b, C, P, -1), st.spectrum[..., k0:k1])  # (P, F, b, k)
+    Y = _products(X.reshape(b, C, P, -1), st.spectrum[..., k0:k1])  # (P, F, b, k)
     return Y.reshape(P, *X.shape[3:], b, k1 - k0)
 
 
@@ -437,9 +438,7 @@ def _ordered_channel_product(
     its thread (7x7 32->32 on 4 x 64x64, 2 cores: the block's products and reorderings
     3.1 -> 2.2 ms).
 
-    A range's products are real matrix products (:func:`_real_products`): a batched
-    complex matmul of these small matrices ran at half the rate (1.9-2.2 against 1.2-1.7
-    ms for 2,112 bins of 4 x 32 by 32 x 32)."""
+    A range's products: :func:`_products`."""
     b, C, P = X.shape[:3]
     bins = prod(X.shape[3:])
     pieces = min(bins, 4 * workers)
@@ -458,12 +457,45 @@ def _ordered_channel_product(
                 compiled.kernels().bin_products(flat, spectrum[pi], Y, pi, sl)
             return
         with np.errstate(invalid="ignore", over="ignore"):  # (per thread) non-finite: redone
-            y = _real_products(flat[..., sl], spectrum[:, sl, :, k0:k1])
+            y = _products(flat[..., sl], spectrum[:, sl, :, k0:k1])
             Y[..., sl] = y.transpose(2, 3, 0, 1)
 
     with nullcontext() if fast else blas_threads(1):  # (the compiled products call no BLAS)
         parallel_for(run, range(pieces), workers)
     return Y.reshape(b, k1 - k0, P, *X.shape[3:])
+
+
+def _use_real_products(b: int, C: int, k: int) -> bool:
+    """Whether :func:`_products` of ``b`` items, ``C`` channels and ``k`` filters runs
+    :func:`_real_products`: where OpenBLAS's complex product of a bin's (b, C) @ (C, k)
+    is slow, for 2 to 4 items, unless the filters outnumber the channels so much that
+    the real products' larger result costs more. One thread, 264 bins, complex64,
+    complex / real us (with the placement into the block): 4 x 32 x 32 292 / 229, 2 x
+    3 x 8 64 / 25, 4 x 64 x 128 1965 / 1358; but 1 x 32 x 32 76 / 98, 16 x 3 x 64 694 /
+    1226, 32 x 16 x 32 1097 / 1254, 4 x 3 x 64 178 / 199, 2 x 8 x 128 265 / 291."""
+    return (b == 2 and k <= 16 * C) or (3 <= b <= 4 and k <= 4 * C)
+
+
+def _products(x: np.ndarray, s: np.ndarray) -> np.ndarray:
+    """``y[p, f] = x[:, :, p, f] @ s[p, f]``, ``(P, f, b, k)``, for complex ``x`` (b, C, P,
+    f; its last axis contiguous) and ``s`` (P, f, C, k): :func:`_real_products` where
+    :func:`_use_real_products` says, else a batched complex matmul of ``x`` reordered
+    ``(P, f, b, C)``. (:func:`_product_bytes` counts either's temporaries.)"""
+    b, C = x.shape[:2]
+    if _use_real_products(b, C, s.shape[-1]):
+        return _real_products(x, s)
+    return np.matmul(np.ascontiguousarray(x.transpose(2, 3, 0, 1)), s)
+
+
+def _product_bytes(b: int, C: int, k: int, P: int, f: int, c: int) -> int:
+    """Peak bytes of :func:`_products` over ``f`` bins (``c`` bytes a complex value), its
+    result included: the reordered ``x`` and the result, or the stacked rows, the real
+    products (twice the result) and the result, and NumPy's buffer for the combination
+    of non-contiguous views (8,192 values)."""
+    rows, y = b * C * P * f * c, b * k * P * f * c
+    if not _use_real_products(b, C, k):
+        return rows + y
+    return max(rows + 2 * y, 3 * y) + min(y, 8192 * c)
 
 
 def _real_products(x: np.ndarray, s: np.ndarray) -> np.ndarray:
@@ -473,7 +505,9 @@ def _real_products(x: np.ndarray, s: np.ndarray) -> np.ndarray:
     2k)`` (its own memory: interleaved real and imaginary parts), which gives ``re(x) s``
     and ``im(x) s``, and ``y = re(x) s + 1j im(x) s``. The same real multiplications as
     the complex product, in real GEMMs; the stacked rows take ``x``'s bytes and the
-    real products twice ``y``'s (``block_bytes`` and ``_unit_bytes`` count them).
+    real products twice ``y``'s (:func:`_product_bytes`).
+
+    ``x``'s last axis must be contiguous (it is read as real values).
 
     >>> rng = np.random.default_rng(0)
     >>> x = rng.random((2, 3, 1, 5)) + 1j * rng.random((2, 3, 1, 5))
@@ -951,8 +985,9 @@ def _compute(
         parallel_for(forward, groups, workers)
         units = _pair_units(b, k1 - k0, _pair_bytes(p, st.fft_shape), workers)
         inner = 1 if len(units) > 1 else workers
-        # channels: one matmul for the whole block (tiny per-bin matmuls cost per call,
-        # so splitting it by unit multiplies that cost), then the units' inverses
+        # channels: the whole block's products, in ranges of bins on the threads (tiny
+        # per-bin matmuls cost per call, so splitting them by unit multiplies that
+        # cost), then the units' inverses
         Y = None
         if p.C > 1:  # ... laid out (b, k, P, *Fh) so that each unit's slice is contiguous
             with np.errstate(invalid="ignore", over="ignore"):  # non-finite: redone
@@ -1065,7 +1100,8 @@ def block_bytes(p: Problem, b: int, k: int) -> tuple[int, int]:
     those :func:`_groups` makes; as many threads as units, at most :func:`get_workers`),
     each as :func:`_unit_bytes` counts it. Whole items with a bank: the items' spectra
     (written straight into place where the engine can), with channels their product
-    with the filters for the whole block (and its copy laid out per pair), then the
+    with the filters for the whole block (laid out per pair, and on each thread a range
+    of bins' temporaries: :func:`_product_bytes`), then the
     pair units in flight (:func:`_pair_units`): their product spectra (one channel) and
     real inverses in the threads' buffers. Work buffers stay with their thread, so each
     counts once at its largest, and from a thread's second unit or block on they are
@@ -1138,14 +1174,16 @@ def _block_bytes(
     products = b * k * p.P * half * c
     product = ordered = slots = unit = 0
     if p.C > 1:  # _ordered_channel_product: the block's products, then on each thread a
-        # range of bins' stacked rows and real products (_real_products), or nothing
-        # more where they run compiled
+        # range of bins' _products, or nothing more where they run compiled; the last
+        # block may have fewer items, and take another way: the largest of them counts
         pieces = min(half, 4 * workers)
         f = -(-half // pieces)
-        rows, real = b * p.C * p.P * f * c, 2 * b * k * p.P * f * c
-        piece = max(rows + real, real + real // 2)  # (then the real products and y)
-        if k == p.K and _compiled_products(b, p.C, k):
-            piece = 0
+        piece = max(
+            0
+            if k == p.K and _compiled_products(n, p.C, k)
+            else _product_bytes(n, p.C, k, p.P, f, c)
+            for n in {b, min(b, 4), min(b, 3), min(b, 2), 1}
+        )
         product = products + min(workers, pieces) * piece
         ordered = products
     for n in flight:
@@ -1286,9 +1324,8 @@ def _unit_bytes(
         forward, X = _forward_bytes(p, shape, src, lead, engine)
     products = pairs * half * c
     product = multiplied = Y = 0
-    if p.C > 1:  # _channel_product: the spectra stacked as real rows and their real
-        # products (twice the result's bytes), then the result beside the real products
-        multiplied, Y = max(lead * half * c + 2 * products, 3 * products), products
+    if p.C > 1:  # _channel_product: its _products, then the result
+        multiplied, Y = _product_bytes(g, p.C, k, p.P, half, c), products
     elif k > 1:  # into the "product" buffer (one filter: multiplied in place)
         product = _slot(products)
     inverse_slot, inverse = _inverse_bytes(p, shape, pairs, kept, engine, pf)
