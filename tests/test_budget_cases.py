@@ -267,6 +267,22 @@ def test_integer_inputs_conversion_counts_in_the_budget(method):
 
 
 @pytest.mark.skipif(not compiled.enabled(), reason="needs numba")
+def test_estimates_and_bound_blocks_follow_the_plans_kernels():
+    """A plan made with numba off keeps that setting for its estimates and for the
+    blocks ``bind`` sizes, wherever they are asked for (the FFT's channel products
+    need temporaries without numba and none with it)."""
+    rng = np.random.default_rng(9)
+    x, w = rng.standard_normal((9, 16, 48, 48)), rng.standard_normal((64, 16, 5, 5))
+    spec = "nchw,kchw->nkhw|hw"
+    with compiled.use_numba(False):
+        p = bc.plan(x, w, spec, method="fft", memory=32 << 20, workers=1)
+        own, bound = p.peak_bytes, p.bind(x[:8]).chunk
+    with compiled.use_numba(True):
+        assert p.peak_bytes == own
+        assert p.bind(x[:8]).chunk == bound  # (before: (8, 64) against (4, 64), 18 % over)
+
+
+@pytest.mark.skipif(not compiled.enabled(), reason="needs numba")
 @pytest.mark.parametrize("workers", [1, 2])
 def test_a_smaller_last_block_within_the_budget(workers):
     """7 items: in blocks of 4 the last block's 3 items take the NumPy products where 4

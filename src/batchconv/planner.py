@@ -224,7 +224,8 @@ class Plan:
         state)."""
         mod = method_for(self.problem, self.method, self.device)
         room = _room(self.problem, self.method, self.memory)
-        with set_workers(self.workers):  # (the estimates count work per thread)
+        # (the estimates count work per thread, and the kernels the calls run)
+        with set_workers(self.workers), self._planned_kernels():
             block = _block_bytes(self.problem, mod, *self.chunk, room)
         return block + _state_bytes(self.problem, self.method)
 
@@ -438,7 +439,7 @@ class Plan:
                 )
         if p is not self.problem:  # other blocks for it
             room = _room(self.problem, self.method, self.memory)
-            with set_workers(self.workers):
+            with set_workers(self.workers), self._planned_kernels():  # (as calls run)
                 chunk = _chunks(p, method_for(p, self.method, self.device), room)
         if np.result_type(dtype, p.dtype) != p.dtype and not (
             dtype.kind in "iu" and p.dtype == np.float64
