@@ -45,6 +45,29 @@ def test_parallel_for_takes_a_counted_generator_one_item_at_a_time(workers):
     assert first_seen[0] <= workers  # listed first, it would be 40
 
 
+def test_parallel_for_stops_its_helpers_when_a_generator_raises():
+    """An error raised by the items (a generator, taken one at a time) reaches the
+    caller once no helper is still running ``fn``."""
+    import time
+
+    running, lock = [0], threading.Lock()
+
+    def items():
+        yield from range(3)
+        raise ZeroDivisionError("item 3")
+
+    def f(i):
+        with lock:
+            running[0] += 1
+        time.sleep(0.05)
+        with lock:
+            running[0] -= 1
+
+    with pytest.raises(ZeroDivisionError, match="item 3"):
+        parallel_for(f, items(), 2, count=10)
+    assert running[0] == 0
+
+
 def test_parallel_for_reraises_the_error():
     def f(i):
         if i == 7:

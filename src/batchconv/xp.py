@@ -336,8 +336,9 @@ def pocketfft():
 _THREADED_IRFFT_ELEMENTS = 1 << 19
 # each thread keeps one work buffer of up to this size between calls (see irfftn_kept)
 _WORK_BUFFER_BYTES = 8 << 20
-# the smallest buffer work_buffer allocates: a page. (It was 64 KiB: tiny problems' four
-# or five buffers then held up to 300 kB that no estimate counted, over a 300 kB budget.)
+# the smallest buffer work_buffer allocates: a page. (It was 64 KiB, which the windowed
+# metrics' estimates did not count: small problems' four or five buffers went up to
+# 190 kB over a budget of a few hundred kB, 472 kB measured under memory=300000.)
 WORK_BUFFER_MIN = 1 << 12
 _work = threading.local()
 
@@ -690,7 +691,11 @@ def parallel_for(fn, items, workers: int | None = None, count: int | None = None
             with lock:
                 if not work:
                     return
-                it = next(work[1], _DONE)
+                try:  # (a generator's error: re-raised once the helpers have stopped)
+                    it = next(work[1], _DONE)
+                except BaseException as e:  # noqa: BLE001 - re-raised in the caller
+                    errors.append(e)
+                    return
                 f = work[0]
             if it is _DONE:
                 return
