@@ -473,7 +473,7 @@ def _use_real_products(b: int, C: int, k: int) -> bool:
     complex / real us (with the placement into the block): 4 x 32 x 32 292 / 229, 2 x
     3 x 8 64 / 25, 4 x 64 x 128 1965 / 1358; but 1 x 32 x 32 76 / 98, 16 x 3 x 64 694 /
     1226, 32 x 16 x 32 1097 / 1254, 4 x 3 x 64 178 / 199, 2 x 8 x 128 265 / 291."""
-    return (b == 2 and k <= 16 * C) or (3 <= b <= 4 and k <= 4 * C)
+    return (b == 2 and k < 16 * C) or (3 <= b <= 4 and k <= 4 * C)
 
 
 def _products(x: np.ndarray, s: np.ndarray) -> np.ndarray:
@@ -496,6 +496,13 @@ def _product_bytes(b: int, C: int, k: int, P: int, f: int, c: int) -> int:
     if not _use_real_products(b, C, k):
         return rows + y
     return max(rows + 2 * y, 3 * y) + min(y, 8192 * c)
+
+
+def _compiled_scratch(b: int, C: int, k: int, c: int) -> int:
+    """Bytes of ``_numba_kernels.bin_products``' scratch (per call, on each thread): a
+    block of bins' items and results, ``_BIN_BLOCK`` (8) bins of ``(b, C)`` and ``(b,
+    k)`` complex values, and 8 rows of ``k`` real sums."""
+    return 8 * b * (C + k) * c + 8 * k * c // 2
 
 
 def _real_products(x: np.ndarray, s: np.ndarray) -> np.ndarray:
@@ -1174,12 +1181,12 @@ def _block_bytes(
     products = b * k * p.P * half * c
     product = ordered = slots = unit = 0
     if p.C > 1:  # _ordered_channel_product: the block's products, then on each thread a
-        # range of bins' _products, or nothing more where they run compiled; the last
-        # block may have fewer items, and take another way: the largest of them counts
+        # range of bins' _products, or the compiled products' scratch; the last block
+        # may have fewer items, and take another way: the largest of them counts
         pieces = min(half, 4 * workers)
         f = -(-half // pieces)
         piece = max(
-            0
+            _compiled_scratch(n, p.C, k, c)
             if k == p.K and _compiled_products(n, p.C, k)
             else _product_bytes(n, p.C, k, p.P, f, c)
             for n in {b, min(b, 4), min(b, 3), min(b, 2), 1}
