@@ -47,23 +47,29 @@ def test_parallel_for_takes_a_counted_generator_one_item_at_a_time(workers):
 
 def test_parallel_for_stops_its_helpers_when_a_generator_raises():
     """An error raised by the items (a generator, taken one at a time) reaches the
-    caller once no helper is still running ``fn``."""
+    caller once no helper is still running ``fn``: the caller's item returns first and
+    meets the error while the helper's item still runs."""
     import time
 
     running, lock = [0], threading.Lock()
+    helper_busy = threading.Event()
 
     def items():
-        yield from range(3)
-        raise ZeroDivisionError("item 3")
+        yield from range(2)
+        raise ZeroDivisionError("item 2")
 
     def f(i):
         with lock:
             running[0] += 1
-        time.sleep(0.05)
+        if threading.current_thread() is threading.main_thread():
+            helper_busy.wait(5)
+        else:
+            helper_busy.set()
+            time.sleep(0.2)
         with lock:
             running[0] -= 1
 
-    with pytest.raises(ZeroDivisionError, match="item 3"):
+    with pytest.raises(ZeroDivisionError, match="item 2"):
         parallel_for(f, items(), 2, count=10)
     assert running[0] == 0
 
