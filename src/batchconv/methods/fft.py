@@ -414,19 +414,21 @@ def _channel_product(st: FFTState, X: np.ndarray, k0: int, k1: int) -> np.ndarra
     return Y.reshape(P, *X.shape[3:], b, k1 - k0)
 
 
-def _compiled_products(b: int, C: int, k: int) -> bool:
-    """Whether the per-bin channel products of ``b`` items, ``C`` channels and ``k``
-    filters (the whole bank) run compiled (``_numba_kernels.bin_products``): with numba
-    on, where a bin's matrices are small (``b C k`` at most ``_COMPILED_PRODUCTS``) but
-    not thin: at least 4 items (the loop takes 4 rows at a time) and 32 filters (shorter
-    rows leave its sums' loads and stores the cost). Two threads, reused plans, compiled
+def _compiled_products(b: int, C: int, k: int, K: int) -> bool:
+    """Whether the per-bin channel products of ``b`` items, ``C`` channels and ``k`` of
+    the bank's ``K`` filters run compiled (``_numba_kernels.bin_products``): for the
+    whole bank only (a slice of the spectra would be compiled for again, and banks are
+    cut only under tight budgets), with numba on, where a bin's matrices are small (``b
+    C k`` at most ``_COMPILED_PRODUCTS``) but not thin: at least 4 items (the loop takes
+    4 rows at a time) and 32 filters (shorter rows leave its sums' loads and stores the
+    cost). Two threads, reused plans, compiled
     / BLAS ms: 7x7 32->32 on 4 x 64x64 3.29 / 3.55 (3.5 / 4.4 when BLAS ran complex
     products); 11x11 16->32 on 4 x 96x96 5.0 / 5.5 (4.9 / 7.0); a 5x5 bank of 32 on 8 x
     48x48 3.65 / 3.85 (8 x 32 x 32: the limit). Before the real products an independent
     review measured the products alone, 1,024 bins: 8 x 32 x 32 0.86 / 1.06, 16 x 32 x 32
     1.67 / 1.38 (over the limit); one item 128 -> 16 on 48x48 6.3 / 2.2, 4 x 128 -> 16
     7.0 / 5.3 (too few items, too few filters)."""
-    return b >= 4 and k >= 32 and b * C * k <= _COMPILED_PRODUCTS and compiled.enabled()
+    return k == K and b >= 4 and k >= 32 and b * C * k <= _COMPILED_PRODUCTS and compiled.enabled()
 
 
 def _ordered_channel_product(
@@ -442,9 +444,7 @@ def _ordered_channel_product(
     b, C, P = X.shape[:3]
     bins = prod(X.shape[3:])
     pieces = min(bins, 4 * workers)
-    # (the whole bank only: a slice of the spectra would be compiled for again, and banks
-    # are cut only under tight budgets)
-    fast = k1 - k0 == st.spectrum.shape[-1] and _compiled_products(b, C, k1 - k0)
+    fast = _compiled_products(b, C, k1 - k0, st.spectrum.shape[-1])
     flat = X.reshape(b, C, P, bins)
     spectrum = st.spectrum.reshape(P, bins, C, -1)
     Y = np.empty((b, k1 - k0, P, bins), np.result_type(X.dtype, spectrum.dtype))
@@ -1121,7 +1121,8 @@ def block_bytes(p: Problem, b: int, k: int) -> tuple[int, int]:
 def _knobs() -> tuple:
     """The module's sizes that steer units and tiles (tests change them): part of the
     keys of the remembered estimates (with, for :func:`block_bytes`, whether numba is
-    on: the compiled channel products need no temporaries)."""
+    on: the compiled channel products need only a small scratch, the NumPy ones their
+    temporaries)."""
     return _GROUP_BYTES, _PARALLEL_BYTES, _TILE_POINTS, _TILE_EXTENTS, KERNEL_CHUNK_BYTES
 
 
@@ -1187,7 +1188,7 @@ def _block_bytes(
         f = -(-half // pieces)
         piece = max(
             _compiled_scratch(n, p.C, k, c)
-            if k == p.K and _compiled_products(n, p.C, k)
+            if _compiled_products(n, p.C, k, p.K)
             else _product_bytes(n, p.C, k, p.P, f, c)
             for n in {b, min(b, 4), min(b, 3), min(b, 2), 1}
         )
