@@ -372,8 +372,10 @@ def test_edge_spikes_known_limitation(method):
     not count it: a spike there, against the small taps that see it, breaks
     |y - ref| <= tol * S where the direct method holds (fft: a corner spike, 35x tol * S;
     winograd: a spike one sample in from the corner, whose taps do not include the large
-    one, 16x; its tiles start at the input's first sample and end at its last, which
-    the edge samples' transforms leave apart: a corner spike stays within 0.02x).
+    one, 16x; the matrix-product transforms' 'valid' tiles start at the input's first
+    sample and end at its last, which the edge samples' transforms leave apart: a corner
+    spike stays within 0.02x there, where every output axis is at least a tile long; the
+    compiled transforms, reading a buffer padded to whole tiles, reach 30x).
     Documented in docs/guide/accuracy.rst; ``method="direct"`` is the exact choice for
     such data."""
     if method == "fft":

@@ -13,8 +13,8 @@ The data flow of one call, chunk by chunk (a few hundred tiles, so the transform
 stays in cache between the stages):
 
 1. the chunk's items are copied channels-last into a buffer padded to whole tiles (not
-   for 'valid' windows: the tiles are gathered from the input itself, each axis's last
-   tile moved back to end at the input's end);
+   for 'valid' windows: the tiles are gathered from the input itself, the last tile of
+   an axis whose output is not whole tiles moved back to end at the input's end);
 2. **input transform**: the tiles are gathered as ``(alpha^d, tiles * C)`` and multiplied
    by ``B^T (x) B^T`` (a Kronecker product: one matrix product per chunk);
 3. **elementwise stage**: ``alpha^d`` GEMMs ``(tiles, C) @ (C, k)`` against the
@@ -417,8 +417,9 @@ def _reads_input(p: Problem, m: int) -> bool:
 def _gather(p, source, shifted, items, pi, rows, m, out) -> None:
     """Copy a chunk's tiles from ``source`` ``(b, P, *extent, C)`` into ``out``
     ``(*alpha, items, rows, *tiles[1:], C)``, the transform's axes first: runs of tiles
-    ``m`` apart, one strided view each, and when ``shifted`` each axis's last tile on
-    its own, starting at ``O - m``.
+    ``m`` apart, one strided view each, and when ``shifted`` the last tile of each axis
+    whose output ``O`` is not whole tiles on its own, starting at ``O - m`` (inside the
+    input: it ends at ``O + r - 1``).
 
     >>> from batchconv.problem import make_problem
     >>> p = make_problem((1, 9), "f8", (1, 3), "f8")  # 7 outputs: tiles of 4 at 0 and 3
@@ -429,7 +430,7 @@ def _gather(p, source, shifted, items, pi, rows, m, out) -> None:
     """
     d, alpha = p.ndim, m + p.T[0] - 1
     x = source[items[0] : items[1], pi]  # (b, *extent, C)
-    runs = []  # per axis: (first, end) of the chunk's tiles in out, the first's start
+    runs = []  # per axis: (first, end, start): tiles first..end-1 of out, read from start
     for i, (n, o) in enumerate(zip(_tiles(p, m), p.O)):
         lo, hi = rows if i == 0 else (0, n)
         last = n - 1 if shifted and o % m else n  # the shifted tile, else none
@@ -583,7 +584,10 @@ def _flop_parts(p: Problem) -> dict[str, float]:
 def cost_features(p: Problem, device: str | None = None) -> tuple[str, dict[str, float]]:
     """The ``"winograd"`` model: its GEMM flops, the transforms' flops, and the bytes its
     copies move (the padded input, the gathered tiles, the products, the outputs), as
-    the matrix-product transforms do them (the model was fitted on those). Where the
+    the matrix-product transforms do them (the model was fitted on those; the padded
+    input is counted for 'valid' problems too, whose tiles are gathered from the input
+    itself: that gather, reading the input rather than a warm buffer, costs most of what
+    the copy saved, 1-3 % of a call net). Where the
     transforms run compiled, the transforms' flops and the bytes count
     ``_COMPILED_COST`` of that: measured, see there."""
     m, alpha, need = _layout(p)
