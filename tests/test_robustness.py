@@ -173,6 +173,31 @@ def test_empty_summed_axis_gives_zeros():
         assert y.shape == (2, 8) and (y == 0).all()
 
 
+@pytest.mark.parametrize("numba", [True, False])
+@pytest.mark.parametrize("method", ["direct", "fft", "winograd"])
+@pytest.mark.parametrize(
+    "xs, ws, spec",
+    [
+        ((2, 8, 8, 0), (3, 3, 0, 4), "nhwc,hwck->nhwk|hw"),  # no channels
+        ((2, 8, 8, 0), (3, 3, 0, 32), "nhwc,hwck->nhwk|hw"),
+        ((2, 8, 8, 3), (3, 3, 3, 0), "nhwc,hwck->nhwk|hw"),  # no filters
+        ((2, 8, 8, 32), (3, 3, 32, 0), "nhwc,hwck->nhwk|hw"),
+        ((2, 0, 3, 8, 8), (4, 0, 3, 3), "npchw,kphw->nkphw|hw"),  # no pairs
+        ((2, 10, 0), (3, 0, 2), "nlc,lck->nlk|l"),
+    ],
+)
+def test_empty_channels_filters_and_pairs_with_a_bank(xs, ws, spec, method, numba):
+    """Empty summed, bank or paired axes with 3x3 filters (where the direct method's GEMM
+    and Winograd apply): zeros or an empty result, not a reshape error when the filters
+    are prepared (Winograd for all three, the direct GEMM with no pairs)."""
+    x, w = np.ones(xs, np.float32), np.ones(ws, np.float32)
+    with bc.use_numba(numba):
+        for mode in ("valid", "same"):
+            y = bc.correlate(x, w, spec, method=method, mode=mode)
+            ref = bc.correlate(x.astype(np.float64), w.astype(np.float64), spec, mode=mode)
+            assert y.shape == ref.shape and (y == 0).all()
+
+
 @pytest.mark.parametrize("method", ["direct", "fft"])
 @pytest.mark.parametrize("mode", ["valid", "same", "full"])
 def test_empty_kernel_axis_gives_an_empty_result(mode, method):

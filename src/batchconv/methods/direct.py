@@ -150,8 +150,9 @@ def prepare(p: Problem, wc: np.ndarray, budget: int | None = None) -> DirectStat
         return DirectState(wc, None, None, tile, uses_window_rows(p, budget))
     K, C, P = wc.shape[:3]
     d = p.ndim
-    ct = np.ascontiguousarray(np.moveaxis(wc, 2, 0).reshape(P, K, -1).transpose(0, 2, 1))
-    tc = np.ascontiguousarray(wc.transpose(2, *range(3, 3 + d), 1, 0).reshape(P, -1, K))
+    n = C * prod(p.T)  # (explicit: a -1 cannot be inferred when P or K is 0)
+    ct = np.ascontiguousarray(np.moveaxis(wc, 2, 0).reshape(P, K, n).transpose(0, 2, 1))
+    tc = np.ascontiguousarray(wc.transpose(2, *range(3, 3 + d), 1, 0).reshape(P, n, K))
     return DirectState(wc, ct, tc, tile)
 
 

@@ -267,7 +267,7 @@ def prepare(p: Problem, wc: np.ndarray, budget: int | None = None) -> WinogradSt
         u = np.einsum("ai,kcpi->pack", g, w)
     else:
         u = np.einsum("ai,bj,kcpij->pabck", g, g, w)
-    u = np.ascontiguousarray(u.reshape(p.P, -1, p.C, p.K), dtype=p.dtype)
+    u = np.ascontiguousarray(u.reshape(p.P, (m + r - 1) ** d, p.C, p.K), dtype=p.dtype)
     dt = p.dtype
     fast = None
     if _compiled_transforms(p):
