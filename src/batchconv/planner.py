@@ -365,8 +365,9 @@ class Plan:
         check = self.checks_nonfinite(p)
         flagged: set[int] = set()
         with be.scope(self.workers):
-            b0 = 0
+            b0, xb = 0, None
             while b0 < p.B and computes:
+                xb = None  # (a converted block: freed before the next is made)
                 xb = be.batch_block(p, xc, b0, b0 + cb)
                 k0 = 0
                 while k0 < p.K:
@@ -379,6 +380,7 @@ class Plan:
                             raise
                         retried = True  # never a partial result: a second failure raises
                         cb, ck = be.halved(cb, ck)
+                        xb = None
                         xb = be.batch_block(p, xc, b0, b0 + cb)
                         if rep is not None:  # the rest of this row, the rows after it
                             rows = -(-max(p.B - b0 - cb, 0) // cb)
@@ -477,6 +479,7 @@ class Plan:
             )
             dcb, dck = _chunks(q, exact, self.memory)
             for b0 in range(0, p.B, dcb):
+                xb = None  # (freed before the next block is converted)
                 xb = be.batch_block(p, xc, b0, b0 + dcb)
                 for k0 in range(0, q.K, dck):
                     r = exact.compute(q, state, xb, k0, min(k0 + dck, q.K))

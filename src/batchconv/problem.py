@@ -452,11 +452,13 @@ def _canonical(
     )
 
 
-def canonical_x(p: Problem, x: np.ndarray) -> np.ndarray:
-    """View ``x`` as ``(B, C, P, *S)`` in the compute dtype (a copy only where needed)."""
+def canonical_x(p: Problem, x: np.ndarray, convert: bool = True) -> np.ndarray:
+    """View ``x`` as ``(B, C, P, *S)`` in the compute dtype (a copy only where needed);
+    with ``convert=False`` in ``x``'s own dtype where it differs (the block loop converts
+    one block at a time: a whole converted copy would be outside the memory budget)."""
     sp = p.spec
     c = _canonical(x, sp.x, sp.batch, sp.summed, sp.paired, sp.sliding, sp.x_summed, p.dtype)
-    return c.astype(p.dtype, copy=False)
+    return c.astype(p.dtype, copy=False) if convert else c
 
 
 def canonical_w(p: Problem, w: np.ndarray) -> np.ndarray:
