@@ -275,6 +275,34 @@ def test_chunked_blocks_agree(rng):
         np.testing.assert_allclose(p(torch.from_numpy(x)).numpy(), ref, atol=1e-11)
 
 
+@pytest.mark.parametrize("dtype", [torch.int16, torch.float16])
+def test_converted_tensors_a_block_at_a_time(dtype, rng, monkeypatch):
+    """A tensor that needs converting is converted a block at a time, as the budget
+    counts it (it was converted whole before the block loop), and the blocks agree with
+    the NumPy call."""
+    from batchconv.backends import torch as torch_backend
+
+    x = torch.from_numpy((rng.standard_normal((12, 40, 40)) * 20).astype(np.int16)).to(dtype)
+    w = rand(rng, (5, 4, 4), np.float32)
+    ref = bc.correlate(x.numpy(), w, mode="same", method="direct")
+    sizes = []
+    real = torch_backend.TorchBackend.batch_block
+
+    def batch_block(self, p, xc, b0, b1):
+        assert xc.dtype == dtype  # the canonical view keeps x's dtype
+        block = real(self, p, xc, b0, b1)
+        sizes.append(block.shape[0])
+        return block
+
+    monkeypatch.setattr(torch_backend.TorchBackend, "batch_block", batch_block)
+    for method in METHODS:
+        sizes.clear()
+        p = bc.plan(x, w, mode="same", method=method, memory=300_000)
+        y = p(x)
+        assert p.chunk[0] < 12 and max(sizes) <= p.chunk[0], (p.chunk, sizes)
+        np.testing.assert_allclose(y.numpy(), ref, rtol=1e-5, atol=1e-3)
+
+
 def test_plans_on_tensors(rng):
     x, w = torch.randn(4, 16, 16), torch.randn(3, 5, 5)
     p = bc.plan(x, w, mode="same", method="torch_fft")

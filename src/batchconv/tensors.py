@@ -131,12 +131,13 @@ def to_device(a, device: str, dtype: np.dtype | None = None):
     return a.to(device=device, dtype=None if dtype is None else torch_dtype(dtype))
 
 
-def canonical_x(p, x):
-    """``x`` (a tensor) as ``(B, C, P, *S)`` in the compute dtype."""
+def canonical_x(p, x, convert: bool = True):
+    """``x`` (a tensor) as ``(B, C, P, *S)`` in the compute dtype (``convert=False``: in
+    its own dtype, for the block loop to convert a block at a time)."""
     sp = p.spec
     dt = torch_dtype(p.dtype)  # (x-only axes summed in it)
     c = _canonical(x, sp.x, sp.batch, sp.summed, sp.paired, sp.sliding, sp.x_summed, dt)
-    return c.to(torch_dtype(p.dtype))
+    return c.to(dt) if convert else c
 
 
 def canonical_w(p, w, device: str):

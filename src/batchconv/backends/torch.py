@@ -102,10 +102,12 @@ class TorchBackend:
         return tuple(x.shape), numpy_dtype(x.dtype), None
 
     def canonical_x(self, p: Problem, x):
-        return tensors.canonical_x(p, x)  # (through the module: tests count its calls)
+        """``x`` as ``(B, C, P, *S)`` in its own dtype: :meth:`batch_block` converts a
+        block at a time, as the budget counts it."""
+        return tensors.canonical_x(p, x, convert=False)  # (through the module: tests count)
 
     def batch_block(self, p: Problem, xc, b0: int, b1: int):
-        return xc[b0:b1]  # (canonical_x gave the compute dtype)
+        return xc[b0:b1].to(torch_dtype(p.dtype))  # (no copy where x has the dtype)
 
     def check_result_fits(self, p: Problem, memory: int) -> None:
         """MemoryError, before anything is allocated, when the result cannot fit on the
@@ -180,6 +182,7 @@ class TorchBackend:
         usually is already). For a method with ``one_call`` and no dtype change or
         rounding, the plan also remembers the call for this layout (see the module)."""
         check = plan.checks_nonfinite(p)
+        xc = self.batch_block(p, xc, 0, p.B)  # (the whole call is one block)
         with self.scope(None):
             y = None
             if not (check and plan.bad_filters.size):  # (those: redone after each call)
