@@ -300,6 +300,39 @@ def test_valid_tiles_are_gathered_from_the_input(xs, ws, spec):
         check(x.astype(dtype), w.astype(dtype), spec, mode="valid")
 
 
+@pytest.mark.parametrize(
+    "xs, ws, view",
+    [
+        ((2, 13, 15, 16), (3, 3, 16, 16), None),  # 11 x 13 outputs
+        ((1, 150, 70, 16), (3, 3, 16, 20), None),  # tile rows in several chunks
+        ((2, 9, 10, 32), (3, 3, 32, 16), None),  # 7 x 8: a column of whole tiles
+        (
+            (2, 20, 30, 24),
+            (3, 3, 16, 16),
+            (slice(None), slice(2, 17), slice(None, None, 2), slice(4, 20)),
+        ),
+        ((2, 12, 13, 16), (5, 5, 16, 16), None),  # F(2x2, 5x5): 8 x 9
+    ],
+)
+def test_compiled_transforms_read_valid_inputs_in_place(xs, ws, view, transforms, monkeypatch):
+    """With the compiled transforms too, a 'valid' channels-last input is read in place
+    (no padded copy: ``_padded_input`` is not called), strided views included, the last
+    tiles moved back; the outputs are the naive loop's."""
+    rng = np.random.default_rng(zlib.crc32(repr((xs, view)).encode()))
+    x, w = rng.standard_normal(xs), rng.standard_normal(ws)
+    if view is not None:
+        x = x[view]
+    p = bc.plan(x.astype(np.float32), w.astype(np.float32), SPEC_2D, method="winograd")
+    assert (p.state.compiled_transforms is not None) == (transforms == "compiled")
+
+    def padded_input(*args):
+        raise AssertionError("a padded copy of a 'valid' channels-last input")
+
+    monkeypatch.setattr(winograd, "_padded_input", padded_input)
+    for dtype in (np.float64, np.float32):
+        check(x.astype(dtype), w.astype(dtype), SPEC_2D, mode="valid")
+
+
 def test_nonfinite_values_are_those_of_the_direct_method():
     """A NaN or Inf spreads over its tile in the transforms; the plan redoes the flagged
     items exactly, so the result is the direct method's, NaN for NaN."""
@@ -372,10 +405,10 @@ def test_edge_spikes_known_limitation(method):
     not count it: a spike there, against the small taps that see it, breaks
     |y - ref| <= tol * S where the direct method holds (fft: a corner spike, 35x tol * S;
     winograd: a spike one sample in from the corner, whose taps do not include the large
-    one, 16x; the matrix-product transforms' 'valid' tiles start at the input's first
-    sample and end at its last, which the edge samples' transforms leave apart: a corner
-    spike stays within 0.02x there, where every output axis is at least a tile long; the
-    compiled transforms, reading a buffer padded to whole tiles, reach 30x).
+    one, 16x; 'valid' tiles read from the input start at its first sample and end at
+    its last, which the edge samples' transforms leave apart: a corner spike stays
+    within 0.05x there, where every output axis is at least a tile long; on a buffer
+    padded to whole tiles (channels-first data with the compiled transforms) 55x).
     Documented in docs/guide/accuracy.rst; ``method="direct"`` is the exact choice for
     such data."""
     if method == "fft":

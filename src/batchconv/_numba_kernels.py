@@ -1081,17 +1081,20 @@ def _apply6(b, src, s0, ss, dst, d0, ds, n):  # pragma: no cover - compiled
 
 
 @numba.njit(fastmath={"contract"}, nogil=True, cache=True)
-def _winograd_in6(x, xs, bt, n0, n1, pi, t0, t1, ntc, m, c, v, tmp):  # pragma: no cover
+def _winograd_in6(x, xs, bt, n0, n1, pi, t0, t1, ntc, m, c, v, tmp, last):  # pragma: no cover
     """The transformed tiles ``v`` (36, tiles, c) (flat) of items ``n0:n1``, pair ``pi``,
     tile rows ``t0:t1`` (``ntc`` tiles each, ``m`` samples apart) of ``x``: the flat
-    padded input (b, P, H, W, c) with element strides ``xs`` (item, pair, row, column),
-    channels contiguous. ``v[6 i + j, tile] = (B^T d B)[i, j]``; ``tmp``: 36 c scratch."""
+    input (b, P, H, W, c) with element strides ``xs`` (item, pair, row, column), channels
+    contiguous. The last tile row and column start at ``last`` (row, column): ``m``
+    after the one before in a padded input, earlier in an unpadded one (the method's
+    ``_gather``). ``v[6 i + j, tile] = (B^T d B)[i, j]``; ``tmp``: 36 c scratch."""
     count = v.shape[0] // (36 * c)
     ti = 0
     for n in range(n0, n1):
         for tr in range(t0, t1):
+            r0 = min(tr * m, last[0])
             for tc in range(ntc):
-                base = n * xs[0] + pi * xs[1] + tr * m * xs[2] + tc * m * xs[3]
+                base = n * xs[0] + pi * xs[1] + r0 * xs[2] + min(tc * m, last[1]) * xs[3]
                 for q in range(6):  # down the columns: tmp[i, q] = sum_l bt[i, l] d[l, q]
                     _apply6(bt, x, base + q * xs[3], xs[2], tmp, q * c, 6 * c, c)
                 for i in range(6):  # along the rows: v[i, j] = sum_q bt[j, q] tmp[i, q]
@@ -1101,27 +1104,33 @@ def _winograd_in6(x, xs, bt, n0, n1, pi, t0, t1, ntc, m, c, v, tmp):  # pragma: 
 
 @numba.njit(fastmath={"contract"}, nogil=True, cache=True)
 def _winograd_out6(
-    pr, at, m, n0, n1, t0, t1, ntc, k, out, os, o0, o1, tmp, y, acc, bad
+    pr, at, m, n0, n1, t0, t1, ntc, k, out, os, o0, o1, tmp, y, acc, bad, last
 ):  # pragma: no cover
     """Write the outputs of the tiles' products ``pr`` (36, tiles, k) (flat; tiles as
-    in :func:`_winograd_in6`) into ``out``: flat from item ``n0``'s first output, element
-    strides ``os`` (item, row, column), the ``k`` filters contiguous; only outputs inside
-    ``o0 x o1``. ``at``: A^T padded to 6 x 6 with zero rows. ``bad[n - n0]`` becomes NaN
-    where an item's outputs are not all finite. ``tmp``, ``y``: 36 k scratch, ``acc``: k."""
+    in :func:`_winograd_in6`, the last row and column starting at ``last``) into
+    ``out``: flat from item ``n0``'s first output, element strides ``os`` (item, row,
+    column), the ``k`` filters contiguous; only outputs inside ``o0 x o1`` and, of a
+    tile moved back, those the tile before did not give. ``at``: A^T padded to 6 x 6
+    with zero rows. ``bad[n - n0]`` becomes NaN where an item's outputs are not all
+    finite. ``tmp``, ``y``: 36 k scratch, ``acc``: k."""
     count = pr.shape[0] // (36 * k)
     ti = 0
     for n in range(n0, n1):
         acc[:] = 0
         for tr in range(t0, t1):
+            r0 = min(tr * m, last[0])  # the tile's first output row; from i0 new ones
+            i0 = tr * m - r0
             for tc in range(ntc):
+                c0 = min(tc * m, last[1])
+                j0 = tc * m - c0
                 for u in range(6):  # tmp[u, j] = sum_w at[j, w] pr[u, w]
                     _apply6(at, pr, (6 * u * count + ti) * k, count * k, tmp, 6 * u * k, k, k)
                 for j in range(m):  # y[i, j] = sum_u at[i, u] tmp[u, j]
                     _apply6(at, tmp, j * k, 6 * k, y, j * k, 6 * k, k)
-                for i in range(min(m, o0 - tr * m)):
-                    for j in range(min(m, o1 - tc * m)):
+                for i in range(i0, min(m, o0 - r0)):
+                    for j in range(j0, min(m, o1 - c0)):
                         src = y[(6 * i + j) * k :]
-                        dst = out[(n - n0) * os[0] + (tr * m + i) * os[1] + (tc * m + j) * os[2] :]
+                        dst = out[(n - n0) * os[0] + (r0 + i) * os[1] + (c0 + j) * os[2] :]
                         for kk in range(k):
                             dst[kk] = src[kk]
                             # 0, or NaN from Inf or NaN (needs IEEE semantics: the
@@ -1132,22 +1141,35 @@ def _winograd_out6(
             bad[n - n0] += acc[kk]
 
 
-def winograd_in6(xb: np.ndarray, bt: np.ndarray, items, pi, rows, m: int, v: np.ndarray) -> None:
-    """:func:`_winograd_in6` on the padded input ``xb`` (b, P, H, W, C) (C-contiguous),
-    items ``items = (n0, n1)`` and tile rows ``rows = (t0, t1)`` of pair ``pi``, into
-    ``v`` (36, tiles, C)."""
+def winograd_in6(
+    xb: np.ndarray, bt: np.ndarray, items, pi, rows, m: int, v: np.ndarray, last=None
+) -> None:
+    """:func:`_winograd_in6` on the input ``xb`` (b, P, H, W, C) (channels contiguous,
+    no negative stride: see :func:`flat_input`), items ``items = (n0, n1)`` and tile
+    rows ``rows = (t0, t1)`` of pair ``pi``, into ``v`` (36, tiles, C); the last tile
+    row and column starting at ``last`` (row, column), or ``m`` after the one before."""
     c = xb.shape[-1]
-    xs = np.array([s // xb.itemsize for s in xb.strides[:4]], np.int64)
+    flat, st = _flat_view(xb)
+    xs = np.array(st[:4], np.int64)
     ntc = v.shape[1] // ((items[1] - items[0]) * (rows[1] - rows[0]))
     tmp = np.empty(36 * c, xb.dtype)
-    _winograd_in6(xb.reshape(-1), xs, bt, *items, pi, *rows, ntc, m, c, v.reshape(-1), tmp)
+    ends = np.array(last if last is not None else (1 << 62, 1 << 62), np.int64)
+    _winograd_in6(flat, xs, bt, *items, pi, *rows, ntc, m, c, v.reshape(-1), tmp, ends)
+
+
+def flat_input(xb: np.ndarray) -> bool:
+    """Whether :func:`winograd_in6` reads ``xb`` in place: channels contiguous, every
+    stride a non-negative whole number of elements."""
+    channels = xb.strides[-1] == xb.itemsize or xb.shape[-1] == 1
+    return channels and _flat_view(xb) is not None
 
 
 def winograd_out6(
-    pr: np.ndarray, at6: np.ndarray, m: int, items, rows, target: np.ndarray
+    pr: np.ndarray, at6: np.ndarray, m: int, items, rows, target: np.ndarray, last=None
 ) -> np.ndarray | None:
     """:func:`_winograd_out6`: the products ``pr`` (36, tiles, k) of items ``items`` and
-    tile rows ``rows`` written into ``target`` (items, k, O0, O1) (a view of the
+    tile rows ``rows`` (the last row and column of tiles starting at ``last``, as in
+    :func:`winograd_in6`) written into ``target`` (items, k, O0, O1) (a view of the
     block); the finiteness per item (True: all finite), or None (nothing done) where
     ``target``'s filters are not contiguous or a stride is negative."""
     r = target.itemsize
@@ -1163,7 +1185,10 @@ def winograd_out6(
     tmp, y, acc = np.empty(36 * k, pr.dtype), np.empty(36 * k, pr.dtype), np.empty(k, pr.dtype)
     bad = np.zeros(nb, pr.dtype)
     o0, o1 = target.shape[2:]
-    _winograd_out6(pr.reshape(-1), at6, m, *items, *rows, ntc, k, out, os, o0, o1, tmp, y, acc, bad)
+    ends = np.array(last if last is not None else (1 << 62, 1 << 62), np.int64)
+    _winograd_out6(
+        pr.reshape(-1), at6, m, *items, *rows, ntc, k, out, os, o0, o1, tmp, y, acc, bad, ends
+    )
     return np.isfinite(bad)
 
 

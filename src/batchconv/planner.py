@@ -428,9 +428,12 @@ class Plan:
         if x_dtype != p.x_dtype:  # another conversion copy (or none)
             p = replace(p, x_dtype=x_dtype)
         if strides is not None and len(shape) == len(p.x_shape):  # (else refused below)
-            unit, contiguous = x_layout(p.spec, shape, strides)
-            if (unit, contiguous) != (p.x_unit_axis, p.x_contiguous):  # other copies
-                p = replace(p, x_unit_axis=unit, x_contiguous=contiguous)
+            layout = x_layout(p.spec, shape, strides)
+            if layout != (p.x_unit_axis, p.x_contiguous, p.x_channels_adjacent):  # other copies
+                unit, contiguous, adjacent = layout
+                p = replace(
+                    p, x_unit_axis=unit, x_contiguous=contiguous, x_channels_adjacent=adjacent
+                )
         if shape != p.x_shape:
             p = p.with_batch_shape(shape)
             if p is None:

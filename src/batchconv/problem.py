@@ -77,6 +77,9 @@ class Problem:
     # C-contiguous, where the metrics read it in place
     x_unit_axis: int | None = None
     x_contiguous: bool = False
+    # whether x's channels (the summed axes, merged) are adjacent in memory (one channel,
+    # or stride 1), where Winograd's compiled transforms read a 'valid' input in place
+    x_channels_adjacent: bool = False
     # mask= was given: the metric weights each template position (metrics/masked.py);
     # the plan's filters are then the templates and the mask, both (K, C, P, *T). False,
     # True, or what is known of the mask (a metrics.masked.MaskInfo: how it is shared)
@@ -378,7 +381,7 @@ def make_problem(
     if not isinstance(mode, str) or any(origins):
         mode = (modes, origins)  # (the problem records both)
     # exact-integer results: integer data, and padding that adds only integers
-    unit, contiguous = x_layout(sp, x_shape, x_strides)
+    unit, contiguous, adjacent = x_layout(sp, x_shape, x_strides)
     integer_inputs = (
         np.dtype(x_dtype).kind in "iu"
         and np.dtype(w_dtype).kind in "iu"
@@ -409,6 +412,7 @@ def make_problem(
         x_dtype=None if np.dtype(x_dtype) == dtype else np.dtype(x_dtype),
         x_unit_axis=unit,
         x_contiguous=contiguous,
+        x_channels_adjacent=adjacent,
         masked=masked,
     )
 
@@ -480,21 +484,23 @@ def canonical_w(p: Problem, w: np.ndarray) -> np.ndarray:
 @lru_cache(maxsize=256)  # (once per layout: it runs on every call of a plan)
 def x_layout(
     sp: Spec, shape: tuple[int, ...], strides: tuple[float, ...] | None = None
-) -> tuple[int | None, bool]:
+) -> tuple[int | None, bool, bool]:
     """How methods can read an x of ``shape`` and element ``strides`` (None: C order)
     in its canonical view ``(B, C, P, *S)`` and in copies of it in memory order (padded,
-    converted), as ``(unit axis, contiguous)``:
+    converted), as ``(unit axis, contiguous, channels adjacent)``:
 
     - the sliding axis (index in ``sp.sliding``) along which samples are adjacent:
       stride 1 and more than one sample, every other axis of more than one sample further
       apart than its length; no negative stride, and no axes merged by a copy
       (:func:`canonical_x`). None when no sliding axis is, or when that cannot be told
       from the layout (then a kernel may copy the rows);
-    - whether the canonical view is C-contiguous.
+    - whether the canonical view is C-contiguous;
+    - whether its channels (the summed axes, merged) are adjacent: one channel, or a
+      stride of 1 (channels-last data).
 
     >>> sp = parse_spec("nchw,kchw->nkhw|hw")
     >>> x_layout(sp, (2, 3, 8, 9)), x_layout(sp, (2, 3, 8, 9), (216, 1, 27, 3))
-    ((1, True), (None, False))
+    ((1, True, False), (None, False, True))
     """
     letters = sp.x
     if sp.x_summed or strides is None:  # (a sum is a new array, in C order)
@@ -503,21 +509,33 @@ def x_layout(
         strides = tuple(prod(shape[i + 1 :]) for i in range(len(shape)))
     size, step = dict(zip(letters, shape, strict=True)), dict(zip(letters, strides, strict=True))
     if any(st < 0 for st in strides):
-        return None, False
+        return None, False, False
     expected, contiguous = 1, True
     for c in reversed(sp.batch + sp.summed + sp.paired + sp.sliding):
         if size[c] > 1:
             contiguous &= step[c] == expected
             expected *= size[c]
-    return _unit_axis(sp, letters, size, step), contiguous
+    channels = [c for c in sp.summed if size[c] > 1]
+    adjacent = _mergeable(sp, size, step) and (
+        not channels or (len(channels) == 1 and step[channels[0]] == 1)
+    )
+    return _unit_axis(sp, letters, size, step), contiguous, adjacent
+
+
+def _mergeable(sp: Spec, size: dict, step: dict) -> bool:
+    """Whether the batch, summed and paired groups merge by a reshape without a copy
+    (each letter of more than one sample one stride of the next apart)."""
+    for group in (sp.batch, sp.summed, sp.paired):
+        big = [c for c in group if size[c] > 1]
+        if any(step[a] != step[b] * size[b] for a, b in zip(big, big[1:], strict=False)):
+            return False
+    return True
 
 
 def _unit_axis(sp: Spec, letters: str, size: dict, step: dict) -> int | None:
     """:func:`x_layout`'s unit axis, for the ``size`` and ``step`` of each letter."""
-    for group in (sp.batch, sp.summed, sp.paired):  # merged by a reshape: a view only if
-        big = [c for c in group if size[c] > 1]  # each is one stride of the next apart
-        if any(step[a] != step[b] * size[b] for a, b in zip(big, big[1:], strict=False)):
-            return None
+    if not _mergeable(sp, size, step):  # the groups merged by a reshape that copies
+        return None
     unit = [i for i, c in enumerate(sp.sliding) if size[c] > 1 and step[c] == 1]
     if len(unit) != 1:
         return None

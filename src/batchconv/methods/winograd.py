@@ -26,7 +26,8 @@ With numba (``compiled.enabled()`` when the plan is made), 2-D tiles of 6 x 6 sa
 (F(4x4, 3x3), F(2x2, 5x5)) with at least 16 channels and filters run stages 2 and 4 as
 compiled kernels (``_numba_kernels.winograd_in6``/``winograd_out6``): ``B^T d B`` and
 ``A^T Y A`` as two passes of a 6 x 6 matrix, vectorised along the channels, the input
-read from the padded buffer (no gathered copy), a third of the input transform's flops;
+read in place (no gathered copy; for 'valid' windows on channels-last data the input
+itself, as in step 1, else the padded buffer), a third of the input transform's flops;
 the outputs are written into the block directly where its filters are innermost (NHWC
 results), else through the scatter (3x3 64->64 on 8 x 56x56, 2 threads: 7.0 -> 4.6 ms a
 call with NHWC results, 14.4 -> 12.5 ms with NCHW ones).
@@ -368,11 +369,10 @@ def compute(
     m = st.m
     # (a plan unpickled where numba is missing runs the matrix products)
     fast = st.compiled_transforms if compiled.enabled() else None
-    direct_read = fast is None and _reads_input(p, m)
-    if direct_read:  # the tiles straight from the chunk, channels last (a view)
-        source = xc.transpose(0, 2, *range(3, 3 + d), 1)
-    else:
-        source = _padded_input(p, xc)
+    view = xc.transpose(0, 2, *range(3, 3 + d), 1)  # (b, P, *S, C)
+    # the tiles straight from the chunk (the compiled transforms: channels contiguous)
+    direct_read = _reads_input(p, m) and (fast is None or compiled.kernels().flat_input(view))
+    source = view if direct_read else _padded_input(p, xc)
     tiles = _tiles(p, m)
     items, rows = _chunk_rows(p, m, b)
     chunks = [
@@ -450,10 +450,10 @@ def _gather(p, source, shifted, items, pi, rows, m, out) -> None:
 
 def _chunk(p, st, source, shifted, fast, block, k0, k1, pi, items, rows) -> set:
     """One chunk of tiles: gather, transform, GEMMs against the transformed filters,
-    transform back, write (the compiled transforms ``fast`` read the padded input
-    ``source`` and write the block themselves; ``shifted``: ``source`` is the unpadded
-    input, see ``_gather``). Returns the items (of the block) whose outputs in it are not
-    all finite."""
+    transform back, write (the compiled transforms ``fast`` read ``source`` in place and
+    write the block themselves; ``shifted``: ``source`` is the unpadded input, its last
+    tiles moved back, see ``_gather``). Returns the items (of the block) whose outputs
+    in it are not all finite."""
     d, k, m = p.ndim, k1 - k0, st.m
     A, mm = st.alpha**d, m**d
     tiles = _tiles(p, m)
@@ -465,9 +465,10 @@ def _chunk(p, st, source, shifted, fast, block, k0, k1, pi, items, rows) -> set:
     # a NaN or Inf meets zeros in the transforms (0 * Inf), finite data near the dtype's
     # largest values may overflow: the items are redone (compute), without a warning
     # here (errstate is per thread: this one's)
+    last = tuple(o - m for o in p.O) if shifted else None  # the last tiles' starts
     with np.errstate(invalid="ignore", over="ignore"):
         if fast is not None:
-            compiled.kernels().winograd_in6(source, fast[0], items, pi, rows, m, v)
+            compiled.kernels().winograd_in6(source, fast[0], items, pi, rows, m, v, last)
         else:
             shape = (*(st.alpha,) * d, n1 - n0, t1 - t0, *tiles[1:], p.C)
             gathered = work_buffer(shape, p.dtype, "winograd_tiles")
@@ -476,7 +477,9 @@ def _chunk(p, st, source, shifted, fast, block, k0, k1, pi, items, rows) -> set:
         np.matmul(v, st.filters[pi, :, :, k0:k1], out=products)
         if fast is not None:
             target = block[n0:n1, :, pi]
-            finite = compiled.kernels().winograd_out6(products, fast[1], m, items, rows, target)
+            finite = compiled.kernels().winograd_out6(
+                products, fast[1], m, items, rows, target, last
+            )
             if finite is not None:
                 return set((n0 + np.flatnonzero(~finite)).tolist())
         y = work_buffer((mm, count * k), p.dtype, "winograd_outputs")
@@ -540,8 +543,9 @@ def _sizes(p: Problem, b: int, k: int) -> tuple[int, int, int, int]:
 
 def workspace_bytes(p: Problem, b: int, k: int, budget: int | None = None) -> int:
     """Peak bytes of temporaries for one ``(b, k)`` block: the channels-last padded
-    input (and the padded copy a non-constant mode makes first; neither where the matrix
-    products gather from the input itself, ``_reads_input``), and on every thread with a
+    input (and the padded copy a non-constant mode makes first; neither where the tiles
+    come from the input itself, ``_reads_input``: the matrix products, or the compiled
+    transforms on channels-last data), and on every thread with a
     chunk its gathered (not by the compiled transforms) and transformed tiles, products
     and outputs (the compiled output transform writes the block directly where the
     filters are innermost, else it needs them too)."""
@@ -549,7 +553,7 @@ def workspace_bytes(p: Problem, b: int, k: int, budget: int | None = None) -> in
     r = p.dtype.itemsize
     extra = 0 if p.padding == "constant" else b * p.C * p.P * prod(g.padded for g in p.geoms)
     m = _layout(p)[0]
-    if not _compiled_transforms(p) and _reads_input(p, m):
+    if _reads_input(p, m) and (not _compiled_transforms(p) or p.x_channels_adjacent):
         padded = extra = 0
     items, rows = _chunk_rows(p, m, b)
     chunks = p.P * -(-b // items) * -(-_tiles(p, m)[0] // rows)

@@ -54,6 +54,7 @@ def inner_problem(p: Problem) -> Problem:
         # ... and in C order (b, C, P, *padded): the last sliding axis is contiguous
         x_unit_axis=p.ndim - 1 if p.geoms[-1].padded > 1 else None,
         x_contiguous=True,
+        x_channels_adjacent=p.C <= 1,
     )
 
 
