@@ -496,11 +496,14 @@ def x_layout(
       from the layout (then a kernel may copy the rows);
     - whether the canonical view is C-contiguous;
     - whether its channels (the summed axes, merged) are adjacent: one channel, or a
-      stride of 1 (channels-last data).
+      stride of 1 (channels-last data); every stride a whole number of elements, no
+      x-only axes summed first.
 
     >>> sp = parse_spec("nchw,kchw->nkhw|hw")
     >>> x_layout(sp, (2, 3, 8, 9)), x_layout(sp, (2, 3, 8, 9), (216, 1, 27, 3))
     ((1, True, False), (None, False, True))
+    >>> x_layout(sp, (2, 3, 8, 9), (216, 1, 27, 3.5))[2]  # (a record array's field)
+    False
     """
     letters = sp.x
     if sp.x_summed or strides is None:  # (a sum is a new array, in C order)
@@ -516,8 +519,11 @@ def x_layout(
             contiguous &= step[c] == expected
             expected *= size[c]
     channels = [c for c in sp.summed if size[c] > 1]
-    adjacent = _mergeable(sp, size, step) and (
-        not channels or (len(channels) == 1 and step[channels[0]] == 1)
+    adjacent = (
+        not sp.x_summed  # (the sum's memory order is x's, which the C order above is not)
+        and all(float(st).is_integer() for st in strides)
+        and _mergeable(sp, size, step)
+        and (not channels or (len(channels) == 1 and step[channels[0]] == 1))
     )
     return _unit_axis(sp, letters, size, step), contiguous, adjacent
 
