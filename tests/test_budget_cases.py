@@ -289,6 +289,29 @@ def test_converted_input_blocks_one_at_a_time(method, dtype):
 
 
 @pytest.mark.skipif(not compiled.enabled(), reason="needs numba")
+def test_a_plan_refuses_a_layout_its_budget_cannot_fit():
+    """Winograd's compiled transforms read a 'valid' channels-last input in place; the
+    same plan called with the channels first would need a padded copy of an item that
+    its budget does not hold: MemoryError, as a new plan for that layout gives (it ran,
+    22.5 MiB beyond an 8 MiB budget)."""
+    rng = np.random.default_rng(12)
+    x = rng.standard_normal((2, 600, 600, 16)).astype(np.float32)
+    w = rng.standard_normal((3, 3, 16, 16)).astype(np.float32)
+    spec = "nhwc,hwck->nhwk|hw"
+    opts = dict(method="winograd", memory=8 << 20, workers=1)
+    p = bc.plan(x, w, spec, **opts)
+    with pytest.raises(MemoryError, match="does not fit x"):
+        p(np.asfortranarray(x))
+    with pytest.raises(MemoryError):
+        bc.plan(np.asfortranarray(x), w, spec, **opts)
+    torch = pytest.importorskip("torch")
+    xt = torch.from_numpy(x.transpose(0, 3, 1, 2))  # channels-last memory, NCHW shape
+    pt = bc.plan(xt, w.transpose(3, 2, 0, 1).copy(), "nchw,kchw->nkhw|hw", **opts)
+    with pytest.raises(MemoryError, match="does not fit x"):
+        pt(xt.contiguous())
+
+
+@pytest.mark.skipif(not compiled.enabled(), reason="needs numba")
 def test_estimates_and_bound_blocks_follow_the_plans_kernels():
     """A plan made with numba off keeps that setting for its estimates and for the
     blocks ``bind`` sizes, wherever they are asked for (the FFT's channel products

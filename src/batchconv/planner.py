@@ -419,7 +419,8 @@ class Plan:
         (a NumPy dtype) and element ``strides`` (None: laid out as planned; the torch
         methods do not depend on it): the planned one, or the same with other sizes of
         the batch axes, or another layout. Raises for any other shape, or a dtype that
-        needs a wider type."""
+        needs a wider type; MemoryError where the budget does not fit another layout
+        (Winograd copies channels-first data that it reads in place channels-last)."""
         p, chunk = self.problem, self.chunk
         shape, dtype = tuple(shape), np.dtype(dtype)
         if dtype.kind not in "iufc":  # booleans, strings, objects: as correlate says
@@ -445,7 +446,17 @@ class Plan:
         if p is not self.problem:  # other blocks for it
             room = _room(self.problem, self.method, self.memory)
             with set_workers(self.workers), self._planned_kernels():  # (as calls run)
-                chunk = _chunks(p, method_for(p, self.method, self.device), room)
+                mod = method_for(p, self.method, self.device)
+                chunk = _chunks(p, mod, room)
+                need = _block_bytes(p, mod, *chunk, room)
+            if need > room:  # (another layout may need a copy the planned one did not)
+                raise MemoryError(
+                    f"this plan's memory budget of {format_bytes(self.memory)} does not fit "
+                    f"x {shape} with element strides {strides} even one item against one "
+                    f"filter at a time ({self.method} needs {format_bytes(need)} beside "
+                    f"its filter state); pass x as the plan was made for, or make a new "
+                    f"plan with a larger memory="
+                )
         if np.result_type(dtype, p.dtype) != p.dtype and not (
             dtype.kind in "iu" and p.dtype == np.float64
         ):

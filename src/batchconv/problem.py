@@ -482,6 +482,17 @@ def canonical_w(p: Problem, w: np.ndarray) -> np.ndarray:
 
 
 @lru_cache(maxsize=256)  # (once per layout: it runs on every call of a plan)
+def with_layout_of(p: Problem, other: Problem) -> Problem:
+    """``p`` with ``other``'s x layout fields (unit axis, contiguity, channels): equal to
+    ``other`` where the two differ in x's layout only."""
+    return replace(
+        p,
+        x_unit_axis=other.x_unit_axis,
+        x_contiguous=other.x_contiguous,
+        x_channels_adjacent=other.x_channels_adjacent,
+    )
+
+
 def x_layout(
     sp: Spec, shape: tuple[int, ...], strides: tuple[float, ...] | None = None
 ) -> tuple[int | None, bool, bool]:

@@ -32,7 +32,7 @@ from .. import tensors
 from ..arrays import is_torch, numpy_dtype, plain_tensor, to_numpy
 from ..budget import check_result_fits
 from ..metrics import metric_of
-from ..problem import Problem, final_view
+from ..problem import Problem, final_view, with_layout_of
 from ..reduce import apply_reduce
 from ..tensors import (
     _torch,
@@ -97,9 +97,11 @@ class TorchBackend:
         return ("torch", x.shape, x.stride(), x.dtype)  # (torch.Size is a tuple)
 
     def problem_args(self, x) -> tuple:
-        """``(shape, dtype, strides)`` for ``Plan.problem_for`` (the torch methods do not
-        depend on the strides)."""
-        return tuple(x.shape), numpy_dtype(x.dtype), None
+        """``(shape, dtype, strides)`` for ``Plan.problem_for``: a CPU tensor's element
+        strides (the NumPy methods read it in place, and what they copy depends on them);
+        None on a GPU (the torch methods do not depend on them)."""
+        strides = tuple(x.stride()) if self.device == "cpu" else None
+        return tuple(x.shape), numpy_dtype(x.dtype), strides
 
     def canonical_x(self, p: Problem, x):
         """``x`` as ``(B, C, P, *S)`` in its own dtype: :meth:`batch_block` converts a
@@ -204,7 +206,8 @@ class TorchBackend:
             or not metric_of(p.metric).plain
             or p.integer_inputs
             or xc.dtype != xt.dtype
-            or p is not plan.problem
+            # (the planned problem; another x layout only: the torch methods read any)
+            or (p is not plan.problem and with_layout_of(p, plan.problem) != plan.problem)
         ):
             return None
         parts = one_call(p, plan.state, xc)
