@@ -288,6 +288,32 @@ def test_converted_input_blocks_one_at_a_time(method, dtype):
     assert peak <= 1.1 * p.peak_bytes + (256 << 10), (peak, p.explain())
 
 
+@pytest.mark.parametrize("numba", [True, False])
+@pytest.mark.parametrize("dtype, big", [(np.float64, 1e308), (np.float32, 3e38)])
+def test_overflow_redo_within_the_budget(dtype, big, numba):
+    """An item whose Winograd transforms overflow (finite data near the largest value)
+    is redone by the direct method, with tiles sized to what the plan's budget leaves:
+    unbudgeted, that redo took 20.4 MiB beyond a 4 MiB budget (2 x 300x300, 16 -> 16
+    channels, float64, numba on)."""
+    if numba and not compiled.enabled():
+        pytest.skip("needs numba")
+    rng = np.random.default_rng(11)
+    x = rng.standard_normal((2, 300, 300, 16)).astype(dtype)
+    x[0, 150, 150, 3] = big
+    w = (rng.standard_normal((3, 3, 16, 16)) * 1e-3).astype(dtype)
+    spec = "nhwc,hwck->nhwk|hw"
+    with bc.use_numba(numba):
+        for memory in (4 << 20, 8 << 20):  # (the NumPy transforms need more in float64)
+            p, y, peak = traced_plan_and_call(x, w, spec, method="winograd", memory=memory)
+            if p is not None:
+                break
+        assert p is not None
+        assert peak <= p.memory + (256 << 10), (peak, p.explain())
+        assert peak <= 1.1 * p.peak_bytes + (256 << 10), (peak, p.explain())
+    ref = bc.correlate(x, w, spec, method="direct")
+    np.testing.assert_allclose(y, ref, rtol=1e-4, atol=1e-4 * np.abs(ref).max())
+
+
 @pytest.mark.skipif(not compiled.enabled(), reason="needs numba")
 def test_a_plan_refuses_a_layout_its_budget_cannot_fit():
     """Winograd's compiled transforms read a 'valid' channels-last input in place; the

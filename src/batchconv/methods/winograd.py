@@ -228,6 +228,9 @@ class WinogradState:
     # the compiled transforms' B^T and A^T (padded to 6 x 6), where they run (2-D tiles
     # of 6 x 6 samples, numba on when the plan was made); else None
     compiled_transforms: tuple[np.ndarray, np.ndarray] | None = None
+    # the plan's room for temporaries (its budget beside this state; None: unlimited),
+    # from which the direct method redoing an overflowed item takes its share
+    room: int | None = None
 
     @property
     def alpha(self) -> int:
@@ -275,7 +278,8 @@ def prepare(p: Problem, wc: np.ndarray, budget: int | None = None) -> WinogradSt
         at6 = np.zeros((6, 6))
         at6[:m] = at
         fast = (bt.astype(dt), at6.astype(dt))
-    return WinogradState(m, r, _kron(bt, d).astype(dt), _kron(at, d).astype(dt), u, wc.copy(), fast)
+    kron_bt, kron_at = _kron(bt, d).astype(dt), _kron(at, d).astype(dt)
+    return WinogradState(m, r, kron_bt, kron_at, u, wc.copy(), fast, budget)
 
 
 def _compiled_transforms(p: Problem) -> bool:
@@ -394,9 +398,10 @@ def compute(
     with blas_threads(1):
         parallel_for(run, chunks)
     flagged = set().union(*found)
-    finite = {i for i in flagged if np.isfinite(p.cval) and np.isfinite(xc[i]).all()}
+    finite = {i for i in flagged if np.isfinite(p.cval) and _all_finite(xc[i])}
     if finite:  # overflowed in a transform: the direct method's answer
-        exact = remembered(st, "direct", lambda: direct.prepare(p, st.kernel))
+        room = _redo_room(p, st, b, k)
+        exact = remembered(st, "direct", lambda: direct.prepare(p, st.kernel, room))
         for i in sorted(finite):
             direct.compute(p, exact, xc[i : i + 1], k0, k1, out=block[i : i + 1])
     if nonfinite is not None:
@@ -446,6 +451,25 @@ def _gather(p, source, shifted, items, pi, rows, m, out) -> None:
         tiles = as_strided(corner, shape, strides, writeable=False)
         region = out[(*(slice(None),) * (d + 1), *(slice(a, e) for a, e, _ in pick))]
         np.copyto(region, tiles.transpose(*range(2 + d, 2 + 2 * d), 0, *range(1, 2 + d)))
+
+
+def _all_finite(a: np.ndarray) -> bool:
+    """No NaN or Inf in the real array ``a``, without a boolean array of its size (its
+    largest and smallest values propagate them)."""
+    return bool(np.isfinite(a.max()) and np.isfinite(a.min())) if a.size else True
+
+
+def _redo_room(p: Problem, st: WinogradState, b: int, k: int) -> int | None:
+    """The budget of the direct method redoing an item whose transforms overflowed: the
+    plan's room less this ``(b, k)`` block's workspace (its buffers stay) and the direct
+    method's filter copies; at least 64 KiB (its tiles then hold a few windows each).
+    Unbudgeted plans: None. (Budgeted, the redo of a 300x300 16-channel float64 item
+    took 20 MiB beyond a 4 MiB budget.)"""
+    room = getattr(st, "room", None)  # (a plan pickled before it was kept)
+    if room is None:
+        return None
+    left = room - workspace_bytes(p, b, k, room) - direct.state_bytes(p)
+    return max(left, 64 << 10)
 
 
 def _chunk(p, st, source, shifted, fast, block, k0, k1, pi, items, rows) -> set:
