@@ -126,21 +126,27 @@ def test_compiled_transforms_run_where_they_apply(transforms):
 def test_compiled_transforms_cost_a_share_of_the_matrix_products():
     """The model was fitted on the matrix-product transforms; where the transforms run
     compiled their flops and copies count ``_COMPILED_COST`` of those (fitted on measured
-    layers), the GEMMs and the flops the plan reports the same."""
-    x = np.zeros((8, 64, 64, 64), np.float32)
-    p = bc.plan(x, np.zeros((5, 5, 64, 16), np.float32), SPEC_2D, method="winograd").problem
-    with compiled.use_numba(True):
-        (_, on), on_flops = winograd.cost_features(p), winograd.flops(p)
-        with_numba = compiled.enabled()  # (numba installed)
-    with compiled.use_numba(False):
-        (_, off), off_flops = winograd.cost_features(p), winograd.flops(p)
-    assert on_flops == off_flops
-    assert on["gemm_flops_single"] == off["gemm_flops_single"] and on["calls"] == off["calls"]
-    if with_numba:
-        for name in ("transform_flops", "moved_bytes"):
-            assert on[name] == pytest.approx(winograd._COMPILED_COST * off[name])
-    else:
-        assert on == off
+    layers), the GEMMs and the flops the plan reports the same. A 'valid' channels-last
+    input, which they read in place, moves no padded copy."""
+    x, w = np.zeros((8, 64, 64, 64), np.float32), np.zeros((5, 5, 64, 16), np.float32)
+    for mode in ("same", "valid"):
+        p = bc.plan(x, w, SPEC_2D, mode=mode, method="winograd").problem
+        with compiled.use_numba(True):
+            (_, on), on_flops = winograd.cost_features(p), winograd.flops(p)
+            with_numba = compiled.enabled()  # (numba installed)
+        with compiled.use_numba(False):
+            (_, off), off_flops = winograd.cost_features(p), winograd.flops(p)
+        assert on_flops == off_flops
+        assert on["gemm_flops_single"] == off["gemm_flops_single"]
+        assert on["calls"] == off["calls"]
+        if not with_numba:
+            assert on == off
+            continue
+        share = winograd._COMPILED_COST
+        assert on["transform_flops"] == pytest.approx(share * off["transform_flops"])
+        need = winograd._layout(p)[2]
+        padded = 0 if mode == "same" else p.B * p.C * np.prod(need) * 4  # (not moved)
+        assert on["moved_bytes"] == pytest.approx(share * (off["moved_bytes"] - padded))
 
 
 def test_unpickled_plan_without_numba_runs_the_products(transforms, monkeypatch):

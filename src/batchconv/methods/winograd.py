@@ -125,10 +125,14 @@ _MIN_CHUNK_TILES = 64
 # 4.8 ms; 16 -> 16, 3x3: 1.7 against 2.1 ms)
 _COMPILED_MIN = 16
 # the compiled transforms' share of the matrix-product transforms' cost (their flops and
-# copies; the GEMMs are the same): fitted on 30 random float32/float64 layers (3x3 and 5x5,
-# 16-128 channels and filters, 14-128 pixels a side, reused plans, 2 cores, quiet
-# machine), the least squared log error of the Winograd estimate
-_COMPILED_COST = 0.7
+# copies; the GEMMs are the same): `benchmarks/fit_winograd_compiled.py --n 40` (40 random
+# float32/float64 layers, 3x3 and 5x5, 16-128 channels and filters, 14-128 pixels a side,
+# NHWC and NCHW, 'valid' and 'same', reused plans, 2 cores), the least squared log error
+# of the Winograd estimate: 0.56 (estimate / time median 1.05, 10-90 % 0.74-1.25; on 40
+# other layers, --seed 1: 1.01, 0.62-1.38). It was 0.7 before the transforms read 'valid'
+# channels-last inputs in place (at 0.7 after that: median 1.27, 3x3 64->64 on 8 x 56x56
+# estimated 7.6 ms, 4.3 measured, and oneDNN's 5.5 ms taken with torch imported)
+_COMPILED_COST = 0.56
 
 # seconds per feature unit: `benchmarks/fit_cost_model.py --methods direct,fft,winograd
 # --small-kernels --n 300` (100 winograd problems), refitted with the per-call cost held
@@ -613,17 +617,21 @@ def cost_features(p: Problem, device: str | None = None) -> tuple[str, dict[str,
     """The ``"winograd"`` model: its GEMM flops, the transforms' flops, and the bytes its
     copies move (the padded input, the gathered tiles, the products, the outputs), as
     the matrix-product transforms do them (the model was fitted on those; the padded
-    input is counted for 'valid' problems too, whose tiles are gathered from the input
+    input is counted for 'valid' problems too, whose tiles they gather from the input
     itself: that gather, reading the input rather than a warm buffer, costs most of what
-    the copy saved, 1-3 % of a call net). Where the
-    transforms run compiled, the transforms' flops and the bytes count
-    ``_COMPILED_COST`` of that: measured, see there."""
+    the copy saved, 1-3 % of a call net). Where the transforms run compiled, the
+    transforms' flops and the bytes count ``_COMPILED_COST`` of that (measured, see
+    there), without the padded copy where they read a 'valid' channels-last input in
+    place."""
     m, alpha, need = _layout(p)
     per_item, A = prod(_tiles(p, m)), alpha**p.ndim
-    # the padded copy, the gathered tiles, the products, the outputs
-    moved = p.B * p.P * (p.C * prod(need) + A * per_item * (p.C + p.K) + p.K * prod(p.O))
+    fast = _compiled_transforms(p)
+    # the padded copy (not where the compiled transforms read the input in place), the
+    # gathered tiles, the products, the outputs
+    padded = 0 if fast and _reads_input(p, m) and p.x_channels_adjacent else prod(need)
+    moved = p.B * p.P * (p.C * padded + A * per_item * (p.C + p.K) + p.K * prod(p.O))
     fl = _flop_parts(p)
-    scale = _COMPILED_COST if _compiled_transforms(p) else 1.0
+    scale = _COMPILED_COST if fast else 1.0
     return "winograd", {
         "calls": 1.0,
         f"gemm_flops_{p.precision}": fl["gemm"],
