@@ -481,7 +481,6 @@ def canonical_w(p: Problem, w: np.ndarray) -> np.ndarray:
     return c.copy() if np.may_share_memory(c, w) else c
 
 
-@lru_cache(maxsize=256)  # (once per layout: it runs on every call of a plan)
 def with_layout_of(p: Problem, other: Problem) -> Problem:
     """``p`` with ``other``'s x layout fields (unit axis, contiguity, channels): equal to
     ``other`` where the two differ in x's layout only."""
@@ -493,6 +492,7 @@ def with_layout_of(p: Problem, other: Problem) -> Problem:
     )
 
 
+@lru_cache(maxsize=256)  # (once per layout: it runs on every call of a plan)
 def x_layout(
     sp: Spec, shape: tuple[int, ...], strides: tuple[float, ...] | None = None
 ) -> tuple[int | None, bool, bool]:
