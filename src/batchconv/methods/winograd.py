@@ -414,9 +414,10 @@ def compute(
 
 
 def _reads_input(p: Problem, m: int) -> bool:
-    """Whether the matrix-product transforms gather the tiles from the input itself, not
-    from a padded copy: 'valid' windows (nothing to pad), every output axis at least a
-    tile long. Each axis's last tile, which would reach past the input, is then read
+    """Whether the tiles come from the input itself, not from a padded copy (the matrix
+    products gather them; the compiled transforms read them in place where the channels
+    are adjacent): 'valid' windows (nothing to pad), every output axis at least a tile
+    long. Each axis's last tile, which would reach past the input, is then read
     ``m`` outputs before the output's end and gives only the outputs the others do not
     (3x3 64->64 on 8 x 56x56, float32, 2 threads: no 6.9 MB padded copy, 0.6 ms of a 7.6
     ms call; the gather reading the input instead is slower, the call 1-3 % faster)."""
@@ -573,10 +574,10 @@ def workspace_bytes(p: Problem, b: int, k: int, budget: int | None = None) -> in
     """Peak bytes of temporaries for one ``(b, k)`` block: the channels-last padded
     input (and the padded copy a non-constant mode makes first; neither where the tiles
     come from the input itself, ``_reads_input``: the matrix products, or the compiled
-    transforms on channels-last data), and on every thread with a
-    chunk its gathered (not by the compiled transforms) and transformed tiles, products
-    and outputs (the compiled output transform writes the block directly where the
-    filters are innermost, else it needs them too)."""
+    transforms on channels-last data), and on every thread with a chunk its gathered
+    (not by the compiled transforms) and transformed tiles, products and outputs (the
+    compiled output transform writes the block directly where the filters are
+    innermost, else it needs them too)."""
     padded, tiles, products, outputs = _sizes(p, b, k)
     r = p.dtype.itemsize
     extra = 0 if p.padding == "constant" else b * p.C * p.P * prod(g.padded for g in p.geoms)
