@@ -337,6 +337,32 @@ def test_a_plan_refuses_a_layout_its_budget_cannot_fit():
         pt(xt.contiguous())
 
 
+def test_another_dtype_or_layout_is_sized_once_and_refused_clearly(monkeypatch):
+    """A plan sizes the blocks of an x in another dtype or layout once (remembered per x,
+    not on every call); under a budget that the conversion copy does not fit it says so
+    with both dtypes; a dtype that needs a wider type is a TypeError first."""
+    from batchconv import planner
+
+    rng = np.random.default_rng(13)
+    x = rng.standard_normal((4, 64, 64, 8))
+    w = rng.standard_normal((3, 3, 8, 8))
+    spec = "nhwc,hwck->nhwk|hw"
+    p = bc.plan(x, w, "nhwc,hwck->nk|hw", method="direct", reduce="max")  # (no one-call path)
+    sized = []
+    real = planner._chunks
+    monkeypatch.setattr(planner, "_chunks", lambda *a: sized.append(1) or real(*a))
+    xf = np.asfortranarray(x)
+    for _ in range(3):
+        np.testing.assert_allclose(p(xf), p(x))
+    assert len(sized) == 1  # (the planned layout needs none)
+    tight = bc.plan(x, w, spec, method="direct", memory=24575)
+    with pytest.raises(MemoryError, match="of dtype uint8.*float64"):
+        tight((x * 10).astype(np.uint8))
+    small = bc.plan(x.astype(np.float32), w.astype(np.float32), spec, memory=20479)
+    with pytest.raises(TypeError, match="would need complex"):
+        small(x.astype(np.complex64))
+
+
 @pytest.mark.skipif(not compiled.enabled(), reason="needs numba")
 def test_estimates_and_bound_blocks_follow_the_plans_kernels():
     """A plan made with numba off keeps that setting for its estimates and for the

@@ -129,6 +129,9 @@ def _chunks(p: Problem, mod, budget: int) -> tuple[int, int]:
     return largest_block(p.B, p.K, lambda b, k: _block_bytes(p, mod, b, k, budget), room)
 
 
+# x shapes, dtypes and layouts whose problem and blocks a plan remembers (problem_for)
+_KNOWN_PROBLEMS = 16
+
 # the largest block of a call whose reduction the method does not fuse (see _chunks)
 REDUCED_BLOCK_BYTES = 128 << 20
 
@@ -419,12 +422,27 @@ class Plan:
         (a NumPy dtype) and element ``strides`` (None: laid out as planned; the torch
         methods do not depend on it): the planned one, or the same with other sizes of
         the batch axes, or another layout. Raises for any other shape, or a dtype that
-        needs a wider type; MemoryError where the budget does not fit another layout
-        (Winograd copies channels-first data that it reads in place channels-last)."""
+        needs a wider type; MemoryError where the budget does not fit this x (another
+        layout or dtype may need a copy the planned x did not: Winograd copies
+        channels-first data that it reads in place channels-last, and a block of x to be
+        converted is a copy). Remembered per x (shape, dtype, strides, workers)."""
         p, chunk = self.problem, self.chunk
         shape, dtype = tuple(shape), np.dtype(dtype)
         if dtype.kind not in "iufc":  # booleans, strings, objects: as correlate says
             result_dtype(dtype, p.dtype)
+        if np.result_type(dtype, p.dtype) != p.dtype and not (
+            dtype.kind in "iu" and p.dtype == np.float64
+        ):
+            raise TypeError(
+                f"this plan computes in {p.dtype}; x of dtype {dtype} would need "
+                f"{np.result_type(dtype, p.dtype)}: make a new plan"
+            )
+        # (remembered per x: another layout's blocks are sized once, not on every call)
+        key = (shape, dtype.str, None if strides is None else tuple(strides), get_workers())
+        known = remembered(self, "problems", dict)
+        found = known.get(key)
+        if found is not None:
+            return found
         x_dtype = None if dtype == p.dtype else dtype
         if x_dtype != p.x_dtype:  # another conversion copy (or none)
             p = replace(p, x_dtype=x_dtype)
@@ -449,21 +467,20 @@ class Plan:
                 mod = method_for(p, self.method, self.device)
                 chunk = _chunks(p, mod, room)
                 need = _block_bytes(p, mod, *chunk, room)
-            if need > room:  # (another layout may need a copy the planned one did not)
+            if need > room:  # (a conversion or a layout may need a copy the planned x did not)
+                planned = self.problem
                 raise MemoryError(
                     f"this plan's memory budget of {format_bytes(self.memory)} does not fit "
-                    f"x {shape} with element strides {strides} even one item against one "
-                    f"filter at a time ({self.method} needs {format_bytes(need)} beside "
-                    f"its filter state); pass x as the plan was made for, or make a new "
-                    f"plan with a larger memory="
+                    f"x {shape} of dtype {dtype} with element strides {strides} even one "
+                    f"item against one filter at a time ({self.method} needs "
+                    f"{format_bytes(need)} beside its filter state; the plan was made for "
+                    f"x {planned.x_shape} of dtype {planned.x_dtype or planned.dtype}): "
+                    f"pass x in the planned dtype and layout, or make a new plan with a "
+                    f"larger memory="
                 )
-        if np.result_type(dtype, p.dtype) != p.dtype and not (
-            dtype.kind in "iu" and p.dtype == np.float64
-        ):
-            raise TypeError(
-                f"this plan computes in {p.dtype}; x of dtype {dtype} would need "
-                f"{np.result_type(dtype, p.dtype)}: make a new plan"
-            )
+        if len(known) >= _KNOWN_PROBLEMS:  # (many batch sizes: start again)
+            known.clear()
+        known[key] = (p, chunk)
         return p, chunk
 
     def checks_nonfinite(self, p: Problem) -> bool:
