@@ -16,12 +16,12 @@ fitted one) and the fit.
 from __future__ import annotations
 
 import argparse
-import time
 
 import numpy as np
 
 import batchconv as bc
 from batchconv import compiled
+from batchconv.bench.harness import interleaved
 from batchconv.methods import winograd
 
 
@@ -36,16 +36,6 @@ def _layer(rng):
     if rng.random() < 0.75:
         return "nhwc,hwck->nhwk|hw", (B, side, side, C), (k, k, C, K), mode, dt
     return "nchw,kchw->nkhw|hw", (B, C, side, side), (K, C, k, k), mode, dt
-
-
-def _median_time(f, rounds: int = 7) -> float:
-    f()
-    ts = []
-    for _ in range(rounds):
-        t = time.perf_counter()
-        f()
-        ts.append(time.perf_counter() - t)
-    return float(np.median(ts))
 
 
 def _parts(p) -> tuple[float, float]:
@@ -72,7 +62,7 @@ def main(n: int, seed: int) -> None:
         plan = bc.plan(x, w, spec, mode=mode, method="winograd")
         if plan.state.compiled_transforms is None:
             continue
-        t = _median_time(lambda: plan(x))  # noqa: B023
+        t = interleaved({"call": lambda: plan(x)})["call"]  # noqa: B023
         fixed, scaled = _parts(plan.problem)
         rows.append((t, fixed, scaled))
         print(
