@@ -1153,8 +1153,13 @@ def winograd_in6(
     xs = np.array(st[:4], np.int64)
     ntc = v.shape[1] // ((items[1] - items[0]) * (rows[1] - rows[0]))
     tmp = np.empty(36 * c, xb.dtype)
-    ends = np.array(last if last is not None else (1 << 62, 1 << 62), np.int64)
-    _winograd_in6(flat, xs, bt, *items, pi, *rows, ntc, m, c, v.reshape(-1), tmp, ends)
+    _winograd_in6(flat, xs, bt, *items, pi, *rows, ntc, m, c, v.reshape(-1), tmp, _ends(last))
+
+
+def _ends(last) -> np.ndarray:
+    """The kernels' ``last`` (the last tile row's and column's starts): ``last``, or
+    starts no tile reaches (each tile ``m`` after the one before)."""
+    return np.array(last if last is not None else (1 << 62, 1 << 62), np.int64)
 
 
 def flat_input(xb: np.ndarray) -> bool:
@@ -1185,7 +1190,7 @@ def winograd_out6(
     tmp, y, acc = np.empty(36 * k, pr.dtype), np.empty(36 * k, pr.dtype), np.empty(k, pr.dtype)
     bad = np.zeros(nb, pr.dtype)
     o0, o1 = target.shape[2:]
-    ends = np.array(last if last is not None else (1 << 62, 1 << 62), np.int64)
+    ends = _ends(last)
     _winograd_out6(
         pr.reshape(-1), at6, m, *items, *rows, ntc, k, out, os, o0, o1, tmp, y, acc, bad, ends
     )
