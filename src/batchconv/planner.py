@@ -368,7 +368,7 @@ class Plan:
         check = self.checks_nonfinite(p)
         flagged: set[int] = set()
         with be.scope(self.workers):
-            b0, xb = 0, None
+            b0 = 0
             while b0 < p.B and computes:
                 xb = None  # (a converted block: freed before the next is made)
                 xb = be.batch_block(p, xc, b0, b0 + cb)
