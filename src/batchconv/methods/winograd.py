@@ -424,6 +424,13 @@ def _reads_input(p: Problem, m: int) -> bool:
     return all(g.lo == 0 and g.hi <= 0 for g in p.geoms) and min(p.O) >= m
 
 
+def _unpadded(p: Problem) -> bool:
+    """Whether a call of ``p`` takes its tiles from the input itself, as the estimates
+    see it (``compute`` decides on the data): :func:`_reads_input`, and with the
+    compiled transforms channels adjacent in memory."""
+    return _reads_input(p, _layout(p)[0]) and (not _compiled_transforms(p) or p.x_channels_adjacent)
+
+
 def _gather(p, source, shifted, items, pi, rows, m, out) -> None:
     """Copy a chunk's tiles from ``source`` ``(b, P, *extent, C)`` into ``out``
     ``(*alpha, items, rows, *tiles[1:], C)``, the transform's axes first: runs of tiles
@@ -585,9 +592,9 @@ def workspace_bytes(p: Problem, b: int, k: int, budget: int | None = None) -> in
     padded, tiles, products, outputs = _sizes(p, b, k)
     r = p.dtype.itemsize
     extra = 0 if p.padding == "constant" else b * p.C * p.P * prod(g.padded for g in p.geoms)
-    m = _layout(p)[0]
-    if _reads_input(p, m) and (not _compiled_transforms(p) or p.x_channels_adjacent):
+    if _unpadded(p):
         padded = extra = 0
+    m = _layout(p)[0]
     items, rows = _chunk_rows(p, m, b)
     chunks = p.P * -(-b // items) * -(-_tiles(p, m)[0] // rows)
     threads = min(get_workers(), chunks)
@@ -633,7 +640,7 @@ def cost_features(p: Problem, device: str | None = None) -> tuple[str, dict[str,
     fast = _compiled_transforms(p)
     # the padded copy (not where the compiled transforms read the input in place), the
     # gathered tiles, the products, the outputs
-    padded = 0 if fast and _reads_input(p, m) and p.x_channels_adjacent else prod(need)
+    padded = 0 if fast and _unpadded(p) else prod(need)
     moved = p.B * p.P * (p.C * padded + A * per_item * (p.C + p.K) + p.K * prod(p.O))
     fl = _flop_parts(p)
     scale = _COMPILED_COST if fast else 1.0
